@@ -1,0 +1,537 @@
+"""Transactions, blocks, receipts, validator sets and commit certificates.
+
+Each type is a frozen, slotted dataclass with `encode()` and a module-level
+`decode_*` that is strict (see `chainnode.codec`).  Objects decoded from bytes
+keep those bytes (`encoded`) and their hash, so hot paths never re-encode.
+
+Hashes:
+- transaction id: H_tx(encoding of the unsigned body); the signature covers
+  this id, so replay protection keys on content, not on signature bytes.
+- block hash: H_block(encoding of the header); the body is bound through
+  `tx_root` and the commit certificate is kept beside the block, outside it.
+- vote payload: H_vote([kind, chain id, view, height, block hash]).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NewType
+
+from chainnode import codec, crypto, merkle
+from chainnode.codec import expect_bytes, expect_int, expect_str, expect_tuple
+from chainnode.errors import DecodeError
+
+Height = NewType("Height", int)
+View = NewType("View", int)
+ValidatorIndex = NewType("ValidatorIndex", int)
+
+# Type tags of the top-level structures; never reuse a number.
+TAG_TX = 1
+TAG_BLOCK_HEADER = 2
+TAG_BLOCK = 3
+TAG_RECEIPT = 4
+TAG_COMMIT_CERTIFICATE = 5
+TAG_VALIDATOR_SET = 6
+TAG_ENTITY_RECORD = 7
+TAG_ZONE_RECORD = 8
+VERSION = 1
+
+TX_BYTES_MAX = 16 * 1024
+ZERO_HASH = b"\x00" * 32
+
+
+class ErrorCode(enum.IntEnum):
+    """Stable result codes of transactions (receipts and API rejections)."""
+
+    OK = 0
+    MALFORMED = 1
+    WRONG_CHAIN = 2
+    BAD_SIGNATURE = 3
+    UNKNOWN_SIGNER = 4
+    SIGNER_REVOKED = 5
+    SIGNER_EXPIRED = 6
+    MISSING_ROLE = 7
+    EXPIRED = 8
+    DUPLICATE = 9
+    UNKNOWN_MODULE = 10
+    UNKNOWN_ACTION = 11
+    BAD_ARGUMENTS = 12
+    TOO_LARGE = 13
+    MEMPOOL_FULL = 14
+    NOT_PERMITTED = 15
+    SIGNER_NOT_YET_VALID = 16
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+
+# ---------------------------------------------------------------- transactions
+
+
+def _check_args(value: Any, depth: int = 0) -> None:
+    if depth > 8:
+        raise DecodeError("transaction arguments nested too deeply")
+    if value is None or isinstance(value, (bool, int, str, bytes)):
+        return
+    if isinstance(value, tuple):
+        for item in value:
+            _check_args(item, depth + 1)
+        return
+    raise DecodeError(f"argument of type {type(value).__name__} is not allowed")
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """A signed transaction.  Build with `Transaction.create`, read with `decode_transaction`."""
+
+    chain_id: str
+    signer: str  # entity id of the signer
+    nonce: int  # chosen by the signer; makes otherwise equal transactions distinct
+    valid_until: int  # last height at which the transaction may be committed
+    module: str
+    action: str
+    args: tuple[Any, ...]
+    signature: bytes
+    hash: bytes = field(repr=False)  # transaction id: H_tx(body)
+    encoded: bytes = field(repr=False)  # canonical encoding including the signature
+
+    @staticmethod
+    def body(
+        chain_id: str,
+        signer: str,
+        nonce: int,
+        valid_until: int,
+        module: str,
+        action: str,
+        args: tuple[Any, ...],
+    ) -> tuple[Any, ...]:
+        return (TAG_TX, VERSION, chain_id, signer, nonce, valid_until, module, action, args)
+
+    @classmethod
+    def create(
+        cls,
+        key: crypto.SigningKey,
+        *,
+        chain_id: str,
+        signer: str,
+        nonce: int,
+        valid_until: int,
+        module: str,
+        action: str,
+        args: Sequence[Any],
+    ) -> Transaction:
+        args_tuple = _to_tuple(args)
+        body = cls.body(chain_id, signer, nonce, valid_until, module, action, args_tuple)
+        tx_hash = crypto.hash_tagged("tx", codec.encode(body))
+        signature = key.sign(tx_hash)
+        encoded = codec.encode((*body, signature))
+        return decode_transaction(encoded) if len(encoded) > TX_BYTES_MAX else cls(
+            chain_id, signer, nonce, valid_until, module, action, args_tuple, signature,
+            tx_hash, encoded,
+        )
+
+    def encode(self) -> bytes:
+        return self.encoded
+
+    def verify_signature(self, public_key: bytes) -> bool:
+        return crypto.verify(public_key, self.hash, self.signature)
+
+
+def _to_tuple(value: Any) -> Any:
+    if isinstance(value, (list, tuple)):
+        return tuple(_to_tuple(item) for item in value)
+    return value
+
+
+def decode_transaction(data: bytes) -> Transaction:
+    if len(data) > TX_BYTES_MAX:
+        raise DecodeError(f"transaction of {len(data)} bytes exceeds {TX_BYTES_MAX}")
+    fields = codec.decode_struct(data, TAG_TX, VERSION, 10, "transaction")
+    return transaction_from_fields(fields, bytes(data))
+
+
+def transaction_from_fields(fields: tuple[Any, ...], encoded: bytes) -> Transaction:
+    chain_id = expect_str(fields[2], "transaction chain id", 64)
+    signer = expect_str(fields[3], "transaction signer", 128)
+    nonce = expect_int(fields[4], "transaction nonce")
+    valid_until = expect_int(fields[5], "transaction valid_until")
+    module = expect_str(fields[6], "transaction module", 32)
+    action = expect_str(fields[7], "transaction action", 64)
+    args = expect_tuple(fields[8], "transaction args", 64)
+    _check_args(args)
+    signature = expect_bytes(fields[9], "transaction signature", crypto.SIGNATURE_BYTES)
+    body = codec.encode(fields[:9])
+    tx_hash = crypto.hash_tagged("tx", body)
+    return Transaction(
+        chain_id, signer, nonce, valid_until, module, action, args, signature, tx_hash, encoded
+    )
+
+
+# ---------------------------------------------------------------- receipts
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """The deterministic outcome of one transaction in a committed block."""
+
+    tx_hash: bytes
+    code: int  # an `ErrorCode` value; 0 is success
+    message: str  # human-readable reason, empty on success
+    events: tuple[tuple[str, tuple[Any, ...]], ...]  # (name, attributes) emitted on success
+
+    def encode(self) -> bytes:
+        return codec.encode((TAG_RECEIPT, VERSION, self.tx_hash, self.code, self.message, self.events))
+
+    @property
+    def ok(self) -> bool:
+        return self.code == ErrorCode.OK
+
+
+def decode_receipt(data: bytes) -> Receipt:
+    fields = codec.decode_struct(data, TAG_RECEIPT, VERSION, 6, "receipt")
+    events_raw = expect_tuple(fields[5], "receipt events", 256)
+    events: list[tuple[str, tuple[Any, ...]]] = []
+    for event in events_raw:
+        event = expect_tuple(event, "receipt event", 2)
+        if len(event) != 2:
+            raise DecodeError("receipt event: expected [name, attributes]")
+        events.append((expect_str(event[0], "event name", 64), expect_tuple(event[1], "event attributes")))
+    return Receipt(
+        expect_bytes(fields[2], "receipt tx hash", 32),
+        expect_int(fields[3], "receipt code", 0, 1 << 16),
+        expect_str(fields[4], "receipt message", 1024, allow_empty=True),
+        tuple(events),
+    )
+
+
+# ---------------------------------------------------------------- validators
+
+
+@dataclass(frozen=True, slots=True)
+class Validator:
+    entity_id: str
+    public_key: bytes  # raw Ed25519 key, the one in the validator's certificate
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatorSet:
+    """An ordered validator set; the primary of view v is `validators[v mod n]`."""
+
+    validators: tuple[Validator, ...]
+
+    def __post_init__(self) -> None:
+        assert self.validators, "a validator set is never empty"
+        ids = [validator.entity_id for validator in self.validators]
+        assert len(set(ids)) == len(ids), "validator ids are distinct"
+
+    @property
+    def size(self) -> int:
+        return len(self.validators)
+
+    @property
+    def faults_max(self) -> int:
+        """f = floor((n - 1) / 3), the Byzantine validators tolerated."""
+        return (self.size - 1) // 3
+
+    @property
+    def quorum(self) -> int:
+        """2f + 1 votes."""
+        return 2 * self.faults_max + 1
+
+    def index_of(self, entity_id: str) -> int | None:
+        for index, validator in enumerate(self.validators):
+            if validator.entity_id == entity_id:
+                return index
+        return None
+
+    def primary(self, view: int) -> int:
+        return view % self.size
+
+    def encode(self) -> bytes:
+        return codec.encode(
+            (TAG_VALIDATOR_SET, VERSION, tuple((v.entity_id, v.public_key) for v in self.validators))
+        )
+
+    def compute_hash(self) -> bytes:
+        return crypto.hash_tagged("validators", self.encode())
+
+
+def decode_validator_set(data: bytes) -> ValidatorSet:
+    fields = codec.decode_struct(data, TAG_VALIDATOR_SET, VERSION, 3, "validator set")
+    items = expect_tuple(fields[2], "validators", 1024)
+    if not items:
+        raise DecodeError("validator set is empty")
+    validators = []
+    for item in items:
+        item = expect_tuple(item, "validator", 2)
+        if len(item) != 2:
+            raise DecodeError("validator: expected [entity id, public key]")
+        validators.append(
+            Validator(expect_str(item[0], "validator id", 128), expect_bytes(item[1], "validator key", 32))
+        )
+    if len({v.entity_id for v in validators}) != len(validators):
+        raise DecodeError("validator set lists an entity twice")
+    return ValidatorSet(tuple(validators))
+
+
+# ---------------------------------------------------------------- votes
+
+
+class VoteKind(enum.IntEnum):
+    PRE_PREPARE = 1
+    PREPARE = 2
+    COMMIT = 3
+
+
+def compute_vote_payload(kind: VoteKind, chain_id: str, view: int, height: int, block_hash: bytes) -> bytes:
+    """The 32 bytes a validator signs for a pre-prepare, prepare or commit."""
+    return crypto.hash_tagged("vote", codec.encode((int(kind), chain_id, view, height, block_hash)))
+
+
+# ---------------------------------------------------------------- blocks
+
+
+@dataclass(frozen=True, slots=True)
+class BlockHeader:
+    chain_id: str
+    height: int
+    view: int  # the view in which the block was proposed
+    proposer: int  # validator index of the proposer in that view
+    timestamp_ms: int  # proposer's clock; strictly above the parent's
+    parent_hash: bytes
+    tx_root: bytes  # RFC 6962 root over the encoded transactions
+    receipts_root: bytes  # RFC 6962 root over the encoded receipts
+    state_root: bytes  # state commitment after executing this block
+    validator_set_hash: bytes  # hash of the validator set that certifies this block
+    tx_count: int
+
+    def to_fields(self) -> tuple[Any, ...]:
+        return (
+            TAG_BLOCK_HEADER, VERSION, self.chain_id, self.height, self.view, self.proposer,
+            self.timestamp_ms, self.parent_hash, self.tx_root, self.receipts_root,
+            self.state_root, self.validator_set_hash, self.tx_count,
+        )
+
+    def encode(self) -> bytes:
+        return codec.encode(self.to_fields())
+
+    def compute_hash(self) -> bytes:
+        return crypto.hash_tagged("block", self.encode())
+
+
+def block_header_from_fields(value: Any) -> BlockHeader:
+    fields = codec.expect_struct(value, TAG_BLOCK_HEADER, VERSION, 13, "block header")
+    return BlockHeader(
+        chain_id=expect_str(fields[2], "header chain id", 64),
+        height=expect_int(fields[3], "header height"),
+        view=expect_int(fields[4], "header view"),
+        proposer=expect_int(fields[5], "header proposer", 0, 1023),
+        timestamp_ms=expect_int(fields[6], "header timestamp"),
+        parent_hash=expect_bytes(fields[7], "header parent hash", 32),
+        tx_root=expect_bytes(fields[8], "header tx root", 32),
+        receipts_root=expect_bytes(fields[9], "header receipts root", 32),
+        state_root=expect_bytes(fields[10], "header state root", 32),
+        validator_set_hash=expect_bytes(fields[11], "header validator set hash", 32),
+        tx_count=expect_int(fields[12], "header tx count", 0, 1_000_000),
+    )
+
+
+def decode_block_header(data: bytes) -> BlockHeader:
+    return block_header_from_fields(codec.decode(data))
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    header: BlockHeader
+    transactions: tuple[Transaction, ...]
+    hash: bytes = field(repr=False)
+    encoded: bytes = field(repr=False)
+
+    @classmethod
+    def create(cls, header: BlockHeader, transactions: Sequence[Transaction]) -> Block:
+        encoded = codec.encode(
+            (TAG_BLOCK, VERSION, header.to_fields(), tuple(tx.encoded for tx in transactions))
+        )
+        return cls(header, tuple(transactions), header.compute_hash(), encoded)
+
+    @property
+    def height(self) -> int:
+        return self.header.height
+
+    def encode(self) -> bytes:
+        return self.encoded
+
+
+def compute_tx_root(transactions: Iterable[Transaction]) -> bytes:
+    return merkle.compute_root([tx.encoded for tx in transactions])
+
+
+def compute_receipts_root(receipts: Iterable[Receipt]) -> bytes:
+    return merkle.compute_root([receipt.encode() for receipt in receipts])
+
+
+def decode_block(data: bytes, *, check_body: bool = True) -> Block:
+    """Decode a block; with `check_body` the tx count and tx root must match the header."""
+    fields = codec.decode_struct(data, TAG_BLOCK, VERSION, 4, "block")
+    header = block_header_from_fields(fields[2])
+    tx_items = expect_tuple(fields[3], "block transactions", 1_000_000)
+    transactions = []
+    for item in tx_items:
+        tx_bytes = expect_bytes(item, "block transaction", length_max=TX_BYTES_MAX)
+        tx_fields = codec.expect_struct(codec.decode(tx_bytes), TAG_TX, VERSION, 10, "transaction")
+        transactions.append(transaction_from_fields(tx_fields, tx_bytes))
+    if check_body:
+        if header.tx_count != len(transactions):
+            raise DecodeError(f"block header counts {header.tx_count} transactions, body has {len(transactions)}")
+        if compute_tx_root(transactions) != header.tx_root:
+            raise DecodeError("block body does not match the header's tx root")
+    return Block(header, tuple(transactions), header.compute_hash(), bytes(data))
+
+
+# ---------------------------------------------------------------- commit certificates
+
+
+@dataclass(frozen=True, slots=True)
+class CommitCertificate:
+    """2f+1 COMMIT signatures over (chain id, view, height, block hash)."""
+
+    height: int
+    view: int
+    block_hash: bytes
+    signatures: tuple[tuple[int, bytes], ...]  # (validator index, signature), ascending index
+
+    def encode(self) -> bytes:
+        return codec.encode(
+            (TAG_COMMIT_CERTIFICATE, VERSION, self.height, self.view, self.block_hash, self.signatures)
+        )
+
+    def find_problem(self, chain_id: str, validators: ValidatorSet) -> str | None:
+        """None when the certificate is valid for `validators`; otherwise the reason."""
+        indexes = [index for index, _ in self.signatures]
+        if indexes != sorted(set(indexes)):
+            return "signatures are not from distinct validators in ascending order"
+        if len(indexes) < validators.quorum:
+            return f"{len(indexes)} signatures, quorum is {validators.quorum}"
+        payload = compute_vote_payload(VoteKind.COMMIT, chain_id, self.view, self.height, self.block_hash)
+        for index, signature in self.signatures:
+            if index >= validators.size:
+                return f"signature from unknown validator index {index}"
+            if not crypto.verify(validators.validators[index].public_key, payload, signature):
+                return f"invalid signature from validator {validators.validators[index].entity_id}"
+        return None
+
+
+def decode_commit_certificate(data: bytes) -> CommitCertificate:
+    fields = codec.decode_struct(data, TAG_COMMIT_CERTIFICATE, VERSION, 6, "commit certificate")
+    items = expect_tuple(fields[5], "certificate signatures", 1024)
+    signatures = []
+    for item in items:
+        item = expect_tuple(item, "certificate signature", 2)
+        if len(item) != 2:
+            raise DecodeError("certificate signature: expected [index, signature]")
+        signatures.append(
+            (expect_int(item[0], "signer index", 0, 1023), expect_bytes(item[1], "signature", 64))
+        )
+    return CommitCertificate(
+        expect_int(fields[2], "certificate height"),
+        expect_int(fields[3], "certificate view"),
+        expect_bytes(fields[4], "certificate block hash", 32),
+        tuple(signatures),
+    )
+
+
+# ---------------------------------------------------------------- identity records in state
+
+ROLES = frozenset({"submitter", "validator", "observer", "auditor", "issuer"})
+SECTORS = frozenset(
+    {
+        "government", "energy", "law", "manufacturing", "trade-finance", "health",
+        "education", "tax", "cross-border-finance",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class EntityRecord:
+    """An entity's registered certificate, as every node holds it in state."""
+
+    entity_id: str
+    zone: str  # zone whose authority issued the certificate
+    public_key: bytes  # raw Ed25519 key from the certificate
+    roles: tuple[str, ...]  # sorted
+    sectors: tuple[str, ...]  # sorted
+    not_before_ms: int
+    not_after_ms: int
+    revoked: bool
+    certificate: bytes  # the DER certificate, so auditors can re-check it
+
+    def encode(self) -> bytes:
+        return codec.encode(
+            (
+                TAG_ENTITY_RECORD, VERSION, self.entity_id, self.zone, self.public_key,
+                self.roles, self.sectors, self.not_before_ms, self.not_after_ms,
+                self.revoked, self.certificate,
+            )
+        )
+
+    def has_role(self, role: str) -> bool:
+        return role in self.roles
+
+
+def decode_entity_record(data: bytes) -> EntityRecord:
+    fields = codec.decode_struct(data, TAG_ENTITY_RECORD, VERSION, 11, "entity record")
+    roles = tuple(expect_str(r, "role", 32) for r in expect_tuple(fields[5], "roles", 16))
+    sectors = tuple(expect_str(s, "sector", 32) for s in expect_tuple(fields[6], "sectors", 16))
+    if not isinstance(fields[9], bool):
+        raise DecodeError("entity record: revoked must be a boolean")
+    return EntityRecord(
+        expect_str(fields[2], "entity id", 128),
+        expect_str(fields[3], "zone", 64),
+        expect_bytes(fields[4], "entity public key", 32),
+        roles,
+        sectors,
+        expect_int(fields[7], "not before"),
+        expect_int(fields[8], "not after"),
+        fields[9],
+        expect_bytes(fields[10], "certificate", length_max=16384),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneRecord:
+    """A pilot zone admitted by the council, with its authority's CA certificate."""
+
+    zone_id: str
+    name: str
+    certificate: bytes  # DER of the zone authority's CA certificate
+    active: bool
+
+    def encode(self) -> bytes:
+        return codec.encode((TAG_ZONE_RECORD, VERSION, self.zone_id, self.name, self.certificate, self.active))
+
+
+def decode_zone_record(data: bytes) -> ZoneRecord:
+    fields = codec.decode_struct(data, TAG_ZONE_RECORD, VERSION, 6, "zone record")
+    if not isinstance(fields[5], bool):
+        raise DecodeError("zone record: active must be a boolean")
+    return ZoneRecord(
+        expect_str(fields[2], "zone id", 64),
+        expect_str(fields[3], "zone name", 128),
+        expect_bytes(fields[4], "zone certificate", length_max=16384),
+        fields[5],
+    )
+
+
+# State key layout: each module owns a prefix; see chainnode/execution.py.
+VALIDATOR_SET_KEY = b"val/set"
+
+
+def entity_key(entity_id: str) -> bytes:
+    return b"id/e/" + entity_id.encode()
+
+
+def zone_key(zone_id: str) -> bytes:
+    return b"id/z/" + zone_id.encode()
