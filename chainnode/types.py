@@ -128,9 +128,21 @@ class Transaction:
         tx_hash = crypto.hash_tagged("tx", codec.encode(body))
         signature = key.sign(tx_hash)
         encoded = codec.encode((*body, signature))
-        return decode_transaction(encoded) if len(encoded) > TX_BYTES_MAX else cls(
-            chain_id, signer, nonce, valid_until, module, action, args_tuple, signature,
-            tx_hash, encoded,
+        return (
+            decode_transaction(encoded)
+            if len(encoded) > TX_BYTES_MAX
+            else cls(
+                chain_id,
+                signer,
+                nonce,
+                valid_until,
+                module,
+                action,
+                args_tuple,
+                signature,
+                tx_hash,
+                encoded,
+            )
         )
 
     def encode(self) -> bytes:
@@ -310,9 +322,19 @@ class BlockHeader:
 
     def to_fields(self) -> tuple[Any, ...]:
         return (
-            TAG_BLOCK_HEADER, VERSION, self.chain_id, self.height, self.view, self.proposer,
-            self.timestamp_ms, self.parent_hash, self.tx_root, self.receipts_root,
-            self.state_root, self.validator_set_hash, self.tx_count,
+            TAG_BLOCK_HEADER,
+            VERSION,
+            self.chain_id,
+            self.height,
+            self.view,
+            self.proposer,
+            self.timestamp_ms,
+            self.parent_hash,
+            self.tx_root,
+            self.receipts_root,
+            self.state_root,
+            self.validator_set_hash,
+            self.tx_count,
         )
 
     def encode(self) -> bytes:
@@ -385,7 +407,9 @@ def decode_block(data: bytes, *, check_body: bool = True) -> Block:
         transactions.append(transaction_from_fields(tx_fields, tx_bytes))
     if check_body:
         if header.tx_count != len(transactions):
-            raise DecodeError(f"block header counts {header.tx_count} transactions, body has {len(transactions)}")
+            raise DecodeError(
+                f"block header counts {header.tx_count} transactions, body has {len(transactions)}"
+            )
         if compute_tx_root(transactions) != header.tx_root:
             raise DecodeError("block body does not match the header's tx root")
     return Block(header, tuple(transactions), header.compute_hash(), bytes(data))
@@ -448,8 +472,15 @@ def decode_commit_certificate(data: bytes) -> CommitCertificate:
 ROLES = frozenset({"submitter", "validator", "observer", "auditor", "issuer"})
 SECTORS = frozenset(
     {
-        "government", "energy", "law", "manufacturing", "trade-finance", "health",
-        "education", "tax", "cross-border-finance",
+        "government",
+        "energy",
+        "law",
+        "manufacturing",
+        "trade-finance",
+        "health",
+        "education",
+        "tax",
+        "cross-border-finance",
     }
 )
 
@@ -471,9 +502,17 @@ class EntityRecord:
     def encode(self) -> bytes:
         return codec.encode(
             (
-                TAG_ENTITY_RECORD, VERSION, self.entity_id, self.zone, self.public_key,
-                self.roles, self.sectors, self.not_before_ms, self.not_after_ms,
-                self.revoked, self.certificate,
+                TAG_ENTITY_RECORD,
+                VERSION,
+                self.entity_id,
+                self.zone,
+                self.public_key,
+                self.roles,
+                self.sectors,
+                self.not_before_ms,
+                self.not_after_ms,
+                self.revoked,
+                self.certificate,
             )
         )
 
@@ -510,7 +549,9 @@ class ZoneRecord:
     active: bool
 
     def encode(self) -> bytes:
-        return codec.encode((TAG_ZONE_RECORD, VERSION, self.zone_id, self.name, self.certificate, self.active))
+        return codec.encode(
+            (TAG_ZONE_RECORD, VERSION, self.zone_id, self.name, self.certificate, self.active)
+        )
 
 
 def decode_zone_record(data: bytes) -> ZoneRecord:
