@@ -1,0 +1,283 @@
+"""The node's ledger: one LevelDB (plyvel) database per node.
+
+Theory of operation
+-------------------
+Keyspaces.  Every key is a one-byte prefix followed by fixed-width big-endian
+integers (or a fixed-width hash, or raw state key), so LevelDB's byte order is
+height order and range scans need no decoding:
+
+    b  height:u64                      -> encoded Block
+    h  block_hash:32                   -> height:u64
+    c  height:u64                      -> encoded CommitCertificate
+    t  tx_hash:32                      -> height:u64 index:u32
+    r  height:u64 index:u32            -> encoded Receipt
+    s  state key                       -> state value
+    v  height:u64 view:u64 kind:u32    -> vote payload (this node's consensus log)
+    m  name                            -> metadata: b"mhead" (Head), b"mgenesis" (genesis hash)
+
+Atomicity.  A committed block, its certificate, receipts, tx index entries,
+state write set and the new head are written as ONE `WriteBatch(sync=True)`.
+LevelDB applies a batch atomically through its write-ahead log, and `sync`
+makes it durable before `commit_block` returns, so after a crash (process or
+power) the node is at the old head or at the new one, never between.  The head
+is cached in memory and replaced only after the batch is written.
+
+Crash model.  We rely on LevelDB's guarantees for synced batches; we do not
+defend against a disk that loses synced data.  Votes (`put_vote`) are synced one
+by one because a validator must persist a vote before it sends it.  Pruning the
+vote log is not synced: losing a prune in a crash only keeps old votes longer.
+
+Invariants of `commit_block` are the program's own (the caller executed and
+certified the block against this head), so they are asserted, with checks that
+stay on under `python -O`.  Reads of data we wrote ourselves that fail to decode
+raise `StorageError` (a corrupt data directory).
+
+Locking.  LevelDB locks its directory; a second handle, in this or another
+process, gets `StorageError`.  plyvel has no read-only mode, so a `read_only`
+ledger still takes the lock: it only refuses writes and never creates a
+database.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import plyvel
+
+from chainnode import codec, types
+from chainnode.errors import DecodeError, StorageError
+
+_BLOCK = b"b"
+_BLOCK_HASH = b"h"
+_CERTIFICATE = b"c"
+_TX = b"t"
+_RECEIPT = b"r"
+_STATE = b"s"
+_VOTE = b"v"
+_VOTE_END = b"w"  # the first key after the vote keyspace
+_HEAD = b"mhead"
+_GENESIS = b"mgenesis"
+
+_U64 = struct.Struct(">Q")
+_LOCATION = struct.Struct(">QI")  # height, index
+_VOTE_KEY = struct.Struct(">QQI")  # height, view, kind
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """The last committed block; height 0 is genesis."""
+
+    height: int
+    block_hash: bytes  # at height 0, the genesis hash
+    state_root: bytes  # state commitment after this block
+    timestamp_ms: int  # the block's timestamp (genesis time at height 0)
+
+    def encode(self) -> bytes:
+        return codec.encode((self.height, self.block_hash, self.state_root, self.timestamp_ms))
+
+
+def _decode_head(data: bytes) -> Head:
+    fields = codec.expect_tuple(codec.decode(data), "head", 4)
+    if len(fields) != 4:
+        raise DecodeError("head: expected 4 fields")
+    return Head(
+        codec.expect_int(fields[0], "head height"),
+        codec.expect_bytes(fields[1], "head block hash", 32),
+        codec.expect_bytes(fields[2], "head state root", 32),
+        codec.expect_int(fields[3], "head timestamp"),
+    )
+
+
+def _invariant(condition: bool, message: str) -> None:
+    """An assertion about our own state that stays on in production."""
+    if not condition:
+        raise AssertionError(message)
+
+
+class Ledger:
+    """Blocks, certificates, receipts, the tx index, state and the vote log of one node."""
+
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        self.path = Path(path)
+        self.read_only = read_only
+        if read_only and not self.path.is_dir():
+            raise StorageError(f"no ledger at {self.path}")
+        try:
+            self._db = plyvel.DB(str(self.path), create_if_missing=not read_only)
+        except plyvel.IOError as error:
+            raise StorageError(
+                f"cannot open the ledger at {self.path}: it is locked by another process or handle "
+                f"(is a node already running on it?) [{error}]"
+            ) from error
+        except plyvel.Error as error:
+            raise StorageError(f"cannot open the ledger at {self.path}: {error}") from error
+        self._head: Head | None = None
+        stored = self._db.get(_HEAD)
+        if stored is not None:
+            try:
+                self._head = _decode_head(bytes(stored))
+            except DecodeError as error:
+                self._db.close()
+                raise StorageError(f"corrupt head in the ledger at {self.path}: {error.message}") from error
+
+    def close(self) -> None:
+        if not self._db.closed:
+            self._db.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise StorageError(f"the ledger at {self.path} is open read-only")
+
+    # ------------------------------------------------------------ genesis and head
+
+    def is_initialized(self) -> bool:
+        return self._head is not None
+
+    def initialize(
+        self,
+        *,
+        genesis_hash: bytes,
+        genesis_time_ms: int,
+        initial_state: Mapping[bytes, bytes],
+        state_root: bytes,
+    ) -> None:
+        """Write the genesis state and head (height 0) in one synced batch."""
+        self._check_writable()
+        if self._head is not None:
+            raise StorageError(f"the ledger at {self.path} is already initialized")
+        _invariant(len(genesis_hash) == 32 and len(state_root) == 32, "genesis hashes are 32 bytes")
+        head = Head(0, genesis_hash, state_root, genesis_time_ms)
+        with self._db.write_batch(transaction=True, sync=True) as batch:
+            for key, value in initial_state.items():
+                batch.put(_STATE + key, value)
+            batch.put(_GENESIS, genesis_hash)
+            batch.put(_HEAD, head.encode())
+        self._head = head
+
+    def get_genesis_hash(self) -> bytes:
+        genesis_hash = self._db.get(_GENESIS)
+        if genesis_hash is None:
+            raise StorageError(f"the ledger at {self.path} is not initialized")
+        return bytes(genesis_hash)
+
+    def get_head(self) -> Head:
+        if self._head is None:
+            raise StorageError(f"the ledger at {self.path} is not initialized")
+        return self._head
+
+    # ------------------------------------------------------------ reads
+
+    def get_block(self, height: int) -> bytes | None:
+        """The encoded block at `height` (none at genesis height 0)."""
+        return self._get(_BLOCK + _U64.pack(height)) if 0 <= height < 2**64 else None
+
+    def get_block_height(self, block_hash: bytes) -> int | None:
+        stored = self._get(_BLOCK_HASH + block_hash)
+        return None if stored is None else int(_U64.unpack(stored)[0])
+
+    def get_certificate(self, height: int) -> bytes | None:
+        return self._get(_CERTIFICATE + _U64.pack(height)) if 0 <= height < 2**64 else None
+
+    def get_tx_location(self, tx_hash: bytes) -> tuple[int, int] | None:
+        """(height, index in block) of a committed transaction."""
+        stored = self._get(_TX + tx_hash)
+        if stored is None:
+            return None
+        height, index = _LOCATION.unpack(stored)
+        return int(height), int(index)
+
+    def is_committed(self, tx_hash: bytes) -> bool:
+        return self._get(_TX + tx_hash) is not None
+
+    def get_receipt(self, height: int, index: int) -> bytes | None:
+        if not (0 <= height < 2**64 and 0 <= index < 2**32):
+            return None
+        return self._get(_RECEIPT + _LOCATION.pack(height, index))
+
+    def get_state(self, key: bytes) -> bytes | None:
+        return self._get(_STATE + key)
+
+    def iter_state(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """State entries whose key starts with `prefix`, in key order (keys without the keyspace byte)."""
+        with self._db.iterator(prefix=_STATE + prefix) as iterator:
+            for key, value in iterator:
+                yield bytes(key[1:]), bytes(value)
+
+    def _get(self, key: bytes) -> bytes | None:
+        value = self._db.get(key)
+        return None if value is None else bytes(value)
+
+    # ------------------------------------------------------------ commit
+
+    def commit_block(
+        self,
+        block: types.Block,
+        certificate: types.CommitCertificate,
+        receipts: Sequence[types.Receipt],
+        write_set: Mapping[bytes, bytes | None],
+    ) -> Head:
+        """Append `block` on top of the head in one synced batch; returns the new head."""
+        self._check_writable()
+        head = self.get_head()
+        header = block.header
+        _invariant(header.height == head.height + 1, f"block {header.height} on head {head.height}")
+        _invariant(header.parent_hash == head.block_hash, f"block {header.height}: wrong parent hash")
+        _invariant(certificate.block_hash == block.hash, "the certificate certifies another block")
+        _invariant(certificate.height == header.height, "the certificate is for another height")
+        _invariant(len(receipts) == len(block.transactions), "one receipt per transaction")
+        height_bytes = _U64.pack(header.height)
+        with self._db.write_batch(transaction=True, sync=True) as batch:
+            batch.put(_BLOCK + height_bytes, block.encoded)
+            batch.put(_BLOCK_HASH + block.hash, height_bytes)
+            batch.put(_CERTIFICATE + height_bytes, certificate.encode())
+            for index, (tx, receipt) in enumerate(zip(block.transactions, receipts, strict=True)):
+                _invariant(receipt.tx_hash == tx.hash, f"receipt {index} is for another transaction")
+                # A tx hash is committed at most once, ever (replay protection).
+                _invariant(self._db.get(_TX + tx.hash) is None, f"transaction {index} already committed")
+                location = _LOCATION.pack(header.height, index)
+                batch.put(_TX + tx.hash, location)
+                batch.put(_RECEIPT + location, receipt.encode())
+            for key, value in write_set.items():
+                if value is None:
+                    batch.delete(_STATE + key)
+                else:
+                    batch.put(_STATE + key, value)
+            new_head = Head(header.height, block.hash, header.state_root, header.timestamp_ms)
+            batch.put(_HEAD, new_head.encode())
+        self._head = new_head
+        return new_head
+
+    # ------------------------------------------------------------ consensus vote log
+
+    def put_vote(self, height: int, view: int, kind: int, payload: bytes) -> None:
+        """Persist one of this node's votes durably, before it is sent."""
+        self._check_writable()
+        self._db.put(_VOTE + _VOTE_KEY.pack(height, view, kind), payload, sync=True)
+
+    def get_votes(self, height_min: int) -> list[tuple[int, int, int, bytes]]:
+        """Logged votes at `height_min` and above, as (height, view, kind, payload) in key order."""
+        start = _VOTE + _U64.pack(max(height_min, 0))
+        votes: list[tuple[int, int, int, bytes]] = []
+        with self._db.iterator(start=start, stop=_VOTE_END) as iterator:
+            for key, payload in iterator:
+                height, view, kind = _VOTE_KEY.unpack(key[1:])
+                votes.append((int(height), int(view), int(kind), bytes(payload)))
+        return votes
+
+    def prune_votes(self, height_below: int) -> None:
+        """Forget votes below `height_below` (after a stable checkpoint)."""
+        self._check_writable()
+        stop = _VOTE + _U64.pack(max(height_below, 0))
+        with self._db.iterator(start=_VOTE, stop=stop, include_value=False) as iterator, \
+                self._db.write_batch() as batch:
+            for key in iterator:
+                batch.delete(key)

@@ -1,0 +1,311 @@
+"""The LevelDB ledger, on a real LevelDB in tmp_path."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from chainnode import crypto, types
+from chainnode.errors import StorageError
+from chainnode.state import compute_genesis_state_root, compute_state_root
+from storage.ledger import Head, Ledger
+
+CHAIN_ID = "ledger-test"
+GENESIS_HASH = crypto.hash_tagged("genesis", b"ledger-test")
+GENESIS_TIME_MS = 1_700_000_000_000
+INITIAL_STATE = {b"id/e/alice": b"alice-record", b"val/set": b"validators", b"rec/old": b"x"}
+VALIDATOR_KEYS = [crypto.SigningKey(bytes([index + 1]) * 32) for index in range(4)]
+VALIDATORS = types.ValidatorSet(
+    tuple(types.Validator(f"validator-{i}", key.public_key) for i, key in enumerate(VALIDATOR_KEYS))
+)
+SIGNER_KEY = crypto.SigningKey(b"\x42" * 32)
+
+
+def make_tx(nonce: int) -> types.Transaction:
+    return types.Transaction.create(
+        SIGNER_KEY, chain_id=CHAIN_ID, signer="alice", nonce=nonce, valid_until=10**6,
+        module="records", action="put", args=[f"key-{nonce}", b"v"],
+    )
+
+
+def make_block(
+    head: Head,
+    transactions: Sequence[types.Transaction],
+    write_set: dict[bytes, bytes | None],
+    *,
+    parent_hash: bytes | None = None,
+) -> tuple[types.Block, types.CommitCertificate, list[types.Receipt]]:
+    """A block on `head` with a real 3-of-4 commit certificate and one receipt per transaction."""
+    height = head.height + 1
+    receipts = [
+        types.Receipt(tx.hash, 0 if index % 2 == 0 else int(types.ErrorCode.BAD_ARGUMENTS),
+                      "" if index % 2 == 0 else "failed on purpose", ())
+        for index, tx in enumerate(transactions)
+    ]
+    header = types.BlockHeader(
+        chain_id=CHAIN_ID, height=height, view=0, proposer=height % 4,
+        timestamp_ms=head.timestamp_ms + 1000,
+        parent_hash=head.block_hash if parent_hash is None else parent_hash,
+        tx_root=types.compute_tx_root(transactions),
+        receipts_root=types.compute_receipts_root(receipts),
+        state_root=compute_state_root(head.state_root, write_set),
+        validator_set_hash=VALIDATORS.compute_hash(), tx_count=len(transactions),
+    )
+    block = types.Block.create(header, transactions)
+    payload = types.compute_vote_payload(types.VoteKind.COMMIT, CHAIN_ID, 0, height, block.hash)
+    certificate = types.CommitCertificate(
+        height, 0, block.hash, tuple((i, VALIDATOR_KEYS[i].sign(payload)) for i in range(3))
+    )
+    assert certificate.find_problem(CHAIN_ID, VALIDATORS) is None
+    return block, certificate, receipts
+
+
+def initialize(ledger: Ledger) -> None:
+    ledger.initialize(
+        genesis_hash=GENESIS_HASH, genesis_time_ms=GENESIS_TIME_MS, initial_state=INITIAL_STATE,
+        state_root=compute_genesis_state_root(INITIAL_STATE),
+    )
+
+
+def commit_chain(path: Path, blocks_count: int) -> None:
+    """Commit `blocks_count` blocks, each with two transactions and a counter in state.
+
+    Also the body of the crash test's child process, which is killed in the middle.
+    """
+    with Ledger(path) as ledger:
+        if not ledger.is_initialized():
+            initialize(ledger)
+        for _ in range(blocks_count):
+            head = ledger.get_head()
+            height = head.height + 1
+            transactions = [make_tx(2 * height), make_tx(2 * height + 1)]
+            write_set: dict[bytes, bytes | None] = {
+                b"counter": str(height).encode(),
+                f"rec/{height}".encode(): b"v" * 64,
+            }
+            ledger.commit_block(*make_block(head, transactions, write_set), write_set)
+
+
+def test_initialize_sets_genesis_head_and_state(tmp_path: Path) -> None:
+    with Ledger(tmp_path / "db") as ledger:
+        assert not ledger.is_initialized()
+        with pytest.raises(StorageError):
+            ledger.get_head()
+        initialize(ledger)
+        assert ledger.is_initialized()
+        head = ledger.get_head()
+        assert head == Head(0, GENESIS_HASH, compute_genesis_state_root(INITIAL_STATE), GENESIS_TIME_MS)
+        assert ledger.get_genesis_hash() == GENESIS_HASH
+        assert ledger.get_state(b"id/e/alice") == b"alice-record"
+        assert ledger.get_block(0) is None
+        with pytest.raises(StorageError, match="already initialized"):
+            initialize(ledger)
+
+
+def test_committed_blocks_survive_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    committed = []
+    with Ledger(path) as ledger:
+        initialize(ledger)
+        for height in range(1, 4):
+            head = ledger.get_head()
+            transactions = [make_tx(10 * height + i) for i in range(3)]
+            write_set: dict[bytes, bytes | None] = {b"counter": bytes([height]), b"rec/old": None}
+            block, certificate, receipts = make_block(head, transactions, write_set)
+            new_head = ledger.commit_block(block, certificate, receipts, write_set)
+            assert new_head == Head(height, block.hash, block.header.state_root, block.header.timestamp_ms)
+            committed.append((block, certificate, receipts))
+    with Ledger(path) as ledger:
+        block, _, _ = committed[-1]
+        assert ledger.get_head() == Head(3, block.hash, block.header.state_root, block.header.timestamp_ms)
+        assert ledger.get_genesis_hash() == GENESIS_HASH
+        for block, certificate, receipts in committed:
+            height = block.height
+            assert ledger.get_block(height) == block.encoded
+            assert types.decode_block(ledger.get_block(height) or b"").hash == block.hash
+            assert ledger.get_block_height(block.hash) == height
+            assert ledger.get_certificate(height) == certificate.encode()
+            for index, (tx, receipt) in enumerate(zip(block.transactions, receipts, strict=True)):
+                # Failed receipts (odd indexes) are indexed like successful ones.
+                assert ledger.get_tx_location(tx.hash) == (height, index)
+                assert ledger.is_committed(tx.hash)
+                assert ledger.get_receipt(height, index) == receipt.encode()
+            assert ledger.get_receipt(height, len(receipts)) is None
+        assert ledger.get_block(4) is None
+        assert ledger.get_certificate(4) is None
+        assert ledger.get_block_height(b"\x00" * 32) is None
+        assert ledger.get_tx_location(make_tx(999).hash) is None
+        assert ledger.get_state(b"counter") == bytes([3])
+        assert ledger.get_state(b"rec/old") is None, "a deletion in the write set removes the key"
+        assert ledger.get_state(b"id/e/alice") == b"alice-record"
+
+
+def test_iter_state_returns_a_prefix_in_key_order(tmp_path: Path) -> None:
+    with Ledger(tmp_path / "db") as ledger:
+        initialize(ledger)
+        write_set: dict[bytes, bytes | None] = {b"rec/b": b"2", b"rec/a": b"1", b"red": b"x"}
+        ledger.commit_block(*make_block(ledger.get_head(), [], write_set), write_set)
+        assert list(ledger.iter_state(b"rec/")) == [(b"rec/a", b"1"), (b"rec/b", b"2"), (b"rec/old", b"x")]
+        assert list(ledger.iter_state(b"nothing/")) == []
+
+
+@pytest.mark.parametrize("fault", ["wrong_parent", "wrong_height", "wrong_certificate", "replayed_tx"])
+def test_refused_commit_writes_nothing(tmp_path: Path, fault: str) -> None:
+    path = tmp_path / "db"
+    replayed = make_tx(1)
+    with Ledger(path) as ledger:
+        initialize(ledger)
+        block, certificate, receipts = make_block(ledger.get_head(), [replayed], {b"k": b"1"})
+        ledger.commit_block(block, certificate, receipts, {b"k": b"1"})
+        head = ledger.get_head()
+        fresh = make_tx(2)
+        write_set: dict[bytes, bytes | None] = {b"k": b"2", b"new": b"n"}
+        if fault == "wrong_parent":
+            bad = make_block(head, [fresh], write_set, parent_hash=b"\x01" * 32)
+        elif fault == "wrong_height":
+            bad = make_block(Head(5, head.block_hash, head.state_root, head.timestamp_ms), [fresh], write_set)
+        elif fault == "wrong_certificate":
+            other, _, _ = make_block(head, [], {})
+            bad_block, good_certificate, bad_receipts = make_block(head, [fresh], write_set)
+            forged = types.CommitCertificate(
+                good_certificate.height, 0, other.hash, good_certificate.signatures
+            )
+            bad = (bad_block, forged, bad_receipts)
+        else:
+            bad = make_block(head, [fresh, replayed], write_set)
+        with pytest.raises(AssertionError):
+            ledger.commit_block(*bad, write_set)
+        assert ledger.get_head() == head
+    with Ledger(path) as ledger:
+        assert ledger.get_head() == head
+        assert ledger.get_block(2) is None
+        assert ledger.get_certificate(2) is None
+        assert ledger.get_tx_location(fresh.hash) is None
+        assert ledger.get_tx_location(replayed.hash) == (1, 0)
+        assert ledger.get_state(b"k") == b"1"
+        assert ledger.get_state(b"new") is None
+
+
+def test_vote_log_put_get_prune_in_height_order(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    votes = [(1, 0, 2, b"p1"), (1, 0, 3, b"c1"), (1, 1, 2, b"p1v1"), (2, 0, 1, b"pp2"),
+             (256, 0, 2, b"p256"), (70_000, 3, 3, b"c70000")]
+    with Ledger(path) as ledger:
+        for vote in reversed(votes):
+            ledger.put_vote(*vote)
+        assert ledger.get_votes(0) == votes, "big-endian keys sort numerically, not by string"
+        assert ledger.get_votes(2) == votes[3:]
+        assert ledger.get_votes(257) == votes[5:]
+        assert ledger.get_votes(70_001) == []
+    with Ledger(path) as ledger:
+        assert ledger.get_votes(0) == votes, "votes are durable"
+        ledger.prune_votes(256)
+        assert ledger.get_votes(0) == votes[4:]
+        ledger.prune_votes(10**9)
+        assert ledger.get_votes(0) == []
+        # The vote log and the other keyspaces do not overlap.
+        initialize(ledger)
+        assert ledger.get_head().height == 0
+
+
+def test_second_handle_in_this_process_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    with Ledger(path), pytest.raises(StorageError, match="locked"):
+        Ledger(path)
+    # Once closed, the directory opens again.
+    Ledger(path).close()
+
+
+def test_second_process_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    program = (
+        "import sys\nfrom pathlib import Path\nfrom chainnode.errors import StorageError\n"
+        "from storage.ledger import Ledger\n"
+        "try:\n    Ledger(Path(sys.argv[1]))\nexcept StorageError as error:\n"
+        "    print(error.code)\n    sys.exit(3)\nsys.exit(0)\n"
+    )
+    with Ledger(path):
+        result = subprocess.run(
+            [sys.executable, "-c", program, str(path)], capture_output=True, text=True, timeout=60,
+            check=False,
+        )
+    assert result.returncode == 3, result.stderr
+    assert result.stdout.strip() == "storage_error"
+
+
+def test_read_only_ledger_reads_but_never_writes(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match="no ledger"):
+        Ledger(tmp_path / "missing", read_only=True)
+    assert not (tmp_path / "missing").exists()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(StorageError):
+        Ledger(tmp_path / "empty", read_only=True)
+    commit_chain(tmp_path / "db", 2)
+    with Ledger(tmp_path / "db", read_only=True) as ledger:
+        head = ledger.get_head()
+        assert head.height == 2
+        assert ledger.get_state(b"counter") == b"2"
+        with pytest.raises(StorageError, match="read-only"):
+            ledger.put_vote(1, 0, 1, b"x")
+        with pytest.raises(StorageError, match="read-only"):
+            ledger.commit_block(*make_block(head, [], {}), {})
+        with pytest.raises(StorageError, match="read-only"):
+            ledger.prune_votes(10)
+
+
+def test_killed_writer_leaves_old_or_new_head_never_between(tmp_path: Path) -> None:
+    """SIGKILL a real process in the middle of committing blocks; the ledger stays consistent."""
+    path = tmp_path / "db"
+    program = (
+        "import sys\nfrom pathlib import Path\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "import test_ledger\n"
+        "test_ledger.commit_chain(Path(sys.argv[1]), 100_000)\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", program, str(path)])
+    try:
+        deadline = time.monotonic() + 60
+        # Wait until the child has committed a few blocks, then kill it without warning.
+        while time.monotonic() < deadline and process.poll() is None:
+            if (path / "CURRENT").exists() and _log_bytes(path) > 20_000:
+                break
+            time.sleep(0.02)
+        assert process.poll() is None, "the writer ended before it was killed"
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+    with Ledger(path) as ledger:
+        head = ledger.get_head()
+        assert head.height >= 1
+        assert ledger.get_state(b"counter") == str(head.height).encode()
+        for height in range(1, head.height + 1):
+            block = types.decode_block(ledger.get_block(height) or b"")
+            assert ledger.get_certificate(height) is not None
+            for index, tx in enumerate(block.transactions):
+                assert ledger.get_tx_location(tx.hash) == (height, index)
+                assert ledger.get_receipt(height, index) is not None
+        assert block.hash == head.block_hash
+        following = head.height + 1
+        assert ledger.get_block(following) is None
+        assert ledger.get_certificate(following) is None
+        assert ledger.get_state(f"rec/{following}".encode()) is None
+        assert ledger.get_tx_location(make_tx(2 * following).hash) is None
+        # The ledger goes on from where it stopped.
+    commit_chain(path, 1)
+    with Ledger(path) as ledger:
+        assert ledger.get_head().height == following
+
+
+def _log_bytes(path: Path) -> int:
+    try:
+        return sum(entry.stat().st_size for entry in path.iterdir() if entry.suffix in (".log", ".ldb"))
+    except FileNotFoundError:
+        return 0
