@@ -1,0 +1,365 @@
+"""The `chainnode` command.
+
+Theory of operation: one argparse tree, one small function per command.  Only
+the standard library is imported at start-up; each command imports the part of
+the project it needs when it runs, so `chainnode --help` stays fast and a
+broken optional module cannot break unrelated commands.
+
+Exit codes: 0 on success; 1 when a command fails with a typed
+`chainnode.errors.ChainError` (printed as one line `error: <code>: <message>`
+on stderr, never a traceback); 2 for usage errors (argparse); 130 on Ctrl-C.
+
+Commands:
+    chainnode network init --validators N --out DIR [--chain-id ID] [--base-port P]
+    chainnode node run --config PATH
+    chainnode devnet [--validators 4] [--dir DIR] [--txs N] [--base-port P]
+    chainnode tx submit --identity DIR --node URL (--key K --value V | --file TXS) [--wait]
+    chainnode query status|block [H]|tx HASH|record ENTITY KEY [--version N] --node URL
+
+`tx submit --file TXS` reads JSON Lines: one object per line, either
+`{"key": K, "value": "text"}` or `{"key": K, "value_hex": "..."}`; blank lines and
+lines starting with `#` are skipped.  Each line becomes one `records.put`
+transaction; they are submitted in batches of at most 10,000.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from chainnode.client import Client, Identity
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+VALID_FOR_BLOCKS = 1000
+BATCH_TXS_MAX = 10_000
+_HASH_PATTERN = re.compile(r"[0-9a-fA-F]{64}")
+
+
+# ---------------------------------------------------------------- argument types
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"not a TCP port: {value}")
+    return value
+
+
+def _height(text: str) -> str:
+    if text != "latest" and not (text.isascii() and text.isdigit()):
+        raise argparse.ArgumentTypeError(f"a height is a non-negative integer or 'latest': {text!r}")
+    return text
+
+
+def _tx_hash(text: str) -> str:
+    if not _HASH_PATTERN.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"a transaction hash is 64 hex digits: {text!r}")
+    return text.lower()
+
+
+# ---------------------------------------------------------------- output
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, sort_keys=False))
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+# ---------------------------------------------------------------- commands
+
+
+def run_network_init(args: argparse.Namespace) -> int:
+    from chainnode import network
+
+    out_dir: Path = args.out
+    network.init_network(
+        out_dir, validators=args.validators, chain_id=args.chain_id, base_port=args.base_port
+    )
+    summary = json.loads((out_dir / "network.json").read_text())
+    entities = summary.pop("entities", [])
+    summary["entities"] = len(entities)
+    summary["out_dir"] = str(out_dir)
+    _print_json(summary)
+    return EXIT_OK
+
+
+def run_node(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from chainnode import node
+
+    _setup_logging(args.log_level)
+    asyncio.run(node.run_node(args.config))
+    return EXIT_OK
+
+
+def run_devnet(args: argparse.Namespace) -> int:
+    from chainnode import devnet
+
+    _setup_logging(args.log_level)
+    return devnet.run_devnet(
+        validators=args.validators, directory=args.dir, txs=args.txs, base_port=args.base_port
+    )
+
+
+def _read_tx_file(path: Path) -> list[tuple[str, bytes]]:
+    from chainnode.errors import ConfigError
+
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read {path}: {error}") from error
+    items: list[tuple[str, bytes]] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            value = json.loads(line)
+            key = value["key"]
+            data = (
+                bytes.fromhex(value["value_hex"]) if "value_hex" in value
+                else str(value["value"]).encode("utf-8")
+            )
+        except (ValueError, TypeError, KeyError) as error:
+            raise ConfigError(
+                f'{path}:{number}: expected {{"key": ..., "value": ...}} or '
+                f'{{"key": ..., "value_hex": ...}} ({type(error).__name__}: {error})'
+            ) from error
+        if not isinstance(key, str):
+            raise ConfigError(f"{path}:{number}: key must be a string")
+        items.append((key, data))
+    if not items:
+        raise ConfigError(f"{path}: no transactions in the file")
+    return items
+
+
+def _wait_and_report(client: Client, tx_hash: str, timeout_s: float) -> None:
+    from chainnode.client import ClientError
+
+    answer = client.wait_for_commit(tx_hash, timeout_s=timeout_s)
+    _print_json(answer)
+    receipt = answer.get("receipt") or {}
+    if receipt.get("code", 0) != 0:
+        raise ClientError(
+            f"transaction {tx_hash} was committed but failed: {receipt.get('message', '')}",
+            code=str(receipt.get("code_name", "failed")),
+        )
+
+
+def _submit_file(
+    client: Client, signer: Identity, chain_id: str, valid_until: int, args: argparse.Namespace
+) -> int:
+    from chainnode.client import ClientError, build_transaction
+
+    items = _read_tx_file(args.file)
+    txs = [
+        build_transaction(signer, chain_id=chain_id, module="records", action="put",
+                          args=(key, value), valid_until=valid_until)
+        for key, value in items
+    ]
+    results: list[dict[str, Any]] = []
+    for start in range(0, len(txs), BATCH_TXS_MAX):
+        answer = client.submit_batch(txs[start:start + BATCH_TXS_MAX])
+        results.extend(answer.get("results", []))
+    accepted = [item["hash"] for item in results if item.get("status") == "pending"]
+    _print_json({"accepted": len(accepted), "rejected": len(results) - len(accepted),
+                 "results": results})
+    if args.wait:
+        failed = 0
+        for tx_hash in accepted:
+            answer = client.wait_for_commit(tx_hash, timeout_s=args.timeout)
+            if (answer.get("receipt") or {}).get("code", 0) != 0:
+                failed += 1
+        _print_json({"committed": len(accepted), "failed": failed})
+        if failed:
+            raise ClientError(f"{failed} committed transactions failed", code="failed")
+    if len(accepted) != len(results):
+        raise ClientError(f"{len(results) - len(accepted)} transactions were rejected",
+                          code="rejected")
+    return EXIT_OK
+
+
+def run_tx_submit(args: argparse.Namespace) -> int:
+    from chainnode.client import Client, Identity, build_transaction
+
+    signer = Identity.load(args.identity)
+    client = Client(args.node, timeout_s=args.timeout)
+    status = client.get_status()
+    chain_id = str(status["chain_id"])
+    valid_until = int(status["height"]) + VALID_FOR_BLOCKS
+    if args.file is not None:
+        return _submit_file(client, signer, chain_id, valid_until, args)
+    tx = build_transaction(
+        signer, chain_id=chain_id, module="records", action="put",
+        args=(args.key, args.value.encode("utf-8")), valid_until=valid_until,
+    )
+    tx_hash = client.submit(tx)
+    _print_json({"hash": tx_hash, "status": "pending"})
+    if args.wait:
+        _wait_and_report(client, tx_hash, args.timeout)
+    return EXIT_OK
+
+
+def run_query(args: argparse.Namespace) -> int:
+    from chainnode.client import Client
+
+    client = Client(args.node, timeout_s=args.timeout)
+    if args.what == "status":
+        _print_json(client.get_status())
+    elif args.what == "block":
+        _print_json(client.get_block(args.height))
+    elif args.what == "tx":
+        _print_json(client.get_transaction(args.hash))
+    else:
+        record = client.get_record(args.entity, args.key, args.version)
+        if record is None:
+            from chainnode.errors import ChainError
+
+            what = f"version {args.version} of " if args.version is not None else ""
+            raise ChainError(f"no {what}record {args.key!r} of entity {args.entity!r}",
+                             code="not_found")
+        _print_json(record)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- the parser
+
+
+def _add_node_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--node", required=True, metavar="URL",
+                        help="the node's API URL, e.g. http://127.0.0.1:26601")
+    parser.add_argument("--timeout", type=float, default=10.0, metavar="S",
+                        help="seconds to wait for each answer (and for a commit with --wait)")
+
+
+def _add_network_commands(commands: Any) -> None:
+    network = commands.add_parser("network", help="bootstrap a network")
+    network_commands = network.add_subparsers(dest="network_command", required=True)
+    init = network_commands.add_parser("init", help="write keys, certificates, genesis and configs")
+    init.add_argument("--validators", type=_positive_int, required=True, metavar="N")
+    init.add_argument("--out", type=Path, required=True, metavar="DIR")
+    init.add_argument("--chain-id", default="pilot-net", metavar="ID")
+    init.add_argument("--base-port", type=_port, default=26600, metavar="P")
+    init.set_defaults(run=run_network_init)
+
+    node = commands.add_parser("node", help="run a node")
+    node_commands = node.add_subparsers(dest="node_command", required=True)
+    run = node_commands.add_parser("run", help="run a validator node until interrupted")
+    run.add_argument("--config", type=Path, required=True, metavar="PATH")
+    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    run.set_defaults(run=run_node)
+
+    devnet = commands.add_parser("devnet", help="run a local network in one command")
+    devnet.add_argument("--validators", type=_positive_int, default=4, metavar="N")
+    devnet.add_argument("--dir", type=Path, default=None, metavar="DIR")
+    devnet.add_argument("--txs", type=_positive_int, default=None, metavar="N")
+    devnet.add_argument("--base-port", type=_port, default=26600, metavar="P")
+    devnet.add_argument("--log-level", default="info",
+                        choices=["debug", "info", "warning", "error"])
+    devnet.set_defaults(run=run_devnet)
+
+
+def _add_client_commands(commands: Any) -> None:
+    tx = commands.add_parser("tx", help="submit transactions")
+    tx_commands = tx.add_subparsers(dest="tx_command", required=True)
+    submit = tx_commands.add_parser("submit", help="submit records.put transactions")
+    submit.add_argument("--identity", type=Path, required=True, metavar="DIR",
+                        help="directory with the entity's cert.pem and key.pem")
+    _add_node_options(submit)
+    submit.add_argument("--key", metavar="K")
+    submit.add_argument("--value", metavar="V")
+    submit.add_argument("--file", type=Path, metavar="TXS", help="JSON Lines of key/value")
+    submit.add_argument("--wait", action="store_true", help="wait for the commit")
+    submit.set_defaults(run=run_tx_submit, parser=submit)
+
+    query = commands.add_parser("query", help="read from a node")
+    query_commands = query.add_subparsers(dest="what", required=True)
+    status = query_commands.add_parser("status", help="the node's status")
+    _add_node_options(status)
+    block = query_commands.add_parser("block", help="a block (default: the latest)")
+    block.add_argument("height", nargs="?", type=_height, default="latest", metavar="H")
+    _add_node_options(block)
+    tx_query = query_commands.add_parser("tx", help="a transaction's status and receipt")
+    tx_query.add_argument("hash", type=_tx_hash, metavar="HASH")
+    _add_node_options(tx_query)
+    record = query_commands.add_parser("record", help="a record of an entity")
+    record.add_argument("entity", metavar="ENTITY")
+    record.add_argument("key", metavar="KEY")
+    record.add_argument("--version", type=_positive_int, default=None, metavar="N")
+    _add_node_options(record)
+    for parser in (status, block, tx_query, record):
+        parser.set_defaults(run=run_query)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chainnode", description="A permissioned blockchain node for the pilot network."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_network_commands(commands)
+    _add_client_commands(commands)
+    return parser
+
+
+def _check_submit_arguments(args: argparse.Namespace) -> None:
+    """Exactly one of `--key K --value V` and `--file TXS`: a usage error otherwise."""
+    if getattr(args, "run", None) is not run_tx_submit:
+        return
+    parser: argparse.ArgumentParser = args.parser
+    has_pair = args.key is not None or args.value is not None
+    if has_pair and args.file is not None:
+        parser.error("use either --key/--value or --file, not both")
+    if args.file is None and (args.key is None or args.value is None):
+        parser.error("give --key K --value V, or --file TXS")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        _check_submit_arguments(args)
+    except SystemExit as exit_request:
+        code = exit_request.code
+        return code if isinstance(code, int) else EXIT_USAGE
+    from chainnode.errors import ChainError
+
+    try:
+        result: int = args.run(args)
+    except ChainError as error:
+        message = " ".join(error.message.split())
+        print(f"error: {error.code}: {message}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
