@@ -1,0 +1,468 @@
+"""The node shell: wires consensus, storage, p2p, the mempool and the API.
+
+Theory of operation.  One asyncio loop owns everything.  The consensus engine
+is a pure state machine; `_step` feeds it an event and then carries out the
+effects it returns, strictly in order: a vote is written to LevelDB (synced)
+before it is broadcast, a committed block is one atomic batch before the next
+event runs.  The node is also the engine's `Application`: it builds proposals
+from the mempool and re-executes proposed blocks, caching each execution
+result by block hash so that committing the block only writes what was
+already computed.
+
+Transactions enter through the API (and are then gossiped to every peer in
+batches, once per tick) or through gossip from a peer.  Either way each one
+is decoded, checked against the committed state and signature-verified
+exactly once before it enters the bounded mempool; the signature cache lets
+block execution skip verifying it again.
+
+What a peer sends can be garbage: frames that fail to decode are counted and
+dropped; the engine refuses invalid messages itself.  Nothing a peer or a
+client sends can stop the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import random
+import signal
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from cryptography import x509
+
+from chainnode import identity, types, wire
+from chainnode.api import SubmitResult, TransactionStatus, create_app
+from chainnode.config import NodeConfig, load_node_config
+from chainnode.crypto import SigningKey
+from chainnode.errors import ChainError, ConfigError, DecodeError
+from chainnode.execution import ExecutionResult, Executor, InvalidBlockError, SignatureCache
+from chainnode.genesis import Genesis, load_genesis
+from chainnode.mempool import Mempool, MempoolFullError
+from chainnode.state import compute_genesis_state_root
+from consensus.effects import Broadcast, CommitBlock, Diagnostic, Effect, PersistVote, RequestBlocks
+from consensus.engine import (
+    BlocksReceived,
+    ChainHead,
+    Engine,
+    EngineConfig,
+    Event,
+    MessageReceived,
+    PeerStatus,
+    Tick,
+)
+from consensus.messages import Vote, decode_message
+from p2p.transport import PeerAddress, Transport, TransportConfig
+from storage.ledger import Ledger
+
+log = logging.getLogger("chainnode.node")
+
+REJECTED_REMEMBERED_MAX = 100_000
+STATUS_INTERVAL_MS = 1_000
+VOTE_LOG_PRUNE_EVERY = 100
+RESPONSE_BYTES_MAX = 8 * 1024 * 1024
+
+
+def get_time_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Node:
+    """A validator (or observer) node; implements `api.NodeService` and `consensus.engine.Application`."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.genesis: Genesis = load_genesis(config.genesis_path)
+        self.chain_id = self.genesis.chain_id
+        self.node_id = config.node_id
+        self.genesis_hash = self.genesis.compute_hash()
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        self._ledger = Ledger(config.data_dir / "ledger")
+        self._initialize_ledger()
+        self._key = SigningKey.load(config.key_path)
+        self.validators = self.genesis.validators  # TODO(issue 4): follow validator-set changes in state.
+        own_index = self.validators.index_of(config.node_id)
+        if own_index is not None and self.validators.validators[own_index].public_key != self._key.public_key:
+            raise ConfigError(f"{config.key_path} is not the key registered for validator {config.node_id}")
+        self.own_index = own_index
+        self._root_certificate = x509.load_der_x509_certificate(self.genesis.root_certificate)
+        self.executor = Executor(self.chain_id, SignatureCache())
+        self.mempool = Mempool(capacity_txs=config.mempool_capacity_txs, capacity_bytes=512 * 1024 * 1024)
+        self._results: dict[bytes, ExecutionResult] = {}
+        self._rejected: collections.OrderedDict[bytes, tuple[str, str]] = collections.OrderedDict()
+        self._gossip: list[bytes] = []
+        self._frames_malformed = 0
+        self.committed_txs = 0
+        head = self._ledger.get_head()
+        persisted = [decode_message(payload) for _, _, _, payload in self._ledger.get_votes(head.height + 1)]
+        self.engine = Engine(
+            EngineConfig(
+                self.chain_id,
+                proposal_delay_ms=config.proposal_delay_ms,
+                timestamp_drift_ms_max=self.genesis.params.timestamp_drift_ms_max,
+            ),
+            validators=self.validators,
+            own_index=own_index,
+            key=self._key if own_index is not None else None,
+            app=self,
+            head=ChainHead(head.height, head.block_hash, head.timestamp_ms),
+            now_ms=get_time_ms(),
+            persisted=[vote for vote in persisted if isinstance(vote, Vote)],
+            rng=random.Random(),
+        )
+        self.transport = Transport(
+            TransportConfig(
+                entity_id=config.node_id,
+                chain_id=self.chain_id,
+                genesis_hash=self.genesis_hash,
+                listen_host=config.p2p_host,
+                listen_port=config.p2p_port,
+                peers=tuple(PeerAddress(p.entity_id, p.host, p.port) for p in config.peers),
+                chain_path=config.chain_path,
+                key_path=config.key_path,
+                root_ca_path=config.root_ca_path,
+                frame_bytes_max=config.frame_bytes_max,
+            ),
+            authorize=self.authorize_peer,
+            on_message=self._on_peer_frame,
+            on_connected=self._on_peer_connected,
+        )
+        self._api_runner: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def ledger(self) -> Ledger:
+        return self._ledger
+
+    def _initialize_ledger(self) -> None:
+        if not self._ledger.is_initialized():
+            initial_state = self.genesis.initial_state()
+            self._ledger.initialize(
+                genesis_hash=self.genesis_hash,
+                genesis_time_ms=self.genesis.genesis_time_ms,
+                initial_state=initial_state,
+                state_root=compute_genesis_state_root(initial_state),
+            )
+        elif self._ledger.get_genesis_hash() != self.genesis_hash:
+            raise ConfigError(f"the data in {self.config.data_dir} belongs to another genesis")
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        await self.transport.start()
+        app = create_app(self)
+        self._api_runner = web.AppRunner(app, access_log=None)
+        await self._api_runner.setup()
+        site = web.TCPSite(self._api_runner, self.config.api_host, self.config.api_port)
+        await site.start()
+        self._execute(self.engine.start())
+        self._tasks.append(asyncio.create_task(self._run_ticks()))
+        head = self._ledger.get_head()
+        log.info(
+            "node %s started: chain %s height %d, p2p %s:%d, api %s:%d",
+            self.node_id,
+            self.chain_id,
+            head.height,
+            self.config.p2p_host,
+            self.config.p2p_port,
+            self.config.api_host,
+            self.config.api_port,
+        )
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._api_runner is not None:
+            await self._api_runner.cleanup()
+        await self.transport.stop()
+        self._ledger.close()
+        log.info("node %s stopped", self.node_id)
+
+    async def _run_ticks(self) -> None:
+        tick_s = self.config.tick_ms / 1000
+        status_sent_ms = 0
+        while True:
+            await asyncio.sleep(tick_s)
+            now_ms = get_time_ms()
+            self._step(Tick(now_ms))
+            if self._gossip:
+                self.transport.broadcast(wire.encode_tx_batch(self._gossip))
+                self._gossip = []
+            if now_ms - status_sent_ms >= STATUS_INTERVAL_MS:
+                status_sent_ms = now_ms
+                self.transport.broadcast(wire.encode_status(self.engine.head.height))
+
+    # ------------------------------------------------------------ engine driving
+
+    def _step(self, event: Event) -> None:
+        self._execute(self.engine.step(event))
+        for _ in range(100_000):
+            if not self.engine.has_pending_work:
+                return
+            self._execute(self.engine.step(Tick(get_time_ms())))
+        raise AssertionError("the engine kept asking for more work")
+
+    def _execute(self, effects: Sequence[Effect]) -> None:
+        for effect in effects:
+            if isinstance(effect, PersistVote):
+                vote = effect.message
+                self._ledger.put_vote(vote.height, vote.view, int(vote.kind), vote.encode())  # type: ignore[union-attr]
+            elif isinstance(effect, Broadcast):
+                self.transport.broadcast(effect.message.encode())
+            elif isinstance(effect, CommitBlock):
+                self._commit(effect.block, effect.certificate)
+            elif isinstance(effect, RequestBlocks):
+                self.transport.send(
+                    effect.peer, wire.encode_block_request(effect.height_min, effect.height_max)
+                )
+            elif isinstance(effect, Diagnostic):
+                log.warning("consensus: %s", effect.message)
+
+    def _commit(self, block: types.Block, certificate: types.CommitCertificate) -> None:
+        result = self._results.pop(block.hash)
+        head = self._ledger.commit_block(block, certificate, result.receipts, result.write_set)
+        assert head.state_root == block.header.state_root
+        # Every other cached result was computed on the previous head.
+        self._results.clear()
+        self.mempool.remove(tx.hash for tx in block.transactions)
+        self.committed_txs += len(block.transactions)
+        if block.height % VOTE_LOG_PRUNE_EVERY == 0:
+            self._ledger.prune_votes(block.height + 1)
+        log.debug("committed block %d with %d transactions", block.height, len(block.transactions))
+
+    # ------------------------------------------------------------ Application (for the engine)
+
+    def propose_block(
+        self, *, height: int, view: int, proposer: int, timestamp_ms: int, parent_hash: bytes
+    ) -> types.Block | None:
+        params = self.genesis.params
+        self.mempool.remove_expired(height)
+        for _ in range(3):
+            transactions = self.mempool.select(txs_max=params.block_txs_max, bytes_max=params.block_bytes_max)
+            if not transactions:
+                return None
+            head = self._ledger.get_head()
+            try:
+                result = self._execute_block(height, timestamp_ms, transactions, head.state_root)
+            except InvalidBlockError as error:
+                # Admitted earlier, refused now (for instance committed through another
+                # node's block): drop it and build again.
+                log.info("dropping transaction from the mempool: %s", error.message)
+                self.mempool.remove([transactions[error.tx_index].hash])
+                continue
+            header = types.BlockHeader(
+                chain_id=self.chain_id,
+                height=height,
+                view=view,
+                proposer=proposer,
+                timestamp_ms=timestamp_ms,
+                parent_hash=parent_hash,
+                tx_root=types.compute_tx_root(transactions),
+                receipts_root=result.receipts_root,
+                state_root=result.state_root,
+                validator_set_hash=self.validators.compute_hash(),
+                tx_count=len(transactions),
+            )
+            block = types.Block.create(header, transactions)
+            self._results[block.hash] = result
+            return block
+        return None
+
+    def find_block_problem(self, block: types.Block) -> str | None:
+        if block.hash in self._results:
+            return None
+        header = block.header
+        head = self._ledger.get_head()
+        try:
+            result = self._execute_block(
+                header.height, header.timestamp_ms, block.transactions, head.state_root
+            )
+        except InvalidBlockError as error:
+            return error.message
+        if result.state_root != header.state_root:
+            return "state root differs from our re-execution"
+        if result.receipts_root != header.receipts_root:
+            return "receipts root differs from our re-execution"
+        self._results[block.hash] = result
+        return None
+
+    def _execute_block(
+        self, height: int, timestamp_ms: int, transactions: Sequence[types.Transaction], state_root: bytes
+    ) -> ExecutionResult:
+        return self.executor.execute_block(
+            self._ledger,
+            previous_state_root=state_root,
+            height=height,
+            timestamp_ms=timestamp_ms,
+            transactions=transactions,
+            is_committed=self._ledger.is_committed,
+        )
+
+    # ------------------------------------------------------------ p2p
+
+    def authorize_peer(self, entity_id: str, certificate_der: bytes) -> str | None:
+        """None when `entity_id` may connect as a consensus peer with this certificate."""
+        try:
+            certificate = identity.certificate_from_der(certificate_der)
+            record_bytes = self._ledger.get_state(types.entity_key(entity_id))
+            if record_bytes is None:
+                return f"{entity_id} is not a registered entity"
+            record = types.decode_entity_record(record_bytes)
+            if record.revoked:
+                return f"the certificate of {entity_id} is revoked"
+            if not (record.has_role("validator") or record.has_role("observer")):
+                return f"{entity_id} has neither the validator nor the observer role"
+            if identity.public_key_of(certificate) != record.public_key:
+                return f"the certificate is not the one registered for {entity_id}"
+            zone_bytes = self._ledger.get_state(types.zone_key(record.zone))
+            if zone_bytes is None:
+                return f"zone {record.zone} is not admitted"
+            zone = types.decode_zone_record(zone_bytes)
+            if not zone.active:
+                return f"zone {record.zone} is suspended"
+            zone_certificate = identity.certificate_from_der(zone.certificate)
+            identity.verify_entity_certificate(
+                certificate, zone_certificate, self._root_certificate, at_ms=get_time_ms()
+            )
+        except ChainError as error:
+            return error.message
+        return None
+
+    def _on_peer_connected(self, peer_id: str) -> None:
+        self.transport.send(peer_id, wire.encode_status(self.engine.head.height))
+
+    def _on_peer_frame(self, peer_id: str, data: bytes) -> None:
+        try:
+            frame = wire.decode_frame(data, frame_bytes_max=self.config.frame_bytes_max)
+        except DecodeError as error:
+            self._frames_malformed += 1
+            log.warning("malformed frame from %s: %s", peer_id, error.message)
+            return
+        if isinstance(frame, wire.TxBatch):
+            for encoded in frame.transactions:
+                self._admit(encoded, gossip=False)
+        elif isinstance(frame, wire.Status):
+            self._step(PeerStatus(peer_id, frame.height))
+        elif isinstance(frame, wire.BlockRequest):
+            self._serve_blocks(peer_id, frame)
+        elif isinstance(frame, wire.BlockResponse):
+            self._step(BlocksReceived(peer_id, frame.blocks))
+        else:
+            self._step(MessageReceived(peer_id, frame))
+
+    def _serve_blocks(self, peer_id: str, request: wire.BlockRequest) -> None:
+        items: list[tuple[bytes, bytes]] = []
+        size = 0
+        height_max = min(request.height_max, request.height_min + wire.BLOCKS_PER_RESPONSE_MAX - 1)
+        for height in range(request.height_min, height_max + 1):
+            block = self._ledger.get_block(height)
+            certificate = self._ledger.get_certificate(height)
+            if block is None or certificate is None:
+                break
+            size += len(block) + len(certificate)
+            if items and size > RESPONSE_BYTES_MAX:
+                break
+            items.append((block, certificate))
+        if items:
+            self.transport.send(peer_id, wire.encode_block_response(items))
+
+    # ------------------------------------------------------------ transactions
+
+    def _admit(self, encoded: bytes, *, gossip: bool) -> SubmitResult:
+        """Decode, check and pool one transaction; `MempoolFullError` propagates."""
+        try:
+            tx = types.decode_transaction(encoded)
+        except DecodeError as error:
+            return SubmitResult(None, False, "malformed", error.message)
+        if self.mempool.contains(tx.hash):
+            return SubmitResult(tx.hash, True, "ok", "already pending")
+        head = self._ledger.get_head()
+        code, message = self.executor.check_transaction(
+            self._ledger,
+            tx,
+            height=head.height + 1,
+            timestamp_ms=get_time_ms(),
+            is_committed=self._ledger.is_committed,
+        )
+        if code != types.ErrorCode.OK:
+            if code != types.ErrorCode.DUPLICATE:
+                self._remember_rejection(tx.hash, code.label, message)
+            return SubmitResult(tx.hash, False, code.label, message)
+        self.mempool.add(tx)
+        if gossip:
+            self._gossip.append(tx.encoded)
+        return SubmitResult(tx.hash, True, "ok", "")
+
+    def _remember_rejection(self, tx_hash: bytes, code: str, message: str) -> None:
+        self._rejected[tx_hash] = (code, message)
+        if len(self._rejected) > REJECTED_REMEMBERED_MAX:
+            self._rejected.popitem(last=False)
+
+    # ------------------------------------------------------------ NodeService (for the API)
+
+    def submit_transactions(self, encoded: Sequence[bytes]) -> list[SubmitResult]:
+        results = []
+        for item in encoded:
+            try:
+                results.append(self._admit(item, gossip=True))
+            except MempoolFullError:
+                if len(encoded) == 1:
+                    raise
+                results.append(SubmitResult(None, False, "mempool_full", "the mempool is full; retry later"))
+        return results
+
+    def get_transaction_status(self, tx_hash: bytes) -> TransactionStatus:
+        location = self._ledger.get_tx_location(tx_hash)
+        if location is not None:
+            height, index = location
+            receipt_bytes = self._ledger.get_receipt(height, index)
+            receipt = types.decode_receipt(receipt_bytes) if receipt_bytes is not None else None
+            return TransactionStatus("committed", height=height, index=index, receipt=receipt)
+        if self.mempool.contains(tx_hash):
+            return TransactionStatus("pending")
+        rejected = self._rejected.get(tx_hash)
+        if rejected is not None:
+            return TransactionStatus("rejected", code=rejected[0], message=rejected[1])
+        return TransactionStatus("unknown")
+
+    def get_validator_set(self, height: int) -> types.ValidatorSet:
+        return self.validators
+
+    def get_status(self) -> dict[str, Any]:
+        head = self._ledger.get_head()
+        return {
+            "chain_id": self.chain_id,
+            "node_id": self.node_id,
+            "validator_index": self.own_index,
+            "height": head.height,
+            "head_hash": head.block_hash.hex(),
+            "state_root": head.state_root.hex(),
+            "timestamp_ms": head.timestamp_ms,
+            "view": self.engine.view,
+            "peers": sorted(self.transport.connected_peers()),
+            "mempool_txs": len(self.mempool),
+            "genesis_hash": self.genesis_hash.hex(),
+            "committed_txs_since_start": self.committed_txs,
+            "frames_malformed": self._frames_malformed,
+            "p2p": dict(self.transport.metrics),
+        }
+
+
+async def run_node(config_path: Path) -> None:
+    """Run one node until SIGINT or SIGTERM."""
+    config = load_node_config(config_path)
+    node = Node(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await node.start()
+    try:
+        await stop.wait()
+    finally:
+        await node.stop()
