@@ -19,6 +19,9 @@ Error model: one middleware turns everything that can go wrong into the shape
 
 Submitting: `POST /v1/transactions` takes `{"tx": hex}` or `{"txs": [hex, ...]}`
 (at most `SUBMIT_TXS_MAX`).  A single transaction that is accepted answers 202;
+a full mempool answers 503 with `Retry-After` (a batch answers 200 with the
+items refused as `mempool_full` and the same header, so the client learns which
+items were pooled);
 one that is refused answers 400 when it is not a well-formed encoding
 (`malformed`, `too_large`, `bad_hex`) and 422 when it is well-formed but
 breaks a rule (bad signature, unknown signer, replay, ...), always with the
@@ -295,7 +298,8 @@ def _submit_single(service: NodeService, text: Any) -> web.Response:
     except ChainError as error:
         if error.code == "mempool_full" or not isinstance(error, RemoteError):
             raise
-        return _json_response(_error_body(error.code, error.message, hash=None), status=400)
+        return _json_response(_error_body(error.code, error.message, hash=None),
+                              status=compute_error_status(error))
     if result.accepted:
         return _json_response(_compute_submit_item(result), status=202)
     tx_hash = result.tx_hash.hex() if result.tx_hash is not None else None
@@ -331,12 +335,15 @@ def _submit_batch(service: NodeService, items: Any) -> web.Response:
     pending = iter(admitted)
     merged = [result if result is not None else next(pending) for result in results]
     accepted = sum(1 for result in merged if result.accepted)
+    # Items refused only because the pool is full may be retried: say when.
+    is_full = any(result.code == "mempool_full" for result in merged)
     return _json_response(
         {
             "accepted": accepted,
             "rejected": len(merged) - accepted,
             "results": [_compute_submit_item(result) for result in merged],
-        }
+        },
+        headers={"Retry-After": str(RETRY_AFTER_S)} if is_full else None,
     )
 
 

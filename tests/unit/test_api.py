@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +11,9 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 
 from chainnode import types
-from chainnode.api import SUBMIT_TXS_MAX, create_app
+from chainnode.api import SUBMIT_TXS_MAX, SubmitResult, create_app
 from chainnode.client import Identity, build_transaction
+from chainnode.mempool import MempoolFullError
 from tests.unit.api_harness import CHAIN_ID, OBSERVER, OUTSIDER, SUBMITTER, LocalService
 
 BODY_BYTES_MAX = 256 * 1024
@@ -245,6 +246,37 @@ async def test_mempool_full_is_503_with_retry_after(tmp_path: Path) -> None:
             batch = await http.post("/v1/transactions", json={"txs": [overflow.encoded.hex()]})
             await _expect_error(batch, 503, "mempool_full")
             assert "Retry-After" in batch.headers
+    finally:
+        service.close()
+
+
+class _PerItemFullService(LocalService):
+    """Reports a full pool per item, as the node does for a batch."""
+
+    def submit_transactions(self, encoded: Sequence[bytes]) -> list[SubmitResult]:
+        results = []
+        for item in encoded:
+            try:
+                results.extend(super().submit_transactions([item]))
+            except MempoolFullError as error:
+                results.append(SubmitResult(None, False, error.code, error.message))
+        return results
+
+
+async def test_batch_partly_refused_for_a_full_pool_says_when_to_retry(tmp_path: Path) -> None:
+    service = _PerItemFullService(tmp_path, mempool_capacity_txs=1)
+    try:
+        async with TestClient(TestServer(create_app(service), host="127.0.0.1")) as http:
+            items = [_put(service, key, b"v").encoded.hex() for key in ("a", "b")]
+            response = await http.post("/v1/transactions", json={"txs": items})
+            assert response.status == 200
+            body = await response.json()
+            assert (body["accepted"], body["rejected"]) == (1, 1)
+            assert body["results"][1]["error"]["code"] == "mempool_full"
+            assert int(response.headers["Retry-After"]) >= 1
+            single = await http.post("/v1/transactions", json={"tx": items[1]})
+            await _expect_error(single, 503, "mempool_full")
+            assert "Retry-After" in single.headers
     finally:
         service.close()
 
