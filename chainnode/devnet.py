@@ -21,11 +21,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from chainnode import identity as pki
 from chainnode import types
 from chainnode.client import Client, ClientError, Identity, build_transaction
 from chainnode.errors import ChainError, ConfigError
@@ -33,6 +34,12 @@ from chainnode.errors import ChainError, ConfigError
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 SUBMIT_BATCH_TXS = 250
+
+
+class DevnetError(ChainError):
+    """A local network that does not come up or does not agree."""
+
+    code = "devnet"
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +111,7 @@ class LocalNetwork:
             while True:
                 process = self.processes.get(node_id)
                 if process is not None and process.poll() is not None:
-                    raise ChainError(
+                    raise DevnetError(
                         f"node {node_id} exited with code {process.returncode}; see its node.log"
                     )
                 try:
@@ -112,7 +119,7 @@ class LocalNetwork:
                     break
                 except ClientError:
                     if time.monotonic() > deadline:
-                        raise ChainError(
+                        raise DevnetError(
                             f"node {node_id} did not become ready in {timeout_s:.0f} s"
                         ) from None
                     time.sleep(0.1)
@@ -160,18 +167,12 @@ def load_submitters(directory: Path, entity_ids: Sequence[str]) -> list[Identity
     identities = []
     for entity_id in entity_ids:
         identity = Identity.load(directory / "entities" / entity_id)
-        claims_roles = _roles_of(identity)
-        if "submitter" in claims_roles:
+        if "submitter" in pki.read_claims(identity.certificate).roles:
             identities.append(identity)
     if not identities:
         raise ConfigError(f"no submitter entities in {directory / 'entities'}")
     return identities
 
-
-def _roles_of(identity: Identity) -> tuple[str, ...]:
-    from chainnode import identity as pki
-
-    return pki.read_claims(identity.certificate).roles
 
 
 def build_record_workload(
@@ -230,7 +231,7 @@ def wait_for_agreement(
             summary = "  ".join(f"{node_id}: h={s['height']}" for node_id, s in sorted(statuses.items()))
             print(f"  waiting for commits ... {summary}", flush=True)
         if now > deadline:
-            raise ChainError(f"validators did not agree within {timeout_s:.0f} s: {statuses}")
+            raise DevnetError(f"validators did not agree within {timeout_s:.0f} s: {statuses}")
         time.sleep(0.05)
 
 
@@ -280,7 +281,7 @@ def run_devnet(
             return _run_until_interrupted(network)
         return _run_workload(network, txs)
     except ChainError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {error.code}: {error.message}", file=sys.stderr)
         return 1
     finally:
         network.stop_all()

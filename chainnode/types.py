@@ -206,8 +206,8 @@ def decode_receipt(data: bytes) -> Receipt:
     fields = codec.decode_struct(data, TAG_RECEIPT, VERSION, 6, "receipt")
     events_raw = expect_tuple(fields[5], "receipt events", 256)
     events: list[tuple[str, tuple[Any, ...]]] = []
-    for event in events_raw:
-        event = expect_tuple(event, "receipt event", 2)
+    for raw_event in events_raw:
+        event = expect_tuple(raw_event, "receipt event", 2)
         if len(event) != 2:
             raise DecodeError("receipt event: expected [name, attributes]")
         events.append((expect_str(event[0], "event name", 64), expect_tuple(event[1], "event attributes")))
@@ -277,8 +277,8 @@ def decode_validator_set(data: bytes) -> ValidatorSet:
     if not items:
         raise DecodeError("validator set is empty")
     validators = []
-    for item in items:
-        item = expect_tuple(item, "validator", 2)
+    for raw_item in items:
+        item = expect_tuple(raw_item, "validator", 2)
         if len(item) != 2:
             raise DecodeError("validator: expected [entity id, public key]")
         validators.append(
@@ -452,8 +452,8 @@ def decode_commit_certificate(data: bytes) -> CommitCertificate:
     fields = codec.decode_struct(data, TAG_COMMIT_CERTIFICATE, VERSION, 6, "commit certificate")
     items = expect_tuple(fields[5], "certificate signatures", 1024)
     signatures = []
-    for item in items:
-        item = expect_tuple(item, "certificate signature", 2)
+    for raw_item in items:
+        item = expect_tuple(raw_item, "certificate signature", 2)
         if len(item) != 2:
             raise DecodeError("certificate signature: expected [index, signature]")
         signatures.append(
