@@ -1,0 +1,208 @@
+"""Canonical encoding, strict decoding and the core types."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import msgpack
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chainnode import codec, crypto, types
+from chainnode.errors import DecodeError
+
+KEY = crypto.SigningKey(b"\x01" * 32)
+
+values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.text(max_size=20)
+    | st.binary(max_size=20),
+    lambda children: st.lists(children, max_size=5).map(tuple),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300)
+@given(values)
+def test_round_trip_is_identity(value: object) -> None:
+    assert codec.decode(codec.encode(value)) == value
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=64))
+def test_arbitrary_bytes_decode_or_raise_decode_error(data: bytes) -> None:
+    try:
+        value = codec.decode(data)
+    except DecodeError:
+        return
+    assert codec.encode(value) == data
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "empty"),
+        (b"\xc1", "not a valid msgpack"),
+        (codec.encode((1, 2)) + b"\x00", "trailing"),
+        (msgpack.packb({"a": 1}), "map"),
+        (msgpack.packb(1.5), "float"),
+        (b"\xd1\x00\x01", "non-canonical"),  # int16 holding 1
+        (b"\xdc\x00\x01\x01", "non-canonical"),  # array16 of length 1
+        (msgpack.packb("x", use_bin_type=False)[:1] + b"\xff", "not a valid"),  # bad UTF-8
+        (b"\x91" * 40 + b"\x01", "nesting"),
+    ],
+)
+def test_malformed_inputs_get_typed_errors(data: bytes, reason: str) -> None:
+    with pytest.raises(DecodeError) as raised:
+        codec.decode(data)
+    assert raised.value.code == "malformed"
+    assert reason in raised.value.message.lower()
+
+
+def test_oversize_input_is_refused_before_decoding() -> None:
+    with pytest.raises(DecodeError, match="exceeds"):
+        codec.decode(codec.encode(b"x" * 100), bytes_max=50)
+
+
+def make_tx(**overrides: object) -> types.Transaction:
+    fields: dict[str, object] = {
+        "chain_id": "pilot-net",
+        "signer": "pku-hospital-3",
+        "nonce": 7,
+        "valid_until": 100,
+        "module": "records",
+        "action": "put",
+        "args": ("k", b"v"),
+    }
+    fields.update(overrides)
+    return types.Transaction.create(KEY, **fields)  # type: ignore[arg-type]
+
+
+def test_transaction_round_trip_and_signature() -> None:
+    tx = make_tx()
+    decoded = types.decode_transaction(tx.encoded)
+    assert decoded == tx
+    assert decoded.verify_signature(KEY.public_key)
+    assert not decoded.verify_signature(crypto.SigningKey(b"\x02" * 32).public_key)
+
+
+def test_transaction_id_covers_every_body_field_but_not_the_signature() -> None:
+    tx = make_tx()
+    for change in [
+        {"chain_id": "x"},
+        {"signer": "y"},
+        {"nonce": 8},
+        {"valid_until": 101},
+        {"module": "assets"},
+        {"action": "get"},
+        {"args": ("k", b"w")},
+    ]:
+        assert make_tx(**change).hash != tx.hash
+    resigned = types.Transaction.create(
+        crypto.SigningKey(b"\x03" * 32),
+        chain_id=tx.chain_id,
+        signer=tx.signer,
+        nonce=tx.nonce,
+        valid_until=tx.valid_until,
+        module=tx.module,
+        action=tx.action,
+        args=tx.args,
+    )
+    assert resigned.hash == tx.hash and resigned.signature != tx.signature
+
+
+def test_every_flipped_byte_of_a_transaction_is_caught() -> None:
+    tx = make_tx()
+    for position in range(len(tx.encoded)):
+        data = bytearray(tx.encoded)
+        data[position] ^= 0x01
+        try:
+            decoded = types.decode_transaction(bytes(data))
+        except DecodeError:
+            continue
+        assert not decoded.verify_signature(KEY.public_key), f"byte {position} changed silently"
+
+
+def test_transaction_decoder_refuses_wrong_shapes() -> None:
+    tx = make_tx()
+    fields = list(codec.decode(tx.encoded))
+    for bad in [
+        fields[:-1],
+        [*fields, 1],
+        [99, *fields[1:]],
+        [fields[0], 2, *fields[2:]],
+        [*fields[:4], -1, *fields[5:]],
+        [*fields[:9], b"short"],
+        [*fields[:8], ((1.5,),), fields[9]],
+    ]:
+        with pytest.raises(DecodeError):
+            types.decode_transaction(msgpack.packb(bad, use_bin_type=True))
+    with pytest.raises(DecodeError, match="exceeds"):
+        types.decode_transaction(b"\x00" * (types.TX_BYTES_MAX + 1))
+
+
+def test_block_round_trip_checks_the_body_against_the_header() -> None:
+    txs = [make_tx(nonce=i) for i in range(3)]
+    header = types.BlockHeader(
+        "pilot-net",
+        1,
+        0,
+        0,
+        1000,
+        types.ZERO_HASH,
+        types.compute_tx_root(txs),
+        types.ZERO_HASH,
+        types.ZERO_HASH,
+        types.ZERO_HASH,
+        3,
+    )
+    block = types.Block.create(header, txs)
+    assert types.decode_block(block.encoded) == block
+    dropped = types.Block.create(header, txs[:2])
+    with pytest.raises(DecodeError, match="counts 3"):
+        types.decode_block(dropped.encoded)
+    swapped = types.Block.create(header, [txs[1], txs[0], txs[2]])
+    with pytest.raises(DecodeError, match="tx root"):
+        types.decode_block(swapped.encoded)
+
+
+def test_commit_certificate_rules() -> None:
+    keys = [crypto.SigningKey(bytes([i + 10]) * 32) for i in range(4)]
+    validators = types.ValidatorSet(tuple(types.Validator(f"v{i}", k.public_key) for i, k in enumerate(keys)))
+    block_hash = crypto.sha256(b"block")
+    payload = types.compute_vote_payload(types.VoteKind.COMMIT, "c", 0, 5, block_hash)
+    signatures = tuple((i, keys[i].sign(payload)) for i in range(3))
+    certificate = types.CommitCertificate(5, 0, block_hash, signatures)
+    assert types.decode_commit_certificate(certificate.encode()) == certificate
+    assert certificate.find_problem("c", validators) is None
+    assert "quorum" in (
+        dataclasses.replace(certificate, signatures=signatures[:2]).find_problem("c", validators) or ""
+    )
+    repeated = (signatures[0], signatures[0], signatures[1])
+    assert "distinct" in (
+        dataclasses.replace(certificate, signatures=repeated).find_problem("c", validators) or ""
+    )
+    assert certificate.find_problem("other-chain", validators) is not None
+    assert dataclasses.replace(certificate, height=6).find_problem("c", validators) is not None
+    forged = ((0, signatures[0][1]), (1, signatures[1][1]), (2, b"\x00" * 64))
+    assert "invalid signature" in (
+        dataclasses.replace(certificate, signatures=forged).find_problem("c", validators) or ""
+    )
+    prepare = types.compute_vote_payload(types.VoteKind.PREPARE, "c", 0, 5, block_hash)
+    as_prepares = tuple((i, keys[i].sign(prepare)) for i in range(3))
+    assert dataclasses.replace(certificate, signatures=as_prepares).find_problem("c", validators) is not None
+
+
+def test_hash_domains_are_separated_and_closed() -> None:
+    assert crypto.hash_tagged("tx", b"x") != crypto.hash_tagged("block", b"x")
+    with pytest.raises(ValueError, match="unknown hash domain"):
+        crypto.hash_tagged("nonsense", b"x")
+
+
+def test_signing_key_pem_round_trip() -> None:
+    assert crypto.SigningKey.from_pem(KEY.to_pem()).public_key == KEY.public_key
+    assert crypto.public_key_from_pem(crypto.public_key_to_pem(KEY.public_key)) == KEY.public_key
+    assert not crypto.verify(b"short", b"m", b"\x00" * 64)
