@@ -2,7 +2,8 @@
 
 Every seed must end with all replicas on one chain holding every
 transaction, and no two replicas may ever commit different blocks at a
-height.  A failure names its seed; `pytest 'tests/sim/test_lossy_network.py::test_lossy_network_stays_safe_and_live[SEED]'`
+height.  A failure names its seed, and
+`pytest 'tests/sim/test_lossy_network.py::test_lossy_network_stays_safe_and_live[SEED]'`
 replays it exactly, because nothing in the run reads a clock or global randomness.
 """
 
