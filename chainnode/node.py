@@ -96,6 +96,7 @@ class Node:
         self._rejected: collections.OrderedDict[bytes, tuple[str, str]] = collections.OrderedDict()
         self._gossip: list[bytes] = []
         self._frames_malformed = 0
+        self._gossip_dropped = 0
         self.committed_txs = 0
         head = self._ledger.get_head()
         persisted = [decode_message(payload) for _, _, _, payload in self._ledger.get_votes(head.height + 1)]
@@ -344,8 +345,13 @@ class Node:
             log.warning("malformed frame from %s: %s", peer_id, error.message)
             return
         if isinstance(frame, wire.TxBatch):
-            for encoded in frame.transactions:
-                self._admit(encoded, gossip=False)
+            try:
+                for encoded in frame.transactions:
+                    self._admit(encoded, gossip=False)
+            except MempoolFullError:
+                # Back-pressure, not the peer's fault: the rest of the batch is
+                # dropped here and reaches us again in the primary's proposal.
+                self._gossip_dropped += 1
         elif isinstance(frame, wire.Status):
             self._step(PeerStatus(peer_id, frame.height))
         elif isinstance(frame, wire.BlockRequest):
@@ -449,6 +455,7 @@ class Node:
             "genesis_hash": self.genesis_hash.hex(),
             "committed_txs_since_start": self.committed_txs,
             "frames_malformed": self._frames_malformed,
+            "gossip_batches_dropped": self._gossip_dropped,
             "p2p": dict(self.transport.metrics),
         }
 
