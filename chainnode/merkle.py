@@ -27,15 +27,7 @@ def compute_root(leaves: Sequence[bytes]) -> bytes:
     """The tree hash of `leaves` (raw leaf data, not yet hashed)."""
     if not leaves:
         return _EMPTY
-    level = [hash_leaf(leaf) for leaf in leaves]
-    # Pairing bottom-up and carrying an unpaired last node upward builds the
-    # same left-balanced tree as the recursive definition.
-    while len(level) > 1:
-        paired = [hash_node(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
-        if len(level) % 2:
-            paired.append(level[-1])
-        level = paired
-    return level[0]
+    return _subtree_root([hash_leaf(leaf) for leaf in leaves])
 
 
 def _largest_power_of_two_below(n: int) -> int:
@@ -64,6 +56,8 @@ def _path(hashes: list[bytes], index: int) -> list[bytes]:
 
 
 def _subtree_root(hashes: list[bytes]) -> bytes:
+    # Pairing bottom-up and carrying an unpaired last node upward builds the
+    # same left-balanced tree as the recursive definition.
     level = hashes
     while len(level) > 1:
         paired = [hash_node(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]

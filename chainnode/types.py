@@ -127,23 +127,9 @@ class Transaction:
         body = cls.body(chain_id, signer, nonce, valid_until, module, action, args_tuple)
         tx_hash = crypto.hash_tagged("tx", codec.encode(body))
         signature = key.sign(tx_hash)
-        encoded = codec.encode((*body, signature))
-        return (
-            decode_transaction(encoded)
-            if len(encoded) > TX_BYTES_MAX
-            else cls(
-                chain_id,
-                signer,
-                nonce,
-                valid_until,
-                module,
-                action,
-                args_tuple,
-                signature,
-                tx_hash,
-                encoded,
-            )
-        )
+        # Decoding what we built applies every rule a receiver applies, so a
+        # transaction this constructor returns is one any node can accept.
+        return decode_transaction(codec.encode((*body, signature)))
 
     def encode(self) -> bytes:
         return self.encoded
