@@ -42,6 +42,7 @@ from p2p.transport import (
     encode_hello,
     encode_hello_ack,
 )
+from tests.helpers import NodeFiles, is_refused_at_tls, open_raw, raw_hello
 
 CHAIN_ID = "pilot-test"
 GENESIS_HASH = bytes(range(32))
@@ -59,13 +60,6 @@ class Authority:
     zone_certificate: x509.Certificate
     zone_key: SigningKey
     directory: Path
-
-
-@dataclass(frozen=True, slots=True)
-class NodeFiles:
-    chain_path: Path
-    key_path: Path
-    root_ca_path: Path
 
 
 def create_authority(directory: Path, name: str) -> Authority:
@@ -226,24 +220,6 @@ async def wait_connected(mesh: dict[str, Node]) -> None:
 # ---------------------------------------------------------------- raw clients
 
 
-async def open_raw(
-    port: int, ssl_context: ssl.SSLContext, session: aiohttp.ClientSession
-) -> aiohttp.ClientWebSocketResponse:
-    return await asyncio.wait_for(session.ws_connect(f"wss://127.0.0.1:{port}/p2p", ssl=ssl_context), WAIT_S)
-
-
-async def raw_hello(port: int, files: NodeFiles, hello_bytes: bytes) -> aiohttp.WSMessage:
-    """Dial with `files`' certificate, send `hello_bytes`, return the listener's answer."""
-    context = create_client_context(files.chain_path, files.key_path, files.root_ca_path)
-    async with aiohttp.ClientSession() as session:
-        ws = await open_raw(port, context, session)
-        try:
-            await ws.send_bytes(hello_bytes)
-            return await asyncio.wait_for(ws.receive(), WAIT_S)
-        finally:
-            await ws.close()
-
-
 def hello_for(entity_id: str, *, chain_id: str = CHAIN_ID, genesis_hash: bytes = GENESIS_HASH) -> bytes:
     return encode_hello(Hello(chain_id, genesis_hash, entity_id))
 
@@ -399,14 +375,7 @@ async def test_oversize_frame_closes_that_connection_only(
 
 
 async def assert_refused_at_tls(node: Node, context: ssl.SSLContext) -> None:
-    async with aiohttp.ClientSession() as session:
-        with pytest.raises((aiohttp.ClientError, ssl.SSLError, ConnectionError)):
-            ws = await open_raw(node.t.get_listen_port(), context, session)
-            # With TLS 1.3 the server verifies the client after the client thinks it is done,
-            # so the refusal may surface on the first read.
-            message = await asyncio.wait_for(ws.receive(), WAIT_S)
-            await ws.close()
-            raise AssertionError(f"the listener answered {message!r}")
+    assert await is_refused_at_tls(node.t.get_listen_port(), context, wait_s=WAIT_S)
     await wait_until(lambda: node.t.metrics["tls_refused"] >= 1, "the TLS refusal was counted")
 
 
