@@ -44,7 +44,17 @@ from chainnode.execution import ExecutionResult, Executor, InvalidBlockError, Si
 from chainnode.genesis import Genesis, load_genesis
 from chainnode.mempool import Mempool, MempoolFullError
 from chainnode.state import compute_genesis_state_root
-from consensus.effects import Broadcast, CommitBlock, Diagnostic, Effect, PersistVote, RequestBlocks
+from consensus.effects import (
+    Broadcast,
+    CommitBlock,
+    Diagnostic,
+    Effect,
+    PersistVote,
+    RecordEvidence,
+    RequestBlocks,
+    SendTo,
+    StableCheckpoint,
+)
 from consensus.engine import (
     BlocksReceived,
     ChainHead,
@@ -55,7 +65,7 @@ from consensus.engine import (
     PeerStatus,
     Tick,
 )
-from consensus.messages import Vote, decode_message
+from consensus.messages import compute_log_key, decode_log_record
 from p2p.transport import PeerAddress, Transport, TransportConfig
 from storage.ledger import Ledger
 
@@ -63,7 +73,7 @@ log = logging.getLogger("chainnode.node")
 
 REJECTED_REMEMBERED_MAX = 100_000
 STATUS_INTERVAL_MS = 1_000
-VOTE_LOG_PRUNE_EVERY = 100
+EVIDENCE_REMEMBERED_MAX = 1_000
 RESPONSE_BYTES_MAX = 8 * 1024 * 1024
 
 
@@ -96,10 +106,20 @@ class Node:
         self._rejected: collections.OrderedDict[bytes, tuple[str, str]] = collections.OrderedDict()
         self._gossip: list[bytes] = []
         self._frames_malformed = 0
+        self.evidence: collections.deque[dict[str, Any]] = collections.deque(maxlen=EVIDENCE_REMEMBERED_MAX)
+        self.evidence_total = 0
+        self.stable_checkpoint = 0
         self._gossip_dropped = 0
         self.committed_txs = 0
         head = self._ledger.get_head()
-        persisted = [decode_message(payload) for _, _, _, payload in self._ledger.get_votes(head.height + 1)]
+        persisted = [
+            decode_log_record(payload) for _, _, _, payload in self._ledger.get_votes(head.height + 1)
+        ]
+        head_view = 0
+        if head.height > 0:
+            certificate_bytes = self._ledger.get_certificate(head.height)
+            assert certificate_bytes is not None, "a committed head has its certificate"
+            head_view = types.decode_commit_certificate(certificate_bytes).view
         self.engine = Engine(
             EngineConfig(
                 self.chain_id,
@@ -110,9 +130,9 @@ class Node:
             own_index=own_index,
             key=self._key if own_index is not None else None,
             app=self,
-            head=ChainHead(head.height, head.block_hash, head.timestamp_ms),
+            head=ChainHead(head.height, head.block_hash, head.timestamp_ms, head_view),
             now_ms=get_time_ms(),
-            persisted=[vote for vote in persisted if isinstance(vote, Vote)],
+            persisted=persisted,
             rng=random.Random(),
         )
         self.transport = Transport(
@@ -211,18 +231,25 @@ class Node:
     def _execute(self, effects: Sequence[Effect]) -> None:
         for effect in effects:
             if isinstance(effect, PersistVote):
-                vote = effect.message
-                self._ledger.put_vote(vote.height, vote.view, int(vote.kind), vote.encode())  # type: ignore[union-attr]
+                height, view, kind = compute_log_key(effect.message)
+                self._ledger.put_vote(height, view, kind, effect.message.encode())
             elif isinstance(effect, Broadcast):
                 self.transport.broadcast(effect.message.encode())
+            elif isinstance(effect, SendTo):
+                self.transport.send(effect.peer, effect.message.encode())
             elif isinstance(effect, CommitBlock):
                 self._commit(effect.block, effect.certificate)
             elif isinstance(effect, RequestBlocks):
                 self.transport.send(
                     effect.peer, wire.encode_block_request(effect.height_min, effect.height_max)
                 )
+            elif isinstance(effect, RecordEvidence):
+                self._record_evidence(effect)
+            elif isinstance(effect, StableCheckpoint):
+                self._ledger.prune_votes(effect.height + 1)
+                self.stable_checkpoint = effect.height
             elif isinstance(effect, Diagnostic):
-                log.warning("consensus: %s", effect.message)
+                log.info("consensus: %s", effect.message)
 
     def _commit(self, block: types.Block, certificate: types.CommitCertificate) -> None:
         result = self._results.pop(block.hash)
@@ -232,8 +259,6 @@ class Node:
         self._results.clear()
         self.mempool.remove(tx.hash for tx in block.transactions)
         self.committed_txs += len(block.transactions)
-        if block.height % VOTE_LOG_PRUNE_EVERY == 0:
-            self._ledger.prune_votes(block.height + 1)
         log.debug("committed block %d with %d transactions", block.height, len(block.transactions))
 
     # ------------------------------------------------------------ Application (for the engine)
@@ -273,6 +298,9 @@ class Node:
             self._results[block.hash] = result
             return block
         return None
+
+    def has_pending_transactions(self) -> bool:
+        return len(self.mempool) > 0
 
     def find_block_problem(self, block: types.Block) -> str | None:
         if block.hash in self._results:
@@ -333,6 +361,30 @@ class Node:
         except ChainError as error:
             return error.message
         return None
+
+    def _record_evidence(self, effect: RecordEvidence) -> None:
+        evidence = effect.evidence
+        validator = self.validators.validators[evidence.validator].entity_id
+        self.evidence_total += 1
+        self.evidence.append(
+            {
+                "validator": validator,
+                "validator_index": evidence.validator,
+                "kind": evidence.kind.name.lower(),
+                "view": evidence.view,
+                "height": evidence.height,
+                "first": evidence.first.encode().hex(),
+                "second": evidence.second.encode().hex(),
+                "encoded": evidence.encode().hex(),
+            }
+        )
+        log.warning(
+            "evidence: validator %s signed two %s messages at height %d view %d",
+            validator,
+            evidence.kind.name,
+            evidence.height,
+            evidence.view,
+        )
 
     def _on_peer_connected(self, peer_id: str) -> None:
         self.transport.send(peer_id, wire.encode_status(self.engine.head.height))
@@ -450,6 +502,10 @@ class Node:
             "state_root": head.state_root.hex(),
             "timestamp_ms": head.timestamp_ms,
             "view": self.engine.view,
+            "changing_view": self.engine.is_changing_view,
+            "view_changes_started": self.engine.view_changes_started,
+            "stable_checkpoint": self.stable_checkpoint,
+            "evidence": self.evidence_total,
             "peers": sorted(self.transport.connected_peers()),
             "mempool_txs": len(self.mempool),
             "genesis_hash": self.genesis_hash.hex(),

@@ -279,9 +279,13 @@ def decode_validator_set(data: bytes) -> ValidatorSet:
 
 
 class VoteKind(enum.IntEnum):
+    """What a validator's signature is for; part of every signed payload."""
+
     PRE_PREPARE = 1
     PREPARE = 2
     COMMIT = 3
+    VIEW_CHANGE = 4  # block hash field: H(prepared view, prepared hash) or zero
+    CHECKPOINT = 5  # block hash of the checkpoint height; it binds the state root
 
 
 def compute_vote_payload(kind: VoteKind, chain_id: str, view: int, height: int, block_hash: bytes) -> bytes:

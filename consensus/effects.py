@@ -1,7 +1,8 @@
 """Effects the engine asks the node shell to carry out, in order.
 
 The order matters: a `PersistVote` always precedes the `Broadcast` of that
-vote, so a validator never sends a vote it could forget in a crash.
+vote (and a prepared certificate is persisted before the COMMIT it enables),
+so a validator never sends a vote it could forget in a crash.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from chainnode import types
-from consensus.messages import Message
+from consensus.messages import Evidence, LogRecord, Message
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,10 +21,18 @@ class Broadcast:
 
 
 @dataclass(frozen=True, slots=True)
-class PersistVote:
-    """Durably record our own signed message before it leaves the node."""
+class SendTo:
+    """Send `message` to one peer (a NEW-VIEW to a validator still asking for that view)."""
 
+    peer: str
     message: Message
+
+
+@dataclass(frozen=True, slots=True)
+class PersistVote:
+    """Durably record our own signed message (or prepared certificate) before anything depends on it."""
+
+    message: LogRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +53,35 @@ class RequestBlocks:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordEvidence:
+    """Keep proof that a validator signed two conflicting messages."""
+
+    evidence: Evidence
+
+
+@dataclass(frozen=True, slots=True)
+class StableCheckpoint:
+    """2f+1 validators signed the block (and so the state root) at `height`."""
+
+    height: int
+    block_hash: bytes
+    signatures: tuple[tuple[int, bytes], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Diagnostic:
-    """Something an operator may want in the log: a refused proposal, a bad certificate."""
+    """Something an operator may want in the log: a refused proposal, a view change."""
 
     message: str
 
 
-Effect = Broadcast | PersistVote | CommitBlock | RequestBlocks | Diagnostic
+Effect = (
+    Broadcast
+    | SendTo
+    | PersistVote
+    | CommitBlock
+    | RequestBlocks
+    | RecordEvidence
+    | StableCheckpoint
+    | Diagnostic
+)

@@ -1,24 +1,40 @@
-"""The PBFT engine: normal case (pre-prepare, prepare, commit) and catch-up.
+"""The PBFT engine: normal case, view change, checkpoints and catch-up.
 
 Theory of operation.  The engine decides one height at a time.  At height h
 in view v the primary (validator v mod n) proposes a block with a signed
 PRE-PREPARE.  Every validator that finds the block valid (right parent,
 timestamp, validator set, and the application re-executes it to the same
-roots) signs a PREPARE.  Once 2f+1 PREPAREs for the block are in, the block is
-*prepared* and the validator signs a COMMIT.  With 2f+1 COMMITs and the block
-in hand the block is final: the engine emits `CommitBlock` with a certificate
-of those COMMIT signatures and moves to h+1.
+roots) signs a PREPARE.  With 2f+1 PREPAREs the block is *prepared*: the
+validator persists that prepared certificate and signs a COMMIT.  With 2f+1
+COMMITs and the block in hand the block is final: the engine emits
+`CommitBlock` with a certificate of those COMMIT signatures and moves to h+1.
+The view carries over from height to height until a view change.
 
-Invariants (asserted after every event):
-- we never sign two different block hashes for one (height, view, kind); our
-  own messages are persisted before they are sent (`PersistVote` precedes
-  `Broadcast`) and restored from `persisted` after a restart;
+View change.  While there is work (pending transactions, a proposal not yet
+committed, or a view change under way) a timer runs; when it expires the
+validator stops voting in its view and broadcasts VIEW-CHANGE for the next
+view with its highest prepared certificate.  f+1 VIEW-CHANGEs for higher views
+make a validator join the smallest of them (so a node behind in views catches
+up instead of forcing more changes, and no f Byzantine validators can push
+the others into a view change by claiming huge views).  The primary of the
+new view gathers 2f+1 and broadcasts NEW-VIEW, re-proposing the prepared block
+of the highest view among them (see `consensus.view_change`); replicas check
+that proof and enter the view.  Each consecutive failed view doubles the
+timeout (capped), and a commit resets it.  An equivocating primary (two
+signed proposals for one view and height) is recorded as evidence and
+triggers a view change at once.
+
+Checkpoints.  Every `checkpoint_interval` heights each validator signs the
+committed block hash, which binds the state root; 2f+1 make a stable
+checkpoint (`StableCheckpoint`), after which the node prunes its vote log.
+The engine's own memory is bounded independently: it only keeps state for
+the current height and bounded buffers for the near future.
+
+Invariants (checked after every event):
+- we never sign two different block hashes for one (height, view, kind);
+  every message we sign is persisted first (`PersistVote` precedes the
+  `Broadcast`), and restored from `persisted` after a restart;
 - committed heights are contiguous and each extends the previous head.
-
-Fault model for this issue: up to f validators may be silent or send garbage,
-conflicting votes or invalid proposals; those are refused and reported as
-`Diagnostic`s.  A silent or equivocating *primary* stalls the height until
-view change exists (TODO(issue 3): view change, checkpoints, evidence).
 
 Catch-up: any message from a height above ours, or a peer status, tells us a
 peer is ahead; after a short grace period the engine requests the missing
@@ -38,8 +54,33 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from chainnode import crypto, types
-from consensus.effects import Broadcast, CommitBlock, Diagnostic, Effect, PersistVote, RequestBlocks
-from consensus.messages import Message, PrePrepare, Vote, sign_pre_prepare, sign_vote
+from consensus.effects import (
+    Broadcast,
+    CommitBlock,
+    Diagnostic,
+    Effect,
+    PersistVote,
+    RecordEvidence,
+    RequestBlocks,
+    SendTo,
+    StableCheckpoint,
+)
+from consensus.messages import (
+    Evidence,
+    LogRecord,
+    Message,
+    NewView,
+    PreparedCertificate,
+    PrePrepare,
+    ViewChange,
+    Vote,
+    sign_pre_prepare,
+    sign_view_change,
+    sign_vote,
+)
+from consensus.view_change import find_new_view_problem, find_view_change_problem, select_prepared
+
+Kind = types.VoteKind
 
 
 class Application(Protocol):
@@ -53,6 +94,10 @@ class Application(Protocol):
 
     def find_block_problem(self, block: types.Block) -> str | None:
         """Re-execute `block` on the current head; None when valid, else why not."""
+        ...
+
+    def has_pending_transactions(self) -> bool:
+        """True while transactions wait to be committed (this keeps the view timer running)."""
         ...
 
 
@@ -90,11 +135,15 @@ class EngineConfig:
     chain_id: str
     proposal_delay_ms: int = 20  # the primary batches transactions this long into a block
     timestamp_drift_ms_max: int = 10_000  # how far ahead of our clock a proposal may be
-    rebroadcast_ms: int = 1_000  # resend our votes when a height makes no progress this long
+    rebroadcast_ms: int = 1_000  # resend our messages when a height makes no progress this long
+    view_timeout_ms: int = 2_000  # first view-change timeout; doubles per failed view
+    view_timeout_doublings_max: int = 5
+    checkpoint_interval: int = 100  # heights between signed checkpoints
     sync_grace_ms: int = 300  # how long one height of lag may last before we fetch blocks
     sync_timeout_ms: int = 3_000
     sync_blocks_max: int = 64
     future_heights_max: int = 64  # buffer messages at most this far ahead
+    future_views_max: int = 16  # ... and at most this many views ahead at our height
     future_messages_max: int = 20_000
 
 
@@ -103,23 +152,31 @@ class ChainHead:
     height: int
     block_hash: bytes
     timestamp_ms: int
+    view: int = 0  # view of the head's commit certificate: the view the network was in
 
 
 @dataclass(slots=True)
 class _Round:
     """What we know about one (height, view)."""
 
-    started_ms: int
-    progress_ms: int
     proposal: PrePrepare | None = None
     refused: set[bytes] = field(default_factory=set)  # block hashes found invalid
     # votes[kind][validator index] = (block hash, signature)
-    votes: dict[types.VoteKind, dict[int, tuple[bytes, bytes]]] = field(
-        default_factory=lambda: {types.VoteKind.PREPARE: {}, types.VoteKind.COMMIT: {}}
+    votes: dict[Kind, dict[int, tuple[bytes, bytes]]] = field(
+        default_factory=lambda: {Kind.PREPARE: {}, Kind.COMMIT: {}}
     )
 
-    def count(self, kind: types.VoteKind, block_hash: bytes) -> int:
+    def count(self, kind: Kind, block_hash: bytes) -> int:
         return sum(1 for voted, _ in self.votes[kind].values() if voted == block_hash)
+
+    def signatures(self, kind: Kind, block_hash: bytes) -> tuple[tuple[int, bytes], ...]:
+        return tuple(
+            sorted(
+                (index, signature)
+                for index, (voted, signature) in self.votes[kind].items()
+                if voted == block_hash
+            )
+        )
 
 
 class Engine:
@@ -135,7 +192,7 @@ class Engine:
         app: Application,
         head: ChainHead,
         now_ms: int,
-        persisted: Sequence[Vote] = (),
+        persisted: Sequence[LogRecord] = (),
         rng: random.Random,
     ) -> None:
         assert (own_index is None) == (key is None), "a validator has a key, an observer none"
@@ -149,47 +206,92 @@ class Engine:
         self._app = app
         self._rng = rng
         self.head = head
-        self.view = 0  # TODO(issue 3): view change moves this.
         self.now_ms = now_ms
-        self._round = _Round(started_ms=now_ms, progress_ms=now_ms)
+        self.view = head.view
+        self._target: int | None = None  # the view we asked to move to, while changing
+        self._rounds: dict[int, _Round] = {}
+        self._prepared: PreparedCertificate | None = None  # our highest, at the current height
+        self._view_changes: dict[int, ViewChange] = {}  # latest per validator, current height
+        self._new_views: dict[int, NewView] = {}  # by view, current height
+        self._deadline_ms: int | None = None
+        self._failed_views = 0  # consecutive view changes without a commit
+        self._progress_ms = now_ms
+        self._height_started_ms = now_ms
         # Our own signed messages by (height, view, kind): never sign another hash there.
-        self._own: dict[tuple[int, int, int], Vote] = {}
-        for vote in persisted:
-            if vote.height > head.height:
-                self._own[(vote.height, vote.view, int(vote.kind))] = vote
-        self._future: dict[int, list[MessageReceived]] = {}
-        self._future_count = 0
+        self._own: dict[tuple[int, int, int], Vote | ViewChange] = {}
+        self._restore(persisted)
+        self._future: dict[int, list[MessageReceived]] = {}  # by height
+        self._later_views: dict[int, list[MessageReceived]] = {}  # by view, current height
+        self._buffered = 0
         self._peer_heights: dict[str, int] = {}
         self._behind_since_ms: int | None = None
         self._sync_request: tuple[str, int] | None = None  # (peer, sent at ms)
+        self._checkpoint_votes: dict[int, dict[int, tuple[bytes, bytes]]] = {}
+        self.stable_checkpoint = 0
         # Events still to handle.  After a commit the engine stops and returns,
         # so the shell applies the block before anything else needs the new
         # head; what is left waits here (see `has_pending_work`).
         self._inbox: deque[Event] = deque()
         self._yield = False
         self.committed_blocks = 0
+        self.view_changes_started = 0
+
+    def _restore(self, persisted: Sequence[LogRecord]) -> None:
+        """Rebuild what we had signed for the current height from the vote log."""
+        for record in persisted:
+            if record.height <= self.head.height:
+                continue
+            if isinstance(record, PreparedCertificate):
+                if record.height == self.height and (
+                    self._prepared is None or record.view > self._prepared.view
+                ):
+                    self._prepared = record
+                continue
+            if isinstance(record, ViewChange):
+                self._own[(record.height, record.new_view, int(Kind.VIEW_CHANGE))] = record
+                if record.height == self.height:
+                    self._target = max(self._target or 0, record.new_view)
+                continue
+            self._own[(record.height, record.view, int(record.kind))] = record
+            if record.height == self.height:
+                self.view = max(self.view, record.view)
+        if self._target is not None and self._target <= self.view:
+            self._target = None
+        for (height, view, kind), record in self._own.items():
+            if height == self.height and view == self.view and kind in (Kind.PREPARE, Kind.COMMIT):
+                assert isinstance(record, Vote)
+                self._round(view).votes[Kind(kind)][record.validator] = (record.block_hash, record.signature)
 
     @property
     def height(self) -> int:
         """The height being decided: one above the committed head."""
         return self.head.height + 1
 
-    # ------------------------------------------------------------ entry point
-
-    def start(self) -> list[Effect]:
-        """After a restart: resend what we had already signed for the current height."""
-        effects: list[Effect] = []
-        self._record_own_votes()
-        for (height, _, kind), vote in sorted(self._own.items()):
-            if height == self.height and kind != types.VoteKind.PRE_PREPARE:
-                effects.append(Broadcast(vote))
-        return effects
+    @property
+    def is_changing_view(self) -> bool:
+        return self._target is not None
 
     @property
     def has_pending_work(self) -> bool:
         """True when events wait behind a commit; the shell steps again (with a Tick) after
         applying the effects it got, until this is False."""
         return bool(self._inbox)
+
+    def _round(self, view: int) -> _Round:
+        round_ = self._rounds.get(view)
+        if round_ is None:
+            round_ = self._rounds[view] = _Round()
+        return round_
+
+    # ------------------------------------------------------------ entry points
+
+    def start(self) -> list[Effect]:
+        """After a restart: resend what we had already signed for the current height."""
+        effects: list[Effect] = []
+        for (height, _, kind), record in sorted(self._own.items(), key=lambda item: item[0]):
+            if height == self.height and kind != Kind.PRE_PREPARE:
+                effects.append(Broadcast(record))
+        return effects
 
     def step(self, event: Event) -> list[Effect]:
         effects: list[Effect] = []
@@ -210,72 +312,129 @@ class Engine:
         else:
             self._note_peer_height(event.sender, event.height)
 
-    # ------------------------------------------------------------ ticks
+    # ------------------------------------------------------------ ticks and timers
 
     def _on_tick(self, tick: Tick, effects: list[Effect]) -> None:
         self.now_ms = max(self.now_ms, tick.now_ms)
-        self._maybe_propose(effects)
-        if self.now_ms - self._round.progress_ms >= self.config.rebroadcast_ms:
+        if self._target is None:
+            self._maybe_propose(effects)
+        if self.now_ms - self._progress_ms >= self.config.rebroadcast_ms:
             self._rebroadcast(effects)
+        self._check_view_timer(effects)
         self._maybe_request_blocks(effects)
+
+    def _compute_view_timeout_ms(self) -> int:
+        doublings = min(self._failed_views, self.config.view_timeout_doublings_max)
+        return self.config.view_timeout_ms << doublings
+
+    def _is_waiting(self) -> bool:
+        """Is something expected to commit?  Only then can a primary be late."""
+        round_ = self._rounds.get(self.view)
+        return (
+            self._target is not None
+            or (round_ is not None and round_.proposal is not None)
+            or self._app.has_pending_transactions()
+        )
+
+    def _check_view_timer(self, effects: list[Effect]) -> None:
+        if not self._is_waiting():
+            self._deadline_ms = None
+            return
+        if self._deadline_ms is None:
+            self._deadline_ms = self.now_ms + self._compute_view_timeout_ms()
+            return
+        if self.now_ms >= self._deadline_ms:
+            current = self.view if self._target is None else self._target
+            effects.append(Diagnostic(f"view {current} made no progress at height {self.height}"))
+            self._start_view_change(current + 1, effects)
 
     def _maybe_propose(self, effects: list[Effect]) -> None:
         if self.own_index is None or self.validators.primary(self.view) != self.own_index:
             return
-        if self._round.proposal is not None:
+        round_ = self._round(self.view)
+        if round_.proposal is not None or (self.height, self.view, Kind.PRE_PREPARE) in self._own:
             return
-        if (self.height, self.view, types.VoteKind.PRE_PREPARE) in self._own:
-            return  # proposed before a restart; the block is gone, wait for a view change
-        if self.now_ms - self._round.started_ms < self.config.proposal_delay_ms:
+        if self.view > self.head.view and self.view not in self._new_views:
+            return  # a new primary proposes through NEW-VIEW first
+        if self.now_ms - self._height_started_ms < self.config.proposal_delay_ms:
             return
-        assert self._key is not None
-        block = self._app.propose_block(
+        block = self._propose_new_block()
+        if block is not None:
+            self._broadcast_proposal(block, effects)
+
+    def _propose_new_block(self) -> types.Block | None:
+        assert self.own_index is not None
+        return self._app.propose_block(
             height=self.height,
             view=self.view,
             proposer=self.own_index,
             timestamp_ms=max(self.now_ms, self.head.timestamp_ms + 1),
             parent_hash=self.head.block_hash,
         )
-        if block is None:
-            return
-        pre_prepare = sign_pre_prepare(self._key, self.config.chain_id, self.view, self.own_index, block)
-        record = Vote(
-            types.VoteKind.PRE_PREPARE,
-            self.view,
-            self.height,
-            block.hash,
-            self.own_index,
-            pre_prepare.signature,
-        )
-        self._own[(self.height, self.view, types.VoteKind.PRE_PREPARE)] = record
+
+    def _sign_proposal(self, view: int, block: types.Block, effects: list[Effect]) -> PrePrepare | None:
+        """Sign (and persist) a pre-prepare, unless we already signed another block there."""
+        assert self._key is not None and self.own_index is not None
+        slot = (self.height, view, int(Kind.PRE_PREPARE))
+        previous = self._own.get(slot)
+        if previous is not None:
+            assert isinstance(previous, Vote)
+            if previous.block_hash != block.hash:
+                return None
+            return PrePrepare(view, self.height, self.own_index, block, previous.signature)
+        pre_prepare = sign_pre_prepare(self._key, self.config.chain_id, view, self.own_index, block)
+        record = Vote(Kind.PRE_PREPARE, view, self.height, block.hash, self.own_index, pre_prepare.signature)
+        self._own[slot] = record
         effects.append(PersistVote(record))
+        return pre_prepare
+
+    def _broadcast_proposal(self, block: types.Block, effects: list[Effect]) -> None:
+        pre_prepare = self._sign_proposal(self.view, block, effects)
+        if pre_prepare is None:
+            return
         effects.append(Broadcast(pre_prepare))
         self._accept_proposal(pre_prepare, effects)
 
     def _rebroadcast(self, effects: list[Effect]) -> None:
         """Resend our messages for the current height; a peer may have missed them."""
-        self._round.progress_ms = self.now_ms
-        proposal = self._round.proposal
-        if proposal is not None and proposal.proposer == self.own_index:
-            effects.append(Broadcast(proposal))
-        for kind in (types.VoteKind.PREPARE, types.VoteKind.COMMIT):
-            vote = self._own.get((self.height, self.view, kind))
+        self._progress_ms = self.now_ms
+        if self._target is not None:
+            own_view_change = self._own.get((self.height, self._target, int(Kind.VIEW_CHANGE)))
+            if own_view_change is not None:
+                effects.append(Broadcast(own_view_change))
+            return
+        new_view = self._new_views.get(self.view)
+        if new_view is not None and self.validators.primary(self.view) == self.own_index:
+            effects.append(Broadcast(new_view))
+        round_ = self._rounds.get(self.view)
+        if round_ is not None and round_.proposal is not None and round_.proposal.proposer == self.own_index:
+            effects.append(Broadcast(round_.proposal))
+        for kind in (Kind.PREPARE, Kind.COMMIT):
+            vote = self._own.get((self.height, self.view, int(kind)))
             if vote is not None:
                 effects.append(Broadcast(vote))
 
-    # ------------------------------------------------------------ messages
+    # ------------------------------------------------------------ message dispatch
 
     def _on_message(self, received: MessageReceived, effects: list[Effect]) -> None:
         message = received.message
+        if isinstance(message, Vote) and message.kind == Kind.CHECKPOINT:
+            self._on_checkpoint(message, effects)
+            return
         if message.height < self.height:
             return  # already decided
         if message.height > self.height:
             self._buffer_future(received)
             return
-        if message.view != self.view:
-            return  # TODO(issue 3): view change handles other views.
-        if isinstance(message, PrePrepare):
-            self._on_pre_prepare(message, effects)
+        if isinstance(message, ViewChange):
+            self._on_view_change(message, received.sender, effects)
+        elif isinstance(message, NewView):
+            self._on_new_view(message, effects)
+        elif message.view > self.view:
+            self._buffer_later_view(received)
+        elif isinstance(message, PrePrepare):
+            if message.view == self.view and self._target is None:
+                self._on_pre_prepare(message, effects, reproposal=False)
         else:
             self._on_vote(message, effects)
 
@@ -285,13 +444,28 @@ class Engine:
         self._note_peer_height(received.sender, message.height - 1)
         if message.height - self.height > self.config.future_heights_max:
             return
-        if self._future_count >= self.config.future_messages_max:
+        if self._buffered >= self.config.future_messages_max:
             return
         self._future.setdefault(message.height, []).append(received)
-        self._future_count += 1
+        self._buffered += 1
 
-    def _ignore_pre_prepare(self, message: PrePrepare) -> str | None:
-        """Why `message` must be refused, or None."""
+    def _buffer_later_view(self, received: MessageReceived) -> None:
+        view = received.message.view
+        if (
+            view - self.view > self.config.future_views_max
+            or self._buffered >= self.config.future_messages_max
+        ):
+            return
+        self._later_views.setdefault(view, []).append(received)
+        self._buffered += 1
+
+    def _replay(self, buffered: list[MessageReceived]) -> None:
+        self._buffered -= len(buffered)
+        self._inbox.extendleft(reversed(buffered))
+
+    # ------------------------------------------------------------ normal case
+
+    def _find_pre_prepare_problem(self, message: PrePrepare, *, reproposal: bool) -> str | None:
         header = message.block.header
         primary = self.validators.primary(message.view)
         if message.proposer != primary:
@@ -300,11 +474,14 @@ class Engine:
             )
         if not message.is_signed_by(self.config.chain_id, self.validators.validators[primary].public_key):
             return "pre-prepare signature is invalid"
-        if (header.height, header.view, header.proposer) != (message.height, message.view, primary):
+        if header.height != message.height or header.chain_id != self.config.chain_id:
             return "block header disagrees with the pre-prepare"
-        if header.chain_id != self.config.chain_id:
-            return f"block for chain {header.chain_id!r}"
-        return self._find_header_problem(header, check_drift=True)
+        # A re-proposal (through NEW-VIEW) keeps the header of the view that first proposed it.
+        if header.proposer != self.validators.primary(header.view):
+            return "block header names a proposer that was not primary of its view"
+        if header.view != message.view and not (reproposal and header.view < message.view):
+            return "block header names another view"
+        return self._find_header_problem(header, check_drift=not reproposal)
 
     def _find_header_problem(self, header: types.BlockHeader, *, check_drift: bool) -> str | None:
         if header.parent_hash != self.head.block_hash:
@@ -317,88 +494,276 @@ class Engine:
             return "block names another validator set"
         return None
 
-    def _on_pre_prepare(self, message: PrePrepare, effects: list[Effect]) -> None:
-        current = self._round.proposal
+    def _on_pre_prepare(self, message: PrePrepare, effects: list[Effect], *, reproposal: bool) -> None:
+        round_ = self._round(message.view)
+        current = round_.proposal
         if current is not None:
-            if current.block.hash != message.block.hash:
-                # TODO(issue 3): keep this as equivocation evidence and change view.
-                effects.append(Diagnostic(f"primary sent two proposals for height {message.height}"))
+            if current.block.hash != message.block.hash and message.proposer == current.proposer:
+                self._report_conflicting_proposals(current, message, effects)
             return
-        if message.block.hash in self._round.refused:
+        if message.block.hash in round_.refused:
             return
-        problem = self._ignore_pre_prepare(message)
+        problem = self._find_pre_prepare_problem(message, reproposal=reproposal)
         if problem is None:
             problem = self._app.find_block_problem(message.block)
         if problem is not None:
-            self._round.refused.add(message.block.hash)
+            round_.refused.add(message.block.hash)
             effects.append(Diagnostic(f"refused proposal at height {message.height}: {problem}"))
             return
         self._accept_proposal(message, effects)
 
+    def _report_conflicting_proposals(
+        self, first: PrePrepare, second: PrePrepare, effects: list[Effect]
+    ) -> None:
+        if not second.is_signed_by(
+            self.config.chain_id, self.validators.validators[second.proposer].public_key
+        ):
+            return
+        quoted = [
+            Vote(Kind.PRE_PREPARE, item.view, item.height, item.block.hash, item.proposer, item.signature)
+            for item in (first, second)
+        ]
+        evidence = Evidence(
+            second.proposer, Kind.PRE_PREPARE, second.view, second.height, quoted[0], quoted[1]
+        )
+        effects.append(RecordEvidence(evidence))
+        effects.append(
+            Diagnostic(f"primary {second.proposer} proposed two blocks for height {second.height}")
+        )
+        if second.view == self.view and self._target is None:
+            self._start_view_change(self.view + 1, effects)
+
     def _accept_proposal(self, message: PrePrepare, effects: list[Effect]) -> None:
-        self._round.proposal = message
-        self._round.progress_ms = self.now_ms
-        self._sign(types.VoteKind.PREPARE, message.block.hash, effects)
-        self._check_quorums(effects)
+        self._round(message.view).proposal = message
+        self._progress_ms = self.now_ms
+        self._sign(Kind.PREPARE, message.view, message.block.hash, effects)
+        self._check_quorums(message.view, effects)
 
     def _on_vote(self, vote: Vote, effects: list[Effect]) -> None:
-        if vote.kind == types.VoteKind.PRE_PREPARE or vote.validator >= self.validators.size:
+        if vote.kind not in (Kind.PREPARE, Kind.COMMIT) or vote.validator >= self.validators.size:
             return
-        known = self._round.votes[vote.kind].get(vote.validator)
-        if known is not None:
-            if known[0] != vote.block_hash:
-                # TODO(issue 3): equivocation evidence.
-                effects.append(Diagnostic(f"validator {vote.validator} voted twice at height {vote.height}"))
+        if vote.view < self.view and vote.view not in self._rounds:
+            return  # an old view we never took part in
+        round_ = self._round(vote.view)
+        known = round_.votes[vote.kind].get(vote.validator)
+        if known is not None and known[0] == vote.block_hash:
             return
         public_key = self.validators.validators[vote.validator].public_key
         if not vote.is_signed_by(self.config.chain_id, public_key):
             effects.append(Diagnostic(f"invalid vote signature from validator {vote.validator}"))
             return
-        self._round.votes[vote.kind][vote.validator] = (vote.block_hash, vote.signature)
-        self._round.progress_ms = self.now_ms
-        self._check_quorums(effects)
-
-    def _sign(self, kind: types.VoteKind, block_hash: bytes, effects: list[Effect]) -> None:
-        """Sign, persist and broadcast our vote, unless we are an observer or already voted."""
-        if self.own_index is None:
+        if known is not None:
+            first = Vote(vote.kind, vote.view, vote.height, known[0], vote.validator, known[1])
+            effects.append(
+                RecordEvidence(Evidence(vote.validator, vote.kind, vote.view, vote.height, first, vote))
+            )
+            effects.append(Diagnostic(f"validator {vote.validator} voted twice at height {vote.height}"))
             return
-        slot = (self.height, self.view, int(kind))
+        round_.votes[vote.kind][vote.validator] = (vote.block_hash, vote.signature)
+        self._progress_ms = self.now_ms
+        self._check_quorums(vote.view, effects)
+
+    def _sign(self, kind: Kind, view: int, block_hash: bytes, effects: list[Effect]) -> None:
+        """Sign, persist and broadcast our vote; not as an observer, while leaving the view, or twice."""
+        if self.own_index is None or view != self.view or self._target is not None:
+            return
+        slot = (self.height, view, int(kind))
         previous = self._own.get(slot)
+        round_ = self._round(view)
         if previous is not None:
             # Restored from the log or already sent: never sign another hash here.
+            assert isinstance(previous, Vote)
             if previous.block_hash == block_hash:
-                self._round.votes[kind].setdefault(self.own_index, (block_hash, previous.signature))
+                round_.votes[kind].setdefault(self.own_index, (block_hash, previous.signature))
             return
         assert self._key is not None
-        vote = sign_vote(
-            self._key, self.config.chain_id, kind, self.view, self.height, block_hash, self.own_index
-        )
+        vote = sign_vote(self._key, self.config.chain_id, kind, view, self.height, block_hash, self.own_index)
         self._own[slot] = vote
-        self._round.votes[kind][self.own_index] = (block_hash, vote.signature)
+        round_.votes[kind][self.own_index] = (block_hash, vote.signature)
         effects.append(PersistVote(vote))
         effects.append(Broadcast(vote))
 
-    def _check_quorums(self, effects: list[Effect]) -> None:
-        proposal = self._round.proposal
+    def _check_quorums(self, view: int, effects: list[Effect]) -> None:
+        round_ = self._round(view)
+        proposal = round_.proposal
         if proposal is None:
-            commits = self._round.votes[types.VoteKind.COMMIT].values()
-            if any(self._round.count(types.VoteKind.COMMIT, h) >= self.validators.quorum for h, _ in commits):
+            commits = round_.votes[Kind.COMMIT].values()
+            if any(round_.count(Kind.COMMIT, voted) >= self.validators.quorum for voted, _ in commits):
                 # The others decided a block we never received: fetch it with its certificate.
                 self._behind_since_ms = self._behind_since_ms or self.now_ms
             return
         block_hash = proposal.block.hash
-        if self._round.count(types.VoteKind.PREPARE, block_hash) >= self.validators.quorum:
-            self._sign(types.VoteKind.COMMIT, block_hash, effects)
-        if self._round.count(types.VoteKind.COMMIT, block_hash) >= self.validators.quorum:
-            signatures = tuple(
-                sorted(
-                    (index, signature)
-                    for index, (voted, signature) in self._round.votes[types.VoteKind.COMMIT].items()
-                    if voted == block_hash
-                )
-            )
-            certificate = types.CommitCertificate(self.height, self.view, block_hash, signatures)
+        if round_.count(Kind.PREPARE, block_hash) >= self.validators.quorum:
+            self._note_prepared(view, proposal.block, round_.signatures(Kind.PREPARE, block_hash), effects)
+        if round_.count(Kind.COMMIT, block_hash) >= self.validators.quorum:
+            signatures = round_.signatures(Kind.COMMIT, block_hash)
+            certificate = types.CommitCertificate(self.height, view, block_hash, signatures)
             self._commit(proposal.block, certificate, effects)
+
+    def _note_prepared(
+        self, view: int, block: types.Block, signatures: tuple[tuple[int, bytes], ...], effects: list[Effect]
+    ) -> None:
+        if self._prepared is None or self._prepared.view < view:
+            self._prepared = PreparedCertificate(view, block, signatures)
+            if self.own_index is not None:
+                # The certificate must outlive a crash before our COMMIT can: a
+                # view change after a restart still has to report this block.
+                effects.append(PersistVote(self._prepared))
+        self._sign(Kind.COMMIT, view, block.hash, effects)
+
+    # ------------------------------------------------------------ view change
+
+    def _start_view_change(self, target: int, effects: list[Effect]) -> None:
+        assert target > self.view
+        if self._target is not None and self._target >= target:
+            return
+        self._target = target
+        self._failed_views += 1
+        self.view_changes_started += 1
+        self._deadline_ms = self.now_ms + self._compute_view_timeout_ms()
+        self._progress_ms = self.now_ms
+        effects.append(Diagnostic(f"asking for view {target} at height {self.height}"))
+        if self.own_index is None:
+            return
+        slot = (self.height, target, int(Kind.VIEW_CHANGE))
+        message = self._own.get(slot)
+        if message is None:
+            assert self._key is not None
+            message = sign_view_change(
+                self._key, self.config.chain_id, target, self.height, self.own_index, self._prepared
+            )
+            self._own[slot] = message
+            effects.append(PersistVote(message))
+        effects.append(Broadcast(message))
+        assert isinstance(message, ViewChange)
+        self._count_view_change(message, effects)
+
+    def _on_view_change(self, message: ViewChange, sender: str, effects: list[Effect]) -> None:
+        if message.new_view <= self.view:
+            # The sender is behind in views: show it how we got here.
+            new_view = self._new_views.get(self.view)
+            if new_view is not None and self._target is None:
+                effects.append(SendTo(sender, new_view))
+            return
+        known = self._view_changes.get(message.validator)
+        if known is not None and known.new_view >= message.new_view:
+            return
+        problem = find_view_change_problem(
+            message, chain_id=self.config.chain_id, validators=self.validators, head_hash=self.head.block_hash
+        )
+        if problem is not None:
+            effects.append(Diagnostic(f"refused view change: {problem}"))
+            return
+        self._count_view_change(message, effects)
+
+    def _count_view_change(self, message: ViewChange, effects: list[Effect]) -> None:
+        self._view_changes[message.validator] = message
+        floor = self.view if self._target is None else self._target
+        higher = sorted(vc.new_view for vc in self._view_changes.values() if vc.new_view > floor)
+        if len(higher) >= self.validators.faults_max + 1:
+            # f+1 validators want a later view: at least one is honest, so join the
+            # smallest such view rather than wait for our own timer.
+            self._start_view_change(higher[0], effects)
+        self._maybe_send_new_view(message.new_view, effects)
+
+    def _maybe_send_new_view(self, view: int, effects: list[Effect]) -> None:
+        if self.own_index is None or self.validators.primary(view) != self.own_index:
+            return
+        if view <= self.view or view in self._new_views or self._target != view:
+            return
+        proofs = tuple(
+            sorted(
+                (vc for vc in self._view_changes.values() if vc.new_view == view), key=lambda vc: vc.validator
+            )
+        )
+        if len(proofs) < self.validators.quorum:
+            return
+        chosen = select_prepared(proofs)
+        block = chosen.block if chosen is not None else self._propose_new_block_in(view)
+        pre_prepare = None if block is None else self._sign_proposal(view, block, effects)
+        if chosen is not None and pre_prepare is None:
+            return  # signed another block here before a crash; wait for the next view
+        message = NewView(view, self.height, proofs, pre_prepare)
+        effects.append(Broadcast(message))
+        self._enter_view(message, effects)
+
+    def _propose_new_block_in(self, view: int) -> types.Block | None:
+        assert self.own_index is not None
+        return self._app.propose_block(
+            height=self.height,
+            view=view,
+            proposer=self.own_index,
+            timestamp_ms=max(self.now_ms, self.head.timestamp_ms + 1),
+            parent_hash=self.head.block_hash,
+        )
+
+    def _on_new_view(self, message: NewView, effects: list[Effect]) -> None:
+        if message.new_view < self.view or (message.new_view == self.view and self._target is None):
+            return
+        problem = find_new_view_problem(
+            message, chain_id=self.config.chain_id, validators=self.validators, head_hash=self.head.block_hash
+        )
+        if problem is not None:
+            effects.append(Diagnostic(f"refused new view {message.new_view}: {problem}"))
+            return
+        self._enter_view(message, effects)
+
+    def _enter_view(self, message: NewView, effects: list[Effect]) -> None:
+        view = message.new_view
+        self.view = view
+        self._target = None
+        self._new_views[view] = message
+        self._deadline_ms = self.now_ms + self._compute_view_timeout_ms()
+        self._progress_ms = self.now_ms
+        self._view_changes = {v: vc for v, vc in self._view_changes.items() if vc.new_view > view}
+        effects.append(Diagnostic(f"entered view {view} at height {self.height}"))
+        for stale in [v for v in self._later_views if v < view]:
+            self._buffered -= len(self._later_views.pop(stale))
+        if message.pre_prepare is not None:
+            self._on_pre_prepare(message.pre_prepare, effects, reproposal=True)
+        self._replay(self._later_views.pop(view, []))
+
+    # ------------------------------------------------------------ checkpoints
+
+    def _sign_checkpoint(self, block: types.Block, effects: list[Effect]) -> None:
+        if self.own_index is None or block.height % self.config.checkpoint_interval:
+            return
+        assert self._key is not None
+        vote = sign_vote(
+            self._key, self.config.chain_id, Kind.CHECKPOINT, 0, block.height, block.hash, self.own_index
+        )
+        effects.append(Broadcast(vote))
+        self._on_checkpoint(vote, effects)
+
+    def _on_checkpoint(self, vote: Vote, effects: list[Effect]) -> None:
+        if vote.height <= self.stable_checkpoint or vote.height % self.config.checkpoint_interval:
+            return
+        if vote.height > self.head.height + 4 * self.config.checkpoint_interval:
+            return  # too far ahead to keep; catch-up will bring us there
+        if vote.validator >= self.validators.size or vote.view != 0:
+            return
+        votes = self._checkpoint_votes.setdefault(vote.height, {})
+        if vote.validator in votes:
+            return
+        if not vote.is_signed_by(self.config.chain_id, self.validators.validators[vote.validator].public_key):
+            effects.append(Diagnostic(f"invalid checkpoint signature from validator {vote.validator}"))
+            return
+        votes[vote.validator] = (vote.block_hash, vote.signature)
+        self._check_checkpoint(vote.height, effects)
+
+    def _check_checkpoint(self, height: int, effects: list[Effect]) -> None:
+        """Declare `height` stable once we committed it and 2f+1 signed the same block."""
+        votes = self._checkpoint_votes.get(height)
+        if not votes or height <= self.stable_checkpoint or height > self.head.height:
+            return
+        for block_hash in {voted for voted, _ in votes.values()}:
+            agreeing = tuple(sorted((i, sig) for i, (voted, sig) in votes.items() if voted == block_hash))
+            if len(agreeing) >= self.validators.quorum:
+                self.stable_checkpoint = height
+                effects.append(StableCheckpoint(height, block_hash, agreeing))
+                for old in [h for h in self._checkpoint_votes if h <= height]:
+                    del self._checkpoint_votes[old]
+                return
 
     # ------------------------------------------------------------ commit and catch-up
 
@@ -409,16 +774,28 @@ class Engine:
         assert block.header.parent_hash == self.head.block_hash, "a commit extends the head"
         effects.append(CommitBlock(block, certificate))
         self.committed_blocks += 1
-        self.head = ChainHead(block.height, block.hash, block.header.timestamp_ms)
-        self._round = _Round(started_ms=self.now_ms, progress_ms=self.now_ms)
-        self._own = {slot: vote for slot, vote in self._own.items() if slot[0] > self.head.height}
+        view = max(self.view, certificate.view)
+        self.head = ChainHead(block.height, block.hash, block.header.timestamp_ms, view)
+        self.view = view
+        self._target = None
+        self._failed_views = 0
+        self._deadline_ms = None
+        self._rounds = {}
+        self._prepared = None
+        self._view_changes = {}
+        self._new_views = {}
+        self._height_started_ms = self._progress_ms = self.now_ms
+        self._own = {slot: record for slot, record in self._own.items() if slot[0] > self.head.height}
         if self._behind_since_ms is not None and self._max_peer_height() < self.height:
             self._behind_since_ms = None
+        for views in self._later_views.values():
+            self._buffered -= len(views)
+        self._later_views = {}
         for height in [h for h in self._future if h < self.height]:
-            self._future_count -= len(self._future.pop(height))
-        replay = self._future.pop(self.height, [])
-        self._future_count -= len(replay)
-        self._inbox.extendleft(reversed(replay))
+            self._buffered -= len(self._future.pop(height))
+        self._sign_checkpoint(block, effects)
+        self._check_checkpoint(block.height, effects)
+        self._replay(self._future.pop(self.height, []))
         self._yield = True
 
     def _note_peer_height(self, peer: str, height: int) -> None:
@@ -437,12 +814,12 @@ class Engine:
             self._sync_request = None
         if self._behind_since_ms is None:
             return
-        target = self._max_peer_height()
-        lag = target - self.head.height
+        lag = self._max_peer_height() - self.head.height
         waited_ms = self.now_ms - self._behind_since_ms
-        if lag <= 0 or (lag == 1 and waited_ms < self.config.sync_grace_ms):
-            if lag <= 0 and self._round.proposal is not None:
-                self._behind_since_ms = None
+        if lag <= 0:
+            self._behind_since_ms = None
+            return
+        if lag == 1 and waited_ms < self.config.sync_grace_ms:
             return
         peers = sorted(peer for peer, height in self._peer_heights.items() if height >= self.height)
         peer = self._rng.choice(peers)
@@ -486,14 +863,15 @@ class Engine:
 
     # ------------------------------------------------------------ invariants
 
-    def _record_own_votes(self) -> None:
-        """Count our restored votes for the current height in the tallies."""
-        for (height, view, kind), vote in self._own.items():
-            if height == self.height and view == self.view and kind != types.VoteKind.PRE_PREPARE:
-                self._round.votes[types.VoteKind(kind)][vote.validator] = (vote.block_hash, vote.signature)
-
     def _check_invariants(self) -> None:
-        assert self._future_count == sum(len(items) for items in self._future.values())
+        assert self._buffered == sum(len(items) for items in self._future.values()) + sum(
+            len(items) for items in self._later_views.values()
+        )
         assert all(height > self.head.height for height, _, _ in self._own)
-        proposal = self._round.proposal
-        assert proposal is None or proposal.height == self.height
+        assert self._target is None or self._target > self.view
+        assert self._prepared is None or self._prepared.height == self.height
+        for view, round_ in self._rounds.items():
+            assert round_.proposal is None or (round_.proposal.height, round_.proposal.view) == (
+                self.height,
+                view,
+            )

@@ -1,18 +1,37 @@
-"""An in-memory, seeded network of real consensus engines.
+"""A seeded, in-memory network of real consensus engines.
 
 The application is a toy but honest state machine: a block's transactions
 are opaque signed records and its state root chains the previous root with
 the tx root, so a replica that re-executes a block can tell a wrong root.
-Delivery order is decided by a seeded `random.Random`; nothing reads a clock.
+
+The network delivers encoded messages after a random delay (so they are
+reordered), may drop or duplicate them, and may cut links (partitions).
+Replicas can crash (losing everything they did not persist) and restart from
+their vote log and committed chain, exactly like the node shell does.  A
+Byzantine replica runs a real engine but its outgoing messages pass through a
+`Behavior` that lies.  Everything is driven by one `random.Random(seed)` and
+logical time, so a seed replays exactly.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import Any
 
 from chainnode import crypto, types
-from consensus.effects import Broadcast, CommitBlock, Diagnostic, Effect, PersistVote, RequestBlocks
+from chainnode.errors import DecodeError
+from consensus.effects import (
+    Broadcast,
+    CommitBlock,
+    Diagnostic,
+    Effect,
+    PersistVote,
+    RecordEvidence,
+    RequestBlocks,
+    SendTo,
+    StableCheckpoint,
+)
 from consensus.engine import (
     BlocksReceived,
     ChainHead,
@@ -22,22 +41,30 @@ from consensus.engine import (
     PeerStatus,
     Tick,
 )
-from consensus.messages import Message, Vote, decode_message
+from consensus.messages import (
+    LogRecord,
+    Message,
+    PrePrepare,
+    Vote,
+    decode_message,
+    sign_pre_prepare,
+    sign_view_change,
+    sign_vote,
+)
 
 CHAIN_ID = "sim-chain"
-STATUS_INTERVAL_MS = 1_000  # as chainnode.node.STATUS_INTERVAL_MS
 GENESIS_HASH = crypto.hash_tagged("genesis", b"sim")
+STATUS_INTERVAL_MS = 1_000  # as chainnode.node.STATUS_INTERVAL_MS
+BLOCK_TXS_MAX = 10
 
 
 @dataclass
 class ToyApp:
     """Chains state roots over tx roots; keeps a queue of pending payload transactions."""
 
-    key: crypto.SigningKey
     validators: types.ValidatorSet
     pending: list[types.Transaction] = field(default_factory=list)
     roots: dict[bytes, bytes] = field(default_factory=lambda: {GENESIS_HASH: types.ZERO_HASH})
-    head_hash: bytes = GENESIS_HASH
     corrupt_roots: bool = False
 
     def compute_root(self, parent: bytes, tx_root: bytes) -> bytes:
@@ -48,7 +75,19 @@ class ToyApp:
     ) -> types.Block | None:
         if not self.pending:
             return None
-        txs = self.pending[:10]
+        return self.build_block(
+            height, view, proposer, timestamp_ms, parent_hash, self.pending[:BLOCK_TXS_MAX]
+        )
+
+    def build_block(
+        self,
+        height: int,
+        view: int,
+        proposer: int,
+        timestamp_ms: int,
+        parent_hash: bytes,
+        txs: list[types.Transaction],
+    ) -> types.Block:
         tx_root = types.compute_tx_root(txs)
         state_root = self.compute_root(parent_hash, tx_root)
         if self.corrupt_roots:
@@ -68,10 +107,13 @@ class ToyApp:
         )
         return types.Block.create(header, txs)
 
+    def has_pending_transactions(self) -> bool:
+        return bool(self.pending)
+
     def find_block_problem(self, block: types.Block) -> str | None:
         header = block.header
-        if header.tx_root != types.compute_tx_root(block.transactions):
-            return "tx root mismatch"
+        if header.parent_hash not in self.roots:
+            return "unknown parent"
         if header.state_root != self.compute_root(header.parent_hash, header.tx_root):
             return "state root mismatch"
         return None
@@ -95,20 +137,104 @@ def make_transaction(key: crypto.SigningKey, nonce: int) -> types.Transaction:
     )
 
 
+# ---------------------------------------------------------------- Byzantine behaviors
+
+
+class Behavior:
+    """Rewrites a Byzantine replica's outgoing messages: (destination, encoded) pairs."""
+
+    name = "honest"
+
+    def rewrite(self, sim: SimNetwork, index: int, message: Message, destination: int) -> list[bytes]:
+        return [message.encode()]
+
+
+class Silent(Behavior):
+    name = "silent"
+
+    def rewrite(self, sim: SimNetwork, index: int, message: Message, destination: int) -> list[bytes]:
+        return []
+
+
+class Equivocate(Behavior):
+    """As primary, sends a different (valid) block to every other destination."""
+
+    name = "equivocate"
+
+    def rewrite(self, sim: SimNetwork, index: int, message: Message, destination: int) -> list[bytes]:
+        if not isinstance(message, PrePrepare) or destination % 2 == 0:
+            return [message.encode()]
+        header = message.block.header
+        app = sim.replicas[index].app
+        other = app.build_block(
+            header.height,
+            header.view,
+            header.proposer,
+            header.timestamp_ms + 1 + destination,
+            header.parent_hash,
+            list(message.block.transactions[:-1]) or list(message.block.transactions),
+        )
+        forged = sign_pre_prepare(sim.keys[index], CHAIN_ID, message.view, message.proposer, other)
+        # Validator 1 gets both, so it holds the two signed proposals as evidence.
+        return [message.encode(), forged.encode()] if destination == 1 else [forged.encode()]
+
+
+class ConflictingVotes(Behavior):
+    """Votes for the real block to some, for a random block to others; adds a second vote too."""
+
+    name = "conflicting-votes"
+
+    def rewrite(self, sim: SimNetwork, index: int, message: Message, destination: int) -> list[bytes]:
+        if not isinstance(message, Vote) or message.kind not in (
+            types.VoteKind.PREPARE,
+            types.VoteKind.COMMIT,
+        ):
+            return [message.encode()]
+        fake = crypto.sha256(sim.rng.randbytes(8))
+        lie = sign_vote(sim.keys[index], CHAIN_ID, message.kind, message.view, message.height, fake, index)
+        return [lie.encode()] if destination % 2 else [message.encode(), lie.encode()]
+
+
+class Garbage(Behavior):
+    """Sends random bytes and view changes for absurd views besides its honest messages."""
+
+    name = "garbage"
+
+    def rewrite(self, sim: SimNetwork, index: int, message: Message, destination: int) -> list[bytes]:
+        storm = sign_view_change(
+            sim.keys[index], CHAIN_ID, 10**9 + sim.rng.randrange(1000), message.height, index, None
+        )
+        return [message.encode(), sim.rng.randbytes(sim.rng.randrange(1, 64)), storm.encode()]
+
+
+BEHAVIORS: dict[str, type[Behavior]] = {
+    cls.name: cls for cls in (Behavior, Silent, Equivocate, ConflictingVotes, Garbage)
+}
+
+
+# ---------------------------------------------------------------- the network
+
+
 @dataclass
 class Replica:
     name: str
-    key: crypto.SigningKey
     app: ToyApp
     engine: Engine
-    log: list[Vote] = field(default_factory=list)  # the persisted vote log
+    behavior: Behavior = field(default_factory=Behavior)
+    log: list[LogRecord] = field(default_factory=list)  # the persisted vote log
     chain: list[tuple[types.Block, types.CommitCertificate]] = field(default_factory=list)
     diagnostics: list[str] = field(default_factory=list)
+    evidence: list[Any] = field(default_factory=list)
+    stable_checkpoints: list[int] = field(default_factory=list)
     alive: bool = True
+
+    @property
+    def is_honest(self) -> bool:
+        return type(self.behavior) is Behavior
 
 
 class SimNetwork:
-    """Replicas exchanging encoded messages through a seeded in-memory queue."""
+    """Replicas exchanging encoded messages through a seeded, lossy, delaying network."""
 
     def __init__(
         self,
@@ -118,79 +244,108 @@ class SimNetwork:
         config: EngineConfig | None = None,
         drop_probability: float = 0.0,
         duplicate_probability: float = 0.0,
+        delay_ms_max: int = 0,
     ) -> None:
         self.rng = random.Random(seed)
-        self.drop_probability = drop_probability
-        self.duplicate_probability = duplicate_probability
         self.now_ms = 0
         self.config = config or EngineConfig(CHAIN_ID, proposal_delay_ms=0)
+        self.drop_probability = drop_probability
+        self.duplicate_probability = duplicate_probability
+        self.delay_ms_max = delay_ms_max
         self.keys = [crypto.SigningKey(self.rng.randbytes(32)) for _ in range(size)]
         self.validators = types.ValidatorSet(
             tuple(types.Validator(f"v{i}", key.public_key) for i, key in enumerate(self.keys))
         )
         self.replicas = [self._new_replica(i, persisted=[]) for i in range(size)]
-        self.queue: list[tuple[int, str, bytes]] = []  # (to index, sender name, encoded message)
+        # In flight: (deliver at ms, sequence, to index, sender name, encoded message)
+        self.queue: list[tuple[int, int, int, str, bytes]] = []
+        self._sequence = 0
         self.dropped_links: set[tuple[int, int]] = set()
+        self.garbage_frames = 0
 
-    def _new_replica(self, index: int, persisted: list[Vote], chain=None) -> Replica:
-        key = self.keys[index]
-        app = ToyApp(key, self.validators)
+    def _new_replica(self, index: int, persisted: list[LogRecord], chain: list[Any] | None = None) -> Replica:
+        app = ToyApp(self.validators)
         head = ChainHead(0, GENESIS_HASH, 0)
-        for block, _ in chain or []:
+        for block, certificate in chain or []:
             app.apply_commit(block)
-            head = ChainHead(block.height, block.hash, block.header.timestamp_ms)
+            head = ChainHead(block.height, block.hash, block.header.timestamp_ms, certificate.view)
         engine = Engine(
             self.config,
             validators=self.validators,
             own_index=index,
-            key=key,
+            key=self.keys[index],
             app=app,
             head=head,
             now_ms=self.now_ms,
             persisted=persisted,
             rng=random.Random(self.rng.random()),
         )
-        return Replica(f"v{index}", key, app, engine)
+        return Replica(f"v{index}", app, engine)
 
-    def submit(self, count: int, client_key: crypto.SigningKey, nonce_base: int = 0) -> None:
+    def submit(
+        self, count: int, client_key: crypto.SigningKey, nonce_base: int = 0
+    ) -> list[types.Transaction]:
         txs = [make_transaction(client_key, nonce_base + i) for i in range(count)]
         for replica in self.replicas:
             replica.app.pending.extend(txs)
+        return txs
+
+    def partition(self, group: set[int]) -> None:
+        """Cut every link between `group` and the rest (both directions)."""
+        others = set(range(len(self.replicas))) - group
+        self.dropped_links = {(a, b) for a in group for b in others} | {(b, a) for a in group for b in others}
+
+    def heal(self) -> None:
+        self.dropped_links = set()
+
+    def _send(self, index: int, destination: int, message: Message) -> None:
+        replica = self.replicas[index]
+        for data in replica.behavior.rewrite(self, index, message, destination):
+            if (index, destination) in self.dropped_links or self.rng.random() < self.drop_probability:
+                continue
+            copies = 2 if self.rng.random() < self.duplicate_probability else 1
+            for _ in range(copies):
+                deliver_ms = self.now_ms + self.rng.randint(0, self.delay_ms_max)
+                self._sequence += 1
+                self.queue.append((deliver_ms, self._sequence, destination, replica.name, data))
 
     def run_effects(self, index: int, effects: list[Effect]) -> None:
         replica = self.replicas[index]
         for effect in effects:
             if isinstance(effect, PersistVote):
-                replica.log.append(effect.message)  # type: ignore[arg-type]
+                replica.log.append(effect.message)
             elif isinstance(effect, Broadcast):
-                data = effect.message.encode()
                 for other in range(len(self.replicas)):
-                    if other == index or (index, other) in self.dropped_links:
-                        continue
-                    if self.rng.random() < self.drop_probability:
-                        continue
-                    self.queue.append((other, replica.name, data))
-                    if self.rng.random() < self.duplicate_probability:
-                        self.queue.append((other, replica.name, data))
+                    if other != index:
+                        self._send(index, other, effect.message)
+            elif isinstance(effect, SendTo):
+                self._send(index, int(effect.peer[1:]), effect.message)
             elif isinstance(effect, CommitBlock):
                 replica.app.apply_commit(effect.block)
                 replica.chain.append((effect.block, effect.certificate))
             elif isinstance(effect, RequestBlocks):
                 self._serve_blocks(index, effect)
+            elif isinstance(effect, RecordEvidence):
+                replica.evidence.append(effect.evidence)
+            elif isinstance(effect, StableCheckpoint):
+                replica.stable_checkpoints.append(effect.height)
             elif isinstance(effect, Diagnostic):
                 replica.diagnostics.append(effect.message)
 
     def _serve_blocks(self, index: int, request: RequestBlocks) -> None:
-        server = self.replicas[int(request.peer[1:])]
+        server_index = int(request.peer[1:])
+        server = self.replicas[server_index]
+        if not server.alive or (server_index, index) in self.dropped_links:
+            return
         items = tuple(
             (block, cert)
             for block, cert in server.chain
             if request.height_min <= block.height <= request.height_max
         )
-        if items and server.alive:
+        if items:
             self.step(index, BlocksReceived(server.name, items))
 
-    def step(self, index: int, event) -> None:
+    def step(self, index: int, event: Tick | MessageReceived | BlocksReceived | PeerStatus) -> None:
         replica = self.replicas[index]
         if not replica.alive:
             return
@@ -201,15 +356,25 @@ class SimNetwork:
             self.run_effects(index, replica.engine.step(Tick(self.now_ms)))
         raise AssertionError("engine kept pending work")
 
-    def deliver_all(self, steps_max: int = 100_000) -> None:
+    def deliver_due(self, steps_max: int = 200_000) -> None:
+        """Deliver every message due by now, in random order."""
         for _ in range(steps_max):
-            if not self.queue:
+            due = [item for item in self.queue if item[0] <= self.now_ms]
+            if not due:
                 return
-            position = self.rng.randrange(len(self.queue))
-            to, sender, data = self.queue.pop(position)
-            message: Message = decode_message(data)
+            item = due[self.rng.randrange(len(due))]
+            self.queue.remove(item)
+            _, _, to, sender, data = item
+            try:
+                message = decode_message(data)
+            except DecodeError:
+                self.garbage_frames += 1  # the node shell drops such frames the same way
+                continue
             self.step(to, MessageReceived(sender, message))
         raise AssertionError("message queue did not drain")
+
+    def deliver_all(self) -> None:
+        self.deliver_due()
 
     def tick(self, ms: int = 10, rounds: int = 1) -> None:
         for _ in range(rounds):
@@ -218,32 +383,49 @@ class SimNetwork:
                 self.step(index, Tick(self.now_ms))
             if self.now_ms % STATUS_INTERVAL_MS == 0:
                 self.tell_heights()
-            self.deliver_all()
+            self.deliver_due()
 
-    def crash_and_restart(self, index: int) -> None:
+    def crash(self, index: int) -> None:
+        """Stop a replica: what it did not persist is gone, messages to it are lost."""
+        self.replicas[index].alive = False
+        self.queue = [item for item in self.queue if item[2] != index]
+
+    def restart(self, index: int) -> None:
         """Restart from what a replica persisted: its committed chain and its vote log."""
         old = self.replicas[index]
         fresh = self._new_replica(index, persisted=list(old.log), chain=old.chain)
         fresh.log = list(old.log)
         fresh.chain = list(old.chain)
+        fresh.behavior = old.behavior
         fresh.app.pending = list(old.app.pending)
         self.replicas[index] = fresh
         self.run_effects(index, fresh.engine.start())
+
+    def crash_and_restart(self, index: int) -> None:
+        self.crash(index)
+        self.restart(index)
 
     def tell_heights(self) -> None:
         """What the node shell does every second: tell each peer our committed height (lossy too)."""
         for i in range(len(self.replicas)):
             for j, b in enumerate(self.replicas):
-                if i != j and b.alive and self.rng.random() >= self.drop_probability:
+                if i == j or not b.alive or (j, i) in self.dropped_links:
+                    continue
+                if self.rng.random() >= self.drop_probability:
                     self.step(i, PeerStatus(b.name, b.engine.head.height))
 
+    def honest(self) -> list[Replica]:
+        return [replica for replica in self.replicas if replica.is_honest]
+
     def check_safety(self, *, verify_certificates: bool = True) -> None:
-        """No two replicas committed different blocks at a height; every certificate verifies."""
+        """No two honest replicas committed different blocks at a height; heights are contiguous;
+        every certificate verifies."""
         by_height: dict[int, bytes] = {}
-        for replica in self.replicas:
+        for replica in self.honest():
             for position, (block, certificate) in enumerate(replica.chain):
                 assert block.height == position + 1, f"{replica.name} has a gap at {position + 1}"
                 known = by_height.setdefault(block.height, block.hash)
                 assert known == block.hash, f"fork at height {block.height}"
                 if verify_certificates:
+                    assert certificate.block_hash == block.hash
                     assert certificate.find_problem(CHAIN_ID, self.validators) is None

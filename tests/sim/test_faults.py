@@ -1,0 +1,119 @@
+"""Seeded fault scenarios (see `tests/sim/scenario.py`) and proof that they can find bugs."""
+
+from __future__ import annotations
+
+import pytest
+
+import consensus.engine
+import consensus.view_change
+from chainnode import crypto, types
+from consensus.engine import EngineConfig
+from tests.sim.harness import CHAIN_ID, ConflictingVotes, Equivocate, Garbage, SimNetwork
+from tests.sim.scenario import SimulationError, run_scenario
+
+DEFAULT_SEEDS = 250
+CLIENT = crypto.SigningKey(b"\x0c" * 32)
+
+
+@pytest.mark.parametrize("seed", range(DEFAULT_SEEDS))
+def test_scenario_is_safe_and_live(seed: int) -> None:
+    run_scenario(seed)
+
+
+def test_a_seed_replays_exactly() -> None:
+    first, second = run_scenario(5), run_scenario(5)
+    assert first == second
+
+
+def find_violations(seeds: range) -> list[str]:
+    found = []
+    for seed in seeds:
+        try:
+            run_scenario(seed)
+        except SimulationError as failure:
+            found.append(str(failure))
+    return found
+
+
+def test_simulator_finds_the_fork_of_a_2f_quorum(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(types.ValidatorSet, "quorum", property(lambda self: 2 * self.faults_max))
+    violations = find_violations(range(40))
+    assert any("safety: fork" in violation for violation in violations), violations
+
+
+def test_simulator_finds_the_fork_of_a_view_change_that_drops_prepared_blocks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(consensus.view_change, "select_prepared", lambda proofs: None)
+    monkeypatch.setattr(consensus.engine, "select_prepared", lambda proofs: None)
+    violations = find_violations(range(60))
+    assert any("safety: fork" in violation for violation in violations), violations
+    assert all("replay: python -m tests.sim.scenario --seed" in violation for violation in violations)
+
+
+def fast_config() -> EngineConfig:
+    return EngineConfig(CHAIN_ID, proposal_delay_ms=0, view_timeout_ms=300, rebroadcast_ms=250)
+
+
+def run_until_committed(network: SimNetwork, txs: list[types.Transaction], ticks_max: int = 3_000) -> None:
+    wanted = {tx.hash for tx in txs}
+    for _ in range(ticks_max):
+        network.tick()
+        network.check_safety(verify_certificates=False)
+        running = [replica for replica in network.honest() if replica.alive]
+        committed = [{tx.hash for block, _ in r.chain for tx in block.transactions} for r in running]
+        if all(wanted <= c for c in committed):
+            network.check_safety()
+            return
+    pytest.fail(f"not committed: heights {[r.engine.head.height for r in network.replicas]}")
+
+
+def test_an_equivocating_primary_is_recorded_and_replaced() -> None:
+    network = SimNetwork(4, 11, config=fast_config())
+    network.replicas[0].behavior = Equivocate()  # validator 0 is the primary of view 0
+    run_until_committed(network, network.submit(30, CLIENT))
+    assert all(replica.engine.view >= 1 for replica in network.honest())
+    evidence = network.replicas[1].evidence
+    assert evidence and evidence[0].validator == 0 and evidence[0].kind == types.VoteKind.PRE_PREPARE
+    assert evidence[0].first.block_hash != evidence[0].second.block_hash
+
+
+def test_conflicting_votes_are_recorded_as_evidence() -> None:
+    network = SimNetwork(4, 12, config=fast_config())
+    network.replicas[2].behavior = ConflictingVotes()
+    run_until_committed(network, network.submit(20, CLIENT))
+    recorded = [e for r in network.honest() for e in r.evidence]
+    assert recorded and {e.validator for e in recorded} == {2}
+
+
+def test_absurd_view_numbers_from_one_validator_cause_no_view_change() -> None:
+    network = SimNetwork(4, 13, config=fast_config())
+    network.replicas[3].behavior = Garbage()
+    run_until_committed(network, network.submit(40, CLIENT))
+    assert all(replica.engine.view == 0 for replica in network.honest())
+    assert all(replica.engine.view_changes_started == 0 for replica in network.honest())
+    assert network.garbage_frames > 0
+
+
+def test_a_silent_primary_is_replaced_and_timeouts_back_off() -> None:
+    network = SimNetwork(4, 14, config=fast_config())
+    network.crash(0)
+    network.crash(1)  # the primaries of views 0 and 1: two faults, more than f
+    txs = network.submit(10, CLIENT)
+    network.tick(rounds=400)
+    assert all(not replica.chain for replica in network.replicas[2:])
+    starts = [replica.engine.view_changes_started for replica in network.replicas[2:]]
+    # 4 s of logical time with a 300 ms timeout that doubles: far fewer than 4000 / 300 changes.
+    assert all(1 <= count <= 5 for count in starts), starts
+    network.restart(1)
+    run_until_committed(network, txs, ticks_max=6_000)
+    assert all(replica.engine.view >= 1 for replica in network.replicas[1:])
+
+
+def test_checkpoints_become_stable() -> None:
+    config = EngineConfig(CHAIN_ID, proposal_delay_ms=0, checkpoint_interval=2)
+    network = SimNetwork(4, 15, config=config)
+    run_until_committed(network, network.submit(60, CLIENT))
+    for replica in network.replicas:
+        assert replica.stable_checkpoints and replica.stable_checkpoints == sorted(replica.stable_checkpoints)
+        assert replica.stable_checkpoints[-1] >= 4
