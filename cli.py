@@ -13,6 +13,7 @@ Commands:
     chainnode network init --validators N --out DIR [--chain-id ID] [--base-port P]
     chainnode node run --config PATH
     chainnode devnet [--validators 4] [--dir DIR] [--txs N] [--base-port P]
+    chainnode bench [--validators 4] [--txs N] [--rate R|max] [--out FILE] [--dir DIR] [--base-port P]
     chainnode tx submit --identity DIR --node URL (--key K --value V | --file TXS) [--wait]
     chainnode query status|block [H]|tx HASH|record ENTITY KEY [--version N] --node URL
 
@@ -126,6 +127,32 @@ def run_devnet(args: argparse.Namespace) -> int:
     return devnet.run_devnet(
         validators=args.validators, directory=args.dir, txs=args.txs, base_port=args.base_port
     )
+
+
+def _rate(text: str) -> int | None:
+    """`max` (None: as fast as the nodes accept) or a positive number of transactions per second."""
+    return None if text == "max" else _positive_int(text)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from chainnode import bench
+
+    _setup_logging(args.log_level)
+    report = bench.run_bench(
+        bench.BenchConfig(
+            validators=args.validators,
+            txs=args.txs,
+            rate_tps=args.rate,
+            directory=args.dir,
+            base_port=args.base_port,
+            batch_txs=args.batch,
+        )
+    )
+    print(bench.format_report(report))
+    if args.out is not None:
+        bench.write_report(report, args.out)
+        print(f"report written to {args.out}")
+    return EXIT_OK
 
 
 def _read_tx_file(path: Path) -> list[tuple[str, bytes]]:
@@ -283,6 +310,21 @@ def _add_network_commands(commands: Any) -> None:
     devnet.add_argument("--log-level", default="info",
                         choices=["debug", "info", "warning", "error"])
     devnet.set_defaults(run=run_devnet)
+
+    bench = commands.add_parser("bench", help="measure throughput and latency of a local network")
+    bench.add_argument("--validators", type=_positive_int, default=4, metavar="N")
+    bench.add_argument("--txs", type=_positive_int, default=10_000, metavar="N")
+    bench.add_argument("--rate", type=_rate, default=None, metavar="R|max",
+                       help="submit R tx/s, or as fast as the nodes accept (max, the default)")
+    bench.add_argument("--batch", type=_positive_int, default=500, metavar="N",
+                       help="transactions per submit request")
+    bench.add_argument("--out", type=Path, default=None, metavar="FILE", help="write the JSON report")
+    bench.add_argument("--dir", type=Path, default=None, metavar="DIR",
+                       help="a fresh directory for the network (default: a temporary one)")
+    bench.add_argument("--base-port", type=_port, default=27600, metavar="P")
+    bench.add_argument("--log-level", default="warning",
+                       choices=["debug", "info", "warning", "error"])
+    bench.set_defaults(run=run_bench)
 
 
 def _add_client_commands(commands: Any) -> None:

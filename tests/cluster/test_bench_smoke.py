@@ -1,0 +1,85 @@
+"""Smoke test of `chainnode bench`: a few hundred transactions through real validator processes.
+
+No timing is asserted (the machine is shared); the test checks that a run
+completes and that its report is coherent: everything committed, latencies
+ordered, every validator measured, a positive ratio to the verification limit.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from chainnode import bench
+from cli import main
+from tests.cluster.conftest import find_free_base_port
+
+pytestmark = pytest.mark.cluster
+
+VALIDATORS = 4
+TXS = 300
+
+
+def _check_report(report: dict[str, object], *, txs: int, rate: str) -> None:
+    assert report["txs"] == txs and report["rate"] == rate
+    assert report["committed_txs"] == txs and report["rejected_txs"] == 0
+    p50, p95, p99 = report["latency_ms_p50"], report["latency_ms_p95"], report["latency_ms_p99"]
+    assert isinstance(p50, float) and isinstance(p95, float) and isinstance(p99, float)
+    assert 0 <= p50 <= p95 <= p99 <= report["latency_ms_max"]  # type: ignore[operator]
+    assert report["committed_tps"] > 0 and report["limit_ratio"] > 0  # type: ignore[operator]
+    assert report["verify_per_s_single_core"] > 0 and report["cpu_count"] >= 1  # type: ignore[operator]
+    assert report["blocks"] >= 1 and report["block_txs_mean"] > 0  # type: ignore[operator]
+    assert report["validators_agree"] is True
+    usage = report["usage"]
+    assert isinstance(usage, list) and len(usage) == VALIDATORS
+    for item in usage:
+        assert item["cpu_s"] > 0 and item["rss_peak_bytes"] > 0 and item["disk_bytes_per_tx"] > 0
+
+
+def test_bench_command_at_max_rate_writes_a_coherent_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base_port = find_free_base_port(2 * VALIDATORS, random.Random())
+    out = tmp_path / "report.json"
+    code = main(
+        [
+            "bench",
+            "--validators",
+            str(VALIDATORS),
+            "--txs",
+            str(TXS),
+            "--rate",
+            "max",
+            "--batch",
+            "50",
+            "--dir",
+            str(tmp_path / "network"),
+            "--base-port",
+            str(base_port),
+            "--out",
+            str(out),
+        ]
+    )
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "committed/limit" in printed and "validator-04" in printed
+    _check_report(json.loads(out.read_text()), txs=TXS, rate="max")
+
+
+def test_bench_at_a_fixed_rate(tmp_path: Path) -> None:
+    base_port = find_free_base_port(2 * VALIDATORS, random.Random())
+    report = bench.run_bench(
+        bench.BenchConfig(validators=VALIDATORS, txs=TXS, rate_tps=200, base_port=base_port, batch_txs=20)
+    )
+    _check_report(report.to_json(), txs=TXS, rate="200")
+    # At 200 tx/s the 300 transactions take about 1.5 s to submit.
+    assert report.submitted_tps <= 400
+
+
+def test_bench_refuses_a_directory_that_holds_a_network(tmp_path: Path) -> None:
+    (tmp_path / "genesis.json").write_text("{}")
+    with pytest.raises(bench.ConfigError, match="fresh directory"):
+        bench.run_bench(bench.BenchConfig(txs=10, directory=tmp_path))

@@ -1,0 +1,120 @@
+"""The benchmark's pure figures and its readers of /proc, on real inputs."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+
+from chainnode import bench, bench_load, records
+
+COMMITS = [(10.0, 100), (11.0, 100), (12.0, 200), (14.0, 100)]  # (commit time, txs) per block
+
+
+@pytest.mark.parametrize(
+    ("values", "fraction", "expected"),
+    [
+        ([], 0.5, 0.0),
+        ([7.0], 0.99, 7.0),
+        ([1.0, 2.0, 3.0, 4.0], 0.5, 2.0),
+        ([1.0, 2.0, 3.0, 4.0], 0.95, 4.0),
+        ([float(v) for v in range(1, 101)], 0.99, 99.0),
+        ([float(v) for v in range(1, 101)], 0.01, 1.0),
+    ],
+)
+def test_percentile_is_nearest_rank(values: list[float], fraction: float, expected: float) -> None:
+    assert bench.compute_percentile(values, fraction) == expected
+
+
+@pytest.mark.parametrize(
+    ("rank", "expected"),
+    [(0, 5.0), (1, 10.0), (100, 10.0), (101, 11.0), (201, 12.0), (400, 12.0), (401, 14.0), (500, 14.0)],
+)
+def test_rank_time_is_the_commit_of_the_block_holding_the_rank(rank: int, expected: float) -> None:
+    assert bench.compute_rank_time(COMMITS, rank, started=5.0) == expected
+
+
+def test_rank_time_past_the_end_is_nan() -> None:
+    assert math.isnan(bench.compute_rank_time(COMMITS, 501, started=5.0))
+
+
+@pytest.mark.parametrize(
+    ("rank_from", "rank_to", "expected"),
+    [
+        (100, 400, 150.0),  # 300 txs between t=10 and t=12
+        (0, 100, 20.0),  # from the start signal at t=5
+        (50, 100, 0.0),  # inside one block: no time passes
+        (100, 900, 0.0),  # never reached
+    ],
+)
+def test_rate_between_ranks(rank_from: int, rank_to: int, expected: float) -> None:
+    assert bench.compute_rate(COMMITS, rank_from, rank_to, started=5.0) == pytest.approx(expected)
+
+
+def test_proc_parsers_read_this_process() -> None:
+    # Burn a little CPU so the counters cannot both be zero.
+    sum(i * i for i in range(200_000))
+    assert bench.get_process_cpu_s(os.getpid()) > 0
+    assert bench.get_process_rss_peak_bytes(os.getpid()) > 1024 * 1024
+    busy, total = bench.get_machine_cpu_ticks()
+    assert 0 < busy <= total
+
+
+def test_stat_parser_survives_a_command_name_with_spaces_and_parentheses() -> None:
+    fields = ["S"] + ["0"] * 10 + ["250", "150"] + ["0"] * 30
+    text = "1234 (my (odd) name) " + " ".join(fields)
+    assert bench.parse_proc_cpu_s(text, ticks_per_s=100) == 4.0
+    assert bench.parse_proc_rss_peak_bytes("Name:\tx\nVmHWM:\t  2048 kB\n") == 2048 * 1024
+    assert bench.parse_proc_rss_peak_bytes("Name:\tx\n") == 0
+
+
+def test_verify_rate_is_measured() -> None:
+    assert bench.measure_verify_rate(samples=2, sample_s=0.05) > 100
+
+
+@pytest.mark.parametrize("sequence", range(40))
+def test_workload_items_are_valid_record_puts(sequence: int) -> None:
+    key, value = bench_load.compute_record_args(sequence, entity_index=3, label="b1")
+    records.check_put_args((key, value))  # raises TransactionError when invalid
+
+
+def test_workload_updates_some_keys_and_adds_others() -> None:
+    keys = [bench_load.compute_record_args(sequence, 0, "b1")[0] for sequence in range(400)]
+    assert len(set(keys)) < len(keys), "meter readings and status updates write new versions"
+    assert sum(key.startswith("doc-") for key in keys) == len({k for k in keys if k.startswith("doc-")})
+
+
+def test_report_formats_and_serialises() -> None:
+    usage = (bench.ValidatorUsage("validator-01", 1.5, 80 * 1024 * 1024, 4096, 900.0),)
+    report = bench.BenchReport(
+        validators=4,
+        txs=10,
+        rate="max",
+        committed_txs=10,
+        rejected_txs=0,
+        submit_retries=0,
+        duration_s=1.0,
+        committed_tps=10.0,
+        submitted_tps=20.0,
+        latency_ms_p50=1.0,
+        latency_ms_p95=2.0,
+        latency_ms_p99=3.0,
+        latency_ms_max=4.0,
+        blocks=1,
+        blocks_per_s=1.0,
+        block_txs_mean=10.0,
+        slice_tps=(1.0,) * 10,
+        verify_per_s_single_core=20000.0,
+        cpu_count=2,
+        limit_tps=10000.0,
+        limit_ratio=0.001,
+        machine_busy_fraction=0.5,
+        load_average_before=0.1,
+        validators_agree=True,
+        usage=usage,
+        workload="records.put",
+    )
+    text = bench.format_report(report)
+    assert "validator-01" in text and "p99 3 ms" in text
+    assert report.to_json()["usage"][0]["rss_peak_bytes"] == 80 * 1024 * 1024
