@@ -52,8 +52,9 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from chainnode import records, types
+from chainnode import metrics, records, types
 from chainnode.errors import ChainError, DecodeError, LocalError, RemoteError, ValidationError
+from consensus.messages import decode_evidence
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +115,7 @@ class LedgerReader(Protocol):
     def get_certificate(self, height: int) -> bytes | None: ...
     def get_receipt(self, height: int, index: int) -> bytes | None: ...
     def get_state(self, key: bytes) -> bytes | None: ...
+    def get_latest_checkpoint(self) -> bytes | None: ...
 
 
 class NodeService(Protocol):
@@ -138,6 +140,14 @@ class NodeService(Protocol):
     def get_transaction_status(self, tx_hash: bytes) -> TransactionStatus: ...
 
     def get_validator_set(self, height: int) -> types.ValidatorSet: ...
+
+    def get_evidence(self) -> list[bytes]:
+        """Encoded proofs of validator equivocation (`consensus.messages.Evidence`), by height."""
+        ...
+
+    def render_metrics(self) -> str:
+        """The node's metrics in Prometheus text format."""
+        ...
 
 
 SERVICE_KEY = web.AppKey("service", NodeService)
@@ -200,9 +210,7 @@ def compute_certificate_json(
         name = None
         if validators is not None and index < validators.size:
             name = validators.validators[index].entity_id
-        signatures.append(
-            {"validator_index": index, "validator": name, "signature": signature.hex()}
-        )
+        signatures.append({"validator_index": index, "validator": name, "signature": signature.hex()})
     return {
         "height": certificate.height,
         "view": certificate.view,
@@ -250,8 +258,7 @@ def parse_height(text: str) -> int:
 
 def _check_name(text: str, what: str) -> str:
     if not 1 <= len(text) <= _NAME_CHARS_MAX or "\0" in text:
-        raise RemoteError(f"{what} must be 1..{_NAME_CHARS_MAX} characters without NUL",
-                          code="bad_request")
+        raise RemoteError(f"{what} must be 1..{_NAME_CHARS_MAX} characters without NUL", code="bad_request")
     return text
 
 
@@ -281,6 +288,56 @@ async def handle_status(request: web.Request) -> web.Response:
     return _json_response(_get_service(request).get_status())
 
 
+async def handle_evidence(request: web.Request) -> web.Response:
+    service = _get_service(request)
+    items = []
+    for payload in service.get_evidence():
+        evidence = decode_evidence(payload)
+        validators = service.get_validator_set(evidence.height)
+        items.append(
+            {
+                "validator": validators.validators[evidence.validator].entity_id,
+                "validator_index": evidence.validator,
+                "kind": evidence.kind.name.lower(),
+                "view": evidence.view,
+                "height": evidence.height,
+                "first_block_hash": evidence.first.block_hash.hex(),
+                "second_block_hash": evidence.second.block_hash.hex(),
+                "encoded": payload.hex(),
+            }
+        )
+    return _json_response({"count": len(items), "evidence": items})
+
+
+async def handle_checkpoint(request: web.Request) -> web.Response:
+    service = _get_service(request)
+    encoded = service.ledger.get_latest_checkpoint()
+    if encoded is None:
+        return _json_response(_error_body("not_found", "no stable checkpoint yet"), status=404)
+    checkpoint = types.decode_checkpoint_certificate(encoded)
+    validators = service.get_validator_set(checkpoint.height)
+    return _json_response(
+        {
+            "height": checkpoint.height,
+            "block_hash": checkpoint.block_hash.hex(),
+            "signatures": [
+                {
+                    "validator_index": index,
+                    "validator": validators.validators[index].entity_id,
+                    "signature": signature.hex(),
+                }
+                for index, signature in checkpoint.signatures
+            ],
+            "encoded": encoded.hex(),
+        }
+    )
+
+
+async def handle_metrics(request: web.Request) -> web.Response:
+    text = _get_service(request).render_metrics()
+    return web.Response(body=text.encode(), headers={"Content-Type": metrics.CONTENT_TYPE})
+
+
 def _compute_submit_item(result: SubmitResult) -> dict[str, Any]:
     item: dict[str, Any] = {
         "hash": result.tx_hash.hex() if result.tx_hash is not None else None,
@@ -298,8 +355,9 @@ def _submit_single(service: NodeService, text: Any) -> web.Response:
     except ChainError as error:
         if error.code == "mempool_full" or not isinstance(error, RemoteError):
             raise
-        return _json_response(_error_body(error.code, error.message, hash=None),
-                              status=compute_error_status(error))
+        return _json_response(
+            _error_body(error.code, error.message, hash=None), status=compute_error_status(error)
+        )
     if result.accepted:
         return _json_response(_compute_submit_item(result), status=202)
     tx_hash = result.tx_hash.hex() if result.tx_hash is not None else None
@@ -317,8 +375,9 @@ def _submit_batch(service: NodeService, items: Any) -> web.Response:
     if not isinstance(items, list) or not items:
         raise RemoteError("txs must be a non-empty list of hex strings", code="bad_request")
     if len(items) > SUBMIT_TXS_MAX:
-        raise RemoteError(f"at most {SUBMIT_TXS_MAX} transactions per request, got {len(items)}",
-                          code="too_many")
+        raise RemoteError(
+            f"at most {SUBMIT_TXS_MAX} transactions per request, got {len(items)}", code="too_many"
+        )
     # Items that are not hex are refused here; the rest go to the service in one call.
     results: list[SubmitResult | None] = []
     encoded: list[bytes] = []
@@ -330,8 +389,9 @@ def _submit_batch(service: NodeService, items: Any) -> web.Response:
             results.append(SubmitResult(None, False, error.code, error.message))
     admitted = service.submit_transactions(encoded) if encoded else []
     if len(admitted) != len(encoded):
-        raise LocalError(f"the node answered {len(admitted)} results for {len(encoded)} transactions",
-                         code="internal")
+        raise LocalError(
+            f"the node answered {len(admitted)} results for {len(encoded)} transactions", code="internal"
+        )
     pending = iter(admitted)
     merged = [result if result is not None else next(pending) for result in results]
     accepted = sum(1 for result in merged if result.accepted)
@@ -373,8 +433,7 @@ async def handle_transaction(request: web.Request) -> web.Response:
             if encoded is None:
                 raise LocalError(f"no receipt at {status.height}/{status.index}", code="internal")
             receipt = types.decode_receipt(encoded)
-        result.update(height=status.height, index=status.index,
-                      receipt=compute_receipt_json(receipt))
+        result.update(height=status.height, index=status.index, receipt=compute_receipt_json(receipt))
         return _json_response(result)
     if status.status == "rejected":
         result["error"] = {"code": status.code, "message": status.message}
@@ -501,12 +560,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else {}
         if status >= 500:
             logger.error("%s %s failed: %s", request.method, request.path, error)
-        return _json_response(_error_body(error.code, error.message), status=status,
-                              headers=headers)
+        return _json_response(_error_body(error.code, error.message), status=status, headers=headers)
     except Exception:
         logger.exception("%s %s failed unexpectedly", request.method, request.path)
-        return _json_response(_error_body("internal", "internal error; see the node's log"),
-                              status=500)
+        return _json_response(_error_body("internal", "internal error; see the node's log"), status=500)
 
 
 def create_app(service: NodeService, *, body_bytes_max: int = 32 * 1024 * 1024) -> web.Application:
@@ -515,6 +572,9 @@ def create_app(service: NodeService, *, body_bytes_max: int = 32 * 1024 * 1024) 
     app[SERVICE_KEY] = service
     app.router.add_get("/v1/health", handle_health)
     app.router.add_get("/v1/status", handle_status)
+    app.router.add_get("/v1/evidence", handle_evidence)
+    app.router.add_get("/v1/checkpoints/latest", handle_checkpoint)
+    app.router.add_get("/metrics", handle_metrics)
     app.router.add_post("/v1/transactions", handle_submit)
     app.router.add_get("/v1/transactions/{hash}", handle_transaction)
     app.router.add_get("/v1/blocks/{height}", handle_block)

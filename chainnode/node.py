@@ -35,7 +35,7 @@ from typing import Any
 from aiohttp import web
 from cryptography import x509
 
-from chainnode import identity, types, wire
+from chainnode import identity, metrics, types, wire
 from chainnode.api import SubmitResult, TransactionStatus, create_app
 from chainnode.config import NodeConfig, load_node_config
 from chainnode.crypto import SigningKey
@@ -73,7 +73,8 @@ log = logging.getLogger("chainnode.node")
 
 REJECTED_REMEMBERED_MAX = 100_000
 STATUS_INTERVAL_MS = 1_000
-EVIDENCE_REMEMBERED_MAX = 1_000
+REGOSSIP_INTERVAL_MS = 3_000
+REGOSSIP_TXS_MAX = 500
 RESPONSE_BYTES_MAX = 8 * 1024 * 1024
 
 
@@ -106,11 +107,13 @@ class Node:
         self._rejected: collections.OrderedDict[bytes, tuple[str, str]] = collections.OrderedDict()
         self._gossip: list[bytes] = []
         self._frames_malformed = 0
-        self.evidence: collections.deque[dict[str, Any]] = collections.deque(maxlen=EVIDENCE_REMEMBERED_MAX)
-        self.evidence_total = 0
-        self.stable_checkpoint = 0
         self._gossip_dropped = 0
         self.committed_txs = 0
+        self.evidence_total = sum(1 for _ in self._ledger.iter_evidence())
+        latest_checkpoint = self._ledger.get_latest_checkpoint()
+        self.stable_checkpoint = (
+            0 if latest_checkpoint is None else types.decode_checkpoint_certificate(latest_checkpoint).height
+        )
         head = self._ledger.get_head()
         persisted = [
             decode_log_record(payload) for _, _, _, payload in self._ledger.get_votes(head.height + 1)
@@ -133,6 +136,7 @@ class Node:
             head=ChainHead(head.height, head.block_hash, head.timestamp_ms, head_view),
             now_ms=get_time_ms(),
             persisted=persisted,
+            stable_checkpoint=self.stable_checkpoint,
             rng=random.Random(),
         )
         self.transport = Transport(
@@ -207,6 +211,7 @@ class Node:
     async def _run_ticks(self) -> None:
         tick_s = self.config.tick_ms / 1000
         status_sent_ms = 0
+        regossip_ms = get_time_ms()
         while True:
             await asyncio.sleep(tick_s)
             now_ms = get_time_ms()
@@ -217,6 +222,20 @@ class Node:
             if now_ms - status_sent_ms >= STATUS_INTERVAL_MS:
                 status_sent_ms = now_ms
                 self.transport.broadcast(wire.encode_status(self.engine.head.height))
+            if now_ms - regossip_ms >= REGOSSIP_INTERVAL_MS:
+                regossip_ms = now_ms
+                self._regossip_oldest()
+
+    def _regossip_oldest(self) -> None:
+        """Offer our oldest pending transactions again.
+
+        A transaction a peer dropped (its mempool was full, or the link was down)
+        would otherwise wait here forever and keep our view timer running; peers
+        that already hold it answer from their mempool index at no cost.
+        """
+        oldest = self.mempool.select(txs_max=REGOSSIP_TXS_MAX, bytes_max=wire.GOSSIP_BYTES_MAX)
+        if oldest:
+            self.transport.broadcast(wire.encode_tx_batch([tx.encoded for tx in oldest]))
 
     # ------------------------------------------------------------ engine driving
 
@@ -246,8 +265,10 @@ class Node:
             elif isinstance(effect, RecordEvidence):
                 self._record_evidence(effect)
             elif isinstance(effect, StableCheckpoint):
-                self._ledger.prune_votes(effect.height + 1)
-                self.stable_checkpoint = effect.height
+                checkpoint = effect.certificate
+                self._ledger.put_checkpoint(checkpoint.height, checkpoint.encode())
+                self._ledger.prune_votes(checkpoint.height + 1)
+                self.stable_checkpoint = checkpoint.height
             elif isinstance(effect, Diagnostic):
                 log.info("consensus: %s", effect.message)
 
@@ -365,19 +386,12 @@ class Node:
     def _record_evidence(self, effect: RecordEvidence) -> None:
         evidence = effect.evidence
         validator = self.validators.validators[evidence.validator].entity_id
-        self.evidence_total += 1
-        self.evidence.append(
-            {
-                "validator": validator,
-                "validator_index": evidence.validator,
-                "kind": evidence.kind.name.lower(),
-                "view": evidence.view,
-                "height": evidence.height,
-                "first": evidence.first.encode().hex(),
-                "second": evidence.second.encode().hex(),
-                "encoded": evidence.encode().hex(),
-            }
+        is_new = self._ledger.put_evidence(
+            evidence.height, evidence.validator, int(evidence.kind), evidence.view, evidence.encode()
         )
+        if not is_new:
+            return
+        self.evidence_total += 1
         log.warning(
             "evidence: validator %s signed two %s messages at height %d view %d",
             validator,
@@ -490,6 +504,78 @@ class Node:
 
     def get_validator_set(self, height: int) -> types.ValidatorSet:
         return self.validators
+
+    def get_evidence(self) -> list[bytes]:
+        return list(self._ledger.iter_evidence())
+
+    def render_metrics(self) -> str:
+        head = self._ledger.get_head()
+        sample = metrics.Sample
+        samples = [
+            sample("chainnode_height", "gauge", "Committed height.", head.height),
+            sample("chainnode_view", "gauge", "Current consensus view.", self.engine.view),
+            sample(
+                "chainnode_changing_view",
+                "gauge",
+                "1 while a view change is under way.",
+                int(self.engine.is_changing_view),
+            ),
+            sample(
+                "chainnode_view_changes_total",
+                "counter",
+                "View changes this node asked for.",
+                self.engine.view_changes_started,
+            ),
+            sample(
+                "chainnode_committed_blocks_total",
+                "counter",
+                "Blocks committed since start.",
+                self.engine.committed_blocks,
+            ),
+            sample(
+                "chainnode_committed_transactions_total",
+                "counter",
+                "Transactions committed since start.",
+                self.committed_txs,
+            ),
+            sample(
+                "chainnode_mempool_transactions",
+                "gauge",
+                "Transactions waiting in the mempool.",
+                len(self.mempool),
+            ),
+            sample(
+                "chainnode_stable_checkpoint_height",
+                "gauge",
+                "Height of the latest stable checkpoint.",
+                self.stable_checkpoint,
+            ),
+            sample(
+                "chainnode_evidence_total",
+                "counter",
+                "Proofs of validator equivocation kept.",
+                self.evidence_total,
+            ),
+            sample(
+                "chainnode_peers_connected",
+                "gauge",
+                "Peers with a live outbound connection.",
+                len(self.transport.connected_peers()),
+            ),
+            sample(
+                "chainnode_frames_malformed_total",
+                "counter",
+                "Peer frames that failed to decode.",
+                self._frames_malformed,
+            ),
+        ]
+        samples += [
+            sample(
+                f"chainnode_p2p_{name}_total", "counter", f"p2p transport: {name.replace('_', ' ')}.", value
+            )
+            for name, value in sorted(self.transport.metrics.items())
+        ]
+        return metrics.render(samples, {"chain_id": self.chain_id, "node": self.node_id})
 
     def get_status(self) -> dict[str, Any]:
         head = self._ledger.get_head()

@@ -36,6 +36,7 @@ TAG_COMMIT_CERTIFICATE = 5
 TAG_VALIDATOR_SET = 6
 TAG_ENTITY_RECORD = 7
 TAG_ZONE_RECORD = 8
+TAG_CHECKPOINT_CERTIFICATE = 9
 VERSION = 1
 
 TX_BYTES_MAX = 16 * 1024
@@ -424,36 +425,74 @@ class CommitCertificate:
 
     def find_problem(self, chain_id: str, validators: ValidatorSet) -> str | None:
         """None when the certificate is valid for `validators`; otherwise the reason."""
-        indexes = [index for index, _ in self.signatures]
-        if indexes != sorted(set(indexes)):
-            return "signatures are not from distinct validators in ascending order"
-        if len(indexes) < validators.quorum:
-            return f"{len(indexes)} signatures, quorum is {validators.quorum}"
         payload = compute_vote_payload(VoteKind.COMMIT, chain_id, self.view, self.height, self.block_hash)
-        for index, signature in self.signatures:
-            if index >= validators.size:
-                return f"signature from unknown validator index {index}"
-            if not crypto.verify(validators.validators[index].public_key, payload, signature):
-                return f"invalid signature from validator {validators.validators[index].entity_id}"
-        return None
+        return find_quorum_problem(payload, self.signatures, validators)
+
+
+def decode_index_signatures(value: Any, what: str = "signatures") -> tuple[tuple[int, bytes], ...]:
+    """Decode `[[validator index, signature], ...]` as found in certificates."""
+    signatures = []
+    for raw_item in expect_tuple(value, what, 1024):
+        item = expect_tuple(raw_item, what, 2)
+        if len(item) != 2:
+            raise DecodeError(f"{what}: expected [index, signature] pairs")
+        signatures.append(
+            (expect_int(item[0], f"{what} index", 0, 1023), expect_bytes(item[1], f"{what} signature", 64))
+        )
+    return tuple(signatures)
 
 
 def decode_commit_certificate(data: bytes) -> CommitCertificate:
     fields = codec.decode_struct(data, TAG_COMMIT_CERTIFICATE, VERSION, 6, "commit certificate")
-    items = expect_tuple(fields[5], "certificate signatures", 1024)
-    signatures = []
-    for raw_item in items:
-        item = expect_tuple(raw_item, "certificate signature", 2)
-        if len(item) != 2:
-            raise DecodeError("certificate signature: expected [index, signature]")
-        signatures.append(
-            (expect_int(item[0], "signer index", 0, 1023), expect_bytes(item[1], "signature", 64))
-        )
     return CommitCertificate(
         expect_int(fields[2], "certificate height"),
         expect_int(fields[3], "certificate view"),
         expect_bytes(fields[4], "certificate block hash", 32),
-        tuple(signatures),
+        decode_index_signatures(fields[5], "certificate signatures"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointCertificate:
+    """2f+1 CHECKPOINT signatures over the block hash at `height` (which binds its state root)."""
+
+    height: int
+    block_hash: bytes
+    signatures: tuple[tuple[int, bytes], ...]  # (validator index, signature), ascending index
+
+    def encode(self) -> bytes:
+        return codec.encode(
+            (TAG_CHECKPOINT_CERTIFICATE, VERSION, self.height, self.block_hash, self.signatures)
+        )
+
+    def find_problem(self, chain_id: str, validators: ValidatorSet) -> str | None:
+        payload = compute_vote_payload(VoteKind.CHECKPOINT, chain_id, 0, self.height, self.block_hash)
+        return find_quorum_problem(payload, self.signatures, validators)
+
+
+def find_quorum_problem(
+    payload: bytes, signatures: tuple[tuple[int, bytes], ...], validators: ValidatorSet
+) -> str | None:
+    """None when `signatures` are 2f+1 valid signatures of distinct validators over `payload`."""
+    indexes = [index for index, _ in signatures]
+    if indexes != sorted(set(indexes)):
+        return "signatures are not from distinct validators in ascending order"
+    if len(indexes) < validators.quorum:
+        return f"{len(indexes)} signatures, quorum is {validators.quorum}"
+    for index, signature in signatures:
+        if index >= validators.size:
+            return f"signature from unknown validator index {index}"
+        if not crypto.verify(validators.validators[index].public_key, payload, signature):
+            return f"invalid signature from validator {validators.validators[index].entity_id}"
+    return None
+
+
+def decode_checkpoint_certificate(data: bytes) -> CheckpointCertificate:
+    fields = codec.decode_struct(data, TAG_CHECKPOINT_CERTIFICATE, VERSION, 5, "checkpoint certificate")
+    return CheckpointCertificate(
+        expect_int(fields[2], "checkpoint height"),
+        expect_bytes(fields[3], "checkpoint block hash", 32),
+        decode_index_signatures(fields[4], "checkpoint signatures"),
     )
 
 

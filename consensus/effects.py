@@ -61,11 +61,9 @@ class RecordEvidence:
 
 @dataclass(frozen=True, slots=True)
 class StableCheckpoint:
-    """2f+1 validators signed the block (and so the state root) at `height`."""
+    """2f+1 validators signed the block (and so the state root) at `certificate.height`."""
 
-    height: int
-    block_hash: bytes
-    signatures: tuple[tuple[int, bytes], ...]
+    certificate: types.CheckpointCertificate
 
 
 @dataclass(frozen=True, slots=True)

@@ -193,6 +193,7 @@ class Engine:
         head: ChainHead,
         now_ms: int,
         persisted: Sequence[LogRecord] = (),
+        stable_checkpoint: int = 0,
         rng: random.Random,
     ) -> None:
         assert (own_index is None) == (key is None), "a validator has a key, an observer none"
@@ -227,7 +228,7 @@ class Engine:
         self._behind_since_ms: int | None = None
         self._sync_request: tuple[str, int] | None = None  # (peer, sent at ms)
         self._checkpoint_votes: dict[int, dict[int, tuple[bytes, bytes]]] = {}
-        self.stable_checkpoint = 0
+        self.stable_checkpoint = stable_checkpoint
         # Events still to handle.  After a commit the engine stops and returns,
         # so the shell applies the block before anything else needs the new
         # head; what is left waits here (see `has_pending_work`).
@@ -760,7 +761,7 @@ class Engine:
             agreeing = tuple(sorted((i, sig) for i, (voted, sig) in votes.items() if voted == block_hash))
             if len(agreeing) >= self.validators.quorum:
                 self.stable_checkpoint = height
-                effects.append(StableCheckpoint(height, block_hash, agreeing))
+                effects.append(StableCheckpoint(types.CheckpointCertificate(height, block_hash, agreeing)))
                 for old in [h for h in self._checkpoint_votes if h <= height]:
                     del self._checkpoint_votes[old]
                 return

@@ -104,20 +104,11 @@ class PreparedCertificate:
         return codec.encode(self.to_fields())
 
     def find_problem(self, chain_id: str, validators: types.ValidatorSet) -> str | None:
-        indexes = [index for index, _ in self.signatures]
-        if indexes != sorted(set(indexes)):
-            return "prepared certificate: signers are not distinct and ascending"
-        if len(indexes) < validators.quorum:
-            return f"prepared certificate: {len(indexes)} signatures, quorum is {validators.quorum}"
         payload = types.compute_vote_payload(
             types.VoteKind.PREPARE, chain_id, self.view, self.block.height, self.block.hash
         )
-        for index, signature in self.signatures:
-            if index >= validators.size:
-                return f"prepared certificate: unknown validator index {index}"
-            if not crypto.verify(validators.validators[index].public_key, payload, signature):
-                return f"prepared certificate: invalid signature of validator {index}"
-        return None
+        problem = types.find_quorum_problem(payload, self.signatures, validators)
+        return None if problem is None else f"prepared certificate: {problem}"
 
 
 def compute_view_change_digest(prepared: PreparedCertificate | None) -> bytes:
@@ -228,18 +219,6 @@ def sign_view_change(
     return ViewChange(new_view, height, validator, prepared, key.sign(unsigned.compute_payload(chain_id)))
 
 
-def _decode_signatures(value: Any, what: str) -> tuple[tuple[int, bytes], ...]:
-    signatures = []
-    for raw in codec.expect_tuple(value, what, 1024):
-        item = codec.expect_tuple(raw, what, 2)
-        if len(item) != 2:
-            raise DecodeError(f"{what}: expected [index, signature] pairs")
-        signatures.append(
-            (expect_int(item[0], f"{what} index", 0, 1023), expect_bytes(item[1], f"{what} signature", 64))
-        )
-    return tuple(signatures)
-
-
 def _decode_prepared(value: Any) -> PreparedCertificate | None:
     if value is None:
         return None
@@ -247,7 +226,7 @@ def _decode_prepared(value: Any) -> PreparedCertificate | None:
     return PreparedCertificate(
         expect_int(fields[2], "prepared view"),
         types.decode_block(expect_bytes(fields[3], "prepared block")),
-        _decode_signatures(fields[4], "prepared signatures"),
+        types.decode_index_signatures(fields[4], "prepared signatures"),
     )
 
 
@@ -374,3 +353,20 @@ class Evidence:
 
 
 TAG_EVIDENCE = 39
+
+
+def decode_evidence(data: bytes) -> Evidence:
+    fields = codec.decode_struct(data, TAG_EVIDENCE, VERSION, 8, "evidence")
+    first = decode_message(expect_bytes(fields[6], "evidence first message"))
+    second = decode_message(expect_bytes(fields[7], "evidence second message"))
+    if not isinstance(first, Vote) or not isinstance(second, Vote):
+        raise DecodeError("evidence: expected two votes")
+    kind = expect_int(fields[3], "evidence kind", types.VoteKind.PRE_PREPARE, types.VoteKind.CHECKPOINT)
+    return Evidence(
+        expect_int(fields[2], "evidence validator", 0, 1023),
+        types.VoteKind(kind),
+        expect_int(fields[4], "evidence view"),
+        expect_int(fields[5], "evidence height"),
+        first,
+        second,
+    )

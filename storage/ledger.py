@@ -13,6 +13,8 @@ height order and range scans need no decoding:
     r  height:u64 index:u32            -> encoded Receipt
     s  state key                       -> state value
     v  height:u64 view:u64 kind:u32    -> vote payload (this node's consensus log)
+    e  height:u64 validator:u32 kind:u32 view:u64 -> encoded Evidence (equivocation proof)
+    k  height:u64                      -> stable checkpoint: encoded (height, block hash, signatures)
     m  name                            -> metadata: b"mhead" (Head), b"mgenesis" (genesis hash)
 
 Atomicity.  A committed block, its certificate, receipts, tx index entries,
@@ -58,12 +60,15 @@ _RECEIPT = b"r"
 _STATE = b"s"
 _VOTE = b"v"
 _VOTE_END = b"w"  # the first key after the vote keyspace
+_EVIDENCE = b"e"
+_CHECKPOINT = b"k"
 _HEAD = b"mhead"
 _GENESIS = b"mgenesis"
 
 _U64 = struct.Struct(">Q")
 _LOCATION = struct.Struct(">QI")  # height, index
 _VOTE_KEY = struct.Struct(">QQI")  # height, view, kind
+_EVIDENCE_KEY = struct.Struct(">QIIQ")  # height, validator, kind, view
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,11 +278,39 @@ class Ledger:
                 votes.append((int(height), int(view), int(kind), bytes(payload)))
         return votes
 
+    def put_evidence(self, height: int, validator: int, kind: int, view: int, payload: bytes) -> bool:
+        """Keep one proof of equivocation per (height, validator, kind, view); False if already kept."""
+        self._check_writable()
+        key = _EVIDENCE + _EVIDENCE_KEY.pack(height, validator, kind, view)
+        if self._db.get(key) is not None:
+            return False
+        self._db.put(key, payload, sync=True)
+        return True
+
+    def iter_evidence(self) -> Iterator[bytes]:
+        """Every kept proof of equivocation, by height."""
+        with self._db.iterator(prefix=_EVIDENCE, include_key=False) as iterator:
+            for payload in iterator:
+                yield bytes(payload)
+
+    def put_checkpoint(self, height: int, payload: bytes) -> None:
+        """Keep a stable checkpoint (2f+1 signatures over the block, hence the state root, at `height`)."""
+        self._check_writable()
+        self._db.put(_CHECKPOINT + _U64.pack(height), payload, sync=True)
+
+    def get_latest_checkpoint(self) -> bytes | None:
+        with self._db.iterator(prefix=_CHECKPOINT, include_key=False, reverse=True) as iterator:
+            for payload in iterator:
+                return bytes(payload)
+        return None
+
     def prune_votes(self, height_below: int) -> None:
         """Forget votes below `height_below` (after a stable checkpoint)."""
         self._check_writable()
         stop = _VOTE + _U64.pack(max(height_below, 0))
-        with self._db.iterator(start=_VOTE, stop=stop, include_value=False) as iterator, \
-                self._db.write_batch() as batch:
+        with (
+            self._db.iterator(start=_VOTE, stop=stop, include_value=False) as iterator,
+            self._db.write_batch() as batch,
+        ):
             for key in iterator:
                 batch.delete(key)

@@ -328,7 +328,8 @@ class SimNetwork:
             elif isinstance(effect, RecordEvidence):
                 replica.evidence.append(effect.evidence)
             elif isinstance(effect, StableCheckpoint):
-                replica.stable_checkpoints.append(effect.height)
+                assert effect.certificate.find_problem(CHAIN_ID, self.validators) is None
+                replica.stable_checkpoints.append(effect.certificate.height)
             elif isinstance(effect, Diagnostic):
                 replica.diagnostics.append(effect.message)
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
-from chainnode import crypto, identity, types
+from chainnode import crypto, identity, metrics, types
 from chainnode.api import SubmitResult, TransactionStatus, create_app
 from chainnode.errors import DecodeError
 from chainnode.execution import Executor, SignatureCache
@@ -61,8 +61,7 @@ class LocalService:
         self.directory = directory
         root_key, zone_key = crypto.SigningKey.generate(), crypto.SigningKey.generate()
         root = identity.create_root_ca("Test Council", root_key)
-        zone_ca = identity.create_zone_ca(root, root_key, zone_id=ZONE, zone_name="Beijing",
-                                          key=zone_key)
+        zone_ca = identity.create_zone_ca(root, root_key, zone_id=ZONE, zone_name="Beijing", key=zone_key)
         entities = {
             SUBMITTER: ("submitter",),
             OBSERVER: ("observer",),
@@ -130,7 +129,10 @@ class LocalService:
                 results.append(SubmitResult(None, False, "malformed", error.message))
                 continue
             code, reason = self.executor.check_transaction(
-                self.ledger, tx, height=height, timestamp_ms=_now_ms(),
+                self.ledger,
+                tx,
+                height=height,
+                timestamp_ms=_now_ms(),
                 is_committed=self._is_committed,
             )
             if code != types.ErrorCode.OK:
@@ -155,6 +157,16 @@ class LocalService:
             return TransactionStatus("rejected", code=code, message=message)
         return TransactionStatus("unknown")
 
+    def get_evidence(self) -> list[bytes]:
+        return list(self.ledger.iter_evidence())
+
+    def render_metrics(self) -> str:
+        head = self.ledger.get_head()
+        return metrics.render(
+            [metrics.Sample("chainnode_height", "gauge", "Committed height.", head.height)],
+            {"chain_id": self.chain_id, "node": self.node_id},
+        )
+
     def get_validator_set(self, height: int) -> types.ValidatorSet:
         return self.validators
 
@@ -169,19 +181,32 @@ class LocalService:
         height = head.height + 1
         timestamp_ms = max(head.timestamp_ms + 1, _now_ms())
         result = self.executor.execute_block(
-            self.ledger, previous_state_root=head.state_root, height=height,
-            timestamp_ms=timestamp_ms, transactions=txs, is_committed=self._is_committed,
+            self.ledger,
+            previous_state_root=head.state_root,
+            height=height,
+            timestamp_ms=timestamp_ms,
+            transactions=txs,
+            is_committed=self._is_committed,
         )
         header = types.BlockHeader(
-            chain_id=CHAIN_ID, height=height, view=0, proposer=0, timestamp_ms=timestamp_ms,
-            parent_hash=head.block_hash, tx_root=types.compute_tx_root(txs),
-            receipts_root=result.receipts_root, state_root=result.state_root,
-            validator_set_hash=self.validators.compute_hash(), tx_count=len(txs),
+            chain_id=CHAIN_ID,
+            height=height,
+            view=0,
+            proposer=0,
+            timestamp_ms=timestamp_ms,
+            parent_hash=head.block_hash,
+            tx_root=types.compute_tx_root(txs),
+            receipts_root=result.receipts_root,
+            state_root=result.state_root,
+            validator_set_hash=self.validators.compute_hash(),
+            tx_count=len(txs),
         )
         block = types.Block.create(header, txs)
         payload = types.compute_vote_payload(types.VoteKind.COMMIT, CHAIN_ID, 0, height, block.hash)
         certificate = types.CommitCertificate(
-            height, 0, block.hash,
+            height,
+            0,
+            block.hash,
             tuple((index, key.sign(payload)) for index, key in enumerate(self.validator_keys)),
         )
         self.ledger.commit_block(block, certificate, result.receipts, result.write_set)

@@ -37,11 +37,16 @@ def _identity(service: LocalService, entity_id: str = SUBMITTER) -> Identity:
     return Identity.load(service.directory / "entities" / entity_id)
 
 
-def _put(service: LocalService, key: str, value: bytes, *, entity_id: str = SUBMITTER,
-         chain_id: str = CHAIN_ID) -> types.Transaction:
+def _put(
+    service: LocalService, key: str, value: bytes, *, entity_id: str = SUBMITTER, chain_id: str = CHAIN_ID
+) -> types.Transaction:
     return build_transaction(
-        _identity(service, entity_id), chain_id=chain_id, module="records", action="put",
-        args=(key, value), valid_until=1000,
+        _identity(service, entity_id),
+        chain_id=chain_id,
+        module="records",
+        action="put",
+        args=(key, value),
+        valid_until=1000,
     )
 
 
@@ -78,14 +83,20 @@ async def test_submit_commit_and_read_back(http: TestClient[Any, Any], service: 
     assert committed["status"] == "committed"
     assert (committed["height"], committed["index"]) == (1, 0)
     assert committed["receipt"] == {
-        "code": 0, "code_name": "ok", "message": "",
+        "code": 0,
+        "code_name": "ok",
+        "message": "",
         "events": [{"name": "records.put", "attributes": [SUBMITTER, "lab-results", 1]}],
     }
 
     record = await (await http.get(f"/v1/records/{SUBMITTER}/lab-results")).json()
     assert record == {
-        "entity": SUBMITTER, "key": "lab-results", "version": 1,
-        "value_hex": b"negative".hex(), "value": "negative", "height": 1,
+        "entity": SUBMITTER,
+        "key": "lab-results",
+        "version": 1,
+        "value_hex": b"negative".hex(),
+        "value": "negative",
+        "height": 1,
         "tx_hash": tx.hash.hex(),
     }
 
@@ -103,8 +114,12 @@ async def test_block_endpoint_lets_an_auditor_verify(
     assert block["header"]["tx_count"] == 1
     assert block["transactions"] == [
         {
-            "hash": tx.hash.hex(), "signer": SUBMITTER, "nonce": tx.nonce, "valid_until": 1000,
-            "module": "records", "action": "put",
+            "hash": tx.hash.hex(),
+            "signer": SUBMITTER,
+            "nonce": tx.nonce,
+            "valid_until": 1000,
+            "module": "records",
+            "action": "put",
             "args": ["doc", {"hex": b"\xff\x00binary".hex()}],
             "signature": tx.signature.hex(),
         }
@@ -120,8 +135,7 @@ async def test_block_endpoint_lets_an_auditor_verify(
     assert record["value"] is None and record["value_hex"] == b"\xff\x00binary".hex()
 
 
-async def test_blocks_at_genesis_and_bad_heights(http: TestClient[Any, Any],
-                                                 service: LocalService) -> None:
+async def test_blocks_at_genesis_and_bad_heights(http: TestClient[Any, Any], service: LocalService) -> None:
     genesis = await (await http.get("/v1/blocks/0")).json()
     assert genesis["genesis"] is True and genesis["hash"] == service.genesis_hash.hex()
     assert (await (await http.get("/v1/blocks/latest")).json())["height"] == 0
@@ -166,14 +180,11 @@ async def test_replay_of_a_committed_transaction_is_refused(
     ],
 )
 async def test_bad_submissions_are_400(http: TestClient[Any, Any], body: bytes, code: str) -> None:
-    response = await http.post(
-        "/v1/transactions", data=body, headers={"Content-Type": "application/json"}
-    )
+    response = await http.post("/v1/transactions", data=body, headers={"Content-Type": "application/json"})
     await _expect_error(response, 400, code)
 
 
-async def test_rule_breaking_transactions_are_422(http: TestClient[Any, Any],
-                                                  service: LocalService) -> None:
+async def test_rule_breaking_transactions_are_422(http: TestClient[Any, Any], service: LocalService) -> None:
     good = _put(service, "k", b"v")
     forged = bytearray(good.encoded)
     forged[-1] ^= 0x01  # the last byte belongs to the signature
@@ -185,9 +196,7 @@ async def test_rule_breaking_transactions_are_422(http: TestClient[Any, Any],
         (_put(service, "bad/key", b"v").encoded, "bad_arguments", None),
     ]
     for encoded, code, expected_hash in cases:
-        body = await _expect_error(
-            await http.post("/v1/transactions", json={"tx": encoded.hex()}), 422, code
-        )
+        body = await _expect_error(await http.post("/v1/transactions", json={"tx": encoded.hex()}), 422, code)
         assert body["hash"] == types.decode_transaction(encoded).hash.hex()
         if expected_hash is not None:
             assert body["hash"] == expected_hash.hex()
@@ -196,7 +205,8 @@ async def test_rule_breaking_transactions_are_422(http: TestClient[Any, Any],
 
 async def test_oversize_body_is_413(http: TestClient[Any, Any]) -> None:
     response = await http.post(
-        "/v1/transactions", data=b"x" * (BODY_BYTES_MAX + 1),
+        "/v1/transactions",
+        data=b"x" * (BODY_BYTES_MAX + 1),
         headers={"Content-Type": "application/json"},
     )
     await _expect_error(response, 413, "too_large")
@@ -211,11 +221,13 @@ async def test_batch_with_mixed_items(http: TestClient[Any, Any], service: Local
     body = await response.json()
     assert (body["accepted"], body["rejected"]) == (2, 3)
     results = body["results"]
-    assert [item["status"] for item in results] == [
-        "pending", "rejected", "rejected", "rejected", "pending"
-    ]
+    assert [item["status"] for item in results] == ["pending", "rejected", "rejected", "rejected", "pending"]
     assert [item.get("error", {}).get("code") for item in results] == [
-        None, "bad_hex", "malformed", "unknown_signer", None
+        None,
+        "bad_hex",
+        "malformed",
+        "unknown_signer",
+        None,
     ]
     assert results[0]["hash"] == first.hash.hex() and results[4]["hash"] == second.hash.hex()
     assert results[1]["hash"] is None and results[3]["hash"] == stranger.hash.hex()
@@ -304,15 +316,11 @@ async def test_record_versions_and_errors(http: TestClient[Any, Any], service: L
     assert (latest["version"], latest["value"], latest["height"]) == (2, "second", 2)
     first = await (await http.get(f"/v1/records/{SUBMITTER}/report?version=1")).json()
     assert (first["version"], first["value"], first["height"]) == (1, "first", 1)
-    await _expect_error(await http.get(f"/v1/records/{SUBMITTER}/report?version=3"), 404,
-                        "not_found")
+    await _expect_error(await http.get(f"/v1/records/{SUBMITTER}/report?version=3"), 404, "not_found")
     await _expect_error(await http.get(f"/v1/records/{SUBMITTER}/nothing"), 404, "not_found")
-    await _expect_error(await http.get(f"/v1/records/{SUBMITTER}/report?version=x"), 400,
-                        "bad_version")
-    await _expect_error(await http.get(f"/v1/records/{SUBMITTER}/report?version=0"), 400,
-                        "bad_version")
-    await _expect_error(await http.get(f"/v1/records/{SUBMITTER}/report?version="), 400,
-                        "bad_version")
+    await _expect_error(await http.get(f"/v1/records/{SUBMITTER}/report?version=x"), 400, "bad_version")
+    await _expect_error(await http.get(f"/v1/records/{SUBMITTER}/report?version=0"), 400, "bad_version")
+    await _expect_error(await http.get(f"/v1/records/{SUBMITTER}/report?version="), 400, "bad_version")
 
 
 async def test_unknown_routes_and_methods(http: TestClient[Any, Any]) -> None:
@@ -340,3 +348,20 @@ async def test_unexpected_errors_are_500_json_without_details(tmp_path: Path) ->
             assert (await http.get("/v1/health")).status == 200
     finally:
         service.close()
+
+
+async def test_metrics_evidence_and_checkpoint_endpoints(
+    http: TestClient[Any, Any], service: LocalService
+) -> None:
+    response = await http.get("/metrics")
+    assert response.status == 200
+    assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    text = await response.text()
+    assert "# TYPE chainnode_height gauge" in text
+    assert f'chainnode_height{{chain_id="{service.chain_id}",node="{service.node_id}"}} 0' in text
+    response = await http.get("/v1/evidence")
+    assert response.status == 200
+    assert await response.json() == {"count": 0, "evidence": []}
+    response = await http.get("/v1/checkpoints/latest")
+    assert response.status == 404
+    assert (await response.json())["error"]["code"] == "not_found"
