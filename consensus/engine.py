@@ -54,6 +54,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from chainnode import crypto, types
+from consensus.catch_up import CatchUp
+from consensus.checkpoints import CheckpointTracker
 from consensus.effects import (
     Broadcast,
     CommitBlock,
@@ -61,7 +63,6 @@ from consensus.effects import (
     Effect,
     PersistVote,
     RecordEvidence,
-    RequestBlocks,
     SendTo,
     StableCheckpoint,
 )
@@ -224,11 +225,15 @@ class Engine:
         self._future: dict[int, list[MessageReceived]] = {}  # by height
         self._later_views: dict[int, list[MessageReceived]] = {}  # by view, current height
         self._buffered = 0
-        self._peer_heights: dict[str, int] = {}
-        self._behind_since_ms: int | None = None
-        self._sync_request: tuple[str, int] | None = None  # (peer, sent at ms)
-        self._checkpoint_votes: dict[int, dict[int, tuple[bytes, bytes]]] = {}
-        self.stable_checkpoint = stable_checkpoint
+        self._catch_up = CatchUp(
+            grace_ms=config.sync_grace_ms,
+            timeout_ms=config.sync_timeout_ms,
+            blocks_max=config.sync_blocks_max,
+            rng=rng,
+        )
+        self._checkpoints = CheckpointTracker(
+            config.chain_id, validators, config.checkpoint_interval, stable_checkpoint
+        )
         # Events still to handle.  After a commit the engine stops and returns,
         # so the shell applies the block before anything else needs the new
         # head; what is left waits here (see `has_pending_work`).
@@ -591,7 +596,7 @@ class Engine:
             commits = round_.votes[Kind.COMMIT].values()
             if any(round_.count(Kind.COMMIT, voted) >= self.validators.quorum for voted, _ in commits):
                 # The others decided a block we never received: fetch it with its certificate.
-                self._behind_since_ms = self._behind_since_ms or self.now_ms
+                self._catch_up.note_decided_elsewhere(self.now_ms)
             return
         block_hash = proposal.block.hash
         if round_.count(Kind.PREPARE, block_hash) >= self.validators.quorum:
@@ -726,8 +731,12 @@ class Engine:
 
     # ------------------------------------------------------------ checkpoints
 
+    @property
+    def stable_checkpoint(self) -> int:
+        return self._checkpoints.stable_height
+
     def _sign_checkpoint(self, block: types.Block, effects: list[Effect]) -> None:
-        if self.own_index is None or block.height % self.config.checkpoint_interval:
+        if self.own_index is None or not self._checkpoints.is_checkpoint_height(block.height):
             return
         assert self._key is not None
         vote = sign_vote(
@@ -737,34 +746,16 @@ class Engine:
         self._on_checkpoint(vote, effects)
 
     def _on_checkpoint(self, vote: Vote, effects: list[Effect]) -> None:
-        if vote.height <= self.stable_checkpoint or vote.height % self.config.checkpoint_interval:
+        problem = self._checkpoints.add(vote, self.head.height)
+        if problem is not None:
+            effects.append(Diagnostic(problem))
             return
-        if vote.height > self.head.height + 4 * self.config.checkpoint_interval:
-            return  # too far ahead to keep; catch-up will bring us there
-        if vote.validator >= self.validators.size or vote.view != 0:
-            return
-        votes = self._checkpoint_votes.setdefault(vote.height, {})
-        if vote.validator in votes:
-            return
-        if not vote.is_signed_by(self.config.chain_id, self.validators.validators[vote.validator].public_key):
-            effects.append(Diagnostic(f"invalid checkpoint signature from validator {vote.validator}"))
-            return
-        votes[vote.validator] = (vote.block_hash, vote.signature)
         self._check_checkpoint(vote.height, effects)
 
     def _check_checkpoint(self, height: int, effects: list[Effect]) -> None:
-        """Declare `height` stable once we committed it and 2f+1 signed the same block."""
-        votes = self._checkpoint_votes.get(height)
-        if not votes or height <= self.stable_checkpoint or height > self.head.height:
-            return
-        for block_hash in {voted for voted, _ in votes.values()}:
-            agreeing = tuple(sorted((i, sig) for i, (voted, sig) in votes.items() if voted == block_hash))
-            if len(agreeing) >= self.validators.quorum:
-                self.stable_checkpoint = height
-                effects.append(StableCheckpoint(types.CheckpointCertificate(height, block_hash, agreeing)))
-                for old in [h for h in self._checkpoint_votes if h <= height]:
-                    del self._checkpoint_votes[old]
-                return
+        certificate = self._checkpoints.find_stable(height, self.head.height)
+        if certificate is not None:
+            effects.append(StableCheckpoint(certificate))
 
     # ------------------------------------------------------------ commit and catch-up
 
@@ -787,8 +778,7 @@ class Engine:
         self._new_views = {}
         self._height_started_ms = self._progress_ms = self.now_ms
         self._own = {slot: record for slot, record in self._own.items() if slot[0] > self.head.height}
-        if self._behind_since_ms is not None and self._max_peer_height() < self.height:
-            self._behind_since_ms = None
+        self._catch_up.note_commit(self.head.height)
         for views in self._later_views.values():
             self._buffered -= len(views)
         self._later_views = {}
@@ -800,37 +790,15 @@ class Engine:
         self._yield = True
 
     def _note_peer_height(self, peer: str, height: int) -> None:
-        if height > self._peer_heights.get(peer, -1):
-            self._peer_heights[peer] = height
-        if height >= self.height and self._behind_since_ms is None:
-            self._behind_since_ms = self.now_ms
-
-    def _max_peer_height(self) -> int:
-        return max(self._peer_heights.values(), default=-1)
+        self._catch_up.note_peer_height(peer, height, head_height=self.head.height, now_ms=self.now_ms)
 
     def _maybe_request_blocks(self, effects: list[Effect]) -> None:
-        if self._sync_request is not None:
-            if self.now_ms - self._sync_request[1] < self.config.sync_timeout_ms:
-                return
-            self._sync_request = None
-        if self._behind_since_ms is None:
-            return
-        lag = self._max_peer_height() - self.head.height
-        waited_ms = self.now_ms - self._behind_since_ms
-        if lag <= 0:
-            self._behind_since_ms = None
-            return
-        if lag == 1 and waited_ms < self.config.sync_grace_ms:
-            return
-        peers = sorted(peer for peer, height in self._peer_heights.items() if height >= self.height)
-        peer = self._rng.choice(peers)
-        height_max = min(self._peer_heights[peer], self.height + self.config.sync_blocks_max - 1)
-        self._sync_request = (peer, self.now_ms)
-        effects.append(RequestBlocks(peer, self.height, height_max))
+        request = self._catch_up.next_request(head_height=self.head.height, now_ms=self.now_ms)
+        if request is not None:
+            effects.append(request)
 
     def _on_blocks(self, received: BlocksReceived, effects: list[Effect]) -> None:
-        if self._sync_request is not None and self._sync_request[0] == received.sender:
-            self._sync_request = None
+        self._catch_up.note_response(received.sender)
         if received.blocks:
             self._note_peer_height(received.sender, received.blocks[-1][0].height)
         for position, (block, certificate) in enumerate(received.blocks):
