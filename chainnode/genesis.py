@@ -10,7 +10,10 @@ certificates as PEM text, keys and hashes as hex.  JSON never defines the hash; 
 so reformatting the file does not change the chain.
 
 `initial_state()` is what the state machine holds before block 1: one `ZoneRecord` per zone, one
-`EntityRecord` per entity (validator nodes are entities too) and the validator set.
+`EntityRecord` per entity (validator nodes are entities too), the validator set (also as the
+history entry `val/from/1`, see `chainnode.governance.get_validator_set_at`), the root CA
+certificate (zone admissions and entity registrations are checked against it), one
+`CouncilRecord` per council member, the council threshold and the chain parameters.
 
 `load_genesis` trusts nothing in the file: every zone CA must chain to the root and carry its zone
 id, every entity certificate must verify against its zone's authority at the genesis time and
@@ -52,14 +55,44 @@ class ChainParams:
     block_bytes_max: int = 4 * 1024 * 1024
     tx_bytes_max: int = types.TX_BYTES_MAX
     timestamp_drift_ms_max: int = 10_000  # how far a block timestamp may run ahead of a replica
+    view_timeout_ms: int = 0  # base PBFT view timeout; 0: each node's configured value
 
     def to_fields(self) -> tuple[int, ...]:
-        return (
+        # `view_timeout_ms` joins the genesis encoding only when set, so that the hashes of
+        # geneses written before it existed do not change.
+        fields = (
             self.block_txs_max,
             self.block_bytes_max,
             self.tx_bytes_max,
             self.timestamp_drift_ms_max,
         )
+        return (*fields, self.view_timeout_ms) if self.view_timeout_ms else fields
+
+
+def encode_chain_params(params: ChainParams) -> bytes:
+    """The state value at `types.CHAIN_PARAMS_KEY`."""
+    return codec.encode(
+        (
+            types.TAG_CHAIN_PARAMS,
+            VERSION,
+            params.block_txs_max,
+            params.block_bytes_max,
+            params.tx_bytes_max,
+            params.timestamp_drift_ms_max,
+            params.view_timeout_ms,
+        )
+    )
+
+
+def decode_chain_params(data: bytes) -> ChainParams:
+    fields = codec.decode_struct(data, types.TAG_CHAIN_PARAMS, VERSION, 7, "chain params")
+    return ChainParams(
+        block_txs_max=codec.expect_int(fields[2], "block_txs_max"),
+        block_bytes_max=codec.expect_int(fields[3], "block_bytes_max"),
+        tx_bytes_max=codec.expect_int(fields[4], "tx_bytes_max"),
+        timestamp_drift_ms_max=codec.expect_int(fields[5], "timestamp_drift_ms_max"),
+        view_timeout_ms=codec.expect_int(fields[6], "view_timeout_ms"),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +137,13 @@ class Genesis:
         for entity in self.entities:
             state[types.entity_key(entity.entity_id)] = entity.encode()
         state[types.VALIDATOR_SET_KEY] = self.validators.encode()
+        state[types.validator_history_key(1)] = self.validators.encode()
+        state[types.ROOT_CERTIFICATE_KEY] = self.root_certificate
+        for member in self.council:
+            record = types.CouncilRecord(member.member_id, member.name, member.public_key)
+            state[types.council_key(member.member_id)] = record.encode()
+        state[types.COUNCIL_THRESHOLD_KEY] = codec.encode(self.council_threshold)
+        state[types.CHAIN_PARAMS_KEY] = encode_chain_params(self.params)
         return state
 
     def get_entity(self, entity_id: str) -> types.EntityRecord | None:
@@ -145,6 +185,7 @@ class Genesis:
                 "block_bytes_max": self.params.block_bytes_max,
                 "tx_bytes_max": self.params.tx_bytes_max,
                 "timestamp_drift_ms_max": self.params.timestamp_drift_ms_max,
+                "view_timeout_ms": self.params.view_timeout_ms,
             },
         }
         return json.dumps(document, indent=1, ensure_ascii=False) + "\n"
@@ -287,6 +328,10 @@ def _genesis_from_document(fields: _Fields) -> Genesis:
         block_bytes_max=params_fields.get_int("block_bytes_max"),
         tx_bytes_max=params_fields.get_int("tx_bytes_max"),
         timestamp_drift_ms_max=params_fields.get_int("timestamp_drift_ms_max"),
+        # Optional: geneses written before governance could set it have no such field.
+        view_timeout_ms=(
+            params_fields.get_int("view_timeout_ms") if "view_timeout_ms" in params_fields.value else 0
+        ),
     )
     return Genesis(
         chain_id=fields.get_str("chain_id"),
