@@ -95,11 +95,11 @@ class Node:
         self._ledger = Ledger(config.data_dir / "ledger")
         self._initialize_ledger()
         self._key = SigningKey.load(config.key_path)
-        self.validators = self.genesis.validators  # TODO(issue 4): follow validator-set changes in state.
-        own_index = self.validators.index_of(config.node_id)
-        if own_index is not None and self.validators.validators[own_index].public_key != self._key.public_key:
+        self._validators_cache: tuple[bytes, types.ValidatorSet] | None = None  # (head hash, next set)
+        current = self.get_validator_set(self._ledger.get_head().height + 1)
+        own_index = current.index_of(config.node_id)
+        if own_index is not None and current.validators[own_index].public_key != self._key.public_key:
             raise ConfigError(f"{config.key_path} is not the key registered for validator {config.node_id}")
-        self.own_index = own_index
         self._root_certificate = x509.load_der_x509_certificate(self.genesis.root_certificate)
         self.executor = Executor(self.chain_id, SignatureCache())
         self.mempool = Mempool(capacity_txs=config.mempool_capacity_txs, capacity_bytes=512 * 1024 * 1024)
@@ -129,9 +129,9 @@ class Node:
                 proposal_delay_ms=config.proposal_delay_ms,
                 timestamp_drift_ms_max=self.genesis.params.timestamp_drift_ms_max,
             ),
-            validators=self.validators,
-            own_index=own_index,
-            key=self._key if own_index is not None else None,
+            validators=current,
+            own_id=config.node_id,
+            key=self._key,
             app=self,
             head=ChainHead(head.height, head.block_hash, head.timestamp_ms, head_view),
             now_ms=get_time_ms(),
@@ -312,7 +312,7 @@ class Node:
                 tx_root=types.compute_tx_root(transactions),
                 receipts_root=result.receipts_root,
                 state_root=result.state_root,
-                validator_set_hash=self.validators.compute_hash(),
+                validator_set_hash=self.engine.validators.compute_hash(),
                 tx_count=len(transactions),
             )
             block = types.Block.create(header, transactions)
@@ -385,7 +385,7 @@ class Node:
 
     def _record_evidence(self, effect: RecordEvidence) -> None:
         evidence = effect.evidence
-        validator = self.validators.validators[evidence.validator].entity_id
+        validator = self.get_validator_set(evidence.height).validators[evidence.validator].entity_id
         is_new = self._ledger.put_evidence(
             evidence.height, evidence.validator, int(evidence.kind), evidence.view, evidence.encode()
         )
@@ -503,7 +503,19 @@ class Node:
         return TransactionStatus("unknown")
 
     def get_validator_set(self, height: int) -> types.ValidatorSet:
-        return self.validators
+        """The validators of `height`: the set in state after block height-1.
+
+        TODO(issue 4): heights below the head read the validator-set history.
+        """
+        head = self._ledger.get_head()
+        if self._validators_cache is not None and self._validators_cache[0] == head.block_hash:
+            return self._validators_cache[1]
+        encoded = self._ledger.get_state(types.VALIDATOR_SET_KEY)
+        if encoded is None:
+            raise ConfigError("the state holds no validator set")
+        validators = types.decode_validator_set(encoded)
+        self._validators_cache = (head.block_hash, validators)
+        return validators
 
     def get_evidence(self) -> list[bytes]:
         return list(self._ledger.iter_evidence())
@@ -582,7 +594,7 @@ class Node:
         return {
             "chain_id": self.chain_id,
             "node_id": self.node_id,
-            "validator_index": self.own_index,
+            "validator_index": self.engine.own_index,
             "height": head.height,
             "head_hash": head.block_hash.hex(),
             "state_root": head.state_root.hex(),

@@ -101,6 +101,10 @@ class Application(Protocol):
         """True while transactions wait to be committed (this keeps the view timer running)."""
         ...
 
+    def get_validator_set(self, height: int) -> types.ValidatorSet:
+        """The validators that decide `height` (a change committed at h applies from h+1)."""
+        ...
+
 
 # ---------------------------------------------------------------- events
 
@@ -181,14 +185,15 @@ class _Round:
 
 
 class Engine:
-    """One validator's (or observer's, with `own_index=None`) consensus state."""
+    """One node's consensus state.  It votes while `own_id` is in the validator set of the height
+    being decided with this key, and follows as an observer otherwise."""
 
     def __init__(
         self,
         config: EngineConfig,
         *,
         validators: types.ValidatorSet,
-        own_index: int | None,
+        own_id: str | None,
         key: crypto.SigningKey | None,
         app: Application,
         head: ChainHead,
@@ -197,14 +202,12 @@ class Engine:
         stable_checkpoint: int = 0,
         rng: random.Random,
     ) -> None:
-        assert (own_index is None) == (key is None), "a validator has a key, an observer none"
-        if own_index is not None:
-            assert key is not None
-            assert validators.validators[own_index].public_key == key.public_key, "key matches set"
+        assert (own_id is None) == (key is None), "a node that may vote has an id and a key"
         self.config = config
         self.validators = validators
-        self.own_index = own_index
+        self._own_id = own_id
         self._key = key
+        self.own_index = self._find_own_index(validators)
         self._app = app
         self._rng = rng
         self.head = head
@@ -239,6 +242,7 @@ class Engine:
         # head; what is left waits here (see `has_pending_work`).
         self._inbox: deque[Event] = deque()
         self._yield = False
+        self._validators_height = self.height
         self.committed_blocks = 0
         self.view_changes_started = 0
 
@@ -273,6 +277,23 @@ class Engine:
         """The height being decided: one above the committed head."""
         return self.head.height + 1
 
+    def _find_own_index(self, validators: types.ValidatorSet) -> int | None:
+        if self._own_id is None or self._key is None:
+            return None
+        index = validators.index_of(self._own_id)
+        if index is None or validators.validators[index].public_key != self._key.public_key:
+            return None
+        return index
+
+    def _refresh_validators(self) -> None:
+        """Adopt the validator set of the height being decided (the shell applied our last commit)."""
+        validators = self._app.get_validator_set(self.height)
+        if validators == self.validators:
+            return
+        self.validators = validators
+        self.own_index = self._find_own_index(validators)
+        self._checkpoints.validators = validators
+
     @property
     def is_changing_view(self) -> bool:
         return self._target is not None
@@ -301,6 +322,9 @@ class Engine:
 
     def step(self, event: Event) -> list[Effect]:
         effects: list[Effect] = []
+        if self._validators_height != self.height:
+            self._refresh_validators()
+            self._validators_height = self.height
         self._inbox.append(event)
         while self._inbox and not self._yield:
             self._dispatch(self._inbox.popleft(), effects)

@@ -60,9 +60,13 @@ BLOCK_TXS_MAX = 10
 
 @dataclass
 class ToyApp:
-    """Chains state roots over tx roots; keeps a queue of pending payload transactions."""
+    """Chains state roots over tx roots; keeps a queue of pending payload transactions.
 
-    validators: types.ValidatorSet
+    `schedule` maps a first height to the validator set from that height on (as a
+    committed validator-set change does on the real chain).
+    """
+
+    schedule: dict[int, types.ValidatorSet]
     pending: list[types.Transaction] = field(default_factory=list)
     roots: dict[bytes, bytes] = field(default_factory=lambda: {GENESIS_HASH: types.ZERO_HASH})
     corrupt_roots: bool = False
@@ -102,13 +106,16 @@ class ToyApp:
             tx_root,
             types.compute_receipts_root([]),
             state_root,
-            self.validators.compute_hash(),
+            self.get_validator_set(height).compute_hash(),
             len(txs),
         )
         return types.Block.create(header, txs)
 
     def has_pending_transactions(self) -> bool:
         return bool(self.pending)
+
+    def get_validator_set(self, height: int) -> types.ValidatorSet:
+        return self.schedule[max(first for first in self.schedule if first <= height)]
 
     def find_block_problem(self, block: types.Block) -> str | None:
         header = block.header
@@ -245,6 +252,7 @@ class SimNetwork:
         drop_probability: float = 0.0,
         duplicate_probability: float = 0.0,
         delay_ms_max: int = 0,
+        schedule: dict[int, tuple[int, ...]] | None = None,
     ) -> None:
         self.rng = random.Random(seed)
         self.now_ms = 0
@@ -256,6 +264,11 @@ class SimNetwork:
         self.validators = types.ValidatorSet(
             tuple(types.Validator(f"v{i}", key.public_key) for i, key in enumerate(self.keys))
         )
+        # The validator set by first height; by default every replica validates from height 1.
+        self.schedule = {
+            first: types.ValidatorSet(tuple(self.validators.validators[i] for i in members))
+            for first, members in (schedule or {1: tuple(range(size))}).items()
+        }
         self.replicas = [self._new_replica(i, persisted=[]) for i in range(size)]
         # In flight: (deliver at ms, sequence, to index, sender name, encoded message)
         self.queue: list[tuple[int, int, int, str, bytes]] = []
@@ -264,15 +277,15 @@ class SimNetwork:
         self.garbage_frames = 0
 
     def _new_replica(self, index: int, persisted: list[LogRecord], chain: list[Any] | None = None) -> Replica:
-        app = ToyApp(self.validators)
+        app = ToyApp(self.schedule)
         head = ChainHead(0, GENESIS_HASH, 0)
         for block, certificate in chain or []:
             app.apply_commit(block)
             head = ChainHead(block.height, block.hash, block.header.timestamp_ms, certificate.view)
         engine = Engine(
             self.config,
-            validators=self.validators,
-            own_index=index,
+            validators=app.get_validator_set(head.height + 1),
+            own_id=f"v{index}",
             key=self.keys[index],
             app=app,
             head=head,
@@ -328,7 +341,7 @@ class SimNetwork:
             elif isinstance(effect, RecordEvidence):
                 replica.evidence.append(effect.evidence)
             elif isinstance(effect, StableCheckpoint):
-                assert effect.certificate.find_problem(CHAIN_ID, self.validators) is None
+                assert effect.certificate.find_problem(CHAIN_ID, replica.engine.validators) is None
                 replica.stable_checkpoints.append(effect.certificate.height)
             elif isinstance(effect, Diagnostic):
                 replica.diagnostics.append(effect.message)
@@ -428,5 +441,6 @@ class SimNetwork:
                 known = by_height.setdefault(block.height, block.hash)
                 assert known == block.hash, f"fork at height {block.height}"
                 if verify_certificates:
+                    validators = self.schedule[max(first for first in self.schedule if first <= block.height)]
                     assert certificate.block_hash == block.hash
-                    assert certificate.find_problem(CHAIN_ID, self.validators) is None
+                    assert certificate.find_problem(CHAIN_ID, validators) is None

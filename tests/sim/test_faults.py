@@ -117,3 +117,32 @@ def test_checkpoints_become_stable() -> None:
     for replica in network.replicas:
         assert replica.stable_checkpoints and replica.stable_checkpoints == sorted(replica.stable_checkpoints)
         assert replica.stable_checkpoints[-1] >= 4
+
+
+def signers_of(network: SimNetwork, block: types.Block, certificate: types.CommitCertificate) -> set[str]:
+    validators = network.replicas[1].app.get_validator_set(block.height)
+    return {validators.validators[index].entity_id for index, _ in certificate.signatures}
+
+
+def test_validator_set_changes_apply_from_their_height() -> None:
+    # v4 joins at height 4; v0 (the first primary) leaves at height 7.
+    network = SimNetwork(
+        5, 16, config=fast_config(), schedule={1: (0, 1, 2, 3), 4: (0, 1, 2, 3, 4), 7: (1, 2, 3, 4)}
+    )
+    txs = network.submit(100, CLIENT)  # ten blocks of ten
+    run_until_committed(network, txs)
+    chain = network.replicas[1].chain
+    assert len(chain) >= 10
+    for block, certificate in chain:
+        signers = signers_of(network, block, certificate)
+        assert len(signers) >= network.replicas[1].app.get_validator_set(block.height).quorum
+        if block.height < 4:
+            assert "v4" not in signers
+        if block.height >= 7:
+            assert "v0" not in signers
+    signed_by_v4 = [
+        block.height for block, certificate in chain if "v4" in signers_of(network, block, certificate)
+    ]
+    assert signed_by_v4 and min(signed_by_v4) >= 4  # the new validator votes once it belongs
+    assert network.replicas[0].engine.own_index is None  # removed: it follows as an observer
+    assert network.replicas[0].engine.head == network.replicas[1].engine.head
