@@ -13,7 +13,8 @@ so reformatting the file does not change the chain.
 `EntityRecord` per entity (validator nodes are entities too), the validator set (also as the
 history entry `val/from/1`, see `chainnode.governance.get_validator_set_at`), the root CA
 certificate (zone admissions and entity registrations are checked against it), one
-`CouncilRecord` per council member, the council threshold and the chain parameters.
+`CouncilRecord` per council member, the council (threshold and member ids) and the chain
+parameters.
 
 `load_genesis` trusts nothing in the file: every zone CA must chain to the root and carry its zone
 id, every entity certificate must verify against its zone's authority at the genesis time and
@@ -142,7 +143,8 @@ class Genesis:
         for member in self.council:
             record = types.CouncilRecord(member.member_id, member.name, member.public_key)
             state[types.council_key(member.member_id)] = record.encode()
-        state[types.COUNCIL_THRESHOLD_KEY] = codec.encode(self.council_threshold)
+        member_ids = tuple(member.member_id for member in self.council)
+        state[types.COUNCIL_KEY] = codec.encode((self.council_threshold, member_ids))
         state[types.CHAIN_PARAMS_KEY] = encode_chain_params(self.params)
         return state
 

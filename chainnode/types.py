@@ -698,7 +698,7 @@ def decode_council_record(data: bytes) -> CouncilRecord:
 VALIDATOR_SET_KEY = b"val/set"  # the set that certifies the next block
 VALIDATOR_HISTORY_PREFIX = b"val/from/"  # + first height (u64be) -> the set from that height on
 ROOT_CERTIFICATE_KEY = b"id/root"  # DER of the network root CA (genesis)
-COUNCIL_THRESHOLD_KEY = b"gov/threshold"  # encode(M): approvals needed (genesis)
+COUNCIL_KEY = b"gov/council"  # encode((M, member ids)): M approvals of N needed (genesis)
 CHAIN_PARAMS_KEY = b"gov/params"  # genesis.encode_chain_params (genesis, then governance)
 
 

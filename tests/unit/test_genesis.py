@@ -84,11 +84,12 @@ def test_encoding_is_tagged_and_hash_sensitive(chain_genesis: genesis.Genesis) -
 def test_initial_state(chain_genesis: genesis.Genesis) -> None:
     state = chain_genesis.initial_state()
     # 2 zones, 4 entities, the validator set and its history entry, the root certificate,
-    # 3 council members, the council threshold and the chain parameters.
+    # 3 council members, the council (threshold and ids) and the chain parameters.
     assert len(state) == 2 + 4 + 2 + 1 + 3 + 1 + 1
     assert state[types.validator_history_key(1)] == state[types.VALIDATOR_SET_KEY]
     assert genesis.decode_chain_params(state[types.CHAIN_PARAMS_KEY]) == chain_genesis.params
     assert types.decode_council_record(state[types.council_key("member-1")]).name == "Member 1"
+    assert codec.decode(state[types.COUNCIL_KEY]) == (2, ("member-0", "member-1", "member-2"))
     record = types.decode_entity_record(state[types.entity_key("validator-01")])
     assert record.has_role("validator")
     assert types.decode_zone_record(state[types.zone_key("sichuan")]).name == "Sichuan (Chengdu)"
