@@ -370,6 +370,12 @@ class Engine:
         if not self._is_waiting():
             self._deadline_ms = None
             return
+        if self._target is not None and not self._is_target_supported():
+            # As in PBFT, the timer towards the next view runs only once 2f+1 want the
+            # current target: otherwise a validator whose timer fired first would keep
+            # moving one view ahead of the others and no view would ever gather a quorum.
+            self._deadline_ms = None
+            return
         if self._deadline_ms is None:
             self._deadline_ms = self.now_ms + self._compute_view_timeout_ms()
             return
@@ -377,6 +383,12 @@ class Engine:
             current = self.view if self._target is None else self._target
             effects.append(Diagnostic(f"view {current} made no progress at height {self.height}"))
             self._start_view_change(current + 1, effects)
+
+    def _is_target_supported(self) -> bool:
+        assert self._target is not None
+        target = self._target
+        supporters = sum(1 for message in self._view_changes.values() if message.new_view >= target)
+        return supporters >= self.validators.quorum
 
     def _maybe_propose(self, effects: list[Effect]) -> None:
         if self.own_index is None or self.validators.primary(self.view) != self.own_index:
