@@ -16,6 +16,10 @@ Commands:
     chainnode bench [--validators 4] [--txs N] [--rate R|max] [--out FILE] [--dir DIR] [--base-port P]
     chainnode tx submit --identity DIR --node URL (--key K --value V | --file TXS) [--wait]
     chainnode query status|block [H]|tx HASH|record ENTITY KEY [--version N] --node URL
+    chainnode audit (--data-dir DIR | --node URL) --genesis G [--report FILE] [--from H] [--to H]
+                    [--resume CHECKPOINT] [--save-checkpoint CHECKPOINT] [--workers N]
+    chainnode verify-proof FILE --genesis G
+    chainnode export --data-dir DIR --out FILE.jsonl [--from H] [--to H] [--genesis G]
 
 `tx submit --file TXS` reads JSON Lines: one object per line, either
 `{"key": K, "value": "text"}` or `{"key": K, "value_hex": "..."}`; blank lines and
@@ -275,6 +279,71 @@ def run_query(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def run_audit(args: argparse.Namespace) -> int:
+    from chainnode.audit import audit_chain, load_checkpoint, save_checkpoint
+    from chainnode.errors import ConfigError
+    from chainnode.genesis import load_genesis
+
+    genesis = load_genesis(args.genesis)
+    checkpoint = load_checkpoint(args.resume) if args.resume is not None else None
+    start = (checkpoint.height if checkpoint is not None else 0) + 1
+    if args.height_from is not None and args.height_from != start:
+        raise ConfigError(
+            f"--from {args.height_from}: the state before a height is only known by replaying up to it; "
+            f"start at {start}, or resume from a checkpoint at height {args.height_from - 1}"
+        )
+    if args.height_to is not None and args.height_to < start:
+        raise ConfigError(f"--to {args.height_to} is below the first height to audit, {start}")
+    report, final = audit_chain(
+        genesis, data_dir=args.data_dir, node_url=args.node, height_to=args.height_to,
+        checkpoint=checkpoint, workers=args.workers, timeout_s=args.timeout,
+    )
+    document = report.to_json()
+    if args.report is not None:
+        args.report.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    if final is not None and args.save_checkpoint is not None:
+        save_checkpoint(args.save_checkpoint, final)
+    _print_json({key: document[key] for key in ("result", "height_from", "height_to", "blocks",
+                                                "transactions", "elapsed_s", "tx_per_s", "verify_per_s",
+                                                "single_core_verify_per_s", "workers", "first_failure")})
+    if report.failure is not None:
+        print(f"error: audit_failed: {report.failure.describe()}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def run_verify_proof(args: argparse.Namespace) -> int:
+    from chainnode.errors import ConfigError
+    from chainnode.genesis import load_genesis
+    from chainnode.proof import verify_proof
+
+    genesis = load_genesis(args.genesis)
+    try:
+        proof = json.loads(args.file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise ConfigError(f"cannot read the proof {args.file}: {error}") from error
+    result = verify_proof(proof, genesis)
+    _print_json({
+        "valid": True, "chain_id": result.chain_id, "height": result.height,
+        "block_hash": result.block_hash.hex(), "tx_hash": result.transaction.hash.hex(),
+        "tx_index": result.tx_index, "receipt_code": result.receipt.code,
+        "receipt_message": result.receipt.message, "commit_signatures": result.signatures,
+    })
+    return EXIT_OK
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from chainnode.export import export_jsonl
+    from chainnode.genesis import load_genesis
+
+    validators = load_genesis(args.genesis).validators if args.genesis is not None else None
+    summary = export_jsonl(args.data_dir, args.out, height_from=args.height_from or 1,
+                           height_to=args.height_to, validators=validators)
+    _print_json({"out": str(args.out), "blocks": summary.blocks, "transactions": summary.transactions,
+                 "height_from": summary.height_from, "height_to": summary.height_to})
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------- the parser
 
 
@@ -359,6 +428,39 @@ def _add_client_commands(commands: Any) -> None:
         parser.set_defaults(run=run_query)
 
 
+def _add_audit_commands(commands: Any) -> None:
+    audit = commands.add_parser("audit", help="replay and verify a chain from the genesis file")
+    where = audit.add_mutually_exclusive_group(required=True)
+    where.add_argument("--data-dir", type=Path, metavar="DIR",
+                       help="a node's data (or LevelDB) directory; copied first, also while the node runs")
+    where.add_argument("--node", metavar="URL", help="a node's API URL")
+    audit.add_argument("--genesis", type=Path, required=True, metavar="G")
+    audit.add_argument("--report", type=Path, metavar="FILE", help="write the JSON report here")
+    audit.add_argument("--from", dest="height_from", type=_positive_int, metavar="H")
+    audit.add_argument("--to", dest="height_to", type=_positive_int, metavar="H")
+    audit.add_argument("--resume", type=Path, metavar="CHECKPOINT",
+                       help="start from a checkpoint this command saved (trusted: see the docs)")
+    audit.add_argument("--save-checkpoint", type=Path, metavar="CHECKPOINT",
+                       help="after a clean audit, save the replayed state to resume from")
+    audit.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="signature-checking processes (default: one per core; 0: none)")
+    audit.add_argument("--timeout", type=float, default=30.0, metavar="S", help="per API request")
+    audit.set_defaults(run=run_audit)
+
+    verify = commands.add_parser("verify-proof", help="verify a transaction's inclusion proof offline")
+    verify.add_argument("file", type=Path, metavar="FILE")
+    verify.add_argument("--genesis", type=Path, required=True, metavar="G")
+    verify.set_defaults(run=run_verify_proof)
+
+    export = commands.add_parser("export", help="write blocks, transactions and receipts as JSON Lines")
+    export.add_argument("--data-dir", type=Path, required=True, metavar="DIR")
+    export.add_argument("--out", type=Path, required=True, metavar="FILE")
+    export.add_argument("--from", dest="height_from", type=_positive_int, metavar="H")
+    export.add_argument("--to", dest="height_to", type=_positive_int, metavar="H")
+    export.add_argument("--genesis", type=Path, metavar="G", help="to name the certificates' validators")
+    export.set_defaults(run=run_export)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chainnode", description="A permissioned blockchain node for the pilot network."
@@ -366,6 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_network_commands(commands)
     _add_client_commands(commands)
+    _add_audit_commands(commands)
     return parser
 
 

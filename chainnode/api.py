@@ -52,7 +52,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from chainnode import metrics, records, types
+from chainnode import metrics, proof, records, types
 from chainnode.errors import ChainError, DecodeError, LocalError, RemoteError, ValidationError
 from consensus.messages import decode_evidence
 
@@ -444,6 +444,20 @@ async def handle_transaction(request: web.Request) -> web.Response:
     )
 
 
+async def handle_transaction_proof(request: web.Request) -> web.Response:
+    """Everything to verify offline that a committed transaction and its receipt are in the chain."""
+    service = _get_service(request)
+    tx_hash = parse_hex(request.match_info["hash"], "transaction hash", length=32)
+    status = service.get_transaction_status(tx_hash)
+    if status.status != "committed" or status.height is None or status.index is None:
+        return _json_response(
+            _error_body("not_found", f"transaction {tx_hash.hex()} is not committed on this node "
+                                     f"(status: {status.status})"),
+            status=404,
+        )
+    return _json_response(proof.compute_proof(service.ledger, status.height, status.index))
+
+
 def _compute_genesis_json(ledger: LedgerReader) -> dict[str, Any]:
     return {
         "height": 0,
@@ -577,6 +591,7 @@ def create_app(service: NodeService, *, body_bytes_max: int = 32 * 1024 * 1024) 
     app.router.add_get("/metrics", handle_metrics)
     app.router.add_post("/v1/transactions", handle_submit)
     app.router.add_get("/v1/transactions/{hash}", handle_transaction)
+    app.router.add_get("/v1/transactions/{hash}/proof", handle_transaction_proof)
     app.router.add_get("/v1/blocks/{height}", handle_block)
     app.router.add_get("/v1/records/{entity}/{key}", handle_record)
     return app

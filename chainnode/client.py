@@ -40,6 +40,11 @@ from cryptography import x509
 from chainnode import crypto, identity, types
 from chainnode.errors import ChainError, ConfigError
 
+# Re-exported for SDK users (`import x as x` is the explicit re-export that mypy --strict accepts).
+from chainnode.proof import ProofError as ProofError  # noqa: PLC0414
+from chainnode.proof import ProofResult as ProofResult  # noqa: PLC0414
+from chainnode.proof import verify_proof as verify_proof  # noqa: PLC0414
+
 NONCE_BITS = 63
 _RESPONSE_BYTES_MAX = 256 * 1024 * 1024
 
@@ -188,6 +193,10 @@ class Client:
 
     def get_block(self, height: int | str = "latest") -> dict[str, Any]:
         return self._get_object(f"/v1/blocks/{urllib.parse.quote(str(height), safe='')}")
+
+    def get_proof(self, tx_hash_hex: str) -> dict[str, Any]:
+        """The inclusion proof of a committed transaction; check it with `verify_proof(proof, genesis)`."""
+        return self._get_object(f"/v1/transactions/{urllib.parse.quote(tx_hash_hex, safe='')}/proof")
 
     def get_record(self, entity: str, key: str, version: int | None = None) -> dict[str, Any] | None:
         """A record's latest (or given) version, or None when there is none."""
