@@ -1,7 +1,7 @@
 """The node-to-node protocol carried in p2p frames.
 
 Each frame is one canonical msgpack array whose tag says what it is:
-consensus messages (`consensus.messages`, tags 30-31), a peer's committed
+consensus messages (`consensus.messages.MESSAGE_TAGS`: pre-prepare, vote, view change, new view), a peer's committed
 height (status), block-sync requests and responses, and batches of gossiped
 transactions.  `decode_frame` is strict and raises `DecodeError` on anything
 else; the node drops such frames and counts them, it never crashes on them.
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from chainnode import codec, types
 from chainnode.codec import expect_bytes, expect_int, expect_tuple
 from chainnode.errors import DecodeError
-from consensus.messages import TAG_PRE_PREPARE, TAG_VOTE, Message, decode_message_fields
+from consensus.messages import MESSAGE_TAGS, Message, decode_message_fields
 
 TAG_STATUS = 32
 TAG_BLOCK_REQUEST = 33
@@ -73,7 +73,7 @@ def decode_frame(data: bytes, *, frame_bytes_max: int) -> Frame:
     if not isinstance(value, tuple) or len(value) < 2:
         raise DecodeError("frame: expected an array with a type tag")
     tag = value[0]
-    if tag in (TAG_PRE_PREPARE, TAG_VOTE):
+    if tag in MESSAGE_TAGS:
         return decode_message_fields(value)
     if tag == TAG_STATUS:
         fields = codec.expect_struct(value, TAG_STATUS, VERSION, 3, "status")

@@ -19,7 +19,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from chainnode import crypto, types
+from chainnode import crypto, types, wire
 from chainnode.errors import DecodeError
 from consensus.effects import (
     Broadcast,
@@ -44,9 +44,10 @@ from consensus.engine import (
 from consensus.messages import (
     LogRecord,
     Message,
+    NewView,
     PrePrepare,
+    ViewChange,
     Vote,
-    decode_message,
     sign_pre_prepare,
     sign_view_change,
     sign_vote,
@@ -56,6 +57,7 @@ CHAIN_ID = "sim-chain"
 GENESIS_HASH = crypto.hash_tagged("genesis", b"sim")
 STATUS_INTERVAL_MS = 1_000  # as chainnode.node.STATUS_INTERVAL_MS
 BLOCK_TXS_MAX = 10
+FRAME_BYTES_MAX = 16 * 1024 * 1024
 
 
 @dataclass
@@ -380,9 +382,13 @@ class SimNetwork:
             self.queue.remove(item)
             _, _, to, sender, data = item
             try:
-                message = decode_message(data)
+                # The node's own frame decoder, so the simulation covers the wire format too.
+                message = wire.decode_frame(data, frame_bytes_max=FRAME_BYTES_MAX)
             except DecodeError:
                 self.garbage_frames += 1  # the node shell drops such frames the same way
+                continue
+            if not isinstance(message, (PrePrepare, Vote, ViewChange, NewView)):
+                self.garbage_frames += 1  # only consensus traffic is simulated
                 continue
             self.step(to, MessageReceived(sender, message))
         raise AssertionError("message queue did not drain")
