@@ -3,8 +3,9 @@
 Each frame is one canonical msgpack array whose tag says what it is:
 consensus messages (`consensus.messages.MESSAGE_TAGS`: pre-prepare, vote,
 view change, new view), a peer's committed height (status), block-sync
-requests and responses, and batches of gossiped transactions.  `decode_frame` is strict and raises `DecodeError` on anything
-else; the node drops such frames and counts them, it never crashes on them.
+requests and responses, and batches of gossiped transactions.
+`decode_frame` is strict and raises `DecodeError` on anything else; the node
+drops such frames and counts them, it never crashes on them.
 """
 
 from __future__ import annotations
