@@ -19,8 +19,8 @@ import pytest
 
 from chainnode import codec, crypto, types
 from chainnode.audit import (
-    AuditReport,
     Auditor,
+    AuditReport,
     decode_checkpoint,
     load_checkpoint,
     save_checkpoint,
@@ -69,8 +69,8 @@ def _expect_failure(
 ) -> None:
     """The audit stopped at `height` with `check`, after `blocks` blocks passed (default: all below)."""
     assert report.failure is not None, "the audit passed a tampered chain"
-    assert (report.failure.height, report.failure.check, report.failure.tx_index) == (height, check, tx_index), \
-        report.failure
+    failure = report.failure
+    assert (failure.height, failure.check, failure.tx_index) == (height, check, tx_index), failure
     assert report.blocks == (max(height - 1, 0) if blocks is None else blocks)
     assert report.to_json()["first_failure"]["check"] == check
 
