@@ -21,6 +21,19 @@ Two kinds of failure, on purpose:
   not yet valid or expired at the block's timestamp, `valid_until` passed,
   missing role, unknown module or action, bad arguments, a module rule.
 
+Signers (`chainnode.state.SignerKind`): an entity (signer id = entity id), a
+zone authority (`zone:<zone id>`) or a council member (`council:<member id>`),
+resolved by `authority.get_signer`.  A signer the state does not know refuses
+the block, like any unauthenticated data.  **Signers are resolved in the state
+at the start of the block**, not in the block's own pending writes, so identity
+changes (register, renew, revoke, zone suspension) take effect from the next
+block and every transaction of a block is judged against the same identities
+that mempool admission used.  A signer that is known but may not act fails its
+transaction: a revoked certificate (`revoked_from_height` reached), a suspended
+or removed zone (its authority and all its entities: `zone_not_active`), a
+certificate outside its validity at the block time, an action meant for another
+kind of signer (`wrong_signer_kind`), or an entity without the action's role.
+
 Checks run in that order for every transaction, so the outcome never depends on
 which check a node happens to run first.  Signatures are verified once per
 (tx hash, signer key, signature) and cached (`SignatureCache`), so a transaction
@@ -40,12 +53,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from chainnode import crypto, records, types
+from chainnode import authority, crypto, governance, records, types
 from chainnode.errors import DecodeError, StorageError, ValidationError
 from chainnode.state import (
     Action,
     ExecutionContext,
     Overlay,
+    Signer,
+    SignerKind,
     StateReader,
     TransactionError,
     compute_state_root,
@@ -54,7 +69,11 @@ from chainnode.state import (
 ErrorCode = types.ErrorCode
 SIGNATURE_CACHE_ENTRIES_MAX = 200_000
 
-DEFAULT_ACTIONS: Mapping[tuple[str, str], Action] = {**records.ACTIONS}
+DEFAULT_ACTIONS: Mapping[tuple[str, str], Action] = {
+    **records.ACTIONS,
+    **authority.ACTIONS,
+    **governance.ACTIONS,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,23 +164,27 @@ class Executor:
 
     def _authenticate(
         self, state: StateReader, tx: types.Transaction
-    ) -> tuple[types.EntityRecord | None, ErrorCode, str]:
+    ) -> tuple[Signer | None, ErrorCode, str]:
         """The checks whose failure makes a block invalid (except replay, checked by callers)."""
         if tx.chain_id != self.chain_id:
             return None, ErrorCode.WRONG_CHAIN, f"chain id {tx.chain_id!r} is not {self.chain_id!r}"
-        signer = get_entity(state, tx.signer)
+        signer = authority.get_signer(state, tx.signer)
         if signer is None:
-            return None, ErrorCode.UNKNOWN_SIGNER, f"signer {tx.signer!r} is not a registered entity"
+            return None, ErrorCode.UNKNOWN_SIGNER, f"signer {tx.signer!r} is not registered"
         if not self.is_signature_valid(tx, signer.public_key):
             return None, ErrorCode.BAD_SIGNATURE, f"signature does not verify for {tx.signer!r}"
         return signer, ErrorCode.OK, ""
 
     def _authorize(
-        self, tx: types.Transaction, signer: types.EntityRecord, *, height: int, timestamp_ms: int
+        self, tx: types.Transaction, signer: Signer, *, height: int, timestamp_ms: int
     ) -> Action:
         """The checks whose failure yields a failed receipt; returns the action to apply."""
-        if signer.revoked:
+        if signer.entity is not None and signer.entity.is_revoked_at(height):
             raise TransactionError(ErrorCode.SIGNER_REVOKED, f"the certificate of {tx.signer!r} is revoked")
+        if signer.zone_status != "active":
+            raise TransactionError(
+                ErrorCode.ZONE_NOT_ACTIVE, f"the zone of {tx.signer!r} is {signer.zone_status}"
+            )
         if timestamp_ms < signer.not_before_ms:
             raise TransactionError(
                 ErrorCode.SIGNER_NOT_YET_VALID,
@@ -183,7 +206,12 @@ class Executor:
             raise TransactionError(
                 ErrorCode.UNKNOWN_ACTION, f"module {tx.module!r} has no action {tx.action!r}"
             )
-        if not signer.has_role(action.role):
+        if action.signer_kind != signer.kind:
+            raise TransactionError(
+                ErrorCode.WRONG_SIGNER_KIND,
+                f"{tx.module}.{tx.action} is signed by a {action.signer_kind} signer, not a {signer.kind}",
+            )
+        if signer.kind == SignerKind.ENTITY and not (signer.entity and signer.entity.has_role(action.role)):
             raise TransactionError(
                 ErrorCode.MISSING_ROLE,
                 f"{tx.module}.{tx.action} needs the role {action.role!r}, which {tx.signer!r} lacks",
@@ -251,7 +279,7 @@ class Executor:
                     f"transaction {index} ({tx.hash.hex()}) is already committed",
                     error_code=ErrorCode.DUPLICATE, tx_index=index,
                 )
-            signer, code, reason = self._authenticate(overlay, tx)
+            signer, code, reason = self._authenticate(state, tx)
             if signer is None:
                 raise InvalidBlockError(
                     f"transaction {index} ({tx.hash.hex()}): {reason}", error_code=code, tx_index=index

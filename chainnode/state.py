@@ -26,14 +26,19 @@ two nodes with equal roots at h applied identical changes since genesis.  It is
 kept behind `compute_state_root` so that an authenticated state tree with proofs
 of current values can replace it without touching consensus or storage.
 
-Module interface: a module action is an `Action` (required role, argument check,
-apply function).  Actions signal an expected failure by raising
+Module interface: a module action is an `Action` (signer kind, required role,
+argument check, apply function).  Signers come in three kinds (`SignerKind`):
+entities (signer id = entity id), zone authorities (`zone:<zone id>`, the key
+of the zone CA certificate registered on chain) and council members
+(`council:<member id>`, the key in the council record written at genesis); an
+action names the one kind that may sign it.  Actions signal an expected failure by raising
 `TransactionError` with a stable `types.ErrorCode`; the executor turns it into a
 failed receipt.  Any other exception is a bug and is not caught.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -124,6 +129,27 @@ class TransactionError(ValidationError):
         self.error_code = error_code
 
 
+class SignerKind(enum.StrEnum):
+    """Who may sign a transaction; the signer id's prefix (none for entities) names the kind."""
+
+    ENTITY = "entity"
+    ZONE = "zone"  # signer id `zone:<zone id>`
+    COUNCIL = "council"  # signer id `council:<member id>`
+
+
+@dataclass(frozen=True, slots=True)
+class Signer:
+    """An authenticated signer, as found in state at the start of the block."""
+
+    kind: SignerKind
+    name: str  # entity id, zone id or council member id (without the prefix)
+    public_key: bytes  # raw Ed25519 key the signature was checked against
+    entity: types.EntityRecord | None  # the record, for entity signers only
+    zone_status: str  # "active" | "suspended" | "removed" of the signer's zone ("active" for council)
+    not_before_ms: int  # validity window of the signer's certificate (entity or zone CA)
+    not_after_ms: int
+
+
 @dataclass(frozen=True, slots=True)
 class ExecutionContext:
     """What an action may know besides state and the transaction itself."""
@@ -131,13 +157,14 @@ class ExecutionContext:
     height: int  # height of the block being executed
     timestamp_ms: int  # the block's timestamp; the only clock an action may read
     tx_index: int  # position of the transaction in its block
-    signer: types.EntityRecord  # the signer's registered record at this point of the block
+    signer: Signer  # the authenticated signer (state at the start of the block)
 
 
 @dataclass(frozen=True, slots=True)
 class Action:
     """One `(module, action)` of the state machine."""
 
-    role: str  # the role the signer's certificate must carry
+    role: str  # the role an entity signer's certificate must carry ("" for zone and council)
     check_args: Callable[[tuple[Any, ...]], None]  # raises TransactionError(BAD_ARGUMENTS)
     apply: Callable[[Overlay, types.Transaction, ExecutionContext], Sequence[Event]]
+    signer_kind: SignerKind = SignerKind.ENTITY  # the only kind of signer that may sign it
