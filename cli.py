@@ -10,7 +10,7 @@ Exit codes: 0 on success; 1 when a command fails with a typed
 on stderr, never a traceback); 2 for usage errors (argparse); 130 on Ctrl-C.
 
 Commands:
-    chainnode network init --validators N --out DIR [--chain-id ID] [--base-port P]
+    chainnode network init --validators N --out DIR [--chain-id ID] [--base-port P] [--spare-nodes K]
     chainnode node run --config PATH
     chainnode devnet [--validators 4] [--dir DIR] [--txs N] [--base-port P]
     chainnode bench [--validators 4] [--txs N] [--rate R|max] [--out FILE] [--dir DIR] [--base-port P]
@@ -104,7 +104,11 @@ def run_network_init(args: argparse.Namespace) -> int:
 
     out_dir: Path = args.out
     network.init_network(
-        out_dir, validators=args.validators, chain_id=args.chain_id, base_port=args.base_port
+        out_dir,
+        validators=args.validators,
+        chain_id=args.chain_id,
+        base_port=args.base_port,
+        spare_nodes=args.spare_nodes,
     )
     summary = json.loads((out_dir / "network.json").read_text())
     entities = summary.pop("entities", [])
@@ -174,7 +178,8 @@ def _read_tx_file(path: Path) -> list[tuple[str, bytes]]:
             value = json.loads(line)
             key = value["key"]
             data = (
-                bytes.fromhex(value["value_hex"]) if "value_hex" in value
+                bytes.fromhex(value["value_hex"])
+                if "value_hex" in value
                 else str(value["value"]).encode("utf-8")
             )
         except (ValueError, TypeError, KeyError) as error:
@@ -210,17 +215,22 @@ def _submit_file(
 
     items = _read_tx_file(args.file)
     txs = [
-        build_transaction(signer, chain_id=chain_id, module="records", action="put",
-                          args=(key, value), valid_until=valid_until)
+        build_transaction(
+            signer,
+            chain_id=chain_id,
+            module="records",
+            action="put",
+            args=(key, value),
+            valid_until=valid_until,
+        )
         for key, value in items
     ]
     results: list[dict[str, Any]] = []
     for start in range(0, len(txs), BATCH_TXS_MAX):
-        answer = client.submit_batch(txs[start:start + BATCH_TXS_MAX])
+        answer = client.submit_batch(txs[start : start + BATCH_TXS_MAX])
         results.extend(answer.get("results", []))
     accepted = [item["hash"] for item in results if item.get("status") == "pending"]
-    _print_json({"accepted": len(accepted), "rejected": len(results) - len(accepted),
-                 "results": results})
+    _print_json({"accepted": len(accepted), "rejected": len(results) - len(accepted), "results": results})
     if args.wait:
         failed = 0
         for tx_hash in accepted:
@@ -231,8 +241,7 @@ def _submit_file(
         if failed:
             raise ClientError(f"{failed} committed transactions failed", code="failed")
     if len(accepted) != len(results):
-        raise ClientError(f"{len(results) - len(accepted)} transactions were rejected",
-                          code="rejected")
+        raise ClientError(f"{len(results) - len(accepted)} transactions were rejected", code="rejected")
     return EXIT_OK
 
 
@@ -247,8 +256,12 @@ def run_tx_submit(args: argparse.Namespace) -> int:
     if args.file is not None:
         return _submit_file(client, signer, chain_id, valid_until, args)
     tx = build_transaction(
-        signer, chain_id=chain_id, module="records", action="put",
-        args=(args.key, args.value.encode("utf-8")), valid_until=valid_until,
+        signer,
+        chain_id=chain_id,
+        module="records",
+        action="put",
+        args=(args.key, args.value.encode("utf-8")),
+        valid_until=valid_until,
     )
     tx_hash = client.submit(tx)
     _print_json({"hash": tx_hash, "status": "pending"})
@@ -273,8 +286,7 @@ def run_query(args: argparse.Namespace) -> int:
             from chainnode.errors import ChainError
 
             what = f"version {args.version} of " if args.version is not None else ""
-            raise ChainError(f"no {what}record {args.key!r} of entity {args.entity!r}",
-                             code="not_found")
+            raise ChainError(f"no {what}record {args.key!r} of entity {args.entity!r}", code="not_found")
         _print_json(record)
     return EXIT_OK
 
@@ -295,17 +307,37 @@ def run_audit(args: argparse.Namespace) -> int:
     if args.height_to is not None and args.height_to < start:
         raise ConfigError(f"--to {args.height_to} is below the first height to audit, {start}")
     report, final = audit_chain(
-        genesis, data_dir=args.data_dir, node_url=args.node, height_to=args.height_to,
-        checkpoint=checkpoint, workers=args.workers, timeout_s=args.timeout,
+        genesis,
+        data_dir=args.data_dir,
+        node_url=args.node,
+        height_to=args.height_to,
+        checkpoint=checkpoint,
+        workers=args.workers,
+        timeout_s=args.timeout,
     )
     document = report.to_json()
     if args.report is not None:
         args.report.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     if final is not None and args.save_checkpoint is not None:
         save_checkpoint(args.save_checkpoint, final)
-    _print_json({key: document[key] for key in ("result", "height_from", "height_to", "blocks",
-                                                "transactions", "elapsed_s", "tx_per_s", "verify_per_s",
-                                                "single_core_verify_per_s", "workers", "first_failure")})
+    _print_json(
+        {
+            key: document[key]
+            for key in (
+                "result",
+                "height_from",
+                "height_to",
+                "blocks",
+                "transactions",
+                "elapsed_s",
+                "tx_per_s",
+                "verify_per_s",
+                "single_core_verify_per_s",
+                "workers",
+                "first_failure",
+            )
+        }
+    )
     if report.failure is not None:
         print(f"error: audit_failed: {report.failure.describe()}", file=sys.stderr)
         return EXIT_FAILURE
@@ -323,12 +355,19 @@ def run_verify_proof(args: argparse.Namespace) -> int:
     except (OSError, UnicodeDecodeError, ValueError) as error:
         raise ConfigError(f"cannot read the proof {args.file}: {error}") from error
     result = verify_proof(proof, genesis)
-    _print_json({
-        "valid": True, "chain_id": result.chain_id, "height": result.height,
-        "block_hash": result.block_hash.hex(), "tx_hash": result.transaction.hash.hex(),
-        "tx_index": result.tx_index, "receipt_code": result.receipt.code,
-        "receipt_message": result.receipt.message, "commit_signatures": result.signatures,
-    })
+    _print_json(
+        {
+            "valid": True,
+            "chain_id": result.chain_id,
+            "height": result.height,
+            "block_hash": result.block_hash.hex(),
+            "tx_hash": result.transaction.hash.hex(),
+            "tx_index": result.tx_index,
+            "receipt_code": result.receipt.code,
+            "receipt_message": result.receipt.message,
+            "commit_signatures": result.signatures,
+        }
+    )
     return EXIT_OK
 
 
@@ -337,10 +376,22 @@ def run_export(args: argparse.Namespace) -> int:
     from chainnode.genesis import load_genesis
 
     validators = load_genesis(args.genesis).validators if args.genesis is not None else None
-    summary = export_jsonl(args.data_dir, args.out, height_from=args.height_from or 1,
-                           height_to=args.height_to, validators=validators)
-    _print_json({"out": str(args.out), "blocks": summary.blocks, "transactions": summary.transactions,
-                 "height_from": summary.height_from, "height_to": summary.height_to})
+    summary = export_jsonl(
+        args.data_dir,
+        args.out,
+        height_from=args.height_from or 1,
+        height_to=args.height_to,
+        validators=validators,
+    )
+    _print_json(
+        {
+            "out": str(args.out),
+            "blocks": summary.blocks,
+            "transactions": summary.transactions,
+            "height_from": summary.height_from,
+            "height_to": summary.height_to,
+        }
+    )
     return EXIT_OK
 
 
@@ -348,10 +399,16 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def _add_node_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--node", required=True, metavar="URL",
-                        help="the node's API URL, e.g. http://127.0.0.1:26601")
-    parser.add_argument("--timeout", type=float, default=10.0, metavar="S",
-                        help="seconds to wait for each answer (and for a commit with --wait)")
+    parser.add_argument(
+        "--node", required=True, metavar="URL", help="the node's API URL, e.g. http://127.0.0.1:26601"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="seconds to wait for each answer (and for a commit with --wait)",
+    )
 
 
 def _add_network_commands(commands: Any) -> None:
@@ -362,6 +419,13 @@ def _add_network_commands(commands: Any) -> None:
     init.add_argument("--out", type=Path, required=True, metavar="DIR")
     init.add_argument("--chain-id", default="pilot-net", metavar="ID")
     init.add_argument("--base-port", type=_port, default=26600, metavar="P")
+    init.add_argument(
+        "--spare-nodes",
+        type=int,
+        default=0,
+        metavar="K",
+        help="extra validator nodes outside the genesis set, for the council to add later",
+    )
     init.set_defaults(run=run_network_init)
 
     node = commands.add_parser("node", help="run a node")
@@ -376,23 +440,32 @@ def _add_network_commands(commands: Any) -> None:
     devnet.add_argument("--dir", type=Path, default=None, metavar="DIR")
     devnet.add_argument("--txs", type=_positive_int, default=None, metavar="N")
     devnet.add_argument("--base-port", type=_port, default=26600, metavar="P")
-    devnet.add_argument("--log-level", default="info",
-                        choices=["debug", "info", "warning", "error"])
+    devnet.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     devnet.set_defaults(run=run_devnet)
 
     bench = commands.add_parser("bench", help="measure throughput and latency of a local network")
     bench.add_argument("--validators", type=_positive_int, default=4, metavar="N")
     bench.add_argument("--txs", type=_positive_int, default=10_000, metavar="N")
-    bench.add_argument("--rate", type=_rate, default=None, metavar="R|max",
-                       help="submit R tx/s, or as fast as the nodes accept (max, the default)")
-    bench.add_argument("--batch", type=_positive_int, default=500, metavar="N",
-                       help="transactions per submit request")
+    bench.add_argument(
+        "--rate",
+        type=_rate,
+        default=None,
+        metavar="R|max",
+        help="submit R tx/s, or as fast as the nodes accept (max, the default)",
+    )
+    bench.add_argument(
+        "--batch", type=_positive_int, default=500, metavar="N", help="transactions per submit request"
+    )
     bench.add_argument("--out", type=Path, default=None, metavar="FILE", help="write the JSON report")
-    bench.add_argument("--dir", type=Path, default=None, metavar="DIR",
-                       help="a fresh directory for the network (default: a temporary one)")
+    bench.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="a fresh directory for the network (default: a temporary one)",
+    )
     bench.add_argument("--base-port", type=_port, default=27600, metavar="P")
-    bench.add_argument("--log-level", default="warning",
-                       choices=["debug", "info", "warning", "error"])
+    bench.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     bench.set_defaults(run=run_bench)
 
 
@@ -400,8 +473,13 @@ def _add_client_commands(commands: Any) -> None:
     tx = commands.add_parser("tx", help="submit transactions")
     tx_commands = tx.add_subparsers(dest="tx_command", required=True)
     submit = tx_commands.add_parser("submit", help="submit records.put transactions")
-    submit.add_argument("--identity", type=Path, required=True, metavar="DIR",
-                        help="directory with the entity's cert.pem and key.pem")
+    submit.add_argument(
+        "--identity",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="directory with the entity's cert.pem and key.pem",
+    )
     _add_node_options(submit)
     submit.add_argument("--key", metavar="K")
     submit.add_argument("--value", metavar="V")
@@ -431,19 +509,36 @@ def _add_client_commands(commands: Any) -> None:
 def _add_audit_commands(commands: Any) -> None:
     audit = commands.add_parser("audit", help="replay and verify a chain from the genesis file")
     where = audit.add_mutually_exclusive_group(required=True)
-    where.add_argument("--data-dir", type=Path, metavar="DIR",
-                       help="a node's data (or LevelDB) directory; copied first, also while the node runs")
+    where.add_argument(
+        "--data-dir",
+        type=Path,
+        metavar="DIR",
+        help="a node's data (or LevelDB) directory; copied first, also while the node runs",
+    )
     where.add_argument("--node", metavar="URL", help="a node's API URL")
     audit.add_argument("--genesis", type=Path, required=True, metavar="G")
     audit.add_argument("--report", type=Path, metavar="FILE", help="write the JSON report here")
     audit.add_argument("--from", dest="height_from", type=_positive_int, metavar="H")
     audit.add_argument("--to", dest="height_to", type=_positive_int, metavar="H")
-    audit.add_argument("--resume", type=Path, metavar="CHECKPOINT",
-                       help="start from a checkpoint this command saved (trusted: see the docs)")
-    audit.add_argument("--save-checkpoint", type=Path, metavar="CHECKPOINT",
-                       help="after a clean audit, save the replayed state to resume from")
-    audit.add_argument("--workers", type=int, default=None, metavar="N",
-                       help="signature-checking processes (default: one per core; 0: none)")
+    audit.add_argument(
+        "--resume",
+        type=Path,
+        metavar="CHECKPOINT",
+        help="start from a checkpoint this command saved (trusted: see the docs)",
+    )
+    audit.add_argument(
+        "--save-checkpoint",
+        type=Path,
+        metavar="CHECKPOINT",
+        help="after a clean audit, save the replayed state to resume from",
+    )
+    audit.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="signature-checking processes (default: one per core; 0: none)",
+    )
     audit.add_argument("--timeout", type=float, default=30.0, metavar="S", help="per API request")
     audit.set_defaults(run=run_audit)
 

@@ -285,7 +285,8 @@ def _validator_claims(pilot: PilotDefinition, count: int) -> list[identity.Entit
             identity.EntityClaims(
                 entity_id=node_id,
                 zone=zone_id,
-                roles=("observer", "validator"),
+                # Not `observer`: a validator removed from the set must lose its connections.
+                roles=("validator",),
                 sectors=("government",),
                 name=f"Validator node {index + 1:02d} ({zone_names[zone_id]})",
             )
@@ -328,16 +329,25 @@ def init_network(
     base_port: int = 26600,
     host: str = "127.0.0.1",
     pilot_path: Path | None = None,
+    spare_nodes: int = 0,
 ) -> NetworkLayout:
-    """Generate keys, certificates, genesis and node configs for a new network in `out_dir`."""
+    """Generate keys, certificates, genesis and node configs for a new network in `out_dir`.
+
+    `spare_nodes` more nodes get a node directory, a registered certificate with the
+    `validator` role and a place in every node's peer list, but are not in the genesis
+    validator set: the council can add them later (they are refused by their peers
+    until then).
+    """
     out_dir = Path(out_dir).resolve()
     if (out_dir / "genesis.json").exists():
         raise ConfigError(f"{out_dir} already holds a network (genesis.json exists)")
-    _check_arguments(validators, chain_id, base_port)
+    _check_arguments(validators + spare_nodes, chain_id, base_port)
+    if spare_nodes < 0:
+        raise ConfigError(f"spare nodes must not be negative, got {spare_nodes}")
     pilot = load_pilot(pilot_path)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        return _generate(out_dir, pilot, validators, chain_id, base_port, host)
+        return _generate(out_dir, pilot, validators, chain_id, base_port, host, spare_nodes)
     except OSError as error:
         raise ConfigError(f"cannot write the network to {out_dir}: {error}") from error
 
@@ -349,13 +359,14 @@ def _generate(
     chain_id: str,
     base_port: int,
     host: str,
+    spare_nodes: int,
 ) -> NetworkLayout:
     authorities = _create_authorities(out_dir, pilot)
     council = _create_council(out_dir, pilot)
     records = [
         _issue(authorities, claims, out_dir / "entities" / claims.entity_id) for claims in pilot.entities
     ]
-    node_claims = _validator_claims(pilot, validators)
+    node_claims = _validator_claims(pilot, validators + spare_nodes)
     node_records = [
         _issue(authorities, claims, out_dir / "nodes" / claims.entity_id) for claims in node_claims
     ]
@@ -363,7 +374,7 @@ def _generate(
     address_host = f"[{host}]" if ":" in host else host
     addresses = [
         (f"{address_host}:{base_port + 2 * i}", f"{address_host}:{base_port + 2 * i + 1}")
-        for i in range(validators)
+        for i in range(validators + spare_nodes)
     ]
     config_paths = _write_node_configs(out_dir, node_ids, addresses)
     zone_names = {zone.zone_id: zone.name for zone in pilot.zones}
@@ -379,7 +390,7 @@ def _generate(
         ),
         entities=(*records, *node_records),
         validators=types.ValidatorSet(
-            tuple(types.Validator(r.entity_id, r.public_key) for r in node_records)
+            tuple(types.Validator(r.entity_id, r.public_key) for r in node_records[:validators])
         ),
         params=genesis.ChainParams(),
     )

@@ -73,8 +73,17 @@ log = logging.getLogger("chainnode.node")
 
 REJECTED_REMEMBERED_MAX = 100_000
 STATUS_INTERVAL_MS = 1_000
+# State keys whose change can take a peer's right to connect away.
+PEER_AFFECTING_PREFIXES = (b"id/e/", b"id/z/", types.VALIDATOR_SET_KEY)
 REGOSSIP_INTERVAL_MS = 3_000
 REGOSSIP_TXS_MAX = 500
+# Gossiped transactions wait in an inbox and are admitted in slices between other
+# events, so a consensus message never waits behind a backlog of signature checks.
+GOSSIP_INBOX_TXS_MAX = 50_000
+ADMIT_SLICE_TXS = 256
+# While this many gossiped transactions wait, the API refuses new ones (503): the
+# node is saturated and more submissions would only deepen the backlog.
+SUBMIT_BACKLOG_TXS_MAX = 10_000
 RESPONSE_BYTES_MAX = 8 * 1024 * 1024
 
 
@@ -106,6 +115,8 @@ class Node:
         self._results: dict[bytes, ExecutionResult] = {}
         self._rejected: collections.OrderedDict[bytes, tuple[str, str]] = collections.OrderedDict()
         self._gossip: list[bytes] = []
+        self._gossip_inbox: collections.deque[bytes] = collections.deque()
+        self._gossip_arrived = asyncio.Event()
         self._frames_malformed = 0
         self._gossip_dropped = 0
         self.committed_txs = 0
@@ -186,6 +197,7 @@ class Node:
         await site.start()
         self._execute(self.engine.start())
         self._tasks.append(asyncio.create_task(self._run_ticks()))
+        self._tasks.append(asyncio.create_task(self._run_gossip_admission()))
         head = self._ledger.get_head()
         log.info(
             "node %s started: chain %s height %d, p2p %s:%d, api %s:%d",
@@ -280,6 +292,8 @@ class Node:
         self._results.clear()
         self.mempool.remove(tx.hash for tx in block.transactions)
         self.committed_txs += len(block.transactions)
+        if any(key.startswith(PEER_AFFECTING_PREFIXES) for key in result.write_set):
+            self._disconnect_unauthorized_peers()
         log.debug("committed block %d with %d transactions", block.height, len(block.transactions))
 
     # ------------------------------------------------------------ Application (for the engine)
@@ -356,25 +370,22 @@ class Node:
     # ------------------------------------------------------------ p2p
 
     def authorize_peer(self, entity_id: str, certificate_der: bytes) -> str | None:
-        """None when `entity_id` may connect as a consensus peer with this certificate."""
+        """None when `entity_id` may connect with this certificate, judged on committed state.
+
+        A peer must be a registered entity whose certificate is not revoked for the
+        next height, is the registered one, and verifies against its own zone's
+        authority (which must be admitted and active) and the network root; and it
+        must be in the current validator set or hold the `observer` role.
+        """
         try:
             certificate = identity.certificate_from_der(certificate_der)
-            record_bytes = self._ledger.get_state(types.entity_key(entity_id))
-            if record_bytes is None:
-                return f"{entity_id} is not a registered entity"
-            record = types.decode_entity_record(record_bytes)
-            if record.revoked:
-                return f"the certificate of {entity_id} is revoked"
-            if not (record.has_role("validator") or record.has_role("observer")):
-                return f"{entity_id} has neither the validator nor the observer role"
+            problem = self._find_peer_problem(entity_id)
+            if problem is not None:
+                return problem
+            record = types.decode_entity_record(self._ledger.get_state(types.entity_key(entity_id)) or b"")
             if identity.public_key_of(certificate) != record.public_key:
                 return f"the certificate is not the one registered for {entity_id}"
-            zone_bytes = self._ledger.get_state(types.zone_key(record.zone))
-            if zone_bytes is None:
-                return f"zone {record.zone} is not admitted"
-            zone = types.decode_zone_record(zone_bytes)
-            if not zone.active:
-                return f"zone {record.zone} is suspended"
+            zone = types.decode_zone_record(self._ledger.get_state(types.zone_key(record.zone)) or b"")
             zone_certificate = identity.certificate_from_der(zone.certificate)
             identity.verify_entity_certificate(
                 certificate, zone_certificate, self._root_certificate, at_ms=get_time_ms()
@@ -382,6 +393,35 @@ class Node:
         except ChainError as error:
             return error.message
         return None
+
+    def _find_peer_problem(self, entity_id: str) -> str | None:
+        """What in committed state keeps `entity_id` out (the certificate aside), or None."""
+        record_bytes = self._ledger.get_state(types.entity_key(entity_id))
+        if record_bytes is None:
+            return f"{entity_id} is not a registered entity"
+        record = types.decode_entity_record(record_bytes)
+        next_height = self._ledger.get_head().height + 1
+        if record.is_revoked_at(next_height):
+            return f"the certificate of {entity_id} is revoked"
+        if self.get_validator_set(next_height).index_of(entity_id) is None and not record.has_role(
+            "observer"
+        ):
+            return f"{entity_id} is neither a current validator nor an observer"
+        zone_bytes = self._ledger.get_state(types.zone_key(record.zone))
+        if zone_bytes is None:
+            return f"zone {record.zone} is not admitted"
+        zone = types.decode_zone_record(zone_bytes)
+        if not zone.active:
+            return f"zone {record.zone} is suspended or removed"
+        return None
+
+    def _disconnect_unauthorized_peers(self) -> None:
+        """After a block that touched identities, zones or the validator set: drop who may no longer stay."""
+        for peer_id in sorted(set(self.transport.connected_peers()) | set(self.transport.inbound_peers())):
+            problem = self._find_peer_problem(peer_id)
+            if problem is not None:
+                log.warning("disconnecting %s: %s", peer_id, problem)
+                self.transport.disconnect(peer_id)
 
     def _record_evidence(self, effect: RecordEvidence) -> None:
         evidence = effect.evidence
@@ -411,13 +451,13 @@ class Node:
             log.warning("malformed frame from %s: %s", peer_id, error.message)
             return
         if isinstance(frame, wire.TxBatch):
-            try:
-                for encoded in frame.transactions:
-                    self._admit(encoded, gossip=False)
-            except MempoolFullError:
-                # Back-pressure, not the peer's fault: the rest of the batch is
-                # dropped here and reaches us again in the primary's proposal.
+            if len(self._gossip_inbox) + len(frame.transactions) > GOSSIP_INBOX_TXS_MAX:
+                # Back-pressure, not the peer's fault: the batch reaches us again in
+                # the primary's proposal (or the sender's re-gossip).
                 self._gossip_dropped += 1
+            else:
+                self._gossip_inbox.extend(frame.transactions)
+                self._gossip_arrived.set()
         elif isinstance(frame, wire.Status):
             self._step(PeerStatus(peer_id, frame.height))
         elif isinstance(frame, wire.BlockRequest):
@@ -453,6 +493,8 @@ class Node:
             return SubmitResult(None, False, "malformed", error.message)
         if self.mempool.contains(tx.hash):
             return SubmitResult(tx.hash, True, "ok", "already pending")
+        # Refuse before the signature check: a full pool must not cost CPU per item.
+        self.mempool.check_room(len(tx.encoded))
         head = self._ledger.get_head()
         code, message = self.executor.check_transaction(
             self._ledger,
@@ -470,6 +512,25 @@ class Node:
             self._gossip.append(tx.encoded)
         return SubmitResult(tx.hash, True, "ok", "")
 
+    async def _run_gossip_admission(self) -> None:
+        """Admit gossiped transactions a slice at a time, yielding to the loop in between."""
+        while True:
+            await self._gossip_arrived.wait()
+            self._gossip_arrived.clear()
+            while self._gossip_inbox:
+                self._admit_gossip_slice()
+                await asyncio.sleep(0)
+
+    def _admit_gossip_slice(self) -> None:
+        inbox = self._gossip_inbox
+        try:
+            for _ in range(min(ADMIT_SLICE_TXS, len(inbox))):
+                self._admit(inbox.popleft(), gossip=False)
+        except MempoolFullError:
+            # The rest would be refused as well; it reaches us again in proposals.
+            self._gossip_dropped += 1
+            inbox.clear()
+
     def _remember_rejection(self, tx_hash: bytes, code: str, message: str) -> None:
         self._rejected[tx_hash] = (code, message)
         if len(self._rejected) > REJECTED_REMEMBERED_MAX:
@@ -478,6 +539,12 @@ class Node:
     # ------------------------------------------------------------ NodeService (for the API)
 
     def submit_transactions(self, encoded: Sequence[bytes]) -> list[SubmitResult]:
+        backlog = len(self._gossip_inbox)
+        if backlog > SUBMIT_BACKLOG_TXS_MAX:
+            message = f"the node is still admitting {backlog} gossiped transactions; retry later"
+            if len(encoded) == 1:
+                raise MempoolFullError(message)
+            return [SubmitResult(None, False, "mempool_full", message) for _ in encoded]
         results = []
         for item in encoded:
             try:
@@ -610,6 +677,7 @@ class Node:
             "committed_txs_since_start": self.committed_txs,
             "frames_malformed": self._frames_malformed,
             "gossip_batches_dropped": self._gossip_dropped,
+            "gossip_inbox_txs": len(self._gossip_inbox),
             "p2p": dict(self.transport.metrics),
         }
 

@@ -103,7 +103,7 @@ def test_node_configs_load(layout: network.NetworkLayout) -> None:
         certificate, zone_ca = identity.load_certificates(node.chain_path)
         claims = identity.verify_entity_certificate(certificate, zone_ca, root)
         assert claims.zone == expected_zones[index]
-        assert claims.roles == ("observer", "validator") and claims.sectors == ("government",)
+        assert claims.roles == ("validator",) and claims.sectors == ("government",)
         assert SigningKey.load(node.key_path).public_key == identity.public_key_of(certificate)
         assert identity.load_certificate(node.certificate_path) == certificate
 
