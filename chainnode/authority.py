@@ -107,6 +107,53 @@ def _get_zone_signer(state: StateReader, zone_id: str) -> Signer | None:
     return Signer(SignerKind.ZONE, zone_id, public_key, None, zone.status, not_before_ms, not_after_ms)
 
 
+# Decoded entity records and zone statuses by their stored bytes: decoding is a pure function of
+# the bytes, so a memo can never answer differently from a fresh decode, and it spares decoding
+# certificate-sized records for every transaction of the same signer.  Cleared when full.
+_ENTITY_MEMO: dict[bytes, types.EntityRecord] = {}
+_ZONE_STATUS_MEMO: dict[bytes, str] = {}
+MEMO_ENTRIES_MAX = 4096
+
+
+def _decode_memoized(memo: dict[bytes, Any], stored: bytes, decode: Any, what: str) -> Any:
+    value = memo.get(stored)
+    if value is None:
+        try:
+            value = decode(stored)
+        except ChainError as error:
+            raise StorageError(f"corrupt {what} in state: {error.message}") from error
+        if len(memo) >= MEMO_ENTRIES_MAX:
+            memo.clear()
+        memo[stored] = value
+    return value
+
+
+def _get_entity_signer(state: StateReader, entity_id: str) -> Signer | None:
+    stored = state.get_state(types.entity_key(entity_id))
+    if stored is None:
+        return None
+    entity: types.EntityRecord = _decode_memoized(
+        _ENTITY_MEMO, stored, types.decode_entity_record, f"entity {entity_id!r}"
+    )
+    zone_stored = state.get_state(types.zone_key(entity.zone))
+    # Genesis checks that every entity's zone exists and removal keeps the zone's record, so a
+    # missing zone only occurs in hand-built states (tests, tools); they impose no zone rule.
+    zone_status: str = "active"
+    if zone_stored is not None:
+        zone_status = _decode_memoized(
+            _ZONE_STATUS_MEMO, zone_stored, lambda data: types.decode_zone_record(data).status, "zone"
+        )
+    return Signer(
+        SignerKind.ENTITY,
+        entity.entity_id,
+        entity.public_key,
+        entity,
+        zone_status,
+        entity.not_before_ms,
+        entity.not_after_ms,
+    )
+
+
 def get_signer(state: StateReader, signer_id: str) -> Signer | None:
     """The signer named by a transaction's signer id, or None when the state does not know it."""
     if signer_id.startswith(ZONE_SIGNER_PREFIX):
@@ -118,22 +165,7 @@ def get_signer(state: StateReader, signer_id: str) -> Signer | None:
         return Signer(
             SignerKind.COUNCIL, member.member_id, member.public_key, None, "active", 0, _TIME_MAX_MS
         )
-    entity = governance.get_entity_record(state, signer_id)
-    if entity is None:
-        return None
-    zone = governance.get_zone_record(state, entity.zone)
-    # Genesis checks that every entity's zone exists and removal keeps the zone's record, so a
-    # missing zone only occurs in hand-built states (tests, tools); they impose no zone rule.
-    zone_status = "active" if zone is None else zone.status
-    return Signer(
-        SignerKind.ENTITY,
-        entity.entity_id,
-        entity.public_key,
-        entity,
-        zone_status,
-        entity.not_before_ms,
-        entity.not_after_ms,
-    )
+    return _get_entity_signer(state, signer_id)
 
 
 # ---------------------------------------------------------------- argument checks
@@ -348,7 +380,9 @@ def find_expiring_certificates(
         return []
     found: list[ExpiringCertificate] = []
     for _, value in iter_state(b"id/e/"):
-        entity = types.decode_entity_record(value)
+        entity: types.EntityRecord = _decode_memoized(
+            _ENTITY_MEMO, value, types.decode_entity_record, "entity"
+        )
         if not entity.revoked and entity.not_after_ms <= now_ms + window_ms:
             found.append(
                 ExpiringCertificate(
@@ -356,7 +390,7 @@ def find_expiring_certificates(
                 )
             )
     for _, value in iter_state(b"id/z/"):
-        zone = types.decode_zone_record(value)
+        zone: types.ZoneRecord = _decode_memoized({}, value, types.decode_zone_record, "zone")
         _, not_after_ms = identity.get_validity_ms(_zone_certificate(zone))
         if not zone.removed and not_after_ms <= now_ms + window_ms:
             found.append(
