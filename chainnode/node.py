@@ -35,7 +35,7 @@ from typing import Any
 from aiohttp import web
 from cryptography import x509
 
-from chainnode import identity, metrics, types, wire
+from chainnode import governance, identity, metrics, types, wire
 from chainnode.api import SubmitResult, TransactionStatus, create_app
 from chainnode.config import NodeConfig, load_node_config
 from chainnode.crypto import SigningKey
@@ -406,7 +406,7 @@ class Node:
         if self.get_validator_set(next_height).index_of(entity_id) is None and not record.has_role(
             "observer"
         ):
-            return f"{entity_id} is neither a current validator nor an observer"
+            return f"{entity_id} is not a current validator and lacks the observer role"
         zone_bytes = self._ledger.get_state(types.zone_key(record.zone))
         if zone_bytes is None:
             return f"zone {record.zone} is not admitted"
@@ -570,17 +570,13 @@ class Node:
         return TransactionStatus("unknown")
 
     def get_validator_set(self, height: int) -> types.ValidatorSet:
-        """The validators of `height`: the set in state after block height-1.
-
-        TODO(issue 4): heights below the head read the validator-set history.
-        """
+        """The validators that certify `height`: the set in state after block height-1."""
         head = self._ledger.get_head()
+        if height != head.height + 1:
+            return governance.get_validator_set_at(self._ledger, height)
         if self._validators_cache is not None and self._validators_cache[0] == head.block_hash:
             return self._validators_cache[1]
-        encoded = self._ledger.get_state(types.VALIDATOR_SET_KEY)
-        if encoded is None:
-            raise ConfigError("the state holds no validator set")
-        validators = types.decode_validator_set(encoded)
+        validators = governance.get_validator_set(self._ledger)
         self._validators_cache = (head.block_hash, validators)
         return validators
 
