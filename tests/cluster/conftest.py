@@ -23,6 +23,7 @@ black-box tests of real processes, so there is nothing to await.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import random
 import socket
@@ -288,3 +289,82 @@ def find_uncommitted(
             elif require_ok and answer["receipt"]["code"] != types.ErrorCode.OK:
                 problems.append(f"{tx_hash} on {node_id}: receipt {answer['receipt']}")
     return problems
+
+
+# ---------------------------------------------------------------- consensus roles and chains
+
+
+def get_primary_id(cluster: Cluster, view: int) -> str:
+    """The validator that is primary of `view`: index view mod n of the genesis validator set."""
+    validators = cluster.genesis.validators
+    return validators.validators[validators.primary(view)].entity_id
+
+
+def get_view(cluster: Cluster, node_ids: Sequence[str]) -> int:
+    """The highest view that any node in `node_ids` reports (they agree when none is changing view)."""
+    statuses = cluster.network.get_statuses(node_ids)
+    assert statuses, f"none of {list(node_ids)} answers"
+    return max(int(status["view"]) for status in statuses.values())
+
+
+def get_blocks(cluster: Cluster, node_id: str, height_low: int, height_high: int) -> list[dict[str, Any]]:
+    """The API answers of `node_id` for every block in [height_low, height_high]."""
+    client = cluster.client(node_id, timeout_s=30.0)
+    return [client.get_block(height) for height in range(height_low, height_high + 1)]
+
+
+class CertifiedChain:
+    """The chain that every validator was shown to hold, checked height by height and extended
+    after each fault: one block hash per height on every node, each block well formed, chained
+    to its parent and carrying (on every node) a commit certificate that verifies against the
+    genesis validator set."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.block_hashes: list[str] = []  # the hash of the block at height h is at index h - 1
+        self.tx_heights: dict[str, int] = {}  # every committed transaction's hash -> its height
+        self.genesis_hash = ""
+
+    @property
+    def height(self) -> int:
+        return len(self.block_hashes)
+
+    def extend(self, node_ids: Sequence[str], height: int) -> None:
+        """Check heights above `self.height` up to `height` on every node of `node_ids`."""
+        if not self.genesis_hash:
+            genesis_hashes = {self.cluster.client(node_id).get_block(0)["hash"] for node_id in node_ids}
+            assert len(genesis_hashes) == 1, f"genesis differs: {genesis_hashes}"
+            self.genesis_hash = genesis_hashes.pop()
+        low = self.height + 1
+        with concurrent.futures.ThreadPoolExecutor(len(node_ids)) as pool:
+            futures = {
+                node_id: pool.submit(get_blocks, self.cluster, node_id, low, height) for node_id in node_ids
+            }
+            fetched = {node_id: future.result() for node_id, future in futures.items()}
+        for offset, block_height in enumerate(range(low, height + 1)):
+            answers = {node_id: fetched[node_id][offset] for node_id in node_ids}
+            hashes = {node_id: str(answer["hash"]) for node_id, answer in answers.items()}
+            assert len(set(hashes.values())) == 1, f"the chains fork at height {block_height}: {hashes}"
+            parent_hash = self.block_hashes[-1] if self.block_hashes else self.genesis_hash
+            blocks = [
+                self._check_block(node_id, answer, block_height, parent_hash)
+                for node_id, answer in answers.items()
+            ]
+            self.block_hashes.append(blocks[0].hash.hex())
+            for tx in blocks[0].transactions:
+                self.tx_heights[tx.hash.hex()] = block_height
+
+    def _check_block(
+        self, node_id: str, answer: dict[str, Any], height: int, parent_hash: str
+    ) -> types.Block:
+        where = f"block {height} on {node_id}"
+        block = types.decode_block(bytes.fromhex(answer["block_encoded"]))
+        certificate = types.decode_commit_certificate(bytes.fromhex(answer["certificate_encoded"]))
+        assert block.hash.hex() == answer["hash"], where
+        assert block.height == height, where
+        assert block.header.chain_id == self.cluster.chain_id, where
+        assert block.header.parent_hash.hex() == parent_hash, where
+        assert (certificate.height, certificate.block_hash) == (height, block.hash), where
+        problem = certificate.find_problem(self.cluster.chain_id, self.cluster.genesis.validators)
+        assert problem is None, f"{where}: {problem}"
+        return block
