@@ -18,7 +18,7 @@ Commands:
     chainnode query status|block [H]|tx HASH|record ENTITY KEY [--version N] --node URL
     chainnode audit (--data-dir DIR | --node URL) --genesis G [--report FILE] [--from H] [--to H]
                     [--resume CHECKPOINT] [--save-checkpoint CHECKPOINT] [--workers N]
-    chainnode verify-proof FILE --genesis G
+    chainnode verify-proof FILE --genesis G [--checkpoint CHECKPOINT]
     chainnode export --data-dir DIR --out FILE.jsonl [--from H] [--to H] [--genesis G]
 
 `tx submit --file TXS` reads JSON Lines: one object per line, either
@@ -354,7 +354,16 @@ def run_verify_proof(args: argparse.Namespace) -> int:
         proof = json.loads(args.file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as error:
         raise ConfigError(f"cannot read the proof {args.file}: {error}") from error
-    result = verify_proof(proof, genesis)
+    validator_sets = None
+    if args.checkpoint is not None:
+        from chainnode.audit import ReplayState, load_checkpoint
+        from chainnode.proof import StateValidatorSets
+
+        checkpoint = load_checkpoint(args.checkpoint)
+        if checkpoint.genesis_hash != genesis.compute_hash():
+            raise ConfigError(f"{args.checkpoint} is a checkpoint of another chain")
+        validator_sets = StateValidatorSets(ReplayState(dict(checkpoint.state)), checkpoint.height + 1)
+    result = verify_proof(proof, genesis, validator_sets)
     _print_json(
         {
             "valid": True,
@@ -545,6 +554,8 @@ def _add_audit_commands(commands: Any) -> None:
     verify = commands.add_parser("verify-proof", help="verify a transaction's inclusion proof offline")
     verify.add_argument("file", type=Path, metavar="FILE")
     verify.add_argument("--genesis", type=Path, required=True, metavar="G")
+    verify.add_argument("--checkpoint", type=Path, metavar="CHECKPOINT",
+                        help="an audit checkpoint: its validator-set history covers later heights")
     verify.set_defaults(run=run_verify_proof)
 
     export = commands.add_parser("export", help="write blocks, transactions and receipts as JSON Lines")

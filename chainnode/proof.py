@@ -29,10 +29,15 @@ transaction is not checked here: the signer's key at that height is chain
 state the verifier may not hold, and the validators re-executed the block
 (which checks it) before they signed the certificate.
 
-Validator sets: the set of a height comes from a `ValidatorSets` lookup.  Until
-the governance module can change the set (TODO(issue 4)), every height uses the
-genesis set (`GenesisValidatorSets`); a later lookup will follow the certified
-set changes from genesis to the proof's height.
+Validator sets: the set of a height comes from a `ValidatorSets` lookup.  With
+the genesis alone (`GenesisValidatorSets`) that is the genesis set, right up to
+the first council-approved change; a proof from after a change then fails the
+`validator_set` check, never passes.  For later heights, `StateValidatorSets`
+reads the validator-set history (`chainnode.governance.get_validator_set_at`)
+from a state the verifier replayed itself: the checkpoint of an audit
+(`chainnode verify-proof --checkpoint`), which is exact up to the height after
+the checkpoint; later heights are refused, because a change committed after
+the checkpoint is unknown to it.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from chainnode import merkle, types
 from chainnode.errors import ChainError, StorageError, ValidationError
+from chainnode.state import StateReader
 
 if TYPE_CHECKING:
     from chainnode.genesis import Genesis
@@ -92,6 +98,28 @@ class GenesisValidatorSets:
 
     def get_validator_set(self, height: int) -> types.ValidatorSet:
         return self.validators
+
+
+class StateValidatorSets:
+    """Validator sets from the history in a replayed state, exact up to `height_max` (see the module doc)."""
+
+    def __init__(self, state: StateReader, height_max: int) -> None:
+        self.state = state
+        self.height_max = height_max
+
+    def get_validator_set(self, height: int) -> types.ValidatorSet:
+        from chainnode import governance
+
+        if height > self.height_max:
+            raise ProofError(
+                "validator_set",
+                f"height {height} is past what the replayed state knows ({self.height_max}); audit further",
+            )
+        try:
+            return governance.get_validator_set_at(self.state, height)
+        except ChainError as error:
+            raise ProofError("validator_set", f"no validator set for height {height}: {error.message}") \
+                from error
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +235,11 @@ def _check_certificate(
     validators: types.ValidatorSet,
 ) -> None:
     if header.validator_set_hash != validators.compute_hash():
-        raise ProofError("validator_set", f"the header at height {header.height} names another validator set")
+        raise ProofError(
+            "validator_set",
+            f"the header at height {header.height} names another validator set than the verifier's "
+            "(after a validator-set change, verify with the checkpoint of an audit that reached it)",
+        )
     if certificate.height != header.height or certificate.block_hash != block_hash:
         raise ProofError("certificate_binding", "the commit certificate is for another block")
     if certificate.view < header.view:

@@ -148,3 +148,20 @@ def test_verify_proof_command(chain: BuiltChain, proof: dict[str, Any], tmp_path
     invalid = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
     assert invalid.returncode == 1
     assert invalid.stderr.startswith("error: invalid_proof: receipt_inclusion:"), invalid.stderr
+
+
+def test_validator_sets_from_an_audit_checkpoint(chain: BuiltChain, proof: dict[str, Any]) -> None:
+    from chainnode.audit import Auditor, ReplayState
+    from chainnode.export import LedgerSource
+    from chainnode.proof import StateValidatorSets
+
+    with open_ledger_snapshot(chain.data_dir) as ledger:
+        auditor = Auditor(chain.genesis, LedgerSource(ledger, "test"), workers=0, measure_baseline=False)
+        assert auditor.run(height_to=3).ok
+    checkpoint = auditor.compute_checkpoint()
+    state = ReplayState(dict(checkpoint.state))
+    result = verify_proof(proof, chain.genesis, StateValidatorSets(state, checkpoint.height))
+    assert result.height == 3
+    with pytest.raises(ProofError) as raised:  # the replayed state stops before the proof's height
+        verify_proof(proof, chain.genesis, StateValidatorSets(state, 2))
+    assert raised.value.check == "validator_set"
