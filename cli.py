@@ -9,7 +9,9 @@ Exit codes: 0 on success; 1 when a command fails with a typed
 `chainnode.errors.ChainError` (printed as one line `error: <code>: <message>`
 on stderr, never a traceback); 2 for usage errors (argparse); 130 on Ctrl-C.
 
-Commands:
+Commands (`authority ...` and `council ...` are described in `chainnode.cli_governance`):
+    chainnode authority issue|register|renew|revoke --zone-dir DIR/zones/<zone> ...
+    chainnode council propose|vote|list --member-dir DIR/council/<member> --node URL ...
     chainnode network init --validators N --out DIR [--chain-id ID] [--base-port P] [--spare-nodes K]
     chainnode node run --config PATH
     chainnode devnet [--validators 4] [--dir DIR] [--txs N] [--base-port P]
@@ -575,6 +577,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_network_commands(commands)
     _add_client_commands(commands)
     _add_audit_commands(commands)
+    from chainnode import cli_governance  # standard library only at import time
+
+    cli_governance.add_commands(commands)
     return parser
 
 
@@ -595,6 +600,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         _check_submit_arguments(args)
+        check = getattr(args, "check", None)  # a command's own usage checks (exit 2)
+        if check is not None:
+            check(args)
     except SystemExit as exit_request:
         code = exit_request.code
         return code if isinstance(code, int) else EXIT_USAGE

@@ -29,6 +29,9 @@ hash when it is known.  A batch answers 200 with one result per item, in
 order; an item that is not hex is rejected on its own without failing the
 rest.
 
+Identities and governance (entities, zones, validators, proposals, expiring
+certificates) are served by `chainnode.api_governance`, mounted in `create_app`.
+
 Blocks: height 0 is the genesis state, which has no block and no commit
 certificate; `GET /v1/blocks/0` (and `latest` before the first block) answers
 a small genesis summary `{"height": 0, "hash", "genesis": true, ...}` so that
@@ -594,4 +597,8 @@ def create_app(service: NodeService, *, body_bytes_max: int = 32 * 1024 * 1024) 
     app.router.add_get("/v1/transactions/{hash}/proof", handle_transaction_proof)
     app.router.add_get("/v1/blocks/{height}", handle_block)
     app.router.add_get("/v1/records/{entity}/{key}", handle_record)
+    # Imported here: api_governance builds on this module's helpers.
+    from chainnode import api_governance
+
+    api_governance.add_routes(app)
     return app

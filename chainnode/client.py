@@ -7,6 +7,12 @@ entity id from the certificate's claims and refuses a key that does not match
 the certificate.  `build_transaction` signs a `types.Transaction` with it; the
 signature covers the domain-tagged transaction id (see `chainnode.types`).
 
+Zone authorities and council members sign too (`AuthoritySigner`): a zone
+authority as `zone:<zone id>` with its CA key (`zones/<zone>/ca.pem`,
+`ca.key.pem`), a council member as `council:<member id>` with its key
+(`council/<member>/key.pem`; the member id is the directory's name unless
+given).  `build_transaction` accepts either kind of signer.
+
 `Client` speaks the node's HTTP JSON API (`chainnode.api`) with the standard
 library only (urllib and json), synchronously, so it works from scripts and
 notebooks without an event loop.  Every failure is a `ClientError`: an error
@@ -69,8 +75,35 @@ class Identity:
         return cls(claims.entity_id, key, certificate)
 
 
+@dataclass(frozen=True, slots=True)
+class AuthoritySigner:
+    """A zone authority or a council member, signing as `zone:<id>` or `council:<id>`."""
+
+    signer_id: str
+    key: crypto.SigningKey
+
+    @classmethod
+    def load_zone(cls, directory: Path) -> AuthoritySigner:
+        """Read a zone authority's `ca.pem` and `ca.key.pem`; ConfigError if they do not match."""
+        directory = Path(directory)
+        certificate = identity.load_certificate(directory / "ca.pem")
+        key = crypto.SigningKey.load(directory / "ca.key.pem")
+        if identity.public_key_of(certificate) != key.public_key:
+            raise ConfigError(f"{directory}: ca.key.pem does not belong to the key in ca.pem")
+        return cls(f"zone:{identity.read_zone_id(certificate)}", key)
+
+    @classmethod
+    def load_council(cls, directory: Path, member_id: str | None = None) -> AuthoritySigner:
+        """Read a council member's `key.pem`; the member id defaults to the directory's name."""
+        directory = Path(directory)
+        member = member_id or directory.resolve().name
+        if not identity.is_valid_id(member):
+            raise ConfigError(f"council member id {member!r} is not lowercase [a-z0-9-]")
+        return cls(f"council:{member}", crypto.SigningKey.load(directory / "key.pem"))
+
+
 def build_transaction(
-    signer: Identity,
+    signer: Identity | AuthoritySigner,
     *,
     chain_id: str,
     module: str,
@@ -83,7 +116,7 @@ def build_transaction(
     return types.Transaction.create(
         signer.key,
         chain_id=chain_id,
-        signer=signer.entity_id,
+        signer=signer.entity_id if isinstance(signer, Identity) else signer.signer_id,
         nonce=secrets.randbits(NONCE_BITS) if nonce is None else nonce,
         valid_until=valid_until,
         module=module,
@@ -211,6 +244,38 @@ class Client:
             if error.status == 404 and error.code == "not_found":
                 return None
             raise
+
+    def _get_optional(self, path: str) -> dict[str, Any] | None:
+        try:
+            return self._get_object(path)
+        except ClientError as error:
+            if error.status == 404 and error.code == "not_found":
+                return None
+            raise
+
+    def get_entity(self, entity_id: str) -> dict[str, Any] | None:
+        """An entity's registered record, or None when it is not registered."""
+        return self._get_optional(f"/v1/entities/{urllib.parse.quote(entity_id, safe='')}")
+
+    def get_zones(self) -> list[dict[str, Any]]:
+        return list(self._get_object("/v1/zones").get("zones", []))
+
+    def get_zone(self, zone_id: str) -> dict[str, Any] | None:
+        return self._get_optional(f"/v1/zones/{urllib.parse.quote(zone_id, safe='')}")
+
+    def get_validators(self, height: int | None = None) -> dict[str, Any]:
+        """The validator set for `height` (default: the next block)."""
+        return self._get_object("/v1/validators" + ("" if height is None else f"?height={int(height)}"))
+
+    def get_proposals(self, status: str | None = None) -> dict[str, Any]:
+        query = "" if status is None else f"?status={urllib.parse.quote(status, safe='')}"
+        return self._get_object("/v1/proposals" + query)
+
+    def get_proposal(self, proposal_id: int) -> dict[str, Any] | None:
+        return self._get_optional(f"/v1/proposals/{int(proposal_id)}")
+
+    def get_expiring_certificates(self, within_days: int = 30) -> dict[str, Any]:
+        return self._get_object(f"/v1/certificates/expiring?within_days={int(within_days)}")
 
     def wait_for_commit(
         self, tx_hash_hex: str, *, timeout_s: float = 30.0, poll_ms: int = 100

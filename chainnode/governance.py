@@ -171,6 +171,10 @@ def get_validator_set_at(state: StateReader, height: int) -> types.ValidatorSet:
         state, types.validator_history_key(start), types.decode_validator_set, "validator history"
     )
     if validators is None:
+        if heights == (1,):
+            # A state written before the history existed (an older data directory): the set has
+            # never changed, so the current one is the answer for every height.
+            return get_validator_set(state)
         raise StorageError(f"the validator history has no entry for height {start}")
     return validators
 

@@ -62,11 +62,11 @@ class Network:
     root_key: crypto.SigningKey
 
     @classmethod
-    def create(cls, directory: Path) -> Network:
+    def create(cls, directory: Path, *, chain_id: str = "gov-net") -> Network:
         pilot_path = directory / "pilot.toml"
         pilot_path.write_text(PILOT)
         layout = network.init_network(
-            directory / "net", validators=4, chain_id="gov-net", pilot_path=pilot_path
+            directory / "net", validators=4, chain_id=chain_id, pilot_path=pilot_path
         )
         out = layout.out_dir
         return cls(
