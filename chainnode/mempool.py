@@ -49,15 +49,23 @@ class Mempool:
         """Total encoded bytes of the pooled transactions."""
         return self._size_bytes
 
+    def check_room(self, tx_bytes: int) -> None:
+        """`MempoolFullError` unless one more transaction of `tx_bytes` fits.
+
+        Admission calls this before its expensive checks, so a full pool costs
+        no signature verification per refused transaction.
+        """
+        if len(self._transactions) >= self.capacity_txs:
+            raise MempoolFullError(f"the mempool holds its maximum of {self.capacity_txs} transactions")
+        if self._size_bytes + tx_bytes > self.capacity_bytes:
+            raise MempoolFullError(f"the mempool holds its maximum of {self.capacity_bytes} bytes")
+
     def add(self, tx: types.Transaction) -> bool:
         """Pool `tx`; False if it is already pooled, `MempoolFullError` when there is no room."""
         if tx.hash in self._transactions:
             return False
         tx_bytes = len(tx.encoded)
-        if len(self._transactions) >= self.capacity_txs:
-            raise MempoolFullError(f"the mempool holds its maximum of {self.capacity_txs} transactions")
-        if self._size_bytes + tx_bytes > self.capacity_bytes:
-            raise MempoolFullError(f"the mempool holds its maximum of {self.capacity_bytes} bytes")
+        self.check_room(tx_bytes)
         self._transactions[tx.hash] = tx
         self._size_bytes += tx_bytes
         return True
