@@ -35,7 +35,9 @@ certificates) are served by `chainnode.api_governance`, mounted in `create_app`.
 Blocks: height 0 is the genesis state, which has no block and no commit
 certificate; `GET /v1/blocks/0` (and `latest` before the first block) answers
 a small genesis summary `{"height": 0, "hash", "genesis": true, ...}` so that
-clients can always follow the head.
+clients can always follow the head.  `?transactions=hashes` lists only the
+transaction hashes and leaves out the raw encodings (a cheap way to follow
+commits).
 
 The service is synchronous and runs on the event loop's thread, so the node
 never has to make its mempool or ledger thread-safe for the API's sake; a
@@ -489,17 +491,24 @@ async def handle_block(request: web.Request) -> web.Response:
     block = types.decode_block(block_encoded, check_body=False)
     certificate = types.decode_commit_certificate(certificate_encoded)
     validators = service.get_validator_set(height)
-    return _json_response(
-        {
-            "height": block.height,
-            "hash": block.hash.hex(),
-            "header": compute_header_json(block.header),
-            "transactions": [compute_transaction_json(tx) for tx in block.transactions],
-            "certificate": compute_certificate_json(certificate, validators),
-            "block_encoded": block_encoded.hex(),
-            "certificate_encoded": certificate_encoded.hex(),
-        }
-    )
+    body: dict[str, Any] = {
+        "height": block.height,
+        "hash": block.hash.hex(),
+        "header": compute_header_json(block.header),
+        "certificate": compute_certificate_json(certificate, validators),
+    }
+    view = request.query.get("transactions", "full")
+    if view == "hashes":
+        # For followers that only need to know what committed (the benchmark's
+        # watcher): no per-transaction JSON and no raw encodings.
+        body["transactions"] = [{"hash": tx.hash.hex()} for tx in block.transactions]
+        return _json_response(body)
+    if view != "full":
+        raise RemoteError(f"transactions must be 'full' or 'hashes', got {view[:40]!r}", code="bad_request")
+    body["transactions"] = [compute_transaction_json(tx) for tx in block.transactions]
+    body["block_encoded"] = block_encoded.hex()
+    body["certificate_encoded"] = certificate_encoded.hex()
+    return _json_response(body)
 
 
 async def handle_record(request: web.Request) -> web.Response:

@@ -1,0 +1,85 @@
+"""The hot-path edits of issue 6: refusing before checking, and the cheap block view."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from chainnode.api import create_app
+from chainnode.client import Identity, build_transaction
+from chainnode.mempool import Mempool, MempoolFullError
+from tests.unit.api_harness import CHAIN_ID, SUBMITTER, LocalService
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[LocalService]:
+    node = LocalService(tmp_path)
+    yield node
+    node.close()
+
+
+@pytest.fixture
+async def http(service: LocalService) -> AsyncIterator[TestClient[Any, Any]]:
+    async with TestClient(TestServer(create_app(service), host="127.0.0.1")) as client:
+        yield client
+
+
+def _puts(service: LocalService, count: int) -> list[Any]:
+    signer = Identity.load(service.directory / "entities" / SUBMITTER)
+    return [
+        build_transaction(
+            signer, chain_id=CHAIN_ID, module="records", action="put", args=(f"k{i}", b"v"), valid_until=1000
+        )
+        for i in range(count)
+    ]
+
+
+def test_check_room_refuses_at_either_capacity(service: LocalService) -> None:
+    txs = _puts(service, 3)
+    size = len(txs[0].encoded)
+    by_count = Mempool(capacity_txs=2, capacity_bytes=1 << 20)
+    by_count.add(txs[0])
+    by_count.check_room(size)  # one more fits
+    by_count.add(txs[1])
+    with pytest.raises(MempoolFullError, match="2 transactions"):
+        by_count.check_room(size)
+    with pytest.raises(MempoolFullError):
+        by_count.add(txs[2])
+    by_bytes = Mempool(capacity_txs=100, capacity_bytes=size + size // 2)
+    by_bytes.add(txs[0])
+    with pytest.raises(MempoolFullError, match="bytes"):
+        by_bytes.check_room(size)
+    by_count.remove([txs[0].hash])
+    by_count.check_room(size)  # room again after a commit removed one
+
+
+async def test_block_hashes_view_lists_exactly_the_committed_transactions(
+    http: TestClient[Any, Any], service: LocalService
+) -> None:
+    txs = _puts(service, 5)
+    answer = await http.post("/v1/transactions", json={"txs": [tx.encoded.hex() for tx in txs]})
+    assert (await answer.json())["accepted"] == 5
+    service.commit_pending()
+    full = await (await http.get("/v1/blocks/1")).json()
+    cheap_response = await http.get("/v1/blocks/1?transactions=hashes")
+    assert cheap_response.status == 200
+    cheap = await cheap_response.json()
+    assert [item["hash"] for item in cheap["transactions"]] == [item["hash"] for item in full["transactions"]]
+    assert sorted(item["hash"] for item in cheap["transactions"]) == sorted(tx.hash.hex() for tx in txs)
+    assert "block_encoded" not in cheap and "block_encoded" in full
+    assert cheap["hash"] == full["hash"] and cheap["certificate"] == full["certificate"]
+
+
+async def test_an_unknown_block_view_is_a_client_error(
+    http: TestClient[Any, Any], service: LocalService
+) -> None:
+    (tx,) = _puts(service, 1)
+    assert (await http.post("/v1/transactions", json={"tx": tx.encoded.hex()})).status == 202
+    service.commit_pending()
+    answer = await http.get("/v1/blocks/1?transactions=everything")
+    assert answer.status == 400
+    assert (await answer.json())["error"]["code"] == "bad_request"
