@@ -14,8 +14,10 @@ Theory of operation
    pre-signed batches through the public API, at a fixed rate or as fast as
    accepted (backing off per `Retry-After` on a full mempool), and records
    when each transaction was admitted.
-4. **The watcher** (a thread of this process) follows the first validator's
-   blocks every ~20 ms and stamps each transaction with its commit time.
+4. **The watcher** (a thread of this process) follows the last validator's
+   blocks every ~20 ms and stamps each transaction with its commit time (the
+   last, not the first: the first is the primary of view 0, the busiest node,
+   and the watcher's requests should not slow it down).
 5. **The report.**  Latency is commit time minus admitted-submit time
    (p50/p95/p99, nearest rank, over all transactions).  Throughput is measured
    over the steady state: from the moment 10% of the workload had committed to
@@ -96,6 +98,7 @@ class ValidatorUsage:
     rss_peak_bytes: int  # VmHWM: the process's peak resident set since it started
     disk_bytes: int  # data directory size at the end
     disk_bytes_per_tx: float  # data directory growth during the run per committed transaction
+    cpu_us_per_tx: float  # cpu_s per committed transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +133,9 @@ class BenchReport:
     workload: str
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """The JSON form (tuples become lists), exactly what `--out` writes."""
+        value: dict[str, Any] = json.loads(json.dumps(asdict(self)))
+        return value
 
 
 # ---------------------------------------------------------------- pure figures
@@ -327,7 +332,7 @@ def _measure(
             raise BenchError("the submitter did not load the workload in time")
         baseline = _take_baseline(network, data_dirs)
         started = time.monotonic()
-        watcher = CommitWatcher(network.nodes[0].api_url, started)
+        watcher = CommitWatcher(network.nodes[-1].api_url, started)
         watcher_thread = threading.Thread(target=watcher.run, args=(0,), name="bench-watcher", daemon=True)
         watcher_thread.start()
         parent_pipe.send("go")
@@ -386,13 +391,15 @@ def _get_usage(
     usage = []
     for node_id, process in network.processes.items():
         disk_bytes = get_directory_bytes(data_dirs[node_id])
+        cpu_s = get_process_cpu_s(process.pid) - baseline.cpu_s[node_id]
         usage.append(
             ValidatorUsage(
                 node_id=node_id,
-                cpu_s=round(get_process_cpu_s(process.pid) - baseline.cpu_s[node_id], 2),
+                cpu_s=round(cpu_s, 2),
                 rss_peak_bytes=get_process_rss_peak_bytes(process.pid),
                 disk_bytes=disk_bytes,
                 disk_bytes_per_tx=round((disk_bytes - baseline.disk_bytes[node_id]) / max(committed, 1), 1),
+                cpu_us_per_tx=round(cpu_s * 1e6 / max(committed, 1), 1),
             )
         )
     return tuple(usage)
@@ -508,11 +515,12 @@ def format_report(report: BenchReport) -> str:
         f"load average before {report.load_average_before:.2f}",
         "  agreement            "
         + ("all validators agree" if report.validators_agree else "VALIDATORS DISAGREE"),
-        "  validator            cpu s   peak RSS MiB   disk MiB   disk B/tx",
+        "  validator            cpu s   cpu us/tx   peak RSS MiB   disk MiB   disk B/tx",
     ]
     for item in report.usage:
         lines.append(
-            f"  {item.node_id:<18} {item.cpu_s:7.1f}   {item.rss_peak_bytes / mib:12.1f}   "
+            f"  {item.node_id:<18} {item.cpu_s:7.1f}   {item.cpu_us_per_tx:9.0f}   "
+            f"{item.rss_peak_bytes / mib:12.1f}   "
             f"{item.disk_bytes / mib:8.1f}   {item.disk_bytes_per_tx:9.1f}"
         )
     return "\n".join(lines)

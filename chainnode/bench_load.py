@@ -21,8 +21,9 @@ request that admitted it was sent (`time.monotonic()`, one clock for all
 processes on Linux).
 
 `CommitWatcher` polls one node's `/v1/status` every ~20 ms and fetches each new
-block; each transaction in it is stamped with the time of the status answer
-that first showed its height.  Every loop here is bounded in count or time.
+block (`/v1/blocks/{h}?transactions=hashes`, the cheap form); each transaction
+in it is stamped with the time of the status answer that first showed its
+height.  Every loop here is bounded in count or time.
 """
 
 from __future__ import annotations
@@ -309,7 +310,7 @@ class CommitWatcher:
                 status = self._get(connection, "/v1/status")
                 stamp = time.monotonic()
                 for height in range(seen + 1, int(status["height"]) + 1):
-                    block = self._get(connection, f"/v1/blocks/{height}")
+                    block = self._get(connection, f"/v1/blocks/{height}?transactions=hashes")
                     hashes = [bytes.fromhex(item["hash"]) for item in block["transactions"]]
                     for tx_hash in hashes:
                         self.committed_at.setdefault(tx_hash, stamp)

@@ -86,7 +86,7 @@ def test_workload_updates_some_keys_and_adds_others() -> None:
 
 
 def test_report_formats_and_serialises() -> None:
-    usage = (bench.ValidatorUsage("validator-01", 1.5, 80 * 1024 * 1024, 4096, 900.0),)
+    usage = (bench.ValidatorUsage("validator-01", 1.5, 80 * 1024 * 1024, 4096, 900.0, 150.0),)
     report = bench.BenchReport(
         validators=4,
         txs=10,
