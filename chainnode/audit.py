@@ -463,8 +463,7 @@ class Auditor:
         head = self.source.get_head()
         last = head.height if height_to is None else height_to
         failure: Failure | None = None
-        progress = ProgressBar(self.progress_stream or sys.stderr, height_from, last,
-                               enabled=None if self.progress_stream is None else False)
+        progress = ProgressBar(self.progress_stream or sys.stderr, height_from, last)
         verifier = SignatureVerifier(self.workers)
         try:
             self._check_start()
