@@ -742,6 +742,11 @@ class Engine:
     def _on_new_view(self, message: NewView, effects: list[Effect]) -> None:
         if message.new_view < self.view or (message.new_view == self.view and self._target is None):
             return
+        if self._target is not None and message.new_view < self._target:
+            # Our VIEW-CHANGE for the target reported what we had prepared when we left
+            # the lower views; taking part in one of them again could prepare (and
+            # commit) a block that proof left out, and a later view would replace it.
+            return
         problem = find_new_view_problem(
             message, chain_id=self.config.chain_id, validators=self.validators, head_hash=self.head.block_hash
         )
