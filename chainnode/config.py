@@ -27,6 +27,8 @@ FRAME_BYTES_MAX_DEFAULT = 16 * 1024 * 1024
 PROPOSAL_DELAY_MS_DEFAULT = 20
 TICK_MS_DEFAULT = 10
 MEMPOOL_CAPACITY_TXS_DEFAULT = 100_000
+VIEW_TIMEOUT_MS_DEFAULT = 2_000
+CERTIFICATE_WARNING_DAYS_DEFAULT = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +61,8 @@ class NodeConfig:
     proposal_delay_ms: int  # the primary waits this long to batch transactions into a block
     tick_ms: int  # consensus timer granularity
     mempool_capacity_txs: int
+    view_timeout_ms: int = VIEW_TIMEOUT_MS_DEFAULT  # used unless the chain parameters set one
+    certificate_warning_days: int = CERTIFICATE_WARNING_DAYS_DEFAULT  # status/metrics warn this early
 
 
 class _Table:
@@ -147,6 +151,7 @@ def load_node_config(path: Path) -> NodeConfig:
     api = top.get_table("api")
     consensus = _Table(document.get("consensus", {}), "consensus")
     mempool = _Table(document.get("mempool", {}), "mempool")
+    identity_table = _Table(document.get("identity", {}), "identity")
     p2p_host, p2p_port = p2p.get_address("listen")
     api_host, api_port = api.get_address("listen")
     node_id = node.get_str("id")
@@ -171,6 +176,10 @@ def load_node_config(path: Path) -> NodeConfig:
         proposal_delay_ms=consensus.get_int("proposal_delay_ms", PROPOSAL_DELAY_MS_DEFAULT, 0, 60_000),
         tick_ms=consensus.get_int("tick_ms", TICK_MS_DEFAULT, 1, 10_000),
         mempool_capacity_txs=mempool.get_int("capacity_txs", MEMPOOL_CAPACITY_TXS_DEFAULT, 1, 100_000_000),
+        view_timeout_ms=consensus.get_int("view_timeout_ms", VIEW_TIMEOUT_MS_DEFAULT, 50, 600_000),
+        certificate_warning_days=identity_table.get_int(
+            "certificate_warning_days", CERTIFICATE_WARNING_DAYS_DEFAULT, 0, 3650
+        ),
     )
 
 

@@ -35,7 +35,7 @@ from typing import Any
 from aiohttp import web
 from cryptography import x509
 
-from chainnode import governance, identity, metrics, types, wire
+from chainnode import authority, governance, identity, metrics, types, wire
 from chainnode.api import SubmitResult, TransactionStatus, create_app
 from chainnode.config import NodeConfig, load_node_config
 from chainnode.crypto import SigningKey
@@ -105,6 +105,7 @@ class Node:
         self._initialize_ledger()
         self._key = SigningKey.load(config.key_path)
         self._validators_cache: tuple[bytes, types.ValidatorSet] | None = None  # (head hash, next set)
+        self._expiring_cache: tuple[bytes, int, list[authority.ExpiringCertificate]] | None = None
         current = self.get_validator_set(self._ledger.get_head().height + 1)
         own_index = current.index_of(config.node_id)
         if own_index is not None and current.validators[own_index].public_key != self._key.public_key:
@@ -139,6 +140,7 @@ class Node:
                 self.chain_id,
                 proposal_delay_ms=config.proposal_delay_ms,
                 timestamp_drift_ms_max=self.genesis.params.timestamp_drift_ms_max,
+                view_timeout_ms=self.genesis.params.view_timeout_ms or config.view_timeout_ms,
             ),
             validators=current,
             own_id=config.node_id,
@@ -301,7 +303,7 @@ class Node:
     def propose_block(
         self, *, height: int, view: int, proposer: int, timestamp_ms: int, parent_hash: bytes
     ) -> types.Block | None:
-        params = self.genesis.params
+        params = governance.get_chain_params(self._ledger, self.genesis.params)
         self.mempool.remove_expired(height)
         for _ in range(3):
             transactions = self.mempool.select(txs_max=params.block_txs_max, bytes_max=params.block_bytes_max)
@@ -675,7 +677,31 @@ class Node:
             "gossip_batches_dropped": self._gossip_dropped,
             "gossip_inbox_txs": len(self._gossip_inbox),
             "p2p": dict(self.transport.metrics),
+            "expiring_certificates": [
+                {
+                    "kind": item.kind,
+                    "subject": item.subject,
+                    "zone": item.zone,
+                    "not_after_ms": item.not_after_ms,
+                    "expires_in_ms": item.expires_in_ms,
+                }
+                for item in self._get_expiring_certificates()
+            ],
+            "certificate_warning_days": self.config.certificate_warning_days,
         }
+
+    def _get_expiring_certificates(self) -> list[authority.ExpiringCertificate]:
+        """Certificates expiring within the configured window; recomputed at most once a minute
+        or when the head moves (a scan over every registered certificate)."""
+        head = self._ledger.get_head()
+        now_ms = get_time_ms()
+        cached = self._expiring_cache
+        if cached is not None and cached[0] == head.block_hash and now_ms - cached[1] < 60_000:
+            return cached[2]
+        window_ms = self.config.certificate_warning_days * 86_400_000
+        items = authority.find_expiring_certificates(self._ledger, now_ms, window_ms)
+        self._expiring_cache = (head.block_hash, now_ms, items)
+        return items
 
 
 async def run_node(config_path: Path) -> None:
