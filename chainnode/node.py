@@ -84,6 +84,10 @@ ADMIT_SLICE_TXS = 256
 # While this many gossiped transactions wait, the API refuses new ones (503): the
 # node is saturated and more submissions would only deepen the backlog.
 SUBMIT_BACKLOG_TXS_MAX = 10_000
+# The API also refuses new transactions (503) while the mempool already holds this
+# many full blocks: a deeper queue adds only latency, and admitting into it takes
+# the CPU that consensus needs to commit what is already pending.
+SUBMIT_PENDING_BLOCKS_MAX = 8
 RESPONSE_BYTES_MAX = 8 * 1024 * 1024
 
 
@@ -542,8 +546,13 @@ class Node:
 
     def submit_transactions(self, encoded: Sequence[bytes]) -> list[SubmitResult]:
         backlog = len(self._gossip_inbox)
-        if backlog > SUBMIT_BACKLOG_TXS_MAX:
-            message = f"the node is still admitting {backlog} gossiped transactions; retry later"
+        block_txs_max = governance.get_chain_params(self._ledger, self.genesis.params).block_txs_max
+        pending = len(self.mempool)
+        if backlog > SUBMIT_BACKLOG_TXS_MAX or pending >= SUBMIT_PENDING_BLOCKS_MAX * block_txs_max:
+            message = (
+                f"the node is busy ({pending} transactions pending, {backlog} gossiped ones waiting "
+                "for admission); retry later"
+            )
             if len(encoded) == 1:
                 raise MempoolFullError(message)
             return [SubmitResult(None, False, "mempool_full", message) for _ in encoded]
