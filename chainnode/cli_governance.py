@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 VALID_FOR_BLOCKS = 1000
+# The CLI keeps its own copy so `chainnode --help` need not import the state machine;
+# tests/unit/test_governance.py checks that it equals `chainnode.governance.PROPOSAL_KINDS`.
 PROPOSAL_KINDS = (
     "admit_zone",
     "suspend_zone",

@@ -281,3 +281,9 @@ def test_threshold_one_executes_at_proposal(net: Network) -> None:
     receipt = propose(chain, "moe", "set_params", (("block_txs_max", 10),))
     assert event_names(receipt) == ["governance.proposed", "governance.executed", "governance.params_changed"]
     assert governance.get_chain_params(chain.state).block_txs_max == 10
+
+
+def test_the_cli_offers_exactly_the_proposal_kinds_governance_knows() -> None:
+    from chainnode import cli_governance, governance
+
+    assert cli_governance.PROPOSAL_KINDS == governance.PROPOSAL_KINDS
