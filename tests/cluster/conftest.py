@@ -151,12 +151,20 @@ def _is_port_conflict(directory: Path) -> bool:
     )
 
 
-def start_cluster(parent: Path, rng: random.Random, *, validators: int = VALIDATORS) -> Cluster:
-    """Init a network under `parent` on probed ports and start it; retried on a port conflict."""
+def start_cluster(
+    parent: Path, rng: random.Random, *, validators: int = VALIDATORS, spare_nodes: int = 0
+) -> Cluster:
+    """Init a network under `parent` on probed ports and start it; retried on a port conflict.
+
+    `spare_nodes` more nodes (`init_network`'s spare validators, not in the genesis set) are
+    started too; their peers refuse them until the council adds them.
+    """
     for attempt in range(1, START_ATTEMPTS_MAX + 1):
-        base_port = find_free_base_port(2 * validators, rng)
+        base_port = find_free_base_port(2 * (validators + spare_nodes), rng)
         directory = parent / f"network-{attempt}"
-        init_network(directory, validators=validators, chain_id=CHAIN_ID, base_port=base_port)
+        init_network(
+            directory, validators=validators, chain_id=CHAIN_ID, base_port=base_port, spare_nodes=spare_nodes
+        )
         network = LocalNetwork(directory)
         try:
             network.start_all()
@@ -171,9 +179,9 @@ def start_cluster(parent: Path, rng: random.Random, *, validators: int = VALIDAT
 
 
 @contextlib.contextmanager
-def running_cluster(parent: Path, module_id: str) -> Iterator[Cluster]:
+def running_cluster(parent: Path, module_id: str, *, spare_nodes: int = 0) -> Iterator[Cluster]:
     """A started cluster, stopped on exit whatever happened; its logs go into failure reports."""
-    cluster = start_cluster(parent, random.Random())
+    cluster = start_cluster(parent, random.Random(), spare_nodes=spare_nodes)
     _NETWORK_DIRECTORIES[module_id] = cluster.directory
     try:
         yield cluster
@@ -317,10 +325,14 @@ class CertifiedChain:
     """The chain that every validator was shown to hold, checked height by height and extended
     after each fault: one block hash per height on every node, each block well formed, chained
     to its parent and carrying (on every node) a commit certificate that verifies against the
-    genesis validator set."""
+    validator set of its height: the genesis set, unless `get_validators` (block -> the set
+    that certifies it) says otherwise for a network whose set changes."""
 
-    def __init__(self, cluster: Cluster) -> None:
+    def __init__(
+        self, cluster: Cluster, get_validators: Callable[[types.Block], types.ValidatorSet] | None = None
+    ) -> None:
         self.cluster = cluster
+        self.get_validators = get_validators
         self.block_hashes: list[str] = []  # the hash of the block at height h is at index h - 1
         self.tx_heights: dict[str, int] = {}  # every committed transaction's hash -> its height
         self.genesis_hash = ""
@@ -365,6 +377,9 @@ class CertifiedChain:
         assert block.header.chain_id == self.cluster.chain_id, where
         assert block.header.parent_hash.hex() == parent_hash, where
         assert (certificate.height, certificate.block_hash) == (height, block.hash), where
-        problem = certificate.find_problem(self.cluster.chain_id, self.cluster.genesis.validators)
+        validators = (
+            self.cluster.genesis.validators if self.get_validators is None else self.get_validators(block)
+        )
+        problem = certificate.find_problem(self.cluster.chain_id, validators)
         assert problem is None, f"{where}: {problem}"
         return block
