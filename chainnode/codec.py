@@ -27,8 +27,6 @@ _BIN_LEN_MAX = 32 * 1024 * 1024
 
 Value = None | bool | int | str | bytes | tuple["Value", ...]
 
-_INT_MIN = -(2**63)
-_INT_MAX = 2**64 - 1
 
 
 def encode(value: Any) -> bytes:
@@ -66,20 +64,26 @@ def decode(data: bytes, *, bytes_max: int = DECODE_BYTES_MAX) -> Any:
     return value
 
 
+_SCALAR_TYPES = frozenset({type(None), bool, int, str, bytes})
+
+
 def _check_value(value: Any, depth: int) -> None:
-    if depth > 32:
-        raise DecodeError("nesting too deep")
-    if value is None or isinstance(value, (bool, str, bytes)):
-        return
-    if isinstance(value, int):
-        if not _INT_MIN <= value <= _INT_MAX:
-            raise DecodeError("integer out of range")
-        return
-    if isinstance(value, tuple):
+    """Refuse floats (the only non-canonical type msgpack can still produce here) and deep nesting.
+
+    Integers need no range check: msgpack cannot encode one outside [-2**63, 2**64 - 1].
+    Exact `type()` checks keep this cheap on the hot path (every gossiped transaction).
+    """
+    kind = type(value)
+    if kind is tuple:
+        if depth >= 32:
+            raise DecodeError("nesting too deep")
         for item in value:
+            if type(item) is not tuple and type(item) in _SCALAR_TYPES:
+                continue
             _check_value(item, depth + 1)
         return
-    raise DecodeError(f"type {type(value).__name__} is not allowed in canonical encoding")
+    if kind not in _SCALAR_TYPES:
+        raise DecodeError(f"type {kind.__name__} is not allowed in canonical encoding")
 
 
 def decode_struct(data: bytes, tag: int, version: int, arity: int, what: str) -> tuple[Any, ...]:

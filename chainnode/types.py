@@ -168,6 +168,22 @@ def decode_transaction(data: bytes) -> Transaction:
     return transaction_from_fields(fields, bytes(data))
 
 
+_SIGNATURE_SUFFIX = b"\xc4\x40"  # bin8 header of a 64-byte signature
+
+
+def _compute_body_encoding(fields: tuple[Any, ...], encoded: bytes) -> bytes:
+    """The encoding of the unsigned body, cut from the canonical encoding of the whole.
+
+    A canonical 10-element array starts with the fixarray byte 0x9a and ends with the
+    signature as bin8; the 9-element body is the same bytes under 0x99 without that
+    tail.  Anything else (never the case for canonical input) is encoded afresh.
+    """
+    tail = len(_SIGNATURE_SUFFIX) + crypto.SIGNATURE_BYTES
+    if encoded[:1] == b"\x9a" and encoded[-tail:-crypto.SIGNATURE_BYTES] == _SIGNATURE_SUFFIX:
+        return b"\x99" + encoded[1:-tail]
+    return codec.encode(fields[:9])
+
+
 def transaction_from_fields(fields: tuple[Any, ...], encoded: bytes) -> Transaction:
     chain_id = expect_str(fields[2], "transaction chain id", 64)
     signer = expect_str(fields[3], "transaction signer", 128)
@@ -178,8 +194,7 @@ def transaction_from_fields(fields: tuple[Any, ...], encoded: bytes) -> Transact
     args = expect_tuple(fields[8], "transaction args", 64)
     _check_args(args)
     signature = expect_bytes(fields[9], "transaction signature", crypto.SIGNATURE_BYTES)
-    body = codec.encode(fields[:9])
-    tx_hash = crypto.hash_tagged("tx", body)
+    tx_hash = crypto.hash_tagged("tx", _compute_body_encoding(fields, encoded))
     return Transaction(
         chain_id, signer, nonce, valid_until, module, action, args, signature, tx_hash, encoded
     )
