@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from chainnode import bench
+from chainnode.errors import ConfigError
 from cli import main
 from tests.cluster.conftest import find_free_base_port
 
@@ -81,5 +82,5 @@ def test_bench_at_a_fixed_rate(tmp_path: Path) -> None:
 
 def test_bench_refuses_a_directory_that_holds_a_network(tmp_path: Path) -> None:
     (tmp_path / "genesis.json").write_text("{}")
-    with pytest.raises(bench.ConfigError, match="fresh directory"):
+    with pytest.raises(ConfigError, match="fresh directory"):
         bench.run_bench(bench.BenchConfig(txs=10, directory=tmp_path))
