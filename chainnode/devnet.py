@@ -34,6 +34,7 @@ from chainnode.errors import ChainError, ConfigError
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 SUBMIT_BATCH_TXS = 250
+RETRY_PAUSE_S = 0.5
 
 
 class DevnetError(ChainError):
@@ -196,17 +197,49 @@ def build_record_workload(
     return transactions
 
 
-def submit_all(network: LocalNetwork, transactions: Sequence[types.Transaction]) -> int:
-    """Submit in batches, round-robin over the nodes; returns how many were accepted."""
+def submit_all(
+    network: LocalNetwork, transactions: Sequence[types.Transaction], *, retry_s_max: float = 300.0
+) -> int:
+    """Submit in batches, round-robin over the nodes; returns how many were accepted.
+
+    A node whose mempool is full answers `mempool_full` (for a whole batch with 503,
+    or per item); those transactions are offered again after a pause, like any client
+    honouring Retry-After, for at most `retry_s_max` seconds in all.
+    """
     accepted = 0
     clients = [network.client(node.node_id, timeout_s=30.0) for node in network.nodes]
-    for position, start in enumerate(range(0, len(transactions), SUBMIT_BATCH_TXS)):
-        batch = transactions[start : start + SUBMIT_BATCH_TXS]
-        result = clients[position % len(clients)].submit_batch(batch)
-        accepted += int(result["accepted"])
-        for item in result["results"]:
-            if item["status"] != "pending":
-                print(f"  rejected {item.get('hash')}: {item.get('error')}", file=sys.stderr)
+    by_hash = {tx.hash.hex(): tx for tx in transactions}
+    waiting = list(transactions)
+    deadline = time.monotonic() + retry_s_max
+    position = 0
+    while waiting:
+        retry: list[types.Transaction] = []
+        for start in range(0, len(waiting), SUBMIT_BATCH_TXS):
+            batch = waiting[start : start + SUBMIT_BATCH_TXS]
+            client = clients[position % len(clients)]
+            position += 1
+            try:
+                result = client.submit_batch(batch)
+            except ClientError as error:
+                if error.code != "mempool_full":
+                    raise
+                retry.extend(batch)
+                continue
+            accepted += int(result["accepted"])
+            for item in result["results"]:
+                error_code = (item.get("error") or {}).get("code")
+                if item["status"] == "pending":
+                    continue
+                if error_code == "mempool_full" and item.get("hash") in by_hash:
+                    retry.append(by_hash[item["hash"]])
+                else:
+                    print(f"  rejected {item.get('hash')}: {item.get('error')}", file=sys.stderr)
+        if retry and time.monotonic() > deadline:
+            print(f"  gave up on {len(retry)} transactions refused with mempool_full", file=sys.stderr)
+            break
+        if retry:
+            time.sleep(RETRY_PAUSE_S)
+        waiting = retry
     return accepted
 
 

@@ -161,11 +161,27 @@ def _to_tuple(value: Any) -> Any:
     return value
 
 
+# Decoded transactions by their exact bytes.  Decoding is a pure function of the
+# bytes, so a hit returns what decoding would: a node decodes a transaction when it
+# is gossiped and again inside the proposal that carries it, and this memo makes the
+# second time a dictionary lookup.  First in, first out, bounded.
+_DECODED: dict[bytes, Transaction] = {}
+DECODED_TRANSACTIONS_MAX = 40_000
+
+
 def decode_transaction(data: bytes) -> Transaction:
+    data = bytes(data)
+    known = _DECODED.get(data)
+    if known is not None:
+        return known
     if len(data) > TX_BYTES_MAX:
         raise DecodeError(f"transaction of {len(data)} bytes exceeds {TX_BYTES_MAX}")
     fields = codec.decode_struct(data, TAG_TX, VERSION, 10, "transaction")
-    return transaction_from_fields(fields, bytes(data))
+    tx = transaction_from_fields(fields, data)
+    if len(_DECODED) >= DECODED_TRANSACTIONS_MAX:
+        del _DECODED[next(iter(_DECODED))]
+    _DECODED[data] = tx
+    return tx
 
 
 _SIGNATURE_SUFFIX = b"\xc4\x40"  # bin8 header of a 64-byte signature
@@ -424,9 +440,7 @@ def decode_block(data: bytes, *, check_body: bool = True) -> Block:
     tx_items = expect_tuple(fields[3], "block transactions", 1_000_000)
     transactions = []
     for item in tx_items:
-        tx_bytes = expect_bytes(item, "block transaction", length_max=TX_BYTES_MAX)
-        tx_fields = codec.expect_struct(codec.decode(tx_bytes), TAG_TX, VERSION, 10, "transaction")
-        transactions.append(transaction_from_fields(tx_fields, tx_bytes))
+        transactions.append(decode_transaction(expect_bytes(item, "block transaction", length_max=TX_BYTES_MAX)))
     if check_body:
         if header.tx_count != len(transactions):
             raise DecodeError(

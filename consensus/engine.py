@@ -219,7 +219,7 @@ class Engine:
         self._view_changes: dict[int, ViewChange] = {}  # latest per validator, current height
         self._new_views: dict[int, NewView] = {}  # by view, current height
         self._deadline_ms: int | None = None
-        self._failed_views = 0  # consecutive view changes without a commit
+        self._failed_views = 0  # view changes not yet paid back by commits (see `_commit`)
         self._progress_ms = now_ms
         self._height_started_ms = now_ms
         # Our own signed messages by (height, view, kind): never sign another hash there.
@@ -578,6 +578,10 @@ class Engine:
     def _accept_proposal(self, message: PrePrepare, effects: list[Effect]) -> None:
         self._round(message.view).proposal = message
         self._progress_ms = self.now_ms
+        if self._target is None:
+            # The primary delivered: the timer now measures how long the vote takes, so a
+            # large block that is slow to build under load does not count against it twice.
+            self._deadline_ms = self.now_ms + self._compute_view_timeout_ms()
         self._sign(Kind.PREPARE, message.view, message.block.hash, effects)
         self._check_quorums(message.view, effects)
 
@@ -660,7 +664,7 @@ class Engine:
         if self._target is not None and self._target >= target:
             return
         self._target = target
-        self._failed_views += 1
+        self._failed_views = min(self._failed_views + 1, self.config.view_timeout_doublings_max)
         self.view_changes_started += 1
         self._deadline_ms = self.now_ms + self._compute_view_timeout_ms()
         self._progress_ms = self.now_ms
@@ -811,7 +815,9 @@ class Engine:
         self.head = ChainHead(block.height, block.hash, block.header.timestamp_ms, view)
         self.view = view
         self._target = None
-        self._failed_views = 0
+        # Each commit earns back one doubling of the view timeout, not all of them: on a
+        # machine too loaded for the base timeout the timeout stays where it worked.
+        self._failed_views = max(0, self._failed_views - 1)
         self._deadline_ms = None
         self._rounds = {}
         self._prepared = None
