@@ -440,7 +440,8 @@ def decode_block(data: bytes, *, check_body: bool = True) -> Block:
     tx_items = expect_tuple(fields[3], "block transactions", 1_000_000)
     transactions = []
     for item in tx_items:
-        transactions.append(decode_transaction(expect_bytes(item, "block transaction", length_max=TX_BYTES_MAX)))
+        tx_bytes = expect_bytes(item, "block transaction", length_max=TX_BYTES_MAX)
+        transactions.append(decode_transaction(tx_bytes))
     if check_body:
         if header.tx_count != len(transactions):
             raise DecodeError(
