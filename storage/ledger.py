@@ -68,6 +68,7 @@ _GENESIS = b"mgenesis"
 BLOOM_FILTER_BITS = 10  # per key: about 1% false positives
 BLOCK_CACHE_BYTES = 32 * 1024 * 1024
 WRITE_BUFFER_BYTES = 16 * 1024 * 1024
+STATE_CACHE_ENTRIES_MAX = 100_000  # state reads cached in memory, first in first out
 
 _U64 = struct.Struct(">Q")
 _LOCATION = struct.Struct(">QI")  # height, index
@@ -133,6 +134,7 @@ class Ledger:
         except plyvel.Error as error:
             raise StorageError(f"cannot open the ledger at {self.path}: {error}") from error
         self._head: Head | None = None
+        self._state_cache: dict[bytes, bytes | None] = {}
         stored = self._db.get(_HEAD)
         if stored is not None:
             try:
@@ -180,6 +182,7 @@ class Ledger:
             batch.put(_GENESIS, genesis_hash)
             batch.put(_HEAD, head.encode())
         self._head = head
+        self._state_cache.clear()
 
     def get_genesis_hash(self) -> bytes:
         genesis_hash = self._db.get(_GENESIS)
@@ -222,7 +225,17 @@ class Ledger:
         return self._get(_RECEIPT + _LOCATION.pack(height, index))
 
     def get_state(self, key: bytes) -> bytes | None:
-        return self._get(_STATE + key)
+        # Hot keys (signers' entity records, the validator set, records being updated) are
+        # read for almost every transaction; `commit_block` keeps this cache exact.
+        try:
+            return self._state_cache[key]
+        except KeyError:
+            pass
+        value = self._get(_STATE + key)
+        if len(self._state_cache) >= STATE_CACHE_ENTRIES_MAX:
+            del self._state_cache[next(iter(self._state_cache))]
+        self._state_cache[key] = value
+        return value
 
     def iter_state(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         """State entries whose key starts with `prefix`, in key order (keys without the keyspace byte)."""
@@ -272,6 +285,9 @@ class Ledger:
             new_head = Head(header.height, block.hash, header.state_root, header.timestamp_ms)
             batch.put(_HEAD, new_head.encode())
         self._head = new_head
+        for key, value in write_set.items():
+            if key in self._state_cache:
+                self._state_cache[key] = value
         return new_head
 
     # ------------------------------------------------------------ consensus vote log

@@ -309,3 +309,23 @@ def _log_bytes(path: Path) -> int:
         return sum(entry.stat().st_size for entry in path.iterdir() if entry.suffix in (".log", ".ldb"))
     except FileNotFoundError:
         return 0
+
+
+def test_cached_state_reads_follow_every_commit(tmp_path: Path) -> None:
+    with Ledger(tmp_path / "db") as ledger:
+        initialize(ledger)
+        assert ledger.get_state(b"counter") is None  # a cached miss ...
+        assert ledger.get_state(b"doomed") is None
+        head = ledger.get_head()
+        write_set: dict[bytes, bytes | None] = {b"counter": b"1", b"doomed": b"x"}
+        ledger.commit_block(*make_block(head, [make_tx(1)], write_set), write_set)
+        assert ledger.get_state(b"counter") == b"1"  # ... replaced by the commit
+        assert ledger.get_state(b"doomed") == b"x"
+        head = ledger.get_head()
+        write_set = {b"counter": b"2", b"doomed": None}
+        ledger.commit_block(*make_block(head, [make_tx(2)], write_set), write_set)
+        assert ledger.get_state(b"counter") == b"2"
+        assert ledger.get_state(b"doomed") is None
+    with Ledger(tmp_path / "db") as ledger:
+        assert ledger.get_state(b"counter") == b"2"
+        assert ledger.get_state(b"doomed") is None
