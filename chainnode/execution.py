@@ -67,7 +67,7 @@ from chainnode.state import (
 )
 
 ErrorCode = types.ErrorCode
-SIGNATURE_CACHE_ENTRIES_MAX = 200_000
+SIGNATURE_CACHE_ENTRIES_MAX = 40_000  # covers a full mempool (8 blocks) and the block in flight
 
 DEFAULT_ACTIONS: Mapping[tuple[str, str], Action] = {
     **records.ACTIONS,

@@ -166,7 +166,7 @@ def _to_tuple(value: Any) -> Any:
 # is gossiped and again inside the proposal that carries it, and this memo makes the
 # second time a dictionary lookup.  First in, first out, bounded.
 _DECODED: dict[bytes, Transaction] = {}
-DECODED_TRANSACTIONS_MAX = 40_000
+DECODED_TRANSACTIONS_MAX = 20_000
 
 
 def decode_transaction(data: bytes) -> Transaction:

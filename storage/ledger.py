@@ -66,9 +66,9 @@ _HEAD = b"mhead"
 _GENESIS = b"mgenesis"
 
 BLOOM_FILTER_BITS = 10  # per key: about 1% false positives
-BLOCK_CACHE_BYTES = 32 * 1024 * 1024
+BLOCK_CACHE_BYTES = 16 * 1024 * 1024
 WRITE_BUFFER_BYTES = 16 * 1024 * 1024
-STATE_CACHE_ENTRIES_MAX = 100_000  # state reads cached in memory, first in first out
+STATE_CACHE_ENTRIES_MAX = 20_000  # state reads cached in memory, first in first out
 
 _U64 = struct.Struct(">Q")
 _LOCATION = struct.Struct(">QI")  # height, index
