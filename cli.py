@@ -40,6 +40,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from chainnode.cli_args import parse_port, parse_positive_int
+
 if TYPE_CHECKING:
     from chainnode.client import Client, Identity
 
@@ -53,23 +55,6 @@ _HASH_PATTERN = re.compile(r"[0-9a-fA-F]{64}")
 
 
 # ---------------------------------------------------------------- argument types
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
-    return value
-
-
-def _port(text: str) -> int:
-    value = _positive_int(text)
-    if value > 65535:
-        raise argparse.ArgumentTypeError(f"not a TCP port: {value}")
-    return value
 
 
 def _height(text: str) -> str:
@@ -141,7 +126,7 @@ def run_devnet(args: argparse.Namespace) -> int:
 
 def _rate(text: str) -> int | None:
     """`max` (None: as fast as the nodes accept) or a positive number of transactions per second."""
-    return None if text == "max" else _positive_int(text)
+    return None if text == "max" else parse_positive_int(text)
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -426,10 +411,10 @@ def _add_network_commands(commands: Any) -> None:
     network = commands.add_parser("network", help="bootstrap a network")
     network_commands = network.add_subparsers(dest="network_command", required=True)
     init = network_commands.add_parser("init", help="write keys, certificates, genesis and configs")
-    init.add_argument("--validators", type=_positive_int, required=True, metavar="N")
+    init.add_argument("--validators", type=parse_positive_int, required=True, metavar="N")
     init.add_argument("--out", type=Path, required=True, metavar="DIR")
     init.add_argument("--chain-id", default="pilot-net", metavar="ID")
-    init.add_argument("--base-port", type=_port, default=26600, metavar="P")
+    init.add_argument("--base-port", type=parse_port, default=26600, metavar="P")
     init.add_argument(
         "--spare-nodes",
         type=int,
@@ -447,16 +432,16 @@ def _add_network_commands(commands: Any) -> None:
     run.set_defaults(run=run_node)
 
     devnet = commands.add_parser("devnet", help="run a local network in one command")
-    devnet.add_argument("--validators", type=_positive_int, default=4, metavar="N")
+    devnet.add_argument("--validators", type=parse_positive_int, default=4, metavar="N")
     devnet.add_argument("--dir", type=Path, default=None, metavar="DIR")
-    devnet.add_argument("--txs", type=_positive_int, default=None, metavar="N")
-    devnet.add_argument("--base-port", type=_port, default=26600, metavar="P")
+    devnet.add_argument("--txs", type=parse_positive_int, default=None, metavar="N")
+    devnet.add_argument("--base-port", type=parse_port, default=26600, metavar="P")
     devnet.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     devnet.set_defaults(run=run_devnet)
 
     bench = commands.add_parser("bench", help="measure throughput and latency of a local network")
-    bench.add_argument("--validators", type=_positive_int, default=4, metavar="N")
-    bench.add_argument("--txs", type=_positive_int, default=10_000, metavar="N")
+    bench.add_argument("--validators", type=parse_positive_int, default=4, metavar="N")
+    bench.add_argument("--txs", type=parse_positive_int, default=10_000, metavar="N")
     bench.add_argument(
         "--rate",
         type=_rate,
@@ -465,7 +450,7 @@ def _add_network_commands(commands: Any) -> None:
         help="submit R tx/s, or as fast as the nodes accept (max, the default)",
     )
     bench.add_argument(
-        "--batch", type=_positive_int, default=500, metavar="N", help="transactions per submit request"
+        "--batch", type=parse_positive_int, default=500, metavar="N", help="transactions per submit request"
     )
     bench.add_argument("--out", type=Path, default=None, metavar="FILE", help="write the JSON report")
     bench.add_argument(
@@ -475,7 +460,7 @@ def _add_network_commands(commands: Any) -> None:
         metavar="DIR",
         help="a fresh directory for the network (default: a temporary one)",
     )
-    bench.add_argument("--base-port", type=_port, default=27600, metavar="P")
+    bench.add_argument("--base-port", type=parse_port, default=27600, metavar="P")
     bench.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     bench.set_defaults(run=run_bench)
 
@@ -511,7 +496,7 @@ def _add_client_commands(commands: Any) -> None:
     record = query_commands.add_parser("record", help="a record of an entity")
     record.add_argument("entity", metavar="ENTITY")
     record.add_argument("key", metavar="KEY")
-    record.add_argument("--version", type=_positive_int, default=None, metavar="N")
+    record.add_argument("--version", type=parse_positive_int, default=None, metavar="N")
     _add_node_options(record)
     for parser in (status, block, tx_query, record):
         parser.set_defaults(run=run_query)
@@ -529,8 +514,8 @@ def _add_audit_commands(commands: Any) -> None:
     where.add_argument("--node", metavar="URL", help="a node's API URL")
     audit.add_argument("--genesis", type=Path, required=True, metavar="G")
     audit.add_argument("--report", type=Path, metavar="FILE", help="write the JSON report here")
-    audit.add_argument("--from", dest="height_from", type=_positive_int, metavar="H")
-    audit.add_argument("--to", dest="height_to", type=_positive_int, metavar="H")
+    audit.add_argument("--from", dest="height_from", type=parse_positive_int, metavar="H")
+    audit.add_argument("--to", dest="height_to", type=parse_positive_int, metavar="H")
     audit.add_argument(
         "--resume",
         type=Path,
@@ -556,15 +541,19 @@ def _add_audit_commands(commands: Any) -> None:
     verify = commands.add_parser("verify-proof", help="verify a transaction's inclusion proof offline")
     verify.add_argument("file", type=Path, metavar="FILE")
     verify.add_argument("--genesis", type=Path, required=True, metavar="G")
-    verify.add_argument("--checkpoint", type=Path, metavar="CHECKPOINT",
-                        help="an audit checkpoint: its validator-set history covers later heights")
+    verify.add_argument(
+        "--checkpoint",
+        type=Path,
+        metavar="CHECKPOINT",
+        help="an audit checkpoint: its validator-set history covers later heights",
+    )
     verify.set_defaults(run=run_verify_proof)
 
     export = commands.add_parser("export", help="write blocks, transactions and receipts as JSON Lines")
     export.add_argument("--data-dir", type=Path, required=True, metavar="DIR")
     export.add_argument("--out", type=Path, required=True, metavar="FILE")
-    export.add_argument("--from", dest="height_from", type=_positive_int, metavar="H")
-    export.add_argument("--to", dest="height_to", type=_positive_int, metavar="H")
+    export.add_argument("--from", dest="height_from", type=parse_positive_int, metavar="H")
+    export.add_argument("--to", dest="height_to", type=parse_positive_int, metavar="H")
     export.add_argument("--genesis", type=Path, metavar="G", help="to name the certificates' validators")
     export.set_defaults(run=run_export)
 

@@ -29,6 +29,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from chainnode.cli_args import parse_positive_int
+
 VALID_FOR_BLOCKS = 1000
 # The CLI keeps its own copy so `chainnode --help` need not import the state machine;
 # tests/unit/test_governance.py checks that it equals `chainnode.governance.PROPOSAL_KINDS`.
@@ -212,16 +214,6 @@ def check_propose(args: argparse.Namespace) -> None:
 # ---------------------------------------------------------------- the parser
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {value}")
-    return value
-
-
 def _add_submit_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--node", required=True, metavar="URL", help="the node's API URL")
     parser.add_argument(
@@ -240,7 +232,7 @@ def _add_authority_commands(commands: Any) -> None:
     issue.add_argument("--roles", required=True, metavar="R[,R]")
     issue.add_argument("--sectors", required=True, metavar="S[,S]")
     issue.add_argument("--out", type=Path, required=True, metavar="DIR")
-    issue.add_argument("--valid-days", type=_positive_int, default=365, metavar="N")
+    issue.add_argument("--valid-days", type=parse_positive_int, default=365, metavar="N")
     issue.add_argument("--key", type=Path, default=None, metavar="PEM", help="keep this key (renewal)")
     issue.set_defaults(run=run_issue)
     for action, help_text in (
@@ -270,7 +262,7 @@ def _add_council_commands(commands: Any) -> None:
         parser.add_argument("--member", default=None, metavar="ID", help="default: the directory's name")
         _add_submit_options(parser)
     propose.add_argument("--kind", required=True, choices=PROPOSAL_KINDS)
-    propose.add_argument("--expires-in", type=_positive_int, default=1000, metavar="BLOCKS")
+    propose.add_argument("--expires-in", type=parse_positive_int, default=1000, metavar="BLOCKS")
     propose.add_argument(
         "--zone-cert", type=Path, default=None, metavar="PEM", help="admit_zone: the zone CA"
     )
@@ -279,7 +271,7 @@ def _add_council_commands(commands: Any) -> None:
     propose.add_argument("--entity", default=None, metavar="ID", help="add/remove_validator")
     propose.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="set_params")
     propose.set_defaults(run=run_propose, check=check_propose, parser=propose)
-    vote.add_argument("--proposal", type=_positive_int, required=True, metavar="N")
+    vote.add_argument("--proposal", type=parse_positive_int, required=True, metavar="N")
     choice = vote.add_mutually_exclusive_group(required=True)
     choice.add_argument("--approve", action="store_true")
     choice.add_argument("--reject", action="store_true")
