@@ -144,6 +144,10 @@ class NodeService(Protocol):
 
     def get_transaction_status(self, tx_hash: bytes) -> TransactionStatus: ...
 
+    def get_busy_reason(self) -> str | None:
+        """Why the node takes no transactions right now (answered 503 before the body is read)."""
+        ...
+
     def get_validator_set(self, height: int) -> types.ValidatorSet: ...
 
     def get_evidence(self) -> list[bytes]:
@@ -413,6 +417,11 @@ def _submit_batch(service: NodeService, items: Any) -> web.Response:
 
 
 async def handle_submit(request: web.Request) -> web.Response:
+    busy = _get_service(request).get_busy_reason()
+    if busy is not None:
+        # Refuse before reading and decoding the body: a client flooding a busy node
+        # must not cost it the work the refusal is meant to spare.
+        raise RemoteError(busy, code="mempool_full")
     body = await _read_json_object(request)
     keys = set(body)
     if keys == {"tx"}:

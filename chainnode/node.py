@@ -544,18 +544,23 @@ class Node:
 
     # ------------------------------------------------------------ NodeService (for the API)
 
-    def submit_transactions(self, encoded: Sequence[bytes]) -> list[SubmitResult]:
+    def get_busy_reason(self) -> str | None:
         backlog = len(self._gossip_inbox)
         block_txs_max = governance.get_chain_params(self._ledger, self.genesis.params).block_txs_max
         pending = len(self.mempool)
         if backlog > SUBMIT_BACKLOG_TXS_MAX or pending >= SUBMIT_PENDING_BLOCKS_MAX * block_txs_max:
-            message = (
+            return (
                 f"the node is busy ({pending} transactions pending, {backlog} gossiped ones waiting "
                 "for admission); retry later"
             )
+        return None
+
+    def submit_transactions(self, encoded: Sequence[bytes]) -> list[SubmitResult]:
+        busy = self.get_busy_reason()
+        if busy is not None:
             if len(encoded) == 1:
-                raise MempoolFullError(message)
-            return [SubmitResult(None, False, "mempool_full", message) for _ in encoded]
+                raise MempoolFullError(busy)
+            return [SubmitResult(None, False, "mempool_full", busy) for _ in encoded]
         results = []
         for item in encoded:
             try:

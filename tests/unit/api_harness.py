@@ -157,6 +157,9 @@ class LocalService:
             return TransactionStatus("rejected", code=code, message=message)
         return TransactionStatus("unknown")
 
+    def get_busy_reason(self) -> str | None:
+        return None
+
     def get_evidence(self) -> list[bytes]:
         return list(self.ledger.iter_evidence())
 

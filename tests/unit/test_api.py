@@ -365,3 +365,17 @@ async def test_metrics_evidence_and_checkpoint_endpoints(
     response = await http.get("/v1/checkpoints/latest")
     assert response.status == 404
     assert (await response.json())["error"]["code"] == "not_found"
+
+
+async def test_a_busy_node_refuses_submissions_before_reading_them(
+    http: TestClient[Any, Any], service: LocalService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(service, "get_busy_reason", lambda: "the node is busy; retry later")
+    # Not even JSON: a node that read the body would answer 400.
+    response = await http.post("/v1/transactions", data=b"\xff not json")
+    assert response.status == 503
+    assert response.headers["Retry-After"]
+    assert (await response.json())["error"]["code"] == "mempool_full"
+    monkeypatch.undo()
+    response = await http.post("/v1/transactions", data=b"\xff not json")
+    assert response.status == 400
