@@ -40,7 +40,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from chainnode.cli_args import parse_port, parse_positive_int
+from chainnode.cli_args import parse_port, parse_positive_int, print_json, wait_and_report
 
 if TYPE_CHECKING:
     from chainnode.client import Client, Identity
@@ -72,10 +72,6 @@ def _tx_hash(text: str) -> str:
 # ---------------------------------------------------------------- output
 
 
-def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, sort_keys=False))
-
-
 def _setup_logging(level: str) -> None:
     logging.basicConfig(
         level=getattr(logging, level.upper()),
@@ -101,7 +97,7 @@ def run_network_init(args: argparse.Namespace) -> int:
     entities = summary.pop("entities", [])
     summary["entities"] = len(entities)
     summary["out_dir"] = str(out_dir)
-    _print_json(summary)
+    print_json(summary)
     return EXIT_OK
 
 
@@ -182,19 +178,6 @@ def _read_tx_file(path: Path) -> list[tuple[str, bytes]]:
     return items
 
 
-def _wait_and_report(client: Client, tx_hash: str, timeout_s: float) -> None:
-    from chainnode.client import ClientError
-
-    answer = client.wait_for_commit(tx_hash, timeout_s=timeout_s)
-    _print_json(answer)
-    receipt = answer.get("receipt") or {}
-    if receipt.get("code", 0) != 0:
-        raise ClientError(
-            f"transaction {tx_hash} was committed but failed: {receipt.get('message', '')}",
-            code=str(receipt.get("code_name", "failed")),
-        )
-
-
 def _submit_file(
     client: Client, signer: Identity, chain_id: str, valid_until: int, args: argparse.Namespace
 ) -> int:
@@ -217,14 +200,14 @@ def _submit_file(
         answer = client.submit_batch(txs[start : start + BATCH_TXS_MAX])
         results.extend(answer.get("results", []))
     accepted = [item["hash"] for item in results if item.get("status") == "pending"]
-    _print_json({"accepted": len(accepted), "rejected": len(results) - len(accepted), "results": results})
+    print_json({"accepted": len(accepted), "rejected": len(results) - len(accepted), "results": results})
     if args.wait:
         failed = 0
         for tx_hash in accepted:
             answer = client.wait_for_commit(tx_hash, timeout_s=args.timeout)
             if (answer.get("receipt") or {}).get("code", 0) != 0:
                 failed += 1
-        _print_json({"committed": len(accepted), "failed": failed})
+        print_json({"committed": len(accepted), "failed": failed})
         if failed:
             raise ClientError(f"{failed} committed transactions failed", code="failed")
     if len(accepted) != len(results):
@@ -251,9 +234,9 @@ def run_tx_submit(args: argparse.Namespace) -> int:
         valid_until=valid_until,
     )
     tx_hash = client.submit(tx)
-    _print_json({"hash": tx_hash, "status": "pending"})
+    print_json({"hash": tx_hash, "status": "pending"})
     if args.wait:
-        _wait_and_report(client, tx_hash, args.timeout)
+        wait_and_report(client, tx_hash, args.timeout)
     return EXIT_OK
 
 
@@ -262,11 +245,11 @@ def run_query(args: argparse.Namespace) -> int:
 
     client = Client(args.node, timeout_s=args.timeout)
     if args.what == "status":
-        _print_json(client.get_status())
+        print_json(client.get_status())
     elif args.what == "block":
-        _print_json(client.get_block(args.height))
+        print_json(client.get_block(args.height))
     elif args.what == "tx":
-        _print_json(client.get_transaction(args.hash))
+        print_json(client.get_transaction(args.hash))
     else:
         record = client.get_record(args.entity, args.key, args.version)
         if record is None:
@@ -274,7 +257,7 @@ def run_query(args: argparse.Namespace) -> int:
 
             what = f"version {args.version} of " if args.version is not None else ""
             raise ChainError(f"no {what}record {args.key!r} of entity {args.entity!r}", code="not_found")
-        _print_json(record)
+        print_json(record)
     return EXIT_OK
 
 
@@ -307,7 +290,7 @@ def run_audit(args: argparse.Namespace) -> int:
         args.report.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     if final is not None and args.save_checkpoint is not None:
         save_checkpoint(args.save_checkpoint, final)
-    _print_json(
+    print_json(
         {
             key: document[key]
             for key in (
@@ -351,7 +334,7 @@ def run_verify_proof(args: argparse.Namespace) -> int:
             raise ConfigError(f"{args.checkpoint} is a checkpoint of another chain")
         validator_sets = StateValidatorSets(ReplayState(dict(checkpoint.state)), checkpoint.height + 1)
     result = verify_proof(proof, genesis, validator_sets)
-    _print_json(
+    print_json(
         {
             "valid": True,
             "chain_id": result.chain_id,
@@ -379,7 +362,7 @@ def run_export(args: argparse.Namespace) -> int:
         height_to=args.height_to,
         validators=validators,
     )
-    _print_json(
+    print_json(
         {
             "out": str(args.out),
             "blocks": summary.blocks,

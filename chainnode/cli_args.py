@@ -1,9 +1,14 @@
-"""Argument types shared by the `chainnode` command's parsers (standard library only, so
-`chainnode --help` stays fast)."""
+"""Argument types and output helpers shared by the `chainnode` command's modules (standard
+library only at import time, so `chainnode --help` stays fast)."""
 
 from __future__ import annotations
 
 import argparse
+import json
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from chainnode.client import Client
 
 
 def parse_positive_int(text: str) -> int:
@@ -21,3 +26,21 @@ def parse_port(text: str) -> int:
     if value > 65535:
         raise argparse.ArgumentTypeError(f"not a TCP port: {value}")
     return value
+
+
+def print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2))
+
+
+def wait_and_report(client: Client, tx_hash: str, timeout_s: float) -> None:
+    """Wait for the commit, print the answer, and fail when the receipt is not OK."""
+    from chainnode.client import ClientError
+
+    answer = client.wait_for_commit(tx_hash, timeout_s=timeout_s)
+    print_json(answer)
+    receipt = answer.get("receipt") or {}
+    if receipt.get("code", 0) != 0:
+        raise ClientError(
+            f"transaction {tx_hash} was committed but failed: {receipt.get('message', '')}",
+            code=str(receipt.get("code_name", "failed")),
+        )

@@ -24,12 +24,11 @@ the transaction's receipt reports a failure.  A proposal expires `--expires-in` 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 from typing import Any
 
-from chainnode.cli_args import parse_positive_int
+from chainnode.cli_args import parse_positive_int, print_json, wait_and_report
 
 VALID_FOR_BLOCKS = 1000
 # The CLI keeps its own copy so `chainnode --help` need not import the state machine;
@@ -45,10 +44,6 @@ PROPOSAL_KINDS = (
 )
 _ZONE_KINDS = ("suspend_zone", "reinstate_zone", "remove_zone")
 _VALIDATOR_KINDS = ("add_validator", "remove_validator")
-
-
-def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2))
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -93,7 +88,7 @@ def run_issue(args: argparse.Namespace) -> int:
     except OSError as error:
         raise ConfigError(f"cannot write the identity to {out}: {error}") from error
     not_before_ms, not_after_ms = identity.get_validity_ms(certificate)
-    _print_json(
+    print_json(
         {
             "entity": claims.entity_id,
             "zone": claims.zone,
@@ -112,7 +107,7 @@ def _submit(
     args: argparse.Namespace, signer: Any, module: str, action: str, call_args: tuple[Any, ...]
 ) -> int:
     """Sign as `signer`, submit to `--node`, print the hash; with `--wait` require success."""
-    from chainnode.client import Client, ClientError, build_transaction
+    from chainnode.client import Client, build_transaction
 
     client = Client(args.node, timeout_s=args.timeout)
     status = client.get_status()
@@ -125,16 +120,9 @@ def _submit(
         valid_until=int(status["height"]) + VALID_FOR_BLOCKS,
     )
     tx_hash = client.submit(tx)
-    _print_json({"hash": tx_hash, "signer": tx.signer, "action": f"{module}.{action}", "status": "pending"})
+    print_json({"hash": tx_hash, "signer": tx.signer, "action": f"{module}.{action}", "status": "pending"})
     if args.wait:
-        answer = client.wait_for_commit(tx_hash, timeout_s=args.timeout)
-        _print_json(answer)
-        receipt = answer.get("receipt") or {}
-        if receipt.get("code", 0) != 0:
-            raise ClientError(
-                f"transaction {tx_hash} was committed but failed: {receipt.get('message', '')}",
-                code=str(receipt.get("code_name", "failed")),
-            )
+        wait_and_report(client, tx_hash, args.timeout)
     return 0
 
 
@@ -184,7 +172,7 @@ def run_vote(args: argparse.Namespace) -> int:
 def run_list(args: argparse.Namespace) -> int:
     from chainnode.client import Client
 
-    _print_json(Client(args.node, timeout_s=args.timeout).get_proposals(args.status))
+    print_json(Client(args.node, timeout_s=args.timeout).get_proposals(args.status))
     return 0
 
 
