@@ -66,13 +66,19 @@ class Identity:
     @classmethod
     def load(cls, directory: Path) -> Identity:
         """Read `cert.pem` and `key.pem` from `directory`; ConfigError if they do not match."""
-        directory = Path(directory)
-        certificate = identity.load_certificate(directory / "cert.pem")
-        key = crypto.SigningKey.load(directory / "key.pem")
-        claims = identity.read_claims(certificate)
-        if identity.public_key_of(certificate) != key.public_key:
-            raise ConfigError(f"{directory}: key.pem does not belong to the key in cert.pem")
-        return cls(claims.entity_id, key, certificate)
+        certificate, key = _load_matching_pair(Path(directory), "cert.pem", "key.pem")
+        return cls(identity.read_claims(certificate).entity_id, key, certificate)
+
+
+def _load_matching_pair(
+    directory: Path, certificate_name: str, key_name: str
+) -> tuple[x509.Certificate, crypto.SigningKey]:
+    """A certificate and its private key from `directory`; ConfigError if they do not match."""
+    certificate = identity.load_certificate(directory / certificate_name)
+    key = crypto.SigningKey.load(directory / key_name)
+    if identity.public_key_of(certificate) != key.public_key:
+        raise ConfigError(f"{directory}: {key_name} does not belong to the key in {certificate_name}")
+    return certificate, key
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,11 +91,7 @@ class AuthoritySigner:
     @classmethod
     def load_zone(cls, directory: Path) -> AuthoritySigner:
         """Read a zone authority's `ca.pem` and `ca.key.pem`; ConfigError if they do not match."""
-        directory = Path(directory)
-        certificate = identity.load_certificate(directory / "ca.pem")
-        key = crypto.SigningKey.load(directory / "ca.key.pem")
-        if identity.public_key_of(certificate) != key.public_key:
-            raise ConfigError(f"{directory}: ca.key.pem does not belong to the key in ca.pem")
+        certificate, key = _load_matching_pair(Path(directory), "ca.pem", "ca.key.pem")
         return cls(f"zone:{identity.read_zone_id(certificate)}", key)
 
     @classmethod
