@@ -14,7 +14,9 @@ Two ways in:
   immutable once written; a file that vanishes during the copy (deleted by a
   compaction) makes the whole copy start again; a torn tail of the write-ahead
   log (a batch half-written when it was copied) is dropped by LevelDB on open,
-  and since a committed block is one batch, the copy holds whole blocks only.  A
+  and since a block's entries are one batch in each of the ledger's two
+  databases, copied main database first (see `copy_ledger_directory`), the
+  copy holds whole blocks only.  A
   copy that does not open (a manifest that names a table file created after
   the listing) is also taken again, a bounded number of times.  The copy is the
   node's ledger at some moment during the copy; the audit covers exactly the
@@ -47,7 +49,7 @@ from typing import IO, Any, Protocol
 
 from chainnode import types
 from chainnode.errors import ChainError, ConfigError, RemoteError, StorageError
-from storage.ledger import Ledger
+from storage.ledger import BLOCKS_DIRECTORY, Ledger
 
 SNAPSHOT_ATTEMPTS_MAX = 8
 _FETCH_THREADS = 4
@@ -77,7 +79,17 @@ def _copy_order(path: Path) -> tuple[int, str]:
 
 
 def copy_ledger_directory(source: Path, target: Path) -> None:
-    """One attempt at copying a (possibly live) LevelDB directory; FileNotFoundError if a file vanished."""
+    """One attempt at copying a (possibly live) ledger; FileNotFoundError if a file vanished.
+
+    The main database first, then the block store: a node writes a block to the
+    block store before its head moves in the main database, so the copied block
+    store holds every block up to the copied head.
+    """
+    _copy_database(source, target)
+    _copy_database(source / BLOCKS_DIRECTORY, target / BLOCKS_DIRECTORY)
+
+
+def _copy_database(source: Path, target: Path) -> None:
     target.mkdir(parents=True, exist_ok=True)
     for path in sorted(source.iterdir(), key=_copy_order):
         if path.name in _NOT_DATA or not path.is_file():

@@ -2,37 +2,60 @@
 
 Theory of operation
 -------------------
-Keyspaces.  Every key is a one-byte prefix followed by fixed-width big-endian
-integers (or a fixed-width hash, or raw state key), so LevelDB's byte order is
-height order and range scans need no decoding:
+Two LevelDB databases.  The ledger directory holds the main database (state,
+indexes, the vote log, metadata) and, in its `blocks/` subdirectory, the block
+store (blocks, certificates, receipts).  They are kept apart because of how
+LevelDB compacts: the state and the tx index have random keys, so every table
+file LevelDB writes for them overlaps the whole key range and is merged again
+at every level; blocks and receipts (two thirds of the bytes) stored with them
+were rewritten about ten times over as the chain grew (a 1M-transaction run
+spent as much CPU in compaction as in the node at the end).  Keys of the block
+store start with the height, so each file it writes lies after every earlier
+one and LevelDB moves files down the levels without rewriting them.
 
-    b  height:u64                      -> encoded Block
+Main database keys (a one-byte prefix, then fixed-width big-endian integers,
+a fixed-width hash, or a raw state key, so byte order is height order):
+
     h  block_hash:32                   -> height:u64
-    c  height:u64                      -> encoded CommitCertificate
     t  tx_hash:32                      -> height:u64 index:u32
-    r  height:u64 index:u32            -> encoded Receipt
     s  state key                       -> state value
     v  height:u64 view:u64 kind:u32    -> vote payload (this node's consensus log)
     e  height:u64 validator:u32 kind:u32 view:u64 -> encoded Evidence (equivocation proof)
     k  height:u64                      -> stable checkpoint: encoded (height, block hash, signatures)
-    m  name                            -> metadata: b"mhead" (Head), b"mgenesis" (genesis hash)
+    m  name                            -> metadata: b"mhead" (Head), b"mgenesis" (genesis hash),
+                                          b"mformat" (this layout's version)
 
-Atomicity.  A committed block, its certificate, receipts, tx index entries,
-state write set and the new head are written as ONE `WriteBatch(sync=True)`.
-LevelDB applies a batch atomically through its write-ahead log, and `sync`
-makes it durable before `commit_block` returns, so after a crash (process or
-power) the node is at the old head or at the new one, never between.  The head
-is cached in memory and replaced only after the batch is written.
+Block store keys (height first):
+
+    height:u64 b                       -> encoded Block
+    height:u64 c                       -> encoded CommitCertificate
+    height:u64 r index:u32             -> encoded Receipt
+
+Atomicity.  `commit_block` writes the block, its certificate and receipts to
+the block store in one synced batch, then the tx index, the state write set,
+the hash index and the new head to the main database in ONE
+`WriteBatch(sync=True)`.  The head in the main database is the commit point:
+after a crash (process or power) the node is at the old head or at the new
+one, never between.  Block-store entries above the head (a crash between the
+two batches) are never served, and are deleted when the ledger is next opened
+for writing.  The head is cached in memory and replaced only after the batch
+is written.
 
 Crash model.  We rely on LevelDB's guarantees for synced batches; we do not
 defend against a disk that loses synced data.  Votes (`put_vote`) are synced one
-by one because a validator must persist a vote before it sends it.  Pruning the
-vote log is not synced: losing a prune in a crash only keeps old votes longer.
+by one because a validator must persist a vote before it sends it.  The votes
+of a height are deleted in the batch that commits it (nothing is ever voted at
+a committed height again, and a prepared certificate carries a whole block:
+kept until a checkpoint, those blocks went through compaction a second time).
+Pruning the vote log at checkpoints is not synced: losing a prune in a crash
+only keeps old votes longer.
 
 Invariants of `commit_block` are the program's own (the caller executed and
 certified the block against this head), so they are asserted, with checks that
-stay on under `python -O`.  Reads of data we wrote ourselves that fail to decode
-raise `StorageError` (a corrupt data directory).
+stay on under `python -O`.  That a transaction was never committed before is
+checked by execution (`is_committed`), not again here: it would cost one more
+LevelDB read per transaction.  Reads of data we wrote ourselves that fail to
+decode raise `StorageError` (a corrupt data directory).
 
 Locking.  LevelDB locks its directory; a second handle, in this or another
 process, gets `StorageError`.  plyvel has no read-only mode, so a `read_only`
@@ -52,11 +75,8 @@ import plyvel
 from chainnode import codec, types
 from chainnode.errors import DecodeError, StorageError
 
-_BLOCK = b"b"
 _BLOCK_HASH = b"h"
-_CERTIFICATE = b"c"
 _TX = b"t"
-_RECEIPT = b"r"
 _STATE = b"s"
 _VOTE = b"v"
 _VOTE_END = b"w"  # the first key after the vote keyspace
@@ -64,14 +84,23 @@ _EVIDENCE = b"e"
 _CHECKPOINT = b"k"
 _HEAD = b"mhead"
 _GENESIS = b"mgenesis"
+_FORMAT = b"mformat"
+FORMAT_VERSION = b"2"  # 1: blocks, certificates and receipts in the main database
+BLOCKS_DIRECTORY = "blocks"
+# In the block store, after the height:
+_BLOCK = b"b"
+_CERTIFICATE = b"c"
+_RECEIPT = b"r"
 
 BLOOM_FILTER_BITS = 10  # per key: about 1% false positives
 BLOCK_CACHE_BYTES = 16 * 1024 * 1024
+BLOCK_STORE_CACHE_BYTES = 4 * 1024 * 1024
 WRITE_BUFFER_BYTES = 16 * 1024 * 1024
 STATE_CACHE_ENTRIES_MAX = 20_000  # state reads cached in memory, first in first out
 
 _U64 = struct.Struct(">Q")
 _LOCATION = struct.Struct(">QI")  # height, index
+_RECEIPT_KEY = struct.Struct(">QcI")  # height, b"r", index
 _VOTE_KEY = struct.Struct(">QQI")  # height, view, kind
 _EVIDENCE_KEY = struct.Struct(">QIIQ")  # height, validator, kind, view
 
@@ -107,6 +136,18 @@ def _invariant(condition: bool, message: str) -> None:
         raise AssertionError(message)
 
 
+def _open_database(path: Path, *, create: bool, **options: int) -> plyvel.DB:
+    try:
+        return plyvel.DB(str(path), create_if_missing=create, **options)
+    except plyvel.IOError as error:
+        raise StorageError(
+            f"cannot open the ledger at {path}: it is locked by another process or handle "
+            f"(is a node already running on it?) [{error}]"
+        ) from error
+    except plyvel.Error as error:
+        raise StorageError(f"cannot open the ledger at {path}: {error}") from error
+
+
 class Ledger:
     """Blocks, certificates, receipts, the tx index, state and the vote log of one node."""
 
@@ -115,24 +156,16 @@ class Ledger:
         self.read_only = read_only
         if read_only and not self.path.is_dir():
             raise StorageError(f"no ledger at {self.path}")
-        try:
-            self._db = plyvel.DB(
-                str(self.path),
-                create_if_missing=not read_only,
-                # Replay protection looks up transaction ids that are almost always absent
-                # (at admission and again in execution); without a filter each such miss
-                # reads table blocks from every level (~100 us at 500k keys, ~10 us with it).
-                bloom_filter_bits=BLOOM_FILTER_BITS,
-                lru_cache_size=BLOCK_CACHE_BYTES,
-                write_buffer_size=WRITE_BUFFER_BYTES,
-            )
-        except plyvel.IOError as error:
-            raise StorageError(
-                f"cannot open the ledger at {self.path}: it is locked by another process or handle "
-                f"(is a node already running on it?) [{error}]"
-            ) from error
-        except plyvel.Error as error:
-            raise StorageError(f"cannot open the ledger at {self.path}: {error}") from error
+        self._db = _open_database(
+            self.path,
+            create=not read_only,
+            # Replay protection looks up transaction ids that are almost always absent
+            # (at admission and again in execution); without a filter each such miss
+            # reads table blocks from every level (~100 us at 500k keys, ~10 us with it).
+            bloom_filter_bits=BLOOM_FILTER_BITS,
+            lru_cache_size=BLOCK_CACHE_BYTES,
+            write_buffer_size=WRITE_BUFFER_BYTES,
+        )
         self._head: Head | None = None
         self._state_cache: dict[bytes, bytes | None] = {}
         stored = self._db.get(_HEAD)
@@ -140,12 +173,44 @@ class Ledger:
             try:
                 self._head = _decode_head(bytes(stored))
             except DecodeError as error:
-                self._db.close()
+                self.close()
                 raise StorageError(f"corrupt head in the ledger at {self.path}: {error.message}") from error
+            stored_format = self._db.get(_FORMAT)
+            if stored_format != FORMAT_VERSION:
+                self.close()
+                raise StorageError(
+                    f"the ledger at {self.path} has layout version "
+                    f"{'1' if stored_format is None else bytes(stored_format).decode(errors='replace')}, "
+                    f"this node reads version {FORMAT_VERSION.decode()}: start the node on an empty data "
+                    "directory and it catches up from its peers"
+                )
+        try:
+            # Read by height (catch-up, the API, audits), rarely: a small cache, no filter.
+            self._blocks = _open_database(
+                self.path / BLOCKS_DIRECTORY,
+                create=not read_only,
+                lru_cache_size=BLOCK_STORE_CACHE_BYTES,
+                write_buffer_size=WRITE_BUFFER_BYTES,
+            )
+        except StorageError:
+            self._db.close()
+            raise
+        if self._head is not None and not read_only:
+            self._delete_blocks_above(self._head.height)
 
     def close(self) -> None:
-        if not self._db.closed:
-            self._db.close()
+        for database in (getattr(self, "_blocks", None), self._db):
+            if database is not None and not database.closed:
+                database.close()
+
+    def _delete_blocks_above(self, height: int) -> None:
+        """Forget block-store entries above the head: a crash came between the two batches."""
+        with (
+            self._blocks.iterator(start=_U64.pack(height + 1), include_value=False) as iterator,
+            self._blocks.write_batch(sync=True) as batch,
+        ):
+            for key in iterator:
+                batch.delete(key)
 
     def __enter__(self) -> Ledger:
         return self
@@ -180,6 +245,7 @@ class Ledger:
             for key, value in initial_state.items():
                 batch.put(_STATE + key, value)
             batch.put(_GENESIS, genesis_hash)
+            batch.put(_FORMAT, FORMAT_VERSION)
             batch.put(_HEAD, head.encode())
         self._head = head
         self._state_cache.clear()
@@ -199,14 +265,14 @@ class Ledger:
 
     def get_block(self, height: int) -> bytes | None:
         """The encoded block at `height` (none at genesis height 0)."""
-        return self._get(_BLOCK + _U64.pack(height)) if 0 <= height < 2**64 else None
+        return self._get_stored(height, _BLOCK)
 
     def get_block_height(self, block_hash: bytes) -> int | None:
         stored = self._get(_BLOCK_HASH + block_hash)
         return None if stored is None else int(_U64.unpack(stored)[0])
 
     def get_certificate(self, height: int) -> bytes | None:
-        return self._get(_CERTIFICATE + _U64.pack(height)) if 0 <= height < 2**64 else None
+        return self._get_stored(height, _CERTIFICATE)
 
     def get_tx_location(self, tx_hash: bytes) -> tuple[int, int] | None:
         """(height, index in block) of a committed transaction."""
@@ -220,9 +286,20 @@ class Ledger:
         return self._get(_TX + tx_hash) is not None
 
     def get_receipt(self, height: int, index: int) -> bytes | None:
-        if not (0 <= height < 2**64 and 0 <= index < 2**32):
+        if not (0 < height <= self._committed_height() and 0 <= index < 2**32):
             return None
-        return self._get(_RECEIPT + _LOCATION.pack(height, index))
+        value = self._blocks.get(_RECEIPT_KEY.pack(height, _RECEIPT, index))
+        return None if value is None else bytes(value)
+
+    def _committed_height(self) -> int:
+        return -1 if self._head is None else self._head.height
+
+    def _get_stored(self, height: int, kind: bytes) -> bytes | None:
+        """A block-store entry of a committed height (entries above the head are not committed)."""
+        if not 0 < height <= self._committed_height():
+            return None
+        value = self._blocks.get(_U64.pack(height) + kind)
+        return None if value is None else bytes(value)
 
     def get_state(self, key: bytes) -> bytes | None:
         # Hot keys (signers' entity records, the validator set, records being updated) are
@@ -265,23 +342,33 @@ class Ledger:
         _invariant(certificate.block_hash == block.hash, "the certificate certifies another block")
         _invariant(certificate.height == header.height, "the certificate is for another height")
         _invariant(len(receipts) == len(block.transactions), "one receipt per transaction")
+        seen: set[bytes] = set()
+        for index, (tx, receipt) in enumerate(zip(block.transactions, receipts, strict=True)):
+            _invariant(receipt.tx_hash == tx.hash, f"receipt {index} is for another transaction")
+            _invariant(tx.hash not in seen, f"transaction {index} appears twice in the block")
+            seen.add(tx.hash)
         height_bytes = _U64.pack(header.height)
-        with self._db.write_batch(transaction=True, sync=True) as batch:
-            batch.put(_BLOCK + height_bytes, block.encoded)
+        with self._blocks.write_batch(transaction=True, sync=True) as batch:
+            batch.put(height_bytes + _BLOCK, block.encoded)
+            batch.put(height_bytes + _CERTIFICATE, certificate.encode())
+            for index, receipt in enumerate(receipts):
+                batch.put(_RECEIPT_KEY.pack(header.height, _RECEIPT, index), receipt.encode())
+        with (
+            self._db.iterator(
+                start=_VOTE, stop=_VOTE + _U64.pack(header.height + 1), include_value=False
+            ) as votes,
+            self._db.write_batch(transaction=True, sync=True) as batch,
+        ):
             batch.put(_BLOCK_HASH + block.hash, height_bytes)
-            batch.put(_CERTIFICATE + height_bytes, certificate.encode())
-            for index, (tx, receipt) in enumerate(zip(block.transactions, receipts, strict=True)):
-                _invariant(receipt.tx_hash == tx.hash, f"receipt {index} is for another transaction")
-                # A tx hash is committed at most once, ever (replay protection).
-                _invariant(self._db.get(_TX + tx.hash) is None, f"transaction {index} already committed")
-                location = _LOCATION.pack(header.height, index)
-                batch.put(_TX + tx.hash, location)
-                batch.put(_RECEIPT + location, receipt.encode())
+            for index, tx in enumerate(block.transactions):
+                batch.put(_TX + tx.hash, _LOCATION.pack(header.height, index))
             for key, value in write_set.items():
                 if value is None:
                     batch.delete(_STATE + key)
                 else:
                     batch.put(_STATE + key, value)
+            for key in votes:
+                batch.delete(key)
             new_head = Head(header.height, block.hash, header.state_root, header.timestamp_ms)
             batch.put(_HEAD, new_head.encode())
         self._head = new_head

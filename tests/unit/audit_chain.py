@@ -135,20 +135,27 @@ def sign_certificate(
 
 
 # ---------------------------------------------------------------- raw LevelDB access for tampering
-# The key layout of storage/ledger.py: b"b" + height:u64 -> block, b"c" + height:u64 -> certificate,
-# b"r" + height:u64 + index:u32 -> receipt, b"s" + state key -> value, b"mhead" -> head.
+# The key layout of storage/ledger.py.  Block store (`ledger/blocks`): height:u64 + b"b" -> block,
+# height:u64 + b"c" -> certificate, height:u64 + b"r" + index:u32 -> receipt.  Main database
+# (`ledger`): b"s" + state key -> value, b"mhead" -> head.  A raw key is (subdirectory, key).
+
+RawKey = tuple[str, bytes]
 
 
-def block_key(height: int) -> bytes:
-    return b"b" + height.to_bytes(8, "big")
+def block_key(height: int) -> RawKey:
+    return "blocks", height.to_bytes(8, "big") + b"b"
 
 
-def certificate_key(height: int) -> bytes:
-    return b"c" + height.to_bytes(8, "big")
+def certificate_key(height: int) -> RawKey:
+    return "blocks", height.to_bytes(8, "big") + b"c"
 
 
-def open_raw(ledger_dir: Path) -> plyvel.DB:
-    return plyvel.DB(str(ledger_dir), create_if_missing=False)
+def receipt_key(height: int, index: int) -> RawKey:
+    return "blocks", height.to_bytes(8, "big") + b"r" + index.to_bytes(4, "big")
+
+
+def open_raw(ledger_dir: Path, store: str = "") -> plyvel.DB:
+    return plyvel.DB(str(ledger_dir / store if store else ledger_dir), create_if_missing=False)
 
 
 class LedgerService:

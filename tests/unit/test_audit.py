@@ -31,10 +31,12 @@ from tests.unit.api_harness import ServerThread
 from tests.unit.audit_chain import (
     BuiltChain,
     LedgerService,
+    RawKey,
     block_key,
     build_chain,
     certificate_key,
     open_raw,
+    receipt_key,
     sign_certificate,
 )
 
@@ -75,21 +77,23 @@ def _expect_failure(
     assert report.to_json()["first_failure"]["check"] == check
 
 
-def _rewrite(data_dir: Path, key: bytes, value: bytes | None) -> None:
-    db = open_raw(data_dir / "ledger")
+def _rewrite(data_dir: Path, key: RawKey, value: bytes | None) -> None:
+    store, raw = key
+    db = open_raw(data_dir / "ledger", store)
     try:
         if value is None:
-            db.delete(key, sync=True)
+            db.delete(raw, sync=True)
         else:
-            db.put(key, value, sync=True)
+            db.put(raw, value, sync=True)
     finally:
         db.close()
 
 
-def _read(data_dir: Path, key: bytes) -> bytes:
-    db = open_raw(data_dir / "ledger")
+def _read(data_dir: Path, key: RawKey) -> bytes:
+    store, raw = key
+    db = open_raw(data_dir / "ledger", store)
     try:
-        value = db.get(key)
+        value = db.get(raw)
     finally:
         db.close()
     assert value is not None
@@ -235,7 +239,7 @@ def test_altered_state_value(chain: BuiltChain, data_dir: Path) -> None:
 
 
 def test_altered_stored_receipt(chain: BuiltChain, data_dir: Path) -> None:
-    key = b"r" + (8).to_bytes(8, "big") + (1).to_bytes(4, "big")
+    key = receipt_key(8, 1)
     receipt = types.decode_receipt(_read(data_dir, key))
     _rewrite(data_dir, key, types.Receipt(receipt.tx_hash, 15, "made up", ()).encode())
     report, _ = _audit(chain, data_dir)

@@ -156,7 +156,7 @@ def test_iter_state_returns_a_prefix_in_key_order(tmp_path: Path) -> None:
         assert list(ledger.iter_state(b"nothing/")) == []
 
 
-@pytest.mark.parametrize("fault", ["wrong_parent", "wrong_height", "wrong_certificate", "replayed_tx"])
+@pytest.mark.parametrize("fault", ["wrong_parent", "wrong_height", "wrong_certificate", "duplicate_tx"])
 def test_refused_commit_writes_nothing(tmp_path: Path, fault: str) -> None:
     path = tmp_path / "db"
     replayed = make_tx(1)
@@ -179,7 +179,9 @@ def test_refused_commit_writes_nothing(tmp_path: Path, fault: str) -> None:
             )
             bad = (bad_block, forged, bad_receipts)
         else:
-            bad = make_block(head, [fresh, replayed], write_set)
+            # A replay of an earlier block is refused by execution (`is_committed`); the
+            # ledger itself refuses a transaction twice within the block.
+            bad = make_block(head, [fresh, fresh], write_set)
         with pytest.raises(AssertionError):
             ledger.commit_block(*bad, write_set)
         assert ledger.get_head() == head
@@ -329,3 +331,51 @@ def test_cached_state_reads_follow_every_commit(tmp_path: Path) -> None:
     with Ledger(tmp_path / "db") as ledger:
         assert ledger.get_state(b"counter") == b"2"
         assert ledger.get_state(b"doomed") is None
+
+
+def test_block_store_entries_above_the_head_are_never_served_and_go_at_reopen(tmp_path: Path) -> None:
+    """A crash between the block-store batch and the main batch leaves entries above the head."""
+    path = tmp_path / "db"
+    commit_chain(path, 2)
+    with Ledger(path) as ledger:
+        head = ledger.get_head()
+        # The first batch of committing height 3, as a crash would leave it: written, no head.
+        orphan, orphan_certificate, orphan_receipts = make_block(head, [make_tx(900), make_tx(901)], {})
+        ledger._blocks.put((3).to_bytes(8, "big") + b"b", orphan.encoded, sync=True)
+        ledger._blocks.put((3).to_bytes(8, "big") + b"c", orphan_certificate.encode(), sync=True)
+        for index, receipt in enumerate(orphan_receipts):
+            key = (3).to_bytes(8, "big") + b"r" + index.to_bytes(4, "big")
+            ledger._blocks.put(key, receipt.encode(), sync=True)
+        assert ledger.get_block(3) is None and ledger.get_certificate(3) is None
+        assert ledger.get_receipt(3, 0) is None
+    with Ledger(path) as ledger:
+        assert list(ledger._blocks.iterator(start=(3).to_bytes(8, "big"))) == []
+        # Height 3 commits another block, with one transaction: no receipt of the orphan remains.
+        other, certificate, receipts = make_block(ledger.get_head(), [make_tx(902)], {})
+        ledger.commit_block(other, certificate, receipts, {})
+        assert ledger.get_block(3) == other.encoded
+        assert ledger.get_receipt(3, 0) == receipts[0].encode()
+        assert ledger.get_receipt(3, 1) is None
+
+
+def test_committing_a_height_deletes_its_votes_and_keeps_later_ones(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    with Ledger(path) as ledger:
+        initialize(ledger)
+        ledger.put_vote(1, 0, 2, b"prepare-1")
+        ledger.put_vote(1, 1, 16, b"prepared-certificate-1" * 1000)
+        ledger.put_vote(2, 0, 2, b"prepare-2")
+        ledger.commit_block(*make_block(ledger.get_head(), [make_tx(1)], {}), {})
+        assert ledger.get_votes(0) == [(2, 0, 2, b"prepare-2")]
+    with Ledger(path) as ledger:
+        assert ledger.get_votes(0) == [(2, 0, 2, b"prepare-2")]
+
+
+def test_a_ledger_of_the_older_layout_is_refused_with_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    commit_chain(path, 1)
+    with Ledger(path) as ledger:
+        ledger._db.delete(b"mformat", sync=True)  # what layout 1 wrote: no marker
+    for read_only in (False, True):
+        with pytest.raises(StorageError, match=r"layout version 1.*empty data directory"):
+            Ledger(path, read_only=read_only)
