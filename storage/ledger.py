@@ -57,6 +57,18 @@ checked by execution (`is_committed`), not again here: it would cost one more
 LevelDB read per transaction.  Reads of data we wrote ourselves that fail to
 decode raise `StorageError` (a corrupt data directory).
 
+Committed-transaction filter.  Replay protection asks "was this id ever
+committed?" for every transaction, at admission and again in execution, and
+the answer is almost always no.  LevelDB's per-file Bloom filters make such a
+miss cheap, but every miss that consults two or more table files is charged to
+the first as a "seek", and a file charged about a hundred times is compacted
+into the next level: with two misses per transaction, those seek compactions
+doubled the compaction work.  So the ledger keeps its own Bloom filter of the
+committed ids in memory (10 bits per transaction, built from the tx index when
+the ledger opens, grown by adding a filter of twice the size when one is full)
+and reads LevelDB only when the filter says "maybe".  It has no false
+negatives: an id is added when its block's batch is written.
+
 Locking.  LevelDB locks its directory; a second handle, in this or another
 process, gets `StorageError`.  plyvel has no read-only mode, so a `read_only`
 ledger still takes the lock: it only refuses writes and never creates a
@@ -130,6 +142,55 @@ def _decode_head(data: bytes) -> Head:
     )
 
 
+class TxFilter:
+    """A scalable Bloom filter of transaction ids (SHA-256 outputs): no false negatives,
+    about 1% false positives.  A full layer is kept and a new one of twice its capacity
+    takes the additions, so growing never rescans anything."""
+
+    HASHES = 7
+    BITS_PER_ENTRY = 10
+    CAPACITY_MIN = 1 << 16
+
+    def __init__(self, capacity: int = CAPACITY_MIN) -> None:
+        self._layers: list[tuple[bytearray, int]] = []  # (bits, mask), the last takes additions
+        self._capacity = 0
+        self._filled = 0
+        self._add_layer(max(capacity, self.CAPACITY_MIN))
+
+    def _add_layer(self, capacity: int) -> None:
+        bits = 1 << max(capacity * self.BITS_PER_ENTRY - 1, 1).bit_length()  # a power of two
+        self._layers.append((bytearray(bits // 8), bits - 1))
+        self._capacity = capacity
+        self._filled = 0
+
+    def add(self, tx_hash: bytes) -> None:
+        if self._filled >= self._capacity:
+            self._add_layer(2 * self._capacity)
+        bits, mask = self._layers[-1]
+        first = int.from_bytes(tx_hash[:8], "little")
+        step = int.from_bytes(tx_hash[8:16], "little") | 1
+        for i in range(self.HASHES):
+            position = (first + i * step) & mask
+            bits[position >> 3] |= 1 << (position & 7)
+        self._filled += 1
+
+    def might_contain(self, tx_hash: bytes) -> bool:
+        first = int.from_bytes(tx_hash[:8], "little")
+        step = int.from_bytes(tx_hash[8:16], "little") | 1
+        for bits, mask in self._layers:
+            for i in range(self.HASHES):
+                position = (first + i * step) & mask
+                if not bits[position >> 3] >> (position & 7) & 1:
+                    break
+            else:
+                return True
+        return False
+
+    @property
+    def layers(self) -> int:
+        return len(self._layers)
+
+
 def _invariant(condition: bool, message: str) -> None:
     """An assertion about our own state that stays on in production."""
     if not condition:
@@ -197,6 +258,17 @@ class Ledger:
             raise
         if self._head is not None and not read_only:
             self._delete_blocks_above(self._head.height)
+        self._tx_filter = self._load_tx_filter()
+
+    def _load_tx_filter(self) -> TxFilter:
+        """The filter of every committed id, from the tx index (keys only; ~1 s per million)."""
+        with self._db.iterator(prefix=_TX, include_value=False) as iterator:
+            count = sum(1 for _ in iterator)
+        tx_filter = TxFilter(2 * count)
+        with self._db.iterator(prefix=_TX, include_value=False) as iterator:
+            for key in iterator:
+                tx_filter.add(bytes(key[1:]))
+        return tx_filter
 
     def close(self) -> None:
         for database in (getattr(self, "_blocks", None), self._db):
@@ -276,6 +348,8 @@ class Ledger:
 
     def get_tx_location(self, tx_hash: bytes) -> tuple[int, int] | None:
         """(height, index in block) of a committed transaction."""
+        if not self._tx_filter.might_contain(tx_hash):
+            return None
         stored = self._get(_TX + tx_hash)
         if stored is None:
             return None
@@ -283,7 +357,7 @@ class Ledger:
         return int(height), int(index)
 
     def is_committed(self, tx_hash: bytes) -> bool:
-        return self._get(_TX + tx_hash) is not None
+        return self._tx_filter.might_contain(tx_hash) and self._get(_TX + tx_hash) is not None
 
     def get_receipt(self, height: int, index: int) -> bytes | None:
         if not (0 < height <= self._committed_height() and 0 <= index < 2**32):
@@ -372,6 +446,8 @@ class Ledger:
             new_head = Head(header.height, block.hash, header.state_root, header.timestamp_ms)
             batch.put(_HEAD, new_head.encode())
         self._head = new_head
+        for tx in block.transactions:
+            self._tx_filter.add(tx.hash)
         for key, value in write_set.items():
             if key in self._state_cache:
                 self._state_cache[key] = value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import pytest
 from chainnode import crypto, types
 from chainnode.errors import StorageError
 from chainnode.state import compute_genesis_state_root, compute_state_root
-from storage.ledger import Head, Ledger
+from storage.ledger import Head, Ledger, TxFilter
 
 CHAIN_ID = "ledger-test"
 GENESIS_HASH = crypto.hash_tagged("genesis", b"ledger-test")
@@ -379,3 +380,30 @@ def test_a_ledger_of_the_older_layout_is_refused_with_a_clear_error(tmp_path: Pa
     for read_only in (False, True):
         with pytest.raises(StorageError, match=r"layout version 1.*empty data directory"):
             Ledger(path, read_only=read_only)
+
+
+def test_tx_filter_has_no_false_negatives_while_it_grows_and_few_false_positives() -> None:
+    rng = random.Random(7)
+    tx_filter = TxFilter(1000)
+    added = [rng.randbytes(32) for _ in range(3 * TxFilter.CAPACITY_MIN)]
+    for tx_hash in added:
+        tx_filter.add(tx_hash)
+    assert tx_filter.layers == 2, "a full layer is kept and a larger one takes the additions"
+    assert all(tx_filter.might_contain(tx_hash) for tx_hash in added)
+    others = [rng.randbytes(32) for _ in range(20_000)]
+    false_positives = sum(tx_filter.might_contain(tx_hash) for tx_hash in others)
+    assert false_positives < 0.03 * len(others), false_positives
+
+
+def test_committed_ids_are_known_after_reopening_and_others_are_not(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    commit_chain(path, 5)
+    with Ledger(path) as ledger:
+        for height in range(1, 6):
+            for nonce in (2 * height, 2 * height + 1):
+                assert ledger.is_committed(make_tx(nonce).hash)
+                assert ledger.get_tx_location(make_tx(nonce).hash) == (height, nonce - 2 * height)
+        assert not ledger.is_committed(make_tx(1).hash)
+        assert ledger.get_tx_location(make_tx(12).hash) is None
+        ledger.commit_block(*make_block(ledger.get_head(), [make_tx(12)], {}), {})
+        assert ledger.is_committed(make_tx(12).hash), "known from the batch that committed it"
