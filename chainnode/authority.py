@@ -51,7 +51,7 @@ from typing import Any, Protocol
 
 from cryptography import x509
 
-from chainnode import codec, governance, identity, records, types
+from chainnode import governance, identity, records, types
 from chainnode.errors import ChainError, StorageError
 from chainnode.state import (
     Action,
@@ -326,12 +326,7 @@ def apply_put_sector(overlay: Overlay, tx: types.Transaction, context: Execution
             ErrorCode.MISSING_SECTOR,
             f"records.put_sector in {sector!r} needs that sector, which {tx.signer!r} lacks",
         )
-    namespace = SECTOR_NAMESPACE_PREFIX + sector
-    latest = records.get_record(overlay, namespace, key)
-    version = 1 if latest is None else latest.version + 1
-    stored = codec.encode((version, value, context.height, tx.hash))
-    overlay.put(records.compute_latest_key(namespace, key), stored)
-    overlay.put(records.compute_history_key(namespace, key, version), stored)
+    version = records.write_version(overlay, SECTOR_NAMESPACE_PREFIX + sector, key, value, context, tx.hash)
     return [("records.put_sector", (sector, key, version, tx.signer))]
 
 

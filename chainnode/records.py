@@ -9,8 +9,12 @@ the full history stays queryable.
 
 State layout (the module owns the `rec/` prefix):
 
-- latest:  `rec/v/<entity> NUL <key>`                  -> encode((version, value, height, tx_hash))
-- history: `rec/h/<entity> NUL <key> NUL <version:u64be>` -> the same tuple
+- latest:  `rec/v/<entity> NUL <key>`                  -> version:u64be
+- history: `rec/h/<entity> NUL <key> NUL <version:u64be>` -> encode((version, value, height, tx_hash))
+
+The latest entry points at its version instead of repeating it: each put
+writes the value once (the state is most of what the ledger's LevelDB merges
+and rewrites as the chain grows), at the price of a second read for "latest".
 
 A key is 1..128 printable characters without NUL or '/', so `<entity> NUL <key>`
 is unambiguous for point lookups (the key never holds a NUL, and the version is
@@ -77,14 +81,38 @@ def get_record(
     if not is_valid_key(key):
         return None
     if version is None:
-        stored = state.get_state(compute_latest_key(entity, key))
-    elif 1 <= version < 2**64:
-        stored = state.get_state(compute_history_key(entity, key, version))
-    else:
+        version = get_latest_version(state, entity, key)
+        if version is None:
+            return None
+    elif not 1 <= version < 2**64:
         return None
+    stored = state.get_state(compute_history_key(entity, key, version))
     if stored is None:
         return None
     return _decode_version(entity, key, stored)
+
+
+def get_latest_version(state: StateReader, entity: str, key: str) -> int | None:
+    """The number of the latest version of a record (a valid key), None when it has none."""
+    stored = state.get_state(compute_latest_key(entity, key))
+    if stored is None:
+        return None
+    if len(stored) != 8:
+        raise StorageError(f"corrupt record {entity}/{key} in state: latest version of {len(stored)} bytes")
+    return int.from_bytes(stored, "big")
+
+
+def write_version(
+    overlay: Overlay, namespace: str, key: str, value: bytes, context: ExecutionContext, tx_hash: bytes
+) -> int:
+    """Write the next version of `key` in `namespace` (arguments already checked); its number."""
+    latest = get_latest_version(overlay, namespace, key)
+    version = 1 if latest is None else latest + 1
+    overlay.put(compute_latest_key(namespace, key), version.to_bytes(8, "big"))
+    overlay.put(
+        compute_history_key(namespace, key, version), codec.encode((version, value, context.height, tx_hash))
+    )
+    return version
 
 
 def _decode_version(entity: str, key: str, stored: bytes) -> RecordVersion:
@@ -129,13 +157,8 @@ def check_put_args(args: tuple[Any, ...]) -> None:
 def apply_put(overlay: Overlay, tx: types.Transaction, context: ExecutionContext) -> Sequence[Event]:
     """Write the next version of `key` in the signer's namespace (arguments already checked)."""
     key, value = tx.args
-    entity = tx.signer
-    latest = get_record(overlay, entity, key)
-    version = 1 if latest is None else latest.version + 1
-    stored = codec.encode((version, value, context.height, tx.hash))
-    overlay.put(compute_latest_key(entity, key), stored)
-    overlay.put(compute_history_key(entity, key, version), stored)
-    return [("records.put", (entity, key, version))]
+    version = write_version(overlay, tx.signer, key, value, context, tx.hash)
+    return [("records.put", (tx.signer, key, version))]
 
 
 ACTIONS: dict[tuple[str, str], Action] = {

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chainnode import codec, crypto, records, types
+from chainnode.errors import StorageError
 from chainnode.execution import (
     ExecutionResult,
     Executor,
@@ -254,6 +255,12 @@ def test_record_versions_increment_and_history_is_kept() -> None:
     assert records.get_record(state, "alice", "bad/key") is None
     bob = records.get_record(state, "bob", "doc")
     assert bob is not None and (bob.version, bob.value) == (1, b"bob's"), "namespaces are per entity"
+    # The latest entry is a pointer to its version; the value is stored once, in the history.
+    assert state.get_state(records.compute_latest_key("alice", "doc")) == (3).to_bytes(8, "big")
+    assert b"three" in (state.get_state(records.compute_history_key("alice", "doc", 3)) or b"")
+    state.apply({records.compute_latest_key("alice", "doc"): b"\x03"})
+    with pytest.raises(StorageError, match="corrupt record alice/doc"):
+        records.get_record(state, "alice", "doc")
 
 
 def test_same_block_gives_the_same_result_twice() -> None:
