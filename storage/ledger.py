@@ -197,7 +197,7 @@ def _invariant(condition: bool, message: str) -> None:
         raise AssertionError(message)
 
 
-def _open_database(path: Path, *, create: bool, **options: int) -> plyvel.DB:
+def _open_database(path: Path, *, create: bool, **options: int | None) -> plyvel.DB:
     try:
         return plyvel.DB(str(path), create_if_missing=create, **options)
     except plyvel.IOError as error:
@@ -226,6 +226,10 @@ class Ledger:
             bloom_filter_bits=BLOOM_FILTER_BITS,
             lru_cache_size=BLOCK_CACHE_BYTES,
             write_buffer_size=WRITE_BUFFER_BYTES,
+            # No Snappy here: this database is merged and rewritten several times as
+            # it grows, and compressing on every rewrite cost more CPU than the larger
+            # files (replaying a 1M-transaction run's writes: 41 -> 17 us per tx).
+            compression=None,
         )
         self._head: Head | None = None
         self._state_cache: dict[bytes, bytes | None] = {}
