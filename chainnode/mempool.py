@@ -19,6 +19,7 @@ The pool is not thread-safe; the node uses it from its event loop only.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable
 
 from chainnode import types
@@ -38,7 +39,9 @@ class Mempool:
         assert capacity_txs > 0 and capacity_bytes > 0, "mempool capacities are positive"
         self.capacity_txs = capacity_txs
         self.capacity_bytes = capacity_bytes
-        self._transactions: dict[bytes, types.Transaction] = {}
+        # Oldest first.  An OrderedDict: a plain dict that loses its oldest entries keeps
+        # their empty slots at the front, and every `select` walked over them.
+        self._transactions: OrderedDict[bytes, types.Transaction] = OrderedDict()
         self._size_bytes = 0
 
     def __len__(self) -> int:

@@ -15,6 +15,7 @@ Hashes:
 from __future__ import annotations
 
 import enum
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NewType
@@ -164,8 +165,10 @@ def _to_tuple(value: Any) -> Any:
 # Decoded transactions by their exact bytes.  Decoding is a pure function of the
 # bytes, so a hit returns what decoding would: a node decodes a transaction when it
 # is gossiped and again inside the proposal that carries it, and this memo makes the
-# second time a dictionary lookup.  First in, first out, bounded.
-_DECODED: dict[bytes, Transaction] = {}
+# second time a dictionary lookup.  First in, first out, bounded.  An OrderedDict:
+# evicting the oldest key of a plain dict with `next(iter(d))` walks over every slot
+# already deleted at the front (~8 us per eviction at 20k entries, against 0.7).
+_DECODED: OrderedDict[bytes, Transaction] = OrderedDict()
 DECODED_TRANSACTIONS_MAX = 20_000
 
 
@@ -179,7 +182,7 @@ def decode_transaction(data: bytes) -> Transaction:
     fields = codec.decode_struct(data, TAG_TX, VERSION, 10, "transaction")
     tx = transaction_from_fields(fields, data)
     if len(_DECODED) >= DECODED_TRANSACTIONS_MAX:
-        del _DECODED[next(iter(_DECODED))]
+        _DECODED.popitem(last=False)
     _DECODED[data] = tx
     return tx
 

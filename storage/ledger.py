@@ -78,6 +78,7 @@ database.
 from __future__ import annotations
 
 import struct
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -232,7 +233,8 @@ class Ledger:
             compression=None,
         )
         self._head: Head | None = None
-        self._state_cache: dict[bytes, bytes | None] = {}
+        # First in, first out (an OrderedDict: see types._DECODED for why not a dict).
+        self._state_cache: OrderedDict[bytes, bytes | None] = OrderedDict()
         stored = self._db.get(_HEAD)
         if stored is not None:
             try:
@@ -388,7 +390,7 @@ class Ledger:
             pass
         value = self._get(_STATE + key)
         if len(self._state_cache) >= STATE_CACHE_ENTRIES_MAX:
-            del self._state_cache[next(iter(self._state_cache))]
+            self._state_cache.popitem(last=False)
         self._state_cache[key] = value
         return value
 
