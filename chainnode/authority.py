@@ -112,6 +112,9 @@ def _get_zone_signer(state: StateReader, zone_id: str) -> Signer | None:
 # certificate-sized records for every transaction of the same signer.  Cleared when full.
 _ENTITY_MEMO: dict[bytes, types.EntityRecord] = {}
 _ZONE_STATUS_MEMO: dict[bytes, str] = {}
+# Signers by (stored entity record, zone status): a Signer is a pure function of the two,
+# and one is looked up for every transaction at admission and again in execution.
+_SIGNER_MEMO: dict[tuple[bytes, str], Signer] = {}
 MEMO_ENTRIES_MAX = 4096
 
 
@@ -143,15 +146,21 @@ def _get_entity_signer(state: StateReader, entity_id: str) -> Signer | None:
         zone_status = _decode_memoized(
             _ZONE_STATUS_MEMO, zone_stored, lambda data: types.decode_zone_record(data).status, "zone"
         )
-    return Signer(
-        SignerKind.ENTITY,
-        entity.entity_id,
-        entity.public_key,
-        entity,
-        zone_status,
-        entity.not_before_ms,
-        entity.not_after_ms,
-    )
+    signer = _SIGNER_MEMO.get((stored, zone_status))
+    if signer is None:
+        signer = Signer(
+            SignerKind.ENTITY,
+            entity.entity_id,
+            entity.public_key,
+            entity,
+            zone_status,
+            entity.not_before_ms,
+            entity.not_after_ms,
+        )
+        if len(_SIGNER_MEMO) >= MEMO_ENTRIES_MAX:
+            _SIGNER_MEMO.clear()
+        _SIGNER_MEMO[(stored, zone_status)] = signer
+    return signer
 
 
 def get_signer(state: StateReader, signer_id: str) -> Signer | None:

@@ -230,9 +230,15 @@ class Receipt:
     code: int  # an `ErrorCode` value; 0 is success
     message: str  # human-readable reason, empty on success
     events: tuple[tuple[str, tuple[Any, ...]], ...]  # (name, attributes) emitted on success
+    # Encoded once: the receipts root and the ledger both need the bytes.
+    encoded: bytes = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        fields = (TAG_RECEIPT, VERSION, self.tx_hash, self.code, self.message, self.events)
+        object.__setattr__(self, "encoded", codec.encode(fields))
 
     def encode(self) -> bytes:
-        return codec.encode((TAG_RECEIPT, VERSION, self.tx_hash, self.code, self.message, self.events))
+        return self.encoded
 
     @property
     def ok(self) -> bool:
