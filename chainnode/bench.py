@@ -22,8 +22,13 @@ Theory of operation
    (p50/p95/p99, nearest rank, over all transactions).  Throughput is measured
    over the steady state: from the moment 10% of the workload had committed to
    the moment 90% had, so warm-up and drain do not count; the same window gives
-   blocks per second.  The run is also cut into ten equal slices of committed
-   transactions, each with its own rate, to show degradation.  Per validator:
+   blocks per second.  Because the nodes admit (verify) a transaction long
+   before it commits, a short run's window also covers the nodes draining work
+   they had already verified; the report therefore also gives the rate over
+   the part of that window in which the submitter was still sending
+   (`sustained_tps`) and how much had committed when it finished.  The run is
+   also cut into ten equal slices of committed transactions, each with its own
+   rate, to show degradation.  Per validator:
    CPU seconds during the run (`/proc/<pid>/stat`), peak resident memory
    (`VmHWM` of `/proc/<pid>/status`) and data-directory growth per committed
    transaction.  The physical limit is C * V / n (every validator verifies
@@ -70,6 +75,7 @@ from chainnode.errors import ChainError, ConfigError
 BENCH_CHAIN_ID = "pilot-bench"
 SUBMIT_BATCH_TXS_DEFAULT = 500
 STEADY_SKIP_FRACTION = 0.1
+SUSTAINED_WINDOW_MIN_S = 2.0
 SLICES = 10
 VERIFY_SAMPLES = 5
 VERIFY_SAMPLE_S = 0.25
@@ -113,6 +119,9 @@ class BenchReport:
     submit_retries: int  # items sent again after a full mempool
     duration_s: float  # start signal to the last commit
     committed_tps: float  # over the steady state (10% to 90% committed)
+    sustained_tps: float  # over the steady state while the submitter was still sending (0: too short)
+    sustained_limit_ratio: float  # sustained_tps / limit_tps
+    committed_when_submit_ended: float  # fraction of the workload committed when the submitter finished
     submitted_tps: float  # admitted transactions per second of submission
     latency_ms_p50: float
     latency_ms_p95: float
@@ -174,6 +183,27 @@ def compute_rate(commits: Sequence[tuple[float, int]], rank_from: int, rank_to: 
     if not seconds > 0:
         return 0.0
     return (rank_to - rank_from) / seconds
+
+
+def compute_sustained_rate(
+    commits: Sequence[tuple[float, int]], window_from: float, window_to: float, submit_finished: float
+) -> tuple[float, float]:
+    """(committed tx/s from `window_from` until the submitter finished or `window_to`, whichever
+    comes first; the fraction of the committed transactions that had committed when it finished).
+
+    In a short run the submitter hands every transaction over long before they commit, and the
+    steady window then also measures the nodes draining what they had already admitted
+    (verified): faster than they can take in new work.  The rate is 0.0 when less than
+    `SUSTAINED_WINDOW_MIN_S` remains.
+    """
+    total = sum(count for _, count in commits)
+    done_by_submit_end = sum(count for stamp, count in commits if stamp <= submit_finished)
+    fraction = done_by_submit_end / total if total else 0.0
+    end = min(window_to, submit_finished)
+    if not end - window_from >= SUSTAINED_WINDOW_MIN_S:
+        return 0.0, fraction
+    inside = sum(count for stamp, count in commits if window_from < stamp <= end)
+    return inside / (end - window_from), fraction
 
 
 def parse_proc_cpu_s(stat_text: str, ticks_per_s: int) -> float:
@@ -462,6 +492,9 @@ def _build_report(
     cpu_count = os.cpu_count() or 1
     limit_tps = cpu_count * verify_rate / config.validators
     submit_s = float(tally["finished"]) - float(tally["started"])
+    sustained_tps, committed_when_submit_ended = compute_sustained_rate(
+        commits, window_from, window_to, float(tally["finished"])
+    )
     accepted = config.txs - int(tally["rejected"])
     return BenchReport(
         validators=config.validators,
@@ -472,6 +505,9 @@ def _build_report(
         submit_retries=int(tally["retries"]),
         duration_s=round(finished - started, 3),
         committed_tps=round(committed_tps, 1),
+        sustained_tps=round(sustained_tps, 1),
+        sustained_limit_ratio=round(sustained_tps / limit_tps, 3) if limit_tps > 0 else 0.0,
+        committed_when_submit_ended=round(committed_when_submit_ended, 3),
         submitted_tps=round(accepted / submit_s, 1) if submit_s > 0 else 0.0,
         latency_ms_p50=round(compute_percentile(latencies_ms, 0.50), 1),
         latency_ms_p95=round(compute_percentile(latencies_ms, 0.95), 1),
@@ -503,6 +539,13 @@ def format_report(report: BenchReport) -> str:
         f"{report.submit_retries} retried after a full mempool) in {report.duration_s:.1f} s",
         f"  throughput (steady)  {report.committed_tps:.0f} tx/s committed; "
         f"submitted at {report.submitted_tps:.0f} tx/s",
+        "  while submitting     "
+        + (
+            f"{report.sustained_tps:.0f} tx/s committed ({report.sustained_limit_ratio:.1%} of C*V/n)"
+            if report.sustained_tps > 0
+            else "too short to measure"
+        )
+        + f"; the submitter finished at {report.committed_when_submit_ended:.0%} committed",
         f"  latency              p50 {report.latency_ms_p50:.0f} ms   p95 {report.latency_ms_p95:.0f} ms   "
         f"p99 {report.latency_ms_p99:.0f} ms   max {report.latency_ms_max:.0f} ms",
         f"  blocks               {report.blocks} ({report.blocks_per_s:.1f}/s steady, "

@@ -52,6 +52,32 @@ def test_rate_between_ranks(rank_from: int, rank_to: int, expected: float) -> No
     assert bench.compute_rate(COMMITS, rank_from, rank_to, started=5.0) == pytest.approx(expected)
 
 
+@pytest.mark.parametrize(
+    ("submit_finished", "expected_rate", "expected_fraction"),
+    [
+        (20.0, 150.0, 1.0),  # sent until after the window: the whole window counts (300 txs, 10 -> 12)
+        (13.0, 150.0, 0.8),  # finished before the last block: the window ends at 12 all the same
+        (12.5, 150.0, 0.8),
+        (11.5, 0.0, 0.4),  # only 1.5 s of window while sending: too short to measure
+        (9.0, 0.0, 0.0),
+    ],
+)
+def test_sustained_rate_stops_where_the_submitter_stopped(
+    submit_finished: float, expected_rate: float, expected_fraction: float
+) -> None:
+    commits = [*COMMITS, (16.0, 0)]
+    rate, fraction = bench.compute_sustained_rate(commits, 10.0, 12.0, submit_finished)
+    assert rate == pytest.approx(expected_rate)
+    assert fraction == pytest.approx(expected_fraction)
+
+
+def test_sustained_rate_counts_only_blocks_inside_the_window() -> None:
+    # Window 10 -> 14, submitter done at 13: blocks at 11 and 12 (300 txs) over 3 s.
+    rate, fraction = bench.compute_sustained_rate(COMMITS, 10.0, 14.0, 13.0)
+    assert rate == pytest.approx(100.0)
+    assert fraction == pytest.approx(0.8)
+
+
 def test_proc_parsers_read_this_process() -> None:
     # Burn a little CPU so the counters cannot both be zero.
     sum(i * i for i in range(200_000))
@@ -96,6 +122,9 @@ def test_report_formats_and_serialises() -> None:
         submit_retries=0,
         duration_s=1.0,
         committed_tps=10.0,
+        sustained_tps=0.0,
+        sustained_limit_ratio=0.0,
+        committed_when_submit_ended=0.25,
         submitted_tps=20.0,
         latency_ms_p50=1.0,
         latency_ms_p95=2.0,
@@ -117,4 +146,5 @@ def test_report_formats_and_serialises() -> None:
     )
     text = bench.format_report(report)
     assert "validator-01" in text and "p99 3 ms" in text
+    assert "too short to measure; the submitter finished at 25% committed" in text
     assert report.to_json()["usage"][0]["rss_peak_bytes"] == 80 * 1024 * 1024
