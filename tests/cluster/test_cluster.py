@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from chainnode import types
+from chainnode.audit import audit_chain
 from tests.cluster.conftest import (
     Cluster,
     build_puts,
@@ -19,6 +20,7 @@ from tests.cluster.conftest import (
     wait_for_same_head,
     wait_until,
 )
+from tests.cluster.test_faults import SteadyLoad
 
 pytestmark = pytest.mark.cluster
 
@@ -131,3 +133,20 @@ def test_record_is_readable_everywhere_and_a_second_put_makes_version_two(cluste
         assert older is not None, node_id
         assert (older["version"], older["value"]) == (1, "first version")
         assert client.get_record(identity.entity_id, key, version=3) is None
+
+
+def test_an_auditor_copies_a_running_validators_data_directory_consistently(cluster: Cluster) -> None:
+    """A node keeps blocks and receipts in a block store beside its main LevelDB and moves its
+    head in the main one last; a copy taken while it commits (main database first) must hold
+    every block up to the copied head and pass a full audit, stored state included."""
+    told: list[str] = []
+    data_dir = cluster.directory / "nodes" / "validator-03" / "data"
+    audited: list[int] = []
+    with SteadyLoad(cluster, told, label="snapshot", targets=cluster.node_ids) as load:
+        load.wait_for_told(100, "transactions before the first copy")
+        for _ in range(3):
+            report, _ = audit_chain(cluster.genesis, data_dir=data_dir, workers=0)
+            assert report.ok, report.failure
+            audited.append(report.blocks)
+            load.wait_for_told(load.get_told_count() + 50, "transactions between copies")
+    assert audited == sorted(audited) and audited[-1] > audited[0], audited
