@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import gc
 import logging
 import random
 import signal
@@ -123,6 +124,7 @@ class Node:
         self._gossip_inbox: collections.deque[bytes] = collections.deque()
         self._gossip_arrived = asyncio.Event()
         self._frames_malformed = 0
+        self._gc_timer = metrics.GcTimer()
         self._gossip_dropped = 0
         self.committed_txs = 0
         self.evidence_total = sum(1 for _ in self._ledger.iter_evidence())
@@ -195,6 +197,7 @@ class Node:
     # ------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
+        self._gc_timer.install()
         await self.transport.start()
         app = create_app(self)
         self._api_runner = web.AppRunner(app, access_log=None)
@@ -224,6 +227,7 @@ class Node:
             await self._api_runner.cleanup()
         await self.transport.stop()
         self._ledger.close()
+        self._gc_timer.uninstall()
         log.info("node %s stopped", self.node_id)
 
     async def _run_ticks(self) -> None:
@@ -666,6 +670,7 @@ class Node:
             )
             for name, value in sorted(self.transport.metrics.items())
         ]
+        samples += self._gc_timer.samples()
         return metrics.render(samples, {"chain_id": self.chain_id, "node": self.node_id})
 
     def get_status(self) -> dict[str, Any]:
@@ -718,6 +723,21 @@ class Node:
         return items
 
 
+# The cyclic collector's thresholds for a running node (CPython's defaults: 700, 10, 10).
+# A node holds a few hundred thousand long-lived objects (pooled and memoised
+# transactions, caches), almost none of them in reference cycles; with the defaults
+# a full collection (~0.1 s) ran every few seconds under load, and all collections
+# together took ~13% of a validator's CPU (`chainnode_gc_seconds_total`).
+GC_THRESHOLDS = (5_000, 20, 100)
+
+
+def configure_gc() -> None:
+    """Collect less often, and never scan what start-up built (genesis, modules, config)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 async def run_node(config_path: Path) -> None:
     """Run one node until SIGINT or SIGTERM."""
     config = load_node_config(config_path)
@@ -727,6 +747,7 @@ async def run_node(config_path: Path) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     await node.start()
+    configure_gc()
     try:
         await stop.wait()
     finally:
