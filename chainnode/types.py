@@ -15,6 +15,7 @@ Hashes:
 from __future__ import annotations
 
 import enum
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -101,7 +102,7 @@ def _check_args(value: Any, depth: int = 0) -> None:
     raise DecodeError(f"argument of type {type(value).__name__} is not allowed")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class Transaction:
     """A signed transaction.  Build with `Transaction.create`, read with `decode_transaction`."""
 
@@ -170,11 +171,15 @@ def _to_tuple(value: Any) -> Any:
 # already deleted at the front (~8 us per eviction at 20k entries, against 0.7).
 _DECODED: OrderedDict[bytes, Transaction] = OrderedDict()
 DECODED_TRANSACTIONS_MAX = 20_000
+# Also every decoded transaction that something still holds (the mempool, above all),
+# without keeping any alive: a proposal carries the OLDEST pooled transactions, decoded
+# longer ago than the FIFO memo reaches when the pool holds many.
+_LIVE: weakref.WeakValueDictionary[bytes, Transaction] = weakref.WeakValueDictionary()
 
 
 def decode_transaction(data: bytes) -> Transaction:
     data = bytes(data)
-    known = _DECODED.get(data)
+    known = _DECODED.get(data) or _LIVE.get(data)
     if known is not None:
         return known
     if len(data) > TX_BYTES_MAX:
@@ -184,6 +189,7 @@ def decode_transaction(data: bytes) -> Transaction:
     if len(_DECODED) >= DECODED_TRANSACTIONS_MAX:
         _DECODED.popitem(last=False)
     _DECODED[data] = tx
+    _LIVE[data] = tx
     return tx
 
 
