@@ -64,7 +64,7 @@ miss cheap, but every miss that consults two or more table files is charged to
 the first as a "seek", and a file charged about a hundred times is compacted
 into the next level: with two misses per transaction, those seek compactions
 doubled the compaction work.  So the ledger keeps its own Bloom filter of the
-committed ids in memory (10 bits per transaction, built from the tx index when
+committed ids in memory (12 bits per transaction, built from the tx index when
 the ledger opens, grown by adding a filter of twice the size when one is full)
 and reads LevelDB only when the filter says "maybe".  It has no false
 negatives: an id is added when its block's batch is written.
@@ -145,12 +145,13 @@ def _decode_head(data: bytes) -> Head:
 
 class TxFilter:
     """A scalable Bloom filter of transaction ids (SHA-256 outputs): no false negatives,
-    about 1% false positives.  A full layer is kept and a new one of twice its capacity
-    takes the additions, so growing never rescans anything."""
+    well under 1% false positives.  The id's four 64-bit words are its four bit positions
+    (12 bits per id).  A full layer is kept and a new one of twice its capacity takes the
+    additions, so growing never rescans anything."""
 
-    HASHES = 7
-    BITS_PER_ENTRY = 10
+    BITS_PER_ENTRY = 12
     CAPACITY_MIN = 1 << 16
+    _WORDS = struct.Struct("<4Q")
 
     def __init__(self, capacity: int = CAPACITY_MIN) -> None:
         self._layers: list[tuple[bytearray, int]] = []  # (bits, mask), the last takes additions
@@ -165,22 +166,22 @@ class TxFilter:
         self._filled = 0
 
     def add(self, tx_hash: bytes) -> None:
+        assert len(tx_hash) == 32, "transaction ids are SHA-256 hashes"
         if self._filled >= self._capacity:
             self._add_layer(2 * self._capacity)
         bits, mask = self._layers[-1]
-        first = int.from_bytes(tx_hash[:8], "little")
-        step = int.from_bytes(tx_hash[8:16], "little") | 1
-        for i in range(self.HASHES):
-            position = (first + i * step) & mask
+        for word in self._WORDS.unpack(tx_hash):
+            position = word & mask
             bits[position >> 3] |= 1 << (position & 7)
         self._filled += 1
 
     def might_contain(self, tx_hash: bytes) -> bool:
-        first = int.from_bytes(tx_hash[:8], "little")
-        step = int.from_bytes(tx_hash[8:16], "little") | 1
+        if len(tx_hash) != 32:
+            return True  # not an id we could have added: let the index answer
+        words = self._WORDS.unpack(tx_hash)
         for bits, mask in self._layers:
-            for i in range(self.HASHES):
-                position = (first + i * step) & mask
+            for word in words:
+                position = word & mask
                 if not bits[position >> 3] >> (position & 7) & 1:
                     break
             else:
