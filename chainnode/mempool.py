@@ -33,7 +33,7 @@ class MempoolFullError(RemoteError):
 
 
 class Mempool:
-    __slots__ = ("_size_bytes", "_transactions", "capacity_bytes", "capacity_txs")
+    __slots__ = ("_size_bytes", "_transactions", "_valid_until_min", "capacity_bytes", "capacity_txs")
 
     def __init__(self, *, capacity_txs: int, capacity_bytes: int) -> None:
         assert capacity_txs > 0 and capacity_bytes > 0, "mempool capacities are positive"
@@ -43,6 +43,9 @@ class Mempool:
         # their empty slots at the front, and every `select` walked over them.
         self._transactions: OrderedDict[bytes, types.Transaction] = OrderedDict()
         self._size_bytes = 0
+        # A lower bound of the pooled transactions' valid_until (exact after each expiry scan),
+        # so that `remove_expired` scans the pool only when something may have expired.
+        self._valid_until_min = 2**64
 
     def __len__(self) -> int:
         return len(self._transactions)
@@ -71,6 +74,7 @@ class Mempool:
         self.check_room(tx_bytes)
         self._transactions[tx.hash] = tx
         self._size_bytes += tx_bytes
+        self._valid_until_min = min(self._valid_until_min, tx.valid_until)
         return True
 
     def contains(self, tx_hash: bytes) -> bool:
@@ -107,7 +111,13 @@ class Mempool:
                 self._size_bytes -= len(tx.encoded)
 
     def remove_expired(self, height: int) -> int:
-        """Drop transactions whose `valid_until` is below `height` (O(n); run once per commit)."""
+        """Drop transactions whose `valid_until` is below `height` (run once per commit).
+
+        O(1) while no pooled transaction can have expired, else one scan of the pool.
+        """
+        if height <= self._valid_until_min:
+            return 0
         expired = [tx.hash for tx in self._transactions.values() if tx.valid_until < height]
         self.remove(expired)
+        self._valid_until_min = min((tx.valid_until for tx in self._transactions.values()), default=2**64)
         return len(expired)

@@ -90,6 +90,23 @@ def test_remove_expired() -> None:
     assert pool.size_bytes == TX_BYTES
 
 
+def test_remove_expired_keeps_finding_expiries_after_removals_and_later_additions() -> None:
+    """The pool skips its scan while no transaction can have expired; the bound it keeps
+    must never hide one (removals only raise the true minimum, additions may lower it)."""
+    pool = Mempool(capacity_txs=100, capacity_bytes=1 << 20)
+    early, middle, late = (make_tx(300 + i, valid_until=until) for i, until in enumerate((10, 20, 30)))
+    for tx in (early, middle, late):
+        pool.add(tx)
+    pool.remove([early.hash])  # committed before it expired
+    assert pool.remove_expired(11) == 0
+    assert pool.remove_expired(21) == 1 and not pool.contains(middle.hash)
+    sooner = make_tx(303, valid_until=25)
+    pool.add(sooner)
+    assert pool.remove_expired(26) == 1 and not pool.contains(sooner.hash)
+    assert pool.remove_expired(30) == 0 and pool.contains(late.hash)
+    assert pool.remove_expired(31) == 1 and len(pool) == 0
+
+
 def test_add_and_remove_stay_fast_when_the_pool_is_large() -> None:
     """O(1) add/remove: 20k operations on a pool of 20k take well under a second."""
     count = 20_000
