@@ -250,7 +250,8 @@ class Ledger:
                     f"the ledger at {self.path} has layout version "
                     f"{'1' if stored_format is None else bytes(stored_format).decode(errors='replace')}, "
                     f"this node reads version {FORMAT_VERSION.decode()}: start the node on an empty data "
-                    "directory and it catches up from its peers"
+                    "directory and it catches up from its peers (when every node of the network has an "
+                    "older ledger, there is nobody to catch up from: write the network anew)"
                 )
         try:
             # Read by height (catch-up, the API, audits), rarely: a small cache, no filter.
