@@ -65,7 +65,7 @@ the first as a "seek", and a file charged about a hundred times is compacted
 into the next level: with two misses per transaction, those seek compactions
 doubled the compaction work.  So the ledger keeps its own Bloom filter of the
 committed ids in memory (12 bits per transaction, built from the tx index when
-the ledger opens, grown by adding a filter of twice the size when one is full)
+the ledger opens, grown by adding a filter four times larger when one is full)
 and reads LevelDB only when the filter says "maybe".  It has no false
 negatives: an id is added when its block's batch is written.
 
@@ -146,11 +146,14 @@ def _decode_head(data: bytes) -> Head:
 class TxFilter:
     """A scalable Bloom filter of transaction ids (SHA-256 outputs): no false negatives,
     well under 1% false positives.  The id's four 64-bit words are its four bit positions
-    (12 bits per id).  A full layer is kept and a new one of twice its capacity takes the
-    additions, so growing never rescans anything."""
+    (12 bits per id).  A full layer is kept and a new, larger one takes the additions, so
+    growing never rescans anything."""
 
     BITS_PER_ENTRY = 12
-    CAPACITY_MIN = 1 << 16
+    # A miss (the common case) reads every layer, so layers are few: the first holds a
+    # million ids (1.5 MB) and each next one four times the last.
+    CAPACITY_MIN = 1 << 20
+    GROWTH = 4
     _WORDS = struct.Struct("<4Q")
 
     def __init__(self, capacity: int = CAPACITY_MIN) -> None:
@@ -168,7 +171,7 @@ class TxFilter:
     def add(self, tx_hash: bytes) -> None:
         assert len(tx_hash) == 32, "transaction ids are SHA-256 hashes"
         if self._filled >= self._capacity:
-            self._add_layer(2 * self._capacity)
+            self._add_layer(self.GROWTH * self._capacity)
         bits, mask = self._layers[-1]
         for word in self._WORDS.unpack(tx_hash):
             position = word & mask
