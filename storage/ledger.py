@@ -108,7 +108,11 @@ _RECEIPT = b"r"
 BLOOM_FILTER_BITS = 10  # per key: about 1% false positives
 BLOCK_CACHE_BYTES = 16 * 1024 * 1024
 BLOCK_STORE_CACHE_BYTES = 4 * 1024 * 1024
-WRITE_BUFFER_BYTES = 16 * 1024 * 1024
+# The main database's memtable: each flush is merged into level 1 and on down, so a larger
+# one means fewer, larger merges (paced replay of a 1M run: 1,531 -> 1,077 MB compacted).
+WRITE_BUFFER_BYTES = 32 * 1024 * 1024
+# The block store writes each file once; a small memtable keeps its memory low.
+BLOCK_STORE_WRITE_BUFFER_BYTES = 8 * 1024 * 1024
 STATE_CACHE_ENTRIES_MAX = 20_000  # state reads cached in memory, first in first out
 
 _U64 = struct.Struct(">Q")
@@ -262,7 +266,7 @@ class Ledger:
                 self.path / BLOCKS_DIRECTORY,
                 create=not read_only,
                 lru_cache_size=BLOCK_STORE_CACHE_BYTES,
-                write_buffer_size=WRITE_BUFFER_BYTES,
+                write_buffer_size=BLOCK_STORE_WRITE_BUFFER_BYTES,
             )
         except StorageError:
             self._db.close()
