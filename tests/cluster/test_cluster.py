@@ -20,7 +20,7 @@ from tests.cluster.conftest import (
     wait_for_same_head,
     wait_until,
 )
-from tests.cluster.test_faults import SteadyLoad
+from tests.cluster.load import SteadyLoad
 
 pytestmark = pytest.mark.cluster
 

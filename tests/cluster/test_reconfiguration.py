@@ -53,7 +53,7 @@ from tests.cluster.conftest import (
     wait_for_same_head,
     wait_until,
 )
-from tests.cluster.test_faults import SteadyLoad, get_max_height, get_min_height
+from tests.cluster.load import SteadyLoad, get_max_height, get_min_height
 from tests.helpers import NodeFiles, raw_hello
 
 pytestmark = pytest.mark.cluster
