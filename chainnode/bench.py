@@ -131,6 +131,7 @@ class BenchReport:
     blocks_per_s: float  # over the steady state
     block_txs_mean: float
     slice_tps: tuple[float, ...]  # committed rate of each tenth of the workload
+    last_vs_first_slice: float  # last tenth's rate / first tenth's rate - 1 (0.0 when unknown)
     verify_per_s_single_core: float  # V
     cpu_count: int  # C
     limit_tps: float  # C * V / n
@@ -517,6 +518,7 @@ def _build_report(
         blocks_per_s=round(steady_blocks / (window_to - window_from), 2) if window_to > window_from else 0.0,
         block_txs_mean=round(committed / len(commits), 1) if commits else 0.0,
         slice_tps=slices,
+        last_vs_first_slice=round(slices[-1] / slices[0] - 1, 3) if slices and slices[0] > 0 else 0.0,
         verify_per_s_single_core=round(verify_rate, 0),
         cpu_count=cpu_count,
         limit_tps=round(limit_tps, 1),
@@ -550,7 +552,9 @@ def format_report(report: BenchReport) -> str:
         f"p99 {report.latency_ms_p99:.0f} ms   max {report.latency_ms_max:.0f} ms",
         f"  blocks               {report.blocks} ({report.blocks_per_s:.1f}/s steady, "
         f"{report.block_txs_mean:.0f} txs mean)",
-        "  per tenth (tx/s)     " + " ".join(f"{rate:.0f}" for rate in report.slice_tps),
+        "  per tenth (tx/s)     "
+        + " ".join(f"{rate:.0f}" for rate in report.slice_tps)
+        + f"   (last vs first {report.last_vs_first_slice:+.1%})",
         f"  Ed25519 verify V     {report.verify_per_s_single_core:.0f}/s on one core; "
         f"C = {report.cpu_count} cores",
         f"  limit C*V/n          {report.limit_tps:.0f} tx/s; committed/limit = {report.limit_ratio:.1%}",

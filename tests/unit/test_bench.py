@@ -133,7 +133,8 @@ def test_report_formats_and_serialises() -> None:
         blocks=1,
         blocks_per_s=1.0,
         block_txs_mean=10.0,
-        slice_tps=(1.0,) * 10,
+        slice_tps=(1.0,) * 9 + (0.9,),
+        last_vs_first_slice=-0.1,
         verify_per_s_single_core=20000.0,
         cpu_count=2,
         limit_tps=10000.0,
@@ -147,4 +148,5 @@ def test_report_formats_and_serialises() -> None:
     text = bench.format_report(report)
     assert "validator-01" in text and "p99 3 ms" in text
     assert "too short to measure; the submitter finished at 25% committed" in text
+    assert "(last vs first -10.0%)" in text
     assert report.to_json()["usage"][0]["rss_peak_bytes"] == 80 * 1024 * 1024
