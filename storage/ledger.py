@@ -117,7 +117,7 @@ STATE_CACHE_ENTRIES_MAX = 20_000  # state reads cached in memory, first in first
 
 _U64 = struct.Struct(">Q")
 _LOCATION = struct.Struct(">QI")  # height, index
-_RECEIPT_KEY = struct.Struct(">QcI")  # height, b"r", index
+_U32 = struct.Struct(">I")
 _VOTE_KEY = struct.Struct(">QQI")  # height, view, kind
 _EVIDENCE_KEY = struct.Struct(">QIIQ")  # height, validator, kind, view
 
@@ -160,11 +160,11 @@ class TxFilter:
     GROWTH = 4
     _WORDS = struct.Struct("<4Q")
 
-    def __init__(self, capacity: int = CAPACITY_MIN) -> None:
+    def __init__(self) -> None:
         self._layers: list[tuple[bytearray, int]] = []  # (bits, mask), the last takes additions
         self._capacity = 0
         self._filled = 0
-        self._add_layer(max(capacity, self.CAPACITY_MIN))
+        self._add_layer(self.CAPACITY_MIN)
 
     def _add_layer(self, capacity: int) -> None:
         bits = 1 << max(capacity * self.BITS_PER_ENTRY - 1, 1).bit_length()  # a power of two
@@ -277,9 +277,7 @@ class Ledger:
 
     def _load_tx_filter(self) -> TxFilter:
         """The filter of every committed id, from the tx index (keys only; ~1 s per million)."""
-        with self._db.iterator(prefix=_TX, include_value=False) as iterator:
-            count = sum(1 for _ in iterator)
-        tx_filter = TxFilter(2 * count)
+        tx_filter = TxFilter()
         with self._db.iterator(prefix=_TX, include_value=False) as iterator:
             for key in iterator:
                 tx_filter.add(bytes(key[1:]))
@@ -375,19 +373,16 @@ class Ledger:
         return self._tx_filter.might_contain(tx_hash) and self._get(_TX + tx_hash) is not None
 
     def get_receipt(self, height: int, index: int) -> bytes | None:
-        if not (0 < height <= self._committed_height() and 0 <= index < 2**32):
-            return None
-        value = self._blocks.get(_RECEIPT_KEY.pack(height, _RECEIPT, index))
-        return None if value is None else bytes(value)
+        return self._get_stored(height, _RECEIPT + _U32.pack(index)) if 0 <= index < 2**32 else None
 
     def _committed_height(self) -> int:
         return -1 if self._head is None else self._head.height
 
-    def _get_stored(self, height: int, kind: bytes) -> bytes | None:
+    def _get_stored(self, height: int, suffix: bytes) -> bytes | None:
         """A block-store entry of a committed height (entries above the head are not committed)."""
         if not 0 < height <= self._committed_height():
             return None
-        value = self._blocks.get(_U64.pack(height) + kind)
+        value = self._blocks.get(_U64.pack(height) + suffix)
         return None if value is None else bytes(value)
 
     def get_state(self, key: bytes) -> bytes | None:
@@ -441,7 +436,7 @@ class Ledger:
             batch.put(height_bytes + _BLOCK, block.encoded)
             batch.put(height_bytes + _CERTIFICATE, certificate.encode())
             for index, receipt in enumerate(receipts):
-                batch.put(_RECEIPT_KEY.pack(header.height, _RECEIPT, index), receipt.encode())
+                batch.put(height_bytes + _RECEIPT + _U32.pack(index), receipt.encode())
         with (
             self._db.iterator(
                 start=_VOTE, stop=_VOTE + _U64.pack(header.height + 1), include_value=False

@@ -387,7 +387,7 @@ def test_tx_filter_has_no_false_negatives_while_it_grows_and_few_false_positives
         CAPACITY_MIN = 1000
 
     rng = random.Random(7)
-    tx_filter = SmallFilter(10)
+    tx_filter = SmallFilter()
     added = [rng.randbytes(32) for _ in range(3 * SmallFilter.CAPACITY_MIN)]
     for tx_hash in added:
         tx_filter.add(tx_hash)
