@@ -117,7 +117,13 @@ class Mempool:
         """
         if height <= self._valid_until_min:
             return 0
-        expired = [tx.hash for tx in self._transactions.values() if tx.valid_until < height]
+        expired: list[bytes] = []
+        valid_until_min = 2**64
+        for tx in self._transactions.values():
+            if tx.valid_until < height:
+                expired.append(tx.hash)
+            else:
+                valid_until_min = min(valid_until_min, tx.valid_until)
         self.remove(expired)
-        self._valid_until_min = min((tx.valid_until for tx in self._transactions.values()), default=2**64)
+        self._valid_until_min = valid_until_min
         return len(expired)
