@@ -240,12 +240,7 @@ class Client:
         )
         if version is not None:
             path += f"?version={int(version)}"
-        try:
-            return self._get_object(path)
-        except ClientError as error:
-            if error.status == 404 and error.code == "not_found":
-                return None
-            raise
+        return self._get_optional(path)
 
     def _get_optional(self, path: str) -> dict[str, Any] | None:
         try:
