@@ -242,6 +242,36 @@ def _compute_key_usage(*, is_ca: bool) -> x509.KeyUsage:
     )
 
 
+def _certificate_builder(
+    subject: x509.Name,
+    issuer: x509.Name,
+    public_key: ed25519.Ed25519PublicKey,
+    issuer_public_key: ed25519.Ed25519PublicKey,
+    *,
+    is_ca: bool,
+    path_length: int | None,
+    not_before: datetime,
+    valid_days: int,
+) -> x509.CertificateBuilder:
+    """What every certificate of the hierarchy carries: names, key, validity, basic
+    constraints, key usage and both key identifiers."""
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_before + timedelta(days=valid_days))
+        .add_extension(x509.BasicConstraints(ca=is_ca, path_length=path_length), critical=True)
+        .add_extension(_compute_key_usage(is_ca=is_ca), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public_key), critical=False
+        )
+    )
+
+
 def _ca_builder(
     subject: x509.Name,
     issuer: x509.Name,
@@ -251,24 +281,15 @@ def _ca_builder(
     path_length: int,
     valid_days: int,
 ) -> x509.CertificateBuilder:
-    not_before = _now() - NOT_BEFORE_BACKDATE
-    return (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer)
-        .public_key(public_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_before + timedelta(days=valid_days))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
-        .add_extension(
-            _compute_key_usage(is_ca=True),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public_key), critical=False
-        )
+    return _certificate_builder(
+        subject,
+        issuer,
+        public_key,
+        issuer_public_key,
+        is_ca=True,
+        path_length=path_length,
+        not_before=_now() - NOT_BEFORE_BACKDATE,
+        valid_days=valid_days,
     )
 
 
@@ -360,17 +381,15 @@ def _build_entity_certificate(
     )
     claims_text = compute_claims_text(claims.zone, claims.roles, claims.sectors)
     builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(zone_certificate.subject)
-        .public_key(subject_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + timedelta(days=valid_days))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            _compute_key_usage(is_ca=False),
-            critical=True,
+        _certificate_builder(
+            subject,
+            zone_certificate.subject,
+            subject_key,
+            zone_private.public_key(),
+            is_ca=False,
+            path_length=None,
+            not_before=start,
+            valid_days=valid_days,
         )
         .add_extension(
             x509.ExtendedKeyUsage(
@@ -379,11 +398,6 @@ def _build_entity_certificate(
             critical=False,
         )
         .add_extension(alternative_names, critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(subject_key), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(zone_private.public_key()),
-            critical=False,
-        )
         .add_extension(
             x509.UnrecognizedExtension(CLAIMS_OID, _encode_utf8string(claims_text)), critical=False
         )
