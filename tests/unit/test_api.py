@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +17,6 @@ from chainnode.mempool import MempoolFullError
 from tests.unit.api_harness import CHAIN_ID, OBSERVER, OUTSIDER, SUBMITTER, LocalService
 
 BODY_BYTES_MAX = 256 * 1024
-
-
-@pytest.fixture
-def service(tmp_path: Path) -> Iterator[LocalService]:
-    node = LocalService(tmp_path)
-    yield node
-    node.close()
 
 
 @pytest.fixture

@@ -26,13 +26,6 @@ from tests.unit.api_harness import (
 
 
 @pytest.fixture
-def service(tmp_path: Path) -> Iterator[LocalService]:
-    node = LocalService(tmp_path)
-    yield node
-    node.close()
-
-
-@pytest.fixture
 def server(service: LocalService) -> Iterator[ServerThread]:
     with ServerThread(service, commit_interval_ms=30) as running:
         yield running

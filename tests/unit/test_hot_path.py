@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -13,13 +12,6 @@ from chainnode.api import create_app
 from chainnode.client import Identity, build_transaction
 from chainnode.mempool import Mempool, MempoolFullError
 from tests.unit.api_harness import CHAIN_ID, SUBMITTER, LocalService
-
-
-@pytest.fixture
-def service(tmp_path: Path) -> Iterator[LocalService]:
-    node = LocalService(tmp_path)
-    yield node
-    node.close()
 
 
 @pytest.fixture
