@@ -118,7 +118,8 @@ class Network:
 
 
 class MapState:
-    """Committed state in a dict, with the ledger's `iter_state`."""
+    """Committed state in a dict, with the ledger's `iter_state`; `apply` plays the ledger's
+    part of applying a write set."""
 
     def __init__(self, values: dict[bytes, bytes]) -> None:
         self.values = dict(values)

@@ -20,6 +20,7 @@ from chainnode.execution import (
 )
 from chainnode.state import compute_genesis_state_root, compute_state_root
 from storage.ledger import Ledger
+from tests.unit.governance_harness import MapState
 
 ErrorCode = types.ErrorCode
 CHAIN_ID = "exec-test"
@@ -57,23 +58,6 @@ ENTITIES = [
 ]
 INITIAL_STATE = {types.entity_key(record.entity_id): record.encode() for record in ENTITIES}
 GENESIS_ROOT = compute_genesis_state_root(INITIAL_STATE)
-
-
-class MapState:
-    """Committed state in a dict; `apply` plays the ledger's part of applying a write set."""
-
-    def __init__(self, values: dict[bytes, bytes]) -> None:
-        self.values = dict(values)
-
-    def get_state(self, key: bytes) -> bytes | None:
-        return self.values.get(key)
-
-    def apply(self, write_set: dict[bytes, bytes | None]) -> None:
-        for key, value in write_set.items():
-            if value is None:
-                self.values.pop(key, None)
-            else:
-                self.values[key] = value
 
 
 def make_tx(
