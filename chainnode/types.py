@@ -179,6 +179,8 @@ _LIVE: weakref.WeakValueDictionary[bytes, Transaction] = weakref.WeakValueDictio
 
 def decode_transaction(data: bytes) -> Transaction:
     data = bytes(data)
+    # Everything in the FIFO is also in _LIVE (the FIFO keeps it alive); the FIFO is asked
+    # first only because its lookup is C code and the weak map's is Python.
     known = _DECODED.get(data) or _LIVE.get(data)
     if known is not None:
         return known
