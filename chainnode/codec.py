@@ -25,6 +25,18 @@ _ARRAY_LEN_MAX = 1_000_000
 _STR_LEN_MAX = 16 * 1024 * 1024
 _BIN_LEN_MAX = 32 * 1024 * 1024
 
+# The unpacker's settings: arrays as tuples, no maps or extension types, bounded lengths.
+UNPACK_OPTIONS: dict[str, Any] = {
+    "raw": False,
+    "use_list": False,
+    "strict_map_key": True,
+    "max_str_len": _STR_LEN_MAX,
+    "max_bin_len": _BIN_LEN_MAX,
+    "max_array_len": _ARRAY_LEN_MAX,
+    "max_map_len": 0,
+    "max_ext_len": 0,
+}
+
 Value = None | bool | int | str | bytes | tuple["Value", ...]
 
 
@@ -43,17 +55,7 @@ def decode(data: bytes, *, bytes_max: int = DECODE_BYTES_MAX) -> Any:
     if len(data) == 0:
         raise DecodeError("empty input")
     try:
-        value = msgpack.unpackb(
-            bytes(data),
-            raw=False,
-            use_list=False,
-            strict_map_key=True,
-            max_str_len=_STR_LEN_MAX,
-            max_bin_len=_BIN_LEN_MAX,
-            max_array_len=_ARRAY_LEN_MAX,
-            max_map_len=0,
-            max_ext_len=0,
-        )
+        value = msgpack.unpackb(bytes(data), **UNPACK_OPTIONS)
     except msgpack.ExtraData as error:
         raise DecodeError("trailing bytes after the encoded value") from error
     except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as error:

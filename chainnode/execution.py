@@ -163,12 +163,19 @@ class Executor:
         return True
 
     def _authenticate(
-        self, state: StateReader, tx: types.Transaction
+        self, state: StateReader, tx: types.Transaction, signers: dict[str, Signer | None]
     ) -> tuple[Signer | None, ErrorCode, str]:
-        """The checks whose failure makes a block invalid (except replay, checked by callers)."""
+        """The checks whose failure makes a block invalid (except replay, checked by callers).
+
+        `signers` memoises `authority.get_signer` over `state`: the caller owns it and
+        must drop it when `state` changes.
+        """
         if tx.chain_id != self.chain_id:
             return None, ErrorCode.WRONG_CHAIN, f"chain id {tx.chain_id!r} is not {self.chain_id!r}"
-        signer = authority.get_signer(state, tx.signer)
+        try:
+            signer = signers[tx.signer]
+        except KeyError:
+            signer = signers[tx.signer] = authority.get_signer(state, tx.signer)
         if signer is None:
             return None, ErrorCode.UNKNOWN_SIGNER, f"signer {tx.signer!r} is not registered"
         if not self.is_signature_valid(tx, signer.public_key):
@@ -229,12 +236,15 @@ class Executor:
         height: int,
         timestamp_ms: int,
         is_committed: Callable[[bytes], bool],
+        signers: dict[str, Signer | None] | None = None,
     ) -> tuple[types.ErrorCode, str]:
         """Would `tx` succeed if included at `height` around `timestamp_ms`? (OK, "") or (code, reason).
 
         Used for mempool admission: `state` is the committed state, `height` the
         next height, `timestamp_ms` the node's clock.  A transaction admitted
-        here can still fail in its block if state or time move on.
+        here can still fail in its block if state or time move on.  `signers`
+        (optional) memoises signer lookups in `state` across calls; the caller
+        empties it whenever `state` changes (the node: at every commit).
         """
         if tx.chain_id != self.chain_id:
             return ErrorCode.WRONG_CHAIN, f"chain id {tx.chain_id!r} is not {self.chain_id!r}"
@@ -242,7 +252,7 @@ class Executor:
             return ErrorCode.DUPLICATE, "the transaction is already committed"
         if tx.valid_until < height:
             return ErrorCode.EXPIRED, f"valid until height {tx.valid_until}, next height is {height}"
-        signer, code, reason = self._authenticate(state, tx)
+        signer, code, reason = self._authenticate(state, tx, {} if signers is None else signers)
         if signer is None:
             return code, reason
         try:
@@ -265,6 +275,8 @@ class Executor:
     ) -> ExecutionResult:
         """Execute `transactions` as block `height` over `state`; `InvalidBlockError` refuses the block."""
         overlay = Overlay(state)
+        # Signers come from the state at the start of the block, so one lookup per signer.
+        signers: dict[str, Signer | None] = {}
         seen: set[bytes] = set()
         receipts: list[types.Receipt] = []
         for index, tx in enumerate(transactions):
@@ -279,7 +291,7 @@ class Executor:
                     f"transaction {index} ({tx.hash.hex()}) is already committed",
                     error_code=ErrorCode.DUPLICATE, tx_index=index,
                 )
-            signer, code, reason = self._authenticate(state, tx)
+            signer, code, reason = self._authenticate(state, tx, signers)
             if signer is None:
                 raise InvalidBlockError(
                     f"transaction {index} ({tx.hash.hex()}): {reason}", error_code=code, tx_index=index

@@ -27,7 +27,8 @@ def compute_root(leaves: Sequence[bytes]) -> bytes:
     """The tree hash of `leaves` (raw leaf data, not yet hashed)."""
     if not leaves:
         return _EMPTY
-    return _subtree_root([hash_leaf(leaf) for leaf in leaves])
+    sha256 = hashlib.sha256  # inlined hash_leaf: a block hashes thousands of leaves
+    return _subtree_root([sha256(b"\x00" + leaf).digest() for leaf in leaves])
 
 
 def _largest_power_of_two_below(n: int) -> int:
@@ -58,9 +59,10 @@ def _path(hashes: list[bytes], index: int) -> list[bytes]:
 def _subtree_root(hashes: list[bytes]) -> bytes:
     # Pairing bottom-up and carrying an unpaired last node upward builds the
     # same left-balanced tree as the recursive definition.
+    sha256 = hashlib.sha256  # inlined hash_node
     level = hashes
     while len(level) > 1:
-        paired = [hash_node(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+        paired = [sha256(b"\x01" + level[i] + level[i + 1]).digest() for i in range(0, len(level) - 1, 2)]
         if len(level) % 2:
             paired.append(level[-1])
         level = paired

@@ -109,7 +109,8 @@ def compute_state_root(previous_root: bytes, write_set: Mapping[bytes, bytes | N
     can replace it later.
     """
     assert len(previous_root) == crypto.HASH_BYTES, "a state root is 32 bytes"
-    leaves = [codec.encode((key, write_set[key])) for key in sorted(write_set)]
+    encode = codec.encode
+    leaves = [encode(item) for item in sorted(write_set.items())]
     return crypto.hash_tagged("state", previous_root + merkle.compute_root(leaves))
 
 

@@ -262,11 +262,14 @@ class Ledger:
                 )
         try:
             # Read by height (catch-up, the API, audits), rarely: a small cache, no filter.
+            # No Snappy either: compressing every flushed block cost ~2% of a validator's
+            # CPU, for data that is mostly signatures and hashes.
             self._blocks = _open_database(
                 self.path / BLOCKS_DIRECTORY,
                 create=not read_only,
                 lru_cache_size=BLOCK_STORE_CACHE_BYTES,
                 write_buffer_size=BLOCK_STORE_WRITE_BUFFER_BYTES,
+                compression=None,
             )
         except StorageError:
             self._db.close()

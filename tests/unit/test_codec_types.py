@@ -157,6 +157,58 @@ def test_transaction_decoder_refuses_wrong_shapes() -> None:
         types.decode_transaction(b"\x00" * (types.TX_BYTES_MAX + 1))
 
 
+def _decode_general(data: bytes) -> types.Transaction:
+    fields = codec.decode_struct(data, types.TAG_TX, types.VERSION, 10, "transaction")
+    return types.transaction_from_fields(fields, data)
+
+
+tx_field_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**64 - 1),
+    st.text(max_size=70),
+    st.binary(max_size=70),
+    st.lists(values, max_size=3).map(tuple),
+)
+
+
+@settings(max_examples=400)
+@given(st.integers(min_value=0, max_value=9), tx_field_values, st.booleans())
+def test_the_fast_transaction_decoder_agrees_with_the_general_one(
+    position: int, replacement: object, replace: bool
+) -> None:
+    """The one-pass decoder accepts only what the general decoder accepts, with the same result,
+    and leaves everything else (None) to it."""
+    fields = list(codec.decode(make_tx(args=("k", b"v", 7, None, ("nested", True))).encoded))
+    if replace:
+        fields[position] = replacement
+    data = msgpack.packb(fields, use_bin_type=True)
+    fast = types._decode_transaction_fast(data)
+    try:
+        general = _decode_general(data)
+    except DecodeError:
+        assert fast is None
+        return
+    assert fast is None or fast == general
+
+
+def test_the_fast_transaction_decoder_takes_the_usual_shapes_and_leaves_the_rest() -> None:
+    flat = make_tx(args=("k", b"v", 7, None))
+    assert types._decode_transaction_fast(flat.encoded) == _decode_general(flat.encoded)
+    for unusual in [make_tx(args=("k", (b"nested",))), make_tx(args=("k", True))]:
+        assert types._decode_transaction_fast(unusual.encoded) is None
+        assert types.decode_transaction(bytes(bytearray(unusual.encoded))) == unusual
+    # A non-canonical encoding (the nonce as uint64 where a positive fixint will do).
+    fields = list(codec.decode(flat.encoded))
+    body = bytearray(flat.encoded)
+    nonce_at = len(msgpack.packb(fields[:4], use_bin_type=True))  # fixarray header byte included
+    assert body[nonce_at] == fields[4]  # a positive fixint
+    widened = bytes(body[:nonce_at]) + b"\xcf" + fields[4].to_bytes(8, "big") + bytes(body[nonce_at + 1 :])
+    assert types._decode_transaction_fast(widened) is None
+    with pytest.raises(DecodeError, match="non-canonical"):
+        types.decode_transaction(widened)
+
+
 def test_block_round_trip_checks_the_body_against_the_header() -> None:
     txs = [make_tx(nonce=i) for i in range(3)]
     header = types.BlockHeader(

@@ -101,6 +101,9 @@ def test_register_refusals(net: Network, chain: Chain) -> None:
 
 
 def test_revocation_applies_from_the_next_block(chain: Chain) -> None:
+    # Admission has looked pku up (and memoised it) before the revocation commits.
+    assert chain.check(chain.put("pku", "before"))[0] == ErrorCode.OK
+    assert "pku" in chain.admission_signers
     revoke = chain.zone_tx("beijing", "revoke", "pku", "key compromise")
     # Later in the same block the old certificate still signs.
     receipts = chain.run(revoke, chain.put("pku", "same-block"))
