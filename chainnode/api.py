@@ -497,23 +497,31 @@ async def handle_block(request: web.Request) -> web.Response:
             _error_body("not_found", f"no block at height {height}; the head is {head_height}"),
             status=404,
         )
-    block = types.decode_block(block_encoded, check_body=False)
+    view = request.query.get("transactions", "full")
+    if view not in ("full", "hashes"):
+        raise RemoteError(f"transactions must be 'full' or 'hashes', got {view[:40]!r}", code="bad_request")
     certificate = types.decode_commit_certificate(certificate_encoded)
     validators = service.get_validator_set(height)
+    if view == "hashes":
+        # For followers that only need to know what committed (the benchmark's watcher):
+        # ids without decoding the transactions, no per-transaction JSON, no raw encodings.
+        header, tx_hashes = types.decode_block_summary(block_encoded)
+        return _json_response(
+            {
+                "height": header.height,
+                "hash": header.compute_hash().hex(),
+                "header": compute_header_json(header),
+                "certificate": compute_certificate_json(certificate, validators),
+                "transactions": [{"hash": tx_hash.hex()} for tx_hash in tx_hashes],
+            }
+        )
+    block = types.decode_block(block_encoded, check_body=False)
     body: dict[str, Any] = {
         "height": block.height,
         "hash": block.hash.hex(),
         "header": compute_header_json(block.header),
         "certificate": compute_certificate_json(certificate, validators),
     }
-    view = request.query.get("transactions", "full")
-    if view == "hashes":
-        # For followers that only need to know what committed (the benchmark's
-        # watcher): no per-transaction JSON and no raw encodings.
-        body["transactions"] = [{"hash": tx.hash.hex()} for tx in block.transactions]
-        return _json_response(body)
-    if view != "full":
-        raise RemoteError(f"transactions must be 'full' or 'hashes', got {view[:40]!r}", code="bad_request")
     body["transactions"] = [compute_transaction_json(tx) for tx in block.transactions]
     body["block_encoded"] = block_encoded.hex()
     body["certificate_encoded"] = certificate_encoded.hex()

@@ -64,6 +64,7 @@ async def test_block_hashes_view_lists_exactly_the_committed_transactions(
     assert sorted(item["hash"] for item in cheap["transactions"]) == sorted(tx.hash.hex() for tx in txs)
     assert "block_encoded" not in cheap and "block_encoded" in full
     assert cheap["hash"] == full["hash"] and cheap["certificate"] == full["certificate"]
+    assert cheap["header"] == full["header"] and cheap["height"] == full["height"] == 1
 
 
 async def test_an_unknown_block_view_is_a_client_error(
