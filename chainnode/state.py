@@ -84,7 +84,8 @@ class Overlay:
 
     def write_set(self) -> dict[bytes, bytes | None]:
         """The pending writes, ordered by key."""
-        return dict(sorted(self._pending.items()))
+        pending = self._pending
+        return {key: pending[key] for key in sorted(pending)}  # keys only: cheaper to sort than items
 
     def child(self) -> Overlay:
         """A nested overlay (one transaction): `merge_into_parent` on success, drop on failure."""
@@ -110,7 +111,7 @@ def compute_state_root(previous_root: bytes, write_set: Mapping[bytes, bytes | N
     """
     assert len(previous_root) == crypto.HASH_BYTES, "a state root is 32 bytes"
     encode = codec.encode
-    leaves = [encode(item) for item in sorted(write_set.items())]
+    leaves = [encode((key, write_set[key])) for key in sorted(write_set)]
     return crypto.hash_tagged("state", previous_root + merkle.compute_root(leaves))
 
 

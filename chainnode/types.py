@@ -17,7 +17,6 @@ from __future__ import annotations
 import enum
 import functools
 import weakref
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NewType
@@ -166,17 +165,13 @@ def _to_tuple(value: Any) -> Any:
     return value
 
 
-# Decoded transactions by their exact bytes.  Decoding is a pure function of the
-# bytes, so a hit returns what decoding would: a node decodes a transaction when it
-# is gossiped and again inside the proposal that carries it, and this memo makes the
-# second time a dictionary lookup.  First in, first out, bounded.  An OrderedDict:
-# evicting the oldest key of a plain dict with `next(iter(d))` walks over every slot
-# already deleted at the front (~8 us per eviction at 20k entries, against 0.7).
-_DECODED: OrderedDict[bytes, Transaction] = OrderedDict()
-DECODED_TRANSACTIONS_MAX = 20_000
-# Also every decoded transaction that something still holds (the mempool, above all),
-# without keeping any alive: a proposal carries the OLDEST pooled transactions, decoded
-# longer ago than the FIFO memo reaches when the pool holds many.
+# Every decoded transaction that something still holds (the mempool, above all, and the
+# block being executed), by its exact bytes, without keeping any alive.  Decoding is a
+# pure function of the bytes, so a hit returns what decoding would: a node decodes a
+# transaction when it is gossiped and again inside the proposal that carries it, and
+# this makes the second time a dictionary lookup.  (A FIFO memo that also kept the last
+# 20,000 decoded transactions alive was dropped: the weak map finds every pooled one,
+# and the memo only held committed transactions longer, ~20 MB, for the collector to walk.)
 # A plain dict of weak references whose callback is `functools.partial(_LIVE.pop, key)`:
 # all C calls, unlike `weakref.WeakValueDictionary` (about 1 us per transaction in Python
 # code).  A callback only ever removes its own key; at worst an entry goes early and the
@@ -187,11 +182,6 @@ _LIVE: dict[bytes, weakref.ref[Transaction]] = {}
 def decode_transaction(data: bytes) -> Transaction:
     if type(data) is not bytes:
         data = bytes(data)
-    # Everything in the FIFO is also in _LIVE (the FIFO keeps it alive); the FIFO is asked
-    # first because it answers without dereferencing a weak reference.
-    known = _DECODED.get(data)
-    if known is not None:
-        return known
     reference = _LIVE.get(data)
     if reference is not None:
         known = reference()
@@ -203,9 +193,6 @@ def decode_transaction(data: bytes) -> Transaction:
     if tx is None:
         # Something about it is unusual: the strict general path decides, and explains.
         tx = transaction_from_fields(codec.decode_struct(data, TAG_TX, VERSION, 10, "transaction"), data)
-    if len(_DECODED) >= DECODED_TRANSACTIONS_MAX:
-        _DECODED.popitem(last=False)
-    _DECODED[data] = tx
     _LIVE[data] = weakref.ref(tx, functools.partial(_LIVE.pop, data))
     return tx
 

@@ -241,7 +241,9 @@ class Ledger:
             compression=None,
         )
         self._head: Head | None = None
-        # First in, first out (an OrderedDict: see types._DECODED for why not a dict).
+        # First in, first out.  An OrderedDict: evicting the oldest key of a plain dict with
+        # `next(iter(d))` walks over every slot already deleted at the front (~8 us per
+        # eviction at 20k entries, against 0.7).
         self._state_cache: OrderedDict[bytes, bytes | None] = OrderedDict()
         stored = self._db.get(_HEAD)
         if stored is not None:

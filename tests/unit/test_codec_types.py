@@ -89,17 +89,19 @@ def test_transaction_round_trip_and_signature() -> None:
     assert not decoded.verify_signature(crypto.SigningKey(b"\x02" * 32).public_key)
 
 
-def test_a_held_transaction_is_found_again_after_the_fifo_memo_forgot_it() -> None:
-    """The mempool holds the oldest transactions a proposal carries: decoding them again must
+def test_a_held_transaction_is_found_again_and_a_released_one_is_not_kept() -> None:
+    """The mempool holds the transactions a proposal carries: decoding them again must
     return the object already held, not a second decode; released ones are not kept alive."""
     encodings = [bytes(bytearray(make_tx(nonce=1000 + i).encoded)) for i in range(3)]
     held = types.decode_transaction(encodings[0])
     types.decode_transaction(encodings[1])
-    for nonce in range(types.DECODED_TRANSACTIONS_MAX + 10):  # pushes both out of the FIFO memo
+    for nonce in range(100):
         types.decode_transaction(make_tx(nonce=10_000 + nonce).encoded)
     assert types.decode_transaction(bytes(bytearray(encodings[0]))) is held
     assert encodings[1] not in types._LIVE, "a transaction nobody holds is not kept"
     assert types.decode_transaction(encodings[1]) == make_tx(nonce=1001)
+    del held
+    assert encodings[0] not in types._LIVE
 
 
 def test_transaction_id_covers_every_body_field_but_not_the_signature() -> None:

@@ -127,16 +127,19 @@ def test_cached_hash_with_another_signature_is_still_refused() -> None:
     assert execute([tx], executor=executor).receipts[0].ok
 
 
-def test_signature_cache_is_bounded_and_least_recently_used() -> None:
+def test_signature_cache_is_bounded_and_first_in_first_out() -> None:
     cache = SignatureCache(entries_max=3)
     for index in range(3):
         cache.mark_verified(bytes([index]) * 32, b"k", b"s")
-    assert cache.is_verified(b"\x00" * 32, b"k", b"s")  # refreshes entry 0
+    assert cache.is_verified(b"\x00" * 32, b"k", b"s")  # a hit does not reorder
+    cache.mark_verified(b"\x01" * 32, b"k", b"s")  # marking again does: 1 is now the newest
     cache.mark_verified(b"\x09" * 32, b"k", b"s")
     assert len(cache) == 3
-    assert not cache.is_verified(b"\x01" * 32, b"k", b"s"), "the least recently used entry went"
-    assert cache.is_verified(b"\x00" * 32, b"k", b"s")
-    assert not cache.is_verified(b"\x00" * 32, b"other-key", b"s")
+    assert not cache.is_verified(b"\x00" * 32, b"k", b"s"), "the oldest entry went"
+    assert cache.is_verified(b"\x01" * 32, b"k", b"s") and cache.is_verified(b"\x09" * 32, b"k", b"s")
+    cache.mark_verified(b"\x0a" * 32, b"k", b"s")
+    assert not cache.is_verified(b"\x02" * 32, b"k", b"s")
+    assert not cache.is_verified(b"\x01" * 32, b"other-key", b"s")
 
 
 # ------------------------------------------------------------------ failed receipts
