@@ -731,8 +731,14 @@ class Node:
 # A node holds a few hundred thousand long-lived objects (pooled and memoised
 # transactions, caches), almost none of them in reference cycles; with the defaults
 # a full collection (~0.1 s) ran every few seconds under load, and all collections
-# together took ~13% of a validator's CPU (`chainnode_gc_seconds_total`).
-GC_THRESHOLDS = (5_000, 20, 100)
+# together took ~13% of a validator's CPU (`chainnode_gc_seconds_total`).  Measured
+# on a validator over the first 100k transactions of a bench run: (5000, 20, 100)
+# 0.67 s, most of it in a generation-1 collection (~50 ms, walking every pooled
+# transaction) every ~15k transactions; (5000, 200, 100) 0.41 s; (20000, 50, 100)
+# 0.53 s (large young generations are walked cold); (2000, 500, 100) 0.32 s.  Young
+# cycles (asyncio, exceptions) still go at the next young collection; older ones at
+# a generation-1 collection, about every 100k transactions.
+GC_THRESHOLDS = (2_000, 500, 100)
 
 
 def configure_gc() -> None:
