@@ -377,8 +377,15 @@ class Node:
             height=height,
             timestamp_ms=timestamp_ms,
             transactions=transactions,
-            is_committed=self._ledger.is_committed,
+            is_committed=self._is_committed_unless_pooled,
         )
+
+    def _is_committed_unless_pooled(self, tx_hash: bytes) -> bool:
+        """The ledger's answer, skipped for pooled transactions, which are never committed:
+        admission asked the ledger before pooling, and each commit removes its block's
+        transactions from the pool before anything else runs.  A proposal is mostly
+        pooled transactions, so execution rarely needs the committed-id filter."""
+        return not self.mempool.contains(tx_hash) and self._ledger.is_committed(tx_hash)
 
     # ------------------------------------------------------------ p2p
 

@@ -177,21 +177,30 @@ class TxFilter:
         if self._filled >= self._capacity:
             self._add_layer(self.GROWTH * self._capacity)
         bits, mask = self._layers[-1]
-        for word in self._WORDS.unpack(tx_hash):
-            position = word & mask
-            bits[position >> 3] |= 1 << (position & 7)
+        # The four positions unrolled (this and `might_contain` run for every transaction).
+        a, b, c, d = self._WORDS.unpack(tx_hash)
+        a &= mask
+        b &= mask
+        c &= mask
+        d &= mask
+        bits[a >> 3] |= 1 << (a & 7)
+        bits[b >> 3] |= 1 << (b & 7)
+        bits[c >> 3] |= 1 << (c & 7)
+        bits[d >> 3] |= 1 << (d & 7)
         self._filled += 1
 
     def might_contain(self, tx_hash: bytes) -> bool:
         if len(tx_hash) != 32:
             return True  # not an id we could have added: let the index answer
-        words = self._WORDS.unpack(tx_hash)
+        a, b, c, d = self._WORDS.unpack(tx_hash)
+        # The low three bits of a position are the word's own (every mask ends in ...111).
         for bits, mask in self._layers:
-            for word in words:
-                position = word & mask
-                if not bits[position >> 3] >> (position & 7) & 1:
-                    break
-            else:
+            if (
+                bits[(a & mask) >> 3] >> (a & 7) & 1
+                and bits[(b & mask) >> 3] >> (b & 7) & 1
+                and bits[(c & mask) >> 3] >> (c & 7) & 1
+                and bits[(d & mask) >> 3] >> (d & 7) & 1
+            ):
                 return True
         return False
 
