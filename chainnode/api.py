@@ -59,6 +59,7 @@ from aiohttp import web
 
 from chainnode import metrics, proof, records, types
 from chainnode.errors import ChainError, DecodeError, LocalError, RemoteError, ValidationError
+from chainnode.fastinit import install_fast_init
 from consensus.messages import decode_evidence
 
 logger = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ _MALFORMED_CODES = frozenset({"malformed", "too_large", "bad_hex", "bad_request"
 # ---------------------------------------------------------------- the service protocol
 
 
+@install_fast_init
 @dataclass(frozen=True, slots=True)
 class SubmitResult:
     """The node's verdict on one submitted transaction."""

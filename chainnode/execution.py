@@ -313,11 +313,18 @@ class Executor:
     def _apply_transaction(
         self, overlay: Overlay, tx: types.Transaction, context: ExecutionContext
     ) -> types.Receipt:
-        scratch = overlay.child()
         try:
             action = self._authorize(
                 tx, context.signer, height=context.height, timestamp_ms=context.timestamp_ms
             )
+        except TransactionError as error:
+            return types.Receipt(tx.hash, int(error.error_code), error.message[:1024], ())
+        if action.cannot_fail:
+            # Straight into the block's overlay: nothing fails past this point (a
+            # TransactionError from such an action is a bug, and is not caught).
+            return types.Receipt(tx.hash, int(ErrorCode.OK), "", tuple(action.apply(overlay, tx, context)))
+        scratch = overlay.child()
+        try:
             events = tuple(action.apply(scratch, tx, context))
         except TransactionError as error:
             return types.Receipt(tx.hash, int(error.error_code), error.message[:1024], ())

@@ -162,5 +162,5 @@ def apply_put(overlay: Overlay, tx: types.Transaction, context: ExecutionContext
 
 
 ACTIONS: dict[tuple[str, str], Action] = {
-    (MODULE, "put"): Action(role="submitter", check_args=check_put_args, apply=apply_put),
+    (MODULE, "put"): Action(role="submitter", check_args=check_put_args, apply=apply_put, cannot_fail=True),
 }

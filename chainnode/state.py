@@ -45,6 +45,7 @@ from typing import Any, Protocol
 
 from chainnode import codec, crypto, merkle, types
 from chainnode.errors import ValidationError
+from chainnode.fastinit import install_fast_init
 
 Event = tuple[str, tuple[Any, ...]]
 
@@ -152,6 +153,7 @@ class Signer:
     not_after_ms: int
 
 
+@install_fast_init
 @dataclass(frozen=True, slots=True)
 class ExecutionContext:
     """What an action may know besides state and the transaction itself."""
@@ -170,3 +172,7 @@ class Action:
     check_args: Callable[[tuple[Any, ...]], None]  # raises TransactionError(BAD_ARGUMENTS)
     apply: Callable[[Overlay, types.Transaction, ExecutionContext], Sequence[Event]]
     signer_kind: SignerKind = SignerKind.ENTITY  # the only kind of signer that may sign it
+    # True when `apply` never raises `TransactionError` (every check is in `check_args` and
+    # the executor's own checks): it then writes straight into the block's overlay instead
+    # of a per-transaction child that is merged on success.
+    cannot_fail: bool = False

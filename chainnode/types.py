@@ -26,6 +26,7 @@ import msgpack
 from chainnode import codec, crypto, merkle
 from chainnode.codec import expect_bytes, expect_int, expect_str, expect_tuple
 from chainnode.errors import DecodeError
+from chainnode.fastinit import install_fast_init
 
 Height = NewType("Height", int)
 View = NewType("View", int)
@@ -104,6 +105,7 @@ def _check_args(value: Any, depth: int = 0) -> None:
     raise DecodeError(f"argument of type {type(value).__name__} is not allowed")
 
 
+@install_fast_init
 @dataclass(frozen=True, slots=True, weakref_slot=True)
 class Transaction:
     """A signed transaction.  Build with `Transaction.create`, read with `decode_transaction`."""
@@ -278,6 +280,7 @@ def transaction_from_fields(fields: tuple[Any, ...], encoded: bytes) -> Transact
 # ---------------------------------------------------------------- receipts
 
 
+@install_fast_init
 @dataclass(frozen=True, slots=True)
 class Receipt:
     """The deterministic outcome of one transaction in a committed block."""
@@ -291,7 +294,7 @@ class Receipt:
 
     def __post_init__(self) -> None:
         fields = (TAG_RECEIPT, VERSION, self.tx_hash, self.code, self.message, self.events)
-        object.__setattr__(self, "encoded", codec.encode(fields))
+        _set_receipt_encoded(self, codec.encode(fields))
 
     def encode(self) -> bytes:
         return self.encoded
@@ -299,6 +302,9 @@ class Receipt:
     @property
     def ok(self) -> bool:
         return self.code == ErrorCode.OK
+
+
+_set_receipt_encoded = Receipt.__dict__["encoded"].__set__
 
 
 def decode_receipt(data: bytes) -> Receipt:
