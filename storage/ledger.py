@@ -440,17 +440,20 @@ class Ledger:
         _invariant(certificate.block_hash == block.hash, "the certificate certifies another block")
         _invariant(certificate.height == header.height, "the certificate is for another height")
         _invariant(len(receipts) == len(block.transactions), "one receipt per transaction")
-        seen: set[bytes] = set()
-        for index, (tx, receipt) in enumerate(zip(block.transactions, receipts, strict=True)):
-            _invariant(receipt.tx_hash == tx.hash, f"receipt {index} is for another transaction")
-            _invariant(tx.hash not in seen, f"transaction {index} appears twice in the block")
-            seen.add(tx.hash)
+        tx_hashes = [tx.hash for tx in block.transactions]
+        _invariant(
+            [receipt.tx_hash for receipt in receipts] == tx_hashes,
+            "the receipts are not for the block's transactions, in order",
+        )
+        _invariant(len(set(tx_hashes)) == len(tx_hashes), "a transaction appears twice in the block")
         height_bytes = _U64.pack(header.height)
         with self._blocks.write_batch(transaction=True, sync=True) as batch:
             batch.put(height_bytes + _BLOCK, block.encoded)
             batch.put(height_bytes + _CERTIFICATE, certificate.encode())
+            receipt_prefix = height_bytes + _RECEIPT
+            put = batch.put
             for index, receipt in enumerate(receipts):
-                batch.put(height_bytes + _RECEIPT + _U32.pack(index), receipt.encode())
+                put(receipt_prefix + _U32.pack(index), receipt.encoded)
         with (
             self._db.iterator(
                 start=_VOTE, stop=_VOTE + _U64.pack(header.height + 1), include_value=False
@@ -458,20 +461,24 @@ class Ledger:
             self._db.write_batch(transaction=True, sync=True) as batch,
         ):
             batch.put(_BLOCK_HASH + block.hash, height_bytes)
-            for index, tx in enumerate(block.transactions):
-                batch.put(_TX + tx.hash, _LOCATION.pack(header.height, index))
+            put = batch.put
+            pack_location = _LOCATION.pack
+            height = header.height
+            for index, tx_hash in enumerate(tx_hashes):
+                put(_TX + tx_hash, pack_location(height, index))
             for key, value in write_set.items():
                 if value is None:
                     batch.delete(_STATE + key)
                 else:
-                    batch.put(_STATE + key, value)
+                    put(_STATE + key, value)
             for key in votes:
                 batch.delete(key)
             new_head = Head(header.height, block.hash, header.state_root, header.timestamp_ms)
             batch.put(_HEAD, new_head.encode())
         self._head = new_head
-        for tx in block.transactions:
-            self._tx_filter.add(tx.hash)
+        add_to_filter = self._tx_filter.add
+        for tx_hash in tx_hashes:
+            add_to_filter(tx_hash)
         for key, value in write_set.items():
             if key in self._state_cache:
                 self._state_cache[key] = value
