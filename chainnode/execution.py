@@ -129,6 +129,27 @@ class SignatureCache:
             entries.popitem(last=False)
 
 
+class StateMemo:
+    """Lookups that depend only on the state being checked against and its height.
+
+    `signers`: `authority.get_signer` by signer id.  `authorized`: the action of each
+    (signer id, module, action) whose signer and action checks (`Executor._authorize`
+    without the per-transaction ones: expiry, arguments) have passed at that height.
+    Execution uses a fresh memo per block; mempool admission keeps one across calls
+    and the caller empties it whenever the state changes (the node: at every commit).
+    """
+
+    __slots__ = ("authorized", "signers")
+
+    def __init__(self) -> None:
+        self.signers: dict[str, Signer | None] = {}
+        self.authorized: dict[tuple[str, str, str], Action] = {}
+
+    def clear(self) -> None:
+        self.signers.clear()
+        self.authorized.clear()
+
+
 def get_entity(state: StateReader, entity_id: str) -> types.EntityRecord | None:
     """The signer's registered record, or None."""
     stored = state.get_state(types.entity_key(entity_id))
@@ -171,8 +192,7 @@ class Executor:
     ) -> tuple[Signer | None, ErrorCode, str]:
         """The checks whose failure makes a block invalid (except replay, checked by callers).
 
-        `signers` memoises `authority.get_signer` over `state`: the caller owns it and
-        must drop it when `state` changes.
+        `signers` memoises `authority.get_signer` over `state` (`StateMemo.signers`).
         """
         if tx.chain_id != self.chain_id:
             return None, ErrorCode.WRONG_CHAIN, f"chain id {tx.chain_id!r} is not {self.chain_id!r}"
@@ -230,6 +250,28 @@ class Executor:
         action.check_args(tx.args)
         return action
 
+    def _authorize_memoized(
+        self, tx: types.Transaction, signer: Signer, *, height: int, timestamp_ms: int, memo: StateMemo
+    ) -> Action:
+        """`_authorize`, skipping the checks `memo` says passed for this signer and action.
+
+        A hit still checks the certificate's validity window (admission's clock moves),
+        the transaction's expiry and its arguments, so it raises exactly what
+        `_authorize` would: every check before those is known to pass.
+        """
+        key = (tx.signer, tx.module, tx.action)
+        action = memo.authorized.get(key)
+        if action is None or not signer.not_before_ms <= timestamp_ms <= signer.not_after_ms:
+            action = self._authorize(tx, signer, height=height, timestamp_ms=timestamp_ms)
+            memo.authorized[key] = action
+            return action
+        if tx.valid_until < height:
+            raise TransactionError(
+                ErrorCode.EXPIRED, f"valid until height {tx.valid_until}, block height is {height}"
+            )
+        action.check_args(tx.args)
+        return action
+
     # ------------------------------------------------------------ admission
 
     def check_transaction(
@@ -240,15 +282,14 @@ class Executor:
         height: int,
         timestamp_ms: int,
         is_committed: Callable[[bytes], bool],
-        signers: dict[str, Signer | None] | None = None,
+        memo: StateMemo | None = None,
     ) -> tuple[types.ErrorCode, str]:
         """Would `tx` succeed if included at `height` around `timestamp_ms`? (OK, "") or (code, reason).
 
         Used for mempool admission: `state` is the committed state, `height` the
         next height, `timestamp_ms` the node's clock.  A transaction admitted
-        here can still fail in its block if state or time move on.  `signers`
-        (optional) memoises signer lookups in `state` across calls; the caller
-        empties it whenever `state` changes (the node: at every commit).
+        here can still fail in its block if state or time move on.  `memo`
+        (optional) is kept across calls over the same `state` (see `StateMemo`).
         """
         if tx.chain_id != self.chain_id:
             return ErrorCode.WRONG_CHAIN, f"chain id {tx.chain_id!r} is not {self.chain_id!r}"
@@ -256,11 +297,13 @@ class Executor:
             return ErrorCode.DUPLICATE, "the transaction is already committed"
         if tx.valid_until < height:
             return ErrorCode.EXPIRED, f"valid until height {tx.valid_until}, next height is {height}"
-        signer, code, reason = self._authenticate(state, tx, {} if signers is None else signers)
+        if memo is None:
+            memo = StateMemo()
+        signer, code, reason = self._authenticate(state, tx, memo.signers)
         if signer is None:
             return code, reason
         try:
-            self._authorize(tx, signer, height=height, timestamp_ms=timestamp_ms)
+            self._authorize_memoized(tx, signer, height=height, timestamp_ms=timestamp_ms, memo=memo)
         except TransactionError as error:
             return error.error_code, error.message
         return ErrorCode.OK, ""
@@ -279,8 +322,9 @@ class Executor:
     ) -> ExecutionResult:
         """Execute `transactions` as block `height` over `state`; `InvalidBlockError` refuses the block."""
         overlay = Overlay(state)
-        # Signers come from the state at the start of the block, so one lookup per signer.
-        signers: dict[str, Signer | None] = {}
+        # Signers come from the state at the start of the block, so one lookup per signer,
+        # and the signer and action checks of a (signer, action) pair once per block.
+        memo = StateMemo()
         seen: set[bytes] = set()
         receipts: list[types.Receipt] = []
         for index, tx in enumerate(transactions):
@@ -295,13 +339,13 @@ class Executor:
                     f"transaction {index} ({tx.hash.hex()}) is already committed",
                     error_code=ErrorCode.DUPLICATE, tx_index=index,
                 )
-            signer, code, reason = self._authenticate(state, tx, signers)
+            signer, code, reason = self._authenticate(state, tx, memo.signers)
             if signer is None:
                 raise InvalidBlockError(
                     f"transaction {index} ({tx.hash.hex()}): {reason}", error_code=code, tx_index=index
                 )
             context = ExecutionContext(height, timestamp_ms, index, signer)
-            receipts.append(self._apply_transaction(overlay, tx, context))
+            receipts.append(self._apply_transaction(overlay, tx, context, memo))
         write_set = overlay.write_set()
         return ExecutionResult(
             receipts=tuple(receipts),
@@ -311,11 +355,11 @@ class Executor:
         )
 
     def _apply_transaction(
-        self, overlay: Overlay, tx: types.Transaction, context: ExecutionContext
+        self, overlay: Overlay, tx: types.Transaction, context: ExecutionContext, memo: StateMemo
     ) -> types.Receipt:
         try:
-            action = self._authorize(
-                tx, context.signer, height=context.height, timestamp_ms=context.timestamp_ms
+            action = self._authorize_memoized(
+                tx, context.signer, height=context.height, timestamp_ms=context.timestamp_ms, memo=memo
             )
         except TransactionError as error:
             return types.Receipt(tx.hash, int(error.error_code), error.message[:1024], ())

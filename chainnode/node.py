@@ -41,10 +41,10 @@ from chainnode.api import SubmitResult, TransactionStatus, create_app
 from chainnode.config import NodeConfig, load_node_config
 from chainnode.crypto import SigningKey
 from chainnode.errors import ChainError, ConfigError, DecodeError
-from chainnode.execution import ExecutionResult, Executor, InvalidBlockError, SignatureCache
+from chainnode.execution import ExecutionResult, Executor, InvalidBlockError, SignatureCache, StateMemo
 from chainnode.genesis import Genesis, load_genesis
 from chainnode.mempool import Mempool, MempoolFullError
-from chainnode.state import Signer, compute_genesis_state_root
+from chainnode.state import compute_genesis_state_root
 from consensus.effects import (
     Broadcast,
     CommitBlock,
@@ -117,8 +117,8 @@ class Node:
             raise ConfigError(f"{config.key_path} is not the key registered for validator {config.node_id}")
         self._root_certificate = x509.load_der_x509_certificate(self.genesis.root_certificate)
         self.executor = Executor(self.chain_id, SignatureCache())
-        # Signers looked up by admission in the committed state; emptied at every commit.
-        self._admission_signers: dict[str, Signer | None] = {}
+        # What admission looked up in the committed state; emptied at every commit.
+        self._admission_memo = StateMemo()
         self.mempool = Mempool(capacity_txs=config.mempool_capacity_txs, capacity_bytes=512 * 1024 * 1024)
         self._results: dict[bytes, ExecutionResult] = {}
         self._rejected: collections.OrderedDict[bytes, tuple[str, str]] = collections.OrderedDict()
@@ -299,7 +299,7 @@ class Node:
     def _commit(self, block: types.Block, certificate: types.CommitCertificate) -> None:
         result = self._results.pop(block.hash)
         head = self._ledger.commit_block(block, certificate, result.receipts, result.write_set)
-        self._admission_signers.clear()  # they were looked up in the previous state
+        self._admission_memo.clear()  # it describes the previous state
         assert head.state_root == block.header.state_root
         # Every other cached result was computed on the previous head.
         self._results.clear()
@@ -522,7 +522,7 @@ class Node:
             height=head.height + 1,
             timestamp_ms=get_time_ms(),
             is_committed=self._ledger.is_committed,
-            signers=self._admission_signers,
+            memo=self._admission_memo,
         )
         if code != types.ErrorCode.OK:
             if code != types.ErrorCode.DUPLICATE:

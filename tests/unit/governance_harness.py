@@ -21,8 +21,8 @@ from cryptography import x509
 
 from chainnode import crypto, genesis, identity, network, types
 from chainnode.authority import compute_council_signer, compute_zone_signer
-from chainnode.execution import ExecutionResult, Executor, SignatureCache
-from chainnode.state import Signer, compute_genesis_state_root
+from chainnode.execution import ExecutionResult, Executor, SignatureCache, StateMemo
+from chainnode.state import compute_genesis_state_root
 
 PILOT = """
 name = "Governance Test Network"
@@ -152,7 +152,7 @@ class Chain:
     committed: set[bytes] = field(init=False, default_factory=set)
     executor: Executor = field(init=False)
     # Admission's signer memo, kept across checks and emptied at every commit, like the node's.
-    admission_signers: dict[str, Signer | None] = field(init=False, default_factory=dict)
+    admission_memo: StateMemo = field(init=False, default_factory=StateMemo)
     _nonces: Iterator[int] = field(init=False, default_factory=itertools.count)
 
     def __post_init__(self) -> None:
@@ -217,7 +217,7 @@ class Chain:
         self.height += 1
         self.time_ms = self.time_ms + BLOCK_INTERVAL_MS if timestamp_ms is None else timestamp_ms
         self.state.apply(result.write_set)
-        self.admission_signers.clear()  # as the node does at every commit
+        self.admission_memo.clear()  # as the node does at every commit
         self.state_root = result.state_root
         self.committed.update(tx.hash for tx in txs)
         return list(result.receipts)
@@ -234,7 +234,7 @@ class Chain:
             height=self.height + 1,
             timestamp_ms=self.time_ms + BLOCK_INTERVAL_MS,
             is_committed=self.committed.__contains__,
-            signers=self.admission_signers,
+            memo=self.admission_memo,
         )
 
 

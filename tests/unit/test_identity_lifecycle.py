@@ -103,7 +103,7 @@ def test_register_refusals(net: Network, chain: Chain) -> None:
 def test_revocation_applies_from_the_next_block(chain: Chain) -> None:
     # Admission has looked pku up (and memoised it) before the revocation commits.
     assert chain.check(chain.put("pku", "before"))[0] == ErrorCode.OK
-    assert "pku" in chain.admission_signers
+    assert "pku" in chain.admission_memo.signers
     revoke = chain.zone_tx("beijing", "revoke", "pku", "key compromise")
     # Later in the same block the old certificate still signs.
     receipts = chain.run(revoke, chain.put("pku", "same-block"))
@@ -178,6 +178,30 @@ def test_expiry_is_checked_against_the_block_time(net: Network, chain: Chain) ->
     assert codes(chain.run(chain.put("short-lived", signing_key=key))) == [ErrorCode.OK]
     late = chain.put("short-lived", "late", signing_key=key)
     assert codes(chain.run(late, timestamp_ms=record.not_after_ms + 1)) == [ErrorCode.SIGNER_EXPIRED]
+
+
+def test_authorization_memo_hits_still_check_each_transaction(net: Network, chain: Chain) -> None:
+    """Within a block (and within one admission state) the signer and action checks of a
+    (signer, action) pair run once; expiry, arguments and the certificate's validity
+    window at the admission clock are still checked for every transaction."""
+    first = chain.put("pku", "first")
+    expired = chain.tx("pku", net.entity_key("pku"), "records", "put", "k2", b"v", valid_until=chain.height)
+    bad_args = chain.entity_tx("pku", "records", "put", "only-a-key")
+    assert codes(chain.run(first, expired, bad_args, chain.put("pku", "last"))) == [
+        ErrorCode.OK,
+        ErrorCode.EXPIRED,
+        ErrorCode.BAD_ARGUMENTS,
+        ErrorCode.OK,
+    ]
+    assert chain.check(chain.put("pku", "admitted"))[0] == ErrorCode.OK
+    assert ("pku", "records", "put") in chain.admission_memo.authorized
+    late = chain.tx("pku", net.entity_key("pku"), "records", "put", "k3", b"v", valid_until=chain.height)
+    assert chain.check(late)[0] == ErrorCode.EXPIRED
+    assert chain.check(chain.entity_tx("pku", "records", "put", 7, b"v"))[0] == ErrorCode.BAD_ARGUMENTS
+    record = governance.get_entity_record(chain.state, "pku")
+    assert record is not None
+    chain.time_ms = record.not_after_ms  # admission's clock is time_ms plus one block interval
+    assert chain.check(chain.put("pku", "too-late"))[0] == ErrorCode.SIGNER_EXPIRED
 
 
 def test_roles_signer_kinds_and_unknown_signers(net: Network, chain: Chain) -> None:
