@@ -11,6 +11,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import plyvel
 import pytest
 
 from chainnode import crypto, types
@@ -368,8 +369,13 @@ def test_committing_a_height_deletes_its_votes_and_keeps_later_ones(tmp_path: Pa
         ledger.put_vote(2, 0, 2, b"prepare-2")
         ledger.commit_block(*make_block(ledger.get_head(), [make_tx(1)], {}), {})
         assert ledger.get_votes(0) == [(2, 0, 2, b"prepare-2")]
+        assert not any(True for _ in ledger._db.iterator(prefix=b"v")), "votes are not in the main database"
+        # A crash between the commit and the deletion of its votes (not synced) leaves them:
+        ledger._get_vote_log().put(bytes(24), b"stale", sync=True)  # height 0, view 0, kind 0
     with Ledger(path) as ledger:
-        assert ledger.get_votes(0) == [(2, 0, 2, b"prepare-2")]
+        assert ledger.get_votes(0) == [(2, 0, 2, b"prepare-2")], "votes at or below the head go at open"
+    with Ledger(path, read_only=True) as ledger, pytest.raises(StorageError, match="read-only"):
+        ledger.get_votes(0)
 
 
 def test_a_ledger_of_the_older_layout_is_refused_with_a_clear_error(tmp_path: Path) -> None:
@@ -380,6 +386,11 @@ def test_a_ledger_of_the_older_layout_is_refused_with_a_clear_error(tmp_path: Pa
     for read_only in (False, True):
         with pytest.raises(StorageError, match=r"layout version 1.*empty data directory"):
             Ledger(path, read_only=read_only)
+    database = plyvel.DB(str(path))
+    database.put(b"mformat", b"2", sync=True)  # layout 2: the vote log in the main database
+    database.close()
+    with pytest.raises(StorageError, match=r"layout version 2, this node reads version 3"):
+        Ledger(path)
 
 
 def test_tx_filter_has_no_false_negatives_while_it_grows_and_few_false_positives() -> None:
