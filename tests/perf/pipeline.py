@@ -1,0 +1,136 @@
+"""The hot path of two validators in one process, timed phase by phase (a developer's tool).
+
+    python -m tests.perf.pipeline [--txs 30000] [--profile replica|primary]
+
+A fresh bench network (`chainnode.network.init_network`) and the bench's own signed
+workload; two real `Node`s over real LevelDB, not started (no sockets, no consensus
+timing): validator-01 plays the primary, validator-02 a replica.  Per block of
+`block_txs_max` transactions:
+
+    primary  submit    the API path: decode, admission checks, signature, pool, gossip queue
+    replica  gossip    the gossiped batch frame decoded and admitted
+    primary  propose   select, execute, build the block
+    replica  decode    the pre-prepare frame (the block inside it) decoded
+    replica  execute   the proposal executed and checked against its header
+    both     commit    the block and its results written to the ledger
+
+Figures are CPU microseconds per transaction (`time.process_time`, so LevelDB's own
+threads count too).  Both nodes share this process's decoded-transaction map, so the
+replica's gossip phase finds the primary's decode: it measures admission without
+decoding.  Everything here moves by 2-3% from run to run where a cluster benchmark moves
+by 5-10%, which is what it is for: measuring a change to the hot path before running
+`chainnode bench`.  With `--profile` the phases of one node run under cProfile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from chainnode import governance, types, wire
+from chainnode.bench import BENCH_CHAIN_ID, measure_verify_rate
+from chainnode.bench_load import sign_workload
+from chainnode.config import load_node_config
+from chainnode.devnet import LocalNetwork
+from chainnode.network import init_network
+from chainnode.node import Node, configure_gc
+from consensus.messages import PrePrepare
+
+PHASES = (
+    ("primary", "submit"),
+    ("replica", "gossip"),
+    ("primary", "propose"),
+    ("replica", "decode"),
+    ("replica", "execute"),
+    ("primary", "commit"),
+    ("replica", "commit"),
+)
+
+
+def run_pipeline(directory: Path, txs: int, profile: str | None = None) -> dict[tuple[str, str], float]:
+    """Build the network in `directory` (fresh), run `txs` transactions; seconds per phase."""
+    init_network(directory, validators=4, chain_id=BENCH_CHAIN_ID, base_port=29600)
+    network = LocalNetwork(directory)
+    chunk_paths, _ = sign_workload(network, txs, label="pipeline")
+    encoded = [bytes.fromhex(line) for path in chunk_paths for line in path.read_text().split()]
+    primary = Node(load_node_config(network.nodes[0].config_path))
+    replica = Node(load_node_config(network.nodes[1].config_path))
+    configure_gc()
+    profiler = cProfile.Profile() if profile else None
+    seconds = {phase: 0.0 for phase in PHASES}
+
+    def timed(role: str, phase: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        profiling = profiler is not None and role == profile
+        started = time.process_time()
+        if profiling:
+            profiler.enable()
+        result = call(*args, **kwargs)
+        if profiling:
+            profiler.disable()
+        seconds[(role, phase)] += time.process_time() - started
+        return result
+
+    def gossip() -> None:
+        frame = wire.encode_tx_batch(primary._gossip)
+        primary._gossip.clear()
+        replica._on_peer_frame(network.nodes[0].node_id, frame)
+        while replica._gossip_inbox:
+            replica._admit_gossip_slice()
+
+    block_txs = governance.get_chain_params(primary.ledger, primary.genesis.params).block_txs_max
+    for start in range(0, len(encoded), block_txs):
+        results = timed("primary", "submit", primary.submit_transactions, encoded[start : start + block_txs])
+        assert all(result.accepted for result in results), [r for r in results if not r.accepted][:1]
+        timed("replica", "gossip", gossip)
+        head = primary.ledger.get_head()
+        block = timed(
+            "primary", "propose", primary.propose_block,
+            height=head.height + 1, view=0, proposer=0,
+            timestamp_ms=head.timestamp_ms + 100, parent_hash=head.block_hash,
+        )
+        assert block is not None
+        # The primary's signature is not checked here (the engine does that): any 64 bytes.
+        frame = PrePrepare(0, block.height, 0, block, bytes(64)).encode()
+        message = timed("replica", "decode", wire.decode_frame, frame, frame_bytes_max=1 << 26)
+        assert isinstance(message, PrePrepare)
+        decoded = message.block
+        problem = timed("replica", "execute", replica.find_block_problem, decoded)
+        assert problem is None, problem
+        # The ledger keeps what it is given; a real certificate is the engine's business.
+        certificate = types.CommitCertificate(block.height, 0, block.hash, ((0, bytes(64)),))
+        timed("primary", "commit", primary._commit, block, certificate)
+        timed("replica", "commit", replica._commit, decoded, certificate)
+    assert replica.ledger.get_head() == primary.ledger.get_head()
+    primary.ledger.close()
+    replica.ledger.close()
+    if profiler is not None:
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--txs", type=int, default=30_000)
+    parser.add_argument("--profile", choices=("primary", "replica"))
+    args = parser.parse_args()
+    verify_us = 1e6 / measure_verify_rate()
+    with tempfile.TemporaryDirectory(prefix="chainnode-pipeline-") as directory:
+        seconds = run_pipeline(Path(directory), args.txs, args.profile)
+    for role in ("primary", "replica"):
+        total = 0.0
+        for (phase_role, phase), spent in seconds.items():
+            if phase_role == role:
+                print(f"{role:8s} {phase:8s} {spent / args.txs * 1e6:6.1f} us/tx")
+                total += spent
+        check = f"one signature check: {verify_us:.1f} us"
+        print(f"{role:8s} total    {total / args.txs * 1e6:6.1f} us/tx ({check})")
+
+
+if __name__ == "__main__":
+    main()
