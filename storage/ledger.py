@@ -1,10 +1,10 @@
-"""The node's ledger: one LevelDB (plyvel) database per node.
+"""The node's ledger: three LevelDB (plyvel) databases in one directory per node.
 
 Theory of operation
 -------------------
-Two LevelDB databases.  The ledger directory holds the main database (state,
-indexes, the vote log, metadata) and, in its `blocks/` subdirectory, the block
-store (blocks, certificates, receipts).  They are kept apart because of how
+The ledger directory holds the main database (state, indexes, metadata); in
+its `blocks/` subdirectory, the block store (blocks, certificates, receipts);
+in `votes/`, the node's vote log.  The first two are kept apart because of how
 LevelDB compacts: the state and the tx index have random keys, so every table
 file LevelDB writes for them overlaps the whole key range and is merged again
 at every level; blocks and receipts (two thirds of the bytes) stored with them
@@ -19,7 +19,6 @@ a fixed-width hash, or a raw state key, so byte order is height order):
     h  block_hash:32                   -> height:u64
     t  tx_hash:32                      -> height:u64 index:u32
     s  state key                       -> state value
-    v  height:u64 view:u64 kind:u32    -> vote payload (this node's consensus log)
     e  height:u64 validator:u32 kind:u32 view:u64 -> encoded Evidence (equivocation proof)
     k  height:u64                      -> stable checkpoint: encoded (height, block hash, signatures)
     m  name                            -> metadata: b"mhead" (Head), b"mgenesis" (genesis hash),
@@ -30,6 +29,10 @@ Block store keys (height first):
     height:u64 b                       -> encoded Block
     height:u64 c                       -> encoded CommitCertificate
     height:u64 r index:u32             -> encoded Receipt
+
+Vote log keys:
+
+    height:u64 view:u64 kind:u32       -> vote payload (this node's consensus log)
 
 Atomicity.  `commit_block` writes the block, its certificate and receipts to
 the block store in one synced batch, then the tx index, the state write set,
