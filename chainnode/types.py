@@ -248,17 +248,26 @@ _FLAT_ARG_TYPES = frozenset({str, bytes, int, type(None)})
 _SIGNATURE_SUFFIX = b"\xc4\x40"  # bin8 header of a 64-byte signature
 
 
-def _compute_body_encoding(fields: tuple[Any, ...], encoded: bytes) -> bytes:
-    """The encoding of the unsigned body, cut from the canonical encoding of the whole.
+_SIGNATURE_TAIL = len(_SIGNATURE_SUFFIX) + crypto.SIGNATURE_BYTES
+
+
+def _cut_body_encoding(encoded: bytes) -> bytes | None:
+    """The encoding of the unsigned body, cut from the encoding of the whole; None if it
+    is not shaped like a canonical transaction.
 
     A canonical 10-element array starts with the fixarray byte 0x9a and ends with the
-    signature as bin8; the 9-element body is the same bytes under 0x99 without that
-    tail.  Anything else (never the case for canonical input) is encoded afresh.
+    signature as bin8; the 9-element body is the same bytes under 0x99 without that tail.
     """
-    tail = len(_SIGNATURE_SUFFIX) + crypto.SIGNATURE_BYTES
-    if encoded[:1] == b"\x9a" and encoded[-tail:-crypto.SIGNATURE_BYTES] == _SIGNATURE_SUFFIX:
-        return b"\x99" + encoded[1:-tail]
-    return codec.encode(fields[:9])
+    if encoded[:1] == b"\x9a" and encoded[-_SIGNATURE_TAIL : -crypto.SIGNATURE_BYTES] == _SIGNATURE_SUFFIX:
+        return b"\x99" + encoded[1:-_SIGNATURE_TAIL]
+    return None
+
+
+def _compute_body_encoding(fields: tuple[Any, ...], encoded: bytes) -> bytes:
+    """The encoding of the unsigned body: cut from `encoded`, or (never the case for
+    canonical input) encoded afresh from `fields`."""
+    body = _cut_body_encoding(encoded)
+    return codec.encode(fields[:9]) if body is None else body
 
 
 def transaction_from_fields(fields: tuple[Any, ...], encoded: bytes) -> Transaction:
@@ -533,14 +542,11 @@ def decode_block_summary(data: bytes) -> tuple[BlockHeader, list[bytes]]:
     """
     fields = codec.decode_struct(data, TAG_BLOCK, VERSION, 4, "block")
     header = block_header_from_fields(fields[2])
-    tail = len(_SIGNATURE_SUFFIX) + crypto.SIGNATURE_BYTES
     hashes = []
     for item in expect_tuple(fields[3], "block transactions", 1_000_000):
         tx_bytes = expect_bytes(item, "block transaction", length_max=TX_BYTES_MAX)
-        if tx_bytes[:1] == b"\x9a" and tx_bytes[-tail : -crypto.SIGNATURE_BYTES] == _SIGNATURE_SUFFIX:
-            hashes.append(crypto.hash_tagged("tx", b"\x99" + tx_bytes[1:-tail]))
-        else:
-            hashes.append(decode_transaction(tx_bytes).hash)
+        body = _cut_body_encoding(tx_bytes)
+        hashes.append(decode_transaction(tx_bytes).hash if body is None else crypto.hash_tagged("tx", body))
     return header, hashes
 
 
