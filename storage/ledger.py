@@ -221,6 +221,18 @@ def _invariant(condition: bool, message: str) -> None:
         raise AssertionError(message)
 
 
+def _delete_range(
+    database: plyvel.DB, *, start: bytes | None = None, stop: bytes | None = None, sync: bool
+) -> None:
+    """Delete the keys in [start, stop) (None: unbounded) in one batch."""
+    with (
+        database.iterator(start=start, stop=stop, include_value=False) as iterator,
+        database.write_batch(sync=sync) as batch,
+    ):
+        for key in iterator:
+            batch.delete(key)
+
+
 def _open_database(path: Path, *, create: bool, **options: int | None) -> plyvel.DB:
     try:
         return plyvel.DB(str(path), create_if_missing=create, **options)
@@ -307,7 +319,7 @@ class Ledger:
                 raise
         if self._head is not None and not read_only:
             self._delete_blocks_above(self._head.height)
-            self._delete_votes_below(self._head.height + 1)
+            self.prune_votes(self._head.height + 1)
         self._tx_filter = self._load_tx_filter()
 
     def _load_tx_filter(self) -> TxFilter:
@@ -325,12 +337,7 @@ class Ledger:
 
     def _delete_blocks_above(self, height: int) -> None:
         """Forget block-store entries above the head: a crash came between the two batches."""
-        with (
-            self._blocks.iterator(start=_U64.pack(height + 1), include_value=False) as iterator,
-            self._blocks.write_batch(sync=True) as batch,
-        ):
-            for key in iterator:
-                batch.delete(key)
+        _delete_range(self._blocks, start=_U64.pack(height + 1), sync=True)
 
     def __enter__(self) -> Ledger:
         return self
@@ -497,7 +504,7 @@ class Ledger:
             if key in self._state_cache:
                 self._state_cache[key] = value
         # Only now that the head is durable: the votes of the committed height are done with.
-        self._delete_votes_below(header.height + 1)
+        self.prune_votes(header.height + 1)
         return new_head
 
     # ------------------------------------------------------------ consensus vote log
@@ -519,15 +526,6 @@ class Ledger:
                 height, view, kind = _VOTE_KEY.unpack(key)
                 votes.append((int(height), int(view), int(kind), bytes(payload)))
         return votes
-
-    def _delete_votes_below(self, height_below: int) -> None:
-        log = self._get_vote_log()
-        with (
-            log.iterator(stop=_U64.pack(max(height_below, 0)), include_value=False) as iterator,
-            log.write_batch() as batch,
-        ):
-            for key in iterator:
-                batch.delete(key)
 
     def put_evidence(self, height: int, validator: int, kind: int, view: int, payload: bytes) -> bool:
         """Keep one proof of equivocation per (height, validator, kind, view); False if already kept."""
@@ -556,5 +554,5 @@ class Ledger:
         return None
 
     def prune_votes(self, height_below: int) -> None:
-        """Forget votes below `height_below` (after a stable checkpoint)."""
-        self._delete_votes_below(height_below)
+        """Forget votes below `height_below` (at each commit, at a stable checkpoint, at open)."""
+        _delete_range(self._get_vote_log(), stop=_U64.pack(max(height_below, 0)), sync=False)
