@@ -162,6 +162,13 @@ def get_entity(state: StateReader, entity_id: str) -> types.EntityRecord | None:
         raise StorageError(f"corrupt entity record for {entity_id!r} in state: {error.message}") from error
 
 
+def _check_expiry(tx: types.Transaction, height: int) -> None:
+    if tx.valid_until < height:
+        raise TransactionError(
+            ErrorCode.EXPIRED, f"valid until height {tx.valid_until}, block height is {height}"
+        )
+
+
 class Executor:
     """Admission checks and deterministic block execution for one chain."""
 
@@ -226,10 +233,7 @@ class Executor:
                 ErrorCode.SIGNER_EXPIRED,
                 f"the certificate of {tx.signer!r} expired at {signer.not_after_ms} ms",
             )
-        if tx.valid_until < height:
-            raise TransactionError(
-                ErrorCode.EXPIRED, f"valid until height {tx.valid_until}, block height is {height}"
-            )
+        _check_expiry(tx, height)
         action = self._actions.get((tx.module, tx.action))
         if action is None:
             if tx.module not in self._modules:
@@ -265,10 +269,7 @@ class Executor:
             action = self._authorize(tx, signer, height=height, timestamp_ms=timestamp_ms)
             memo.authorized[key] = action
             return action
-        if tx.valid_until < height:
-            raise TransactionError(
-                ErrorCode.EXPIRED, f"valid until height {tx.valid_until}, block height is {height}"
-            )
+        _check_expiry(tx, height)
         action.check_args(tx.args)
         return action
 
