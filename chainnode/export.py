@@ -14,10 +14,10 @@ Two ways in:
   immutable once written; a file that vanishes during the copy (deleted by a
   compaction) makes the whole copy start again; a torn tail of the write-ahead
   log (a batch half-written when it was copied) is dropped by LevelDB on open,
-  and since a block's entries are one batch in each of the ledger's two
-  databases, copied main database first (see `copy_ledger_directory`), the
-  copy holds whole blocks only.  A
-  copy that does not open (a manifest that names a table file created after
+  and since a block's entries are one batch in each of the two databases
+  copied (main database first, then the block store; the node's vote log is
+  not copied: see `copy_ledger_directory`), the copy holds whole blocks only.
+  A copy that does not open (a manifest that names a table file created after
   the listing) is also taken again, a bounded number of times.  The copy is the
   node's ledger at some moment during the copy; the audit covers exactly the
   blocks it holds.
