@@ -76,25 +76,13 @@ class GcTimer:
 
     def samples(self) -> list[Sample]:
         """Each metric's samples together, as the exposition format wants them."""
-        generations = [{"generation": str(generation)} for generation in range(3)]
-        seconds = [
-            Sample(
-                "chainnode_gc_seconds_total",
-                "counter",
-                "Time spent in the cyclic garbage collector.",
-                round(self.seconds[index], 6),
-                labels,
-            )
-            for index, labels in enumerate(generations)
+        metrics = (
+            ("chainnode_gc_seconds_total", "Time spent in the cyclic garbage collector.",
+             [round(seconds, 6) for seconds in self.seconds]),
+            ("chainnode_gc_collections_total", "Cyclic garbage collections.", self.collections),
+        )
+        return [
+            Sample(name, "counter", help_text, value, {"generation": str(generation)})
+            for name, help_text, values in metrics
+            for generation, value in enumerate(values)
         ]
-        collections = [
-            Sample(
-                "chainnode_gc_collections_total",
-                "counter",
-                "Cyclic garbage collections.",
-                self.collections[index],
-                labels,
-            )
-            for index, labels in enumerate(generations)
-        ]
-        return seconds + collections
