@@ -66,3 +66,27 @@ class StorageError(LocalError):
     """The data directory is missing, locked or inconsistent."""
 
     code = "storage_error"
+
+
+class StorageLockedError(StorageError):
+    """Another process holds the database's lock."""
+
+    code = "storage_locked"
+
+
+class DiskFullError(StorageError):
+    """The filesystem under the data directory has no space left."""
+
+    code = "disk_full"
+
+
+class StorageCorruptError(StorageError):
+    """A database file fails its checksums or the ledger's own consistency checks."""
+
+    code = "storage_corrupt"
+
+
+class StoragePermissionError(StorageError):
+    """The data directory cannot be read or written by this process."""
+
+    code = "storage_permission"
