@@ -55,6 +55,15 @@ The votes of a height are deleted once the batch that commits it is written
 at checkpoints are not synced: losing one in a crash only keeps old votes
 longer, and `get_votes` is only ever asked for heights above the head.
 
+Observing writes.  Durability cannot be seen in a test that does not cut the
+power: a batch written with `sync=False` reads back just the same.  So every
+write of the ledger goes through one method (`_write_batch`), and a
+`write_observer` given to the ledger is told of each one after LevelDB returned:
+the database, the sync flag and the keys, in order.  The tests of the node and
+of this module check with it that votes are synced before they are sent, and
+that a commit syncs the block store before the head.  Without an observer the
+cost is one `is None` test per batch.
+
 Invariants of `commit_block` are the program's own (the caller executed and
 certified the block against this head), so they are asserted, with checks that
 stay on under `python -O`.  That a transaction was never committed before is
@@ -82,11 +91,13 @@ database.
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import plyvel
 
@@ -104,6 +115,10 @@ _FORMAT = b"mformat"
 FORMAT_VERSION = b"3"  # 1: blocks, certificates and receipts in the main database; 2: votes there
 BLOCKS_DIRECTORY = "blocks"
 VOTES_DIRECTORY = "votes"  # keys: _VOTE_KEY
+# The databases by name, as a `Write` names them.
+MAIN_DATABASE = "main"
+BLOCK_STORE = "blocks"
+VOTE_LOG = "votes"
 # In the block store, after the height:
 _BLOCK = b"b"
 _CERTIFICATE = b"c"
@@ -151,6 +166,45 @@ def _decode_head(data: bytes) -> Head:
         codec.expect_bytes(fields[2], "head state root", 32),
         codec.expect_int(fields[3], "head timestamp"),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """One batch the ledger wrote, as its `write_observer` sees it once LevelDB has returned."""
+
+    database: str  # MAIN_DATABASE, BLOCK_STORE or VOTE_LOG
+    sync: bool  # written with `sync=True`: on disk before the write returned
+    keys: tuple[bytes, ...]  # the keys put or deleted, in the batch's order
+
+
+# Called after each write (see `Ledger._write_batch`); for tests of durability and order.
+WriteObserver = Callable[[Write], None]
+
+
+class _Batch(Protocol):
+    """What a caller of `Ledger._write_batch` fills: plyvel's WriteBatch, or a recording one."""
+
+    def put(self, key: bytes, value: bytes) -> None: ...
+
+    def delete(self, key: bytes) -> None: ...
+
+
+class _RecordingBatch:
+    """A write batch that also keeps the keys it was given, for the write observer."""
+
+    __slots__ = ("_batch", "keys")
+
+    def __init__(self, batch: Any) -> None:
+        self._batch = batch
+        self.keys: list[bytes] = []
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.keys.append(key)
+        self._batch.put(key, value)
+
+    def delete(self, key: bytes) -> None:
+        self.keys.append(key)
+        self._batch.delete(key)
 
 
 class TxFilter:
@@ -221,18 +275,6 @@ def _invariant(condition: bool, message: str) -> None:
         raise AssertionError(message)
 
 
-def _delete_range(
-    database: plyvel.DB, *, start: bytes | None = None, stop: bytes | None = None, sync: bool
-) -> None:
-    """Delete the keys in [start, stop) (None: unbounded) in one batch."""
-    with (
-        database.iterator(start=start, stop=stop, include_value=False) as iterator,
-        database.write_batch(sync=sync) as batch,
-    ):
-        for key in iterator:
-            batch.delete(key)
-
-
 def _open_database(path: Path, *, create: bool, **options: int | None) -> plyvel.DB:
     try:
         return plyvel.DB(str(path), create_if_missing=create, **options)
@@ -248,9 +290,13 @@ def _open_database(path: Path, *, create: bool, **options: int | None) -> plyvel
 class Ledger:
     """Blocks, certificates, receipts, the tx index, state and the vote log of one node."""
 
-    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+    def __init__(
+        self, path: Path, *, read_only: bool = False, write_observer: WriteObserver | None = None
+    ) -> None:
         self.path = Path(path)
         self.read_only = read_only
+        # Told of every write, after LevelDB returned (see `_write_batch`); None costs nothing.
+        self.write_observer = write_observer
         if read_only and not self.path.is_dir():
             raise StorageError(f"no ledger at {self.path}")
         self._db = _open_database(
@@ -337,7 +383,47 @@ class Ledger:
 
     def _delete_blocks_above(self, height: int) -> None:
         """Forget block-store entries above the head: a crash came between the two batches."""
-        _delete_range(self._blocks, start=_U64.pack(height + 1), sync=True)
+        self._delete_range(BLOCK_STORE, start=_U64.pack(height + 1), sync=True)
+
+    def _get_database(self, name: str) -> plyvel.DB:
+        if name == MAIN_DATABASE:
+            return self._db
+        if name == BLOCK_STORE:
+            return self._blocks
+        _invariant(name == VOTE_LOG, f"no database {name!r}")
+        return self._get_vote_log()
+
+    @contextlib.contextmanager
+    def _write_batch(self, database_name: str, *, sync: bool) -> Iterator[_Batch]:
+        """The one way the ledger writes: fill the batch in the `with` block; it is written
+        (all or nothing) when the block ends without an exception, then the observer is told.
+
+        Every write goes through here, so a test that watches the observer sees each one with
+        the database it went to and whether it was synced: a write that skipped this function,
+        or one made with `sync=False` where durability is claimed, fails such a test.
+        """
+        batch = self._get_database(database_name).write_batch(sync=sync)
+        observer = self.write_observer
+        if observer is None:
+            yield batch
+            batch.write()
+            return
+        recording = _RecordingBatch(batch)
+        yield recording
+        batch.write()
+        observer(Write(database_name, sync, tuple(recording.keys)))
+
+    def _delete_range(
+        self, database_name: str, *, start: bytes | None = None, stop: bytes | None = None, sync: bool
+    ) -> None:
+        """Delete the keys in [start, stop) (None: unbounded) in one batch."""
+        database = self._get_database(database_name)
+        with (
+            database.iterator(start=start, stop=stop, include_value=False) as iterator,
+            self._write_batch(database_name, sync=sync) as batch,
+        ):
+            for key in iterator:
+                batch.delete(key)
 
     def __enter__(self) -> Ledger:
         return self
@@ -368,7 +454,7 @@ class Ledger:
             raise StorageError(f"the ledger at {self.path} is already initialized")
         _invariant(len(genesis_hash) == 32 and len(state_root) == 32, "genesis hashes are 32 bytes")
         head = Head(0, genesis_hash, state_root, genesis_time_ms)
-        with self._db.write_batch(transaction=True, sync=True) as batch:
+        with self._write_batch(MAIN_DATABASE, sync=True) as batch:
             for key, value in initial_state.items():
                 batch.put(_STATE + key, value)
             batch.put(_GENESIS, genesis_hash)
@@ -475,14 +561,16 @@ class Ledger:
         )
         _invariant(len(set(tx_hashes)) == len(tx_hashes), "a transaction appears twice in the block")
         height_bytes = _U64.pack(header.height)
-        with self._blocks.write_batch(transaction=True, sync=True) as batch:
+        # The block store first: until the main batch moves the head, what this batch wrote
+        # is above the head, never served, and deleted at the next open if a crash comes now.
+        with self._write_batch(BLOCK_STORE, sync=True) as batch:
             batch.put(height_bytes + _BLOCK, block.encoded)
             batch.put(height_bytes + _CERTIFICATE, certificate.encode())
             receipt_prefix = height_bytes + _RECEIPT
             put = batch.put
             for index, receipt in enumerate(receipts):
                 put(receipt_prefix + _U32.pack(index), receipt.encoded)
-        with self._db.write_batch(transaction=True, sync=True) as batch:
+        with self._write_batch(MAIN_DATABASE, sync=True) as batch:
             batch.put(_BLOCK_HASH + block.hash, height_bytes)
             put = batch.put
             pack_location = _LOCATION.pack
@@ -516,7 +604,8 @@ class Ledger:
 
     def put_vote(self, height: int, view: int, kind: int, payload: bytes) -> None:
         """Persist one of this node's votes durably, before it is sent."""
-        self._get_vote_log().put(_VOTE_KEY.pack(height, view, kind), payload, sync=True)
+        with self._write_batch(VOTE_LOG, sync=True) as batch:
+            batch.put(_VOTE_KEY.pack(height, view, kind), payload)
 
     def get_votes(self, height_min: int) -> list[tuple[int, int, int, bytes]]:
         """Logged votes at `height_min` and above, as (height, view, kind, payload) in key order."""
@@ -533,7 +622,8 @@ class Ledger:
         key = _EVIDENCE + _EVIDENCE_KEY.pack(height, validator, kind, view)
         if self._db.get(key) is not None:
             return False
-        self._db.put(key, payload, sync=True)
+        with self._write_batch(MAIN_DATABASE, sync=True) as batch:
+            batch.put(key, payload)
         return True
 
     def iter_evidence(self) -> Iterator[bytes]:
@@ -545,7 +635,8 @@ class Ledger:
     def put_checkpoint(self, height: int, payload: bytes) -> None:
         """Keep a stable checkpoint (2f+1 signatures over the block, hence the state root, at `height`)."""
         self._check_writable()
-        self._db.put(_CHECKPOINT + _U64.pack(height), payload, sync=True)
+        with self._write_batch(MAIN_DATABASE, sync=True) as batch:
+            batch.put(_CHECKPOINT + _U64.pack(height), payload)
 
     def get_latest_checkpoint(self) -> bytes | None:
         with self._db.iterator(prefix=_CHECKPOINT, include_key=False, reverse=True) as iterator:
@@ -555,4 +646,4 @@ class Ledger:
 
     def prune_votes(self, height_below: int) -> None:
         """Forget votes below `height_below` (at each commit, at a stable checkpoint, at open)."""
-        _delete_range(self._get_vote_log(), stop=_U64.pack(max(height_below, 0)), sync=False)
+        self._delete_range(VOTE_LOG, stop=_U64.pack(max(height_below, 0)), sync=False)

@@ -17,7 +17,7 @@ import pytest
 from chainnode import crypto, types
 from chainnode.errors import StorageError
 from chainnode.state import compute_genesis_state_root, compute_state_root
-from storage.ledger import Head, Ledger, TxFilter
+from storage.ledger import BLOCK_STORE, MAIN_DATABASE, VOTE_LOG, Head, Ledger, TxFilter, Write
 
 CHAIN_ID = "ledger-test"
 GENESIS_HASH = crypto.hash_tagged("genesis", b"ledger-test")
@@ -421,3 +421,47 @@ def test_committed_ids_are_known_after_reopening_and_others_are_not(tmp_path: Pa
         assert ledger.get_tx_location(make_tx(12).hash) is None
         ledger.commit_block(*make_block(ledger.get_head(), [make_tx(12)], {}), {})
         assert ledger.is_committed(make_tx(12).hash), "known from the batch that committed it"
+
+
+# ---------------------------------------------------------------- durability, as the write observer sees it
+
+
+def test_commit_syncs_the_block_store_then_the_head_then_forgets_the_votes(tmp_path: Path) -> None:
+    """The head is the commit point: the block store's batch must be on disk before it moves."""
+    writes: list[Write] = []
+    with Ledger(tmp_path / "db", write_observer=writes.append) as ledger:
+        initialize(ledger)
+        ledger.put_vote(1, 0, 2, b"prepare-1")
+        writes.clear()
+        transactions = [make_tx(1), make_tx(2)]
+        block, certificate, receipts = make_block(ledger.get_head(), transactions, {b"k": b"v"})
+        ledger.commit_block(block, certificate, receipts, {b"k": b"v"})
+    height = (1).to_bytes(8, "big")
+    assert writes == [
+        Write(BLOCK_STORE, True, (height + b"b", height + b"c", height + b"r" + bytes(4),
+                                  height + b"r" + (1).to_bytes(4, "big"))),
+        Write(MAIN_DATABASE, True, (
+            b"h" + block.hash, b"t" + transactions[0].hash, b"t" + transactions[1].hash, b"sk", b"mhead",
+        )),
+        # Deleting the committed height's votes need not be synced (the module docstring says why),
+        # but it must come after the head: a crash before it keeps the votes, never loses them early.
+        Write(VOTE_LOG, False, (_VOTE_KEY_1_0_2,)),
+    ]
+
+
+_VOTE_KEY_1_0_2 = (1).to_bytes(8, "big") + bytes(8) + (2).to_bytes(4, "big")
+
+
+def test_every_durable_write_is_synced(tmp_path: Path) -> None:
+    writes: list[Write] = []
+    with Ledger(tmp_path / "db", write_observer=writes.append) as ledger:
+        initialize(ledger)
+        assert [(write.database, write.sync) for write in writes] == [(MAIN_DATABASE, True)]
+        assert b"mhead" in writes[0].keys
+        writes.clear()
+        ledger.put_vote(1, 0, 2, b"prepare-1")
+        assert writes == [Write(VOTE_LOG, True, (_VOTE_KEY_1_0_2,))], "a vote is synced before it is sent"
+        writes.clear()
+        ledger.put_evidence(1, 2, 3, 0, b"proof")
+        ledger.put_checkpoint(1, b"checkpoint")
+        assert [(write.database, write.sync) for write in writes] == [(MAIN_DATABASE, True)] * 2

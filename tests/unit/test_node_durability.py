@@ -1,0 +1,170 @@
+"""What a node writes to disk, and in which order, before anything leaves it.
+
+Four real `Node`s of a network written by `chainnode.network.init_network`, each over
+its own real LevelDB ledger, not started: no sockets and no timers.  Their frames go
+through a small in-memory network (`send` of each node's transport, which `broadcast`
+also calls, is replaced by a recorder that queues the frame for its peer); the test
+delivers the frames in order until a block is committed everywhere.  Each ledger's
+`write_observer` puts its writes in the same list as the frames, so the list is the
+order in which the nodes did things.
+
+The properties (DESIGN.md section 7, CometBFT's rule): a node never sends a message
+it signed before that message is in its vote log, written with `sync=True`; the
+prepared certificate is synced before the COMMIT it enables is sent; a committed
+block is synced to the block store before the head moves, and the head's batch is
+synced too.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from chainnode import types, wire
+from chainnode.client import Identity, build_transaction
+from chainnode.config import load_node_config
+from chainnode.devnet import LocalNetwork
+from chainnode.network import init_network
+from chainnode.node import Node, get_time_ms
+from consensus.engine import Tick
+from consensus.messages import LOG_KIND_PREPARED, PrePrepare, ViewChange, Vote
+from storage.ledger import _VOTE_KEY, BLOCK_STORE, MAIN_DATABASE, VOTE_LOG, Write
+
+CHAIN_ID = "durability-net"
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    sender: str
+    peer: str
+    frame: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    node: str
+    write: Write
+
+
+@dataclass
+class InMemoryNetwork:
+    """Frames between unstarted nodes, delivered in the order they were sent."""
+
+    nodes: dict[str, Node]
+    history: list[Sent | Written] = field(default_factory=list)
+    in_flight: deque[Sent] = field(default_factory=deque)
+
+    def attach(self, node: Node) -> None:
+        node_id = node.node_id
+
+        def send(peer: str, frame: bytes) -> bool:
+            sent = Sent(node_id, peer, frame)
+            self.history.append(sent)
+            self.in_flight.append(sent)
+            return True
+
+        def observe(write: Write) -> None:
+            self.history.append(Written(node_id, write))
+
+        node.transport.send = send  # type: ignore[method-assign]
+        node.ledger.write_observer = observe
+
+    def deliver_all(self, frames_max: int = 10_000) -> None:
+        for _ in range(frames_max):
+            if not self.in_flight:
+                return
+            sent = self.in_flight.popleft()
+            self.nodes[sent.peer]._on_peer_frame(sent.sender, sent.frame)
+        raise AssertionError("the nodes kept sending")
+
+
+@pytest.fixture
+def network(tmp_path: Path) -> Iterator[InMemoryNetwork]:
+    init_network(tmp_path, validators=4, chain_id=CHAIN_ID, base_port=29700)
+    layout = LocalNetwork(tmp_path)
+    nodes = {info.node_id: Node(load_node_config(info.config_path)) for info in layout.nodes}
+    memory = InMemoryNetwork(nodes)
+    for node in nodes.values():
+        memory.attach(node)
+    yield memory
+    for node in nodes.values():
+        node.ledger.close()
+
+
+def _signed_log_keys(frame: bytes) -> list[tuple[int, int, int]]:
+    """The vote-log keys the sender must have synced before sending `frame`."""
+    message = wire.decode_frame(frame, frame_bytes_max=1 << 26)
+    if isinstance(message, PrePrepare):
+        return [(message.height, message.view, int(types.VoteKind.PRE_PREPARE))]
+    if isinstance(message, Vote):
+        keys = [(message.height, message.view, int(message.kind))]
+        if message.kind == types.VoteKind.COMMIT:
+            # The prepared certificate must outlive a crash before the COMMIT can.
+            keys.append((message.height, message.view, LOG_KIND_PREPARED))
+        return keys
+    if isinstance(message, ViewChange):
+        return [(message.height, message.new_view, int(types.VoteKind.VIEW_CHANGE))]
+    return []  # status, transactions, blocks: nothing the sender signed as a vote
+
+
+def test_votes_are_synced_before_they_are_sent_and_blocks_before_the_head(
+    network: InMemoryNetwork, tmp_path: Path
+) -> None:
+    submitter = Identity.load(sorted((tmp_path / "entities").iterdir())[0])
+    tx = build_transaction(
+        submitter,
+        chain_id=CHAIN_ID,
+        module="records",
+        action="put",
+        args=("meter-1", b"reading"),
+        valid_until=100,
+    )
+    nodes = list(network.nodes.values())
+    primary = nodes[0]
+    assert primary.engine.validators.primary(0) == primary.engine.own_index
+    assert primary.submit_transactions([tx.encoded])[0].accepted
+    network.deliver_all()  # not gossip (the tick loop sends that): the others learn it from the block
+    # One tick, past the primary's proposal delay, at the same time on every node.
+    now_ms = get_time_ms() + primary.config.proposal_delay_ms + 1
+    for node in nodes:
+        node._step(Tick(now_ms))
+    network.deliver_all()
+
+    assert all(node.ledger.get_head().height == 1 for node in nodes), "the block was not committed"
+    assert all(node.ledger.get_tx_location(tx.hash) == (1, 0) for node in nodes)
+    checked = 0
+    for position, event in enumerate(network.history):
+        if not isinstance(event, Sent):
+            continue
+        synced = {
+            _VOTE_KEY.unpack(key)
+            for earlier in network.history[:position]
+            if isinstance(earlier, Written)
+            and earlier.node == event.sender
+            and earlier.write.database == VOTE_LOG
+            and earlier.write.sync
+            for key in earlier.write.keys
+        }
+        for log_key in _signed_log_keys(event.frame):
+            assert log_key in synced, f"{event.sender} sent {log_key} before syncing it to its vote log"
+            checked += 1
+    # Each validator signs a prepare and a commit (and the primary its pre-prepare), to 3 peers.
+    assert checked >= 4 * 3 * 2
+
+    for node in nodes:
+        commit_writes = [
+            event.write
+            for event in network.history
+            if isinstance(event, Written)
+            and event.node == node.node_id
+            and event.write.database in (BLOCK_STORE, MAIN_DATABASE)
+        ]
+        assert [(write.database, write.sync) for write in commit_writes] == [
+            (BLOCK_STORE, True),
+            (MAIN_DATABASE, True),
+        ], f"{node.node_id}: the block store and then the head, both synced"
+        assert b"mhead" in commit_writes[1].keys
