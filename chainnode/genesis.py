@@ -320,8 +320,11 @@ def _genesis_from_document(fields: _Fields) -> Genesis:
     )
     validator_items = fields.get_objects("validators")
     validator_list = [types.Validator(v.get_str("id"), v.get_hex("public_key", 32)) for v in validator_items]
-    if not validator_list:
-        raise ConfigError("genesis.validators: the validator set is empty")
+    if len(validator_list) < types.VALIDATORS_MIN:
+        raise ConfigError(
+            f"genesis.validators: {len(validator_list)} validators; a network needs at least "
+            f"{types.VALIDATORS_MIN} (3f + 1 with f = 1) to tolerate one fault"
+        )
     if len({v.entity_id for v in validator_list}) != len(validator_list):
         raise ConfigError("genesis.validators: a validator is listed twice")
     params_fields = _Fields(fields.value.get("params"), "genesis.params")

@@ -70,7 +70,7 @@ from chainnode.state import (
 
 ErrorCode = types.ErrorCode
 MODULE = "governance"
-VALIDATORS_MIN = 4
+VALIDATORS_MIN = types.VALIDATORS_MIN
 VALIDATORS_MAX = 100
 PROPOSAL_LIFETIME_BLOCKS_MAX = 1_000_000
 PROPOSAL_KINDS = (

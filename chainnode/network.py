@@ -313,8 +313,11 @@ def _write_node_configs(out_dir: Path, node_ids: list[str], addresses: list[tupl
 
 
 def _check_arguments(validators: int, chain_id: str, base_port: int) -> None:
-    if not 1 <= validators <= VALIDATORS_MAX:
-        raise ConfigError(f"validators must be within 1..{VALIDATORS_MAX}, got {validators}")
+    if not types.VALIDATORS_MIN <= validators <= VALIDATORS_MAX:
+        raise ConfigError(
+            f"validators must be within {types.VALIDATORS_MIN}..{VALIDATORS_MAX}, got {validators}: "
+            f"fewer than {types.VALIDATORS_MIN} tolerate no faulty validator"
+        )
     if not _CHAIN_ID_PATTERN.match(chain_id):
         raise ConfigError(f"chain id {chain_id!r} must be 1..64 characters of [A-Za-z0-9._-]")
     if base_port < 1024 or base_port + 2 * validators - 1 > 65535:

@@ -342,6 +342,35 @@ class Validator:
     public_key: bytes  # raw Ed25519 key, the one in the validator's certificate
 
 
+VALIDATORS_MIN = 4
+"""The smallest validator set: with fewer than 3f + 1 = 4 validators no fault is tolerated at all
+(f = 0), and at n = 3 a quorum of 2 would let one faulty validator and one honest one commit
+alone.  Network init, genesis loading and every path that changes the set keep n >= 4."""
+
+
+def compute_faults_max(size: int) -> int:
+    """f = floor((n - 1) / 3): the most Byzantine validators n validators tolerate."""
+    return (size - 1) // 3
+
+
+def compute_quorum(size: int) -> int:
+    """The one quorum rule: q = floor((n + f) / 2) + 1, with f = floor((n - 1) / 3).
+
+    Safety needs any two quorums to intersect in at least f + 1 validators, so that they share
+    an honest one, who never signs two blocks for one (view, height).  Two quorums of q out of n
+    share at least 2q - n; 2q - n >= f + 1 holds exactly when q > (n + f) / 2, and this q is the
+    smallest such.  Liveness needs q <= n - f (the honest validators alone form a quorum), which
+    holds for every n >= 3f + 1.  The rule equals 2f + 1 only when n = 3f + 1: at n = 5 it is 4
+    (2f + 1 = 3 would let two quorums of 3 share only one, possibly faulty, validator), at n = 6
+    it is 4 (a quorum of 3 lets a 3 | 3 partition commit on both sides).
+
+    Every count of votes or signatures that decides something uses this number: PREPARE and
+    COMMIT quorums, commit certificates, NEW-VIEW proofs, checkpoints, catch-up, audit and
+    proofs.  Rules that only need one honest member (joining a later view) use f + 1.
+    """
+    return (size + compute_faults_max(size)) // 2 + 1
+
+
 @dataclass(frozen=True, slots=True)
 class ValidatorSet:
     """An ordered validator set; the primary of view v is `validators[v mod n]`."""
@@ -360,12 +389,12 @@ class ValidatorSet:
     @property
     def faults_max(self) -> int:
         """f = floor((n - 1) / 3), the Byzantine validators tolerated."""
-        return (self.size - 1) // 3
+        return compute_faults_max(self.size)
 
     @property
     def quorum(self) -> int:
-        """2f + 1 votes."""
-        return 2 * self.faults_max + 1
+        """floor((n + f) / 2) + 1 votes: any two quorums share at least f + 1 validators."""
+        return compute_quorum(self.size)
 
     def index_of(self, entity_id: str) -> int | None:
         for index, validator in enumerate(self.validators):

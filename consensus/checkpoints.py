@@ -1,4 +1,4 @@
-"""Checkpoint votes: every `interval` heights, 2f+1 signatures over the committed block.
+"""Checkpoint votes: every `interval` heights, a quorum of signatures over the committed block.
 
 A block hash binds the block's state root, so a checkpoint certificate is a
 signed state root that an auditor can start from.  The tracker keeps votes
@@ -45,7 +45,7 @@ class CheckpointTracker:
         return None
 
     def find_stable(self, height: int, head_height: int) -> types.CheckpointCertificate | None:
-        """The certificate that makes `height` stable, once we committed it and 2f+1 agree."""
+        """The certificate that makes `height` stable, once we committed it and a quorum agrees."""
         votes = self._votes.get(height)
         if not votes or height <= self.stable_height or height > head_height:
             return None

@@ -61,7 +61,7 @@ class RecordEvidence:
 
 @dataclass(frozen=True, slots=True)
 class StableCheckpoint:
-    """2f+1 validators signed the block (and so the state root) at `certificate.height`."""
+    """A quorum of validators signed the block (and so the state root) at `certificate.height`."""
 
     certificate: types.CheckpointCertificate
 

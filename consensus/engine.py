@@ -4,11 +4,22 @@ Theory of operation.  The engine decides one height at a time.  At height h
 in view v the primary (validator v mod n) proposes a block with a signed
 PRE-PREPARE.  Every validator that finds the block valid (right parent,
 timestamp, validator set, and the application re-executes it to the same
-roots) signs a PREPARE.  With 2f+1 PREPAREs the block is *prepared*: the
-validator persists that prepared certificate and signs a COMMIT.  With 2f+1
-COMMITs and the block in hand the block is final: the engine emits
+roots) signs a PREPARE.  With a quorum of PREPAREs the block is *prepared*:
+the validator persists that prepared certificate and signs a COMMIT.  With a
+quorum of COMMITs and the block in hand the block is final: the engine emits
 `CommitBlock` with a certificate of those COMMIT signatures and moves to h+1.
 The view carries over from height to height until a view change.
+
+Quorums.  n validators tolerate f = floor((n - 1) / 3) Byzantine ones, and
+every count that decides something (PREPARE, COMMIT, NEW-VIEW proofs,
+checkpoints, and the certificates catch-up verifies) needs a quorum of
+q = floor((n + f) / 2) + 1 (`types.compute_quorum`).  Safety rests on any two
+quorums sharing at least f + 1 validators, hence an honest one, who never
+signs two blocks for one (view, height): 2q - n >= f + 1.  The textbook 2f + 1
+gives that only when n = 3f + 1; at n = 5 two quorums of 3 share a single
+validator (a faulty primary forks the chain) and at n = 6 two quorums of 3
+are disjoint (a partition forks it).  Rules that only need one honest
+member, such as joining a later view, use f + 1.
 
 View change.  While there is work (pending transactions, a proposal not yet
 committed, or a view change under way) a timer runs; when it expires the
@@ -17,7 +28,7 @@ view with its highest prepared certificate.  f+1 VIEW-CHANGEs for higher views
 make a validator join the smallest of them (so a node behind in views catches
 up instead of forcing more changes, and no f Byzantine validators can push
 the others into a view change by claiming huge views).  The primary of the
-new view gathers 2f+1 and broadcasts NEW-VIEW, re-proposing the prepared block
+new view gathers a quorum and broadcasts NEW-VIEW, re-proposing the prepared block
 of the highest view among them (see `consensus.view_change`); replicas check
 that proof and enter the view.  Each consecutive failed view doubles the
 timeout (capped), and a commit resets it.  An equivocating primary (two
@@ -25,7 +36,7 @@ signed proposals for one view and height) is recorded as evidence and
 triggers a view change at once.
 
 Checkpoints.  Every `checkpoint_interval` heights each validator signs the
-committed block hash, which binds the state root; 2f+1 make a stable
+committed block hash, which binds the state root; a quorum makes a stable
 checkpoint (`StableCheckpoint`), after which the node prunes its vote log.
 The engine's own memory is bounded independently: it only keeps state for
 the current height and bounded buffers for the near future.
@@ -371,7 +382,7 @@ class Engine:
             self._deadline_ms = None
             return
         if self._target is not None and not self._is_target_supported():
-            # As in PBFT, the timer towards the next view runs only once 2f+1 want the
+            # As in PBFT, the timer towards the next view runs only once a quorum wants the
             # current target: otherwise a validator whose timer fired first would keep
             # moving one view ahead of the others and no view would ever gather a quorum.
             self._deadline_ms = None

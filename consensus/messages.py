@@ -87,7 +87,7 @@ class Vote:
 
 @dataclass(frozen=True, slots=True)
 class PreparedCertificate:
-    """Proof that `block` was prepared at (view, height): 2f+1 PREPARE signatures."""
+    """Proof that `block` was prepared at (view, height): a quorum of PREPARE signatures."""
 
     view: int
     block: types.Block
@@ -159,7 +159,7 @@ class ViewChange:
 
 @dataclass(frozen=True, slots=True)
 class NewView:
-    """The new primary's proof (2f+1 VIEW-CHANGEs) and, if needed, its re-proposal."""
+    """The new primary's proof (a quorum of VIEW-CHANGEs) and, if needed, its re-proposal."""
 
     new_view: int
     height: int

@@ -1,12 +1,14 @@
 """Pure checks of the view-change protocol: VIEW-CHANGE and NEW-VIEW validity.
 
 Safety rests on one rule.  If a block B was committed at height h in view v,
-then 2f+1 validators sent COMMIT, so at least f+1 honest validators hold a
-prepared certificate for B at v.  Any 2f+1 VIEW-CHANGE messages for a later
-view include at least one of them, and no prepared certificate for another
-block at h can exist in a view >= v (it would need f+1 honest PREPAREs for a
-block that conflicts with one they prepared).  So the new primary must
-re-propose the prepared block of the highest view among the 2f+1 it shows;
+then a quorum of validators sent COMMIT, each holding a prepared certificate
+for B at v.  Any quorum of VIEW-CHANGE messages for a later view shares at
+least f + 1 validators with that quorum (`types.compute_quorum`), so at least
+one honest holder of B's certificate, and no prepared certificate for another
+block at h can exist in a view >= v (its PREPARE quorum would share an honest
+validator with B's, who never prepares two blocks for one height and view).
+So the new primary must re-propose the prepared block of the highest view
+among the quorum it shows;
 `select_prepared` picks it and `find_new_view_problem` makes every replica
 check that the primary did exactly that.
 """
@@ -53,7 +55,7 @@ def select_prepared(view_changes: tuple[ViewChange, ...]) -> PreparedCertificate
 def find_new_view_problem(
     message: NewView, *, chain_id: str, validators: types.ValidatorSet, head_hash: bytes
 ) -> str | None:
-    """None when `message` proves 2f+1 VIEW-CHANGEs and re-proposes what they require."""
+    """None when `message` proves a quorum of VIEW-CHANGEs and re-proposes what they require."""
     senders = set()
     for view_change in message.view_changes:
         if (view_change.new_view, view_change.height) != (message.new_view, message.height):

@@ -291,7 +291,7 @@ def add_spare(
     before, after = check_sets_around(cluster, history, genesis_ids, add_height)
     assert get_ids(before) == list(genesis_ids), get_ids(before)
     assert get_ids(after) == [*genesis_ids, SPARE], get_ids(after)
-    assert (after.size, after.faults_max, after.quorum) == (5, 1, 3)
+    assert (after.size, after.faults_max, after.quorum) == (5, 1, 4)
     assert history.get_at(add_height + 1) == history.get_at(get_max_height(cluster, genesis_ids) + 1)
 
     target = get_max_height(cluster, genesis_ids)

@@ -216,8 +216,73 @@ class Garbage(Behavior):
         return [message.encode(), sim.rng.randbytes(sim.rng.randrange(1, 64)), storm.encode()]
 
 
+class SplitBrainPrimary(Behavior):
+    """As primary, shows one half of the other validators one block and the other half another.
+
+    The real proposal X goes to the first half of the others (`SimNetwork.halves`); the second
+    half receives a twin block Y for the same (view, height), and every PREPARE and COMMIT the
+    primary signs for X reaches that half as a vote for Y.  Each half sees one consistent
+    primary: no replica holds both proposals, so nobody can record evidence, and only quorum
+    intersection keeps the halves from committing different blocks.
+    """
+
+    name = "split-brain-primary"
+
+    def rewrite(self, sim: SimNetwork, index: int, message: Message, destination: int) -> list[bytes]:
+        if destination not in sim.halves(index)[1]:
+            return [message.encode()]
+        if isinstance(message, PrePrepare) and message.proposer == index:
+            twin = sim.make_twin(index, message.block)
+            return [sign_pre_prepare(sim.keys[index], CHAIN_ID, message.view, index, twin).encode()]
+        if isinstance(message, Vote) and message.block_hash in sim.twins:
+            twin_hash = sim.twins[message.block_hash]
+            key = sim.keys[index]
+            lie = sign_vote(key, CHAIN_ID, message.kind, message.view, message.height, twin_hash, index)
+            return [lie.encode()]
+        return [message.encode()]
+
+
+class SplitBrainVoter(Behavior):
+    """Votes, to each validator, for the block that validator was shown.
+
+    A PREPARE or COMMIT for a block with a twin (see `SplitBrainPrimary`) reaches those shown the
+    twin as the same vote for the twin, so a split-brain primary and its voters add up on both
+    halves; for a block without a twin, the second half of the others gets a vote for a random
+    hash instead.
+    """
+
+    name = "split-brain-voter"
+
+    def rewrite(self, sim: SimNetwork, index: int, message: Message, destination: int) -> list[bytes]:
+        if not isinstance(message, Vote) or message.kind not in (
+            types.VoteKind.PREPARE,
+            types.VoteKind.COMMIT,
+        ):
+            return [message.encode()]
+        twin_hash = sim.twins.get(message.block_hash)
+        if twin_hash is not None:
+            if destination not in sim.audiences[twin_hash]:
+                return [message.encode()]
+            other = twin_hash
+        elif destination in sim.halves(index)[1]:
+            other = crypto.sha256(sim.rng.randbytes(8))
+        else:
+            return [message.encode()]
+        lie = sign_vote(sim.keys[index], CHAIN_ID, message.kind, message.view, message.height, other, index)
+        return [lie.encode()]
+
+
 BEHAVIORS: dict[str, type[Behavior]] = {
-    cls.name: cls for cls in (Behavior, Silent, Equivocate, ConflictingVotes, Garbage)
+    cls.name: cls
+    for cls in (
+        Behavior,
+        Silent,
+        Equivocate,
+        ConflictingVotes,
+        Garbage,
+        SplitBrainPrimary,
+        SplitBrainVoter,
+    )
 }
 
 
@@ -277,6 +342,33 @@ class SimNetwork:
         self._sequence = 0
         self.dropped_links: set[tuple[int, int]] = set()
         self.garbage_frames = 0
+        # Split-brain behaviours: each proposal and its twin, and who was shown which.
+        self.twins: dict[bytes, bytes] = {}
+        self.audiences: dict[bytes, frozenset[int]] = {}
+
+    def halves(self, index: int) -> tuple[frozenset[int], frozenset[int]]:
+        """The validators other than `index`, split into a first and a second half."""
+        others = [other for other in range(len(self.replicas)) if other != index]
+        middle = len(others) // 2
+        return frozenset(others[:middle]), frozenset(others[middle:])
+
+    def make_twin(self, index: int, block: types.Block) -> types.Block:
+        """The second half's block for `block`'s (view, height): same parent, another timestamp.
+
+        The same every time, so a rebroadcast shows each half the block it saw before."""
+        header = block.header
+        twin = self.replicas[index].app.build_block(
+            header.height,
+            header.view,
+            header.proposer,
+            header.timestamp_ms + 1,
+            header.parent_hash,
+            list(block.transactions),
+        )
+        first, second = self.halves(index)
+        self.twins[block.hash], self.twins[twin.hash] = twin.hash, block.hash
+        self.audiences[block.hash], self.audiences[twin.hash] = first | {index}, second
+        return twin
 
     def _new_replica(self, index: int, persisted: list[LogRecord], chain: list[Any] | None = None) -> Replica:
         app = ToyApp(self.schedule)

@@ -1,8 +1,12 @@
 """Seeded fault scenarios over real engines, and the soak command.
 
-One seed decides everything: the validator count (4 or 7), which validators
-are Byzantine (at most f) and how they lie (silence, an equivocating
-primary, conflicting votes, garbage and absurd view numbers), the network's
+One seed decides everything: the validator count (every n from 4 to 10, and
+13, in turn: `SIZES[seed % len(SIZES)]`, since quorum arithmetic differs with
+n mod 3), which validators are Byzantine (at most f) and how they lie
+(silence, an equivocating primary, conflicting votes, garbage and absurd view
+numbers, a split-brain primary that shows each half of the network its own
+block with its own votes, split-brain voters that vote for each half's
+block), the network's
 drop, duplicate and delay rates, and a schedule of partitions, heals and
 crash-restarts of honest validators (never more than f faulty at once).
 After the chaos phase the network heals and every crashed validator
@@ -25,7 +29,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from chainnode import crypto
+from chainnode import crypto, types
 from consensus.engine import EngineConfig
 from tests.sim.harness import BEHAVIORS, CHAIN_ID, SimNetwork
 
@@ -34,6 +38,8 @@ CHAOS_MS = 8_000
 EVENT_EVERY_MS = 400
 LIVENESS_MS_MAX = 60_000  # after the heal, everything commits within this much logical time
 CLIENT = crypto.SigningKey(b"\x0b" * 32)
+SIZES = (4, 5, 6, 7, 8, 9, 10, 13)  # every validator count governance reaches in the pilot, and 13
+LIARS = ("silent", "equivocate", "conflicting-votes", "garbage", "split-brain-primary", "split-brain-voter")
 
 
 class SimulationError(AssertionError):
@@ -58,8 +64,8 @@ def replay_command(seed: int) -> str:
 
 def build_network(seed: int) -> tuple[SimNetwork, Outcome, random.Random]:
     rng = random.Random(f"scenario-{seed}")
-    size = rng.choice([4, 4, 4, 7])
-    faults_max = (size - 1) // 3
+    size = SIZES[seed % len(SIZES)]
+    faults_max = types.compute_faults_max(size)
     config = EngineConfig(
         CHAIN_ID,
         proposal_delay_ms=0,
@@ -80,7 +86,7 @@ def build_network(seed: int) -> tuple[SimNetwork, Outcome, random.Random]:
     )
     byzantine: dict[int, str] = {}
     for index in rng.sample(range(size), rng.randint(0, faults_max)):
-        name = rng.choice(["silent", "equivocate", "conflicting-votes", "garbage"])
+        name = rng.choice(LIARS)
         network.replicas[index].behavior = BEHAVIORS[name]()
         byzantine[index] = name
     return network, Outcome(seed, size, byzantine), rng
@@ -173,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, help="replay exactly this seed, with its event log")
     parser.add_argument("--seeds", type=int, default=100, help="how many seeds to run")
     parser.add_argument("--start", type=int, default=0, help="first seed")
+    parser.add_argument(
+        "--size", type=int, choices=SIZES, help="soak only the seeds whose validator count is this"
+    )
     arguments = parser.parse_args(argv)
     if arguments.seed is not None:
         try:
@@ -183,16 +192,32 @@ def main(argv: list[str] | None = None) -> int:
         print(f"seed {outcome.seed}: ok; {outcome}")
         return 0
     started = time.monotonic()
-    failures = 0
-    for seed in range(arguments.start, arguments.start + arguments.seeds):
+    seeds = range(arguments.start, arguments.start + arguments.seeds)
+    if arguments.size is not None:
+        seeds = range(seeds_of_size(arguments.size, arguments.start), seeds.stop, len(SIZES))
+    failures, runs, faults = 0, 0, 0
+    for seed in seeds:
         try:
-            run_scenario(seed)
+            outcome = run_scenario(seed)
         except SimulationError as failure:
             failures += 1
             print(failure, file=sys.stderr, flush=True)
+        else:
+            faults += len(outcome.byzantine) + sum(1 for event in outcome.events if " crash " in event)
+            faults += sum(1 for event in outcome.events if " partition " in event)
+        runs += 1
     elapsed = time.monotonic() - started
-    print(f"{arguments.seeds} seeds from {arguments.start}: {failures} failed, {elapsed:.0f} s")
+    size = "all sizes" if arguments.size is None else f"n = {arguments.size}"
+    print(
+        f"{runs} seeds ({size}) from {arguments.start}: {failures} failed, "
+        f"{faults} faults injected in the passing ones, {elapsed:.0f} s"
+    )
     return 1 if failures else 0
+
+
+def seeds_of_size(size: int, start: int) -> int:
+    """The first seed at or after `start` that runs `size` validators."""
+    return start + (SIZES.index(size) - start) % len(SIZES)
 
 
 if __name__ == "__main__":

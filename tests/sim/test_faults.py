@@ -9,13 +9,16 @@ import consensus.view_change
 from chainnode import crypto, types
 from consensus.engine import EngineConfig
 from tests.sim.harness import CHAIN_ID, ConflictingVotes, Equivocate, Garbage, SimNetwork
-from tests.sim.scenario import SimulationError, run_scenario
+from tests.sim.scenario import SIZES, SimulationError, build_network, run_scenario
 
-DEFAULT_SEEDS = 250
-# Seeds that once failed a long soak, kept as regressions:
-# 3052 stalled (one validator always a view ahead of the others' quorum);
-# 1825 forked (a validator that had sent VIEW-CHANGE for view 5 went back to view 4).
-REGRESSION_SEEDS = (1825, 3052)
+DEFAULT_SEEDS = 480  # 60 at each validator count in `scenario.SIZES`
+# Seeds that once failed a long soak, kept as regressions.  Under the earlier mapping of seeds to
+# validator counts (4 or 7), 3052 stalled (one validator always a view ahead of the others'
+# quorum) and 1825 forked (a validator that had sent VIEW-CHANGE for view 5 went back to view 4);
+# the seeds now run other scenarios and stay as extra ones.  Under the textbook 2f + 1 quorum,
+# 1257 (n = 5, a split-brain primary) and 2 (n = 6, partitions) fork: see the teeth test below.
+REGRESSION_SEEDS = (1825, 3052, 1257)
+TEXTBOOK_QUORUM_FORKS = {5: 1257, 6: 2}
 CLIENT = crypto.SigningKey(b"\x0c" * 32)
 
 
@@ -43,6 +46,22 @@ def test_simulator_finds_the_fork_of_a_2f_quorum(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(types.ValidatorSet, "quorum", property(lambda self: 2 * self.faults_max))
     violations = find_violations(range(40))
     assert any("safety: fork" in violation for violation in violations), violations
+
+
+@pytest.mark.parametrize("size", sorted(TEXTBOOK_QUORUM_FORKS))
+def test_simulator_finds_the_fork_of_the_textbook_quorum_where_n_is_not_3f_plus_1(
+    monkeypatch: pytest.MonkeyPatch, size: int
+) -> None:
+    seed = TEXTBOOK_QUORUM_FORKS[size]
+    assert build_network(seed)[1].size == size
+    monkeypatch.setattr(types.ValidatorSet, "quorum", property(lambda self: 2 * self.faults_max + 1))
+    with pytest.raises(SimulationError, match="safety: fork"):
+        run_scenario(seed)
+
+
+def test_default_seeds_cover_every_validator_count() -> None:
+    sizes = [build_network(seed)[1].size for seed in range(DEFAULT_SEEDS)]
+    assert {size: sizes.count(size) for size in SIZES} == {size: 60 for size in SIZES}
 
 
 def test_simulator_finds_the_fork_of_a_view_change_that_drops_prepared_blocks(

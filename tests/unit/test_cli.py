@@ -182,3 +182,10 @@ def test_submit_file(server: ServerThread, tmp_path: Path,
     assert cli.main(["tx", "submit", "--identity", str(identity_dir), "--node", server.url,
                      "--file", str(tmp_path / "bad.jsonl")]) == 1
     assert "bad.jsonl:1" in capsys.readouterr().err
+
+
+def test_network_init_refuses_three_validators_in_one_line(tmp_path: Path) -> None:
+    result = _run("network", "init", "--validators", "3", "--out", str(tmp_path / "net"))
+    assert result.returncode != 0
+    assert "validators must be within 4.." in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "net").exists()

@@ -30,6 +30,8 @@ def _build_genesis() -> genesis.Genesis:
         ("west-china-hospital", "sichuan", ("submitter",), ("health",)),
         ("validator-01", "beijing", ("validator", "observer"), ("government",)),
         ("validator-02", "sichuan", ("validator", "observer"), ("government",)),
+        ("validator-03", "beijing", ("validator", "observer"), ("energy",)),
+        ("validator-04", "sichuan", ("validator", "observer"), ("energy",)),
     ]
     for entity_id, zone_id, roles, sectors in specs:
         certificate, zone_key = zone_material[zone_id]
@@ -83,9 +85,9 @@ def test_encoding_is_tagged_and_hash_sensitive(chain_genesis: genesis.Genesis) -
 
 def test_initial_state(chain_genesis: genesis.Genesis) -> None:
     state = chain_genesis.initial_state()
-    # 2 zones, 4 entities, the validator set and its history entry, the root certificate,
+    # 2 zones, 6 entities, the validator set and its history entry, the root certificate,
     # 3 council members, the council (threshold and ids) and the chain parameters.
-    assert len(state) == 2 + 4 + 2 + 1 + 3 + 1 + 1
+    assert len(state) == 2 + 6 + 2 + 1 + 3 + 1 + 1
     assert state[types.validator_history_key(1)] == state[types.VALIDATOR_SET_KEY]
     assert genesis.decode_chain_params(state[types.CHAIN_PARAMS_KEY]) == chain_genesis.params
     assert types.decode_council_record(state[types.council_key("member-1")]).name == "Member 1"
@@ -137,6 +139,7 @@ TAMPERINGS = {
     ),
     "genesis before certificates": lambda d: d.update(genesis_time_ms=0),
     "empty validator set": lambda d: d.update(validators=[]),
+    "three validators": lambda d: d.update(validators=d["validators"][:3]),
 }
 
 
@@ -157,7 +160,8 @@ EXPECTED_REASONS = {
     "wrong type": "genesis_time_ms",
     "garbled certificate": "not a PEM certificate",
     "genesis before certificates": "not yet valid",
-    "empty validator set": "validator set is empty",
+    "empty validator set": "0 validators; a network needs at least 4",
+    "three validators": "3 validators; a network needs at least 4",
 }
 
 

@@ -164,30 +164,10 @@ def test_bad_arguments_are_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "a").exists()
 
 
-def test_node_config_errors_name_the_key(tmp_path: Path) -> None:
-    good = config.render_node_config(
-        node_id="validator-01",
-        p2p_address="127.0.0.1:26600",
-        api_address="127.0.0.1:26601",
-        peers=[("validator-02", "127.0.0.1:26602")],
-    )
-    path = tmp_path / "node.toml"
-    path.write_text(good)
-    assert config.load_node_config(path).peers == (config.PeerConfig("validator-02", "127.0.0.1", 26602),)
-    cases = {
-        "p2p.listen": good.replace('listen = "127.0.0.1:26600"', 'listen = "127.0.0.1"'),
-        "api.listen": good.replace('listen = "127.0.0.1:26601"', 'listen = "127.0.0.1:99999"'),
-        "tls.key": good.replace('key = "key.pem"\n', ""),
-        "node.id": good.replace('id = "validator-01"', "id = 7"),
-        "consensus.tick_ms": good.replace("tick_ms = 10", "tick_ms = 0"),
-        "p2p.peers[0]": good.replace('address = "127.0.0.1:26602"', 'address = "nowhere"'),
-        "mempool.capacity_txs": good.replace("capacity_txs = 100000", 'capacity_txs = "many"'),
-    }
-    for key, text in cases.items():
-        assert text != good, key
-        path.write_text(text)
-        with pytest.raises(ConfigError, match=key.replace("[", r"\[").replace("]", r"\]")):
-            config.load_node_config(path)
-    path.write_text("[node\n")
-    with pytest.raises(ConfigError, match="not valid TOML"):
-        config.load_node_config(path)
+@pytest.mark.parametrize("validators", [1, 2, 3])
+def test_fewer_than_four_validators_are_refused(tmp_path: Path, validators: int) -> None:
+    with pytest.raises(ConfigError, match=r"within 4\.\.") as refused:
+        network.init_network(tmp_path / "small", validators=validators)
+    assert "tolerate no faulty validator" in str(refused.value)
+    assert not (tmp_path / "small").exists()
+
