@@ -8,6 +8,7 @@ check.  The API source is tested over real HTTP on 127.0.0.1.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -27,6 +28,7 @@ from chainnode.audit import (
     verify_signature_batch,
 )
 from chainnode.export import LedgerSource, open_ledger_snapshot
+from storage.ledger import Head
 from tests.unit.api_harness import ServerThread
 from tests.unit.audit_chain import (
     BuiltChain,
@@ -184,6 +186,32 @@ def test_colluding_validators_cannot_certify_a_forged_signature(chain: BuiltChai
     _rewrite(data_dir, certificate_key(6), sign_certificate(new_block, keys, 4).encode())
     report, _ = _audit(chain, data_dir)
     _expect_failure(report, 6, "tx_signature", 2)
+
+
+def test_colluding_validators_cannot_certify_a_wrong_state_root(chain: BuiltChain, data_dir: Path) -> None:
+    """The head block's header carries another state root, and everything else agrees with it.
+
+    The validators (the test holds all their keys) certify the altered block with all four
+    signatures, and the node's block-hash index and head follow it, as a colluding operator
+    would leave them: every signature, quorum, root and index check holds.  Only re-execution
+    shows that the block's transactions give another state root.  At the head, because the
+    next header would otherwise name the original block as its parent.
+    """
+    height = HEIGHTS
+    block = types.decode_block(_read(data_dir, block_key(height)))
+    wrong_root = bytes(byte ^ 0xFF for byte in block.header.state_root)
+    forged = types.Block.create(dataclasses.replace(block.header, state_root=wrong_root), block.transactions)
+    keys = [crypto.SigningKey.load(chain.network_dir / "nodes" / v.entity_id / "key.pem")
+            for v in chain.genesis.validators.validators]
+    _rewrite(data_dir, block_key(height), forged.encoded)
+    _rewrite(data_dir, certificate_key(height), sign_certificate(forged, keys, 4).encode())
+    _rewrite(data_dir, ("", b"h" + block.hash), None)
+    _rewrite(data_dir, ("", b"h" + forged.hash), height.to_bytes(8, "big"))
+    forged_head = Head(height, forged.hash, wrong_root, block.header.timestamp_ms)
+    _rewrite(data_dir, ("", b"mhead"), forged_head.encode())
+    report, _ = _audit(chain, data_dir)
+    _expect_failure(report, height, "state_root")
+    assert report.checks["certificate_quorum"] == height and report.checks["receipts_root"] == height
 
 
 def test_dropped_commit_signature_below_quorum(chain: BuiltChain, data_dir: Path) -> None:
