@@ -17,6 +17,13 @@ Error model: one middleware turns everything that can go wrong into the shape
 - anything unexpected is 500 `internal`, logged with its traceback, which never
   goes into the body.
 
+Health: `GET /v1/health` (alias `/healthz`) answers 200 `{"status": "ok"}` unless
+the node cannot write its ledger (503 `{"status": "failing", "problems": {...}}`);
+`GET /readyz` answers 200 when the node finds no readiness problem and 503
+`{"status": "not_ready", "problems": {name: message}}` otherwise (names in
+`chainnode.health`).  While the node cannot write, `POST /v1/transactions` is
+refused with 503 `storage_unavailable` before the body is read.
+
 Submitting: `POST /v1/transactions` takes `{"tx": hex}` or `{"txs": [hex, ...]}`
 (at most `SUBMIT_TXS_MAX`).  A single transaction that is accepted answers 202;
 a full mempool answers 503 with `Retry-After` (a batch answers 200 with the
@@ -60,6 +67,7 @@ from aiohttp import web
 from chainnode import metrics, proof, records, types
 from chainnode.errors import ChainError, DecodeError, LocalError, RemoteError, ValidationError
 from chainnode.fastinit import install_fast_init
+from chainnode.health import ReadinessProblem
 from consensus.messages import decode_evidence
 
 logger = logging.getLogger(__name__)
@@ -148,6 +156,10 @@ class NodeService(Protocol):
 
     def get_busy_reason(self) -> str | None:
         """Why the node takes no transactions right now (answered 503 before the body is read)."""
+        ...
+
+    def get_readiness_problems(self) -> list[ReadinessProblem]:
+        """What keeps the node from being ready, by name; empty when it is ready."""
         ...
 
     def get_validator_set(self, height: int) -> types.ValidatorSet: ...
@@ -291,8 +303,30 @@ def _get_service(request: web.Request) -> NodeService:
     return request.app[SERVICE_KEY]
 
 
+def _compute_problems_json(problems: Sequence[ReadinessProblem]) -> dict[str, str]:
+    return {problem.name: problem.message for problem in problems}
+
+
+def _find_write_problems(service: NodeService) -> list[ReadinessProblem]:
+    return [problem for problem in service.get_readiness_problems() if problem.blocks_writes]
+
+
 async def handle_health(request: web.Request) -> web.Response:
+    """Liveness: failing only while the node cannot write its ledger."""
+    problems = _find_write_problems(_get_service(request))
+    if problems:
+        return _json_response({"status": "failing", "problems": _compute_problems_json(problems)}, status=503)
     return _json_response({"status": "ok"})
+
+
+async def handle_ready(request: web.Request) -> web.Response:
+    """Readiness: every named problem the node finds (cannot write, low disk, catching up, ...)."""
+    problems = _get_service(request).get_readiness_problems()
+    if problems:
+        return _json_response(
+            {"status": "not_ready", "problems": _compute_problems_json(problems)}, status=503
+        )
+    return _json_response({"status": "ok", "problems": {}})
 
 
 async def handle_status(request: web.Request) -> web.Response:
@@ -419,6 +453,12 @@ def _submit_batch(service: NodeService, items: Any) -> web.Response:
 
 
 async def handle_submit(request: web.Request) -> web.Response:
+    write_problems = _find_write_problems(_get_service(request))
+    if write_problems:
+        # A node that cannot write its ledger could pool a transaction but never commit it:
+        # the client should take it to another node.
+        message = "; ".join(problem.message for problem in write_problems)
+        return _json_response(_error_body("storage_unavailable", message), status=503)
     busy = _get_service(request).get_busy_reason()
     if busy is not None:
         # Refuse before reading and decoding the body: a client flooding a busy node
@@ -616,6 +656,8 @@ def create_app(service: NodeService, *, body_bytes_max: int = 32 * 1024 * 1024) 
     app = web.Application(middlewares=[error_middleware], client_max_size=body_bytes_max)
     app[SERVICE_KEY] = service
     app.router.add_get("/v1/health", handle_health)
+    app.router.add_get("/healthz", handle_health)
+    app.router.add_get("/readyz", handle_ready)
     app.router.add_get("/v1/status", handle_status)
     app.router.add_get("/v1/evidence", handle_evidence)
     app.router.add_get("/v1/checkpoints/latest", handle_checkpoint)

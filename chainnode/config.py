@@ -9,6 +9,12 @@ be moved as a whole) and every address is split into host and port.  Bad input r
 `ConfigError` naming the offending key (`p2p.listen`, `tls.key`, ...); nothing is defaulted
 silently except the tuning values documented below.
 
+Tuning tables, all optional: `[consensus]` (`proposal_delay_ms`, `tick_ms`, `view_timeout_ms`),
+`[mempool]` (`capacity_txs`), `[identity]` (`certificate_warning_days`) and `[storage]`:
+`disk_free_bytes_min` (default 256 MiB) is the free space under `data_dir` below which the node
+logs a warning, reports `disk_space_low` on `/readyz` and answers 503 there (it keeps committing;
+see `chainnode.health`).  0 turns the warning off; a full disk is reported whatever it says.
+
 The loader checks shapes and ranges only.  Whether the certificate, key and genesis files exist
 and agree is checked by whoever opens them (`identity`, `genesis`, the TLS setup).
 """
@@ -29,6 +35,7 @@ TICK_MS_DEFAULT = 10
 MEMPOOL_CAPACITY_TXS_DEFAULT = 100_000
 VIEW_TIMEOUT_MS_DEFAULT = 2_000
 CERTIFICATE_WARNING_DAYS_DEFAULT = 30
+DISK_FREE_BYTES_MIN_DEFAULT = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +70,7 @@ class NodeConfig:
     mempool_capacity_txs: int
     view_timeout_ms: int = VIEW_TIMEOUT_MS_DEFAULT  # used unless the chain parameters set one
     certificate_warning_days: int = CERTIFICATE_WARNING_DAYS_DEFAULT  # status/metrics warn this early
+    disk_free_bytes_min: int = DISK_FREE_BYTES_MIN_DEFAULT  # less free under data_dir: not ready
 
 
 class _Table:
@@ -152,6 +160,7 @@ def load_node_config(path: Path) -> NodeConfig:
     consensus = _Table(document.get("consensus", {}), "consensus")
     mempool = _Table(document.get("mempool", {}), "mempool")
     identity_table = _Table(document.get("identity", {}), "identity")
+    storage = _Table(document.get("storage", {}), "storage")
     p2p_host, p2p_port = p2p.get_address("listen")
     api_host, api_port = api.get_address("listen")
     node_id = node.get_str("id")
@@ -180,6 +189,7 @@ def load_node_config(path: Path) -> NodeConfig:
         certificate_warning_days=identity_table.get_int(
             "certificate_warning_days", CERTIFICATE_WARNING_DAYS_DEFAULT, 0, 3650
         ),
+        disk_free_bytes_min=storage.get_int("disk_free_bytes_min", DISK_FREE_BYTES_MIN_DEFAULT, 0, 1 << 50),
     )
 
 
@@ -227,4 +237,6 @@ def render_node_config(
         f"tick_ms = {tick_ms}\n"
         "\n[mempool]\n"
         f"capacity_txs = {mempool_capacity_txs}\n"
+        "\n[storage]\n"
+        f"disk_free_bytes_min = {DISK_FREE_BYTES_MIN_DEFAULT}  # less free under data_dir: /readyz 503\n"
     )

@@ -18,6 +18,24 @@ block execution skip verifying it again.
 What a peer sends can be garbage: frames that fail to decode are counted and
 dropped; the engine refuses invalid messages itself.  Nothing a peer or a
 client sends can stop the loop.
+
+A failing disk does stop it.  The engine moves its head when it emits
+`CommitBlock` (and counts a vote as cast when it emits `PersistVote`), so once a
+ledger write fails the engine believes what the disk does not hold: a node that
+went on would re-execute proposals on a stale state ("state root differs"),
+answer healthy and take transactions it can never commit.  So a `StorageError`
+(or an `OSError` from LevelDB) raised anywhere on the paths that drive the
+engine -- a peer's frame, the timer loop, start-up -- is caught right where
+that path enters the node (`_on_peer_frame`, `_run_ticks`, `start`), before
+the transport's or asyncio's generic handlers could swallow it, and handed to
+`_stop_on_storage_failure`: one CRITICAL line naming the data directory and the
+OS error, no further event reaches the engine, health and readiness fail and
+submissions are refused at once, and `run_node` closes the API and p2p and
+raises the error, so `chainnode node run` exits non-zero with that one line.
+What the node acknowledged was persisted before (a vote is synced before it is
+sent, a transaction is reported committed only from the ledger).  Readiness is
+a registry of named checks (`chainnode.health`); the disk's free space is
+measured on the timer loop.
 """
 
 from __future__ import annotations
@@ -36,11 +54,11 @@ from typing import Any
 from aiohttp import web
 from cryptography import x509
 
-from chainnode import authority, governance, identity, metrics, types, wire
+from chainnode import authority, governance, health, identity, metrics, types, wire
 from chainnode.api import SubmitResult, TransactionStatus, create_app
 from chainnode.config import NodeConfig, load_node_config
 from chainnode.crypto import SigningKey
-from chainnode.errors import ChainError, ConfigError, DecodeError
+from chainnode.errors import ChainError, ConfigError, DecodeError, StorageError
 from chainnode.execution import ExecutionResult, Executor, InvalidBlockError, SignatureCache, StateMemo
 from chainnode.genesis import Genesis, load_genesis
 from chainnode.mempool import Mempool, MempoolFullError
@@ -90,10 +108,19 @@ SUBMIT_BACKLOG_TXS_MAX = 10_000
 # the CPU that consensus needs to commit what is already pending.
 SUBMIT_PENDING_BLOCKS_MAX = 8
 RESPONSE_BYTES_MAX = 8 * 1024 * 1024
+# /readyz says `catching_up` while a peer reported (within PEER_HEIGHT_FRESH_MS) a height this
+# far above our head.  Peers report once a second, so a node that keeps up is rarely more
+# than the blocks of that second behind a report, and usually ahead of it.
+CATCHING_UP_BLOCKS_MIN = 10
+PEER_HEIGHT_FRESH_MS = 10_000
 
 
 def get_time_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def get_monotonic_ms() -> int:
+    return time.monotonic_ns() // 1_000_000
 
 
 class Node:
@@ -106,6 +133,7 @@ class Node:
         self.node_id = config.node_id
         self.genesis_hash = self.genesis.compute_hash()
         config.data_dir.mkdir(parents=True, exist_ok=True)
+        health.check_disk_writable(config.data_dir)
         self._ledger = Ledger(config.data_dir / "ledger")
         self._initialize_ledger()
         self._key = SigningKey.load(config.key_path)
@@ -179,6 +207,12 @@ class Node:
         )
         self._api_runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        # Set once, by `_stop_on_storage_failure`; `failed` wakes `run_node`.
+        self.failure: StorageError | None = None
+        self.failed = asyncio.Event()
+        self._peer_heights: dict[str, tuple[int, int]] = {}  # peer -> (reported height, monotonic ms)
+        self._disk = health.DiskSpaceWatch(config.data_dir, free_bytes_min=config.disk_free_bytes_min)
+        self.readiness = self._create_readiness()
 
     @property
     def ledger(self) -> Ledger:
@@ -206,7 +240,11 @@ class Node:
         await self._api_runner.setup()
         site = web.TCPSite(self._api_runner, self.config.api_host, self.config.api_port)
         await site.start()
-        self._execute(self.engine.start())
+        self._disk.check()
+        try:
+            self._execute(self.engine.start())
+        except (StorageError, OSError) as error:
+            self._stop_on_storage_failure(error)
         self._tasks.append(asyncio.create_task(self._run_ticks()))
         self._tasks.append(asyncio.create_task(self._run_gossip_admission()))
         head = self._ledger.get_head()
@@ -236,10 +274,17 @@ class Node:
         tick_s = self.config.tick_ms / 1000
         status_sent_ms = 0
         regossip_ms = get_time_ms()
-        while True:
+        disk_checked_ms = get_monotonic_ms()
+        while self.failure is None:
             await asyncio.sleep(tick_s)
             now_ms = get_time_ms()
-            self._step(Tick(now_ms))
+            try:
+                self._step(Tick(now_ms))
+            except (StorageError, OSError) as error:
+                # Caught here, not left to end the task: asyncio would keep the exception
+                # unseen until shutdown, and the engine would never tick again.
+                self._stop_on_storage_failure(error)
+                return
             if self._gossip:
                 self.transport.broadcast(wire.encode_tx_batch(self._gossip))
                 self._gossip = []
@@ -249,6 +294,9 @@ class Node:
             if now_ms - regossip_ms >= REGOSSIP_INTERVAL_MS:
                 regossip_ms = now_ms
                 self._regossip_oldest()
+            if get_monotonic_ms() - disk_checked_ms >= health.DISK_CHECK_INTERVAL_MS:
+                disk_checked_ms = get_monotonic_ms()
+                self._disk.check()
 
     def _regossip_oldest(self) -> None:
         """Offer our oldest pending transactions again.
@@ -264,6 +312,8 @@ class Node:
     # ------------------------------------------------------------ engine driving
 
     def _step(self, event: Event) -> None:
+        if self.failure is not None:
+            return  # a ledger write failed: the engine's head is not on disk, so it decides nothing more
         self._execute(self.engine.step(event))
         for _ in range(100_000):
             if not self.engine.has_pending_work:
@@ -410,6 +460,10 @@ class Node:
             identity.verify_entity_certificate(
                 certificate, zone_certificate, self._root_certificate, at_ms=get_time_ms()
             )
+        except StorageError as error:
+            # Our disk failed, not the peer: stop rather than refuse peers one by one.
+            self._stop_on_storage_failure(error)
+            return "the node is stopping"
         except ChainError as error:
             return error.message
         return None
@@ -464,6 +518,16 @@ class Node:
         self.transport.send(peer_id, wire.encode_status(self.engine.head.height))
 
     def _on_peer_frame(self, peer_id: str, data: bytes) -> None:
+        if self.failure is not None:
+            return  # stopping: the transport closes soon
+        try:
+            self._handle_peer_frame(peer_id, data)
+        except (StorageError, OSError) as error:
+            # Caught here, where the frame enters the node: the transport would log it as
+            # a callback bug and go on reading frames with a head that is not on disk.
+            self._stop_on_storage_failure(error)
+
+    def _handle_peer_frame(self, peer_id: str, data: bytes) -> None:
         try:
             frame = wire.decode_frame(data, frame_bytes_max=self.config.frame_bytes_max)
         except DecodeError as error:
@@ -479,6 +543,7 @@ class Node:
                 self._gossip_inbox.extend(frame.transactions)
                 self._gossip_arrived.set()
         elif isinstance(frame, wire.Status):
+            self._peer_heights[peer_id] = (frame.height, get_monotonic_ms())
             self._step(PeerStatus(peer_id, frame.height))
         elif isinstance(frame, wire.BlockRequest):
             self._serve_blocks(peer_id, frame)
@@ -557,7 +622,53 @@ class Node:
         if len(self._rejected) > REJECTED_REMEMBERED_MAX:
             self._rejected.popitem(last=False)
 
+    # ------------------------------------------------------------ failure and readiness
+
+    def _stop_on_storage_failure(self, error: Exception) -> None:
+        """The fatal handler (see the module docstring): say it once, feed the engine nothing
+        more, and wake `run_node`, which closes the API and p2p and exits non-zero."""
+        if self.failure is not None:
+            return
+        self.failure = health.describe_storage_failure(error, self.config.data_dir)
+        log.critical(
+            "node %s stops, its ledger cannot be written: %s: %s",
+            self.node_id,
+            self.failure.code,
+            " ".join(self.failure.message.split()),
+        )
+        self.failed.set()
+
+    def _create_readiness(self) -> health.Readiness:
+        """The node's named readiness checks; another condition is one more `add_check`."""
+        readiness = health.Readiness()
+        readiness.add_check(health.STORAGE_FAILED, self._find_storage_failure, blocks_writes=True)
+        readiness.add_check(health.DISK_FULL, self._disk.find_full_problem, blocks_writes=True)
+        readiness.add_check(health.DISK_SPACE_LOW, self._disk.find_low_problem)
+        readiness.add_check(health.DISK_SPACE_UNKNOWN, self._disk.find_unknown_problem)
+        readiness.add_check(health.CATCHING_UP, self._find_catch_up_problem)
+        return readiness
+
+    def _find_storage_failure(self) -> str | None:
+        if self.failure is None:
+            return None
+        return f"a ledger write failed, the node is stopping: {self.failure.message}"
+
+    def _find_catch_up_problem(self) -> str | None:
+        now_ms = get_monotonic_ms()
+        heights = [
+            height
+            for height, heard_ms in self._peer_heights.values()
+            if now_ms - heard_ms <= PEER_HEIGHT_FRESH_MS
+        ]
+        own = self._ledger.get_head().height
+        if not heights or max(heights) - own < CATCHING_UP_BLOCKS_MIN:
+            return None
+        return f"catching up: at height {own}, a peer reported height {max(heights)}"
+
     # ------------------------------------------------------------ NodeService (for the API)
+
+    def get_readiness_problems(self) -> list[health.ReadinessProblem]:
+        return self.readiness.find_problems()
 
     def get_busy_reason(self) -> str | None:
         backlog = len(self._gossip_inbox)
@@ -682,6 +793,15 @@ class Node:
             for name, value in sorted(self.transport.metrics.items())
         ]
         samples += self._gc_timer.samples()
+        samples += self._disk.samples()
+        samples.append(
+            sample(
+                "chainnode_ready",
+                "gauge",
+                "1 when /readyz finds no problem.",
+                int(not self.get_readiness_problems()),
+            )
+        )
         return metrics.render(samples, {"chain_id": self.chain_id, "node": self.node_id})
 
     def get_status(self) -> dict[str, Any]:
@@ -756,7 +876,8 @@ def configure_gc() -> None:
 
 
 async def run_node(config_path: Path) -> None:
-    """Run one node until SIGINT or SIGTERM."""
+    """Run one node until SIGINT or SIGTERM; raise the `StorageError` it stopped on, if any
+    (the CLI prints it as one line and exits non-zero)."""
     config = load_node_config(config_path)
     node = Node(config)
     stop = asyncio.Event()
@@ -765,7 +886,12 @@ async def run_node(config_path: Path) -> None:
         loop.add_signal_handler(signum, stop.set)
     await node.start()
     configure_gc()
+    waiters = [asyncio.create_task(stop.wait()), asyncio.create_task(node.failed.wait())]
     try:
-        await stop.wait()
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        for waiter in waiters:
+            waiter.cancel()
         await node.stop()
+    if node.failure is not None:
+        raise node.failure

@@ -25,6 +25,7 @@ from chainnode import crypto, identity, metrics, types
 from chainnode.api import SubmitResult, TransactionStatus, create_app
 from chainnode.errors import DecodeError
 from chainnode.execution import Executor, SignatureCache
+from chainnode.health import Readiness, ReadinessProblem
 from chainnode.mempool import Mempool
 from chainnode.state import compute_genesis_state_root
 from storage.ledger import Ledger
@@ -160,6 +161,9 @@ class LocalService:
     def get_busy_reason(self) -> str | None:
         return None
 
+    def get_readiness_problems(self) -> list[ReadinessProblem]:
+        return self.readiness.find_problems()
+
     def get_evidence(self) -> list[bytes]:
         return list(self.ledger.iter_evidence())
 
@@ -174,6 +178,16 @@ class LocalService:
         return self.validators
 
     # ------------------------------------------------------------ test controls
+
+    _readiness: Readiness | None = None
+
+    @property
+    def readiness(self) -> Readiness:
+        """The service's readiness checks (none until a test adds one, as a node part would).
+        Made on first use: subclasses build their state without this class's __init__."""
+        if self._readiness is None:
+            self._readiness = Readiness()
+        return self._readiness
 
     def commit_pending(self) -> int | None:
         """Execute and commit the pooled transactions as the next block; its height or None."""
