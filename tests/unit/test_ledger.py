@@ -15,7 +15,7 @@ import plyvel
 import pytest
 
 from chainnode import crypto, types
-from chainnode.errors import StorageError
+from chainnode.errors import StorageError, StorageLockedError
 from chainnode.state import compute_genesis_state_root, compute_state_root
 from storage.ledger import BLOCK_STORE, MAIN_DATABASE, VOTE_LOG, Head, Ledger, TxFilter, Write
 
@@ -221,27 +221,62 @@ def test_vote_log_put_get_prune_in_height_order(tmp_path: Path) -> None:
 
 def test_second_handle_in_this_process_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "db"
-    with Ledger(path), pytest.raises(StorageError, match="locked"):
+    with Ledger(path), pytest.raises(StorageLockedError, match="already open in this process"):
         Ledger(path)
     # Once closed, the directory opens again.
     Ledger(path).close()
 
 
+_OPEN_IN_CHILD = (
+    "import sys\nfrom pathlib import Path\nfrom chainnode.errors import StorageError\n"
+    "from storage.ledger import Ledger\n"
+    "try:\n    Ledger(Path(sys.argv[1]))\nexcept StorageError as error:\n"
+    "    print(error.code)\n    print(error.message)\n    sys.exit(3)\nsys.exit(0)\n"
+)
+
+
+def _open_in_child(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", _OPEN_IN_CHILD, str(path)], capture_output=True, text=True, timeout=60,
+        check=False,
+    )
+
+
 def test_second_process_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "db"
-    program = (
-        "import sys\nfrom pathlib import Path\nfrom chainnode.errors import StorageError\n"
-        "from storage.ledger import Ledger\n"
-        "try:\n    Ledger(Path(sys.argv[1]))\nexcept StorageError as error:\n"
-        "    print(error.code)\n    sys.exit(3)\nsys.exit(0)\n"
-    )
     with Ledger(path):
+        result = _open_in_child(path)
+    assert result.returncode == 3, result.stderr
+    code, message = result.stdout.strip().split("\n")
+    assert code == "storage_locked"
+    assert str(path) in message and "Resource temporarily unavailable" in message, message
+
+
+def test_a_refused_second_handle_in_this_process_still_keeps_other_processes_out(tmp_path: Path) -> None:
+    """LevelDB's own in-process check drops the process's lock on the database (see
+    `storage.ledger._claim_path`); the ledger must never let it run.
+
+    The other process tries each of the three LevelDB databases on its own: one that opened
+    would recover the log this process is writing and delete it.
+    """
+    path = tmp_path / "db"
+    program = (
+        "import sys, plyvel\nopened = []\n"
+        "for database in sys.argv[1:]:\n"
+        "    try:\n        plyvel.DB(database).close()\n        opened.append(database)\n"
+        "    except plyvel.IOError:\n        pass\n"
+        "print(opened)\n"
+    )
+    databases = [str(path), str(path / "blocks"), str(path / "votes")]
+    with Ledger(path):
+        with pytest.raises(StorageLockedError):
+            Ledger(path)
         result = subprocess.run(
-            [sys.executable, "-c", program, str(path)], capture_output=True, text=True, timeout=60,
+            [sys.executable, "-c", program, *databases], capture_output=True, text=True, timeout=60,
             check=False,
         )
-    assert result.returncode == 3, result.stderr
-    assert result.stdout.strip() == "storage_error"
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]", "another process opened a database of a ledger in use"
 
 
 def test_read_only_ledger_reads_but_never_writes(tmp_path: Path) -> None:
