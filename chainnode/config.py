@@ -15,6 +15,11 @@ Tuning tables, all optional: `[consensus]` (`proposal_delay_ms`, `tick_ms`, `vie
 logs a warning, reports `disk_space_low` on `/readyz` and answers 503 there (it keeps committing;
 see `chainnode.health`).  0 turns the warning off; a full disk is reported whatever it says.
 
+Connection limits, all optional (`chainnode.http_guard`): `[api]` `connections_max` (default
+256) connections open at once, one more is answered 503 `too_many_connections` and closed;
+`request_head_timeout_ms` (10 s) from a request head's first byte to its end (slowloris);
+`keepalive_timeout_ms` (60 s) an idle connection is kept.
+
 The loader checks shapes and ranges only.  Whether the certificate, key and genesis files exist
 and agree is checked by whoever opens them (`identity`, `genesis`, the TLS setup).
 """
@@ -35,6 +40,14 @@ TICK_MS_DEFAULT = 10
 MEMPOOL_CAPACITY_TXS_DEFAULT = 100_000
 VIEW_TIMEOUT_MS_DEFAULT = 2_000
 CERTIFICATE_WARNING_DAYS_DEFAULT = 30
+# Connection limits (see the module docstring).  256 API connections serve many clients with
+# keep-alive connections while a flood of idle ones costs at most 256 descriptors; a request
+# head is a few hundred bytes, so 10 s for it is generous on any link; 60 s of keep-alive
+# outlasts the usual client pools' own idle timeouts (aiohttp's: 15 s), so a server close
+# rarely races a client's next request.
+API_CONNECTIONS_MAX_DEFAULT = 256
+API_REQUEST_HEAD_TIMEOUT_MS_DEFAULT = 10_000
+API_KEEPALIVE_TIMEOUT_MS_DEFAULT = 60_000
 DISK_FREE_BYTES_MIN_DEFAULT = 256 * 1024 * 1024
 
 
@@ -70,6 +83,9 @@ class NodeConfig:
     mempool_capacity_txs: int
     view_timeout_ms: int = VIEW_TIMEOUT_MS_DEFAULT  # used unless the chain parameters set one
     certificate_warning_days: int = CERTIFICATE_WARNING_DAYS_DEFAULT  # status/metrics warn this early
+    api_connections_max: int = API_CONNECTIONS_MAX_DEFAULT  # more are refused with 503
+    api_request_head_timeout_ms: int = API_REQUEST_HEAD_TIMEOUT_MS_DEFAULT  # first byte to end of head
+    api_keepalive_timeout_ms: int = API_KEEPALIVE_TIMEOUT_MS_DEFAULT  # idle connections are closed
     disk_free_bytes_min: int = DISK_FREE_BYTES_MIN_DEFAULT  # less free under data_dir: not ready
 
 
@@ -189,6 +205,13 @@ def load_node_config(path: Path) -> NodeConfig:
         certificate_warning_days=identity_table.get_int(
             "certificate_warning_days", CERTIFICATE_WARNING_DAYS_DEFAULT, 0, 3650
         ),
+        api_connections_max=api.get_int("connections_max", API_CONNECTIONS_MAX_DEFAULT, 1, 1_000_000),
+        api_request_head_timeout_ms=api.get_int(
+            "request_head_timeout_ms", API_REQUEST_HEAD_TIMEOUT_MS_DEFAULT, 100, 600_000
+        ),
+        api_keepalive_timeout_ms=api.get_int(
+            "keepalive_timeout_ms", API_KEEPALIVE_TIMEOUT_MS_DEFAULT, 100, 86_400_000
+        ),
         disk_free_bytes_min=storage.get_int("disk_free_bytes_min", DISK_FREE_BYTES_MIN_DEFAULT, 0, 1 << 50),
     )
 
@@ -232,6 +255,9 @@ def render_node_config(
         f"frame_bytes_max = {frame_bytes_max}\n"
         "\n[api]\n"
         f"listen = {_quote(api_address)}\n"
+        f"connections_max = {API_CONNECTIONS_MAX_DEFAULT}  # more are answered 503 and closed\n"
+        f"request_head_timeout_ms = {API_REQUEST_HEAD_TIMEOUT_MS_DEFAULT}  # first byte to end of head\n"
+        f"keepalive_timeout_ms = {API_KEEPALIVE_TIMEOUT_MS_DEFAULT}  # idle connections are closed\n"
         "\n[consensus]\n"
         f"proposal_delay_ms = {proposal_delay_ms}  # primary batches transactions this long\n"
         f"tick_ms = {tick_ms}\n"

@@ -61,6 +61,7 @@ from chainnode.crypto import SigningKey
 from chainnode.errors import ChainError, ConfigError, DecodeError, StorageError
 from chainnode.execution import ExecutionResult, Executor, InvalidBlockError, SignatureCache, StateMemo
 from chainnode.genesis import Genesis, load_genesis
+from chainnode.http_guard import ConnectionGuard, ConnectionLimits, GuardedAppRunner
 from chainnode.mempool import Mempool, MempoolFullError
 from chainnode.state import compute_genesis_state_root
 from consensus.effects import (
@@ -205,7 +206,7 @@ class Node:
             on_message=self._on_peer_frame,
             on_connected=self._on_peer_connected,
         )
-        self._api_runner: web.AppRunner | None = None
+        self._api_runner: GuardedAppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         # Set once, by `_stop_on_storage_failure`; `failed` wakes `run_node`.
         self.failure: StorageError | None = None
@@ -236,7 +237,12 @@ class Node:
         self._gc_timer.install()
         await self.transport.start()
         app = create_app(self)
-        self._api_runner = web.AppRunner(app, access_log=None)
+        limits = ConnectionLimits(
+            connections_max=self.config.api_connections_max,
+            request_head_timeout_ms=self.config.api_request_head_timeout_ms,
+            keepalive_timeout_ms=self.config.api_keepalive_timeout_ms,
+        )
+        self._api_runner = GuardedAppRunner(app, ConnectionGuard(limits, name="api"), access_log=None)
         await self._api_runner.setup()
         site = web.TCPSite(self._api_runner, self.config.api_host, self.config.api_port)
         await site.start()
@@ -792,6 +798,7 @@ class Node:
             )
             for name, value in sorted(self.transport.metrics.items())
         ]
+        samples += self._get_api_connection_samples()
         samples += self._gc_timer.samples()
         samples += self._disk.samples()
         samples.append(
@@ -803,6 +810,28 @@ class Node:
             )
         )
         return metrics.render(samples, {"chain_id": self.chain_id, "node": self.node_id})
+
+    def _get_api_connection_samples(self) -> list[metrics.Sample]:
+        """The API's connection limits at work (`chainnode.http_guard`); zeros before `start`."""
+        guard = None if self._api_runner is None else self._api_runner.guard
+        samples = [
+            metrics.Sample(
+                "chainnode_api_connections_open",
+                "gauge",
+                "API connections open (at most [api] connections_max).",
+                0 if guard is None else guard.connections_open,
+            )
+        ]
+        samples += [
+            metrics.Sample(
+                f"chainnode_api_{name}_total",
+                "counter",
+                f"API connections closed: {name.replace('_', ' ')}.",
+                0 if guard is None else guard.counters[name],
+            )
+            for name in ("connections_refused", "request_heads_timed_out")
+        ]
+        return samples
 
     def get_status(self) -> dict[str, Any]:
         head = self._ledger.get_head()

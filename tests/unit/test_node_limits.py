@@ -1,0 +1,146 @@
+"""A started node's limits on hostile clients, over its real API on 127.0.0.1.
+
+One validator of a four-validator network written by `chainnode.network.init_network`,
+started in this process with its `node.toml` pointing at free ports and carrying small
+`[api]` limits.  The connection limits themselves are tested in `test_http_guard.py`;
+here, that `node.toml` reaches them and `/metrics` reports them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from chainnode.config import load_node_config, render_node_config
+from chainnode.devnet import LocalNetwork
+from chainnode.errors import ConfigError
+from chainnode.network import init_network
+from chainnode.node import Node
+from tests.unit.test_http_guard import (
+    ask_health,
+    connect,
+    connections,
+    read_response,
+    wait_closed_by_server,
+    wait_until,
+)
+
+CHAIN_ID = "limits-net"
+CONNECTIONS_MAX = 3
+HEAD_TIMEOUT_MS = 200
+WAIT_S = 5.0
+
+
+def get_free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def set_key(text: str, table: str, key: str, value: str) -> str:
+    """`text` with `key = value` in `[table]` (replaced if the key is there, else added)."""
+    start = text.index(f"[{table}]\n") + len(f"[{table}]\n")
+    end = text.find("\n[", start)
+    end = len(text) if end == -1 else end + 1
+    body, count = re.subn(rf"^{key} = .*$", f"{key} = {value}", text[start:end], flags=re.MULTILINE)
+    if count == 0:
+        body = f"{key} = {value}\n" + body
+    return text[:start] + body + text[end:]
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    node: Node
+    api_port: int
+    directory: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+
+@pytest.fixture
+async def started(tmp_path: Path) -> AsyncIterator[Started]:
+    init_network(tmp_path, validators=4, chain_id=CHAIN_ID, base_port=29800)
+    config_path = LocalNetwork(tmp_path).nodes[0].config_path
+    api_port = get_free_port()
+    text = config_path.read_text()
+    text = set_key(text, "p2p", "listen", f'"127.0.0.1:{get_free_port()}"')
+    text = set_key(text, "api", "listen", f'"127.0.0.1:{api_port}"')
+    text = set_key(text, "api", "connections_max", str(CONNECTIONS_MAX))
+    text = set_key(text, "api", "request_head_timeout_ms", str(HEAD_TIMEOUT_MS))
+    config_path.write_text(text)
+    node = Node(load_node_config(config_path))
+    await node.start()
+    try:
+        yield Started(node, api_port, tmp_path)
+    finally:
+        await node.stop()
+
+
+def read_metric(text: str, name: str) -> float:
+    values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{")]
+    assert len(values) == 1, (name, values)
+    return values[0]
+
+
+async def get_metrics(session: aiohttp.ClientSession, started: Started) -> str:
+    async with session.get(f"{started.url}/metrics") as response:
+        assert response.status == 200
+        return await response.text()
+
+
+@pytest.mark.parametrize(
+    ("table", "key", "value"),
+    [
+        ("api", "connections_max", "0"),
+        ("api", "request_head_timeout_ms", "10"),
+        ("api", "keepalive_timeout_ms", "true"),
+    ],
+)
+def test_unusable_limits_in_node_toml_are_refused_naming_the_key(
+    tmp_path: Path, table: str, key: str, value: str
+) -> None:
+    path = tmp_path / "node.toml"
+    text = render_node_config(
+        node_id="validator-01", p2p_address="127.0.0.1:26600", api_address="127.0.0.1:26601", peers=[]
+    )
+    path.write_text(set_key(text, table, key, value))
+    with pytest.raises(ConfigError, match=rf"{table}\.{key}"):
+        load_node_config(path)
+
+
+# ---------------------------------------------------------------- connection limits from node.toml
+
+
+async def test_node_toml_limits_the_api_and_metrics_count_what_they_refused(started: Started) -> None:
+    config = started.node.config
+    assert config.api_connections_max == CONNECTIONS_MAX
+    assert config.api_request_head_timeout_ms == HEAD_TIMEOUT_MS
+    runner = started.node._api_runner
+    assert runner is not None
+    async with connections() as opened:
+        held = [await connect(started.api_port, opened) for _ in range(CONNECTIONS_MAX)]
+        await wait_until(lambda: runner.guard.connections_open == CONNECTIONS_MAX, "the node holds them all")
+        assert await ask_health(held[0]) == 200
+        refused_reader, _ = await connect(started.api_port, opened)
+        status, body = await read_response(refused_reader)
+        assert (status, json.loads(body)["error"]["code"]) == (503, "too_many_connections")
+        # A head that never ends, on one of the held connections.
+        slow_reader, slow_writer = held[1]
+        slow_writer.write(b"GET /v1/health HTTP/1.1\r\n")
+        assert await wait_closed_by_server(slow_reader, WAIT_S) < 4 * HEAD_TIMEOUT_MS / 1000
+        for _, writer in held:
+            writer.close()
+    async with aiohttp.ClientSession() as session:
+        text = await get_metrics(session, started)
+        assert read_metric(text, "chainnode_api_connections_refused_total") == 1
+        assert read_metric(text, "chainnode_api_request_heads_timed_out_total") == 1
+        assert 1 <= read_metric(text, "chainnode_api_connections_open") <= CONNECTIONS_MAX
