@@ -18,7 +18,9 @@ see `chainnode.health`).  0 turns the warning off; a full disk is reported whate
 Connection limits, all optional (`chainnode.http_guard`): `[api]` `connections_max` (default
 256) connections open at once, one more is answered 503 `too_many_connections` and closed;
 `request_head_timeout_ms` (10 s) from a request head's first byte to its end (slowloris);
-`keepalive_timeout_ms` (60 s) an idle connection is kept.
+`keepalive_timeout_ms` (60 s) an idle connection is kept.  `[p2p]` `inbound_connections_max`
+(128) inbound peer connections open at once, `inbound_unauthenticated_max` (16) of them before
+their hello is accepted (see `p2p.transport`).
 
 The loader checks shapes and ranges only.  Whether the certificate, key and genesis files exist
 and agree is checked by whoever opens them (`identity`, `genesis`, the TLS setup).
@@ -44,10 +46,13 @@ CERTIFICATE_WARNING_DAYS_DEFAULT = 30
 # keep-alive connections while a flood of idle ones costs at most 256 descriptors; a request
 # head is a few hundred bytes, so 10 s for it is generous on any link; 60 s of keep-alive
 # outlasts the usual client pools' own idle timeouts (aiohttp's: 15 s), so a server close
-# rarely races a client's next request.
+# rarely races a client's next request.  An inbound peer connection is one per peer (a
+# network has tens of validators and observers), and an honest hello takes milliseconds.
 API_CONNECTIONS_MAX_DEFAULT = 256
 API_REQUEST_HEAD_TIMEOUT_MS_DEFAULT = 10_000
 API_KEEPALIVE_TIMEOUT_MS_DEFAULT = 60_000
+P2P_INBOUND_CONNECTIONS_MAX_DEFAULT = 128
+P2P_INBOUND_UNAUTHENTICATED_MAX_DEFAULT = 16
 DISK_FREE_BYTES_MIN_DEFAULT = 256 * 1024 * 1024
 
 
@@ -86,6 +91,8 @@ class NodeConfig:
     api_connections_max: int = API_CONNECTIONS_MAX_DEFAULT  # more are refused with 503
     api_request_head_timeout_ms: int = API_REQUEST_HEAD_TIMEOUT_MS_DEFAULT  # first byte to end of head
     api_keepalive_timeout_ms: int = API_KEEPALIVE_TIMEOUT_MS_DEFAULT  # idle connections are closed
+    p2p_inbound_connections_max: int = P2P_INBOUND_CONNECTIONS_MAX_DEFAULT
+    p2p_inbound_unauthenticated_max: int = P2P_INBOUND_UNAUTHENTICATED_MAX_DEFAULT  # hello not yet accepted
     disk_free_bytes_min: int = DISK_FREE_BYTES_MIN_DEFAULT  # less free under data_dir: not ready
 
 
@@ -183,6 +190,9 @@ def load_node_config(path: Path) -> NodeConfig:
     peers = _read_peers(p2p)
     if any(peer.entity_id == node_id for peer in peers):
         raise ConfigError(f"p2p.peers: the node {node_id} lists itself as a peer")
+    inbound_connections_max = p2p.get_int(
+        "inbound_connections_max", P2P_INBOUND_CONNECTIONS_MAX_DEFAULT, 1, 100_000
+    )
     return NodeConfig(
         node_id=node_id,
         config_path=config_path,
@@ -211,6 +221,10 @@ def load_node_config(path: Path) -> NodeConfig:
         ),
         api_keepalive_timeout_ms=api.get_int(
             "keepalive_timeout_ms", API_KEEPALIVE_TIMEOUT_MS_DEFAULT, 100, 86_400_000
+        ),
+        p2p_inbound_connections_max=inbound_connections_max,
+        p2p_inbound_unauthenticated_max=p2p.get_int(
+            "inbound_unauthenticated_max", P2P_INBOUND_UNAUTHENTICATED_MAX_DEFAULT, 1, inbound_connections_max
         ),
         disk_free_bytes_min=storage.get_int("disk_free_bytes_min", DISK_FREE_BYTES_MIN_DEFAULT, 0, 1 << 50),
     )
@@ -253,6 +267,8 @@ def render_node_config(
         f"listen = {_quote(p2p_address)}\n"
         f"peers = [\n{peer_lines}]\n"
         f"frame_bytes_max = {frame_bytes_max}\n"
+        f"inbound_connections_max = {P2P_INBOUND_CONNECTIONS_MAX_DEFAULT}\n"
+        f"inbound_unauthenticated_max = {P2P_INBOUND_UNAUTHENTICATED_MAX_DEFAULT}  # hello not yet accepted\n"
         "\n[api]\n"
         f"listen = {_quote(api_address)}\n"
         f"connections_max = {API_CONNECTIONS_MAX_DEFAULT}  # more are answered 503 and closed\n"

@@ -201,6 +201,8 @@ class Node:
                 key_path=config.key_path,
                 root_ca_path=config.root_ca_path,
                 frame_bytes_max=config.frame_bytes_max,
+                inbound_connections_max=config.p2p_inbound_connections_max,
+                inbound_unauthenticated_max=config.p2p_inbound_unauthenticated_max,
             ),
             authorize=self.authorize_peer,
             on_message=self._on_peer_frame,

@@ -43,6 +43,18 @@ with jitter from an injected `random.Random` (start `backoff_ms_min`, cap
 Tasks: one dialer task per peer for the transport's lifetime, two tasks per
 live outbound connection, aiohttp's handler task per inbound connection.
 None per message.
+
+Inbound limits (`chainnode.http_guard`), so that a peer past TLS, or many, cannot
+hold the listener's descriptors and memory before it has proved who it is: at most
+`inbound_connections_max` inbound connections are open at once and at most
+`inbound_unauthenticated_max` of them before their hello is accepted (one more is
+answered 503 and closed, counted in `connections_refused`); the upgrade request's
+head must be complete within `handshake_timeout_ms` of its first byte, and a
+connection that sends no request at all is closed after as long
+(`request_heads_timed_out`); and until the hello is accepted the websocket reads at
+most `PRE_HELLO_BYTES_MAX` bytes -- one hello at its largest, with room for its frame
+header and a few control frames -- so a frame of up to `frame_bytes_max` before the
+hello is not read but closes the connection (`unauthenticated_bytes_exceeded`).
 """
 
 from __future__ import annotations
@@ -62,6 +74,13 @@ from aiohttp import web
 from chainnode import codec
 from chainnode.codec import expect_bytes, expect_str
 from chainnode.errors import ChainError, ConfigError, IdentityError, RemoteError
+from chainnode.http_guard import (
+    COUNTER_NAMES,
+    ConnectionGuard,
+    ConnectionLimits,
+    GuardedAppRunner,
+    mark_authenticated,
+)
 from p2p.tls import (
     create_client_context,
     create_server_context,
@@ -85,6 +104,12 @@ _ENTITY_ID_LENGTH_MAX = 256
 _CHAIN_ID_LENGTH_MAX = 256
 _GENESIS_HASH_BYTES_MAX = 64
 _HELLO_BYTES_MAX = 4096
+# What an inbound websocket may receive before its hello is accepted: the hello frame at
+# its largest (a header of at most 14 bytes) and a few control frames (131 bytes each).
+PRE_HELLO_BYTES_MAX = _HELLO_BYTES_MAX + 1024
+# Header lines of the upgrade request (aiohttp's client sends ten; aiohttp's server would
+# take 128 of 8 KiB each from a peer that has not said who it is yet).
+_UPGRADE_HEADERS_MAX = 32
 # How long closing a websocket may wait for the peer's close frame.
 _CLOSE_TIMEOUT_S = 2.0
 
@@ -100,6 +125,7 @@ _METRIC_NAMES = (
     "connections_opened",
     "connections_accepted",
     "callback_errors",
+    *COUNTER_NAMES,  # the inbound limits' (chainnode.http_guard)
 )
 
 Authorize = Callable[[str, bytes], "str | None"]
@@ -146,6 +172,10 @@ class TransportConfig:
     backoff_ms_max: int = 5_000
     heartbeat_ms: int = 10_000
     """Websocket ping interval; a connection whose pong is missing is closed."""
+    inbound_connections_max: int = 128
+    """Inbound connections open at once (past TLS); one more is refused with 503."""
+    inbound_unauthenticated_max: int = 16
+    """Inbound connections open at once whose hello is not yet accepted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +277,18 @@ class Transport:
         self._listen_port: int | None = None
         self._stopping = False
         self.metrics: dict[str, int] = dict.fromkeys(_METRIC_NAMES, 0)
+        self._inbound_guard = ConnectionGuard(
+            ConnectionLimits(
+                connections_max=config.inbound_connections_max,
+                request_head_timeout_ms=config.handshake_timeout_ms,
+                # No request is kept alive here: a connection either upgrades or goes.
+                keepalive_timeout_ms=config.handshake_timeout_ms,
+                unauthenticated_max=config.inbound_unauthenticated_max,
+                unauthenticated_bytes_max=PRE_HELLO_BYTES_MAX,
+            ),
+            name="p2p",
+            counters=self.metrics,
+        )
 
     # ------------------------------------------------------------ lifecycle
 
@@ -263,7 +305,13 @@ class Transport:
         client_context = create_client_context(config.chain_path, config.key_path, config.root_ca_path)
         app = web.Application()
         app.router.add_get(P2P_PATH, self._handle_inbound)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=_CLOSE_TIMEOUT_S)
+        runner = GuardedAppRunner(
+            app,
+            self._inbound_guard,
+            shutdown_timeout=_CLOSE_TIMEOUT_S,
+            access_log=None,
+            max_headers=_UPGRADE_HEADERS_MAX,
+        )
         await runner.setup()
         site = web.TCPSite(runner, config.listen_host, config.listen_port, ssl_context=server_context)
         try:
@@ -377,9 +425,7 @@ class Transport:
         await ws.prepare(request)
         self._inbound_sockets.add(ws)
         try:
-            transport = request.transport
-            ssl_object = None if transport is None else transport.get_extra_info("ssl_object")
-            peer_id = await self._accept_hello(ws, get_peer_certificate_der(ssl_object))
+            peer_id = await self._accept_hello(ws, request)
             if peer_id is not None:
                 await self._serve_inbound(peer_id, ws)
         finally:
@@ -388,8 +434,11 @@ class Transport:
                 await ws.close()
         return ws
 
-    async def _accept_hello(self, ws: web.WebSocketResponse, certificate_der: bytes | None) -> str | None:
+    async def _accept_hello(self, ws: web.WebSocketResponse, request: web.Request) -> str | None:
         """Run the listener's side of the handshake; the peer's id, or None if refused."""
+        transport = request.transport
+        ssl_object = None if transport is None else transport.get_extra_info("ssl_object")
+        certificate_der = get_peer_certificate_der(ssl_object)
         try:
             message = await ws.receive(timeout=self._config.handshake_timeout_ms / 1000)
         except TimeoutError:
@@ -414,6 +463,8 @@ class Transport:
         if reason is not None:
             await self._refuse(ws, CLOSE_CODE_REFUSED, reason)
             return None
+        # Lifted before the ack goes out: the peer may send a full frame as soon as it has it.
+        mark_authenticated(request)
         await ws.send_bytes(encode_hello_ack(self._config.entity_id))
         return hello.entity_id
 

@@ -103,6 +103,8 @@ async def get_metrics(session: aiohttp.ClientSession, started: Started) -> str:
         ("api", "connections_max", "0"),
         ("api", "request_head_timeout_ms", "10"),
         ("api", "keepalive_timeout_ms", "true"),
+        ("p2p", "inbound_connections_max", "0"),
+        ("p2p", "inbound_unauthenticated_max", "129"),  # above inbound_connections_max (128)
     ],
 )
 def test_unusable_limits_in_node_toml_are_refused_naming_the_key(
@@ -143,4 +145,5 @@ async def test_node_toml_limits_the_api_and_metrics_count_what_they_refused(star
         text = await get_metrics(session, started)
         assert read_metric(text, "chainnode_api_connections_refused_total") == 1
         assert read_metric(text, "chainnode_api_request_heads_timed_out_total") == 1
+        assert read_metric(text, "chainnode_p2p_connections_refused_total") == 0
         assert 1 <= read_metric(text, "chainnode_api_connections_open") <= CONNECTIONS_MAX

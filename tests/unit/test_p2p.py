@@ -8,6 +8,7 @@ polled against a deadline.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import random
@@ -30,6 +31,8 @@ from p2p.transport import (
     CLOSE_CODE_PROTOCOL,
     CLOSE_CODE_REFUSED,
     CLOSE_REASON_BYTES_MAX,
+    P2P_PATH,
+    PRE_HELLO_BYTES_MAX,
     TAG_HELLO_ACK,
     Hello,
     PeerAddress,
@@ -497,7 +500,8 @@ async def test_garbage_hello_closes_connection_and_server_stays_up(
 ) -> None:
     node = await start_listener(pki, nodes)
     port = node.t.get_listen_port()
-    for garbage in (b"\xc1\xc1 not msgpack", codec.encode((40, 1)), b"\x00" * 10_000):
+    # Garbage within the hello size; a larger first frame is not even read (see below).
+    for garbage in (b"\xc1\xc1 not msgpack", codec.encode((40, 1)), b"\x00" * 4_000):
         answer = await raw_hello(port, pki["node-b"], garbage)
         assert answer.type is aiohttp.WSMsgType.CLOSE
         assert answer.data == CLOSE_CODE_PROTOCOL
@@ -538,3 +542,153 @@ async def test_disconnect_drops_a_peer_that_authorize_now_refuses(
     await wait_until(lambda: a.t.connected_peers() == [] and a.t.inbound_peers() == [], "dropped")
     await wait_until(lambda: b.t.metrics["handshakes_failed"] >= 1, "node-b was refused")
     assert b.t.connected_peers() == []
+
+
+# ---------------------------------------------------------------- inbound limits before the hello
+
+
+UPGRADE_REQUEST = (
+    f"GET {P2P_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+).encode()
+OVERSIZE_PAYLOAD_BYTES = 256 * 1024  # far below frame_bytes_max, far above a hello
+
+
+def encode_client_frame(payload: bytes) -> bytes:
+    """One masked binary websocket frame (the mask is zero, so the payload goes as it is)."""
+    return b"\x82\xff" + len(payload).to_bytes(8, "big") + bytes(4) + payload
+
+
+async def read_until_closed(reader: asyncio.StreamReader) -> bytes:
+    """Everything the listener sends until it closes the connection (bounded by WAIT_S)."""
+    received = b""
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        try:
+            data = await asyncio.wait_for(reader.read(65536), max(0.0, deadline - time.monotonic()))
+        except (ConnectionError, ssl.SSLError):
+            return received
+        if not data:
+            return received
+        received += data
+    raise AssertionError(f"the listener kept the connection open for {WAIT_S} s")
+
+
+@pytest.mark.parametrize("pipelined", [False, True], ids=["after-the-101", "with-the-upgrade-request"])
+async def test_a_frame_over_the_hello_size_before_the_hello_is_not_read_and_closes_the_connection(
+    pki: dict[str, NodeFiles], nodes: list[Node], pipelined: bool
+) -> None:
+    node = await start_listener(pki, nodes)  # frame_bytes_max is 16 MiB
+    files = pki["node-b"]  # a certificate the listener accepts, so this is a peer past TLS
+    context = create_client_context(files.chain_path, files.key_path, files.root_ca_path)
+    frame = encode_client_frame(b"\x00" * OVERSIZE_PAYLOAD_BYTES)
+    assert len(frame) > PRE_HELLO_BYTES_MAX
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection("127.0.0.1", node.t.get_listen_port(), ssl=context), WAIT_S
+    )
+    try:
+        if pipelined:
+            writer.write(UPGRADE_REQUEST + frame)
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT_S)
+        else:
+            writer.write(UPGRADE_REQUEST)
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), WAIT_S)
+            writer.write(frame)
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        with contextlib.suppress(ConnectionError, ssl.SSLError):
+            await writer.drain()
+        # Closed without a word: a listener that read the frame would answer it as a
+        # malformed hello, with a close frame (code 4400).
+        assert await read_until_closed(reader) == b""
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError, ssl.SSLError):
+            await writer.wait_closed()
+    assert node.t.metrics["unauthenticated_bytes_exceeded"] == 1
+    assert node.t.metrics["handshakes_refused"] == 0
+    await assert_still_serving(node, pki["node-c"], "node-c")
+
+
+async def test_after_the_hello_frames_up_to_frame_bytes_max_are_read(
+    pki: dict[str, NodeFiles], nodes: list[Node]
+) -> None:
+    node = await start_listener(pki, nodes)
+    files = pki["node-b"]
+    context = create_client_context(files.chain_path, files.key_path, files.root_ca_path)
+    async with aiohttp.ClientSession() as session:
+        ws = await open_raw(node.t.get_listen_port(), context, session)
+        await ws.send_bytes(hello_for("node-b"))
+        assert decode_hello_ack((await asyncio.wait_for(ws.receive(), WAIT_S)).data) == "node-a"
+        payload = b"\x01" * OVERSIZE_PAYLOAD_BYTES
+        await ws.send_bytes(payload)
+        assert await node.receive(1) == [("node-b", payload)]
+        await ws.close()
+    assert node.t.metrics["unauthenticated_bytes_exceeded"] == 0
+
+
+async def try_open(
+    port: int, files: NodeFiles, session: aiohttp.ClientSession
+) -> aiohttp.ClientWebSocketResponse | None:
+    """The upgraded websocket, or None when the listener refused the connection."""
+    context = create_client_context(files.chain_path, files.key_path, files.root_ca_path)
+    try:
+        return await open_raw(port, context, session)
+    except aiohttp.WSServerHandshakeError as error:
+        assert error.status == 503, error
+    except (aiohttp.ClientConnectionError, ssl.SSLError, ConnectionError):
+        pass  # the 503 and the close may reach the client as a reset instead
+    return None
+
+
+@pytest.mark.parametrize(
+    ("unauthenticated_max", "connections_max"),
+    [(3, 32), (4, 4)],
+    ids=["unauthenticated-cap", "total-cap"],
+)
+async def test_inbound_connections_over_the_limits_are_refused_while_peers_are_served(
+    pki: dict[str, NodeFiles], nodes: list[Node], unauthenticated_max: int, connections_max: int
+) -> None:
+    node = await start_listener(
+        pki,
+        nodes,
+        inbound_unauthenticated_max=unauthenticated_max,
+        inbound_connections_max=connections_max,
+        handshake_timeout_ms=30_000,  # the silent connections stay for the whole test
+    )
+    port = node.t.get_listen_port()
+    silent_count = 3  # fills the first limit alone, the second together with the peer
+    attempts = 5
+    async with aiohttp.ClientSession() as session:
+        # An authenticated peer, which counts towards the total but not as unauthenticated.
+        peer = await try_open(port, pki["node-c"], session)
+        assert peer is not None
+        await peer.send_bytes(hello_for("node-c"))
+        assert decode_hello_ack((await asyncio.wait_for(peer.receive(), WAIT_S)).data) == "node-a"
+        silent = [await try_open(port, pki["node-b"], session) for _ in range(silent_count)]
+        assert all(ws is not None for ws in silent)
+        for attempt in range(attempts):
+            assert await try_open(port, pki["node-b"], session) is None, attempt
+            # The authenticated peer is still served.
+            await peer.send_bytes(b"still here %d" % attempt)
+            assert await node.receive(1) == [("node-c", b"still here %d" % attempt)]
+        assert node.t.metrics["connections_refused"] == attempts
+        # Once a silent connection goes, another peer gets in again.
+        first = silent[0]
+        assert first is not None
+        await first.close()
+        refused = node.t.metrics["connections_refused"]
+        newcomer = None
+        for _ in range(100):  # until the listener has seen the close (bounded: 100 x 50 ms)
+            newcomer = await try_open(port, pki["node-x"], session)
+            if newcomer is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert newcomer is not None, "no connection was admitted after a slot was freed"
+        await newcomer.send_bytes(hello_for("node-x"))
+        assert decode_hello_ack((await asyncio.wait_for(newcomer.receive(), WAIT_S)).data) == "node-a"
+        await newcomer.close()
+        assert node.t.metrics["connections_refused"] - refused < 100
+        assert node.t.metrics["handshakes_refused"] == 0
+        for ws in (peer, *silent):
+            if ws is not None:
+                await ws.close()
