@@ -584,10 +584,18 @@ class Node:
             tx = types.decode_transaction(encoded)
         except DecodeError as error:
             return SubmitResult(None, False, "malformed", error.message)
-        if self.mempool.contains(tx.hash):
+        pooled = self.mempool.get(tx.hash)
+        if pooled is not None and pooled.signature == tx.signature:
+            # The same bytes as the pooled transaction (the id covers the body, and the
+            # signature is the rest), which passed every check: nothing to check again.
             return SubmitResult(tx.hash, True, "ok", "already pending")
-        # Refuse before the signature check: a full pool must not cost CPU per item.
-        self.mempool.check_room(len(tx.encoded))
+        if pooled is None:
+            # Refuse before the signature check: a full pool must not cost CPU per item.
+            self.mempool.check_room(len(tx.encoded))
+        # A pooled id with other signature bytes is checked like a new transaction: the id
+        # does not cover the signature, so answering "pending" would vouch for a forgery.
+        # Refusing it outright would be wrong the other way: Ed25519 signing is deterministic,
+        # but a signer with randomised nonces makes another valid signature of the same body.
         head = self._ledger.get_head()
         code, message = self.executor.check_transaction(
             self._ledger,
@@ -598,9 +606,13 @@ class Node:
             memo=self._admission_memo,
         )
         if code != types.ErrorCode.OK:
-            if code != types.ErrorCode.DUPLICATE:
+            # Not remembered for a pooled id: the id names the valid pooled transaction, whose
+            # status must not read "rejected" once it leaves the pool.
+            if code != types.ErrorCode.DUPLICATE and pooled is None:
                 self._remember_rejection(tx.hash, code.label, message)
             return SubmitResult(tx.hash, False, code.label, message)
+        if pooled is not None:
+            return SubmitResult(tx.hash, True, "ok", "already pending")
         self.mempool.add(tx)
         if gossip:
             self._gossip.append(tx.encoded)

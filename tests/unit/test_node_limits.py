@@ -2,8 +2,10 @@
 
 One validator of a four-validator network written by `chainnode.network.init_network`,
 started in this process with its `node.toml` pointing at free ports and carrying small
-`[api]` limits.  The connection limits themselves are tested in `test_http_guard.py`;
-here, that `node.toml` reaches them and `/metrics` reports them.
+`[api]` limits.  Its three peers are never started, so it cannot commit: a transaction
+it admits stays pending, which is what the resend test needs.  The connection limits
+themselves are tested in `test_http_guard.py`; here, that `node.toml` reaches them and
+`/metrics` reports them.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
+from chainnode.client import Identity, build_transaction
 from chainnode.config import load_node_config, render_node_config
 from chainnode.devnet import LocalNetwork
 from chainnode.errors import ConfigError
@@ -95,6 +99,35 @@ async def get_metrics(session: aiohttp.ClientSession, started: Started) -> str:
     async with session.get(f"{started.url}/metrics") as response:
         assert response.status == 200
         return await response.text()
+
+
+async def post_tx(session: aiohttp.ClientSession, started: Started, encoded: bytes) -> tuple[int, Any]:
+    async with session.post(f"{started.url}/v1/transactions", json={"tx": encoded.hex()}) as response:
+        return response.status, await response.json()
+
+
+# ---------------------------------------------------------------- admission
+
+
+async def test_a_pending_transaction_resent_with_a_broken_signature_is_refused(started: Started) -> None:
+    signer = Identity.load(sorted((started.directory / "entities").iterdir())[0])
+    genuine = build_transaction(
+        signer, chain_id=CHAIN_ID, module="records", action="put", args=("resend", b"v"), valid_until=1000
+    )
+    forged = bytearray(genuine.encoded)
+    forged[-1] ^= 0x01  # the signature is the last field of the encoding; the id does not cover it
+    async with aiohttp.ClientSession() as session:
+        assert await post_tx(session, started, genuine.encoded) == (
+            202, {"hash": genuine.hash.hex(), "status": "pending"}
+        )
+        status, answer = await post_tx(session, started, bytes(forged))
+        assert status == 422, answer
+        assert (answer["error"]["code"], answer["hash"]) == ("bad_signature", genuine.hash.hex())
+        # The bytes that are pooled are still welcome, and the id still reads pending.
+        assert (await post_tx(session, started, genuine.encoded))[0] == 202
+        async with session.get(f"{started.url}/v1/transactions/{genuine.hash.hex()}") as response:
+            assert (await response.json())["status"] == "pending"
+    assert started.node.mempool.get(genuine.hash) == genuine
 
 
 @pytest.mark.parametrize(
