@@ -13,10 +13,11 @@ the process's exit only:
    one WARNING for the crossing, not one per check.
 2. Full disk: the filler grows until the filesystem refuses a write.  A prober thread polls
    `/v1/health` and `/readyz` and submits single transactions to the target the whole time.
-   The node must exit non-zero within a few seconds, after one CRITICAL line naming its data
-   directory and the OS error and a last one-line message, without a traceback and without
-   re-executing proposals on a stale state; once the prober first sees it failing (a 503 or
-   no answer), it never again sees a 202, a healthy or a ready answer.
+   Within a few seconds the node must fail its health check (or be gone), then exit non-zero
+   after one CRITICAL line naming its data directory and the OS error and a last one-line
+   message, without a traceback and without re-executing proposals on a stale state; once
+   the prober first sees it failing (a 503 or no answer), it never again sees a 202, a
+   healthy or a ready answer.
 3. Restarted on the still-full disk, it exits non-zero at once with a message naming the
    disk, not "locked by another process".
 4. The filler removed, it restarts, catches up and votes again; all four reach the same head,
@@ -69,7 +70,8 @@ LOW_FREE_BYTES = 32 * 1024 * 1024  # what the first filler leaves: below the min
 HTTP_TIMEOUT_S = 5.0
 READY_TIMEOUT_S = 30.0
 LOW_DISK_BOUND_S = 15.0  # a disk check runs every 5 s
-STOP_BOUND_S = 10.0  # disk full under load -> the process has exited
+FAILING_BOUND_S = 6.0  # disk full -> the first failing answer (a failed write, or a disk check)
+STOP_BOUND_S = 15.0  # disk full under load -> the process has exited (shared CPUs are slow)
 EXIT_ON_FULL_BOUND_S = 30.0  # restarted on the full disk -> exited (interpreter start included)
 CATCH_UP_TIMEOUT_S = 60.0
 SAME_HEAD_TIMEOUT_S = 60.0
@@ -270,6 +272,7 @@ def check_stops_on_full_disk(
     failing = [index for index, item in enumerate(after) if item.what != "ready" and not item.is_ok]
     assert failing, "the prober never saw the node failing"
     first = after[failing[0]]
+    assert first.at_s - filled_s <= FAILING_BOUND_S, first
     later_ok = [item for item in after[failing[0] :] if item.is_ok]
     assert later_ok == [], f"answered as if it worked after {first}: {later_ok[:3]}"
     refusals = {
