@@ -9,15 +9,18 @@ on a table of the messages LevelDB 1.22 writes.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import plyvel
 import pytest
 
+from chainnode import types
+from chainnode.config import load_node_config
 from chainnode.errors import (
     DiskFullError,
     StorageCorruptError,
@@ -25,7 +28,8 @@ from chainnode.errors import (
     StorageLockedError,
     StoragePermissionError,
 )
-from storage.ledger import Ledger, classify_storage_error
+from chainnode.network import init_network
+from storage.ledger import Head, Ledger, _decode_head, classify_storage_error
 from tests.unit.test_ledger import commit_chain, initialize, make_block, make_tx
 
 # ---------------------------------------------------------------- classification
@@ -48,7 +52,8 @@ _CORRUPTION = plyvel.CorruptionError
         (_CORRUPTION(b"Corruption: checksum mismatch"), StorageCorruptError),
         (_CORRUPTION(b"Corruption: truncated block read"), StorageCorruptError),
         (_IO(b"IO error: /d/ledger/blocks/000007.ldb: No such file or directory"), StorageCorruptError),
-        # "blocks" holds the letters of "lock": not a lock error.
+        # Neither "blocks" nor the name of the LOCK file makes a lock error.
+        (_IO(b"NotFound: /d/ledger/LOCK: No such file or directory"), StorageError),
         (_IO(b"IO error: /d/ledger/blocks/CURRENT: Input/output error"), StorageError),
         (
             plyvel.Error(b"Invalid argument: /d/ledger: does not exist (create_if_missing is false)"),
@@ -143,3 +148,160 @@ def test_a_full_disk_is_disk_full_at_write_and_at_open(small_disk: Path) -> None
     # With the disk still full, a new ledger cannot even write its first files.
     with pytest.raises(DiskFullError, match="No space left on device"):
         Ledger(small_disk / "other")
+
+
+# ---------------------------------------------------------------- consistency at open
+
+HEIGHTS = 20
+
+
+def _u64(height: int) -> bytes:
+    return height.to_bytes(8, "big")
+
+
+def _edit(path: Path, store: str, edit: Callable[[plyvel.DB], None]) -> None:
+    database = plyvel.DB(str(path / store if store else path))
+    try:
+        edit(database)
+    finally:
+        database.close()
+
+
+def _first_tx_key(database: plyvel.DB, height: int) -> bytes:
+    """The tx-index key of the first transaction of block `height` (see `commit_chain`)."""
+    return b"t" + make_tx(2 * height).hash
+
+
+def _move_tx_index(database: plyvel.DB) -> None:
+    database.put(_first_tx_key(database, HEIGHTS - 3), _u64(HEIGHTS - 3) + (1).to_bytes(4, "big"))
+
+
+def _replace_head_state_root(database: plyvel.DB) -> None:
+    head = _decode_head(bytes(database.get(b"mhead")))
+    database.put(b"mhead", Head(head.height, head.block_hash, bytes(32), head.timestamp_ms).encode())
+
+
+def _replace_head_block_hash(database: plyvel.DB) -> None:
+    head = _decode_head(bytes(database.get(b"mhead")))
+    database.put(b"mhead", Head(head.height, bytes(32), head.state_root, head.timestamp_ms).encode())
+
+
+def _replace_block(database: plyvel.DB) -> None:
+    """Block HEIGHTS - 2 replaced by another block of that height (another timestamp)."""
+    other = make_block(Head(HEIGHTS - 3, bytes(32), bytes(32), 0), [], {})[0]
+    database.put(_u64(HEIGHTS - 2) + b"b", other.encoded)
+
+
+@pytest.mark.parametrize(
+    ("store", "edit", "problem"),
+    [
+        ("blocks", lambda db: db.delete(_u64(HEIGHTS) + b"b"), f"block {HEIGHTS} is missing"),
+        (
+            "blocks",
+            lambda db: db.delete(_u64(HEIGHTS) + b"c"),
+            f"commit certificate of block {HEIGHTS} is missing",
+        ),
+        (
+            "blocks",
+            lambda db: db.put(_u64(HEIGHTS) + b"c", db.get(_u64(HEIGHTS - 1) + b"c")),
+            f"certificate stored at height {HEIGHTS} certifies another block",
+        ),
+        (
+            "blocks",
+            lambda db: db.put(_u64(HEIGHTS) + b"b", b"\x00garbage"),
+            f"stored block {HEIGHTS} does not",
+        ),
+        ("blocks", _replace_block, f"block {HEIGHTS - 1} does not name the stored block {HEIGHTS - 2}"),
+        (
+            "blocks",
+            lambda db: db.delete(_u64(HEIGHTS - 5) + b"r" + (1).to_bytes(4, "big")),
+            "receipts of block",
+        ),
+        (
+            "blocks",
+            lambda db: db.put(_u64(HEIGHTS + 2) + b"b", b"x"),
+            "the main database lost committed blocks",
+        ),
+        ("", _replace_head_state_root, "stored state root"),
+        ("", _replace_head_block_hash, f"the head names block {bytes(32).hex()}"),
+        ("", lambda db: db.delete(_first_tx_key(db, HEIGHTS - 7)), f"at height {HEIGHTS - 7}, index 0"),
+        ("", _move_tx_index, f"at height {HEIGHTS - 3}, index 0"),
+        ("", lambda db: db.delete(b"h" + _block_hash(HEIGHTS - 1)), f"does not place block {HEIGHTS - 1}"),
+    ],
+    ids=[
+        "head_block_missing",
+        "head_certificate_missing",
+        "head_certificate_of_another_block",
+        "head_block_garbage",
+        "parent_link_broken",
+        "receipt_missing",
+        "blocks_far_above_head",
+        "state_root",
+        "head_names_another_block",
+        "tx_index_missing",
+        "tx_index_elsewhere",
+        "block_hash_index_missing",
+    ],
+)
+def test_an_inconsistent_ledger_is_refused_at_open(
+    tmp_path: Path, store: str, edit: Callable[[plyvel.DB], None], problem: str
+) -> None:
+    path = tmp_path / "db"
+    commit_chain(path, HEIGHTS)
+    _edit(path, store, edit)
+    with pytest.raises(StorageCorruptError, match=re.escape(problem)) as raised:
+        Ledger(path)
+    assert str(path) in raised.value.message and "--rebuild" in raised.value.message
+    # A read-only open (an audit's copy, an export) leaves judging what it reads to its user.
+    with Ledger(path, read_only=True) as ledger:
+        assert ledger.get_head().height == HEIGHTS
+
+
+_BLOCK_HASHES: dict[int, bytes] = {}
+
+
+def _block_hash(height: int) -> bytes:
+    return _BLOCK_HASHES[height]
+
+
+@pytest.fixture(autouse=True)
+def _known_block_hashes(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The hashes of `commit_chain`'s blocks (the same every time: fixed keys and timestamps)."""
+    if _BLOCK_HASHES:
+        return
+    path = tmp_path_factory.mktemp("hashes") / "db"
+    commit_chain(path, HEIGHTS)
+    with Ledger(path, read_only=True) as ledger:
+        for height in range(1, HEIGHTS + 1):
+            _BLOCK_HASHES[height] = types.decode_block(ledger.get_block(height) or b"").hash
+
+
+def test_a_consistent_ledger_opens_after_a_crash_between_the_two_batches(tmp_path: Path) -> None:
+    """One height above the head in the block store is what a crash leaves: not corruption."""
+    path = tmp_path / "db"
+    commit_chain(path, 3)
+    _edit(path, "blocks", lambda db: db.put(_u64(4) + b"b", b"half-committed"))
+    with Ledger(path) as ledger:
+        assert ledger.get_head().height == 3
+    commit_chain(path, 1)
+
+
+def test_a_node_refuses_a_corrupt_ledger_with_one_line_and_no_traceback(tmp_path: Path) -> None:
+    init_network(tmp_path / "net", validators=4, chain_id="integrity-net", base_port=29750)
+    config_path = tmp_path / "net" / "nodes" / "validator-01" / "node.toml"
+    ledger_path = load_node_config(config_path).data_dir / "ledger"
+    ledger_path.parent.mkdir()
+    commit_chain(ledger_path, 3)
+    _edit(ledger_path, "blocks", lambda db: db.delete(_u64(3) + b"b"))
+    result = subprocess.run(
+        [sys.executable, "-m", "cli", "node", "run", "--config", str(config_path)],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert lines[0].startswith("error: storage_corrupt:") and "block 3 is missing" in lines[0], lines[0]
