@@ -46,6 +46,7 @@ DISK_FULL = "disk_full"  # less than DISK_FREE_BYTES_WRITABLE_MIN free under the
 DISK_SPACE_LOW = "disk_space_low"  # less than `[storage] disk_free_bytes_min` free
 DISK_SPACE_UNKNOWN = "disk_space_unknown"  # statvfs failed on the data directory
 CATCHING_UP = "catching_up"  # peers report heights well above ours
+CLOCK_SKEW = "clock_skew"  # our wall clock is further from our peers' than a block's time may drift
 
 DISK_CHECK_INTERVAL_MS = 5_000
 # Below this the next block might not fit (a block may hold 4 MiB of transactions by default,

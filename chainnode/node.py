@@ -63,6 +63,7 @@ from chainnode.execution import ExecutionResult, Executor, InvalidBlockError, Si
 from chainnode.genesis import Genesis, load_genesis
 from chainnode.http_guard import ConnectionGuard, ConnectionLimits, GuardedAppRunner
 from chainnode.mempool import Mempool, MempoolFullError
+from chainnode.peer_clocks import PeerClocks
 from chainnode.state import compute_genesis_state_root
 from consensus.effects import (
     Broadcast,
@@ -114,6 +115,7 @@ RESPONSE_BYTES_MAX = 8 * 1024 * 1024
 # than the blocks of that second behind a report, and usually ahead of it.
 CATCHING_UP_BLOCKS_MIN = 10
 PEER_HEIGHT_FRESH_MS = 10_000
+CLOCK_WARNING_INTERVAL_MS = 60_000  # while our clock stays wrong, say so this often
 
 
 def get_time_ms() -> int:
@@ -184,7 +186,8 @@ class Node:
             key=self._key,
             app=self,
             head=ChainHead(head.height, head.block_hash, head.timestamp_ms, head_view),
-            now_ms=get_time_ms(),
+            now_ms=get_monotonic_ms(),
+            wall_ms=get_time_ms(),
             persisted=persisted,
             stable_checkpoint=self.stable_checkpoint,
             rng=random.Random(),
@@ -214,6 +217,8 @@ class Node:
         self.failure: StorageError | None = None
         self.failed = asyncio.Event()
         self._peer_heights: dict[str, tuple[int, int]] = {}  # peer -> (reported height, monotonic ms)
+        self._peer_clocks = PeerClocks(self.genesis.params.timestamp_drift_ms_max)
+        self._clock_warned_ms: int | None = None  # monotonic ms of the last clock warning
         self._disk = health.DiskSpaceWatch(config.data_dir, free_bytes_min=config.disk_free_bytes_min)
         self.readiness = self._create_readiness()
 
@@ -281,13 +286,15 @@ class Node:
     async def _run_ticks(self) -> None:
         tick_s = self.config.tick_ms / 1000
         status_sent_ms = 0
-        regossip_ms = get_time_ms()
+        regossip_ms = get_monotonic_ms()
         disk_checked_ms = get_monotonic_ms()
         while self.failure is None:
             await asyncio.sleep(tick_s)
-            now_ms = get_time_ms()
+            # Timers run on the monotonic clock: a wall clock stepped back (or forward) must
+            # neither freeze nor rush them.  The wall clock only dates blocks.
+            now_ms = get_monotonic_ms()
             try:
-                self._step(Tick(now_ms))
+                self._step(Tick(now_ms, get_time_ms()))
             except (StorageError, OSError) as error:
                 # Caught here, not left to end the task: asyncio would keep the exception
                 # unseen until shutdown, and the engine would never tick again.
@@ -298,7 +305,8 @@ class Node:
                 self._gossip = []
             if now_ms - status_sent_ms >= STATUS_INTERVAL_MS:
                 status_sent_ms = now_ms
-                self.transport.broadcast(wire.encode_status(self.engine.head.height))
+                self.transport.broadcast(wire.encode_status(self.engine.head.height, get_time_ms()))
+                self._check_clock(now_ms)
             if now_ms - regossip_ms >= REGOSSIP_INTERVAL_MS:
                 regossip_ms = now_ms
                 self._regossip_oldest()
@@ -326,7 +334,7 @@ class Node:
         for _ in range(100_000):
             if not self.engine.has_pending_work:
                 return
-            self._execute(self.engine.step(Tick(get_time_ms())))
+            self._execute(self.engine.step(Tick(get_monotonic_ms(), get_time_ms())))
         raise AssertionError("the engine kept asking for more work")
 
     def _execute(self, effects: Sequence[Effect]) -> None:
@@ -352,7 +360,7 @@ class Node:
                 self._ledger.prune_votes(checkpoint.height + 1)
                 self.stable_checkpoint = checkpoint.height
             elif isinstance(effect, Diagnostic):
-                log.info("consensus: %s", effect.message)
+                log.log(logging.WARNING if effect.warning else logging.INFO, "consensus: %s", effect.message)
 
     def _commit(self, block: types.Block, certificate: types.CommitCertificate) -> None:
         result = self._results.pop(block.hash)
@@ -523,7 +531,7 @@ class Node:
         )
 
     def _on_peer_connected(self, peer_id: str) -> None:
-        self.transport.send(peer_id, wire.encode_status(self.engine.head.height))
+        self.transport.send(peer_id, wire.encode_status(self.engine.head.height, get_time_ms()))
 
     def _on_peer_frame(self, peer_id: str, data: bytes) -> None:
         if self.failure is not None:
@@ -552,6 +560,9 @@ class Node:
                 self._gossip_arrived.set()
         elif isinstance(frame, wire.Status):
             self._peer_heights[peer_id] = (frame.height, get_monotonic_ms())
+            self._peer_clocks.note(
+                peer_id, peer_wall_ms=frame.wall_ms, own_wall_ms=get_time_ms(), now_ms=get_monotonic_ms()
+            )
             self._step(PeerStatus(peer_id, frame.height))
         elif isinstance(frame, wire.BlockRequest):
             self._serve_blocks(peer_id, frame)
@@ -666,6 +677,7 @@ class Node:
         readiness.add_check(health.DISK_SPACE_LOW, self._disk.find_low_problem)
         readiness.add_check(health.DISK_SPACE_UNKNOWN, self._disk.find_unknown_problem)
         readiness.add_check(health.CATCHING_UP, self._find_catch_up_problem)
+        readiness.add_check(health.CLOCK_SKEW, self._find_clock_problem)
         return readiness
 
     def _find_storage_failure(self) -> str | None:
@@ -684,6 +696,22 @@ class Node:
         if not heights or max(heights) - own < CATCHING_UP_BLOCKS_MIN:
             return None
         return f"catching up: at height {own}, a peer reported height {max(heights)}"
+
+    def _find_clock_problem(self) -> str | None:
+        report = self._peer_clocks.report(get_monotonic_ms())
+        return report.describe() if report.is_skewed else None
+
+    def _check_clock(self, now_ms: int) -> None:
+        """Warn while our clock disagrees with our peers' (at once, then once a minute)."""
+        report = self._peer_clocks.report(now_ms)
+        if not report.is_skewed:
+            if self._clock_warned_ms is not None:
+                log.info("our clock agrees with our peers' again (offset %s ms)", report.offset_ms)
+            self._clock_warned_ms = None
+            return
+        if self._clock_warned_ms is None or now_ms - self._clock_warned_ms >= CLOCK_WARNING_INTERVAL_MS:
+            self._clock_warned_ms = now_ms
+            log.warning("clock: %s; our blocks will be refused and we refuse theirs", report.describe())
 
     # ------------------------------------------------------------ NodeService (for the API)
 
@@ -812,6 +840,15 @@ class Node:
             )
             for name, value in sorted(self.transport.metrics.items())
         ]
+        clock = self._peer_clocks.report(get_monotonic_ms())
+        samples.append(
+            sample(
+                "chainnode_clock_offset_milliseconds",
+                "gauge",
+                "Median of (peer wall clock - ours) over peers heard in the last 10 s; 0 with no peer.",
+                clock.offset_ms or 0,
+            )
+        )
         samples += self._get_api_connection_samples()
         samples += self._gc_timer.samples()
         samples += self._disk.samples()
@@ -857,6 +894,7 @@ class Node:
             "head_hash": head.block_hash.hex(),
             "state_root": head.state_root.hex(),
             "timestamp_ms": head.timestamp_ms,
+            "clock_offset_ms": self._peer_clocks.report(get_monotonic_ms()).offset_ms,
             "view": self.engine.view,
             "changing_view": self.engine.is_changing_view,
             "view_changes_started": self.engine.view_changes_started,

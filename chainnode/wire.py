@@ -31,6 +31,7 @@ BLOCKS_PER_RESPONSE_MAX = 64
 @dataclass(frozen=True, slots=True)
 class Status:
     height: int  # the sender's committed height
+    wall_ms: int  # the sender's wall clock when it sent this (see `chainnode.peer_clocks`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +53,8 @@ class TxBatch:
 Frame = Message | Status | BlockRequest | BlockResponse | TxBatch
 
 
-def encode_status(height: int) -> bytes:
-    return codec.encode((TAG_STATUS, VERSION, height))
+def encode_status(height: int, wall_ms: int) -> bytes:
+    return codec.encode((TAG_STATUS, VERSION, height, wall_ms))
 
 
 def encode_block_request(height_min: int, height_max: int) -> bytes:
@@ -77,8 +78,8 @@ def decode_frame(data: bytes, *, frame_bytes_max: int) -> Frame:
     if tag in MESSAGE_TAGS:
         return decode_message_fields(value)
     if tag == TAG_STATUS:
-        fields = codec.expect_struct(value, TAG_STATUS, VERSION, 3, "status")
-        return Status(expect_int(fields[2], "status height"))
+        fields = codec.expect_struct(value, TAG_STATUS, VERSION, 4, "status")
+        return Status(expect_int(fields[2], "status height"), expect_int(fields[3], "status wall clock"))
     if tag == TAG_BLOCK_REQUEST:
         fields = codec.expect_struct(value, TAG_BLOCK_REQUEST, VERSION, 4, "block request")
         height_min = expect_int(fields[2], "request height_min")

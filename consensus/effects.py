@@ -71,6 +71,7 @@ class Diagnostic:
     """Something an operator may want in the log: a refused proposal, a view change."""
 
     message: str
+    warning: bool = False  # something is wrong with a validator (e.g. its clock), not just news
 
 
 Effect = (

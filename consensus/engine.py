@@ -52,8 +52,26 @@ peer is ahead; after a short grace period the engine requests the missing
 blocks with their commit certificates, verifies each certificate against the
 validator set and re-executes each block before committing it.
 
-Time is whatever the last `Tick` said; randomness comes from the injected
-`random.Random`.  No I/O, no clock, no global state.
+Time.  A `Tick` carries two clocks.  `now_ms` is monotonic (it never steps)
+and drives every timer: proposal delay, rebroadcast, view timeouts, catch-up.
+`wall_ms` is the validator's wall clock and is used only for block
+timestamps: a primary stamps max(wall, parent + 1), and every validator
+checks every fresh block (in PRE-PREPARE and in NEW-VIEW alike) against its
+own wall clock: no later than `wall + drift` and no earlier than
+`wall - drift`.  So a block's time is within the drift of the real time of
+the honest validators in its quorum, a primary with a fast or slow clock is
+refused and replaced like a silent one, and a stepped wall clock freezes no
+timer.  A re-proposal of a prepared block keeps its original timestamp: it is
+checked against the upper bound only (it passed both bounds at a quorum when
+first proposed, and a view change may take longer than the drift).  An
+honest primary stays live when the chain's time runs ahead of its clock:
+parent + 1 is then within the drift of every honest clock, since the parent
+passed the upper bound at honest validators.  Refusals name the proposer and
+its offset from our clock (`Engine.clock_offsets_ms` keeps the last one per
+proposer).
+
+Randomness comes from the injected `random.Random`.  No I/O, no clock, no
+global state.
 """
 
 from __future__ import annotations
@@ -122,7 +140,8 @@ class Application(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Tick:
-    now_ms: int
+    now_ms: int  # a monotonic clock: drives every timer
+    wall_ms: int  # the wall clock (Unix milliseconds): block timestamps and their checks only
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +169,7 @@ Event = Tick | MessageReceived | BlocksReceived | PeerStatus
 class EngineConfig:
     chain_id: str
     proposal_delay_ms: int = 20  # the primary batches transactions this long into a block
-    timestamp_drift_ms_max: int = 10_000  # how far ahead of our clock a proposal may be
+    timestamp_drift_ms_max: int = 10_000  # how far from our wall clock a fresh block's time may be
     rebroadcast_ms: int = 1_000  # resend our messages when a height makes no progress this long
     view_timeout_ms: int = 2_000  # first view-change timeout; doubles per failed view
     view_timeout_doublings_max: int = 5
@@ -209,6 +228,7 @@ class Engine:
         app: Application,
         head: ChainHead,
         now_ms: int,
+        wall_ms: int,
         persisted: Sequence[LogRecord] = (),
         stable_checkpoint: int = 0,
         rng: random.Random,
@@ -223,6 +243,9 @@ class Engine:
         self._rng = rng
         self.head = head
         self.now_ms = now_ms
+        self.wall_ms = wall_ms
+        # The last fresh proposal's timestamp minus our wall clock, per proposer index.
+        self.clock_offsets_ms: dict[int, int] = {}
         self.view = head.view
         self._target: int | None = None  # the view we asked to move to, while changing
         self._rounds: dict[int, _Round] = {}
@@ -357,6 +380,7 @@ class Engine:
 
     def _on_tick(self, tick: Tick, effects: list[Effect]) -> None:
         self.now_ms = max(self.now_ms, tick.now_ms)
+        self.wall_ms = tick.wall_ms  # may step either way; only timestamps read it
         if self._target is None:
             self._maybe_propose(effects)
         if self.now_ms - self._progress_ms >= self.config.rebroadcast_ms:
@@ -421,7 +445,7 @@ class Engine:
             height=self.height,
             view=self.view,
             proposer=self.own_index,
-            timestamp_ms=max(self.now_ms, self.head.timestamp_ms + 1),
+            timestamp_ms=max(self.wall_ms, self.head.timestamp_ms + 1),
             parent_hash=self.head.block_hash,
         )
 
@@ -534,17 +558,35 @@ class Engine:
             return "block header names a proposer that was not primary of its view"
         if header.view != message.view and not (reproposal and header.view < message.view):
             return "block header names another view"
-        return self._find_header_problem(header, check_drift=not reproposal)
+        return self._find_header_problem(header)
 
-    def _find_header_problem(self, header: types.BlockHeader, *, check_drift: bool) -> str | None:
+    def _find_header_problem(self, header: types.BlockHeader) -> str | None:
+        """What every block must satisfy, also one that arrives certified through catch-up."""
         if header.parent_hash != self.head.block_hash:
             return f"block {header.height} does not extend our head"
         if header.timestamp_ms <= self.head.timestamp_ms:
             return "block timestamp does not advance"
-        if check_drift and header.timestamp_ms > self.now_ms + self.config.timestamp_drift_ms_max:
-            return "block timestamp is too far in the future"
         if header.validator_set_hash != self.validators.compute_hash():
             return "block names another validator set"
+        return None
+
+    def _name(self, index: int) -> str:
+        return self.validators.validators[index].entity_id
+
+    def _find_timestamp_problem(self, header: types.BlockHeader, *, fresh: bool) -> str | None:
+        """A proposal's time against our wall clock (see the module docstring, Time)."""
+        offset_ms = header.timestamp_ms - self.wall_ms
+        drift_ms = self.config.timestamp_drift_ms_max
+        if offset_ms > drift_ms:
+            return (
+                f"block timestamp is {offset_ms} ms ahead of our clock ({self._name(header.proposer)} "
+                f"proposed it; at most {drift_ms} ms allowed)"
+            )
+        if fresh and offset_ms < -drift_ms:
+            return (
+                f"block timestamp is {-offset_ms} ms behind our clock ({self._name(header.proposer)} "
+                f"proposed it; at most {drift_ms} ms allowed)"
+            )
         return None
 
     def _on_pre_prepare(self, message: PrePrepare, effects: list[Effect], *, reproposal: bool) -> None:
@@ -557,11 +599,21 @@ class Engine:
         if message.block.hash in round_.refused:
             return
         problem = self._find_pre_prepare_problem(message, reproposal=reproposal)
+        clock_problem = None
+        if problem is None:
+            # A block first proposed in this view is fresh, whether it came in a PRE-PREPARE or
+            # in a NEW-VIEW; only a prepared block carried over from an earlier view is not.
+            header = message.block.header
+            fresh = header.view == message.view
+            if fresh:
+                self.clock_offsets_ms[message.proposer] = header.timestamp_ms - self.wall_ms
+            problem = clock_problem = self._find_timestamp_problem(header, fresh=fresh)
         if problem is None:
             problem = self._app.find_block_problem(message.block)
         if problem is not None:
             round_.refused.add(message.block.hash)
-            effects.append(Diagnostic(f"refused proposal at height {message.height}: {problem}"))
+            message_text = f"refused proposal at height {message.height}: {problem}"
+            effects.append(Diagnostic(message_text, warning=clock_problem is not None))
             return
         self._accept_proposal(message, effects)
 
@@ -750,7 +802,7 @@ class Engine:
             height=self.height,
             view=view,
             proposer=self.own_index,
-            timestamp_ms=max(self.now_ms, self.head.timestamp_ms + 1),
+            timestamp_ms=max(self.wall_ms, self.head.timestamp_ms + 1),
             parent_hash=self.head.block_hash,
         )
 
@@ -883,7 +935,7 @@ class Engine:
             return f"block for chain {block.header.chain_id!r}"
         problem = certificate.find_problem(self.config.chain_id, self.validators)
         if problem is None:
-            problem = self._find_header_problem(block.header, check_drift=False)
+            problem = self._find_header_problem(block.header)
         if problem is None:
             problem = self._app.find_block_problem(block)
         return problem

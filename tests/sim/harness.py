@@ -58,6 +58,7 @@ GENESIS_HASH = crypto.hash_tagged("genesis", b"sim")
 STATUS_INTERVAL_MS = 1_000  # as chainnode.node.STATUS_INTERVAL_MS
 BLOCK_TXS_MAX = 10
 FRAME_BYTES_MAX = 16 * 1024 * 1024
+WALL_EPOCH_MS = 1_700_000_000_000  # the wall clock when logical time is 0
 
 
 @dataclass
@@ -298,6 +299,7 @@ class Replica:
     log: list[LogRecord] = field(default_factory=list)  # the persisted vote log
     chain: list[tuple[types.Block, types.CommitCertificate]] = field(default_factory=list)
     diagnostics: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # the diagnostics flagged as warnings
     evidence: list[Any] = field(default_factory=list)
     stable_checkpoints: list[int] = field(default_factory=list)
     alive: bool = True
@@ -336,6 +338,8 @@ class SimNetwork:
             first: types.ValidatorSet(tuple(self.validators.validators[i] for i in members))
             for first, members in (schedule or {1: tuple(range(size))}).items()
         }
+        # Injected wall clocks: replica index -> how far its wall clock is from the true time.
+        self.clock_offsets_ms: dict[int, int] = {}
         self.replicas = [self._new_replica(i, persisted=[]) for i in range(size)]
         # In flight: (deliver at ms, sequence, to index, sender name, encoded message)
         self.queue: list[tuple[int, int, int, str, bytes]] = []
@@ -345,6 +349,10 @@ class SimNetwork:
         # Split-brain behaviours: each proposal and its twin, and who was shown which.
         self.twins: dict[bytes, bytes] = {}
         self.audiences: dict[bytes, frozenset[int]] = {}
+
+    def get_wall_ms(self, index: int) -> int:
+        """Replica `index`'s wall clock: the true time plus its injected offset."""
+        return WALL_EPOCH_MS + self.now_ms + self.clock_offsets_ms.get(index, 0)
 
     def halves(self, index: int) -> tuple[frozenset[int], frozenset[int]]:
         """The validators other than `index`, split into a first and a second half."""
@@ -384,6 +392,7 @@ class SimNetwork:
             app=app,
             head=head,
             now_ms=self.now_ms,
+            wall_ms=self.get_wall_ms(index),
             persisted=persisted,
             rng=random.Random(self.rng.random()),
         )
@@ -439,6 +448,8 @@ class SimNetwork:
                 replica.stable_checkpoints.append(effect.certificate.height)
             elif isinstance(effect, Diagnostic):
                 replica.diagnostics.append(effect.message)
+                if effect.warning:
+                    replica.warnings.append(effect.message)
 
     def _serve_blocks(self, index: int, request: RequestBlocks) -> None:
         server_index = int(request.peer[1:])
@@ -461,7 +472,7 @@ class SimNetwork:
         for _ in range(10_000):
             if not replica.engine.has_pending_work:
                 return
-            self.run_effects(index, replica.engine.step(Tick(self.now_ms)))
+            self.run_effects(index, replica.engine.step(Tick(self.now_ms, self.get_wall_ms(index))))
         raise AssertionError("engine kept pending work")
 
     def deliver_due(self, steps_max: int = 200_000) -> None:
@@ -492,7 +503,7 @@ class SimNetwork:
         for _ in range(rounds):
             self.now_ms += ms
             for index in range(len(self.replicas)):
-                self.step(index, Tick(self.now_ms))
+                self.step(index, Tick(self.now_ms, self.get_wall_ms(index)))
             if self.now_ms % STATUS_INTERVAL_MS == 0:
                 self.tell_heights()
             self.deliver_due()

@@ -29,7 +29,7 @@ from chainnode.client import Identity, build_transaction
 from chainnode.config import load_node_config
 from chainnode.devnet import LocalNetwork
 from chainnode.network import init_network
-from chainnode.node import Node, get_time_ms
+from chainnode.node import Node, get_monotonic_ms, get_time_ms
 from consensus.engine import Tick
 from consensus.messages import LOG_KIND_PREPARED, PrePrepare, ViewChange, Vote
 from storage.ledger import _VOTE_KEY, BLOCK_STORE, MAIN_DATABASE, VOTE_LOG, Write
@@ -129,9 +129,9 @@ def test_votes_are_synced_before_they_are_sent_and_blocks_before_the_head(
     assert primary.submit_transactions([tx.encoded])[0].accepted
     network.deliver_all()  # not gossip (the tick loop sends that): the others learn it from the block
     # One tick, past the primary's proposal delay, at the same time on every node.
-    now_ms = get_time_ms() + primary.config.proposal_delay_ms + 1
+    now_ms = get_monotonic_ms() + primary.config.proposal_delay_ms + 1
     for node in nodes:
-        node._step(Tick(now_ms))
+        node._step(Tick(now_ms, get_time_ms()))
     network.deliver_all()
 
     assert all(node.ledger.get_head().height == 1 for node in nodes), "the block was not committed"
