@@ -85,30 +85,30 @@ negatives: an id is added when its block's batch is written.
 
 Locking.  LevelDB locks its directory; a second handle, in this or another
 process, gets `StorageLockedError`.  A second handle in this process is refused
-before LevelDB is asked (see `_claim_path`: LevelDB's own refusal drops the
-process's lock).  plyvel has no read-only mode, so a `read_only` ledger still
-takes the lock: it only refuses writes and never creates a database.
+before LevelDB is asked (`storage.leveldb.claim_path`: LevelDB's own refusal
+drops the process's lock).  plyvel has no read-only mode, so a `read_only`
+ledger still takes the lock: it only refuses writes and never creates a
+database.
 
 Integrity (a bad disk).  What LevelDB reports is turned into a typed error by
-what it is (`classify_storage_error`): `StorageLockedError`, `DiskFullError`,
-`StoragePermissionError`, `StorageCorruptError`, each naming the database's
-path and LevelDB's message with the OS error; at open, at every read and at
-every write.  Every database is opened with `paranoid_checks` (a damaged
-write-ahead log fails the open instead of silently losing the batches in the
-rest of its 32 KB block; compactions verify what they read), and every read
-verifies the checksums of the table blocks it loads: the tables are not
+what it is (`storage.leveldb.classify_storage_error`): `StorageLockedError`,
+`DiskFullError`, `StoragePermissionError`, `StorageCorruptError`, each naming
+the database's path and LevelDB's message with the OS error; at open, at every
+read and at every write.  Every database is opened with `paranoid_checks` (a
+damaged write-ahead log fails the open instead of silently losing the batches
+in the rest of its 32 KB block; compactions verify what they read), and every
+read verifies the checksums of the table blocks it loads: the tables are not
 compressed, so without it one flipped byte in a stored value would be served as
-the value.  LevelDB opens a table file only when something first reads it, so
-at open the ledger also compares the size of every table file with the size
-the manifest recorded (a truncated table is caught then, not at some later
-read).  Cost, measured with `python -m tests.perf.pipeline --txs 30000` (three
-alternating runs each way, on a shared 2-core machine where runs vary by ~10%):
-commit 11.4 -> 10.7 and execute 24.6 -> 24.8 CPU us per transaction, that is
-no difference within the noise.  In such a run no read loads a table block (the
-main database's 32 MB memtable holds the whole run, the hot state is cached and
-the tx filter answers the misses); where a read does load one, verifying it
-costs ~1 us (random reads of 60 MB of tables with a 16 MB block cache: 3.6 ->
-4.7 us per read).
+the value.  At open, the size of every table file is compared with the size the
+manifest recorded (LevelDB itself would find a truncated table only at the
+first read of it).  Cost, measured with `python -m tests.perf.pipeline --txs
+30000` (three alternating runs each way, on a shared 2-core machine where runs
+vary by ~10%): commit 11.4 -> 10.7 and execute 24.6 -> 24.8 CPU us per
+transaction, that is no difference within the noise; with `--txs 100000` (two
+runs each way) commit 12.8 -> 11.4, execute 26.1 -> 22.8, noise again.  In such
+runs a read seldom loads a table block (the hot state is cached, the tx filter
+answers the misses); where one does, verifying the block costs ~1 us (random
+reads of 60 MB of tables with a 16 MB block cache: 3.6 -> 4.7 us per read).
 
 Consistency at open.  Checksums catch damaged bytes, not lost ones: a file
 restored from an older copy, or a log that LevelDB skipped, leaves a ledger
@@ -132,9 +132,7 @@ open would hide.
 from __future__ import annotations
 
 import contextlib
-import re
 import struct
-import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -144,14 +142,9 @@ from typing import Any, Protocol
 import plyvel
 
 from chainnode import codec, types
-from chainnode.errors import (
-    DecodeError,
-    DiskFullError,
-    StorageCorruptError,
-    StorageError,
-    StorageLockedError,
-    StoragePermissionError,
-)
+from chainnode.errors import DecodeError, StorageCorruptError, StorageError
+from storage.leveldb import claim_path, classify_storage_error, open_database, release_path
+from storage.tx_filter import TxFilter
 
 _BLOCK_HASH = b"h"
 _TX = b"t"
@@ -258,182 +251,10 @@ class _RecordingBatch:
         self._batch.delete(key)
 
 
-class TxFilter:
-    """A scalable Bloom filter of transaction ids (SHA-256 outputs): no false negatives,
-    well under 1% false positives.  The id's four 64-bit words are its four bit positions
-    (12 bits per id).  A full layer is kept and a new, larger one takes the additions, so
-    growing never rescans anything."""
-
-    BITS_PER_ENTRY = 12
-    # A miss (the common case) reads every layer, so layers are few: the first holds a
-    # million ids (1.5 MB) and each next one four times the last.
-    CAPACITY_MIN = 1 << 20
-    GROWTH = 4
-    _WORDS = struct.Struct("<4Q")
-
-    def __init__(self) -> None:
-        self._layers: list[tuple[bytearray, int]] = []  # (bits, mask), the last takes additions
-        self._capacity = 0
-        self._filled = 0
-        self._add_layer(self.CAPACITY_MIN)
-
-    def _add_layer(self, capacity: int) -> None:
-        bits = 1 << max(capacity * self.BITS_PER_ENTRY - 1, 1).bit_length()  # a power of two
-        self._layers.append((bytearray(bits // 8), bits - 1))
-        self._capacity = capacity
-        self._filled = 0
-
-    def add(self, tx_hash: bytes) -> None:
-        assert len(tx_hash) == 32, "transaction ids are SHA-256 hashes"
-        if self._filled >= self._capacity:
-            self._add_layer(self.GROWTH * self._capacity)
-        bits, mask = self._layers[-1]
-        # The four positions unrolled (this and `might_contain` run for every transaction).
-        a, b, c, d = self._WORDS.unpack(tx_hash)
-        a &= mask
-        b &= mask
-        c &= mask
-        d &= mask
-        bits[a >> 3] |= 1 << (a & 7)
-        bits[b >> 3] |= 1 << (b & 7)
-        bits[c >> 3] |= 1 << (c & 7)
-        bits[d >> 3] |= 1 << (d & 7)
-        self._filled += 1
-
-    def might_contain(self, tx_hash: bytes) -> bool:
-        if len(tx_hash) != 32:
-            return True  # not an id we could have added: let the index answer
-        a, b, c, d = self._WORDS.unpack(tx_hash)
-        # The low three bits of a position are the word's own (every mask ends in ...111).
-        for bits, mask in self._layers:
-            if (
-                bits[(a & mask) >> 3] >> (a & 7) & 1
-                and bits[(b & mask) >> 3] >> (b & 7) & 1
-                and bits[(c & mask) >> 3] >> (c & 7) & 1
-                and bits[(d & mask) >> 3] >> (d & 7) & 1
-            ):
-                return True
-        return False
-
-    @property
-    def layers(self) -> int:
-        return len(self._layers)
-
-
 def _invariant(condition: bool, message: str) -> None:
     """An assertion about our own state that stays on in production."""
     if not condition:
         raise AssertionError(message)
-
-
-def classify_storage_error(error: plyvel.Error, path: Path, action: str) -> StorageError:
-    """The typed error for a LevelDB failure at `path`, by what it is.
-
-    LevelDB reports a status with a message (plyvel raises `IOError` for every OS error,
-    `CorruptionError` for a checksum or format failure), so the kind is read from the
-    message: the strerror text of the OS error, or LevelDB's "Corruption:".  The order
-    matters: an OS error on the LOCK file names that file, so "Permission denied" and "No
-    space left" are recognized before the lock.  `action` says what failed ("open", "read
-    from", "write to").
-    """
-    detail = _describe_error(error)
-    lowered = detail.lower()
-    where = f"the ledger database at {path}"
-    if isinstance(error, plyvel.CorruptionError) or _is_corruption(lowered):
-        return StorageCorruptError(
-            f"cannot {action} {where}: its files are damaged (a disk or filesystem fault, or files "
-            f"changed behind the node's back); the node must not serve it: rebuild it from the "
-            f"peers (`chainnode node run --rebuild`) [{detail}]"
-        )
-    if "no space left on device" in lowered:
-        return DiskFullError(f"cannot {action} {where}: the disk is full [{detail}]")
-    if "permission denied" in lowered or "read-only file system" in lowered:
-        return StoragePermissionError(f"cannot {action} {where}: permission denied [{detail}]")
-    if _MENTIONS_LOCK.search(detail) or "resource temporarily unavailable" in lowered:
-        return StorageLockedError(
-            f"cannot {action} {where}: it is locked by another process or handle "
-            f"(is a node already running on it?) [{detail}]"
-        )
-    return StorageError(f"cannot {action} {where} [{detail}]")
-
-
-# LevelDB's lock failure reads "lock /path/LOCK: <OS error>".  Not "block" (a damaged block,
-# the `blocks` directory), and not any error about the LOCK file: a missing directory gives
-# "NotFound: /path/LOCK: No such file or directory".
-_MENTIONS_LOCK = re.compile(r"\block |already held by process")
-
-
-def _describe_error(error: plyvel.Error) -> str:
-    """LevelDB's message (plyvel passes it as bytes)."""
-    detail = error.args[0] if error.args else ""
-    return detail.decode(errors="replace") if isinstance(detail, bytes) else str(detail)
-
-
-def _is_corruption(lowered: str) -> bool:
-    # A table file that vanished from under an open database is damage too, not an OS mishap.
-    missing_table = "no such file or directory" in lowered and (".ldb" in lowered or ".sst" in lowered)
-    return "corruption" in lowered or "checksum mismatch" in lowered or missing_table
-
-
-def _open_database(path: Path, *, create: bool, **options: int | None) -> plyvel.DB:
-    try:
-        # `paranoid_checks`: a damaged write-ahead log fails the open instead of being
-        # skipped (LevelDB would otherwise drop every batch in the rest of the damaged 32 KB
-        # block, acknowledged ones included); table index blocks are checksummed when a
-        # table is opened; and a compaction that meets damage stops every later write.
-        database = plyvel.DB(str(path), create_if_missing=create, paranoid_checks=True, **options)
-    except plyvel.Error as error:
-        raise classify_storage_error(error, path, "open") from error
-    problem = _find_table_file_problem(database, path)
-    if problem is not None:
-        database.close()
-        raise StorageCorruptError(f"cannot open the ledger database at {path}: {problem}")
-    return database
-
-
-_TABLE_FILE = re.compile(rb"^ (\d+):(\d+)\[", re.MULTILINE)  # " number:size[" in leveldb.sstables
-
-
-def _find_table_file_problem(database: plyvel.DB, path: Path) -> str | None:
-    """A table file the manifest lists whose size on disk is not the size LevelDB wrote, described.
-
-    LevelDB opens a table file only when a read or compaction first needs it, so a truncated
-    one would otherwise open fine and fail at some later read.  One `stat` per file.
-    """
-    listing = database.get_property(b"leveldb.sstables") or b""
-    for number, size in _TABLE_FILE.findall(listing):
-        candidates = [path / f"{int(number):06d}.{suffix}" for suffix in ("ldb", "sst")]
-        found = next((candidate for candidate in candidates if candidate.exists()), None)
-        if found is None:
-            return f"its table file {candidates[0].name} is missing"
-        size_bytes = found.stat().st_size
-        if size_bytes != int(size):
-            return (
-                f"its table file {found.name} holds {size_bytes} bytes where LevelDB wrote {int(size)} "
-                "(truncated or overwritten)"
-            )
-    return None
-
-
-# LevelDB refuses a second handle on a database in the same process, but to find out it
-# opens the LOCK file and then closes it, and closing any descriptor of a file drops every
-# POSIX lock the process holds on that file: after one refused second open, another process
-# can open the database too, and two nodes write one ledger (LevelDB 1.22, plyvel 1.5.1).
-# So a process never asks LevelDB twice: it keeps the paths of the ledgers it holds open.
-_open_paths: set[Path] = set()
-_open_paths_lock = threading.Lock()
-
-
-def _claim_path(path: Path) -> Path:
-    claimed = path.resolve()
-    with _open_paths_lock:
-        if claimed in _open_paths:
-            raise StorageLockedError(
-                f"cannot open the ledger at {path}: it is already open in this process "
-                "(is a node already running on it?)"
-            )
-        _open_paths.add(claimed)
-    return claimed
 
 
 class Ledger:
@@ -454,7 +275,7 @@ class Ledger:
         self._claimed: Path | None = None
         if read_only and not self.path.is_dir():
             raise StorageError(f"no ledger at {self.path}")
-        self._claimed = _claim_path(self.path)
+        self._claimed = claim_path(self.path)
         try:
             self._open()
         except BaseException:
@@ -462,7 +283,7 @@ class Ledger:
             raise
 
     def _open(self) -> None:
-        self._db = _open_database(
+        self._db = open_database(
             self.path,
             create=not self.read_only,
             # Replay protection looks up transaction ids that are almost always absent
@@ -496,7 +317,7 @@ class Ledger:
         # Read by height (catch-up, the API, audits), rarely: a small cache, no filter.
         # No Snappy either: compressing every flushed block cost ~2% of a validator's
         # CPU, for data that is mostly signatures and hashes.
-        self._blocks = _open_database(
+        self._blocks = open_database(
             self.path / BLOCKS_DIRECTORY,
             create=not self.read_only,
             lru_cache_size=BLOCK_STORE_CACHE_BYTES,
@@ -507,7 +328,7 @@ class Ledger:
         # copies of a data directory) does without it.
         self._votes: plyvel.DB | None = None
         if not self.read_only:
-            self._votes = _open_database(
+            self._votes = open_database(
                 self.path / VOTES_DIRECTORY,
                 create=True,
                 write_buffer_size=VOTE_LOG_WRITE_BUFFER_BYTES,
@@ -613,8 +434,7 @@ class Ledger:
             if database is not None and not database.closed:
                 database.close()
         if self._claimed is not None:
-            with _open_paths_lock:
-                _open_paths.discard(self._claimed)
+            release_path(self._claimed)
             self._claimed = None
 
     def _delete_blocks_above(self, height: int) -> None:

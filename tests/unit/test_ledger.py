@@ -17,7 +17,8 @@ import pytest
 from chainnode import crypto, types
 from chainnode.errors import StorageError, StorageLockedError
 from chainnode.state import compute_genesis_state_root, compute_state_root
-from storage.ledger import BLOCK_STORE, MAIN_DATABASE, VOTE_LOG, Head, Ledger, TxFilter, Write
+from storage.ledger import BLOCK_STORE, MAIN_DATABASE, VOTE_LOG, Head, Ledger, Write
+from storage.tx_filter import TxFilter
 
 CHAIN_ID = "ledger-test"
 GENESIS_HASH = crypto.hash_tagged("genesis", b"ledger-test")
@@ -254,7 +255,7 @@ def test_second_process_is_refused(tmp_path: Path) -> None:
 
 def test_a_refused_second_handle_in_this_process_still_keeps_other_processes_out(tmp_path: Path) -> None:
     """LevelDB's own in-process check drops the process's lock on the database (see
-    `storage.ledger._claim_path`); the ledger must never let it run.
+    `storage.leveldb.claim_path`); the ledger must never let it run.
 
     The other process tries each of the three LevelDB databases on its own: one that opened
     would recover the log this process is writing and delete it.

@@ -29,7 +29,8 @@ from chainnode.errors import (
     StoragePermissionError,
 )
 from chainnode.network import init_network
-from storage.ledger import Head, Ledger, _decode_head, classify_storage_error
+from storage.ledger import Head, Ledger, _decode_head
+from storage.leveldb import classify_storage_error
 from tests.unit.test_ledger import commit_chain, initialize, make_block, make_tx
 
 # ---------------------------------------------------------------- classification
