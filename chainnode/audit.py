@@ -7,7 +7,8 @@ Theory of operation
 node's API) and replays them on its own in-memory state, which starts from the
 auditor's genesis file (or from a trusted checkpoint).  Per height, in order:
 
-    block_decode, height, chain_id, parent_hash, timestamp, tx_count, tx_root,
+    block_decode, height, chain_id, parent_hash, timestamp, timestamp_future,
+    tx_count, tx_root,
     validator_set, proposer, certificate_binding, certificate_signers,
     certificate_quorum, certificate_signature (per signature),
     re-execution: tx_chain_id, tx_replay, tx_signer, tx_signature and
@@ -23,6 +24,15 @@ source reports is the replayed one) and, with a data directory,
 `stored_state` (the node's stored state equals the replayed state, key by
 key).  The first failure stops the audit; it names the height, the
 transaction index when there is one, the check and the reason.
+
+Time: a block's timestamp must pass its parent's (the first block's, the
+genesis time), and may not lie ahead of the auditor's own clock, read when the
+audit starts, by more than the chain's `timestamp_drift_ms_max` in force at
+that height (`timestamp_future`): the validators refuse a fresh block further
+than that from their clocks, so a chain dated in the future was certified by
+validators that skipped the check.  How far a block lags behind the real time
+of its commit cannot be told from block data alone; the validators' lower
+bound is checked live, by each of them, for each fresh block.
 
 Validator sets: a validator-set change committed at height h applies from
 h + 1, so the set that certifies height h is the `val/set` entry of the
@@ -66,7 +76,7 @@ from multiprocessing.pool import AsyncResult, Pool
 from pathlib import Path
 from typing import Any, TextIO
 
-from chainnode import codec, crypto, types
+from chainnode import codec, crypto, governance, types
 from chainnode.errors import ConfigError, DecodeError, ValidationError
 from chainnode.execution import Executor, InvalidBlockError, SignatureCache, get_entity
 from chainnode.export import ApiSource, BlockSource, LedgerSource, RawBlock, open_ledger_snapshot
@@ -413,6 +423,7 @@ class Auditor:
         self.progress_stream = progress_stream
         self.measure_baseline = measure_baseline
         self.checks: dict[str, int] = {}
+        self.wall_ms = time.time_ns() // 1_000_000  # the auditor's clock (see Time above)
         self.failed_receipts: dict[str, int] = {}
         if checkpoint is None:
             initial = genesis.initial_state()
@@ -604,6 +615,7 @@ class Auditor:
 
     def _check_header(self, height: int, block: types.Block) -> None:
         header = block.header
+        drift_ms = governance.get_chain_params(self.state, self.genesis.params).timestamp_drift_ms_max
         checks: list[tuple[str, bool, str]] = [
             ("height", header.height == height, f"the block stored at {height} says height {header.height}"),
             ("chain_id", header.chain_id == self.genesis.chain_id, f"block for chain {header.chain_id!r}"),
@@ -611,6 +623,9 @@ class Auditor:
              f"parent hash {header.parent_hash.hex()} is not the hash of {height - 1}"),
             ("timestamp", header.timestamp_ms > self.timestamp_ms,
              f"timestamp {header.timestamp_ms} does not advance past {self.timestamp_ms}"),
+            ("timestamp_future", header.timestamp_ms - self.wall_ms <= drift_ms,
+             f"timestamp {header.timestamp_ms} is {header.timestamp_ms - self.wall_ms} ms ahead of the "
+             f"auditor's clock (at most {drift_ms} ms allowed)"),
             ("tx_count", header.tx_count == len(block.transactions),
              f"the header counts {header.tx_count} transactions, the body has {len(block.transactions)}"),
         ]
