@@ -306,3 +306,148 @@ def test_a_node_refuses_a_corrupt_ledger_with_one_line_and_no_traceback(tmp_path
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     assert lines[0].startswith("error: storage_corrupt:") and "block 3 is missing" in lines[0], lines[0]
+
+
+# ---------------------------------------------------------------- damaged files
+# Real LevelDB files written by a real ledger, damaged the way a bad disk damages them; each
+# test first shows, on a copy opened with plain plyvel, what LevelDB alone would hand out.
+
+
+def _compact(path: Path) -> None:
+    """Flush and compact both databases of a closed ledger into table files, with the ledger's
+    own options (no compression: a stored value is in its table file as is)."""
+    with Ledger(path) as ledger:
+        ledger._db.compact_range()
+        ledger._blocks.compact_range()
+
+
+def _flip_byte(file: Path, offset: int) -> None:
+    data = bytearray(file.read_bytes())
+    data[offset] ^= 0x01
+    file.write_bytes(bytes(data))
+
+
+def _flip_inside(directory: Path, needle: bytes) -> Path:
+    """Flip the middle byte of `needle` in the one table file of `directory` that holds it."""
+    holders = [file for file in directory.glob("*.ldb") if needle in file.read_bytes()]
+    assert len(holders) == 1, "the tables are not compressed: a stored value is in one file, as is"
+    offset = holders[0].read_bytes().index(needle) + len(needle) // 2
+    _flip_byte(holders[0], offset)
+    return holders[0]
+
+
+def _read_raw(path: Path, key: bytes) -> bytes | None:
+    """What LevelDB hands out without checksums (plyvel's default)."""
+    database = plyvel.DB(str(path))
+    try:
+        value = database.get(key)
+    finally:
+        database.close()
+    return None if value is None else bytes(value)
+
+
+@pytest.mark.parametrize(
+    ("height", "refused_at"),
+    [(5, "read"), (HEIGHTS + 18, "open")],
+    ids=["below_the_checked_blocks", "among_the_checked_blocks"],
+)
+def test_a_flipped_byte_in_a_stored_block_is_never_served(
+    tmp_path: Path, height: int, refused_at: str
+) -> None:
+    path = tmp_path / "db"
+    commit_chain(path, HEIGHTS + 20)
+    with Ledger(path, read_only=True) as ledger:
+        original = ledger.get_block(height)
+    assert original is not None
+    _compact(path)
+    _flip_inside(path / "blocks", original)
+    shutil.copytree(path, tmp_path / "copy")
+    altered = _read_raw(tmp_path / "copy" / "blocks", _u64(height) + b"b")
+    assert altered is not None and altered != original, "LevelDB alone serves the altered block"
+
+    if refused_at == "open":
+        with pytest.raises(StorageCorruptError, match="checksum mismatch"):
+            Ledger(path)
+        return
+    with Ledger(path) as ledger:
+        with pytest.raises(StorageCorruptError, match=r"blocks.*checksum mismatch") as raised:
+            ledger.get_block(height)
+        assert str(path / "blocks") in raised.value.message
+        assert ledger.get_block(HEIGHTS + 20) is not None, "other tables still serve"
+
+
+def test_a_flipped_byte_in_a_stored_state_value_is_never_served(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    commit_chain(path, 3)
+    # LevelDB ends a table block once it holds 4 KB: after 8 KB of padding (before the value
+    # in key order) and after the 8 KB value.  So the value has a block of its own, and the
+    # head and the indexes, which the ledger reads at open, are in others.
+    unique = bytes(range(256)) * 32
+    with Ledger(path) as ledger:
+        write_set: dict[bytes, bytes | None] = {b"rec/padding": b"p" * 8192, b"rec/unique": unique}
+        ledger.commit_block(*make_block(ledger.get_head(), [make_tx(100)], write_set), write_set)
+    _compact(path)
+    _flip_inside(path, unique)
+    shutil.copytree(path, tmp_path / "copy")
+    altered = _read_raw(tmp_path / "copy", b"srec/unique")
+    assert altered is not None and altered != unique, "LevelDB alone serves the altered value"
+
+    with Ledger(path) as ledger:
+        assert ledger.get_state(b"counter") == b"3", "undamaged blocks still serve"
+        with pytest.raises(StorageCorruptError, match="checksum mismatch") as raised:
+            ledger.get_state(b"rec/unique")
+        assert str(path) in raised.value.message
+        with pytest.raises(StorageCorruptError, match="checksum mismatch"):
+            list(ledger.iter_state(b"rec/"))
+
+
+def test_a_flipped_byte_in_the_middle_of_the_write_ahead_log_fails_the_open(tmp_path: Path) -> None:
+    """Committed batches after the damage must not vanish in silence.
+
+    The main database's log (a closed ledger keeps its last batches there) is ~80 KB: three
+    32 KB log blocks.  The flip is in the first one.
+    """
+    path = tmp_path / "db"
+    heights = 250
+    commit_chain(path, heights)
+    (log,) = path.glob("*.log")
+    assert log.stat().st_size > 64 * 1024, log.stat().st_size
+    _flip_byte(log, 16 * 1024)
+    shutil.copytree(path, tmp_path / "copy")
+    # What LevelDB alone does with it: it skips the rest of the damaged log block, so committed
+    # transactions lose their index entries (the API would answer 404 for them), while the
+    # head and the last blocks, in later log blocks, survive and look fine.
+    database = plyvel.DB(str(tmp_path / "copy"))
+    try:
+        lost = [h for h in range(1, heights + 1) if database.get(b"t" + make_tx(2 * h).hash) is None]
+        head = _decode_head(bytes(database.get(b"mhead")))
+    finally:
+        database.close()
+    assert lost and max(lost) < heights - 16 and head.height == heights, (lost, head.height)
+
+    with pytest.raises(StorageCorruptError, match="checksum mismatch") as raised:
+        Ledger(path)
+    assert str(path) in raised.value.message
+
+
+@pytest.mark.parametrize("store", ["", "blocks"], ids=["main_database", "block_store"])
+def test_a_truncated_table_file_is_refused_at_open_naming_it(tmp_path: Path, store: str) -> None:
+    path = tmp_path / "db"
+    commit_chain(path, HEIGHTS)
+    _compact(path)
+    directory = path / store if store else path
+    table = max(directory.glob("*.ldb"), key=lambda file: file.stat().st_size)
+    size_bytes = table.stat().st_size
+    with table.open("r+b") as file:
+        file.truncate(size_bytes - 7)
+    # LevelDB alone opens it, even with paranoid checks: a table file is opened at its first read.
+    plyvel.DB(str(directory), paranoid_checks=True).close()
+
+    for read_only in (False, True):
+        with pytest.raises(StorageCorruptError) as raised:
+            Ledger(path, read_only=read_only)
+        assert (
+            f"{table.name} holds {size_bytes - 7} bytes where LevelDB wrote {size_bytes}"
+            in raised.value.message
+        )
+        assert str(directory) in raised.value.message
