@@ -584,7 +584,7 @@ def decode_block_summary(data: bytes) -> tuple[BlockHeader, list[bytes]]:
 
 @dataclass(frozen=True, slots=True)
 class CommitCertificate:
-    """2f+1 COMMIT signatures over (chain id, view, height, block hash)."""
+    """A quorum of COMMIT signatures over (chain id, view, height, block hash)."""
 
     height: int
     view: int
@@ -646,7 +646,7 @@ class CheckpointCertificate:
 def find_quorum_problem(
     payload: bytes, signatures: tuple[tuple[int, bytes], ...], validators: ValidatorSet
 ) -> str | None:
-    """None when `signatures` are 2f+1 valid signatures of distinct validators over `payload`."""
+    """None when `signatures` are a quorum (`compute_quorum`) of valid signatures of distinct validators."""
     indexes = [index for index, _ in signatures]
     if indexes != sorted(set(indexes)):
         return "signatures are not from distinct validators in ascending order"

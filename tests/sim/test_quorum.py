@@ -139,3 +139,18 @@ def test_any_two_quorums_share_f_plus_one_and_the_honest_alone_are_a_quorum(size
     assert quorum <= size - faults_max
     # And it is the smallest such quorum: one vote fewer breaks the intersection.
     assert 2 * (quorum - 1) - size < faults_max + 1
+
+
+def certificate(keys: list[crypto.SigningKey], signers: range) -> types.CommitCertificate:
+    block_hash = crypto.sha256(b"block")
+    payload = types.compute_vote_payload(types.VoteKind.COMMIT, CHAIN_ID, 0, 1, block_hash)
+    return types.CommitCertificate(1, 0, block_hash, tuple((i, keys[i].sign(payload)) for i in signers))
+
+
+def test_a_certificate_of_three_from_an_earlier_release_is_refused_at_five_validators() -> None:
+    # What catch-up, proofs and the audit do with a ledger a 5-validator network wrote under the
+    # textbook rule: three signatures are no longer a quorum, and the reason names the rule.
+    keys = [crypto.SigningKey(bytes([i + 1]) * 32) for i in range(5)]
+    five = types.ValidatorSet(tuple(types.Validator(f"v{i}", key.public_key) for i, key in enumerate(keys)))
+    assert certificate(keys, range(3)).find_problem(CHAIN_ID, five) == "3 signatures, quorum is 4"
+    assert certificate(keys, range(4)).find_problem(CHAIN_ID, five) is None
