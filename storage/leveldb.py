@@ -150,3 +150,64 @@ def release_path(claimed: Path) -> None:
     """The ledger at `claimed` (as `claim_path` returned it) is closed."""
     with _open_paths_lock:
         _open_paths.discard(claimed)
+
+
+def check_iteration_end(
+    database: plyvel.DB,
+    *,
+    yielded: bool,
+    reverse: bool = False,
+    prefix: bytes | None = None,
+    start: bytes | None = None,
+    stop: bytes | None = None,
+    **_: object,
+) -> None:
+    """Raise the error an iteration of `database` over (prefix | start..stop) may have ended on.
+
+    plyvel ends an iteration when LevelDB's iterator is no longer valid, and asks for its
+    status only while it is: an iteration that stopped on an error reads as a complete one.
+    LevelDB skips a table block that fails its checksum and keeps the error, so it is reported
+    as soon as a valid entry follows; the silent case is a damaged block with nothing valid
+    after it, the end of the database.  So one step of an iterator from the other end of the
+    range (which steps back over that block, then reports it), and when the iteration found
+    nothing, one read where it began (which loads the block, unless a Bloom filter answers).
+    """
+    if prefix is not None:
+        start, stop = prefix, _increment(prefix)
+    if reverse:
+        probe = database.iterator(start=start, include_value=False, verify_checksums=True)
+    else:
+        probe = database.iterator(reverse=True, stop=stop, include_value=False, verify_checksums=True)
+    with probe:
+        next(probe, None)
+    if not yielded:
+        # Nothing before and nothing after: a damaged block can still hide entries of the range
+        # if it is all of its table file.  Reading each overlapping file's first key loads it.
+        for smallest, largest in _list_table_key_ranges(database):
+            if (stop is None or smallest < stop) and (start is None or largest >= start):
+                database.get(smallest, verify_checksums=True)
+
+
+# In leveldb.sstables: " number:size['smallest' @ sequence : type .. 'largest' @ sequence : type]",
+# the keys escaped as "\xNN" where not printable.
+_TABLE_KEY_RANGE = re.compile(rb"^ \d+:\d+\['(.*?)' @ \d+ : \d+ \.\. '(.*)' @ \d+ : \d+\]$", re.MULTILINE)
+_ESCAPED_BYTE = re.compile(rb"\\x([0-9a-f]{2})")
+
+
+def _list_table_key_ranges(database: plyvel.DB) -> list[tuple[bytes, bytes]]:
+    """(smallest, largest) user key of every table file.  A key holding the printable text of
+    an escape or of the separators could be read wrong; then a probe reads another key, no harm."""
+    listing = database.get_property(b"leveldb.sstables") or b""
+    return [
+        (_unescape(smallest), _unescape(largest)) for smallest, largest in _TABLE_KEY_RANGE.findall(listing)
+    ]
+
+
+def _unescape(escaped: bytes) -> bytes:
+    return _ESCAPED_BYTE.sub(lambda match: bytes([int(match.group(1), 16)]), escaped)
+
+
+def _increment(prefix: bytes) -> bytes | None:
+    """The first key after every key that starts with `prefix` (None: there is none)."""
+    stripped = prefix.rstrip(b"\xff")
+    return stripped[:-1] + bytes([stripped[-1] + 1]) if stripped else None

@@ -15,6 +15,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import plyvel
 import pytest
@@ -430,6 +431,50 @@ def test_a_flipped_byte_in_the_middle_of_the_write_ahead_log_fails_the_open(tmp_
     assert str(path) in raised.value.message
 
 
+def _iterate_raw(path: Path, **options: Any) -> list[bytes]:
+    """What a plyvel iteration hands out, checksums on."""
+    database = plyvel.DB(str(path))
+    try:
+        with database.iterator(include_value=False, verify_checksums=True, **options) as iterator:
+            return list(iterator)
+    finally:
+        database.close()
+
+
+def test_a_damaged_vote_log_is_never_read_as_fewer_votes(tmp_path: Path) -> None:
+    """plyvel ends an iteration that stopped on a damaged block as if it were complete."""
+    path = tmp_path / "db"
+    commit_chain(path, 2)
+    with Ledger(path) as ledger:
+        ledger.put_vote(3, 0, 2, b"prepare-3")
+        ledger.put_vote(3, 0, 3, b"commit-3")
+    Ledger(path).close()  # the votes move from the log to a table at this open
+    _flip_inside(path / "votes", b"commit-3")
+    shutil.copytree(path, tmp_path / "copy")
+    assert _iterate_raw(tmp_path / "copy" / "votes") == [], "plyvel alone: no votes, and no error"
+
+    # A node reads its votes above the head at start (`get_votes`): they must not come back empty.
+    with Ledger(path) as ledger, pytest.raises(StorageCorruptError, match=r"votes.*checksum mismatch"):
+        ledger.get_votes(3)
+
+
+def test_a_damaged_end_of_the_tx_index_is_never_read_as_fewer_transactions(tmp_path: Path) -> None:
+    """The tx filter is built by iterating the tx index: ids missing from it would be replayable."""
+    path = tmp_path / "db"
+    commit_chain(path, 40)
+    _compact(path)
+    tx_keys = _iterate_raw(path, prefix=b"t")
+    # The last key of the database, so the last entry of its last table block.
+    _flip_inside(path, tx_keys[-1][-20:])
+    shutil.copytree(path, tmp_path / "copy")
+    read = _iterate_raw(tmp_path / "copy", prefix=b"t")
+    assert read == tx_keys[: len(read)] and len(read) < len(tx_keys), "plyvel alone: fewer ids, no error"
+
+    # Read-only: no consistency check at open, only the iteration that builds the filter.
+    with pytest.raises(StorageCorruptError, match="checksum mismatch"):
+        Ledger(path, read_only=True)
+
+
 @pytest.mark.parametrize("store", ["", "blocks"], ids=["main_database", "block_store"])
 def test_a_truncated_table_file_is_refused_at_open_naming_it(tmp_path: Path, store: str) -> None:
     path = tmp_path / "db"
@@ -451,3 +496,4 @@ def test_a_truncated_table_file_is_refused_at_open_naming_it(tmp_path: Path, sto
             in raised.value.message
         )
         assert str(directory) in raised.value.message
+
