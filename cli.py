@@ -13,7 +13,7 @@ Commands (`authority ...` and `council ...` are described in `chainnode.cli_gove
     chainnode authority issue|register|renew|revoke --zone-dir DIR/zones/<zone> ...
     chainnode council propose|vote|list --member-dir DIR/council/<member> --node URL ...
     chainnode network init --validators N --out DIR [--chain-id ID] [--base-port P] [--spare-nodes K]
-    chainnode node run --config PATH
+    chainnode node run --config PATH [--rebuild]
     chainnode devnet [--validators 4] [--dir DIR] [--txs N] [--base-port P]
     chainnode bench [--validators 4] [--txs N] [--rate R|max] [--out FILE] [--dir DIR] [--base-port P]
     chainnode tx submit --identity DIR --node URL (--key K --value V | --file TXS) [--wait]
@@ -107,8 +107,28 @@ def run_node(args: argparse.Namespace) -> int:
     from chainnode import node
 
     _setup_logging(args.log_level)
+    if args.rebuild:
+        _set_data_aside_for_rebuild(args.config)
     asyncio.run(node.run_node(args.config))
     return EXIT_OK
+
+
+def _set_data_aside_for_rebuild(config_path: Path) -> None:
+    """`node run --rebuild`: the damaged data directory moves aside; the node catches up."""
+    import time
+
+    from chainnode.config import load_node_config
+    from storage.ledger import set_aside_for_rebuild
+
+    data_dir = load_node_config(config_path).data_dir
+    aside = set_aside_for_rebuild(data_dir, now_s=time.time())
+    if aside is not None:
+        logging.getLogger("chainnode.node").warning(
+            "rebuilding: the data directory %s moved to %s (its vote log, if any, carried over); "
+            "starting on an empty ledger, catching up from the peers",
+            data_dir,
+            aside,
+        )
 
 
 def run_devnet(args: argparse.Namespace) -> int:
@@ -412,6 +432,11 @@ def _add_network_commands(commands: Any) -> None:
     run = node_commands.add_parser("run", help="run a validator node until interrupted")
     run.add_argument("--config", type=Path, required=True, metavar="PATH")
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    run.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="move a damaged data directory aside (to <data>.corrupt-<time>) and catch up from the peers",
+    )
     run.set_defaults(run=run_node)
 
     devnet = commands.add_parser("devnet", help="run a local network in one command")

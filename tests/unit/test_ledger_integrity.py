@@ -30,7 +30,7 @@ from chainnode.errors import (
     StoragePermissionError,
 )
 from chainnode.network import init_network
-from storage.ledger import Head, Ledger, _decode_head
+from storage.ledger import Head, Ledger, _decode_head, set_aside_for_rebuild
 from storage.leveldb import classify_storage_error
 from tests.unit.test_ledger import commit_chain, initialize, make_block, make_tx
 
@@ -497,3 +497,71 @@ def test_a_truncated_table_file_is_refused_at_open_naming_it(tmp_path: Path, sto
         )
         assert str(directory) in raised.value.message
 
+
+# ---------------------------------------------------------------- rebuilding from the peers
+
+NOW_S = 1_800_000_000  # 2027-01-15T08:00:00Z
+
+
+def _damaged_node_data(data_dir: Path) -> list[tuple[int, int, int, bytes]]:
+    """A node's data directory whose head block is gone, with votes in its vote log."""
+    data_dir.mkdir()
+    commit_chain(data_dir / "ledger", 5)
+    votes = [(6, 0, 2, b"prepare-6"), (6, 0, 3, b"commit-6")]
+    with Ledger(data_dir / "ledger") as ledger:
+        for vote in votes:
+            ledger.put_vote(*vote)
+    _edit(data_dir / "ledger", "blocks", lambda db: db.delete(_u64(5) + b"b"))
+    with pytest.raises(StorageCorruptError):
+        Ledger(data_dir / "ledger")
+    return votes
+
+
+def test_rebuild_sets_the_damaged_data_aside_and_keeps_the_votes(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    votes = _damaged_node_data(data_dir)
+    aside = set_aside_for_rebuild(data_dir, now_s=NOW_S)
+    assert aside == tmp_path / "data.corrupt-20270115T080000Z"
+    assert (aside / "ledger" / "blocks").is_dir(), "the damaged ledger is kept, for a post-mortem"
+    with Ledger(data_dir / "ledger") as ledger:
+        assert not ledger.is_initialized(), "an empty ledger, to catch up from the peers"
+        assert ledger.get_votes(0) == votes, "a validator must not forget what it signed"
+    with pytest.raises(StorageError, match="already exists"):
+        set_aside_for_rebuild(data_dir, now_s=NOW_S)
+    assert set_aside_for_rebuild(tmp_path / "missing", now_s=NOW_S) is None
+
+
+def test_rebuild_refuses_when_the_vote_log_is_damaged_too(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    _damaged_node_data(data_dir)
+    _flip_inside(data_dir / "ledger" / "votes", b"commit-6")  # in a table since the last open
+    with pytest.raises(StorageCorruptError, match=r"vote log .* is damaged too.*sign twice"):
+        set_aside_for_rebuild(data_dir, now_s=NOW_S)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["data"], "nothing moved"
+
+
+def test_rebuild_refuses_a_data_directory_in_use(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    commit_chain(data_dir / "ledger", 1)
+    with Ledger(data_dir / "ledger"), pytest.raises(StorageLockedError):
+        set_aside_for_rebuild(data_dir, now_s=NOW_S)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_OPEN, str(data_dir / "ledger")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        with pytest.raises(StorageLockedError):
+            set_aside_for_rebuild(data_dir, now_s=NOW_S)
+    finally:
+        holder.communicate("", timeout=60)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["data"], "nothing moved"
+
+
+_HOLD_OPEN = (
+    "import sys\nfrom pathlib import Path\nfrom storage.ledger import Ledger\n"
+    "with Ledger(Path(sys.argv[1])):\n    print('open', flush=True)\n    sys.stdin.read()\n"
+)
