@@ -8,7 +8,7 @@ intervals ahead of our head, so its memory stays bounded on a long run.
 
 from __future__ import annotations
 
-from chainnode import types
+from chainnode.core import types
 from consensus.messages import Vote
 
 AHEAD_INTERVALS_MAX = 4

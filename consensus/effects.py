@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chainnode import types
+from chainnode.core import types
 from consensus.messages import Evidence, LogRecord, Message
 
 

@@ -82,7 +82,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from chainnode import crypto, types
+from chainnode.core import crypto, types
 from consensus.catch_up import CatchUp
 from consensus.checkpoints import CheckpointTracker
 from consensus.effects import (

@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from chainnode import codec, crypto, types
-from chainnode.codec import expect_bytes, expect_int
-from chainnode.errors import DecodeError
+from chainnode.core import codec, crypto, types
+from chainnode.core.codec import expect_bytes, expect_int
+from chainnode.core.errors import DecodeError
 
 TAG_PRE_PREPARE = 30
 TAG_VOTE = 31

@@ -15,7 +15,7 @@ check that the primary did exactly that.
 
 from __future__ import annotations
 
-from chainnode import crypto, types
+from chainnode.core import crypto, types
 from consensus.messages import NewView, PreparedCertificate, ViewChange
 
 

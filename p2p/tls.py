@@ -28,7 +28,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from chainnode.errors import ConfigError, IdentityError
+from chainnode.core.errors import ConfigError, IdentityError
 
 HandshakeErrorHandler = Callable[[ssl.SSLError], None]
 

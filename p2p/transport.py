@@ -44,7 +44,7 @@ Tasks: one dialer task per peer for the transport's lifetime, two tasks per
 live outbound connection, aiohttp's handler task per inbound connection.
 None per message.
 
-Inbound limits (`chainnode.http_guard`), so that a peer past TLS, or many, cannot
+Inbound limits (`p2p.http_guard`), so that a peer past TLS, or many, cannot
 hold the listener's descriptors and memory before it has proved who it is: at most
 `inbound_connections_max` inbound connections are open at once and at most
 `inbound_unauthenticated_max` of them before their hello is accepted (one more is
@@ -71,10 +71,10 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from chainnode import codec
-from chainnode.codec import expect_bytes, expect_str
-from chainnode.errors import ChainError, ConfigError, IdentityError, RemoteError
-from chainnode.http_guard import (
+from chainnode.core import codec
+from chainnode.core.codec import expect_bytes, expect_str
+from chainnode.core.errors import ChainError, ConfigError, IdentityError, RemoteError
+from p2p.http_guard import (
     COUNTER_NAMES,
     ConnectionGuard,
     ConnectionLimits,
@@ -125,7 +125,7 @@ _METRIC_NAMES = (
     "connections_opened",
     "connections_accepted",
     "callback_errors",
-    *COUNTER_NAMES,  # the inbound limits' (chainnode.http_guard)
+    *COUNTER_NAMES,  # the inbound limits' (p2p.http_guard)
 )
 
 Authorize = Callable[[str, bytes], "str | None"]

@@ -120,7 +120,7 @@ and refuses with `StorageCorruptError` naming what does not: the block store
 holds nothing more than one height above the head (one is a crash between a
 commit's two batches); the head block is in the block store, its hash is the
 head's, its header's state root is the head's state root (the state commitment
-is chained over write sets, see `chainnode.state`: it is kept in the head and
+is chained over write sets, see `chainnode.app.state`: it is kept in the head and
 the headers only, and the stored state itself cannot be checked against it
 without replaying the chain, which `chainnode audit` does); and for the head and
 the `CONSISTENCY_CHECK_BLOCKS - 1` blocks below it, each names the next one
@@ -146,8 +146,8 @@ from typing import Any, Protocol
 
 import plyvel
 
-from chainnode import codec, types
-from chainnode.errors import DecodeError, StorageCorruptError, StorageError
+from chainnode.core import codec, types
+from chainnode.core.errors import DecodeError, StorageCorruptError, StorageError
 from storage.leveldb import (
     check_iteration_end,
     claim_path,

@@ -5,7 +5,7 @@ Theory of operation
 LevelDB reports a failure as a status with a message; plyvel raises `IOError`
 for every OS error and `CorruptionError` for a checksum or format failure.
 `classify_storage_error` reads the message and returns the typed error of
-`chainnode.errors` for what it is: `StorageLockedError`, `DiskFullError`,
+`chainnode.core.errors` for what it is: `StorageLockedError`, `DiskFullError`,
 `StoragePermissionError`, `StorageCorruptError` (or plain `StorageError`), with
 the database's path and LevelDB's message, which names the OS error.  The
 ledger calls it at every open, read and write.
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import plyvel
 
-from chainnode.errors import (
+from chainnode.core.errors import (
     DiskFullError,
     StorageCorruptError,
     StorageError,

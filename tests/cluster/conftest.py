@@ -1,8 +1,8 @@
 """Fixtures for cluster tests: a real pilot network of validator processes on 127.0.0.1.
 
 Theory of operation: `running_cluster` initialises a pilot network in a temporary
-directory with `chainnode.network.init_network`, starts every validator as its own
-OS process through `chainnode.devnet.LocalNetwork` (the same code an operator runs),
+directory with `chainnode.tools.network.init_network`, starts every validator as its own
+OS process through `chainnode.tools.devnet.LocalNetwork` (the same code an operator runs),
 waits until every API answers, and always stops the processes afterwards, also when
 a test or the start itself fails.  When a test of a module fails, the tail of every
 node's `node.log` is attached to the failure report.
@@ -17,6 +17,11 @@ it) -- which would make a validator restart on its own port flaky for reasons th
 have nothing to do with the node.  Probing is still racy against other processes, so
 a start that fails because a port was taken is retried on fresh ports.
 
+Environment: `environments` gives a node's process extra environment variables (a test
+preloads libfaketime into one validator this way).  `LocalNetwork.start` copies
+`os.environ` into the child, so the variables are set in `os.environ` only around that
+one start; a node that a test starts again later gets the plain environment.
+
 Every wait is a deadline loop that polls the public API with small sleeps: these are
 black-box tests of real processes, so there is nothing to await.
 """
@@ -25,22 +30,23 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import os
 import random
 import socket
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from chainnode import types
-from chainnode.client import Client, ClientError, Identity, build_transaction
-from chainnode.devnet import LocalNetwork, load_submitters
-from chainnode.errors import ChainError
-from chainnode.genesis import Genesis, load_genesis
-from chainnode.network import init_network
+from chainnode.app.genesis import Genesis, load_genesis
+from chainnode.core import types
+from chainnode.core.errors import ChainError
+from chainnode.sdk.client import Client, ClientError, Identity, build_transaction
+from chainnode.tools.devnet import LocalNetwork, load_submitters
+from chainnode.tools.network import init_network
 
 CHAIN_ID = "pilot-cluster"
 VALIDATORS = 4
@@ -151,13 +157,34 @@ def _is_port_conflict(directory: Path) -> bool:
     )
 
 
+@contextlib.contextmanager
+def added_environment(extra: Mapping[str, str]) -> Iterator[None]:
+    """`os.environ` with `extra` added, restored on exit (for a child process started inside)."""
+    saved = {name: os.environ.get(name) for name in extra}
+    os.environ.update(extra)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def start_cluster(
-    parent: Path, rng: random.Random, *, validators: int = VALIDATORS, spare_nodes: int = 0
+    parent: Path,
+    rng: random.Random,
+    *,
+    validators: int = VALIDATORS,
+    spare_nodes: int = 0,
+    environments: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Cluster:
     """Init a network under `parent` on probed ports and start it; retried on a port conflict.
 
     `spare_nodes` more nodes (`init_network`'s spare validators, not in the genesis set) are
-    started too; their peers refuse them until the council adds them.
+    started too; their peers refuse them until the council adds them.  `environments` maps a
+    node id to extra environment variables for that node's process.
     """
     for attempt in range(1, START_ATTEMPTS_MAX + 1):
         base_port = find_free_base_port(2 * (validators + spare_nodes), rng)
@@ -167,7 +194,9 @@ def start_cluster(
         )
         network = LocalNetwork(directory)
         try:
-            network.start_all()
+            for node in network.nodes:
+                with added_environment((environments or {}).get(node.node_id, {})):
+                    network.start(node.node_id)
             network.wait_ready(timeout_s=READY_TIMEOUT_S)
         except ChainError:
             network.stop_all()
@@ -179,9 +208,15 @@ def start_cluster(
 
 
 @contextlib.contextmanager
-def running_cluster(parent: Path, module_id: str, *, spare_nodes: int = 0) -> Iterator[Cluster]:
+def running_cluster(
+    parent: Path,
+    module_id: str,
+    *,
+    spare_nodes: int = 0,
+    environments: Mapping[str, Mapping[str, str]] | None = None,
+) -> Iterator[Cluster]:
     """A started cluster, stopped on exit whatever happened; its logs go into failure reports."""
-    cluster = start_cluster(parent, random.Random(), spare_nodes=spare_nodes)
+    cluster = start_cluster(parent, random.Random(), spare_nodes=spare_nodes, environments=environments)
     _NETWORK_DIRECTORIES[module_id] = cluster.directory
     try:
         yield cluster

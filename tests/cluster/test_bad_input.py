@@ -23,9 +23,9 @@ import aiohttp
 import pytest
 from cryptography import x509
 
-from chainnode import codec, crypto, identity, types
-from chainnode.client import Identity, build_transaction
-from chainnode.crypto import SigningKey
+from chainnode.core import codec, crypto, identity, types
+from chainnode.core.crypto import SigningKey
+from chainnode.sdk.client import Identity, build_transaction
 from p2p.tls import create_client_context
 from p2p.transport import CLOSE_CODE_REFUSED, Hello, encode_hello
 from tests.cluster.conftest import Cluster, find_uncommitted, get_valid_until, wait_for_same_head, wait_until

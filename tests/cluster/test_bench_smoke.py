@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from chainnode import bench
-from chainnode.errors import ConfigError
+from chainnode.core.errors import ConfigError
+from chainnode.tools import bench
 from cli import main
 from tests.cluster.conftest import find_free_base_port
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from chainnode import types
-from chainnode.audit import audit_chain
+from chainnode.core import types
+from chainnode.tools.audit import audit_chain
 from tests.cluster.conftest import (
     Cluster,
     build_puts,

@@ -45,7 +45,7 @@ from typing import Any
 
 import pytest
 
-from chainnode import config
+from chainnode.node import config
 from tests.cluster.conftest import (
     CertifiedChain,
     Cluster,

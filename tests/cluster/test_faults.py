@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pytest
 
-from chainnode import types
+from chainnode.core import types
 from tests.cluster.conftest import (
     CertifiedChain,
     Cluster,

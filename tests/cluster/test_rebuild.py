@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from chainnode import types
-from chainnode.config import load_node_config
+from chainnode.core import types
+from chainnode.node.config import load_node_config
 from tests.cluster.conftest import (
     Cluster,
     build_puts,

@@ -41,8 +41,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from chainnode import types
-from chainnode.client import AuthoritySigner, build_transaction
+from chainnode.core import types
+from chainnode.sdk.client import AuthoritySigner, build_transaction
 from p2p.transport import CLOSE_CODE_REFUSED, Hello, encode_hello
 from tests.cluster.conftest import (
     CertifiedChain,

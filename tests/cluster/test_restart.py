@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from chainnode import types
+from chainnode.core import types
 from tests.cluster.conftest import (
     Cluster,
     build_puts,

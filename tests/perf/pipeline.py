@@ -2,7 +2,7 @@
 
     python -m tests.perf.pipeline [--txs 30000] [--profile replica|primary]
 
-A fresh bench network (`chainnode.network.init_network`) and the bench's own signed
+A fresh bench network (`chainnode.tools.network.init_network`) and the bench's own signed
 workload; two real `Node`s over real LevelDB, not started (no sockets, no consensus
 timing): validator-01 plays the primary, validator-02 a replica.  Per block of
 `block_txs_max` transactions:
@@ -33,13 +33,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from chainnode import governance, types, wire
-from chainnode.bench import BENCH_CHAIN_ID, measure_verify_rate
-from chainnode.bench_load import sign_workload
-from chainnode.config import load_node_config
-from chainnode.devnet import LocalNetwork
-from chainnode.network import init_network
-from chainnode.node import Node, configure_gc
+from chainnode.app import governance
+from chainnode.core import types
+from chainnode.node import wire
+from chainnode.node.config import load_node_config
+from chainnode.node.runtime import Node, configure_gc
+from chainnode.tools.bench import BENCH_CHAIN_ID, measure_verify_rate
+from chainnode.tools.bench_load import sign_workload
+from chainnode.tools.devnet import LocalNetwork
+from chainnode.tools.network import init_network
 from consensus.messages import PrePrepare
 
 PHASES = (

@@ -19,8 +19,9 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from chainnode import crypto, types, wire
-from chainnode.errors import DecodeError
+from chainnode.core import crypto, types
+from chainnode.core.errors import DecodeError
+from chainnode.node import wire
 from consensus.effects import (
     Broadcast,
     CommitBlock,
@@ -55,7 +56,7 @@ from consensus.messages import (
 
 CHAIN_ID = "sim-chain"
 GENESIS_HASH = crypto.hash_tagged("genesis", b"sim")
-STATUS_INTERVAL_MS = 1_000  # as chainnode.node.STATUS_INTERVAL_MS
+STATUS_INTERVAL_MS = 1_000  # as chainnode.node.runtime.STATUS_INTERVAL_MS
 BLOCK_TXS_MAX = 10
 FRAME_BYTES_MAX = 16 * 1024 * 1024
 WALL_EPOCH_MS = 1_700_000_000_000  # the wall clock when logical time is 0

@@ -29,7 +29,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from chainnode import crypto, types
+from chainnode.core import crypto, types
 from consensus.engine import EngineConfig
 from tests.sim.harness import BEHAVIORS, CHAIN_ID, SimNetwork
 

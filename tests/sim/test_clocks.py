@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from chainnode import crypto
+from chainnode.core import crypto
 from consensus.engine import EngineConfig
 from tests.sim.harness import CHAIN_ID, WALL_EPOCH_MS, SimNetwork, make_transaction
 

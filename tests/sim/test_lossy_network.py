@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from chainnode import crypto
+from chainnode.core import crypto
 from tests.sim.harness import SimNetwork
 
 CLIENT = crypto.SigningKey(b"\x09" * 32)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from chainnode import crypto, types
+from chainnode.core import crypto, types
 from consensus.engine import EngineConfig
 from tests.sim.harness import CHAIN_ID, SimNetwork, SplitBrainPrimary, SplitBrainVoter
 

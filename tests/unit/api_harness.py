@@ -1,6 +1,6 @@
 """A small real node service for the API, client and CLI tests.
 
-`LocalService` implements `chainnode.api.NodeService` over the real parts: a
+`LocalService` implements `chainnode.api.server.NodeService` over the real parts: a
 LevelDB `Ledger` in a temporary directory initialised with a genesis state of
 real X.509 identities, a real `Mempool` and a real `Executor`.  It has no
 consensus: `commit_pending()` executes the pooled transactions as the next
@@ -21,13 +21,13 @@ from typing import Any
 
 from aiohttp import web
 
-from chainnode import crypto, identity, metrics, types
-from chainnode.api import SubmitResult, TransactionStatus, create_app
-from chainnode.errors import DecodeError
-from chainnode.execution import Executor, SignatureCache
-from chainnode.health import Readiness, ReadinessProblem
-from chainnode.mempool import Mempool
-from chainnode.state import compute_genesis_state_root
+from chainnode.api.server import SubmitResult, TransactionStatus, create_app
+from chainnode.app.execution import Executor, SignatureCache
+from chainnode.app.state import compute_genesis_state_root
+from chainnode.core import crypto, identity, metrics, types
+from chainnode.core.errors import DecodeError
+from chainnode.node.health import Readiness, ReadinessProblem
+from chainnode.node.mempool import Mempool
 from storage.ledger import Ledger
 
 CHAIN_ID = "test-net"

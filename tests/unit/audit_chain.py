@@ -1,6 +1,6 @@
 """A real chain for the audit, proof and export tests.
 
-`build_chain` writes a pilot network with `chainnode.network.init_network`
+`build_chain` writes a pilot network with `chainnode.tools.network.init_network`
 (real root, zone and entity certificates, a 4-validator genesis), then builds
 blocks the way a node commits them: real signed transactions from the pilot
 entities, the real `Executor` over the real LevelDB `Ledger`, headers with the
@@ -21,13 +21,13 @@ from pathlib import Path
 
 import plyvel
 
-from chainnode import crypto, identity, types
-from chainnode.api import TransactionStatus
-from chainnode.client import Identity, build_transaction
-from chainnode.execution import Executor, SignatureCache
-from chainnode.genesis import Genesis, load_genesis
-from chainnode.network import init_network
-from chainnode.state import compute_genesis_state_root
+from chainnode.api.server import TransactionStatus
+from chainnode.app.execution import Executor, SignatureCache
+from chainnode.app.genesis import Genesis, load_genesis
+from chainnode.app.state import compute_genesis_state_root
+from chainnode.core import crypto, identity, types
+from chainnode.sdk.client import Identity, build_transaction
+from chainnode.tools.network import init_network
 from storage.ledger import Ledger
 
 CHAIN_ID = "audit-net"
@@ -159,7 +159,7 @@ def open_raw(ledger_dir: Path, store: str = "") -> plyvel.DB:
 
 
 class LedgerService:
-    """A read-only `chainnode.api.NodeService` over a built chain's ledger, to serve it over HTTP."""
+    """A read-only `chainnode.api.server.NodeService` over a built chain's ledger, to serve it over HTTP."""
 
     def __init__(self, chain: BuiltChain) -> None:
         self.chain_id = CHAIN_ID

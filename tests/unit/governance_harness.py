@@ -1,7 +1,7 @@
 """A real pilot network and a block-by-block chain over its genesis state, for the identity and
 governance tests.
 
-`Network` is written once per test module by `chainnode.network.init_network` from a small pilot
+`Network` is written once per test module by `chainnode.tools.network.init_network` from a small pilot
 definition (five zones, four validators in the first four zones, none in `hainan`, a council of
 three with threshold two), so every key and certificate is real and on disk where the CLI expects
 it.  `Chain` executes blocks with the real `Executor` over the genesis state held in a dict (the
@@ -19,10 +19,12 @@ from typing import Any
 
 from cryptography import x509
 
-from chainnode import crypto, genesis, identity, network, types
-from chainnode.authority import compute_council_signer, compute_zone_signer
-from chainnode.execution import ExecutionResult, Executor, SignatureCache, StateMemo
-from chainnode.state import compute_genesis_state_root
+from chainnode.app import genesis
+from chainnode.app.authority import compute_council_signer, compute_zone_signer
+from chainnode.app.execution import ExecutionResult, Executor, SignatureCache, StateMemo
+from chainnode.app.state import compute_genesis_state_root
+from chainnode.core import crypto, identity, types
+from chainnode.tools import network
 
 PILOT = """
 name = "Governance Test Network"

@@ -10,10 +10,10 @@ import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 
-from chainnode import types
-from chainnode.api import SUBMIT_TXS_MAX, SubmitResult, create_app
-from chainnode.client import Identity, build_transaction
-from chainnode.mempool import MempoolFullError
+from chainnode.api.server import SUBMIT_TXS_MAX, SubmitResult, create_app
+from chainnode.core import types
+from chainnode.node.mempool import MempoolFullError
+from chainnode.sdk.client import Identity, build_transaction
 from tests.unit.api_harness import CHAIN_ID, OBSERVER, OUTSIDER, SUBMITTER, LocalService
 
 BODY_BYTES_MAX = 256 * 1024

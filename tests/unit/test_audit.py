@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from chainnode import codec, crypto, types
-from chainnode.audit import (
+from chainnode.core import codec, crypto, types
+from chainnode.tools.audit import (
     Auditor,
     AuditReport,
     decode_checkpoint,
@@ -27,7 +27,7 @@ from chainnode.audit import (
     save_checkpoint,
     verify_signature_batch,
 )
-from chainnode.export import LedgerSource, open_ledger_snapshot
+from chainnode.tools.export import LedgerSource, open_ledger_snapshot
 from storage.ledger import Head
 from tests.unit.api_harness import ServerThread
 from tests.unit.audit_chain import (
@@ -344,7 +344,7 @@ def served(chain: BuiltChain) -> Iterator[ServerThread]:
 
 
 def test_audit_through_the_api(chain: BuiltChain, served: ServerThread) -> None:
-    from chainnode.audit import audit_chain
+    from chainnode.tools.audit import audit_chain
 
     report, checkpoint = audit_chain(chain.genesis, node_url=served.url, workers=0)
     assert report.ok, report.failure

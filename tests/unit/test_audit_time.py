@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from chainnode.audit import Auditor
-from chainnode.export import LedgerSource, open_ledger_snapshot
+from chainnode.tools.audit import Auditor
+from chainnode.tools.export import LedgerSource, open_ledger_snapshot
 from tests.unit import audit_chain
 
 

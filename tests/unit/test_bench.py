@@ -7,7 +7,8 @@ import os
 
 import pytest
 
-from chainnode import bench, bench_load, records
+from chainnode.app import records
+from chainnode.tools import bench, bench_load
 
 COMMITS = [(10.0, 100), (11.0, 100), (12.0, 200), (14.0, 100)]  # (commit time, txs) per block
 

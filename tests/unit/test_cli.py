@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import cli
-from chainnode.config import load_node_config
+from chainnode.node.config import load_node_config
 from tests.unit.api_harness import OBSERVER, SUBMITTER, LocalService, ServerThread
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,7 +49,7 @@ def test_help_is_fast_and_imports_nothing_heavy() -> None:
     probe = subprocess.run(
         [sys.executable, "-c",
          "import sys, cli; code = cli.main(['--help']); "
-         "heavy = [m for m in ('aiohttp', 'plyvel', 'nacl', 'cryptography', 'chainnode.client')"
+         "heavy = [m for m in ('aiohttp', 'plyvel', 'nacl', 'cryptography', 'chainnode.sdk.client')"
          " if m in sys.modules]; print(code, heavy)"],
         cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
     )

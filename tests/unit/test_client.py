@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from chainnode import types
-from chainnode.client import Client, ClientError, Identity, build_transaction
-from chainnode.errors import ConfigError
+from chainnode.core import types
+from chainnode.core.errors import ConfigError
+from chainnode.sdk.client import Client, ClientError, Identity, build_transaction
 from tests.unit.api_harness import (
     CHAIN_ID,
     OBSERVER,

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chainnode import codec, crypto, types
-from chainnode.errors import DecodeError
+from chainnode.core import codec, crypto, types
+from chainnode.core.errors import DecodeError
 
 KEY = crypto.SigningKey(b"\x01" * 32)
 

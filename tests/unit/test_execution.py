@@ -10,15 +10,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chainnode import codec, crypto, records, types
-from chainnode.errors import StorageError
-from chainnode.execution import (
+from chainnode.app import records
+from chainnode.app.execution import (
     ExecutionResult,
     Executor,
     InvalidBlockError,
     SignatureCache,
 )
-from chainnode.state import compute_genesis_state_root, compute_state_root
+from chainnode.app.state import compute_genesis_state_root, compute_state_root
+from chainnode.core import codec, crypto, types
+from chainnode.core.errors import StorageError
 from storage.ledger import Ledger
 from tests.unit.governance_harness import MapState
 

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from chainnode import crypto, types
-from chainnode.audit import Auditor
-from chainnode.errors import ConfigError
-from chainnode.execution import Executor, SignatureCache
-from chainnode.export import LedgerSource, export_jsonl, open_ledger_snapshot
+from chainnode.app.execution import Executor, SignatureCache
+from chainnode.core import crypto, types
+from chainnode.core.errors import ConfigError
+from chainnode.tools.audit import Auditor
+from chainnode.tools.export import LedgerSource, export_jsonl, open_ledger_snapshot
 from storage.ledger import Ledger
 from tests.unit.audit_chain import CHAIN_ID, BuiltChain, build_chain, commit_block
 

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from chainnode import types
-from chainnode.fastinit import install_fast_init
+from chainnode.core import types
+from chainnode.core.fastinit import install_fast_init
 
 
 @install_fast_init

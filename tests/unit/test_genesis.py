@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from chainnode import codec, genesis, identity, types
-from chainnode.crypto import SigningKey
-from chainnode.errors import ConfigError
+from chainnode.app import genesis
+from chainnode.core import codec, identity, types
+from chainnode.core.crypto import SigningKey
+from chainnode.core.errors import ConfigError
 
 
 def _build_genesis() -> genesis.Genesis:

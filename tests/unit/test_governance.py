@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from chainnode import codec, crypto, genesis, governance, identity, types
-from chainnode.execution import InvalidBlockError
+from chainnode.app import genesis, governance
+from chainnode.app.execution import InvalidBlockError
+from chainnode.core import codec, crypto, identity, types
 from tests.unit.governance_harness import Chain, MapState, Network, codes, event_names
 
 ErrorCode = types.ErrorCode
@@ -284,6 +285,7 @@ def test_threshold_one_executes_at_proposal(net: Network) -> None:
 
 
 def test_the_cli_offers_exactly_the_proposal_kinds_governance_knows() -> None:
-    from chainnode import cli_governance, governance
+    from chainnode.app import governance
+    from chainnode.cli import governance as cli_governance
 
     assert cli_governance.PROPOSAL_KINDS == governance.PROPOSAL_KINDS

@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 
 import cli
-from chainnode import crypto, genesis, governance
-from chainnode.client import Client, ClientError
-from chainnode.execution import Executor, SignatureCache
-from chainnode.mempool import Mempool
-from chainnode.state import compute_genesis_state_root
+from chainnode.app import genesis, governance
+from chainnode.app.execution import Executor, SignatureCache
+from chainnode.app.state import compute_genesis_state_root
+from chainnode.core import crypto
+from chainnode.node.mempool import Mempool
+from chainnode.sdk.client import Client, ClientError
 from storage.ledger import Ledger
 from tests.unit.api_harness import CHAIN_ID, LocalService, ServerThread
 from tests.unit.governance_harness import Network

@@ -13,10 +13,10 @@ import plyvel
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from chainnode import config, health
-from chainnode.api import create_app
-from chainnode.client import Identity, build_transaction
-from chainnode.errors import ConfigError, DiskFullError, StorageError
+from chainnode.api.server import create_app
+from chainnode.core.errors import ConfigError, DiskFullError, StorageError
+from chainnode.node import config, health
+from chainnode.sdk.client import Identity, build_transaction
 from tests.disk import fill, mounted_tmpfs
 from tests.unit.api_harness import CHAIN_ID, SUBMITTER, LocalService
 
@@ -55,7 +55,7 @@ def test_disk_watch_warns_once_per_crossing_and_exports_the_free_space(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     watch = health.DiskSpaceWatch(tmp_path, free_bytes_min=0)
-    caplog.set_level(logging.INFO, logger="chainnode.health")
+    caplog.set_level(logging.INFO, logger="chainnode.node.health")
     watch.check()
     assert watch.state is health.DiskState.OK and watch.find_low_problem() is None
     assert watch.free_bytes is not None and watch.free_bytes > 0
@@ -166,7 +166,7 @@ def _build_put(service: LocalService, key: str) -> str:
 
 
 def _add_disk_checks(service: LocalService, watch: health.DiskSpaceWatch) -> None:
-    """The node's disk checks, registered as `chainnode.node` registers them."""
+    """The node's disk checks, registered as `chainnode.node.runtime` registers them."""
     service.readiness.add_check(health.DISK_FULL, watch.find_full_problem, blocks_writes=True)
     service.readiness.add_check(health.DISK_SPACE_LOW, watch.find_low_problem)
 

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from chainnode.api import create_app
-from chainnode.client import Identity, build_transaction
-from chainnode.mempool import Mempool, MempoolFullError
+from chainnode.api.server import create_app
+from chainnode.node.mempool import Mempool, MempoolFullError
+from chainnode.sdk.client import Identity, build_transaction
 from tests.unit.api_harness import CHAIN_ID, SUBMITTER, LocalService
 
 

@@ -1,4 +1,4 @@
-"""The API's connection limits (`chainnode.http_guard`) over real sockets on 127.0.0.1.
+"""The API's connection limits (`p2p.http_guard`) over real sockets on 127.0.0.1.
 
 The real API application (`create_app` over the `LocalService` harness) is served by a
 `GuardedAppRunner` with small limits, attacked with raw sockets (slowloris heads, idle
@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import pytest
 from aiohttp import web
 
-from chainnode.api import create_app
-from chainnode.errors import ConfigError
-from chainnode.http_guard import REFUSAL_CODE, ConnectionGuard, ConnectionLimits, GuardedAppRunner
+from chainnode.api.server import create_app
+from chainnode.core.errors import ConfigError
+from p2p.http_guard import REFUSAL_CODE, ConnectionGuard, ConnectionLimits, GuardedAppRunner
 from tests.unit.api_harness import LocalService
 
 WAIT_S = 5.0

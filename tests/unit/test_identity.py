@@ -15,9 +15,9 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from chainnode import identity, types
-from chainnode.crypto import SigningKey
-from chainnode.errors import ConfigError, IdentityError
+from chainnode.core import identity, types
+from chainnode.core.crypto import SigningKey
+from chainnode.core.errors import ConfigError, IdentityError
 
 OPENSSL = shutil.which("openssl")
 

@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from chainnode import authority, crypto, governance, identity, records, types
-from chainnode.execution import InvalidBlockError
+from chainnode.app import authority, governance, records
+from chainnode.app.execution import InvalidBlockError
+from chainnode.core import crypto, identity, types
 from tests.unit.governance_harness import Chain, Network, codes, event_names
 
 ErrorCode = types.ErrorCode

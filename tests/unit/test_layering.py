@@ -32,11 +32,11 @@ IO_MODULES = {
     "requests",
 }
 LEAF_MODULES = {
-    "chainnode.codec",
-    "chainnode.crypto",
-    "chainnode.errors",
-    "chainnode.merkle",
-    "chainnode.types",
+    "chainnode.core.codec",
+    "chainnode.core.crypto",
+    "chainnode.core.errors",
+    "chainnode.core.merkle",
+    "chainnode.core.types",
 }
 
 
@@ -82,7 +82,7 @@ def test_consensus_uses_no_global_random_or_clock() -> None:
 def test_lower_layers_do_not_import_the_node(package: str) -> None:
     for path in sources(package):
         for name, line in imports_of(path):
-            assert not name.startswith(("chainnode.node", "chainnode.api", "chainnode.devnet", "cli")), (
+            assert not name.startswith(("chainnode.node.runtime", "chainnode.api.server", "chainnode.tools.devnet", "cli")), (
                 f"{path.name}:{line} imports {name}"
             )
 

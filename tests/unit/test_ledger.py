@@ -14,9 +14,9 @@ from pathlib import Path
 import plyvel
 import pytest
 
-from chainnode import crypto, types
-from chainnode.errors import StorageError, StorageLockedError
-from chainnode.state import compute_genesis_state_root, compute_state_root
+from chainnode.app.state import compute_genesis_state_root, compute_state_root
+from chainnode.core import crypto, types
+from chainnode.core.errors import StorageError, StorageLockedError
 from storage.ledger import BLOCK_STORE, MAIN_DATABASE, VOTE_LOG, Head, Ledger, Write
 from storage.tx_filter import TxFilter
 
@@ -229,7 +229,7 @@ def test_second_handle_in_this_process_is_refused(tmp_path: Path) -> None:
 
 
 _OPEN_IN_CHILD = (
-    "import sys\nfrom pathlib import Path\nfrom chainnode.errors import StorageError\n"
+    "import sys\nfrom pathlib import Path\nfrom chainnode.core.errors import StorageError\n"
     "from storage.ledger import Ledger\n"
     "try:\n    Ledger(Path(sys.argv[1]))\nexcept StorageError as error:\n"
     "    print(error.code)\n    print(error.message)\n    sys.exit(3)\nsys.exit(0)\n"

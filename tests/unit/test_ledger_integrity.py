@@ -20,16 +20,16 @@ from typing import Any
 import plyvel
 import pytest
 
-from chainnode import types
-from chainnode.config import load_node_config
-from chainnode.errors import (
+from chainnode.core import types
+from chainnode.core.errors import (
     DiskFullError,
     StorageCorruptError,
     StorageError,
     StorageLockedError,
     StoragePermissionError,
 )
-from chainnode.network import init_network
+from chainnode.node.config import load_node_config
+from chainnode.tools.network import init_network
 from storage.ledger import Head, Ledger, _decode_head, set_aside_for_rebuild
 from storage.leveldb import classify_storage_error
 from tests.unit.test_ledger import commit_chain, initialize, make_block, make_tx
@@ -86,7 +86,7 @@ def _run_without_file_mode_override(program: str, *args: str) -> subprocess.Comp
 
 
 _OPEN_AND_REPORT = (
-    "import sys\nfrom pathlib import Path\nfrom chainnode.errors import StorageError\n"
+    "import sys\nfrom pathlib import Path\nfrom chainnode.core.errors import StorageError\n"
     "from storage.ledger import Ledger\n"
     "try:\n    Ledger(Path(sys.argv[1])).close()\nexcept StorageError as error:\n"
     "    print(error.code)\n    print(error.message)\n    sys.exit(3)\n"

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from chainnode import crypto, types
-from chainnode.mempool import Mempool, MempoolFullError
+from chainnode.core import crypto, types
+from chainnode.node.mempool import Mempool, MempoolFullError
 
 KEY = crypto.SigningKey(b"\x07" * 32)
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chainnode import merkle
+from chainnode.core import merkle
 
 # The test vectors of RFC 6962's reference implementation (Certificate Transparency).
 LEAVES = [

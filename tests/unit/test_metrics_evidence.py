@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 from pathlib import Path
 
-from chainnode import crypto, metrics, types
+from chainnode.core import crypto, metrics, types
 from consensus.messages import Evidence, decode_evidence, sign_vote
 from storage.ledger import Ledger
 

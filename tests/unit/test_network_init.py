@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from chainnode import config, genesis, identity, network
-from chainnode.crypto import SigningKey, public_key_from_pem
-from chainnode.errors import ConfigError
+from chainnode.app import genesis
+from chainnode.core import identity
+from chainnode.core.crypto import SigningKey, public_key_from_pem
+from chainnode.core.errors import ConfigError
+from chainnode.node import config
+from chainnode.tools import network
 
 OPENSSL = shutil.which("openssl")
 

@@ -1,6 +1,6 @@
 """What a node writes to disk, and in which order, before anything leaves it.
 
-Four real `Node`s of a network written by `chainnode.network.init_network`, each over
+Four real `Node`s of a network written by `chainnode.tools.network.init_network`, each over
 its own real LevelDB ledger, not started: no sockets and no timers.  Their frames go
 through a small in-memory network (`send` of each node's transport, which `broadcast`
 also calls, is replaced by a recorder that queues the frame for its peer); the test
@@ -24,12 +24,13 @@ from pathlib import Path
 
 import pytest
 
-from chainnode import types, wire
-from chainnode.client import Identity, build_transaction
-from chainnode.config import load_node_config
-from chainnode.devnet import LocalNetwork
-from chainnode.network import init_network
-from chainnode.node import Node, get_monotonic_ms, get_time_ms
+from chainnode.core import types
+from chainnode.node import wire
+from chainnode.node.config import load_node_config
+from chainnode.node.runtime import Node, get_monotonic_ms, get_time_ms
+from chainnode.sdk.client import Identity, build_transaction
+from chainnode.tools.devnet import LocalNetwork
+from chainnode.tools.network import init_network
 from consensus.engine import Tick
 from consensus.messages import LOG_KIND_PREPARED, PrePrepare, ViewChange, Vote
 from storage.ledger import _VOTE_KEY, BLOCK_STORE, MAIN_DATABASE, VOTE_LOG, Write

@@ -1,6 +1,6 @@
 """A started node's limits on hostile clients, over its real API on 127.0.0.1.
 
-One validator of a four-validator network written by `chainnode.network.init_network`,
+One validator of a four-validator network written by `chainnode.tools.network.init_network`,
 started in this process with its `node.toml` pointing at free ports and carrying small
 `[api]` limits.  Its three peers are never started, so it cannot commit: a transaction
 it admits stays pending, which is what the resend test needs.  The connection limits
@@ -21,12 +21,12 @@ from typing import Any
 import aiohttp
 import pytest
 
-from chainnode.client import Identity, build_transaction
-from chainnode.config import load_node_config, render_node_config
-from chainnode.devnet import LocalNetwork
-from chainnode.errors import ConfigError
-from chainnode.network import init_network
-from chainnode.node import Node
+from chainnode.core.errors import ConfigError
+from chainnode.node.config import load_node_config, render_node_config
+from chainnode.node.runtime import Node
+from chainnode.sdk.client import Identity, build_transaction
+from chainnode.tools.devnet import LocalNetwork
+from chainnode.tools.network import init_network
 from tests.unit.test_http_guard import (
     ask_health,
     connect,

@@ -1,6 +1,6 @@
 """Tests of the p2p transport over real sockets on 127.0.0.1 with real mutual TLS.
 
-Certificates come from `chainnode.identity` (root CA -> zone CA -> entity); nothing under test is
+Certificates come from `chainnode.core.identity` (root CA -> zone CA -> entity); nothing under test is
 mocked.  Every wait is bounded: messages are awaited with `asyncio.wait_for`, connectivity is
 polled against a deadline.
 """
@@ -23,9 +23,9 @@ import aiohttp
 import pytest
 from cryptography import x509
 
-from chainnode import codec, identity
-from chainnode.crypto import SigningKey
-from chainnode.errors import DecodeError
+from chainnode.core import codec, identity
+from chainnode.core.crypto import SigningKey
+from chainnode.core.errors import DecodeError
 from p2p.tls import create_client_context, get_entity_id
 from p2p.transport import (
     CLOSE_CODE_PROTOCOL,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chainnode.peer_clocks import PEER_CLOCK_FRESH_MS, PeerClocks
+from chainnode.node.peer_clocks import PEER_CLOCK_FRESH_MS, PeerClocks
 
 DRIFT_MS = 10_000
 

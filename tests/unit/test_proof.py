@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from chainnode import crypto, types
-from chainnode.client import Client, ClientError, ProofError, verify_proof
-from chainnode.export import open_ledger_snapshot
-from chainnode.proof import PROOF_FIELDS, compute_proof
+from chainnode.app.proof import PROOF_FIELDS, compute_proof
+from chainnode.core import crypto, types
+from chainnode.sdk.client import Client, ClientError, ProofError, verify_proof
+from chainnode.tools.export import open_ledger_snapshot
 from tests.unit.api_harness import ServerThread
 from tests.unit.audit_chain import BuiltChain, LedgerService, build_chain
 
@@ -151,9 +151,9 @@ def test_verify_proof_command(chain: BuiltChain, proof: dict[str, Any], tmp_path
 
 
 def test_validator_sets_from_an_audit_checkpoint(chain: BuiltChain, proof: dict[str, Any]) -> None:
-    from chainnode.audit import Auditor, ReplayState
-    from chainnode.export import LedgerSource
-    from chainnode.proof import StateValidatorSets
+    from chainnode.app.proof import StateValidatorSets
+    from chainnode.tools.audit import Auditor, ReplayState
+    from chainnode.tools.export import LedgerSource
 
     with open_ledger_snapshot(chain.data_dir) as ledger:
         auditor = Auditor(chain.genesis, LedgerSource(ledger, "test"), workers=0, measure_baseline=False)

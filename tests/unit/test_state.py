@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chainnode import codec, crypto, merkle, types
-from chainnode.state import Overlay, compute_genesis_state_root, compute_state_root
+from chainnode.app.state import Overlay, compute_genesis_state_root, compute_state_root
+from chainnode.core import codec, crypto, merkle, types
 
 
 class MapState:

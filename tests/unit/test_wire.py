@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from chainnode import crypto, types, wire
+from chainnode.core import crypto, types
+from chainnode.node import wire
 from consensus.messages import NewView, PreparedCertificate, sign_pre_prepare, sign_view_change, sign_vote
 
 CHAIN = "pilot-net"

@@ -1,0 +1,597 @@
+"""The pilot's X.509 identity hierarchy (Ed25519 throughout).
+
+Theory of operation
+-------------------
+Three levels, each signed by the one above:
+
+    network root CA (self-signed, pathlen 1)
+      -> zone authority CA (pathlen 0, one per pilot zone)
+        -> end-entity certificate (CA=false; also a TLS client and server certificate)
+
+An end-entity certificate names its holder as `CN=<entity id>, O=<display name>, OU=<zone id>`
+and carries the pilot claims in a non-critical private extension (`CLAIMS_OID`) whose value is a
+DER UTF8String such as `zone=beijing;roles=submitter,validator;sectors=health,education`, so
+`openssl x509 -text` shows it verbatim.  A zone CA carries its zone id the same way (OU and the
+extension, with empty roles and sectors), so the zone of a CA is read from the CA itself and not
+from a name convention.
+
+The rule that matters beyond ordinary path validation: *a zone authority may only issue for its
+own zone*.  `issue_entity_certificate` refuses to sign such a certificate, and
+`verify_entity_certificate` refuses one that was forged anyway (the entity's zone claim must equal
+the zone id of the CA that signed it).
+
+Certificates are plain standard PEM/DER that `openssl verify -CAfile root.pem -untrusted zone.pem
+entity.pem` accepts.  Times in certificates have one-second precision; every `not_before` is
+truncated to the second so that the millisecond times in `types.EntityRecord` equal the
+certificate's times exactly.
+
+Errors: input that arrives from outside (a certificate in a transaction or a TLS handshake) that
+breaks a rule raises `IdentityError`; a certificate file that cannot be read raises `ConfigError`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from chainnode.core import types
+from chainnode.core.crypto import PUBLIC_KEY_BYTES, SigningKey
+from chainnode.core.errors import ConfigError, IdentityError
+
+# A private arc under the UUID root 2.25 (ITU-T X.667); the integer is a fixed random UUID.
+CLAIMS_OID = x509.ObjectIdentifier("2.25.156094350042141432107721305136278390519")
+
+ROOT_VALID_DAYS = 3650
+ZONE_VALID_DAYS = 1825
+ENTITY_VALID_DAYS = 365
+# Certificates start an hour in the past so that small clock differences between the issuer and
+# the verifier do not make a fresh certificate "not yet valid".
+NOT_BEFORE_BACKDATE = timedelta(hours=1)
+
+ID_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+NAME_LENGTH_MAX = 128
+URI_PREFIX = "chainnode:entity:"
+
+_UTF8STRING_TAG = 0x0C
+
+
+@dataclass(frozen=True, slots=True)
+class EntityClaims:
+    """What an end-entity certificate asserts about its holder.
+
+    `roles` and `sectors` are normalised to sorted tuples without duplicates, so two claims that
+    say the same thing compare equal and encode the same way.
+    """
+
+    entity_id: str  # lowercase `[a-z0-9-]`, the certificate's CN
+    zone: str  # zone id of the issuing authority
+    roles: tuple[str, ...]  # subset of `types.ROLES`
+    sectors: tuple[str, ...]  # subset of `types.SECTORS`
+    name: str  # display name, the certificate's O
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "roles", tuple(sorted(set(self.roles))))
+        object.__setattr__(self, "sectors", tuple(sorted(set(self.sectors))))
+
+
+# ---------------------------------------------------------------- claims extension
+
+
+def is_valid_id(value: str) -> bool:
+    """True for a lowercase `[a-z0-9-]` identifier of at most 64 characters."""
+    return bool(ID_PATTERN.match(value))
+
+
+def compute_claims_text(zone: str, roles: tuple[str, ...], sectors: tuple[str, ...]) -> str:
+    return f"zone={zone};roles={','.join(roles)};sectors={','.join(sectors)}"
+
+
+def _encode_utf8string(text: str) -> bytes:
+    data = text.encode("utf-8")
+    length = len(data)
+    if length < 0x80:
+        header = bytes([_UTF8STRING_TAG, length])
+    else:
+        length_bytes = length.to_bytes((length.bit_length() + 7) // 8, "big")
+        header = bytes([_UTF8STRING_TAG, 0x80 | len(length_bytes)]) + length_bytes
+    return header + data
+
+
+def _decode_utf8string(der: bytes) -> str:
+    if len(der) < 2 or der[0] != _UTF8STRING_TAG:
+        raise IdentityError("claims extension is not a DER UTF8String")
+    first = der[1]
+    if first < 0x80:
+        length, offset = first, 2
+    else:
+        count = first & 0x7F
+        if count == 0 or count > 2 or len(der) < 2 + count:
+            raise IdentityError("claims extension has a bad DER length")
+        length, offset = int.from_bytes(der[2 : 2 + count], "big"), 2 + count
+        if length < 0x80 or (count == 2 and length < 0x100):
+            raise IdentityError("claims extension has a non-minimal DER length")
+    if len(der) != offset + length:
+        raise IdentityError("claims extension length does not match its content")
+    try:
+        return der[offset:].decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise IdentityError("claims extension is not valid UTF-8") from error
+
+
+def _parse_claims_text(text: str) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    parts = text.split(";")
+    keys = [part.partition("=")[0] for part in parts]
+    if keys != ["zone", "roles", "sectors"] or any("=" not in part for part in parts):
+        raise IdentityError(f"claims extension {text!r} is not 'zone=..;roles=..;sectors=..'")
+    values = [part.partition("=")[2] for part in parts]
+    zone = values[0]
+    roles = tuple(values[1].split(",")) if values[1] else ()
+    sectors = tuple(values[2].split(",")) if values[2] else ()
+    return zone, roles, sectors
+
+
+def _read_claims_extension(
+    certificate: x509.Certificate,
+) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    try:
+        extension = certificate.extensions.get_extension_for_oid(CLAIMS_OID)
+    except x509.ExtensionNotFound as error:
+        raise IdentityError("certificate has no pilot claims extension") from error
+    except ValueError as error:  # duplicate or unparsable extensions
+        raise IdentityError(f"certificate extensions are malformed: {error}") from error
+    value = extension.value
+    if not isinstance(value, x509.UnrecognizedExtension):
+        raise IdentityError("pilot claims extension has an unexpected type")
+    return _parse_claims_text(_decode_utf8string(value.value))
+
+
+def _get_name_attribute(
+    certificate: x509.Certificate, oid: x509.ObjectIdentifier, what: str
+) -> str:
+    attributes = certificate.subject.get_attributes_for_oid(oid)
+    if len(attributes) != 1:
+        raise IdentityError(f"certificate subject must have exactly one {what}")
+    value = attributes[0].value
+    if not isinstance(value, str):
+        raise IdentityError(f"certificate subject {what} is not text")
+    return value
+
+
+def _check_claims(claims: EntityClaims) -> None:
+    if not is_valid_id(claims.entity_id):
+        raise IdentityError(f"entity id {claims.entity_id!r} is not lowercase [a-z0-9-]")
+    if not is_valid_id(claims.zone):
+        raise IdentityError(f"zone id {claims.zone!r} is not lowercase [a-z0-9-]")
+    if not claims.name or len(claims.name) > NAME_LENGTH_MAX:
+        raise IdentityError(f"display name of {claims.entity_id} is empty or too long")
+    unknown_roles = set(claims.roles) - types.ROLES
+    if unknown_roles:
+        raise IdentityError(f"unknown role(s) {sorted(unknown_roles)} for {claims.entity_id}")
+    unknown_sectors = set(claims.sectors) - types.SECTORS
+    if unknown_sectors:
+        raise IdentityError(f"unknown sector(s) {sorted(unknown_sectors)} for {claims.entity_id}")
+
+
+def read_claims(certificate: x509.Certificate) -> EntityClaims:
+    """The claims of an end-entity certificate; `IdentityError` if missing or garbled."""
+    zone, roles, sectors = _read_claims_extension(certificate)
+    entity_id = _get_name_attribute(certificate, NameOID.COMMON_NAME, "CN")
+    name = _get_name_attribute(certificate, NameOID.ORGANIZATION_NAME, "O")
+    subject_zone = _get_name_attribute(certificate, NameOID.ORGANIZATIONAL_UNIT_NAME, "OU")
+    if subject_zone != zone:
+        raise IdentityError(f"subject OU {subject_zone!r} disagrees with the claimed zone {zone!r}")
+    claims = EntityClaims(entity_id=entity_id, zone=zone, roles=roles, sectors=sectors, name=name)
+    if claims.roles != roles or claims.sectors != sectors:
+        raise IdentityError("roles and sectors in the claims extension must be sorted and distinct")
+    _check_claims(claims)
+    return claims
+
+
+def read_zone_id(ca_certificate: x509.Certificate) -> str:
+    """The zone id a zone authority CA certificate carries (OU and claims extension)."""
+    zone, roles, sectors = _read_claims_extension(ca_certificate)
+    if roles or sectors:
+        raise IdentityError("a zone CA certificate must not claim roles or sectors")
+    subject_zone = _get_name_attribute(ca_certificate, NameOID.ORGANIZATIONAL_UNIT_NAME, "OU")
+    if subject_zone != zone or not is_valid_id(zone):
+        raise IdentityError(f"zone CA names zone {subject_zone!r} but claims {zone!r}")
+    return zone
+
+
+# ---------------------------------------------------------------- building certificates
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _public_key_object(public_key: bytes) -> ed25519.Ed25519PublicKey:
+    if len(public_key) != PUBLIC_KEY_BYTES:
+        raise IdentityError(
+            f"an Ed25519 public key is {PUBLIC_KEY_BYTES} bytes, got {len(public_key)}"
+        )
+    return ed25519.Ed25519PublicKey.from_public_bytes(public_key)
+
+
+def _check_issuer_key(issuer_certificate: x509.Certificate, issuer_key: SigningKey) -> None:
+    if public_key_of(issuer_certificate) != issuer_key.public_key:
+        raise IdentityError("the signing key does not belong to the issuer certificate")
+
+
+def _compute_key_usage(*, is_ca: bool) -> x509.KeyUsage:
+    """CAs sign certificates and CRLs; entities sign (transactions, votes, TLS handshakes)."""
+    return x509.KeyUsage(
+        digital_signature=not is_ca,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=is_ca,
+        crl_sign=is_ca,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def _certificate_builder(
+    subject: x509.Name,
+    issuer: x509.Name,
+    public_key: ed25519.Ed25519PublicKey,
+    issuer_public_key: ed25519.Ed25519PublicKey,
+    *,
+    is_ca: bool,
+    path_length: int | None,
+    not_before: datetime,
+    valid_days: int,
+) -> x509.CertificateBuilder:
+    """What every certificate of the hierarchy carries: names, key, validity, basic
+    constraints, key usage and both key identifiers."""
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_before + timedelta(days=valid_days))
+        .add_extension(x509.BasicConstraints(ca=is_ca, path_length=path_length), critical=True)
+        .add_extension(_compute_key_usage(is_ca=is_ca), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public_key), critical=False
+        )
+    )
+
+
+def _ca_builder(
+    subject: x509.Name,
+    issuer: x509.Name,
+    public_key: ed25519.Ed25519PublicKey,
+    issuer_public_key: ed25519.Ed25519PublicKey,
+    *,
+    path_length: int,
+    valid_days: int,
+) -> x509.CertificateBuilder:
+    return _certificate_builder(
+        subject,
+        issuer,
+        public_key,
+        issuer_public_key,
+        is_ca=True,
+        path_length=path_length,
+        not_before=_now() - NOT_BEFORE_BACKDATE,
+        valid_days=valid_days,
+    )
+
+
+def create_root_ca(
+    name: str, key: SigningKey, *, valid_days: int = ROOT_VALID_DAYS
+) -> x509.Certificate:
+    """The self-signed network root; it may certify zone CAs (pathlen 1)."""
+    if not name or len(name) > NAME_LENGTH_MAX:
+        raise IdentityError("the root CA needs a display name of 1..128 characters")
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, f"{name} Root CA"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, name),
+        ]
+    )
+    private_key = key.to_cryptography()
+    public_key = private_key.public_key()
+    builder = _ca_builder(
+        subject, subject, public_key, public_key, path_length=1, valid_days=valid_days
+    )
+    return builder.sign(private_key, algorithm=None)
+
+
+def create_zone_ca(
+    root_certificate: x509.Certificate,
+    root_key: SigningKey,
+    *,
+    zone_id: str,
+    zone_name: str,
+    key: SigningKey,
+    valid_days: int = ZONE_VALID_DAYS,
+) -> x509.Certificate:
+    """A zone authority CA (pathlen 0) signed by the root, carrying its zone id."""
+    if not is_valid_id(zone_id):
+        raise IdentityError(f"zone id {zone_id!r} is not lowercase [a-z0-9-]")
+    if not zone_name or len(zone_name) > NAME_LENGTH_MAX:
+        raise IdentityError(f"zone {zone_id} needs a display name of 1..128 characters")
+    _check_issuer_key(root_certificate, root_key)
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, f"{zone_name} Zone Authority"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, zone_name),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, zone_id),
+        ]
+    )
+    root_private = root_key.to_cryptography()
+    builder = _ca_builder(
+        subject,
+        root_certificate.subject,
+        key.to_cryptography().public_key(),
+        root_private.public_key(),
+        path_length=0,
+        valid_days=valid_days,
+    ).add_extension(
+        x509.UnrecognizedExtension(
+            CLAIMS_OID, _encode_utf8string(compute_claims_text(zone_id, (), ()))
+        ),
+        critical=False,
+    )
+    return builder.sign(root_private, algorithm=None)
+
+
+def _build_entity_certificate(
+    zone_certificate: x509.Certificate,
+    zone_key: SigningKey,
+    claims: EntityClaims,
+    public_key: bytes,
+    *,
+    valid_days: int = ENTITY_VALID_DAYS,
+    not_before: datetime | None = None,
+) -> x509.Certificate:
+    """Sign an end-entity certificate without any rule check (tests use it to forge)."""
+    start = (not_before or (_now() - NOT_BEFORE_BACKDATE)).replace(microsecond=0)
+    subject_key = _public_key_object(public_key)
+    zone_private = zone_key.to_cryptography()
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, claims.entity_id),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, claims.name),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, claims.zone),
+        ]
+    )
+    alternative_names = x509.SubjectAlternativeName(
+        [
+            x509.DNSName("localhost"),
+            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+            x509.UniformResourceIdentifier(f"{URI_PREFIX}{claims.entity_id}"),
+        ]
+    )
+    claims_text = compute_claims_text(claims.zone, claims.roles, claims.sectors)
+    builder = (
+        _certificate_builder(
+            subject,
+            zone_certificate.subject,
+            subject_key,
+            zone_private.public_key(),
+            is_ca=False,
+            path_length=None,
+            not_before=start,
+            valid_days=valid_days,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
+        .add_extension(alternative_names, critical=False)
+        .add_extension(
+            x509.UnrecognizedExtension(CLAIMS_OID, _encode_utf8string(claims_text)), critical=False
+        )
+    )
+    return builder.sign(zone_private, algorithm=None)
+
+
+def issue_entity_certificate(
+    zone_certificate: x509.Certificate,
+    zone_key: SigningKey,
+    claims: EntityClaims,
+    public_key: bytes,
+    *,
+    valid_days: int = ENTITY_VALID_DAYS,
+    not_before: datetime | None = None,
+) -> x509.Certificate:
+    """Issue an end-entity certificate; a zone authority may only issue for its own zone."""
+    _check_claims(claims)
+    zone_id = read_zone_id(zone_certificate)
+    if claims.zone != zone_id:
+        raise IdentityError(
+            f"zone authority {zone_id!r} cannot issue a certificate for zone {claims.zone!r}"
+        )
+    _check_issuer_key(zone_certificate, zone_key)
+    if valid_days <= 0:
+        raise IdentityError("a certificate must be valid for at least one day")
+    if not_before is not None and not_before.tzinfo is None:
+        raise IdentityError("not_before must be timezone-aware")
+    return _build_entity_certificate(
+        zone_certificate, zone_key, claims, public_key, valid_days=valid_days, not_before=not_before
+    )
+
+
+# ---------------------------------------------------------------- verification
+
+
+def _is_ca(certificate: x509.Certificate) -> bool | None:
+    """True/False from BasicConstraints, None when the extension is absent."""
+    try:
+        constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        return None
+    except ValueError as error:
+        raise IdentityError(f"certificate extensions are malformed: {error}") from error
+    return constraints.ca
+
+
+def _check_signed_by(certificate: x509.Certificate, issuer: x509.Certificate, what: str) -> None:
+    try:
+        certificate.verify_directly_issued_by(issuer)
+    except ValueError as error:
+        raise IdentityError(f"{what} was not issued by the expected authority: {error}") from error
+    except InvalidSignature as error:
+        raise IdentityError(f"{what} has an invalid signature") from error
+    except TypeError as error:
+        raise IdentityError(f"{what} uses an unsupported key type: {error}") from error
+
+
+def to_ms(moment: datetime) -> int:
+    """Milliseconds since the Unix epoch of an aware datetime."""
+    return int(moment.timestamp() * 1000)
+
+
+def get_validity_ms(certificate: x509.Certificate) -> tuple[int, int]:
+    """(not_before_ms, not_after_ms) of a certificate."""
+    return to_ms(certificate.not_valid_before_utc), to_ms(certificate.not_valid_after_utc)
+
+
+def _check_valid_at(certificate: x509.Certificate, at_ms: int, what: str) -> None:
+    not_before_ms, not_after_ms = get_validity_ms(certificate)
+    if at_ms < not_before_ms:
+        raise IdentityError(f"{what} is not yet valid at {at_ms} ms (from {not_before_ms} ms)")
+    if at_ms > not_after_ms:
+        raise IdentityError(f"{what} has expired at {at_ms} ms (until {not_after_ms} ms)")
+
+
+def verify_zone_certificate(
+    zone_certificate: x509.Certificate,
+    root_certificate: x509.Certificate,
+    *,
+    at_ms: int | None = None,
+) -> str:
+    """Check that a zone CA is a CA certified by the root; return its zone id."""
+    if _is_ca(root_certificate) is not True:
+        raise IdentityError("the root certificate is not a CA")
+    _check_signed_by(root_certificate, root_certificate, "root certificate")
+    if _is_ca(zone_certificate) is not True:
+        raise IdentityError("the zone authority certificate is not a CA")
+    _check_signed_by(zone_certificate, root_certificate, "zone authority certificate")
+    zone_id = read_zone_id(zone_certificate)
+    if at_ms is not None:
+        _check_valid_at(root_certificate, at_ms, "root certificate")
+        _check_valid_at(zone_certificate, at_ms, f"zone authority certificate of {zone_id}")
+    return zone_id
+
+
+def verify_entity_certificate(
+    certificate: x509.Certificate,
+    zone_certificate: x509.Certificate,
+    root_certificate: x509.Certificate,
+    *,
+    at_ms: int | None = None,
+) -> EntityClaims:
+    """Verify root -> zone CA -> entity and the zone rule; return the entity's claims."""
+    zone_id = verify_zone_certificate(zone_certificate, root_certificate, at_ms=at_ms)
+    if _is_ca(certificate) is not False:
+        raise IdentityError("an entity certificate must carry BasicConstraints CA=false")
+    _check_signed_by(certificate, zone_certificate, "entity certificate")
+    claims = read_claims(certificate)
+    if claims.zone != zone_id:
+        raise IdentityError(
+            f"certificate of {claims.entity_id} claims zone {claims.zone!r} but was issued by "
+            f"the authority of zone {zone_id!r}: a zone authority cannot issue for another zone"
+        )
+    public_key_of(certificate)
+    if at_ms is not None:
+        _check_valid_at(certificate, at_ms, f"certificate of {claims.entity_id}")
+    return claims
+
+
+def entity_record_from_certificate(certificate: x509.Certificate) -> types.EntityRecord:
+    """The state record for an entity certificate (not revoked); does not verify the chain."""
+    claims = read_claims(certificate)
+    not_before_ms, not_after_ms = get_validity_ms(certificate)
+    return types.EntityRecord(
+        entity_id=claims.entity_id,
+        zone=claims.zone,
+        public_key=public_key_of(certificate),
+        roles=claims.roles,
+        sectors=claims.sectors,
+        not_before_ms=not_before_ms,
+        not_after_ms=not_after_ms,
+        revoked=False,
+        certificate=certificate_der(certificate),
+    )
+
+
+# ---------------------------------------------------------------- files and encodings
+
+
+def certificate_to_pem(certificate: x509.Certificate) -> bytes:
+    return certificate.public_bytes(serialization.Encoding.PEM)
+
+
+def certificate_der(certificate: x509.Certificate) -> bytes:
+    return certificate.public_bytes(serialization.Encoding.DER)
+
+
+def certificate_from_der(data: bytes) -> x509.Certificate:
+    """Parse a DER certificate that arrived from outside; `IdentityError` if malformed."""
+    try:
+        return x509.load_der_x509_certificate(data)
+    except ValueError as error:
+        raise IdentityError(f"not a DER certificate: {error}") from error
+
+
+def certificate_from_pem(data: bytes) -> x509.Certificate:
+    """Parse one PEM certificate that arrived from outside; `IdentityError` if malformed."""
+    try:
+        return x509.load_pem_x509_certificate(data)
+    except ValueError as error:
+        raise IdentityError(f"not a PEM certificate: {error}") from error
+
+
+def public_key_of(certificate: x509.Certificate) -> bytes:
+    """The raw 32-byte Ed25519 public key of a certificate."""
+    try:
+        key = certificate.public_key()
+    except ValueError as error:
+        raise IdentityError(f"certificate public key is malformed: {error}") from error
+    if not isinstance(key, ed25519.Ed25519PublicKey):
+        raise IdentityError("certificate key is not an Ed25519 key")
+    return key.public_bytes_raw()
+
+
+def _read_file(path: Path) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise ConfigError(f"cannot read certificate file {path}: {error}") from error
+
+
+def load_certificate(path: Path) -> x509.Certificate:
+    """The first (usually only) certificate of a PEM file; `ConfigError` if unusable."""
+    return load_certificates(path)[0]
+
+
+def load_certificates(path: Path) -> tuple[x509.Certificate, ...]:
+    """All certificates of a PEM bundle, in file order; `ConfigError` if none or malformed."""
+    data = _read_file(path)
+    try:
+        certificates = x509.load_pem_x509_certificates(data)
+    except ValueError as error:
+        raise ConfigError(f"{path} is not a PEM certificate file: {error}") from error
+    if not certificates:
+        raise ConfigError(f"{path} holds no certificate")
+    return tuple(certificates)

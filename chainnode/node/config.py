@@ -1,0 +1,284 @@
+"""Node configuration: `node.toml`, read with the standard library's `tomllib`.
+
+Theory of operation
+-------------------
+A node is configured by one TOML file (see `render_node_config` for the layout `network init`
+writes).  `load_node_config` turns it into a frozen `NodeConfig` in which every path is absolute
+(relative paths are resolved against the directory of the TOML file, so a network directory can
+be moved as a whole) and every address is split into host and port.  Bad input raises
+`ConfigError` naming the offending key (`p2p.listen`, `tls.key`, ...); nothing is defaulted
+silently except the tuning values documented below.
+
+Tuning tables, all optional: `[consensus]` (`proposal_delay_ms`, `tick_ms`, `view_timeout_ms`),
+`[mempool]` (`capacity_txs`), `[identity]` (`certificate_warning_days`) and `[storage]`:
+`disk_free_bytes_min` (default 256 MiB) is the free space under `data_dir` below which the node
+logs a warning, reports `disk_space_low` on `/readyz` and answers 503 there (it keeps committing;
+see `chainnode.node.health`).  0 turns the warning off; a full disk is reported whatever it says.
+
+Connection limits, all optional (`p2p.http_guard`): `[api]` `connections_max` (default
+256) connections open at once, one more is answered 503 `too_many_connections` and closed;
+`request_head_timeout_ms` (10 s) from a request head's first byte to its end (slowloris);
+`keepalive_timeout_ms` (60 s) an idle connection is kept.  `[p2p]` `inbound_connections_max`
+(128) inbound peer connections open at once, `inbound_unauthenticated_max` (16) of them before
+their hello is accepted (see `p2p.transport`).
+
+The loader checks shapes and ranges only.  Whether the certificate, key and genesis files exist
+and agree is checked by whoever opens them (`identity`, `genesis`, the TLS setup).
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from chainnode.core.errors import ConfigError
+
+FRAME_BYTES_MAX_DEFAULT = 16 * 1024 * 1024
+PROPOSAL_DELAY_MS_DEFAULT = 20
+TICK_MS_DEFAULT = 10
+MEMPOOL_CAPACITY_TXS_DEFAULT = 100_000
+VIEW_TIMEOUT_MS_DEFAULT = 2_000
+CERTIFICATE_WARNING_DAYS_DEFAULT = 30
+# Connection limits (see the module docstring).  256 API connections serve many clients with
+# keep-alive connections while a flood of idle ones costs at most 256 descriptors; a request
+# head is a few hundred bytes, so 10 s for it is generous on any link; 60 s of keep-alive
+# outlasts the usual client pools' own idle timeouts (aiohttp's: 15 s), so a server close
+# rarely races a client's next request.  An inbound peer connection is one per peer (a
+# network has tens of validators and observers), and an honest hello takes milliseconds.
+API_CONNECTIONS_MAX_DEFAULT = 256
+API_REQUEST_HEAD_TIMEOUT_MS_DEFAULT = 10_000
+API_KEEPALIVE_TIMEOUT_MS_DEFAULT = 60_000
+P2P_INBOUND_CONNECTIONS_MAX_DEFAULT = 128
+P2P_INBOUND_UNAUTHENTICATED_MAX_DEFAULT = 16
+DISK_FREE_BYTES_MIN_DEFAULT = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class PeerConfig:
+    """Another validator this node connects to."""
+
+    entity_id: str
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """A node's configuration with absolute paths and split addresses."""
+
+    node_id: str  # entity id of this node (its certificate CN)
+    config_path: Path  # the node.toml this was read from
+    data_dir: Path  # LevelDB and other node state
+    genesis_path: Path
+    certificate_path: Path  # the node's own certificate
+    chain_path: Path  # node certificate followed by its zone CA (sent in TLS)
+    key_path: Path
+    root_ca_path: Path  # the network root CA every peer must chain to
+    p2p_host: str
+    p2p_port: int
+    peers: tuple[PeerConfig, ...]
+    frame_bytes_max: int  # largest websocket frame accepted from a peer
+    api_host: str
+    api_port: int
+    proposal_delay_ms: int  # the primary waits this long to batch transactions into a block
+    tick_ms: int  # consensus timer granularity
+    mempool_capacity_txs: int
+    view_timeout_ms: int = VIEW_TIMEOUT_MS_DEFAULT  # used unless the chain parameters set one
+    certificate_warning_days: int = CERTIFICATE_WARNING_DAYS_DEFAULT  # status/metrics warn this early
+    api_connections_max: int = API_CONNECTIONS_MAX_DEFAULT  # more are refused with 503
+    api_request_head_timeout_ms: int = API_REQUEST_HEAD_TIMEOUT_MS_DEFAULT  # first byte to end of head
+    api_keepalive_timeout_ms: int = API_KEEPALIVE_TIMEOUT_MS_DEFAULT  # idle connections are closed
+    p2p_inbound_connections_max: int = P2P_INBOUND_CONNECTIONS_MAX_DEFAULT
+    p2p_inbound_unauthenticated_max: int = P2P_INBOUND_UNAUTHENTICATED_MAX_DEFAULT  # hello not yet accepted
+    disk_free_bytes_min: int = DISK_FREE_BYTES_MIN_DEFAULT  # less free under data_dir: not ready
+
+
+class _Table:
+    """Typed access to one TOML table, raising `ConfigError` with the dotted key."""
+
+    def __init__(self, value: Any, where: str) -> None:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table")
+        self.value = value
+        self.where = where
+
+    def _key(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def get_table(self, key: str) -> _Table:
+        if key not in self.value:
+            raise ConfigError(f"missing table [{self._key(key)}]")
+        return _Table(self.value[key], self._key(key))
+
+    def get_str(self, key: str) -> str:
+        if key not in self.value:
+            raise ConfigError(f"missing key {self._key(key)}")
+        value = self.value[key]
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{self._key(key)}: expected a non-empty string")
+        return value
+
+    def get_int(self, key: str, default: int, minimum: int, maximum: int) -> int:
+        value = self.value.get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigError(f"{self._key(key)}: expected an integer")
+        if not minimum <= value <= maximum:
+            raise ConfigError(f"{self._key(key)}: {value} is outside [{minimum}, {maximum}]")
+        return value
+
+    def get_path(self, key: str, base: Path) -> Path:
+        return (base / self.get_str(key)).resolve()
+
+    def get_address(self, key: str) -> tuple[str, int]:
+        return parse_address(self.get_str(key), self._key(key))
+
+
+def parse_address(text: str, key: str) -> tuple[str, int]:
+    """Split `host:port` (IPv6 as `[::1]:port`); `ConfigError` naming `key` if malformed."""
+    host, separator, port_text = text.rpartition(":")
+    if not separator or not host or not port_text.isdigit():
+        raise ConfigError(f"{key}: expected host:port, got {text!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    port = int(port_text)
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"{key}: port {port} is outside 1..65535")
+    return host, port
+
+
+def _read_peers(p2p: _Table) -> tuple[PeerConfig, ...]:
+    items = p2p.value.get("peers", [])
+    if not isinstance(items, list):
+        raise ConfigError("p2p.peers: expected an array of tables")
+    peers = []
+    for index, item in enumerate(items):
+        table = _Table(item, f"p2p.peers[{index}]")
+        host, port = table.get_address("address")
+        peers.append(PeerConfig(entity_id=table.get_str("id"), host=host, port=port))
+    ids = [peer.entity_id for peer in peers]
+    if len(set(ids)) != len(ids):
+        raise ConfigError("p2p.peers: a peer id is listed twice")
+    return tuple(peers)
+
+
+def load_node_config(path: Path) -> NodeConfig:
+    """Read `node.toml`; all paths come back absolute."""
+    config_path = Path(path).resolve()
+    try:
+        with config_path.open("rb") as file:
+            document = tomllib.load(file)
+    except OSError as error:
+        raise ConfigError(f"cannot read node config {config_path}: {error}") from error
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"node config {config_path} is not valid TOML: {error}") from error
+    base = config_path.parent
+    top = _Table(document, "")
+    node = top.get_table("node")
+    tls = top.get_table("tls")
+    p2p = top.get_table("p2p")
+    api = top.get_table("api")
+    consensus = _Table(document.get("consensus", {}), "consensus")
+    mempool = _Table(document.get("mempool", {}), "mempool")
+    identity_table = _Table(document.get("identity", {}), "identity")
+    storage = _Table(document.get("storage", {}), "storage")
+    p2p_host, p2p_port = p2p.get_address("listen")
+    api_host, api_port = api.get_address("listen")
+    node_id = node.get_str("id")
+    peers = _read_peers(p2p)
+    if any(peer.entity_id == node_id for peer in peers):
+        raise ConfigError(f"p2p.peers: the node {node_id} lists itself as a peer")
+    inbound_connections_max = p2p.get_int(
+        "inbound_connections_max", P2P_INBOUND_CONNECTIONS_MAX_DEFAULT, 1, 100_000
+    )
+    return NodeConfig(
+        node_id=node_id,
+        config_path=config_path,
+        data_dir=node.get_path("data_dir", base),
+        genesis_path=node.get_path("genesis", base),
+        certificate_path=tls.get_path("certificate", base),
+        chain_path=tls.get_path("chain", base),
+        key_path=tls.get_path("key", base),
+        root_ca_path=tls.get_path("root_ca", base),
+        p2p_host=p2p_host,
+        p2p_port=p2p_port,
+        peers=peers,
+        frame_bytes_max=p2p.get_int("frame_bytes_max", FRAME_BYTES_MAX_DEFAULT, 1024, 1 << 30),
+        api_host=api_host,
+        api_port=api_port,
+        proposal_delay_ms=consensus.get_int("proposal_delay_ms", PROPOSAL_DELAY_MS_DEFAULT, 0, 60_000),
+        tick_ms=consensus.get_int("tick_ms", TICK_MS_DEFAULT, 1, 10_000),
+        mempool_capacity_txs=mempool.get_int("capacity_txs", MEMPOOL_CAPACITY_TXS_DEFAULT, 1, 100_000_000),
+        view_timeout_ms=consensus.get_int("view_timeout_ms", VIEW_TIMEOUT_MS_DEFAULT, 50, 600_000),
+        certificate_warning_days=identity_table.get_int(
+            "certificate_warning_days", CERTIFICATE_WARNING_DAYS_DEFAULT, 0, 3650
+        ),
+        api_connections_max=api.get_int("connections_max", API_CONNECTIONS_MAX_DEFAULT, 1, 1_000_000),
+        api_request_head_timeout_ms=api.get_int(
+            "request_head_timeout_ms", API_REQUEST_HEAD_TIMEOUT_MS_DEFAULT, 100, 600_000
+        ),
+        api_keepalive_timeout_ms=api.get_int(
+            "keepalive_timeout_ms", API_KEEPALIVE_TIMEOUT_MS_DEFAULT, 100, 86_400_000
+        ),
+        p2p_inbound_connections_max=inbound_connections_max,
+        p2p_inbound_unauthenticated_max=p2p.get_int(
+            "inbound_unauthenticated_max", P2P_INBOUND_UNAUTHENTICATED_MAX_DEFAULT, 1, inbound_connections_max
+        ),
+        disk_free_bytes_min=storage.get_int("disk_free_bytes_min", DISK_FREE_BYTES_MIN_DEFAULT, 0, 1 << 50),
+    )
+
+
+def _quote(text: str) -> str:
+    # A JSON string without non-ASCII escapes is also a valid TOML basic string.
+    return json.dumps(text)
+
+
+def render_node_config(
+    *,
+    node_id: str,
+    p2p_address: str,
+    api_address: str,
+    peers: list[tuple[str, str]],
+    data_dir: str = "data",
+    genesis: str = "../../genesis.json",
+    root_ca: str = "../../root/ca.pem",
+    frame_bytes_max: int = FRAME_BYTES_MAX_DEFAULT,
+    proposal_delay_ms: int = PROPOSAL_DELAY_MS_DEFAULT,
+    tick_ms: int = TICK_MS_DEFAULT,
+    mempool_capacity_txs: int = MEMPOOL_CAPACITY_TXS_DEFAULT,
+) -> str:
+    """The text of a `node.toml`; `peers` are (entity id, host:port) pairs."""
+    peer_lines = "".join(
+        f"  {{ id = {_quote(peer_id)}, address = {_quote(address)} }},\n" for peer_id, address in peers
+    )
+    return (
+        "[node]\n"
+        f"id = {_quote(node_id)}  # entity id of this node (its certificate CN)\n"
+        f"data_dir = {_quote(data_dir)}  # paths are relative to this file's directory\n"
+        f"genesis = {_quote(genesis)}\n"
+        "\n[tls]\n"
+        'certificate = "cert.pem"  # the node\'s own certificate\n'
+        'chain = "chain.pem"  # node certificate followed by its zone CA certificate\n'
+        'key = "key.pem"\n'
+        f"root_ca = {_quote(root_ca)}\n"
+        "\n[p2p]\n"
+        f"listen = {_quote(p2p_address)}\n"
+        f"peers = [\n{peer_lines}]\n"
+        f"frame_bytes_max = {frame_bytes_max}\n"
+        f"inbound_connections_max = {P2P_INBOUND_CONNECTIONS_MAX_DEFAULT}\n"
+        f"inbound_unauthenticated_max = {P2P_INBOUND_UNAUTHENTICATED_MAX_DEFAULT}  # hello not yet accepted\n"
+        "\n[api]\n"
+        f"listen = {_quote(api_address)}\n"
+        f"connections_max = {API_CONNECTIONS_MAX_DEFAULT}  # more are answered 503 and closed\n"
+        f"request_head_timeout_ms = {API_REQUEST_HEAD_TIMEOUT_MS_DEFAULT}  # first byte to end of head\n"
+        f"keepalive_timeout_ms = {API_KEEPALIVE_TIMEOUT_MS_DEFAULT}  # idle connections are closed\n"
+        "\n[consensus]\n"
+        f"proposal_delay_ms = {proposal_delay_ms}  # primary batches transactions this long\n"
+        f"tick_ms = {tick_ms}\n"
+        "\n[mempool]\n"
+        f"capacity_txs = {mempool_capacity_txs}\n"
+        "\n[storage]\n"
+        f"disk_free_bytes_min = {DISK_FREE_BYTES_MIN_DEFAULT}  # less free under data_dir: /readyz 503\n"
+    )

@@ -1,0 +1,108 @@
+"""The node-to-node protocol carried in p2p frames.
+
+Each frame is one canonical msgpack array whose tag says what it is:
+consensus messages (`consensus.messages.MESSAGE_TAGS`: pre-prepare, vote,
+view change, new view), a peer's committed height (status), block-sync
+requests and responses, and batches of gossiped transactions.
+`decode_frame` is strict and raises `DecodeError` on anything else; the node
+drops such frames and counts them, it never crashes on them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chainnode.core import codec, types
+from chainnode.core.codec import expect_bytes, expect_int, expect_tuple
+from chainnode.core.errors import DecodeError
+from consensus.messages import MESSAGE_TAGS, Message, decode_message_fields
+
+TAG_STATUS = 32
+TAG_BLOCK_REQUEST = 33
+TAG_BLOCK_RESPONSE = 34
+TAG_TX_BATCH = 35
+VERSION = 1
+
+TX_BATCH_MAX = 10_000
+GOSSIP_BYTES_MAX = 4 * 1024 * 1024
+BLOCKS_PER_RESPONSE_MAX = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    height: int  # the sender's committed height
+    wall_ms: int  # the sender's wall clock when it sent this (see `chainnode.node.peer_clocks`)
+
+
+@dataclass(frozen=True, slots=True)
+class BlockRequest:
+    height_min: int
+    height_max: int
+
+
+@dataclass(frozen=True, slots=True)
+class BlockResponse:
+    blocks: tuple[tuple[types.Block, types.CommitCertificate], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TxBatch:
+    transactions: tuple[bytes, ...]  # encoded, decoded and admitted one by one by the receiver
+
+
+Frame = Message | Status | BlockRequest | BlockResponse | TxBatch
+
+
+def encode_status(height: int, wall_ms: int) -> bytes:
+    return codec.encode((TAG_STATUS, VERSION, height, wall_ms))
+
+
+def encode_block_request(height_min: int, height_max: int) -> bytes:
+    return codec.encode((TAG_BLOCK_REQUEST, VERSION, height_min, height_max))
+
+
+def encode_block_response(items: list[tuple[bytes, bytes]]) -> bytes:
+    """`items` are (encoded block, encoded certificate) pairs straight from storage."""
+    return codec.encode((TAG_BLOCK_RESPONSE, VERSION, tuple(items)))
+
+
+def encode_tx_batch(transactions: list[bytes]) -> bytes:
+    return codec.encode((TAG_TX_BATCH, VERSION, tuple(transactions)))
+
+
+def decode_frame(data: bytes, *, frame_bytes_max: int) -> Frame:
+    value = codec.decode(data, bytes_max=frame_bytes_max)
+    if not isinstance(value, tuple) or len(value) < 2:
+        raise DecodeError("frame: expected an array with a type tag")
+    tag = value[0]
+    if tag in MESSAGE_TAGS:
+        return decode_message_fields(value)
+    if tag == TAG_STATUS:
+        fields = codec.expect_struct(value, TAG_STATUS, VERSION, 4, "status")
+        return Status(expect_int(fields[2], "status height"), expect_int(fields[3], "status wall clock"))
+    if tag == TAG_BLOCK_REQUEST:
+        fields = codec.expect_struct(value, TAG_BLOCK_REQUEST, VERSION, 4, "block request")
+        height_min = expect_int(fields[2], "request height_min")
+        height_max = expect_int(fields[3], "request height_max")
+        if height_max < height_min:
+            raise DecodeError("block request: empty range")
+        return BlockRequest(height_min, height_max)
+    if tag == TAG_BLOCK_RESPONSE:
+        fields = codec.expect_struct(value, TAG_BLOCK_RESPONSE, VERSION, 3, "block response")
+        items = expect_tuple(fields[2], "response blocks", BLOCKS_PER_RESPONSE_MAX)
+        blocks = []
+        for item in items:
+            pair = expect_tuple(item, "response item", 2)
+            if len(pair) != 2:
+                raise DecodeError("block response: expected [block, certificate] pairs")
+            block = types.decode_block(expect_bytes(pair[0], "response block"))
+            certificate = types.decode_commit_certificate(expect_bytes(pair[1], "response certificate"))
+            blocks.append((block, certificate))
+        return BlockResponse(tuple(blocks))
+    if tag == TAG_TX_BATCH:
+        fields = codec.expect_struct(value, TAG_TX_BATCH, VERSION, 3, "tx batch")
+        items = expect_tuple(fields[2], "tx batch", TX_BATCH_MAX)
+        return TxBatch(
+            tuple(expect_bytes(item, "gossiped tx", length_max=types.TX_BYTES_MAX) for item in items)
+        )
+    raise DecodeError(f"frame: unknown type tag {tag!r}")

@@ -1,0 +1,323 @@
+"""The benchmark's load side: the signed workload, the submitter process and the commit watcher.
+
+Theory of operation
+-------------------
+`sign_workload` signs the whole workload before any clock starts, spread over
+C spawned worker processes, into hex files (one transaction per line) under
+`DIR/workload/`.  Only the `records` module exists so far, so the mix is
+`records.put` from every pilot entity with the submitter role: meter readings
+that update a few keys per entity again and again (new versions), document
+anchors (hash, URI, type of an off-chain document) under fresh keys, and
+status updates.  Asset transactions join the mix when the assets module lands.
+
+`run_submitter` is the body of a separate process: it loads the files, says
+"ready", waits for "go", then posts batches through the public HTTP API, batch
+k to node k mod n, one thread and one keep-alive connection per node.  With a
+rate R batch k leaves at `start + k * batch / R`; without one each thread sends
+as soon as the previous answer arrived.  Items refused for a full mempool (a
+503, or `mempool_full` items in a batch answer) are sent again after the
+`Retry-After` the node advertised.  It records, per transaction, when the
+request that admitted it was sent (`time.monotonic()`, one clock for all
+processes on Linux).
+
+`CommitWatcher` polls one node's `/v1/status` every ~20 ms and fetches each new
+block (`/v1/blocks/{h}?transactions=hashes`, the cheap form); each transaction
+in it is stamped with the time of the status answer that first showed its
+height.  Every loop here is bounded in count or time.
+"""
+
+from __future__ import annotations
+
+import array
+import http.client
+import json
+import math
+import multiprocessing
+import os
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from chainnode.core import crypto, types
+from chainnode.core.errors import ChainError
+from chainnode.sdk.client import Identity
+from chainnode.tools.devnet import LocalNetwork, load_submitters
+
+WORKLOAD_CHUNK_TXS = 10_000
+WATCH_INTERVAL_S = 0.02
+VALID_UNTIL_HEIGHT = 100_000_000
+READY_TIMEOUT_S = 60.0
+HTTP_TIMEOUT_S = 120.0
+RETRY_AFTER_S_MAX = 10.0
+SUBMIT_ATTEMPTS_MAX = 1_000
+METER_KEYS_PER_ENTITY = 20
+
+
+class BenchError(ChainError):
+    """A benchmark run that could not complete."""
+
+    code = "bench"
+
+
+# ---------------------------------------------------------------- the workload (signed before the clock)
+
+_worker_identities: list[Identity] = []
+
+
+def _load_worker_identities(directory: str, entity_ids: list[str]) -> None:
+    _worker_identities[:] = load_submitters(Path(directory), entity_ids)
+
+
+def compute_record_args(sequence: int, entity_index: int, label: str) -> tuple[str, bytes]:
+    """The (key, value) of workload transaction `sequence`: a realistic records.put mix."""
+    kind = sequence % 20
+    if kind < 12:
+        meter = (sequence // 20) % METER_KEYS_PER_ENTITY
+        value = {
+            "kind": "meter-reading",
+            "meter": meter,
+            "sequence": sequence,
+            "kwh_milli": sequence * 37 % 99991,
+        }
+        return f"meter-{meter:02d}", json.dumps(value).encode()
+    if kind < 17:
+        digest = crypto.sha256(f"{label}/{sequence}".encode()).hex()
+        value = {"kind": "document", "sha256": digest, "uri": f"docs://{label}/{sequence}", "type": "invoice"}
+        return f"doc-{label}-{sequence:08d}", json.dumps(value).encode()
+    return "status", json.dumps(
+        {"kind": "status", "entity_index": entity_index, "sequence": sequence}
+    ).encode()
+
+
+def _sign_chunk(task: tuple[int, int, str, str, str]) -> bytes:
+    """Sign workload transactions [start, end) into `path` (hex lines); their hashes, concatenated."""
+    start, end, path, chain_id, label = task
+    identities = _worker_identities
+    hashes = bytearray()
+    lines = []
+    for sequence in range(start, end):
+        entity_index = sequence % len(identities)
+        identity = identities[entity_index]
+        tx = types.Transaction.create(
+            identity.key,
+            chain_id=chain_id,
+            signer=identity.entity_id,
+            nonce=sequence,
+            valid_until=VALID_UNTIL_HEIGHT,
+            module="records",
+            action="put",
+            args=compute_record_args(sequence, entity_index, label),
+        )
+        hashes += tx.hash
+        lines.append(tx.encoded.hex())
+    Path(path).write_text("\n".join(lines) + "\n")
+    return bytes(hashes)
+
+
+def sign_workload(network: LocalNetwork, count: int, label: str) -> tuple[list[Path], list[bytes]]:
+    """Sign `count` transactions in parallel; the chunk files (in order) and every tx hash."""
+    workload_dir = network.directory / "workload"
+    workload_dir.mkdir(exist_ok=True)
+    tasks = [
+        (
+            start,
+            min(start + WORKLOAD_CHUNK_TXS, count),
+            str(workload_dir / f"chunk-{start // WORKLOAD_CHUNK_TXS:05d}.hex"),
+            network.chain_id,
+            label,
+        )
+        for start in range(0, count, WORKLOAD_CHUNK_TXS)
+    ]
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(
+        processes=os.cpu_count() or 1,
+        initializer=_load_worker_identities,
+        initargs=(str(network.directory), network.entity_ids),
+    ) as pool:
+        blobs = pool.map(_sign_chunk, tasks, chunksize=1)
+    hashes = [blob[offset : offset + 32] for blob in blobs for offset in range(0, len(blob), 32)]
+    return [Path(task[2]) for task in tasks], hashes
+
+
+# ---------------------------------------------------------------- the submitter process
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitPlan:
+    api_urls: tuple[str, ...]
+    chunk_paths: tuple[str, ...]
+    txs: int
+    batch_txs: int
+    rate_tps: int | None
+
+
+@dataclass(slots=True)
+class _SubmitTally:
+    """One submit thread's counts; `accepted_at` is shared (each thread writes its own positions)."""
+
+    accepted_at: array.array[float]
+    rejected: int = 0
+    retries: int = 0
+    full_answers: int = 0
+    errors: int = 0
+    first_rejection: str = ""
+
+
+def _post_batch(connection: http.client.HTTPConnection, items: list[str]) -> tuple[int, float, Any]:
+    body = ('{"txs":["' + '","'.join(items) + '"]}').encode()
+    connection.request("POST", "/v1/transactions", body=body, headers={"Content-Type": "application/json"})
+    response = connection.getresponse()
+    payload = response.read()
+    retry_after = response.getheader("Retry-After")
+    delay_s = min(float(retry_after), RETRY_AFTER_S_MAX) if retry_after else 0.0
+    try:
+        answer = json.loads(payload)
+    except ValueError:
+        answer = None
+    return response.status, delay_s, answer
+
+
+def _submit_one_batch(
+    connection: http.client.HTTPConnection, positions: list[int], items: list[str], tally: _SubmitTally
+) -> None:
+    """Send one batch until every item is admitted or refused for good."""
+    for _ in range(SUBMIT_ATTEMPTS_MAX):
+        sent_at = time.monotonic()
+        try:
+            status, delay_s, answer = _post_batch(connection, items)
+        except (OSError, http.client.HTTPException):
+            # The next request opens a new connection; the node may just be busy.
+            connection.close()
+            tally.errors += 1
+            time.sleep(0.5)
+            continue
+        if status == 503 or not isinstance(answer, dict) or "results" not in answer:
+            tally.full_answers += status == 503
+            tally.errors += status != 503
+            time.sleep(delay_s or 1.0)
+            tally.retries += len(items)
+            continue
+        again_positions, again_items = [], []
+        for position, item, result in zip(positions, items, answer["results"], strict=True):
+            if result["status"] == "pending":
+                tally.accepted_at[position] = sent_at
+            elif result.get("error", {}).get("code") == "mempool_full":
+                again_positions.append(position)
+                again_items.append(item)
+            else:
+                tally.rejected += 1
+                tally.first_rejection = tally.first_rejection or json.dumps(result)
+        if not again_items:
+            return
+        tally.full_answers += 1
+        tally.retries += len(again_items)
+        time.sleep(delay_s or 1.0)
+        positions, items = again_positions, again_items
+    tally.rejected += len(items)
+
+
+def _run_submit_thread(
+    plan: SubmitPlan, node_position: int, batches: list[list[str]], started: float, tally: _SubmitTally
+) -> None:
+    parsed = urllib.parse.urlsplit(plan.api_urls[node_position])
+    connection = http.client.HTTPConnection(
+        parsed.hostname or "127.0.0.1", parsed.port, timeout=HTTP_TIMEOUT_S
+    )
+    nodes = len(plan.api_urls)
+    try:
+        for batch_index in range(node_position, len(batches), nodes):
+            if plan.rate_tps is not None:
+                due = started + batch_index * plan.batch_txs / plan.rate_tps
+                time.sleep(max(0.0, due - time.monotonic()))
+            first = batch_index * plan.batch_txs
+            items = batches[batch_index]
+            _submit_one_batch(connection, list(range(first, first + len(items))), items, tally)
+    finally:
+        connection.close()
+
+
+def run_submitter(plan: SubmitPlan, pipe: Connection) -> None:
+    """The submitter process: load, report ready, wait for "go", submit, report the tally."""
+    items: list[str] = []
+    for path in plan.chunk_paths:
+        items.extend(Path(path).read_text().split())
+    assert len(items) == plan.txs, "the workload files hold the whole workload"
+    batches = [items[start : start + plan.batch_txs] for start in range(0, len(items), plan.batch_txs)]
+    accepted_at = array.array("d", [math.nan]) * plan.txs
+    tallies = [_SubmitTally(accepted_at) for _ in plan.api_urls]
+    pipe.send("ready")
+    if not pipe.poll(READY_TIMEOUT_S) or pipe.recv() != "go":
+        return
+    started = time.monotonic()
+    threads = [
+        threading.Thread(
+            target=_run_submit_thread, args=(plan, position, batches, started, tallies[position]), daemon=True
+        )
+        for position in range(len(plan.api_urls))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    pipe.send(
+        {
+            "started": started,
+            "finished": time.monotonic(),
+            "accepted_at": accepted_at.tobytes(),
+            "rejected": sum(tally.rejected for tally in tallies),
+            "retries": sum(tally.retries for tally in tallies),
+            "full_answers": sum(tally.full_answers for tally in tallies),
+            "errors": sum(tally.errors for tally in tallies),
+            "first_rejection": next((t.first_rejection for t in tallies if t.first_rejection), ""),
+        }
+    )
+
+
+# ---------------------------------------------------------------- the watcher
+
+
+class CommitWatcher:
+    """Polls one node and stamps each transaction of each new block with when it was first seen."""
+
+    def __init__(self, api_url: str, started: float) -> None:
+        parsed = urllib.parse.urlsplit(api_url)
+        self._host = parsed.hostname or "127.0.0.1"
+        self._port = parsed.port
+        self.started = started
+        self.commits: list[tuple[float, int]] = []  # (commit time, transactions) per block
+        self.committed_at: dict[bytes, float] = {}
+        self.error = ""
+        self.stop = threading.Event()
+
+    def _get(self, connection: http.client.HTTPConnection, path: str) -> Any:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        payload = response.read()
+        if response.status != 200:
+            raise BenchError(f"GET {path} answered {response.status}: {payload[:200]!r}")
+        return json.loads(payload)
+
+    def run(self, height_from: int) -> None:
+        """The thread body: follow blocks above `height_from` until `stop` is set."""
+        connection = http.client.HTTPConnection(self._host, self._port, timeout=HTTP_TIMEOUT_S)
+        seen = height_from
+        try:
+            while not self.stop.is_set():
+                status = self._get(connection, "/v1/status")
+                stamp = time.monotonic()
+                for height in range(seen + 1, int(status["height"]) + 1):
+                    block = self._get(connection, f"/v1/blocks/{height}?transactions=hashes")
+                    hashes = [bytes.fromhex(item["hash"]) for item in block["transactions"]]
+                    for tx_hash in hashes:
+                        self.committed_at.setdefault(tx_hash, stamp)
+                    self.commits.append((stamp, len(hashes)))
+                    seen = height
+                self.stop.wait(WATCH_INTERVAL_S)
+        except (OSError, ValueError, KeyError, http.client.HTTPException, ChainError) as error:
+            self.error = f"{type(error).__name__}: {error}"
+        finally:
+            connection.close()

@@ -1,0 +1,1 @@
+"""The pilot network definition (`pilot.toml`), shipped as package data."""
