@@ -2,7 +2,7 @@
 expiring certificates.
 
 Theory of operation: read-only views of the committed state, through the same `NodeService`
-the rest of the API uses (`chainnode.api.server`); `chainnode.api.server.create_app` mounts them with
+the rest of the API uses (`chainnode.api.common`); `chainnode.api.server.create_app` mounts them with
 `add_routes`.  They live in their own module so that `api.py` stays a readable size.
 
 - `GET /v1/entities/{id}`: the registered record (roles, sectors, validity, revocation), the
@@ -29,15 +29,9 @@ from typing import Any
 
 from aiohttp import web
 
-from chainnode.api.server import (
-    LedgerReader,
-    _check_name,
-    _error_body,
-    _get_service,
-    _json_response,
-    compute_json_value,
-    parse_natural,
-)
+from chainnode.api.common import check_name, error_body, get_service, json_response, parse_natural
+from chainnode.api.forms import compute_json_value
+from chainnode.api.service import LedgerReader
 from chainnode.app import authority, governance
 from chainnode.core import identity, types
 from chainnode.core.errors import ChainError, RemoteError
@@ -49,11 +43,11 @@ DAY_MS = 86_400_000
 
 
 def _not_found(message: str) -> web.Response:
-    return _json_response(_error_body("not_found", message), status=404)
+    return json_response(error_body("not_found", message), status=404)
 
 
 def _get_ledger(request: web.Request) -> LedgerReader:
-    return _get_service(request).ledger
+    return get_service(request).ledger
 
 
 def _iter_state(ledger: LedgerReader, prefix: bytes) -> Any:
@@ -148,25 +142,25 @@ def compute_proposal_json(proposal: governance.Proposal, next_height: int) -> di
 
 async def handle_entity(request: web.Request) -> web.Response:
     ledger = _get_ledger(request)
-    entity_id = _check_name(request.match_info["id"], "entity id")
+    entity_id = check_name(request.match_info["id"], "entity id")
     entity = governance.get_entity_record(ledger, entity_id)
     if entity is None:
         return _not_found(f"no registered entity {entity_id!r}")
-    return _json_response(compute_entity_json(entity, governance.get_validator_set(ledger)))
+    return json_response(compute_entity_json(entity, governance.get_validator_set(ledger)))
 
 
 async def handle_zones(request: web.Request) -> web.Response:
     ledger = _get_ledger(request)
     zones = [types.decode_zone_record(value) for _, value in _iter_state(ledger, b"id/z/")]
-    return _json_response({"zones": [compute_zone_json(zone) for zone in zones]})
+    return json_response({"zones": [compute_zone_json(zone) for zone in zones]})
 
 
 async def handle_zone(request: web.Request) -> web.Response:
-    zone_id = _check_name(request.match_info["id"], "zone id")
+    zone_id = check_name(request.match_info["id"], "zone id")
     zone = governance.get_zone_record(_get_ledger(request), zone_id)
     if zone is None:
         return _not_found(f"no admitted zone {zone_id!r}")
-    return _json_response(compute_zone_json(zone))
+    return json_response(compute_zone_json(zone))
 
 
 async def handle_validators(request: web.Request) -> web.Response:
@@ -178,7 +172,7 @@ async def handle_validators(request: web.Request) -> web.Response:
         height = parse_natural(height_text, "height", code="bad_height")
         if height < 1:
             raise RemoteError("height must be at least 1", code="bad_height")
-    return _json_response(compute_validator_set_json(height, governance.get_validator_set_at(ledger, height)))
+    return json_response(compute_validator_set_json(height, governance.get_validator_set_at(ledger, height)))
 
 
 async def handle_proposals(request: web.Request) -> web.Response:
@@ -199,7 +193,7 @@ async def handle_proposals(request: web.Request) -> web.Response:
         if len(items) >= PROPOSALS_MAX:
             break
     threshold, members = governance.get_council(ledger) or (None, ())
-    return _json_response(
+    return json_response(
         {"count": count, "threshold": threshold, "council": list(members), "proposals": items}
     )
 
@@ -210,7 +204,7 @@ async def handle_proposal(request: web.Request) -> web.Response:
     proposal = governance.get_proposal(ledger, proposal_id)
     if proposal is None:
         return _not_found(f"no proposal {proposal_id}")
-    return _json_response(compute_proposal_json(proposal, _get_next_height(ledger)))
+    return json_response(compute_proposal_json(proposal, _get_next_height(ledger)))
 
 
 async def handle_expiring(request: web.Request) -> web.Response:
@@ -221,7 +215,7 @@ async def handle_expiring(request: web.Request) -> web.Response:
     _iter_state(ledger, b"")  # 501 before doing anything when the ledger cannot list
     now_ms = time.time_ns() // 1_000_000
     found = authority.find_expiring_certificates(ledger, now_ms, within_days * DAY_MS)
-    return _json_response(
+    return json_response(
         {
             "now_ms": now_ms,
             "within_days": within_days,

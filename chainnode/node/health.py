@@ -32,9 +32,9 @@ import enum
 import logging
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
+from chainnode.api.service import ReadinessProblem
 from chainnode.core import metrics
 from chainnode.core.errors import DiskFullError, StorageError
 
@@ -55,15 +55,6 @@ DISK_CHECK_INTERVAL_MS = 5_000
 DISK_FREE_BYTES_WRITABLE_MIN = 8 * 1024 * 1024
 
 FindProblem = Callable[[], str | None]
-
-
-@dataclass(frozen=True, slots=True)
-class ReadinessProblem:
-    """One reason the node is not ready."""
-
-    name: str  # stable and machine-readable, e.g. "disk_space_low"
-    message: str  # what is wrong, for the operator
-    blocks_writes: bool  # the node cannot write its ledger: health fails, submissions are refused
 
 
 class Readiness:

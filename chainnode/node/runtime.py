@@ -54,7 +54,8 @@ from typing import Any
 from aiohttp import web
 from cryptography import x509
 
-from chainnode.api.server import SubmitResult, TransactionStatus, create_app
+from chainnode.api.server import create_app
+from chainnode.api.service import ReadinessProblem, SubmitResult, TransactionStatus
 from chainnode.app import authority, governance
 from chainnode.app.execution import ExecutionResult, Executor, InvalidBlockError, SignatureCache, StateMemo
 from chainnode.app.genesis import Genesis, load_genesis
@@ -717,7 +718,7 @@ class Node:
 
     # ------------------------------------------------------------ NodeService (for the API)
 
-    def get_readiness_problems(self) -> list[health.ReadinessProblem]:
+    def get_readiness_problems(self) -> list[ReadinessProblem]:
         return self.readiness.find_problems()
 
     def get_busy_reason(self) -> str | None:

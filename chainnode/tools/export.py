@@ -272,7 +272,7 @@ def compute_block_record(
     validators: types.ValidatorSet | None,
 ) -> dict[str, Any]:
     """The export form of one block: the API's JSON forms plus every raw encoding as hex."""
-    from chainnode.api.server import (
+    from chainnode.api.forms import (
         compute_certificate_json,
         compute_header_json,
         compute_receipt_json,

@@ -1,6 +1,6 @@
 """A small real node service for the API, client and CLI tests.
 
-`LocalService` implements `chainnode.api.server.NodeService` over the real parts: a
+`LocalService` implements `chainnode.api.service.NodeService` over the real parts: a
 LevelDB `Ledger` in a temporary directory initialised with a genesis state of
 real X.509 identities, a real `Mempool` and a real `Executor`.  It has no
 consensus: `commit_pending()` executes the pooled transactions as the next
@@ -21,7 +21,8 @@ from typing import Any
 
 from aiohttp import web
 
-from chainnode.api.server import SubmitResult, TransactionStatus, create_app
+from chainnode.api.server import create_app
+from chainnode.api.service import SubmitResult, TransactionStatus
 from chainnode.app.execution import Executor, SignatureCache
 from chainnode.app.state import compute_genesis_state_root
 from chainnode.core import crypto, identity, metrics, types

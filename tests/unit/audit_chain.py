@@ -21,7 +21,7 @@ from pathlib import Path
 
 import plyvel
 
-from chainnode.api.server import TransactionStatus
+from chainnode.api.service import TransactionStatus
 from chainnode.app.execution import Executor, SignatureCache
 from chainnode.app.genesis import Genesis, load_genesis
 from chainnode.app.state import compute_genesis_state_root
@@ -159,7 +159,7 @@ def open_raw(ledger_dir: Path, store: str = "") -> plyvel.DB:
 
 
 class LedgerService:
-    """A read-only `chainnode.api.server.NodeService` over a built chain's ledger, to serve it over HTTP."""
+    """A read-only `chainnode.api.service.NodeService` over a built chain's ledger, to serve it over HTTP."""
 
     def __init__(self, chain: BuiltChain) -> None:
         self.chain_id = CHAIN_ID
