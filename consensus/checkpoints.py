@@ -9,6 +9,7 @@ intervals ahead of our head, so its memory stays bounded on a long run.
 from __future__ import annotations
 
 from chainnode.core import types
+from chainnode.core.errors import InvariantError
 from consensus.messages import Vote
 
 AHEAD_INTERVALS_MAX = 4
@@ -18,7 +19,8 @@ class CheckpointTracker:
     def __init__(
         self, chain_id: str, validators: types.ValidatorSet, interval: int, stable_height: int
     ) -> None:
-        assert interval > 0
+        if not (interval > 0):
+            raise InvariantError('interval > 0')
         self.chain_id = chain_id
         self.validators = validators
         self.interval = interval

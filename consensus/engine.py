@@ -83,6 +83,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from chainnode.core import crypto, types
+from chainnode.core.errors import InvariantError
 from consensus.catch_up import CatchUp
 from consensus.checkpoints import CheckpointTracker
 from consensus.effects import (
@@ -233,7 +234,8 @@ class Engine:
         stable_checkpoint: int = 0,
         rng: random.Random,
     ) -> None:
-        assert (own_id is None) == (key is None), "a node that may vote has an id and a key"
+        if not ((own_id is None) == (key is None)):
+            raise InvariantError("a node that may vote has an id and a key")
         self.config = config
         self.validators = validators
         self._own_id = own_id
@@ -303,7 +305,8 @@ class Engine:
             self._target = None
         for (height, view, kind), record in self._own.items():
             if height == self.height and view == self.view and kind in (Kind.PREPARE, Kind.COMMIT):
-                assert isinstance(record, Vote)
+                if not (isinstance(record, Vote)):
+                    raise InvariantError('isinstance(record, Vote)')
                 self._round(view).votes[Kind(kind)][record.validator] = (record.block_hash, record.signature)
 
     @property
@@ -420,7 +423,8 @@ class Engine:
             self._start_view_change(current + 1, effects)
 
     def _is_target_supported(self) -> bool:
-        assert self._target is not None
+        if not (self._target is not None):
+            raise InvariantError('self._target is not None')
         target = self._target
         supporters = sum(1 for message in self._view_changes.values() if message.new_view >= target)
         return supporters >= self.validators.quorum
@@ -440,7 +444,8 @@ class Engine:
             self._broadcast_proposal(block, effects)
 
     def _propose_new_block(self) -> types.Block | None:
-        assert self.own_index is not None
+        if not (self.own_index is not None):
+            raise InvariantError('self.own_index is not None')
         return self._app.propose_block(
             height=self.height,
             view=self.view,
@@ -451,11 +456,13 @@ class Engine:
 
     def _sign_proposal(self, view: int, block: types.Block, effects: list[Effect]) -> PrePrepare | None:
         """Sign (and persist) a pre-prepare, unless we already signed another block there."""
-        assert self._key is not None and self.own_index is not None
+        if not (self._key is not None and self.own_index is not None):
+            raise InvariantError('self._key is not None and self.own_index is not None')
         slot = (self.height, view, int(Kind.PRE_PREPARE))
         previous = self._own.get(slot)
         if previous is not None:
-            assert isinstance(previous, Vote)
+            if not (isinstance(previous, Vote)):
+                raise InvariantError('isinstance(previous, Vote)')
             if previous.block_hash != block.hash:
                 return None
             return PrePrepare(view, self.height, self.own_index, block, previous.signature)
@@ -681,11 +688,13 @@ class Engine:
         round_ = self._round(view)
         if previous is not None:
             # Restored from the log or already sent: never sign another hash here.
-            assert isinstance(previous, Vote)
+            if not (isinstance(previous, Vote)):
+                raise InvariantError('isinstance(previous, Vote)')
             if previous.block_hash == block_hash:
                 round_.votes[kind].setdefault(self.own_index, (block_hash, previous.signature))
             return
-        assert self._key is not None
+        if not (self._key is not None):
+            raise InvariantError('self._key is not None')
         vote = sign_vote(self._key, self.config.chain_id, kind, view, self.height, block_hash, self.own_index)
         self._own[slot] = vote
         round_.votes[kind][self.own_index] = (block_hash, vote.signature)
@@ -723,7 +732,8 @@ class Engine:
     # ------------------------------------------------------------ view change
 
     def _start_view_change(self, target: int, effects: list[Effect]) -> None:
-        assert target > self.view
+        if not (target > self.view):
+            raise InvariantError('target > self.view')
         if self._target is not None and self._target >= target:
             return
         self._target = target
@@ -737,14 +747,16 @@ class Engine:
         slot = (self.height, target, int(Kind.VIEW_CHANGE))
         message = self._own.get(slot)
         if message is None:
-            assert self._key is not None
+            if not (self._key is not None):
+                raise InvariantError('self._key is not None')
             message = sign_view_change(
                 self._key, self.config.chain_id, target, self.height, self.own_index, self._prepared
             )
             self._own[slot] = message
             effects.append(PersistVote(message))
         effects.append(Broadcast(message))
-        assert isinstance(message, ViewChange)
+        if not (isinstance(message, ViewChange)):
+            raise InvariantError('isinstance(message, ViewChange)')
         self._count_view_change(message, effects)
 
     def _on_view_change(self, message: ViewChange, sender: str, effects: list[Effect]) -> None:
@@ -797,7 +809,8 @@ class Engine:
         self._enter_view(message, effects)
 
     def _propose_new_block_in(self, view: int) -> types.Block | None:
-        assert self.own_index is not None
+        if not (self.own_index is not None):
+            raise InvariantError('self.own_index is not None')
         return self._app.propose_block(
             height=self.height,
             view=view,
@@ -846,7 +859,8 @@ class Engine:
     def _sign_checkpoint(self, block: types.Block, effects: list[Effect]) -> None:
         if self.own_index is None or not self._checkpoints.is_checkpoint_height(block.height):
             return
-        assert self._key is not None
+        if not (self._key is not None):
+            raise InvariantError('self._key is not None')
         vote = sign_vote(
             self._key, self.config.chain_id, Kind.CHECKPOINT, 0, block.height, block.hash, self.own_index
         )
@@ -870,8 +884,10 @@ class Engine:
     def _commit(
         self, block: types.Block, certificate: types.CommitCertificate, effects: list[Effect]
     ) -> None:
-        assert block.height == self.height, "commits are contiguous"
-        assert block.header.parent_hash == self.head.block_hash, "a commit extends the head"
+        if not (block.height == self.height):
+            raise InvariantError("commits are contiguous")
+        if not (block.header.parent_hash == self.head.block_hash):
+            raise InvariantError("a commit extends the head")
         effects.append(CommitBlock(block, certificate))
         self.committed_blocks += 1
         view = max(self.view, certificate.view)
@@ -943,14 +959,19 @@ class Engine:
     # ------------------------------------------------------------ invariants
 
     def _check_invariants(self) -> None:
-        assert self._buffered == sum(len(items) for items in self._future.values()) + sum(
+        if not (self._buffered == sum(len(items) for items in self._future.values()) + sum(
             len(items) for items in self._later_views.values()
-        )
-        assert all(height > self.head.height for height, _, _ in self._own)
-        assert self._target is None or self._target > self.view
-        assert self._prepared is None or self._prepared.height == self.height
+        )):
+            raise InvariantError("the count of buffered messages disagrees with the buffers")
+        if not (all(height > self.head.height for height, _, _ in self._own)):
+            raise InvariantError("a signed message of ours is kept for a committed height")
+        if not (self._target is None or self._target > self.view):
+            raise InvariantError("a view change targets a view not above the current one")
+        if not (self._prepared is None or self._prepared.height == self.height):
+            raise InvariantError("the prepared certificate is for another height")
         for view, round_ in self._rounds.items():
-            assert round_.proposal is None or (round_.proposal.height, round_.proposal.view) == (
+            if not (round_.proposal is None or (round_.proposal.height, round_.proposal.view) == (
                 self.height,
                 view,
-            )
+            )):
+                raise InvariantError("a round holds a proposal for another height or view")

@@ -14,7 +14,7 @@ from typing import Any
 
 from chainnode.core import codec, crypto, types
 from chainnode.core.codec import expect_bytes, expect_int
-from chainnode.core.errors import DecodeError
+from chainnode.core.errors import DecodeError, InvariantError
 
 TAG_PRE_PREPARE = 30
 TAG_VOTE = 31
@@ -318,7 +318,8 @@ def decode_log_record(data: bytes) -> LogRecord:
     value = codec.decode(data)
     if isinstance(value, tuple) and value and value[0] == TAG_PREPARED:
         prepared = _decode_prepared(value)
-        assert prepared is not None
+        if not (prepared is not None):
+            raise InvariantError('prepared is not None')
         return prepared
     message = decode_message_fields(value) if isinstance(value, tuple) else None
     if not isinstance(message, (Vote, ViewChange)):

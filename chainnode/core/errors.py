@@ -90,3 +90,11 @@ class StoragePermissionError(StorageError):
     """The data directory cannot be read or written by this process."""
 
     code = "storage_permission"
+
+
+class InvariantError(AssertionError):
+    """One of the program's own invariants broke: a bug, never bad input.
+
+    Raised by always-on checks (`if not ...: raise InvariantError(...)`) where an `assert` would
+    vanish under `python -O`; the engine and storage check their invariants this way.
+    """

@@ -1,19 +1,15 @@
-"""The node shell: wires consensus, storage, p2p, the mempool and the API.
+"""The node shell: wires consensus, storage, p2p, admission and the API, and drives the engine.
 
 Theory of operation.  One asyncio loop owns everything.  The consensus engine
 is a pure state machine; `_step` feeds it an event and then carries out the
 effects it returns, strictly in order: a vote is written to LevelDB (synced)
 before it is broadcast, a committed block is one atomic batch before the next
-event runs.  The node is also the engine's `Application`: it builds proposals
-from the mempool and re-executes proposed blocks, caching each execution
-result by block hash so that committing the block only writes what was
-already computed.
-
-Transactions enter through the API (and are then gossiped to every peer in
-batches, once per tick) or through gossip from a peer.  Either way each one
-is decoded, checked against the committed state and signature-verified
-exactly once before it enters the bounded mempool; the signature cache lets
-block execution skip verifying it again.
+event runs.  The parts each have one job and a module of their own:
+`ChainApplication` (the engine's Application: proposals and re-execution),
+`Admission` (the mempool's gate and the gossip in and out), `PeerPolicy` (who
+may connect), `chainnode.node.status` (the status document and metrics) and
+`chainnode.node.health` (readiness).  `Node` builds them, runs the loop's
+tasks and implements the API's `NodeService` by delegation.
 
 What a peer sends can be garbage: frames that fail to decode are counted and
 dropped; the engine refuses invalid messages itself.  Nothing a peer or a
@@ -41,12 +37,10 @@ measured on the timer loop.
 from __future__ import annotations
 
 import asyncio
-import collections
 import gc
 import logging
 import random
 import signal
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -56,17 +50,20 @@ from cryptography import x509
 
 from chainnode.api.server import create_app
 from chainnode.api.service import ReadinessProblem, SubmitResult, TransactionStatus
-from chainnode.app import authority, governance
-from chainnode.app.execution import ExecutionResult, Executor, InvalidBlockError, SignatureCache, StateMemo
+from chainnode.app.execution import Executor, SignatureCache
 from chainnode.app.genesis import Genesis, load_genesis
 from chainnode.app.state import compute_genesis_state_root
-from chainnode.core import identity, metrics, types
+from chainnode.core import metrics, types
 from chainnode.core.crypto import SigningKey
-from chainnode.core.errors import ChainError, ConfigError, DecodeError, StorageError
-from chainnode.node import health, wire
+from chainnode.core.errors import ConfigError, DecodeError, InvariantError, StorageError
+from chainnode.node import health, status, wire
+from chainnode.node.admission import Admission
+from chainnode.node.application import ChainApplication
+from chainnode.node.clock import get_monotonic_ms, get_time_ms
 from chainnode.node.config import NodeConfig, load_node_config
-from chainnode.node.mempool import Mempool, MempoolFullError
-from chainnode.node.peer_clocks import PeerClocks
+from chainnode.node.mempool import Mempool
+from chainnode.node.peer_reports import PeerReports
+from chainnode.node.peers import PEER_AFFECTING_PREFIXES, PeerPolicy
 from consensus.effects import (
     Broadcast,
     CommitBlock,
@@ -95,42 +92,15 @@ from storage.ledger import Ledger
 
 log = logging.getLogger("chainnode.node.runtime")
 
-REJECTED_REMEMBERED_MAX = 100_000
 STATUS_INTERVAL_MS = 1_000
-# State keys whose change can take a peer's right to connect away.
-PEER_AFFECTING_PREFIXES = (b"id/e/", b"id/z/", types.VALIDATOR_SET_KEY)
 REGOSSIP_INTERVAL_MS = 3_000
 REGOSSIP_TXS_MAX = 500
-# Gossiped transactions wait in an inbox and are admitted in slices between other
-# events, so a consensus message never waits behind a backlog of signature checks.
-GOSSIP_INBOX_TXS_MAX = 50_000
-ADMIT_SLICE_TXS = 256
-# While this many gossiped transactions wait, the API refuses new ones (503): the
-# node is saturated and more submissions would only deepen the backlog.
-SUBMIT_BACKLOG_TXS_MAX = 10_000
-# The API also refuses new transactions (503) while the mempool already holds this
-# many full blocks: a deeper queue adds only latency, and admitting into it takes
-# the CPU that consensus needs to commit what is already pending.
-SUBMIT_PENDING_BLOCKS_MAX = 8
 RESPONSE_BYTES_MAX = 8 * 1024 * 1024
-# /readyz says `catching_up` while a peer reported (within PEER_HEIGHT_FRESH_MS) a height this
-# far above our head.  Peers report once a second, so a node that keeps up is rarely more
-# than the blocks of that second behind a report, and usually ahead of it.
-CATCHING_UP_BLOCKS_MIN = 10
-PEER_HEIGHT_FRESH_MS = 10_000
-CLOCK_WARNING_INTERVAL_MS = 60_000  # while our clock stays wrong, say so this often
 
-
-def get_time_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def get_monotonic_ms() -> int:
-    return time.monotonic_ns() // 1_000_000
 
 
 class Node:
-    """A validator (or observer) node; implements `api.NodeService` and `consensus.engine.Application`."""
+    """A validator (or observer) node: builds its parts, drives the engine, implements `NodeService`."""
 
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
@@ -143,31 +113,48 @@ class Node:
         self._ledger = Ledger(config.data_dir / "ledger")
         self._initialize_ledger()
         self._key = SigningKey.load(config.key_path)
-        self._validators_cache: tuple[bytes, types.ValidatorSet] | None = None  # (head hash, next set)
-        self._expiring_cache: tuple[bytes, int, list[authority.ExpiringCertificate]] | None = None
+        self.executor = Executor(self.chain_id, SignatureCache())
+        self.mempool = Mempool(capacity_txs=config.mempool_capacity_txs, capacity_bytes=512 * 1024 * 1024)
+        self.application = ChainApplication(
+            chain_id=self.chain_id,
+            ledger=self._ledger,
+            mempool=self.mempool,
+            executor=self.executor,
+            params=self.genesis.params,
+        )
+        self.admission = Admission(ledger=self._ledger, mempool=self.mempool, executor=self.executor)
+        self.peer_policy = PeerPolicy(
+            ledger=self._ledger,
+            root_certificate=x509.load_der_x509_certificate(self.genesis.root_certificate),
+            get_validator_set=self.get_validator_set,
+            on_storage_failure=self._stop_on_storage_failure,
+        )
         current = self.get_validator_set(self._ledger.get_head().height + 1)
         own_index = current.index_of(config.node_id)
         if own_index is not None and current.validators[own_index].public_key != self._key.public_key:
             raise ConfigError(f"{config.key_path} is not the key registered for validator {config.node_id}")
-        self._root_certificate = x509.load_der_x509_certificate(self.genesis.root_certificate)
-        self.executor = Executor(self.chain_id, SignatureCache())
-        # What admission looked up in the committed state; emptied at every commit.
-        self._admission_memo = StateMemo()
-        self.mempool = Mempool(capacity_txs=config.mempool_capacity_txs, capacity_bytes=512 * 1024 * 1024)
-        self._results: dict[bytes, ExecutionResult] = {}
-        self._rejected: collections.OrderedDict[bytes, tuple[str, str]] = collections.OrderedDict()
-        self._gossip: list[bytes] = []
-        self._gossip_inbox: collections.deque[bytes] = collections.deque()
-        self._gossip_arrived = asyncio.Event()
-        self._frames_malformed = 0
-        self._gc_timer = metrics.GcTimer()
-        self._gossip_dropped = 0
+        self.certificate_watch = status.CertificateWatch(config.certificate_warning_days)
+        self.frames_malformed = 0
+        self.gc_timer = metrics.GcTimer()
         self.committed_txs = 0
         self.evidence_total = sum(1 for _ in self._ledger.iter_evidence())
         latest_checkpoint = self._ledger.get_latest_checkpoint()
         self.stable_checkpoint = (
             0 if latest_checkpoint is None else types.decode_checkpoint_certificate(latest_checkpoint).height
         )
+        self.engine = self._create_engine(current)
+        self.transport = self._create_transport()
+        self.api_runner: GuardedAppRunner | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        # Set once, by `_stop_on_storage_failure`; `failed` wakes `run_node`.
+        self.failure: StorageError | None = None
+        self.failed = asyncio.Event()
+        self.peer_reports = PeerReports(self.genesis.params.timestamp_drift_ms_max)
+        self.disk = health.DiskSpaceWatch(config.data_dir, free_bytes_min=config.disk_free_bytes_min)
+        self.readiness = self._create_readiness()
+
+    def _create_engine(self, validators: types.ValidatorSet) -> Engine:
+        """The engine, restored from the ledger's head and our vote log."""
         head = self._ledger.get_head()
         persisted = [
             decode_log_record(payload) for _, _, _, payload in self._ledger.get_votes(head.height + 1)
@@ -175,19 +162,20 @@ class Node:
         head_view = 0
         if head.height > 0:
             certificate_bytes = self._ledger.get_certificate(head.height)
-            assert certificate_bytes is not None, "a committed head has its certificate"
+            if certificate_bytes is None:
+                raise InvariantError("a committed head has its certificate")
             head_view = types.decode_commit_certificate(certificate_bytes).view
-        self.engine = Engine(
+        return Engine(
             EngineConfig(
                 self.chain_id,
-                proposal_delay_ms=config.proposal_delay_ms,
+                proposal_delay_ms=self.config.proposal_delay_ms,
                 timestamp_drift_ms_max=self.genesis.params.timestamp_drift_ms_max,
-                view_timeout_ms=self.genesis.params.view_timeout_ms or config.view_timeout_ms,
+                view_timeout_ms=self.genesis.params.view_timeout_ms or self.config.view_timeout_ms,
             ),
-            validators=current,
-            own_id=config.node_id,
+            validators=validators,
+            own_id=self.config.node_id,
             key=self._key,
-            app=self,
+            app=self.application,
             head=ChainHead(head.height, head.block_hash, head.timestamp_ms, head_view),
             now_ms=get_monotonic_ms(),
             wall_ms=get_time_ms(),
@@ -195,7 +183,10 @@ class Node:
             stable_checkpoint=self.stable_checkpoint,
             rng=random.Random(),
         )
-        self.transport = Transport(
+
+    def _create_transport(self) -> Transport:
+        config = self.config
+        return Transport(
             TransportConfig(
                 entity_id=config.node_id,
                 chain_id=self.chain_id,
@@ -210,20 +201,10 @@ class Node:
                 inbound_connections_max=config.p2p_inbound_connections_max,
                 inbound_unauthenticated_max=config.p2p_inbound_unauthenticated_max,
             ),
-            authorize=self.authorize_peer,
+            authorize=self.peer_policy.authorize,
             on_message=self._on_peer_frame,
             on_connected=self._on_peer_connected,
         )
-        self._api_runner: GuardedAppRunner | None = None
-        self._tasks: list[asyncio.Task[None]] = []
-        # Set once, by `_stop_on_storage_failure`; `failed` wakes `run_node`.
-        self.failure: StorageError | None = None
-        self.failed = asyncio.Event()
-        self._peer_heights: dict[str, tuple[int, int]] = {}  # peer -> (reported height, monotonic ms)
-        self._peer_clocks = PeerClocks(self.genesis.params.timestamp_drift_ms_max)
-        self._clock_warned_ms: int | None = None  # monotonic ms of the last clock warning
-        self._disk = health.DiskSpaceWatch(config.data_dir, free_bytes_min=config.disk_free_bytes_min)
-        self.readiness = self._create_readiness()
 
     @property
     def ledger(self) -> Ledger:
@@ -244,7 +225,7 @@ class Node:
     # ------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
-        self._gc_timer.install()
+        self.gc_timer.install()
         await self.transport.start()
         app = create_app(self)
         limits = ConnectionLimits(
@@ -252,17 +233,17 @@ class Node:
             request_head_timeout_ms=self.config.api_request_head_timeout_ms,
             keepalive_timeout_ms=self.config.api_keepalive_timeout_ms,
         )
-        self._api_runner = GuardedAppRunner(app, ConnectionGuard(limits, name="api"), access_log=None)
-        await self._api_runner.setup()
-        site = web.TCPSite(self._api_runner, self.config.api_host, self.config.api_port)
+        self.api_runner = GuardedAppRunner(app, ConnectionGuard(limits, name="api"), access_log=None)
+        await self.api_runner.setup()
+        site = web.TCPSite(self.api_runner, self.config.api_host, self.config.api_port)
         await site.start()
-        self._disk.check()
+        self.disk.check()
         try:
             self._execute(self.engine.start())
         except (StorageError, OSError) as error:
             self._stop_on_storage_failure(error)
         self._tasks.append(asyncio.create_task(self._run_ticks()))
-        self._tasks.append(asyncio.create_task(self._run_gossip_admission()))
+        self._tasks.append(asyncio.create_task(self.admission.run_gossip_admission()))
         head = self._ledger.get_head()
         log.info(
             "node %s started: chain %s height %d, p2p %s:%d, api %s:%d",
@@ -279,11 +260,11 @@ class Node:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._api_runner is not None:
-            await self._api_runner.cleanup()
+        if self.api_runner is not None:
+            await self.api_runner.cleanup()
         await self.transport.stop()
         self._ledger.close()
-        self._gc_timer.uninstall()
+        self.gc_timer.uninstall()
         log.info("node %s stopped", self.node_id)
 
     async def _run_ticks(self) -> None:
@@ -303,19 +284,19 @@ class Node:
                 # unseen until shutdown, and the engine would never tick again.
                 self._stop_on_storage_failure(error)
                 return
-            if self._gossip:
-                self.transport.broadcast(wire.encode_tx_batch(self._gossip))
-                self._gossip = []
+            gossip = self.admission.take_gossip()
+            if gossip:
+                self.transport.broadcast(wire.encode_tx_batch(gossip))
             if now_ms - status_sent_ms >= STATUS_INTERVAL_MS:
                 status_sent_ms = now_ms
                 self.transport.broadcast(wire.encode_status(self.engine.head.height, get_time_ms()))
-                self._check_clock(now_ms)
+                self.peer_reports.warn_about_clock(now_ms)
             if now_ms - regossip_ms >= REGOSSIP_INTERVAL_MS:
                 regossip_ms = now_ms
                 self._regossip_oldest()
             if get_monotonic_ms() - disk_checked_ms >= health.DISK_CHECK_INTERVAL_MS:
                 disk_checked_ms = get_monotonic_ms()
-                self._disk.check()
+                self.disk.check()
 
     def _regossip_oldest(self) -> None:
         """Offer our oldest pending transactions again.
@@ -366,155 +347,17 @@ class Node:
                 log.log(logging.WARNING if effect.warning else logging.INFO, "consensus: %s", effect.message)
 
     def _commit(self, block: types.Block, certificate: types.CommitCertificate) -> None:
-        result = self._results.pop(block.hash)
+        result = self.application.take_result(block)
         head = self._ledger.commit_block(block, certificate, result.receipts, result.write_set)
-        self._admission_memo.clear()  # it describes the previous state
-        assert head.state_root == block.header.state_root
-        # Every other cached result was computed on the previous head.
-        self._results.clear()
-        self.mempool.remove(tx.hash for tx in block.transactions)
+        if head.state_root != block.header.state_root:
+            raise InvariantError(f"block {block.height} committed with another state root than executed")
+        self.admission.note_commit(block)
         self.committed_txs += len(block.transactions)
         if any(key.startswith(PEER_AFFECTING_PREFIXES) for key in result.write_set):
-            self._disconnect_unauthorized_peers()
+            self.peer_policy.disconnect_unauthorized(self.transport)
         log.debug("committed block %d with %d transactions", block.height, len(block.transactions))
 
-    # ------------------------------------------------------------ Application (for the engine)
-
-    def propose_block(
-        self, *, height: int, view: int, proposer: int, timestamp_ms: int, parent_hash: bytes
-    ) -> types.Block | None:
-        params = governance.get_chain_params(self._ledger, self.genesis.params)
-        self.mempool.remove_expired(height)
-        for _ in range(3):
-            transactions = self.mempool.select(txs_max=params.block_txs_max, bytes_max=params.block_bytes_max)
-            if not transactions:
-                return None
-            head = self._ledger.get_head()
-            try:
-                result = self._execute_block(height, timestamp_ms, transactions, head.state_root)
-            except InvalidBlockError as error:
-                # Admitted earlier, refused now (for instance committed through another
-                # node's block): drop it and build again.
-                log.info("dropping transaction from the mempool: %s", error.message)
-                self.mempool.remove([transactions[error.tx_index].hash])
-                continue
-            header = types.BlockHeader(
-                chain_id=self.chain_id,
-                height=height,
-                view=view,
-                proposer=proposer,
-                timestamp_ms=timestamp_ms,
-                parent_hash=parent_hash,
-                tx_root=types.compute_tx_root(transactions),
-                receipts_root=result.receipts_root,
-                state_root=result.state_root,
-                validator_set_hash=self.engine.validators.compute_hash(),
-                tx_count=len(transactions),
-            )
-            block = types.Block.create(header, transactions)
-            self._results[block.hash] = result
-            return block
-        return None
-
-    def has_pending_transactions(self) -> bool:
-        return len(self.mempool) > 0
-
-    def find_block_problem(self, block: types.Block) -> str | None:
-        if block.hash in self._results:
-            return None
-        header = block.header
-        head = self._ledger.get_head()
-        try:
-            result = self._execute_block(
-                header.height, header.timestamp_ms, block.transactions, head.state_root
-            )
-        except InvalidBlockError as error:
-            return error.message
-        if result.state_root != header.state_root:
-            return "state root differs from our re-execution"
-        if result.receipts_root != header.receipts_root:
-            return "receipts root differs from our re-execution"
-        self._results[block.hash] = result
-        return None
-
-    def _execute_block(
-        self, height: int, timestamp_ms: int, transactions: Sequence[types.Transaction], state_root: bytes
-    ) -> ExecutionResult:
-        return self.executor.execute_block(
-            self._ledger,
-            previous_state_root=state_root,
-            height=height,
-            timestamp_ms=timestamp_ms,
-            transactions=transactions,
-            is_committed=self._is_committed_unless_pooled,
-        )
-
-    def _is_committed_unless_pooled(self, tx_hash: bytes) -> bool:
-        """The ledger's answer, skipped for pooled transactions, which are never committed:
-        admission asked the ledger before pooling, and each commit removes its block's
-        transactions from the pool before anything else runs.  A proposal is mostly
-        pooled transactions, so execution rarely needs the committed-id filter."""
-        return not self.mempool.contains(tx_hash) and self._ledger.is_committed(tx_hash)
-
     # ------------------------------------------------------------ p2p
-
-    def authorize_peer(self, entity_id: str, certificate_der: bytes) -> str | None:
-        """None when `entity_id` may connect with this certificate, judged on committed state.
-
-        A peer must be a registered entity whose certificate is not revoked for the
-        next height, is the registered one, and verifies against its own zone's
-        authority (which must be admitted and active) and the network root; and it
-        must be in the current validator set or hold the `observer` role.
-        """
-        try:
-            certificate = identity.certificate_from_der(certificate_der)
-            problem = self._find_peer_problem(entity_id)
-            if problem is not None:
-                return problem
-            record = types.decode_entity_record(self._ledger.get_state(types.entity_key(entity_id)) or b"")
-            if identity.public_key_of(certificate) != record.public_key:
-                return f"the certificate is not the one registered for {entity_id}"
-            zone = types.decode_zone_record(self._ledger.get_state(types.zone_key(record.zone)) or b"")
-            zone_certificate = identity.certificate_from_der(zone.certificate)
-            identity.verify_entity_certificate(
-                certificate, zone_certificate, self._root_certificate, at_ms=get_time_ms()
-            )
-        except StorageError as error:
-            # Our disk failed, not the peer: stop rather than refuse peers one by one.
-            self._stop_on_storage_failure(error)
-            return "the node is stopping"
-        except ChainError as error:
-            return error.message
-        return None
-
-    def _find_peer_problem(self, entity_id: str) -> str | None:
-        """What in committed state keeps `entity_id` out (the certificate aside), or None."""
-        record_bytes = self._ledger.get_state(types.entity_key(entity_id))
-        if record_bytes is None:
-            return f"{entity_id} is not a registered entity"
-        record = types.decode_entity_record(record_bytes)
-        next_height = self._ledger.get_head().height + 1
-        if record.is_revoked_at(next_height):
-            return f"the certificate of {entity_id} is revoked"
-        if self.get_validator_set(next_height).index_of(entity_id) is None and not record.has_role(
-            "observer"
-        ):
-            return f"{entity_id} is not a current validator and lacks the observer role"
-        zone_bytes = self._ledger.get_state(types.zone_key(record.zone))
-        if zone_bytes is None:
-            return f"zone {record.zone} is not admitted"
-        zone = types.decode_zone_record(zone_bytes)
-        if not zone.active:
-            return f"zone {record.zone} is suspended or removed"
-        return None
-
-    def _disconnect_unauthorized_peers(self) -> None:
-        """After a block that touched identities, zones or the validator set: drop who may no longer stay."""
-        for peer_id in sorted(set(self.transport.connected_peers()) | set(self.transport.inbound_peers())):
-            problem = self._find_peer_problem(peer_id)
-            if problem is not None:
-                log.warning("disconnecting %s: %s", peer_id, problem)
-                self.transport.disconnect(peer_id)
 
     def _record_evidence(self, effect: RecordEvidence) -> None:
         evidence = effect.evidence
@@ -550,21 +393,18 @@ class Node:
         try:
             frame = wire.decode_frame(data, frame_bytes_max=self.config.frame_bytes_max)
         except DecodeError as error:
-            self._frames_malformed += 1
+            self.frames_malformed += 1
             log.warning("malformed frame from %s: %s", peer_id, error.message)
             return
         if isinstance(frame, wire.TxBatch):
-            if len(self._gossip_inbox) + len(frame.transactions) > GOSSIP_INBOX_TXS_MAX:
-                # Back-pressure, not the peer's fault: the batch reaches us again in
-                # the primary's proposal (or the sender's re-gossip).
-                self._gossip_dropped += 1
-            else:
-                self._gossip_inbox.extend(frame.transactions)
-                self._gossip_arrived.set()
+            self.admission.receive_gossip(frame.transactions)
         elif isinstance(frame, wire.Status):
-            self._peer_heights[peer_id] = (frame.height, get_monotonic_ms())
-            self._peer_clocks.note(
-                peer_id, peer_wall_ms=frame.wall_ms, own_wall_ms=get_time_ms(), now_ms=get_monotonic_ms()
+            self.peer_reports.note(
+                peer_id,
+                height=frame.height,
+                peer_wall_ms=frame.wall_ms,
+                own_wall_ms=get_time_ms(),
+                now_ms=get_monotonic_ms(),
             )
             self._step(PeerStatus(peer_id, frame.height))
         elif isinstance(frame, wire.BlockRequest):
@@ -590,72 +430,6 @@ class Node:
         if items:
             self.transport.send(peer_id, wire.encode_block_response(items))
 
-    # ------------------------------------------------------------ transactions
-
-    def _admit(self, encoded: bytes, *, gossip: bool) -> SubmitResult:
-        """Decode, check and pool one transaction; `MempoolFullError` propagates."""
-        try:
-            tx = types.decode_transaction(encoded)
-        except DecodeError as error:
-            return SubmitResult(None, False, "malformed", error.message)
-        pooled = self.mempool.get(tx.hash)
-        if pooled is not None and pooled.signature == tx.signature:
-            # The same bytes as the pooled transaction (the id covers the body, and the
-            # signature is the rest), which passed every check: nothing to check again.
-            return SubmitResult(tx.hash, True, "ok", "already pending")
-        if pooled is None:
-            # Refuse before the signature check: a full pool must not cost CPU per item.
-            self.mempool.check_room(len(tx.encoded))
-        # A pooled id with other signature bytes is checked like a new transaction: the id
-        # does not cover the signature, so answering "pending" would vouch for a forgery.
-        # Refusing it outright would be wrong the other way: Ed25519 signing is deterministic,
-        # but a signer with randomised nonces makes another valid signature of the same body.
-        head = self._ledger.get_head()
-        code, message = self.executor.check_transaction(
-            self._ledger,
-            tx,
-            height=head.height + 1,
-            timestamp_ms=get_time_ms(),
-            is_committed=self._ledger.is_committed,
-            memo=self._admission_memo,
-        )
-        if code != types.ErrorCode.OK:
-            # Not remembered for a pooled id: the id names the valid pooled transaction, whose
-            # status must not read "rejected" once it leaves the pool.
-            if code != types.ErrorCode.DUPLICATE and pooled is None:
-                self._remember_rejection(tx.hash, code.label, message)
-            return SubmitResult(tx.hash, False, code.label, message)
-        if pooled is not None:
-            return SubmitResult(tx.hash, True, "ok", "already pending")
-        self.mempool.add(tx)
-        if gossip:
-            self._gossip.append(tx.encoded)
-        return SubmitResult(tx.hash, True, "ok", "")
-
-    async def _run_gossip_admission(self) -> None:
-        """Admit gossiped transactions a slice at a time, yielding to the loop in between."""
-        while True:
-            await self._gossip_arrived.wait()
-            self._gossip_arrived.clear()
-            while self._gossip_inbox:
-                self._admit_gossip_slice()
-                await asyncio.sleep(0)
-
-    def _admit_gossip_slice(self) -> None:
-        inbox = self._gossip_inbox
-        try:
-            for _ in range(min(ADMIT_SLICE_TXS, len(inbox))):
-                self._admit(inbox.popleft(), gossip=False)
-        except MempoolFullError:
-            # The rest would be refused as well; it reaches us again in proposals.
-            self._gossip_dropped += 1
-            inbox.clear()
-
-    def _remember_rejection(self, tx_hash: bytes, code: str, message: str) -> None:
-        self._rejected[tx_hash] = (code, message)
-        if len(self._rejected) > REJECTED_REMEMBERED_MAX:
-            self._rejected.popitem(last=False)
-
     # ------------------------------------------------------------ failure and readiness
 
     def _stop_on_storage_failure(self, error: Exception) -> None:
@@ -676,11 +450,15 @@ class Node:
         """The node's named readiness checks; another condition is one more `add_check`."""
         readiness = health.Readiness()
         readiness.add_check(health.STORAGE_FAILED, self._find_storage_failure, blocks_writes=True)
-        readiness.add_check(health.DISK_FULL, self._disk.find_full_problem, blocks_writes=True)
-        readiness.add_check(health.DISK_SPACE_LOW, self._disk.find_low_problem)
-        readiness.add_check(health.DISK_SPACE_UNKNOWN, self._disk.find_unknown_problem)
-        readiness.add_check(health.CATCHING_UP, self._find_catch_up_problem)
-        readiness.add_check(health.CLOCK_SKEW, self._find_clock_problem)
+        readiness.add_check(health.DISK_FULL, self.disk.find_full_problem, blocks_writes=True)
+        readiness.add_check(health.DISK_SPACE_LOW, self.disk.find_low_problem)
+        readiness.add_check(health.DISK_SPACE_UNKNOWN, self.disk.find_unknown_problem)
+        reports = self.peer_reports
+        readiness.add_check(
+            health.CATCHING_UP,
+            lambda: reports.find_catch_up_problem(self._ledger.get_head().height, get_monotonic_ms()),
+        )
+        readiness.add_check(health.CLOCK_SKEW, lambda: reports.find_clock_problem(get_monotonic_ms()))
         return readiness
 
     def _find_storage_failure(self) -> str | None:
@@ -688,255 +466,32 @@ class Node:
             return None
         return f"a ledger write failed, the node is stopping: {self.failure.message}"
 
-    def _find_catch_up_problem(self) -> str | None:
-        now_ms = get_monotonic_ms()
-        heights = [
-            height
-            for height, heard_ms in self._peer_heights.values()
-            if now_ms - heard_ms <= PEER_HEIGHT_FRESH_MS
-        ]
-        own = self._ledger.get_head().height
-        if not heights or max(heights) - own < CATCHING_UP_BLOCKS_MIN:
-            return None
-        return f"catching up: at height {own}, a peer reported height {max(heights)}"
-
-    def _find_clock_problem(self) -> str | None:
-        report = self._peer_clocks.report(get_monotonic_ms())
-        return report.describe() if report.is_skewed else None
-
-    def _check_clock(self, now_ms: int) -> None:
-        """Warn while our clock disagrees with our peers' (at once, then once a minute)."""
-        report = self._peer_clocks.report(now_ms)
-        if not report.is_skewed:
-            if self._clock_warned_ms is not None:
-                log.info("our clock agrees with our peers' again (offset %s ms)", report.offset_ms)
-            self._clock_warned_ms = None
-            return
-        if self._clock_warned_ms is None or now_ms - self._clock_warned_ms >= CLOCK_WARNING_INTERVAL_MS:
-            self._clock_warned_ms = now_ms
-            log.warning("clock: %s; our blocks will be refused and we refuse theirs", report.describe())
-
     # ------------------------------------------------------------ NodeService (for the API)
 
     def get_readiness_problems(self) -> list[ReadinessProblem]:
         return self.readiness.find_problems()
 
     def get_busy_reason(self) -> str | None:
-        backlog = len(self._gossip_inbox)
-        block_txs_max = governance.get_chain_params(self._ledger, self.genesis.params).block_txs_max
-        pending = len(self.mempool)
-        if backlog > SUBMIT_BACKLOG_TXS_MAX or pending >= SUBMIT_PENDING_BLOCKS_MAX * block_txs_max:
-            return (
-                f"the node is busy ({pending} transactions pending, {backlog} gossiped ones waiting "
-                "for admission); retry later"
-            )
-        return None
+        return self.admission.get_busy_reason(self.application.get_chain_params().block_txs_max)
 
     def submit_transactions(self, encoded: Sequence[bytes]) -> list[SubmitResult]:
-        busy = self.get_busy_reason()
-        if busy is not None:
-            if len(encoded) == 1:
-                raise MempoolFullError(busy)
-            return [SubmitResult(None, False, "mempool_full", busy) for _ in encoded]
-        results = []
-        for item in encoded:
-            try:
-                results.append(self._admit(item, gossip=True))
-            except MempoolFullError:
-                if len(encoded) == 1:
-                    raise
-                results.append(SubmitResult(None, False, "mempool_full", "the mempool is full; retry later"))
-        return results
+        block_txs_max = self.application.get_chain_params().block_txs_max
+        return self.admission.submit(encoded, block_txs_max=block_txs_max)
 
     def get_transaction_status(self, tx_hash: bytes) -> TransactionStatus:
-        location = self._ledger.get_tx_location(tx_hash)
-        if location is not None:
-            height, index = location
-            receipt_bytes = self._ledger.get_receipt(height, index)
-            receipt = types.decode_receipt(receipt_bytes) if receipt_bytes is not None else None
-            return TransactionStatus("committed", height=height, index=index, receipt=receipt)
-        if self.mempool.contains(tx_hash):
-            return TransactionStatus("pending")
-        rejected = self._rejected.get(tx_hash)
-        if rejected is not None:
-            return TransactionStatus("rejected", code=rejected[0], message=rejected[1])
-        return TransactionStatus("unknown")
+        return self.admission.get_transaction_status(tx_hash)
 
     def get_validator_set(self, height: int) -> types.ValidatorSet:
-        """The validators that certify `height`: the set in state after block height-1."""
-        head = self._ledger.get_head()
-        if height != head.height + 1:
-            return governance.get_validator_set_at(self._ledger, height)
-        if self._validators_cache is not None and self._validators_cache[0] == head.block_hash:
-            return self._validators_cache[1]
-        validators = governance.get_validator_set(self._ledger)
-        self._validators_cache = (head.block_hash, validators)
-        return validators
+        return self.application.get_validator_set(height)
 
     def get_evidence(self) -> list[bytes]:
         return list(self._ledger.iter_evidence())
 
     def render_metrics(self) -> str:
-        head = self._ledger.get_head()
-        sample = metrics.Sample
-        samples = [
-            sample("chainnode_height", "gauge", "Committed height.", head.height),
-            sample("chainnode_view", "gauge", "Current consensus view.", self.engine.view),
-            sample(
-                "chainnode_changing_view",
-                "gauge",
-                "1 while a view change is under way.",
-                int(self.engine.is_changing_view),
-            ),
-            sample(
-                "chainnode_view_changes_total",
-                "counter",
-                "View changes this node asked for.",
-                self.engine.view_changes_started,
-            ),
-            sample(
-                "chainnode_committed_blocks_total",
-                "counter",
-                "Blocks committed since start.",
-                self.engine.committed_blocks,
-            ),
-            sample(
-                "chainnode_committed_transactions_total",
-                "counter",
-                "Transactions committed since start.",
-                self.committed_txs,
-            ),
-            sample(
-                "chainnode_mempool_transactions",
-                "gauge",
-                "Transactions waiting in the mempool.",
-                len(self.mempool),
-            ),
-            sample(
-                "chainnode_stable_checkpoint_height",
-                "gauge",
-                "Height of the latest stable checkpoint.",
-                self.stable_checkpoint,
-            ),
-            sample(
-                "chainnode_evidence_total",
-                "counter",
-                "Proofs of validator equivocation kept.",
-                self.evidence_total,
-            ),
-            sample(
-                "chainnode_peers_connected",
-                "gauge",
-                "Peers with a live outbound connection.",
-                len(self.transport.connected_peers()),
-            ),
-            sample(
-                "chainnode_frames_malformed_total",
-                "counter",
-                "Peer frames that failed to decode.",
-                self._frames_malformed,
-            ),
-        ]
-        samples += [
-            sample(
-                f"chainnode_p2p_{name}_total", "counter", f"p2p transport: {name.replace('_', ' ')}.", value
-            )
-            for name, value in sorted(self.transport.metrics.items())
-        ]
-        clock = self._peer_clocks.report(get_monotonic_ms())
-        samples.append(
-            sample(
-                "chainnode_clock_offset_milliseconds",
-                "gauge",
-                "Median of (peer wall clock - ours) over peers heard in the last 10 s; 0 with no peer.",
-                clock.offset_ms or 0,
-            )
-        )
-        samples += self._get_api_connection_samples()
-        samples += self._gc_timer.samples()
-        samples += self._disk.samples()
-        samples.append(
-            sample(
-                "chainnode_ready",
-                "gauge",
-                "1 when /readyz finds no problem.",
-                int(not self.get_readiness_problems()),
-            )
-        )
-        return metrics.render(samples, {"chain_id": self.chain_id, "node": self.node_id})
-
-    def _get_api_connection_samples(self) -> list[metrics.Sample]:
-        """The API's connection limits at work (`p2p.http_guard`); zeros before `start`."""
-        guard = None if self._api_runner is None else self._api_runner.guard
-        samples = [
-            metrics.Sample(
-                "chainnode_api_connections_open",
-                "gauge",
-                "API connections open (at most [api] connections_max).",
-                0 if guard is None else guard.connections_open,
-            )
-        ]
-        samples += [
-            metrics.Sample(
-                f"chainnode_api_{name}_total",
-                "counter",
-                f"API connections closed: {name.replace('_', ' ')}.",
-                0 if guard is None else guard.counters[name],
-            )
-            for name in ("connections_refused", "request_heads_timed_out")
-        ]
-        return samples
+        return status.render_metrics(self)
 
     def get_status(self) -> dict[str, Any]:
-        head = self._ledger.get_head()
-        return {
-            "chain_id": self.chain_id,
-            "node_id": self.node_id,
-            "validator_index": self.engine.own_index,
-            "height": head.height,
-            "head_hash": head.block_hash.hex(),
-            "state_root": head.state_root.hex(),
-            "timestamp_ms": head.timestamp_ms,
-            "clock_offset_ms": self._peer_clocks.report(get_monotonic_ms()).offset_ms,
-            "view": self.engine.view,
-            "changing_view": self.engine.is_changing_view,
-            "view_changes_started": self.engine.view_changes_started,
-            "stable_checkpoint": self.stable_checkpoint,
-            "evidence": self.evidence_total,
-            "peers": sorted(self.transport.connected_peers()),
-            "mempool_txs": len(self.mempool),
-            "genesis_hash": self.genesis_hash.hex(),
-            "committed_txs_since_start": self.committed_txs,
-            "frames_malformed": self._frames_malformed,
-            "gossip_batches_dropped": self._gossip_dropped,
-            "gossip_inbox_txs": len(self._gossip_inbox),
-            "p2p": dict(self.transport.metrics),
-            "expiring_certificates": [
-                {
-                    "kind": item.kind,
-                    "subject": item.subject,
-                    "zone": item.zone,
-                    "not_after_ms": item.not_after_ms,
-                    "expires_in_ms": item.expires_in_ms,
-                }
-                for item in self._get_expiring_certificates()
-            ],
-            "certificate_warning_days": self.config.certificate_warning_days,
-        }
-
-    def _get_expiring_certificates(self) -> list[authority.ExpiringCertificate]:
-        """Certificates expiring within the configured window; recomputed at most once a minute
-        or when the head moves (a scan over every registered certificate)."""
-        head = self._ledger.get_head()
-        now_ms = get_time_ms()
-        cached = self._expiring_cache
-        if cached is not None and cached[0] == head.block_hash and now_ms - cached[1] < 60_000:
-            return cached[2]
-        window_ms = self.config.certificate_warning_days * 86_400_000
-        items = authority.find_expiring_certificates(self._ledger, now_ms, window_ms)
-        self._expiring_cache = (head.block_hash, now_ms, items)
-        return items
-
+        return status.compute_status(self)
 
 # The cyclic collector's thresholds for a running node (CPython's defaults: 700, 10, 10).
 # A node holds a few hundred thousand long-lived objects (pooled and memoised

@@ -79,11 +79,10 @@ def run_pipeline(directory: Path, txs: int, profile: str | None = None) -> dict[
         return result
 
     def gossip() -> None:
-        frame = wire.encode_tx_batch(primary._gossip)
-        primary._gossip.clear()
+        frame = wire.encode_tx_batch(primary.admission.take_gossip())
         replica._on_peer_frame(network.nodes[0].node_id, frame)
-        while replica._gossip_inbox:
-            replica._admit_gossip_slice()
+        while replica.admission.gossip_inbox:
+            replica.admission.admit_gossip_slice()
 
     block_txs = governance.get_chain_params(primary.ledger, primary.genesis.params).block_txs_max
     for start in range(0, len(encoded), block_txs):
@@ -92,7 +91,7 @@ def run_pipeline(directory: Path, txs: int, profile: str | None = None) -> dict[
         timed("replica", "gossip", gossip)
         head = primary.ledger.get_head()
         block = timed(
-            "primary", "propose", primary.propose_block,
+            "primary", "propose", primary.application.propose_block,
             height=head.height + 1, view=0, proposer=0,
             timestamp_ms=head.timestamp_ms + 100, parent_hash=head.block_hash,
         )
@@ -102,7 +101,7 @@ def run_pipeline(directory: Path, txs: int, profile: str | None = None) -> dict[
         message = timed("replica", "decode", wire.decode_frame, frame, frame_bytes_max=1 << 26)
         assert isinstance(message, PrePrepare)
         decoded = message.block
-        problem = timed("replica", "execute", replica.find_block_problem, decoded)
+        problem = timed("replica", "execute", replica.application.find_block_problem, decoded)
         assert problem is None, problem
         # The ledger keeps what it is given; a real certificate is the engine's business.
         certificate = types.CommitCertificate(block.height, 0, block.hash, ((0, bytes(64)),))

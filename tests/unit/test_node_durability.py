@@ -26,8 +26,9 @@ import pytest
 
 from chainnode.core import types
 from chainnode.node import wire
+from chainnode.node.clock import get_monotonic_ms, get_time_ms
 from chainnode.node.config import load_node_config
-from chainnode.node.runtime import Node, get_monotonic_ms, get_time_ms
+from chainnode.node.runtime import Node
 from chainnode.sdk.client import Identity, build_transaction
 from chainnode.tools.devnet import LocalNetwork
 from chainnode.tools.network import init_network

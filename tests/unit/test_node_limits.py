@@ -159,7 +159,7 @@ async def test_node_toml_limits_the_api_and_metrics_count_what_they_refused(star
     config = started.node.config
     assert config.api_connections_max == CONNECTIONS_MAX
     assert config.api_request_head_timeout_ms == HEAD_TIMEOUT_MS
-    runner = started.node._api_runner
+    runner = started.node.api_runner
     assert runner is not None
     async with connections() as opened:
         held = [await connect(started.api_port, opened) for _ in range(CONNECTIONS_MAX)]

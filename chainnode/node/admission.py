@@ -1,0 +1,188 @@
+"""Admission: how a transaction gets into the mempool, from a client or from a peer's gossip.
+
+Theory of operation.  Transactions enter through the API (and are then gossiped to every peer
+in batches, once per tick) or through gossip from a peer.  Either way each one is decoded,
+checked against the committed state and signature-verified exactly once before it enters the
+bounded mempool; the signature cache lets block execution skip verifying it again.  What the
+checks looked up in the committed state is memoised until the next commit.
+
+One error channel: every verdict on a transaction is a `SubmitResult` (accepted, or a stable
+rejection code and message); only a full mempool, a verdict on the whole request rather than on
+one transaction, is raised (`MempoolFullError`, answered 503 with `Retry-After`).
+
+Back-pressure: gossiped transactions wait in a bounded inbox and are admitted in slices between
+other events, so consensus messages never wait behind a backlog of signature checks; while the
+inbox or the mempool is deep, the API refuses new submissions before reading them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import Sequence
+
+from chainnode.api.service import SubmitResult, TransactionStatus
+from chainnode.app.execution import Executor, StateMemo
+from chainnode.core import types
+from chainnode.core.errors import DecodeError
+from chainnode.node.clock import get_time_ms
+from chainnode.node.mempool import Mempool, MempoolFullError
+from storage.ledger import Ledger
+
+REJECTED_REMEMBERED_MAX = 100_000
+# Gossiped transactions wait in an inbox and are admitted in slices between other
+# events, so a consensus message never waits behind a backlog of signature checks.
+GOSSIP_INBOX_TXS_MAX = 50_000
+ADMIT_SLICE_TXS = 256
+# While this many gossiped transactions wait, the API refuses new ones (503): the
+# node is saturated and more submissions would only deepen the backlog.
+SUBMIT_BACKLOG_TXS_MAX = 10_000
+# The API also refuses new transactions (503) while the mempool already holds this
+# many full blocks: a deeper queue adds only latency, and admitting into it takes
+# the CPU that consensus needs to commit what is already pending.
+SUBMIT_PENDING_BLOCKS_MAX = 8
+
+
+class Admission:
+    """The mempool's gate: checks, pools and remembers refusals; holds the gossip in and out."""
+
+    def __init__(self, *, ledger: Ledger, mempool: Mempool, executor: Executor) -> None:
+        self._ledger = ledger
+        self.mempool = mempool
+        self._executor = executor
+        # What admission looked up in the committed state; emptied at every commit.
+        self._memo = StateMemo()
+        self._rejected: collections.OrderedDict[bytes, tuple[str, str]] = collections.OrderedDict()
+        self.gossip_outbox: list[bytes] = []  # admitted from clients, to be gossiped at the next tick
+        self.gossip_inbox: collections.deque[bytes] = collections.deque()
+        self._gossip_arrived = asyncio.Event()
+        self.gossip_dropped = 0  # batches (or the rest of an inbox) dropped for back-pressure
+
+    # ------------------------------------------------------------ clients
+
+    def get_busy_reason(self, block_txs_max: int) -> str | None:
+        backlog = len(self.gossip_inbox)
+        pending = len(self.mempool)
+        if backlog > SUBMIT_BACKLOG_TXS_MAX or pending >= SUBMIT_PENDING_BLOCKS_MAX * block_txs_max:
+            return (
+                f"the node is busy ({pending} transactions pending, {backlog} gossiped ones waiting "
+                "for admission); retry later"
+            )
+        return None
+
+    def submit(self, encoded: Sequence[bytes], *, block_txs_max: int) -> list[SubmitResult]:
+        busy = self.get_busy_reason(block_txs_max)
+        if busy is not None:
+            if len(encoded) == 1:
+                raise MempoolFullError(busy)
+            return [SubmitResult(None, False, "mempool_full", busy) for _ in encoded]
+        results = []
+        for item in encoded:
+            try:
+                results.append(self.admit(item, gossip=True))
+            except MempoolFullError:
+                if len(encoded) == 1:
+                    raise
+                results.append(SubmitResult(None, False, "mempool_full", "the mempool is full; retry later"))
+        return results
+
+    def get_transaction_status(self, tx_hash: bytes) -> TransactionStatus:
+        location = self._ledger.get_tx_location(tx_hash)
+        if location is not None:
+            height, index = location
+            receipt_bytes = self._ledger.get_receipt(height, index)
+            receipt = types.decode_receipt(receipt_bytes) if receipt_bytes is not None else None
+            return TransactionStatus("committed", height=height, index=index, receipt=receipt)
+        if self.mempool.contains(tx_hash):
+            return TransactionStatus("pending")
+        rejected = self._rejected.get(tx_hash)
+        if rejected is not None:
+            return TransactionStatus("rejected", code=rejected[0], message=rejected[1])
+        return TransactionStatus("unknown")
+
+    # ------------------------------------------------------------ the check
+
+    def admit(self, encoded: bytes, *, gossip: bool) -> SubmitResult:
+        """Decode, check and pool one transaction; `MempoolFullError` propagates."""
+        try:
+            tx = types.decode_transaction(encoded)
+        except DecodeError as error:
+            return SubmitResult(None, False, "malformed", error.message)
+        pooled = self.mempool.get(tx.hash)
+        if pooled is not None and pooled.signature == tx.signature:
+            # The same bytes as the pooled transaction (the id covers the body, and the
+            # signature is the rest), which passed every check: nothing to check again.
+            return SubmitResult(tx.hash, True, "ok", "already pending")
+        if pooled is None:
+            # Refuse before the signature check: a full pool must not cost CPU per item.
+            self.mempool.check_room(len(tx.encoded))
+        # A pooled id with other signature bytes is checked like a new transaction: the id
+        # does not cover the signature, so answering "pending" would vouch for a forgery.
+        # Refusing it outright would be wrong the other way: Ed25519 signing is deterministic,
+        # but a signer with randomised nonces makes another valid signature of the same body.
+        head = self._ledger.get_head()
+        code, message = self._executor.check_transaction(
+            self._ledger,
+            tx,
+            height=head.height + 1,
+            timestamp_ms=get_time_ms(),
+            is_committed=self._ledger.is_committed,
+            memo=self._memo,
+        )
+        if code != types.ErrorCode.OK:
+            # Not remembered for a pooled id: the id names the valid pooled transaction, whose
+            # status must not read "rejected" once it leaves the pool.
+            if code != types.ErrorCode.DUPLICATE and pooled is None:
+                self._remember_rejection(tx.hash, code.label, message)
+            return SubmitResult(tx.hash, False, code.label, message)
+        if pooled is not None:
+            return SubmitResult(tx.hash, True, "ok", "already pending")
+        self.mempool.add(tx)
+        if gossip:
+            self.gossip_outbox.append(tx.encoded)
+        return SubmitResult(tx.hash, True, "ok", "")
+
+    def note_commit(self, block: types.Block) -> None:
+        """A block was committed: its transactions leave the pool, the memo is stale."""
+        self._memo.clear()
+        self.mempool.remove(tx.hash for tx in block.transactions)
+
+    def _remember_rejection(self, tx_hash: bytes, code: str, message: str) -> None:
+        self._rejected[tx_hash] = (code, message)
+        if len(self._rejected) > REJECTED_REMEMBERED_MAX:
+            self._rejected.popitem(last=False)
+
+    # ------------------------------------------------------------ gossip
+
+    def take_gossip(self) -> list[bytes]:
+        """What clients submitted since the last call, to broadcast once."""
+        outbox, self.gossip_outbox = self.gossip_outbox, []
+        return outbox
+
+    def receive_gossip(self, transactions: Sequence[bytes]) -> None:
+        if len(self.gossip_inbox) + len(transactions) > GOSSIP_INBOX_TXS_MAX:
+            # Back-pressure, not the peer's fault: the batch reaches us again in
+            # the primary's proposal (or the sender's re-gossip).
+            self.gossip_dropped += 1
+            return
+        self.gossip_inbox.extend(transactions)
+        self._gossip_arrived.set()
+
+    async def run_gossip_admission(self) -> None:
+        """Admit gossiped transactions a slice at a time, yielding to the loop in between."""
+        while True:
+            await self._gossip_arrived.wait()
+            self._gossip_arrived.clear()
+            while self.gossip_inbox:
+                self.admit_gossip_slice()
+                await asyncio.sleep(0)
+
+    def admit_gossip_slice(self) -> None:
+        inbox = self.gossip_inbox
+        try:
+            for _ in range(min(ADMIT_SLICE_TXS, len(inbox))):
+                self.admit(inbox.popleft(), gossip=False)
+        except MempoolFullError:
+            # The rest would be refused as well; it reaches us again in proposals.
+            self.gossip_dropped += 1
+            inbox.clear()
