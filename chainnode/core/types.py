@@ -19,7 +19,7 @@ import functools
 import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NewType
+from typing import Any
 
 import msgpack
 
@@ -27,10 +27,6 @@ from chainnode.core import codec, crypto, merkle
 from chainnode.core.codec import expect_bytes, expect_int, expect_str, expect_tuple
 from chainnode.core.errors import DecodeError
 from chainnode.core.fastinit import install_fast_init
-
-Height = NewType("Height", int)
-View = NewType("View", int)
-ValidatorIndex = NewType("ValidatorIndex", int)
 
 # Type tags of the top-level structures; never reuse a number.
 TAG_TX = 1
