@@ -15,12 +15,15 @@ from typing import Any
 from chainnode.core import codec, crypto, types
 from chainnode.core.codec import expect_bytes, expect_int
 from chainnode.core.errors import DecodeError, InvariantError
+from chainnode.core.tags import (
+    TAG_EVIDENCE,
+    TAG_NEW_VIEW,
+    TAG_PRE_PREPARE,
+    TAG_PREPARED,
+    TAG_VIEW_CHANGE,
+    TAG_VOTE,
+)
 
-TAG_PRE_PREPARE = 30
-TAG_VOTE = 31
-TAG_VIEW_CHANGE = 36
-TAG_NEW_VIEW = 37
-TAG_PREPARED = 38
 VERSION = 1
 MESSAGE_TAGS = frozenset({TAG_PRE_PREPARE, TAG_VOTE, TAG_VIEW_CHANGE, TAG_NEW_VIEW})
 
@@ -351,9 +354,6 @@ class Evidence:
                 self.second.encode(),
             )
         )
-
-
-TAG_EVIDENCE = 39
 
 
 def decode_evidence(data: bytes) -> Evidence:

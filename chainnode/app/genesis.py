@@ -31,10 +31,10 @@ from typing import Any
 
 from cryptography import x509
 
-from chainnode.core import codec, crypto, identity, types
+from chainnode.core import codec, crypto, identity, tags, types
 from chainnode.core.errors import ChainError, ConfigError
+from chainnode.core.tags import TAG_GENESIS
 
-TAG_GENESIS = 20
 VERSION = 1
 GENESIS_FILE_BYTES_MAX = 64 * 1024 * 1024
 
@@ -74,7 +74,7 @@ def encode_chain_params(params: ChainParams) -> bytes:
     """The state value at `types.CHAIN_PARAMS_KEY`."""
     return codec.encode(
         (
-            types.TAG_CHAIN_PARAMS,
+            tags.TAG_CHAIN_PARAMS,
             VERSION,
             params.block_txs_max,
             params.block_bytes_max,
@@ -86,7 +86,7 @@ def encode_chain_params(params: ChainParams) -> bytes:
 
 
 def decode_chain_params(data: bytes) -> ChainParams:
-    fields = codec.decode_struct(data, types.TAG_CHAIN_PARAMS, VERSION, 7, "chain params")
+    fields = codec.decode_struct(data, tags.TAG_CHAIN_PARAMS, VERSION, 7, "chain params")
     return ChainParams(
         block_txs_max=codec.expect_int(fields[2], "block_txs_max"),
         block_bytes_max=codec.expect_int(fields[3], "block_bytes_max"),

@@ -65,7 +65,7 @@ from chainnode.app.state import (
     StateReader,
     TransactionError,
 )
-from chainnode.core import codec, identity, types
+from chainnode.core import codec, identity, tags, types
 from chainnode.core.codec import expect_int, expect_str, expect_tuple
 from chainnode.core.errors import ChainError, DecodeError, StorageError
 
@@ -222,7 +222,7 @@ class Proposal:
     def encode(self) -> bytes:
         return codec.encode(
             (
-                types.TAG_PROPOSAL,
+                tags.TAG_PROPOSAL,
                 1,
                 self.proposal_id,
                 self.kind,
@@ -246,7 +246,7 @@ class Proposal:
 
 
 def decode_proposal(data: bytes) -> Proposal:
-    fields = codec.decode_struct(data, types.TAG_PROPOSAL, 1, 13, "proposal")
+    fields = codec.decode_struct(data, tags.TAG_PROPOSAL, 1, 13, "proposal")
     return Proposal(
         proposal_id=expect_int(fields[2], "proposal id", 1),
         kind=expect_str(fields[3], "proposal kind", 32),

@@ -27,20 +27,19 @@ from chainnode.core import codec, crypto, merkle
 from chainnode.core.codec import expect_bytes, expect_int, expect_str, expect_tuple
 from chainnode.core.errors import DecodeError
 from chainnode.core.fastinit import install_fast_init
+from chainnode.core.tags import (
+    TAG_BLOCK,
+    TAG_BLOCK_HEADER,
+    TAG_CHECKPOINT_CERTIFICATE,
+    TAG_COMMIT_CERTIFICATE,
+    TAG_COUNCIL_RECORD,
+    TAG_ENTITY_RECORD,
+    TAG_RECEIPT,
+    TAG_TX,
+    TAG_VALIDATOR_SET,
+    TAG_ZONE_RECORD,
+)
 
-# Type tags of the top-level structures; never reuse a number.
-TAG_TX = 1
-TAG_BLOCK_HEADER = 2
-TAG_BLOCK = 3
-TAG_RECEIPT = 4
-TAG_COMMIT_CERTIFICATE = 5
-TAG_VALIDATOR_SET = 6
-TAG_ENTITY_RECORD = 7
-TAG_ZONE_RECORD = 8
-TAG_CHECKPOINT_CERTIFICATE = 9
-TAG_COUNCIL_RECORD = 10
-TAG_PROPOSAL = 11  # chainnode.app.governance
-TAG_CHAIN_PARAMS = 12  # chainnode.app.genesis
 VERSION = 1
 
 TX_BYTES_MAX = 16 * 1024

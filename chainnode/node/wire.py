@@ -15,12 +15,9 @@ from dataclasses import dataclass
 from chainnode.core import codec, types
 from chainnode.core.codec import expect_bytes, expect_int, expect_tuple
 from chainnode.core.errors import DecodeError
+from chainnode.core.tags import TAG_BLOCK_REQUEST, TAG_BLOCK_RESPONSE, TAG_STATUS, TAG_TX_BATCH
 from consensus.messages import MESSAGE_TAGS, Message, decode_message_fields
 
-TAG_STATUS = 32
-TAG_BLOCK_REQUEST = 33
-TAG_BLOCK_RESPONSE = 34
-TAG_TX_BATCH = 35
 VERSION = 1
 
 TX_BATCH_MAX = 10_000

@@ -82,6 +82,7 @@ from chainnode.app.genesis import Genesis
 from chainnode.app.state import compute_genesis_state_root
 from chainnode.core import codec, crypto, types
 from chainnode.core.errors import ConfigError, DecodeError, ValidationError
+from chainnode.core.tags import TAG_CHECKPOINT
 from chainnode.tools.export import ApiSource, BlockSource, LedgerSource, RawBlock, open_ledger_snapshot
 
 ErrorCode = types.ErrorCode
@@ -90,7 +91,6 @@ WINDOW_SIGNATURES = 16_384  # signatures verified ahead of re-execution per wind
 WINDOW_FETCH_BLOCKS = 32
 BATCH_ITEMS = 1024  # items per pool task
 POOL_WAIT_S = 600.0
-TAG_CHECKPOINT = 21
 CHECKPOINT_VERSION = 1
 _CHUNK_ITEMS = 50_000
 _CHECKPOINT_BYTES_MAX = 16 * 1024 * 1024 * 1024

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chainnode.core import codec, crypto, types
+from chainnode.core import codec, crypto, tags, types
 from chainnode.core.errors import DecodeError
 
 KEY = crypto.SigningKey(b"\x01" * 32)
@@ -160,7 +160,7 @@ def test_transaction_decoder_refuses_wrong_shapes() -> None:
 
 
 def _decode_general(data: bytes) -> types.Transaction:
-    fields = codec.decode_struct(data, types.TAG_TX, types.VERSION, 10, "transaction")
+    fields = codec.decode_struct(data, tags.TAG_TX, types.VERSION, 10, "transaction")
     return types.transaction_from_fields(fields, data)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from chainnode.app import genesis
-from chainnode.core import codec, identity, types
+from chainnode.core import codec, identity, tags, types
 from chainnode.core.crypto import SigningKey
 from chainnode.core.errors import ConfigError
 
@@ -79,7 +79,7 @@ def test_json_round_trip_preserves_hash(chain_genesis: genesis.Genesis, tmp_path
 
 def test_encoding_is_tagged_and_hash_sensitive(chain_genesis: genesis.Genesis) -> None:
     fields = codec.decode(chain_genesis.encode())
-    assert fields[0] == genesis.TAG_GENESIS and fields[2] == "test-net"
+    assert fields[0] == tags.TAG_GENESIS and fields[2] == "test-net"
     other = replace(chain_genesis, chain_id="other-net")
     assert other.compute_hash() != chain_genesis.compute_hash()
 

@@ -1,0 +1,57 @@
+"""Every type tag of the house's canonical encodings, each number assigned once.
+
+Theory of operation
+-------------------
+Every encoded structure, whether stored in the ledger or state, sent between nodes or written
+by a tool, is a msgpack array `[tag, version, ...]` (see `chainnode.core.codec`).  The tag
+alone says what the bytes are: a node dispatches frames on it, and a decoder that is handed
+the wrong structure refuses it on the tag before reading a field.  That only works while no two
+structures share a number, so every number is assigned here and nowhere else, and the modules
+that encode import theirs from this one.  `tests/unit/test_tags.py` checks that no number is
+used twice and that no module of the house defines a `TAG_` of its own with another number.
+
+A number is never reused, even after its structure is retired: old ledgers, vote logs and audit
+checkpoints still carry it.  New numbers go at the end of their range.
+"""
+
+from __future__ import annotations
+
+# Records: transactions, blocks and what state holds (chainnode.core.types, chainnode.app).
+TAG_TX = 1
+TAG_BLOCK_HEADER = 2
+TAG_BLOCK = 3
+TAG_RECEIPT = 4
+TAG_COMMIT_CERTIFICATE = 5
+TAG_VALIDATOR_SET = 6
+TAG_ENTITY_RECORD = 7
+TAG_ZONE_RECORD = 8
+TAG_CHECKPOINT_CERTIFICATE = 9
+TAG_COUNCIL_RECORD = 10
+TAG_PROPOSAL = 11  # chainnode.app.governance
+TAG_CHAIN_PARAMS = 12  # chainnode.app.genesis
+
+# Files: a chain's genesis (chainnode.app.genesis) and an auditor's checkpoint (chainnode.tools.audit).
+TAG_GENESIS = 20
+TAG_CHECKPOINT = 21
+
+# Frames between nodes: consensus messages (consensus.messages) and the node's own
+# (chainnode.node.wire), interleaved in the order they were introduced.
+TAG_PRE_PREPARE = 30
+TAG_VOTE = 31
+TAG_STATUS = 32
+TAG_BLOCK_REQUEST = 33
+TAG_BLOCK_RESPONSE = 34
+TAG_TX_BATCH = 35
+TAG_VIEW_CHANGE = 36
+TAG_NEW_VIEW = 37
+TAG_PREPARED = 38
+TAG_EVIDENCE = 39
+
+# The p2p handshake (p2p.transport).
+TAG_HELLO = 40
+TAG_HELLO_ACK = 41
+
+
+def get_tags() -> dict[str, int]:
+    """Every tag of this module by name."""
+    return {name: value for name, value in globals().items() if name.startswith("TAG_")}
