@@ -79,11 +79,10 @@ from __future__ import annotations
 import random
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
 
 from chainnode.core import crypto, types
 from chainnode.core.errors import InvariantError
+from consensus.buffer import MessageBuffer
 from consensus.catch_up import CatchUp
 from consensus.checkpoints import CheckpointTracker
 from consensus.effects import (
@@ -96,10 +95,18 @@ from consensus.effects import (
     SendTo,
     StableCheckpoint,
 )
+from consensus.events import (
+    Application,
+    BlocksReceived,
+    ChainHead,
+    EngineConfig,
+    Event,
+    MessageReceived,
+    Tick,
+)
 from consensus.messages import (
     Evidence,
     LogRecord,
-    Message,
     NewView,
     PreparedCertificate,
     PrePrepare,
@@ -109,110 +116,10 @@ from consensus.messages import (
     sign_view_change,
     sign_vote,
 )
+from consensus.rounds import Round
 from consensus.view_change import find_new_view_problem, find_view_change_problem, select_prepared
 
 Kind = types.VoteKind
-
-
-class Application(Protocol):
-    """What the engine needs from the state machine; the node implements it."""
-
-    def propose_block(
-        self, *, height: int, view: int, proposer: int, timestamp_ms: int, parent_hash: bytes
-    ) -> types.Block | None:
-        """A new block on top of the current head, or None when there is nothing to propose."""
-        ...
-
-    def find_block_problem(self, block: types.Block) -> str | None:
-        """Re-execute `block` on the current head; None when valid, else why not."""
-        ...
-
-    def has_pending_transactions(self) -> bool:
-        """True while transactions wait to be committed (this keeps the view timer running)."""
-        ...
-
-    def get_validator_set(self, height: int) -> types.ValidatorSet:
-        """The validators that decide `height` (a change committed at h applies from h+1)."""
-        ...
-
-
-# ---------------------------------------------------------------- events
-
-
-@dataclass(frozen=True, slots=True)
-class Tick:
-    now_ms: int  # a monotonic clock: drives every timer
-    wall_ms: int  # the wall clock (Unix milliseconds): block timestamps and their checks only
-
-
-@dataclass(frozen=True, slots=True)
-class MessageReceived:
-    sender: str  # entity id of the authenticated peer that delivered it
-    message: Message
-
-
-@dataclass(frozen=True, slots=True)
-class BlocksReceived:
-    sender: str
-    blocks: tuple[tuple[types.Block, types.CommitCertificate], ...]
-
-
-@dataclass(frozen=True, slots=True)
-class PeerStatus:
-    sender: str
-    height: int  # the peer's committed height
-
-
-Event = Tick | MessageReceived | BlocksReceived | PeerStatus
-
-
-@dataclass(frozen=True, slots=True)
-class EngineConfig:
-    chain_id: str
-    proposal_delay_ms: int = 20  # the primary batches transactions this long into a block
-    timestamp_drift_ms_max: int = 10_000  # how far from our wall clock a fresh block's time may be
-    rebroadcast_ms: int = 1_000  # resend our messages when a height makes no progress this long
-    view_timeout_ms: int = 2_000  # first view-change timeout; doubles per failed view
-    view_timeout_doublings_max: int = 5
-    checkpoint_interval: int = 100  # heights between signed checkpoints
-    sync_grace_ms: int = 300  # how long one height of lag may last before we fetch blocks
-    sync_timeout_ms: int = 3_000
-    sync_blocks_max: int = 64
-    future_heights_max: int = 64  # buffer messages at most this far ahead
-    future_views_max: int = 16  # ... and at most this many views ahead at our height
-    future_messages_max: int = 20_000
-
-
-@dataclass(frozen=True, slots=True)
-class ChainHead:
-    height: int
-    block_hash: bytes
-    timestamp_ms: int
-    view: int = 0  # view of the head's commit certificate: the view the network was in
-
-
-@dataclass(slots=True)
-class _Round:
-    """What we know about one (height, view)."""
-
-    proposal: PrePrepare | None = None
-    refused: set[bytes] = field(default_factory=set)  # block hashes found invalid
-    # votes[kind][validator index] = (block hash, signature)
-    votes: dict[Kind, dict[int, tuple[bytes, bytes]]] = field(
-        default_factory=lambda: {Kind.PREPARE: {}, Kind.COMMIT: {}}
-    )
-
-    def count(self, kind: Kind, block_hash: bytes) -> int:
-        return sum(1 for voted, _ in self.votes[kind].values() if voted == block_hash)
-
-    def signatures(self, kind: Kind, block_hash: bytes) -> tuple[tuple[int, bytes], ...]:
-        return tuple(
-            sorted(
-                (index, signature)
-                for index, (voted, signature) in self.votes[kind].items()
-                if voted == block_hash
-            )
-        )
 
 
 class Engine:
@@ -250,7 +157,7 @@ class Engine:
         self.clock_offsets_ms: dict[int, int] = {}
         self.view = head.view
         self._target: int | None = None  # the view we asked to move to, while changing
-        self._rounds: dict[int, _Round] = {}
+        self._rounds: dict[int, Round] = {}
         self._prepared: PreparedCertificate | None = None  # our highest, at the current height
         self._view_changes: dict[int, ViewChange] = {}  # latest per validator, current height
         self._new_views: dict[int, NewView] = {}  # by view, current height
@@ -261,9 +168,9 @@ class Engine:
         # Our own signed messages by (height, view, kind): never sign another hash there.
         self._own: dict[tuple[int, int, int], Vote | ViewChange] = {}
         self._restore(persisted)
-        self._future: dict[int, list[MessageReceived]] = {}  # by height
-        self._later_views: dict[int, list[MessageReceived]] = {}  # by view, current height
-        self._buffered = 0
+        self._early: MessageBuffer[MessageReceived] = MessageBuffer(
+            config.future_heights_max, config.future_views_max, config.future_messages_max
+        )
         self._catch_up = CatchUp(
             grace_ms=config.sync_grace_ms,
             timeout_ms=config.sync_timeout_ms,
@@ -341,10 +248,10 @@ class Engine:
         applying the effects it got, until this is False."""
         return bool(self._inbox)
 
-    def _round(self, view: int) -> _Round:
+    def _round(self, view: int) -> Round:
         round_ = self._rounds.get(view)
         if round_ is None:
-            round_ = self._rounds[view] = _Round()
+            round_ = self._rounds[view] = Round()
         return round_
 
     # ------------------------------------------------------------ entry points
@@ -523,28 +430,15 @@ class Engine:
             self._on_vote(message, effects)
 
     def _buffer_future(self, received: MessageReceived) -> None:
-        message = received.message
+        height = received.message.height
         # A message for height H shows its sender committed H - 1.
-        self._note_peer_height(received.sender, message.height - 1)
-        if message.height - self.height > self.config.future_heights_max:
-            return
-        if self._buffered >= self.config.future_messages_max:
-            return
-        self._future.setdefault(message.height, []).append(received)
-        self._buffered += 1
+        self._note_peer_height(received.sender, height - 1)
+        self._early.add_for_height(received, height=height, current_height=self.height)
 
     def _buffer_later_view(self, received: MessageReceived) -> None:
-        view = received.message.view
-        if (
-            view - self.view > self.config.future_views_max
-            or self._buffered >= self.config.future_messages_max
-        ):
-            return
-        self._later_views.setdefault(view, []).append(received)
-        self._buffered += 1
+        self._early.add_for_view(received, view=received.message.view, current_view=self.view)
 
     def _replay(self, buffered: list[MessageReceived]) -> None:
-        self._buffered -= len(buffered)
         self._inbox.extendleft(reversed(buffered))
 
     # ------------------------------------------------------------ normal case
@@ -844,11 +738,10 @@ class Engine:
         self._progress_ms = self.now_ms
         self._view_changes = {v: vc for v, vc in self._view_changes.items() if vc.new_view > view}
         effects.append(Diagnostic(f"entered view {view} at height {self.height}"))
-        for stale in [v for v in self._later_views if v < view]:
-            self._buffered -= len(self._later_views.pop(stale))
+        later = self._early.take_view(view)
         if message.pre_prepare is not None:
             self._on_pre_prepare(message.pre_prepare, effects, reproposal=True)
-        self._replay(self._later_views.pop(view, []))
+        self._replay(later)
 
     # ------------------------------------------------------------ checkpoints
 
@@ -905,14 +798,10 @@ class Engine:
         self._height_started_ms = self._progress_ms = self.now_ms
         self._own = {slot: record for slot, record in self._own.items() if slot[0] > self.head.height}
         self._catch_up.note_commit(self.head.height)
-        for views in self._later_views.values():
-            self._buffered -= len(views)
-        self._later_views = {}
-        for height in [h for h in self._future if h < self.height]:
-            self._buffered -= len(self._future.pop(height))
+        ready = self._early.take_height(self.height)
         self._sign_checkpoint(block, effects)
         self._check_checkpoint(block.height, effects)
-        self._replay(self._future.pop(self.height, []))
+        self._replay(ready)
         self._yield = True
 
     def _note_peer_height(self, peer: str, height: int) -> None:
@@ -959,10 +848,7 @@ class Engine:
     # ------------------------------------------------------------ invariants
 
     def _check_invariants(self) -> None:
-        if not (self._buffered == sum(len(items) for items in self._future.values()) + sum(
-            len(items) for items in self._later_views.values()
-        )):
-            raise InvariantError("the count of buffered messages disagrees with the buffers")
+        self._early.check_invariants()
         if not (all(height > self.head.height for height, _, _ in self._own)):
             raise InvariantError("a signed message of ours is kept for a committed height")
         if not (self._target is None or self._target > self.view):

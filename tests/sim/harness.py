@@ -33,10 +33,10 @@ from consensus.effects import (
     SendTo,
     StableCheckpoint,
 )
-from consensus.engine import (
+from consensus.engine import Engine
+from consensus.events import (
     BlocksReceived,
     ChainHead,
-    Engine,
     EngineConfig,
     MessageReceived,
     PeerStatus,

@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 
 from chainnode.core import crypto, types
-from consensus.engine import EngineConfig
+from consensus.events import EngineConfig
 from tests.sim.harness import BEHAVIORS, CHAIN_ID, SimNetwork
 
 TICK_MS = 10

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from chainnode.core import crypto
-from consensus.engine import EngineConfig
+from consensus.events import EngineConfig
 from tests.sim.harness import CHAIN_ID, WALL_EPOCH_MS, SimNetwork, make_transaction
 
 CLIENT = crypto.SigningKey(b"\x0e" * 32)

@@ -7,7 +7,7 @@ import pytest
 import consensus.engine
 import consensus.view_change
 from chainnode.core import crypto, types
-from consensus.engine import EngineConfig
+from consensus.events import EngineConfig
 from tests.sim.harness import CHAIN_ID, ConflictingVotes, Equivocate, Garbage, SimNetwork
 from tests.sim.scenario import SIZES, SimulationError, build_network, run_scenario
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from chainnode.core import crypto, types
-from consensus.engine import EngineConfig
+from consensus.events import EngineConfig
 from tests.sim.harness import CHAIN_ID, SimNetwork, SplitBrainPrimary, SplitBrainVoter
 
 CLIENT = crypto.SigningKey(b"\x0d" * 32)

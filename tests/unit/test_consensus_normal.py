@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from chainnode.core import crypto, types
-from consensus.engine import MessageReceived
+from consensus.events import MessageReceived
 from consensus.messages import Vote, sign_vote
 from tests.sim.harness import CHAIN_ID, SimNetwork
 

@@ -32,7 +32,7 @@ from chainnode.node.runtime import Node
 from chainnode.sdk.client import Identity, build_transaction
 from chainnode.tools.devnet import LocalNetwork
 from chainnode.tools.network import init_network
-from consensus.engine import Tick
+from consensus.events import Tick
 from consensus.messages import LOG_KIND_PREPARED, PrePrepare, ViewChange, Vote
 from storage.ledger import _VOTE_KEY, BLOCK_STORE, MAIN_DATABASE, VOTE_LOG, Write
 
