@@ -1,11 +1,10 @@
-"""Request and response helpers every route table of the API shares: the one strict hex parser,
-decimal and name checks, JSON bodies and the error shape, and the service behind a request."""
+"""Request and response helpers every route table of the API shares: decimal and name checks,
+JSON bodies and the error shape, and the service behind a request.  Hex is parsed by the
+house's one parser, `chainnode.core.hexstr.parse_hex` (a `RemoteError` answered `bad_hex`)."""
 
 from __future__ import annotations
 
-import binascii
 import json
-import re
 from typing import Any
 
 from aiohttp import web
@@ -14,7 +13,6 @@ from chainnode.api.service import NodeService
 from chainnode.core.errors import RemoteError
 
 _HEIGHT_DIGITS_MAX = 20
-_HEX_PATTERN = re.compile(r"[0-9a-fA-F]*")
 _NAME_CHARS_MAX = 128
 
 SERVICE_KEY = web.AppKey("service", NodeService)
@@ -27,21 +25,6 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
 
 def json_response(data: Any, status: int = 200, **kwargs: Any) -> web.Response:
     return web.json_response(data, status=status, dumps=json.dumps, **kwargs)
-
-
-def parse_hex(text: Any, what: str, *, length: int | None = None) -> bytes:
-    """Strict hex: a string of an even number of hex digits (either case), nothing else."""
-    if not isinstance(text, str):
-        raise RemoteError(f"{what} must be a hex string", code="bad_hex")
-    if len(text) % 2 or not _HEX_PATTERN.fullmatch(text):
-        raise RemoteError(f"{what} is not valid hex", code="bad_hex")
-    try:
-        data = binascii.unhexlify(text)
-    except binascii.Error as error:
-        raise RemoteError(f"{what} is not valid hex: {error}", code="bad_hex") from error
-    if length is not None and len(data) != length:
-        raise RemoteError(f"{what} must be {length} bytes ({2 * length} hex digits)", code="bad_hex")
-    return data
 
 
 def parse_natural(text: str, what: str, *, code: str) -> int:

@@ -67,7 +67,6 @@ from chainnode.api.common import (
     get_service,
     json_response,
     parse_height,
-    parse_hex,
     parse_natural,
     read_json_object,
 )
@@ -81,6 +80,7 @@ from chainnode.api.service import LedgerReader, NodeService, ReadinessProblem, S
 from chainnode.app import proof, records
 from chainnode.core import metrics, types
 from chainnode.core.errors import ChainError, DecodeError, LocalError, RemoteError, ValidationError
+from chainnode.core.hexstr import parse_hex
 from consensus.messages import decode_evidence
 
 logger = logging.getLogger(__name__)

@@ -33,6 +33,7 @@ from cryptography import x509
 
 from chainnode.core import codec, crypto, identity, tags, types
 from chainnode.core.errors import ChainError, ConfigError
+from chainnode.core.hexstr import HexError, parse_hex
 from chainnode.core.tags import TAG_GENESIS
 
 VERSION = 1
@@ -258,14 +259,10 @@ class _Fields:
         return value
 
     def get_hex(self, key: str, length: int) -> bytes:
-        text = self.get_str(key)
         try:
-            value = bytes.fromhex(text)
-        except ValueError as error:
-            raise ConfigError(f"{self.where}.{key}: not hex") from error
-        if len(value) != length:
-            raise ConfigError(f"{self.where}.{key}: expected {length} bytes")
-        return value
+            return parse_hex(self._get(key), f"{self.where}.{key}", length=length)
+        except HexError as error:
+            raise ConfigError(error.message) from error
 
     def get_certificate_der(self, key: str) -> bytes:
         text = self.get_str(key)

@@ -42,7 +42,6 @@ the checkpoint is unknown to it.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -50,12 +49,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 from chainnode.app.state import StateReader
 from chainnode.core import merkle, types
 from chainnode.core.errors import ChainError, StorageError, ValidationError
+from chainnode.core.hexstr import HexError, parse_hex
 
 if TYPE_CHECKING:
     from chainnode.app.genesis import Genesis
 
 PROOF_VERSION = 1
-_LOWER_HEX = re.compile(r"(?:[0-9a-f]{2})*")
 _PROOF_DEPTH_MAX = 64
 PROOF_FIELDS = (
     "version",
@@ -193,12 +192,10 @@ def _get_int(proof: Mapping[str, Any], name: str) -> int:
 
 
 def _get_hex(value: Any, name: str, length: int | None = None) -> bytes:
-    if not isinstance(value, str) or not _LOWER_HEX.fullmatch(value):
-        raise ProofError("format", f"{name} must be lowercase hex")
-    data = bytes.fromhex(value)
-    if length is not None and len(data) != length:
-        raise ProofError("format", f"{name} must be {length} bytes")
-    return data
+    try:
+        return parse_hex(value, name, length=length, lowercase=True)
+    except HexError as error:
+        raise ProofError("format", error.message) from error
 
 
 def _get_path(proof: Mapping[str, Any], name: str) -> list[bytes]:

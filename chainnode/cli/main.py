@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -51,7 +50,6 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 VALID_FOR_BLOCKS = 1000
 BATCH_TXS_MAX = 10_000
-_HASH_PATTERN = re.compile(r"[0-9a-fA-F]{64}")
 
 
 # ---------------------------------------------------------------- argument types
@@ -64,8 +62,12 @@ def _height(text: str) -> str:
 
 
 def _tx_hash(text: str) -> str:
-    if not _HASH_PATTERN.fullmatch(text):
-        raise argparse.ArgumentTypeError(f"a transaction hash is 64 hex digits: {text!r}")
+    from chainnode.core.hexstr import HexError, parse_hex
+
+    try:
+        parse_hex(text, "a transaction hash", length=32)
+    except HexError as error:
+        raise argparse.ArgumentTypeError(f"a transaction hash is 64 hex digits: {text!r}") from error
     return text.lower()
 
 
@@ -168,6 +170,7 @@ def run_bench(args: argparse.Namespace) -> int:
 
 def _read_tx_file(path: Path) -> list[tuple[str, bytes]]:
     from chainnode.core.errors import ConfigError
+    from chainnode.core.hexstr import HexError, parse_hex
 
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -181,10 +184,12 @@ def _read_tx_file(path: Path) -> list[tuple[str, bytes]]:
             value = json.loads(line)
             key = value["key"]
             data = (
-                bytes.fromhex(value["value_hex"])
+                parse_hex(value["value_hex"], "value_hex")
                 if "value_hex" in value
                 else str(value["value"]).encode("utf-8")
             )
+        except HexError as error:
+            raise ConfigError(f"{path}:{number}: {error.message}") from error
         except (ValueError, TypeError, KeyError) as error:
             raise ConfigError(
                 f'{path}:{number}: expected {{"key": ..., "value": ...}} or '

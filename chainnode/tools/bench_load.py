@@ -44,6 +44,7 @@ from typing import Any
 
 from chainnode.core import crypto, types
 from chainnode.core.errors import ChainError
+from chainnode.core.hexstr import parse_hex
 from chainnode.sdk.client import Identity
 from chainnode.tools.devnet import LocalNetwork, load_submitters
 
@@ -311,7 +312,10 @@ class CommitWatcher:
                 stamp = time.monotonic()
                 for height in range(seen + 1, int(status["height"]) + 1):
                     block = self._get(connection, f"/v1/blocks/{height}?transactions=hashes")
-                    hashes = [bytes.fromhex(item["hash"]) for item in block["transactions"]]
+                    hashes = [
+                        parse_hex(item["hash"], "transaction hash", length=32)
+                        for item in block["transactions"]
+                    ]
                     for tx_hash in hashes:
                         self.committed_at.setdefault(tx_hash, stamp)
                     self.commits.append((stamp, len(hashes)))

@@ -49,6 +49,7 @@ from typing import IO, Any, Protocol
 
 from chainnode.core import types
 from chainnode.core.errors import ChainError, ConfigError, RemoteError, StorageError
+from chainnode.core.hexstr import HexError, parse_hex
 from storage.ledger import BLOCKS_DIRECTORY, Ledger
 
 SNAPSHOT_ATTEMPTS_MAX = 8
@@ -201,9 +202,9 @@ def _parse_hex_field(value: Any, what: str) -> bytes:
     if not isinstance(value, str):
         raise RemoteError(f"the node's answer has no {what}", code="bad_response")
     try:
-        return bytes.fromhex(value)
-    except ValueError as error:
-        raise RemoteError(f"the node's {what} is not hex", code="bad_response") from error
+        return parse_hex(value, what)
+    except HexError as error:
+        raise RemoteError(f"the node's {error.message}", code="bad_response") from error
 
 
 class ApiSource:
