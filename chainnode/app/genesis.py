@@ -33,7 +33,7 @@ from cryptography import x509
 
 from chainnode.core import codec, crypto, identity, tags, types
 from chainnode.core.errors import ChainError, ConfigError
-from chainnode.core.hexstr import HexError, parse_hex
+from chainnode.core.fields import Fields
 from chainnode.core.tags import TAG_GENESIS
 
 VERSION = 1
@@ -201,7 +201,7 @@ class Genesis:
         except (json.JSONDecodeError, RecursionError) as error:
             raise ConfigError(f"genesis is not valid JSON: {error}") from error
         try:
-            return _genesis_from_document(_Fields(document, "genesis"))
+            return _genesis_from_document(Fields(document, "genesis", table_word="object"))
         except ChainError as error:
             if isinstance(error, ConfigError):
                 raise
@@ -226,97 +226,44 @@ def _entity_to_json(entity: types.EntityRecord) -> dict[str, Any]:
     }
 
 
-class _Fields:
-    """Typed access to one JSON object, raising `ConfigError` with the field's path."""
-
-    def __init__(self, value: Any, where: str) -> None:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected an object")
-        self.value = value
-        self.where = where
-
-    def _get(self, key: str) -> Any:
-        if key not in self.value:
-            raise ConfigError(f"{self.where}.{key}: missing")
-        return self.value[key]
-
-    def get_str(self, key: str) -> str:
-        value = self._get(key)
-        if not isinstance(value, str) or not value:
-            raise ConfigError(f"{self.where}.{key}: expected a non-empty string")
-        return value
-
-    def get_int(self, key: str) -> int:
-        value = self._get(key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ConfigError(f"{self.where}.{key}: expected a non-negative integer")
-        return value
-
-    def get_bool(self, key: str) -> bool:
-        value = self._get(key)
-        if not isinstance(value, bool):
-            raise ConfigError(f"{self.where}.{key}: expected true or false")
-        return value
-
-    def get_hex(self, key: str, length: int) -> bytes:
-        try:
-            return parse_hex(self._get(key), f"{self.where}.{key}", length=length)
-        except HexError as error:
-            raise ConfigError(error.message) from error
-
-    def get_certificate_der(self, key: str) -> bytes:
-        text = self.get_str(key)
-        try:
-            certificate = identity.certificate_from_pem(text.encode("ascii"))
-        except (UnicodeEncodeError, ChainError) as error:
-            raise ConfigError(f"{self.where}.{key}: not a PEM certificate") from error
-        return identity.certificate_der(certificate)
-
-    def get_list(self, key: str) -> list[Any]:
-        value = self._get(key)
-        if not isinstance(value, list):
-            raise ConfigError(f"{self.where}.{key}: expected a list")
-        return value
-
-    def get_objects(self, key: str) -> list[_Fields]:
-        return [
-            _Fields(item, f"{self.where}.{key}[{index}]") for index, item in enumerate(self.get_list(key))
-        ]
-
-    def get_strings(self, key: str) -> tuple[str, ...]:
-        items = self.get_list(key)
-        if not all(isinstance(item, str) for item in items):
-            raise ConfigError(f"{self.where}.{key}: expected a list of strings")
-        return tuple(items)
+def _get_certificate_der(fields: Fields, key: str) -> bytes:
+    text = fields.get_str(key)
+    try:
+        certificate = identity.certificate_from_pem(text.encode("ascii"))
+    except (UnicodeEncodeError, ChainError) as error:
+        raise ConfigError(f"{fields.get_key_path(key)}: not a PEM certificate") from error
+    return identity.certificate_der(certificate)
 
 
-def _genesis_from_document(fields: _Fields) -> Genesis:
+def _genesis_from_document(fields: Fields) -> Genesis:
     council = tuple(
-        CouncilMember(m.get_str("id"), m.get_str("name"), m.get_hex("public_key", 32))
-        for m in fields.get_objects("council")
+        CouncilMember(m.get_str("id"), m.get_str("name"), m.get_hex("public_key", length=32))
+        for m in fields.get_tables("council")
     )
     zones = tuple(
         types.ZoneRecord(
-            z.get_str("id"), z.get_str("name"), z.get_certificate_der("certificate"), z.get_bool("active")
+            z.get_str("id"), z.get_str("name"), _get_certificate_der(z, "certificate"), z.get_bool("active")
         )
-        for z in fields.get_objects("zones")
+        for z in fields.get_tables("zones")
     )
     entities = tuple(
         types.EntityRecord(
             entity_id=e.get_str("id"),
             zone=e.get_str("zone"),
-            public_key=e.get_hex("public_key", 32),
+            public_key=e.get_hex("public_key", length=32),
             roles=e.get_strings("roles"),
             sectors=e.get_strings("sectors"),
             not_before_ms=e.get_int("not_before_ms"),
             not_after_ms=e.get_int("not_after_ms"),
             revoked=e.get_bool("revoked"),
-            certificate=e.get_certificate_der("certificate"),
+            certificate=_get_certificate_der(e, "certificate"),
         )
-        for e in fields.get_objects("entities")
+        for e in fields.get_tables("entities")
     )
-    validator_items = fields.get_objects("validators")
-    validator_list = [types.Validator(v.get_str("id"), v.get_hex("public_key", 32)) for v in validator_items]
+    validator_items = fields.get_tables("validators")
+    validator_list = [
+        types.Validator(v.get_str("id"), v.get_hex("public_key", length=32)) for v in validator_items
+    ]
     if len(validator_list) < types.VALIDATORS_MIN:
         raise ConfigError(
             f"genesis.validators: {len(validator_list)} validators; a network needs at least "
@@ -324,21 +271,19 @@ def _genesis_from_document(fields: _Fields) -> Genesis:
         )
     if len({v.entity_id for v in validator_list}) != len(validator_list):
         raise ConfigError("genesis.validators: a validator is listed twice")
-    params_fields = _Fields(fields.value.get("params"), "genesis.params")
+    params_fields = fields.get_table("params")
     params = ChainParams(
         block_txs_max=params_fields.get_int("block_txs_max"),
         block_bytes_max=params_fields.get_int("block_bytes_max"),
         tx_bytes_max=params_fields.get_int("tx_bytes_max"),
         timestamp_drift_ms_max=params_fields.get_int("timestamp_drift_ms_max"),
         # Optional: geneses written before governance could set it have no such field.
-        view_timeout_ms=(
-            params_fields.get_int("view_timeout_ms") if "view_timeout_ms" in params_fields.value else 0
-        ),
+        view_timeout_ms=params_fields.get_int("view_timeout_ms", default=0),
     )
     return Genesis(
         chain_id=fields.get_str("chain_id"),
         genesis_time_ms=fields.get_int("genesis_time_ms"),
-        root_certificate=fields.get_certificate_der("root_certificate"),
+        root_certificate=_get_certificate_der(fields, "root_certificate"),
         council=council,
         council_threshold=fields.get_int("council_threshold"),
         zones=zones,

@@ -32,9 +32,9 @@ import json
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from chainnode.core.errors import ConfigError
+from chainnode.core.fields import Fields
 
 FRAME_BYTES_MAX_DEFAULT = 16 * 1024 * 1024
 PROPOSAL_DELAY_MS_DEFAULT = 20
@@ -96,44 +96,12 @@ class NodeConfig:
     disk_free_bytes_min: int = DISK_FREE_BYTES_MIN_DEFAULT  # less free under data_dir: not ready
 
 
-class _Table:
-    """Typed access to one TOML table, raising `ConfigError` with the dotted key."""
+def _get_path(table: Fields, key: str, base: Path) -> Path:
+    return (base / table.get_str(key)).resolve()
 
-    def __init__(self, value: Any, where: str) -> None:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a table")
-        self.value = value
-        self.where = where
 
-    def _key(self, key: str) -> str:
-        return f"{self.where}.{key}" if self.where else key
-
-    def get_table(self, key: str) -> _Table:
-        if key not in self.value:
-            raise ConfigError(f"missing table [{self._key(key)}]")
-        return _Table(self.value[key], self._key(key))
-
-    def get_str(self, key: str) -> str:
-        if key not in self.value:
-            raise ConfigError(f"missing key {self._key(key)}")
-        value = self.value[key]
-        if not isinstance(value, str) or not value:
-            raise ConfigError(f"{self._key(key)}: expected a non-empty string")
-        return value
-
-    def get_int(self, key: str, default: int, minimum: int, maximum: int) -> int:
-        value = self.value.get(key, default)
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise ConfigError(f"{self._key(key)}: expected an integer")
-        if not minimum <= value <= maximum:
-            raise ConfigError(f"{self._key(key)}: {value} is outside [{minimum}, {maximum}]")
-        return value
-
-    def get_path(self, key: str, base: Path) -> Path:
-        return (base / self.get_str(key)).resolve()
-
-    def get_address(self, key: str) -> tuple[str, int]:
-        return parse_address(self.get_str(key), self._key(key))
+def _get_address(table: Fields, key: str) -> tuple[str, int]:
+    return parse_address(table.get_str(key), table.get_key_path(key))
 
 
 def parse_address(text: str, key: str) -> tuple[str, int]:
@@ -149,14 +117,10 @@ def parse_address(text: str, key: str) -> tuple[str, int]:
     return host, port
 
 
-def _read_peers(p2p: _Table) -> tuple[PeerConfig, ...]:
-    items = p2p.value.get("peers", [])
-    if not isinstance(items, list):
-        raise ConfigError("p2p.peers: expected an array of tables")
+def _read_peers(p2p: Fields) -> tuple[PeerConfig, ...]:
     peers = []
-    for index, item in enumerate(items):
-        table = _Table(item, f"p2p.peers[{index}]")
-        host, port = table.get_address("address")
+    for table in p2p.get_tables("peers", required=False):
+        host, port = _get_address(table, "address")
         peers.append(PeerConfig(entity_id=table.get_str("id"), host=host, port=port))
     ids = [peer.entity_id for peer in peers]
     if len(set(ids)) != len(ids):
@@ -175,58 +139,76 @@ def load_node_config(path: Path) -> NodeConfig:
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"node config {config_path} is not valid TOML: {error}") from error
     base = config_path.parent
-    top = _Table(document, "")
+    top = Fields(document, "")
     node = top.get_table("node")
     tls = top.get_table("tls")
     p2p = top.get_table("p2p")
     api = top.get_table("api")
-    consensus = _Table(document.get("consensus", {}), "consensus")
-    mempool = _Table(document.get("mempool", {}), "mempool")
-    identity_table = _Table(document.get("identity", {}), "identity")
-    storage = _Table(document.get("storage", {}), "storage")
-    p2p_host, p2p_port = p2p.get_address("listen")
-    api_host, api_port = api.get_address("listen")
+    consensus = top.get_table("consensus", required=False)
+    mempool = top.get_table("mempool", required=False)
+    identity_table = top.get_table("identity", required=False)
+    storage = top.get_table("storage", required=False)
+    p2p_host, p2p_port = _get_address(p2p, "listen")
+    api_host, api_port = _get_address(api, "listen")
     node_id = node.get_str("id")
     peers = _read_peers(p2p)
     if any(peer.entity_id == node_id for peer in peers):
         raise ConfigError(f"p2p.peers: the node {node_id} lists itself as a peer")
     inbound_connections_max = p2p.get_int(
-        "inbound_connections_max", P2P_INBOUND_CONNECTIONS_MAX_DEFAULT, 1, 100_000
+        "inbound_connections_max", default=P2P_INBOUND_CONNECTIONS_MAX_DEFAULT, minimum=1, maximum=100_000
     )
     return NodeConfig(
         node_id=node_id,
         config_path=config_path,
-        data_dir=node.get_path("data_dir", base),
-        genesis_path=node.get_path("genesis", base),
-        certificate_path=tls.get_path("certificate", base),
-        chain_path=tls.get_path("chain", base),
-        key_path=tls.get_path("key", base),
-        root_ca_path=tls.get_path("root_ca", base),
+        data_dir=_get_path(node, "data_dir", base),
+        genesis_path=_get_path(node, "genesis", base),
+        certificate_path=_get_path(tls, "certificate", base),
+        chain_path=_get_path(tls, "chain", base),
+        key_path=_get_path(tls, "key", base),
+        root_ca_path=_get_path(tls, "root_ca", base),
         p2p_host=p2p_host,
         p2p_port=p2p_port,
         peers=peers,
-        frame_bytes_max=p2p.get_int("frame_bytes_max", FRAME_BYTES_MAX_DEFAULT, 1024, 1 << 30),
+        frame_bytes_max=p2p.get_int(
+            "frame_bytes_max", default=FRAME_BYTES_MAX_DEFAULT, minimum=1024, maximum=1 << 30
+        ),
         api_host=api_host,
         api_port=api_port,
-        proposal_delay_ms=consensus.get_int("proposal_delay_ms", PROPOSAL_DELAY_MS_DEFAULT, 0, 60_000),
-        tick_ms=consensus.get_int("tick_ms", TICK_MS_DEFAULT, 1, 10_000),
-        mempool_capacity_txs=mempool.get_int("capacity_txs", MEMPOOL_CAPACITY_TXS_DEFAULT, 1, 100_000_000),
-        view_timeout_ms=consensus.get_int("view_timeout_ms", VIEW_TIMEOUT_MS_DEFAULT, 50, 600_000),
-        certificate_warning_days=identity_table.get_int(
-            "certificate_warning_days", CERTIFICATE_WARNING_DAYS_DEFAULT, 0, 3650
+        proposal_delay_ms=consensus.get_int(
+            "proposal_delay_ms", default=PROPOSAL_DELAY_MS_DEFAULT, minimum=0, maximum=60_000
         ),
-        api_connections_max=api.get_int("connections_max", API_CONNECTIONS_MAX_DEFAULT, 1, 1_000_000),
+        tick_ms=consensus.get_int("tick_ms", default=TICK_MS_DEFAULT, minimum=1, maximum=10_000),
+        mempool_capacity_txs=mempool.get_int(
+            "capacity_txs", default=MEMPOOL_CAPACITY_TXS_DEFAULT, minimum=1, maximum=100_000_000
+        ),
+        view_timeout_ms=consensus.get_int(
+            "view_timeout_ms", default=VIEW_TIMEOUT_MS_DEFAULT, minimum=50, maximum=600_000
+        ),
+        certificate_warning_days=identity_table.get_int(
+            "certificate_warning_days", default=CERTIFICATE_WARNING_DAYS_DEFAULT, minimum=0, maximum=3650
+        ),
+        api_connections_max=api.get_int(
+            "connections_max", default=API_CONNECTIONS_MAX_DEFAULT, minimum=1, maximum=1_000_000
+        ),
         api_request_head_timeout_ms=api.get_int(
-            "request_head_timeout_ms", API_REQUEST_HEAD_TIMEOUT_MS_DEFAULT, 100, 600_000
+            "request_head_timeout_ms",
+            default=API_REQUEST_HEAD_TIMEOUT_MS_DEFAULT,
+            minimum=100,
+            maximum=600_000,
         ),
         api_keepalive_timeout_ms=api.get_int(
-            "keepalive_timeout_ms", API_KEEPALIVE_TIMEOUT_MS_DEFAULT, 100, 86_400_000
+            "keepalive_timeout_ms", default=API_KEEPALIVE_TIMEOUT_MS_DEFAULT, minimum=100, maximum=86_400_000
         ),
         p2p_inbound_connections_max=inbound_connections_max,
         p2p_inbound_unauthenticated_max=p2p.get_int(
-            "inbound_unauthenticated_max", P2P_INBOUND_UNAUTHENTICATED_MAX_DEFAULT, 1, inbound_connections_max
+            "inbound_unauthenticated_max",
+            default=P2P_INBOUND_UNAUTHENTICATED_MAX_DEFAULT,
+            minimum=1,
+            maximum=inbound_connections_max,
         ),
-        disk_free_bytes_min=storage.get_int("disk_free_bytes_min", DISK_FREE_BYTES_MIN_DEFAULT, 0, 1 << 50),
+        disk_free_bytes_min=storage.get_int(
+            "disk_free_bytes_min", default=DISK_FREE_BYTES_MIN_DEFAULT, minimum=0, maximum=1 << 50
+        ),
     )
 
 

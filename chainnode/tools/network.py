@@ -49,6 +49,7 @@ from chainnode.app import genesis
 from chainnode.core import identity, types
 from chainnode.core.crypto import SigningKey, public_key_to_pem
 from chainnode.core.errors import ChainError, ConfigError
+from chainnode.core.fields import Fields
 from chainnode.node import config
 
 # Shipped as package data of the top-level `config` package, so a plain `pip install .` has it.
@@ -99,30 +100,13 @@ class NetworkLayout:
 # ---------------------------------------------------------------- the pilot definition
 
 
-def _get(table: Any, key: str, kind: type, where: str) -> Any:
-    if not isinstance(table, dict) or key not in table:
-        raise ConfigError(f"pilot {where}: missing key {key!r}")
-    value = table[key]
-    if not isinstance(value, kind) or isinstance(value, bool) != (kind is bool):
-        raise ConfigError(f"pilot {where}.{key}: expected {kind.__name__}")
-    return value
-
-
-def _get_strings(table: Any, key: str, where: str) -> tuple[str, ...]:
-    values = _get(table, key, list, where)
-    if not all(isinstance(value, str) for value in values):
-        raise ConfigError(f"pilot {where}.{key}: expected a list of strings")
-    return tuple(values)
-
-
-def _parse_entity(item: Any, index: int, zone_ids: set[str]) -> identity.EntityClaims:
-    where = f"entities[{index}]"
+def _parse_entity(item: Fields, zone_ids: set[str]) -> identity.EntityClaims:
     claims = identity.EntityClaims(
-        entity_id=_get(item, "id", str, where),
-        zone=_get(item, "zone", str, where),
-        roles=_get_strings(item, "roles", where),
-        sectors=_get_strings(item, "sectors", where),
-        name=_get(item, "name", str, where),
+        entity_id=item.get_str("id"),
+        zone=item.get_str("zone"),
+        roles=item.get_strings("roles"),
+        sectors=item.get_strings("sectors"),
+        name=item.get_str("name"),
     )
     where = f"entity {claims.entity_id!r}"
     if not identity.is_valid_id(claims.entity_id):
@@ -146,43 +130,32 @@ def _require_distinct(values: list[str], what: str) -> None:
 
 def parse_pilot(document: dict[str, Any]) -> PilotDefinition:
     """Check and convert a parsed pilot TOML document."""
-    zones = tuple(
-        PilotZone(_get(item, "id", str, f"zones[{i}]"), _get(item, "name", str, f"zones[{i}]"))
-        for i, item in enumerate(_get(document, "zones", list, "file"))
-    )
+    fields = Fields(document, "pilot")
+    zones = tuple(PilotZone(item.get_str("id"), item.get_str("name")) for item in fields.get_tables("zones"))
     for zone in zones:
         if not identity.is_valid_id(zone.zone_id):
             raise ConfigError(f"pilot zone {zone.zone_id!r}: id must be lowercase [a-z0-9-]")
     _require_distinct([zone.zone_id for zone in zones], "zones")
     zone_ids = {zone.zone_id for zone in zones}
-    entities = tuple(
-        _parse_entity(item, index, zone_ids)
-        for index, item in enumerate(_get(document, "entities", list, "file"))
-    )
+    entities = tuple(_parse_entity(item, zone_ids) for item in fields.get_tables("entities"))
     _require_distinct([entity.entity_id for entity in entities], "entities")
-    council_table = _get(document, "council", dict, "file")
+    council_table = fields.get_table("council")
     council = tuple(
-        PilotCouncilMember(
-            _get(item, "id", str, f"council.members[{i}]"),
-            _get(item, "name", str, f"council.members[{i}]"),
-        )
-        for i, item in enumerate(_get(council_table, "members", list, "council"))
+        PilotCouncilMember(item.get_str("id"), item.get_str("name"))
+        for item in council_table.get_tables("members")
     )
     _require_distinct([member.member_id for member in council], "council members")
     for member in council:
         if not identity.is_valid_id(member.member_id):
             raise ConfigError(f"pilot council member {member.member_id!r}: id must be [a-z0-9-]")
-    threshold = _get(council_table, "threshold", int, "council")
-    if not 1 <= threshold <= len(council):
-        raise ConfigError(f"pilot council.threshold {threshold} is outside 1..{len(council)}")
     if not zones:
         raise ConfigError("pilot defines no zones")
     return PilotDefinition(
-        name=_get(document, "name", str, "file"),
+        name=fields.get_str("name"),
         zones=zones,
         entities=entities,
         council=council,
-        council_threshold=threshold,
+        council_threshold=council_table.get_int("threshold", minimum=1, maximum=len(council)),
     )
 
 
