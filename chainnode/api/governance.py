@@ -35,9 +35,9 @@ from chainnode.api.service import LedgerReader
 from chainnode.app import authority, governance
 from chainnode.core import identity, types
 from chainnode.core.errors import ChainError, RemoteError
+from chainnode.core.statuses import ProposalStatus
 
 PROPOSALS_MAX = 1000
-PROPOSAL_STATUSES = frozenset({"open", "expired", "executed", "rejected", "failed"})
 WITHIN_DAYS_MAX = 36_500
 DAY_MS = 86_400_000
 
@@ -178,8 +178,9 @@ async def handle_validators(request: web.Request) -> web.Response:
 async def handle_proposals(request: web.Request) -> web.Response:
     ledger = _get_ledger(request)
     status = request.query.get("status")
-    if status is not None and status not in PROPOSAL_STATUSES:
-        raise RemoteError(f"status must be one of {sorted(PROPOSAL_STATUSES)}", code="bad_request")
+    if status is not None and status not in set(ProposalStatus):
+        choices = sorted(str(choice) for choice in ProposalStatus)
+        raise RemoteError(f"status must be one of {choices}", code="bad_request")
     next_height = _get_next_height(ledger)
     count = governance.get_proposal_count(ledger)
     items = []

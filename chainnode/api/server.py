@@ -81,6 +81,7 @@ from chainnode.app import proof, records
 from chainnode.core import metrics, types
 from chainnode.core.errors import ChainError, DecodeError, LocalError, RemoteError, ValidationError
 from chainnode.core.hexstr import parse_hex
+from chainnode.core.statuses import TxStatus
 from consensus.messages import decode_evidence
 
 logger = logging.getLogger(__name__)
@@ -179,7 +180,7 @@ async def handle_metrics(request: web.Request) -> web.Response:
 def _compute_submit_item(result: SubmitResult) -> dict[str, Any]:
     item: dict[str, Any] = {
         "hash": result.tx_hash.hex() if result.tx_hash is not None else None,
-        "status": "pending" if result.accepted else "rejected",
+        "status": TxStatus.PENDING if result.accepted else TxStatus.REJECTED,
     }
     if not result.accepted:
         item["error"] = {"code": result.code, "message": result.message}
@@ -271,9 +272,9 @@ async def handle_transaction(request: web.Request) -> web.Response:
     tx_hash = parse_hex(request.match_info["hash"], "transaction hash", length=32)
     status = service.get_transaction_status(tx_hash)
     result: dict[str, Any] = {"hash": tx_hash.hex(), "status": status.status}
-    if status.status == "pending":
+    if status.status == TxStatus.PENDING:
         return json_response(result)
-    if status.status == "committed":
+    if status.status == TxStatus.COMMITTED:
         if status.height is None or status.index is None:
             raise LocalError("a committed transaction without a location", code="internal")
         receipt = status.receipt
@@ -284,7 +285,7 @@ async def handle_transaction(request: web.Request) -> web.Response:
             receipt = types.decode_receipt(encoded)
         result.update(height=status.height, index=status.index, receipt=compute_receipt_json(receipt))
         return json_response(result)
-    if status.status == "rejected":
+    if status.status == TxStatus.REJECTED:
         result["error"] = {"code": status.code, "message": status.message}
         return json_response(result)
     return json_response(
@@ -298,7 +299,7 @@ async def handle_transaction_proof(request: web.Request) -> web.Response:
     service = get_service(request)
     tx_hash = parse_hex(request.match_info["hash"], "transaction hash", length=32)
     status = service.get_transaction_status(tx_hash)
-    if status.status != "committed" or status.height is None or status.index is None:
+    if status.status != TxStatus.COMMITTED or status.height is None or status.index is None:
         return json_response(
             error_body("not_found", f"transaction {tx_hash.hex()} is not committed on this node "
                                      f"(status: {status.status})"),

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from chainnode.core import types
 from chainnode.core.fastinit import install_fast_init
+from chainnode.core.statuses import TxStatus
 
 
 @install_fast_init
@@ -29,7 +30,7 @@ class SubmitResult:
 class TransactionStatus:
     """Where a transaction is: in the mempool, in a block, refused, or unknown."""
 
-    status: str  # "pending" | "committed" | "rejected" | "unknown"
+    status: TxStatus
     height: int | None = None  # committed: the block height
     index: int | None = None  # committed: the position in the block
     receipt: types.Receipt | None = None  # committed: the outcome

@@ -64,6 +64,7 @@ from chainnode.app.state import (
 )
 from chainnode.core import identity, types
 from chainnode.core.errors import ChainError, StorageError
+from chainnode.core.statuses import ZoneStatus
 
 ErrorCode = types.ErrorCode
 MODULE = "authority"
@@ -142,7 +143,7 @@ def _get_entity_signer(state: StateReader, entity_id: str) -> Signer | None:
     zone_stored = state.get_state(types.zone_key(entity.zone))
     # Genesis checks that every entity's zone exists and removal keeps the zone's record, so a
     # missing zone only occurs in hand-built states (tests, tools); they impose no zone rule.
-    zone_status: str = "active"
+    zone_status = ZoneStatus.ACTIVE
     if zone_stored is not None:
         zone_status = _decode_memoized(
             _ZONE_STATUS_MEMO, zone_stored, lambda data: types.decode_zone_record(data).status, "zone"
@@ -173,7 +174,7 @@ def get_signer(state: StateReader, signer_id: str) -> Signer | None:
         if member is None:
             return None
         return Signer(
-            SignerKind.COUNCIL, member.member_id, member.public_key, None, "active", 0, _TIME_MAX_MS
+            SignerKind.COUNCIL, member.member_id, member.public_key, None, ZoneStatus.ACTIVE, 0, _TIME_MAX_MS
         )
     return _get_entity_signer(state, signer_id)
 

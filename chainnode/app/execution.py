@@ -66,6 +66,7 @@ from chainnode.app.state import (
 )
 from chainnode.core import crypto, types
 from chainnode.core.errors import DecodeError, StorageError, ValidationError
+from chainnode.core.statuses import ZoneStatus
 
 ErrorCode = types.ErrorCode
 SIGNATURE_CACHE_ENTRIES_MAX = 40_000  # covers a full mempool (8 blocks) and the block in flight
@@ -220,7 +221,7 @@ class Executor:
         """The checks whose failure yields a failed receipt; returns the action to apply."""
         if signer.entity is not None and signer.entity.is_revoked_at(height):
             raise TransactionError(ErrorCode.SIGNER_REVOKED, f"the certificate of {tx.signer!r} is revoked")
-        if signer.zone_status != "active":
+        if signer.zone_status != ZoneStatus.ACTIVE:
             raise TransactionError(
                 ErrorCode.ZONE_NOT_ACTIVE, f"the zone of {tx.signer!r} is {signer.zone_status}"
             )

@@ -68,6 +68,7 @@ from chainnode.app.state import (
 from chainnode.core import codec, identity, tags, types
 from chainnode.core.codec import expect_int, expect_str, expect_tuple
 from chainnode.core.errors import ChainError, DecodeError, StorageError
+from chainnode.core.statuses import STORED_PROPOSAL_STATUSES, ProposalStatus, ZoneStatus
 
 ErrorCode = types.ErrorCode
 MODULE = "governance"
@@ -215,7 +216,7 @@ class Proposal:
     expires_at_height: int  # last height at which a vote counts
     approvals: tuple[str, ...]  # member ids, in vote order; the proposer first
     rejections: tuple[str, ...]
-    status: str  # "open" | "executed" | "rejected" | "failed"
+    status: ProposalStatus  # one of STORED_PROPOSAL_STATUSES (never EXPIRED)
     outcome: str  # why it failed or was rejected; empty otherwise
     closed_height: int  # 0 while open
 
@@ -238,10 +239,10 @@ class Proposal:
             )
         )
 
-    def get_status_at(self, height: int) -> str:
-        """The status as seen by a vote at `height`: an open proposal past its expiry is "expired"."""
-        if self.status == "open" and height > self.expires_at_height:
-            return "expired"
+    def get_status_at(self, height: int) -> ProposalStatus:
+        """The status as seen by a vote at `height`: an open proposal past its expiry is EXPIRED."""
+        if self.status == ProposalStatus.OPEN and height > self.expires_at_height:
+            return ProposalStatus.EXPIRED
         return self.status
 
 
@@ -256,10 +257,16 @@ def decode_proposal(data: bytes) -> Proposal:
         expires_at_height=expect_int(fields[7], "expires at height"),
         approvals=tuple(expect_str(item, "approval", 64) for item in expect_tuple(fields[8], "approvals")),
         rejections=tuple(expect_str(item, "rejection", 64) for item in expect_tuple(fields[9], "rejections")),
-        status=expect_str(fields[10], "proposal status", 16),
+        status=_decode_proposal_status(expect_str(fields[10], "proposal status", 16)),
         outcome=expect_str(fields[11], "proposal outcome", 1024, allow_empty=True),
         closed_height=expect_int(fields[12], "closed height"),
     )
+
+
+def _decode_proposal_status(text: str) -> ProposalStatus:
+    if text not in STORED_PROPOSAL_STATUSES:
+        raise DecodeError(f"proposal status {text!r} is not one a proposal is stored with")
+    return ProposalStatus(text)
 
 
 def compute_proposal_key(proposal_id: int) -> bytes:
@@ -396,9 +403,9 @@ def _change_admit_zone(overlay: Overlay, payload: tuple[Any, ...], context: Exec
     existing = get_zone_record(overlay, zone_id)
     if existing is not None:
         advice = {
-            "active": "it is already admitted",
-            "suspended": "reinstate it instead",
-            "removed": "a removed zone id is never reused",
+            ZoneStatus.ACTIVE: "it is already admitted",
+            ZoneStatus.SUSPENDED: "reinstate it instead",
+            ZoneStatus.REMOVED: "a removed zone id is never reused",
         }[existing.status]
         raise _fail(ErrorCode.BAD_PROPOSAL, f"admit_zone: zone {zone_id!r} is {existing.status}; {advice}")
     overlay.put(types.zone_key(zone_id), types.ZoneRecord(zone_id, name, certificate_der, True).encode())
@@ -408,9 +415,9 @@ def _change_admit_zone(overlay: Overlay, payload: tuple[Any, ...], context: Exec
 def _change_zone_status(overlay: Overlay, kind: str, zone_id: str) -> list[Event]:
     zone = _require_zone(overlay, zone_id)
     expected = {
-        "suspend_zone": ("active",),
-        "reinstate_zone": ("suspended",),
-        "remove_zone": ("active", "suspended"),
+        "suspend_zone": (ZoneStatus.ACTIVE,),
+        "reinstate_zone": (ZoneStatus.SUSPENDED,),
+        "remove_zone": (ZoneStatus.ACTIVE, ZoneStatus.SUSPENDED),
     }[kind]
     if zone.status not in expected:
         raise _fail(ErrorCode.BAD_PROPOSAL, f"{kind}: zone {zone_id!r} is {zone.status}")
@@ -436,7 +443,7 @@ def _change_add_validator(overlay: Overlay, entity_id: str, context: ExecutionCo
         problem = "its certificate lacks the validator role"
     elif not entity.not_before_ms <= context.timestamp_ms <= entity.not_after_ms:
         problem = "its certificate is not valid at the block time"
-    elif (zone := get_zone_record(overlay, entity.zone)) is None or zone.status != "active":
+    elif (zone := get_zone_record(overlay, entity.zone)) is None or zone.status != ZoneStatus.ACTIVE:
         problem = f"its zone {entity.zone!r} is not active"
     validators = get_validator_set(overlay)
     if validators.index_of(entity_id) is not None:
@@ -507,16 +514,20 @@ def _close_if_decided(
         try:
             events = apply_change(scratch, proposal, context)
         except TransactionError as error:
-            failed = replace(proposal, status="failed", outcome=error.message, closed_height=context.height)
+            failed = replace(
+                proposal, status=ProposalStatus.FAILED, outcome=error.message, closed_height=context.height
+            )
             return failed, [("governance.failed", (proposal.proposal_id, error.message))]
         scratch.merge_into_parent()
-        executed = replace(proposal, status="executed", closed_height=context.height)
+        executed = replace(proposal, status=ProposalStatus.EXECUTED, closed_height=context.height)
         return executed, [("governance.executed", (proposal.proposal_id, proposal.kind)), *events]
     if len(proposal.rejections) > len(members) - threshold:
         outcome = (
             f"{len(proposal.rejections)} of {len(members)} members rejected it; {threshold} approvals needed"
         )
-        rejected = replace(proposal, status="rejected", outcome=outcome, closed_height=context.height)
+        rejected = replace(
+            proposal, status=ProposalStatus.REJECTED, outcome=outcome, closed_height=context.height
+        )
         return rejected, [("governance.rejected", (proposal.proposal_id,))]
     return proposal, []
 
@@ -543,7 +554,7 @@ def apply_propose(overlay: Overlay, tx: types.Transaction, context: ExecutionCon
         expires_at_height,
         approvals=(context.signer.name,),
         rejections=(),
-        status="open",
+        status=ProposalStatus.OPEN,
         outcome="",
         closed_height=0,
     )
@@ -564,12 +575,12 @@ def apply_vote(overlay: Overlay, tx: types.Transaction, context: ExecutionContex
     if proposal is None:
         raise _fail(ErrorCode.UNKNOWN_PROPOSAL, f"there is no proposal {proposal_id}")
     status = proposal.get_status_at(context.height)
-    if status == "expired":
+    if status == ProposalStatus.EXPIRED:
         raise _fail(
             ErrorCode.PROPOSAL_EXPIRED,
             f"proposal {proposal_id} expired at height {proposal.expires_at_height}",
         )
-    if status != "open":
+    if status != ProposalStatus.OPEN:
         raise _fail(ErrorCode.PROPOSAL_CLOSED, f"proposal {proposal_id} is already {status}")
     if member in proposal.approvals or member in proposal.rejections:
         raise _fail(ErrorCode.DUPLICATE_VOTE, f"{member} has already voted on proposal {proposal_id}")

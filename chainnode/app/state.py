@@ -46,6 +46,7 @@ from typing import Any, Protocol
 from chainnode.core import codec, crypto, merkle, types
 from chainnode.core.errors import ValidationError
 from chainnode.core.fastinit import install_fast_init
+from chainnode.core.statuses import ZoneStatus
 
 Event = tuple[str, tuple[Any, ...]]
 
@@ -148,7 +149,7 @@ class Signer:
     name: str  # entity id, zone id or council member id (without the prefix)
     public_key: bytes  # raw Ed25519 key the signature was checked against
     entity: types.EntityRecord | None  # the record, for entity signers only
-    zone_status: str  # "active" | "suspended" | "removed" of the signer's zone ("active" for council)
+    zone_status: ZoneStatus  # of the signer's zone (ACTIVE for council members)
     not_before_ms: int  # validity window of the signer's certificate (entity or zone CA)
     not_after_ms: int
 

@@ -1,7 +1,8 @@
 """The `chainnode authority ...` and `chainnode council ...` commands.
 
-Theory of operation: like `cli.py`, only the standard library is imported at start-up and each
-command imports what it needs when it runs.  `cli.py` mounts the commands with `add_commands`
+Theory of operation: like `cli.py`, only the standard library is imported at start-up (and the
+plain enums of `chainnode.core.statuses`, for the choices of `--status`) and each command imports
+what it needs when it runs.  `cli.py` mounts the commands with `add_commands`
 and runs `args.check(args)` (usage checks, exit 2) before `args.run(args)`.
 
     chainnode authority issue --zone-dir DIR/zones/<z> --entity ID --name NAME
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from chainnode.cli.args import parse_positive_int, print_json, wait_and_report
+from chainnode.core.statuses import ProposalStatus, TxStatus
 
 VALID_FOR_BLOCKS = 1000
 # The CLI keeps its own copy so `chainnode --help` need not import the state machine;
@@ -120,7 +122,8 @@ def _submit(
         valid_until=int(status["height"]) + VALID_FOR_BLOCKS,
     )
     tx_hash = client.submit(tx)
-    print_json({"hash": tx_hash, "signer": tx.signer, "action": f"{module}.{action}", "status": "pending"})
+    action_name = f"{module}.{action}"
+    print_json({"hash": tx_hash, "signer": tx.signer, "action": action_name, "status": TxStatus.PENDING})
     if args.wait:
         wait_and_report(client, tx_hash, args.timeout)
     return 0
@@ -268,7 +271,7 @@ def _add_council_commands(commands: Any) -> None:
     listing.add_argument("--node", required=True, metavar="URL")
     listing.add_argument("--timeout", type=float, default=10.0, metavar="S")
     listing.add_argument(
-        "--status", default=None, choices=["open", "expired", "executed", "rejected", "failed"]
+        "--status", default=None, choices=[str(status) for status in ProposalStatus]
     )
     listing.set_defaults(run=run_list)
 

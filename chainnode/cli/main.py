@@ -206,6 +206,7 @@ def _read_tx_file(path: Path) -> list[tuple[str, bytes]]:
 def _submit_file(
     client: Client, signer: Identity, chain_id: str, valid_until: int, args: argparse.Namespace
 ) -> int:
+    from chainnode.core.statuses import TxStatus
     from chainnode.sdk.client import ClientError, build_transaction
 
     items = _read_tx_file(args.file)
@@ -224,7 +225,7 @@ def _submit_file(
     for start in range(0, len(txs), BATCH_TXS_MAX):
         answer = client.submit_batch(txs[start : start + BATCH_TXS_MAX])
         results.extend(answer.get("results", []))
-    accepted = [item["hash"] for item in results if item.get("status") == "pending"]
+    accepted = [item["hash"] for item in results if item.get("status") == TxStatus.PENDING]
     print_json({"accepted": len(accepted), "rejected": len(results) - len(accepted), "results": results})
     if args.wait:
         failed = 0
@@ -241,6 +242,7 @@ def _submit_file(
 
 
 def run_tx_submit(args: argparse.Namespace) -> int:
+    from chainnode.core.statuses import TxStatus
     from chainnode.sdk.client import Client, Identity, build_transaction
 
     signer = Identity.load(args.identity)
@@ -259,7 +261,7 @@ def run_tx_submit(args: argparse.Namespace) -> int:
         valid_until=valid_until,
     )
     tx_hash = client.submit(tx)
-    print_json({"hash": tx_hash, "status": "pending"})
+    print_json({"hash": tx_hash, "status": TxStatus.PENDING})
     if args.wait:
         wait_and_report(client, tx_hash, args.timeout)
     return EXIT_OK

@@ -27,6 +27,7 @@ from chainnode.core import codec, crypto, merkle
 from chainnode.core.codec import expect_bytes, expect_int, expect_str, expect_tuple
 from chainnode.core.errors import DecodeError
 from chainnode.core.fastinit import install_fast_init
+from chainnode.core.statuses import ZoneStatus
 from chainnode.core.tags import (
     TAG_BLOCK,
     TAG_BLOCK_HEADER,
@@ -798,11 +799,10 @@ class ZoneRecord:
         )
 
     @property
-    def status(self) -> str:
-        """"active", "suspended" or "removed"."""
+    def status(self) -> ZoneStatus:
         if self.removed:
-            return "removed"
-        return "active" if self.active else "suspended"
+            return ZoneStatus.REMOVED
+        return ZoneStatus.ACTIVE if self.active else ZoneStatus.SUSPENDED
 
 
 def decode_zone_record(data: bytes) -> ZoneRecord:

@@ -25,6 +25,7 @@ from chainnode.api.service import SubmitResult, TransactionStatus
 from chainnode.app.execution import Executor, StateMemo
 from chainnode.core import types
 from chainnode.core.errors import DecodeError
+from chainnode.core.statuses import TxStatus
 from chainnode.node.clock import get_time_ms
 from chainnode.node.mempool import Mempool, MempoolFullError
 from storage.ledger import Ledger
@@ -92,13 +93,13 @@ class Admission:
             height, index = location
             receipt_bytes = self._ledger.get_receipt(height, index)
             receipt = types.decode_receipt(receipt_bytes) if receipt_bytes is not None else None
-            return TransactionStatus("committed", height=height, index=index, receipt=receipt)
+            return TransactionStatus(TxStatus.COMMITTED, height=height, index=index, receipt=receipt)
         if self.mempool.contains(tx_hash):
-            return TransactionStatus("pending")
+            return TransactionStatus(TxStatus.PENDING)
         rejected = self._rejected.get(tx_hash)
         if rejected is not None:
-            return TransactionStatus("rejected", code=rejected[0], message=rejected[1])
-        return TransactionStatus("unknown")
+            return TransactionStatus(TxStatus.REJECTED, code=rejected[0], message=rejected[1])
+        return TransactionStatus(TxStatus.UNKNOWN)
 
     # ------------------------------------------------------------ the check
 

@@ -49,6 +49,7 @@ from chainnode.app.proof import ProofResult as ProofResult  # noqa: PLC0414
 from chainnode.app.proof import verify_proof as verify_proof  # noqa: PLC0414
 from chainnode.core import crypto, identity, types
 from chainnode.core.errors import ChainError, ConfigError
+from chainnode.core.statuses import TxStatus
 
 NONCE_BITS = 63
 _RESPONSE_BYTES_MAX = 256 * 1024 * 1024
@@ -279,18 +280,18 @@ class Client:
         """Poll until committed (returns the status) or rejected / past the deadline (raises)."""
         deadline = time.monotonic() + timeout_s
         polls_max = max(1, int(timeout_s * 1000 / max(poll_ms, 1)) + 1)
-        last_status = "unknown"
+        last_status = str(TxStatus.UNKNOWN)
         for _ in range(polls_max):
             try:
                 answer = self.get_transaction(tx_hash_hex)
             except ClientError as error:
                 if error.status != 404:
                     raise
-                answer = {"status": "unknown"}
+                answer = {"status": TxStatus.UNKNOWN}
             last_status = str(answer.get("status"))
-            if last_status == "committed":
+            if last_status == TxStatus.COMMITTED:
                 return answer
-            if last_status == "rejected":
+            if last_status == TxStatus.REJECTED:
                 error_body = answer.get("error") or {}
                 raise ClientError(
                     f"transaction {tx_hash_hex} was rejected: {error_body.get('message', '')}",

@@ -45,6 +45,7 @@ from typing import Any
 from chainnode.core import crypto, types
 from chainnode.core.errors import ChainError
 from chainnode.core.hexstr import parse_hex
+from chainnode.core.statuses import TxStatus
 from chainnode.sdk.client import Identity
 from chainnode.tools.devnet import LocalNetwork, load_submitters
 
@@ -204,7 +205,7 @@ def _submit_one_batch(
             continue
         again_positions, again_items = [], []
         for position, item, result in zip(positions, items, answer["results"], strict=True):
-            if result["status"] == "pending":
+            if result["status"] == TxStatus.PENDING:
                 tally.accepted_at[position] = sent_at
             elif result.get("error", {}).get("code") == "mempool_full":
                 again_positions.append(position)

@@ -29,6 +29,7 @@ from typing import Any
 from chainnode.core import identity as pki
 from chainnode.core import types
 from chainnode.core.errors import ChainError, ConfigError
+from chainnode.core.statuses import TxStatus
 from chainnode.sdk.client import Client, ClientError, Identity, build_transaction
 
 READY_TIMEOUT_S = 60.0
@@ -227,7 +228,7 @@ def submit_all(
             accepted += int(result["accepted"])
             for item in result["results"]:
                 error_code = (item.get("error") or {}).get("code")
-                if item["status"] == "pending":
+                if item["status"] == TxStatus.PENDING:
                     continue
                 if error_code == "mempool_full" and item.get("hash") in by_hash:
                     retry.append(by_hash[item["hash"]])
@@ -273,7 +274,7 @@ def verify_committed_everywhere(network: LocalNetwork, tx_hashes: Sequence[str])
     def check(item: tuple[str, str]) -> str | None:
         node_id, tx_hash = item
         status = network.client(node_id).get_transaction(tx_hash)
-        return None if status.get("status") == "committed" else f"{tx_hash} on {node_id}: {status}"
+        return None if status.get("status") == TxStatus.COMMITTED else f"{tx_hash} on {node_id}: {status}"
 
     work = [(node.node_id, tx_hash) for node in network.nodes for tx_hash in tx_hashes]
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
