@@ -4,11 +4,14 @@ Every peer sends its wall clock in its status frame once a second (`wire.Status.
 offset of a peer is its clock minus ours when the frame arrives; on the networks this node runs
 on, the frame's transit time (milliseconds) is small against the drift a block timestamp may
 have (`timestamp_drift_ms_max`, seconds), so it is not estimated.  Our clock is judged against
-the median of the fresh offsets, not against any one peer: a single peer with a wrong clock
-makes that peer's offset large and leaves the median near zero, while our own wrong clock moves
-every offset, and so the median, by the same amount.  The node reports the median (status,
-metric), refuses readiness while it exceeds the drift, and logs at WARNING when it does, naming
-the peers and their offsets.  Pure: time arrives as arguments.
+the majority of the fresh peers, never against any one: it is wrong when at least two peers
+are heard and more than half of them each differ from it by more than the drift, in the same
+direction.  A single peer with a wrong clock is outvoted (also when only two peers are heard,
+one of them wrong: an average of the two would blame us for half its error), while our own
+wrong clock moves every offset by the same amount.  The node reports the median offset (the
+lower middle one, never an average: status, metric), refuses readiness while its clock is
+judged wrong, and logs at WARNING when it is, naming the peers and their offsets.  Pure: time
+arrives as arguments.
 """
 
 from __future__ import annotations
@@ -23,13 +26,16 @@ PEER_CLOCK_FRESH_MS = 10_000  # an offset older than this (monotonic) is not cou
 class ClockReport:
     """Our clock against our peers' at one moment."""
 
-    offset_ms: int | None  # median of (peer clock - our clock) over fresh peers; None: no peer
+    offset_ms: int | None  # the lower median of (peer clock - our clock) over fresh peers; None: no peer
     peers: dict[str, int]  # each fresh peer's offset
     drift_ms_max: int
 
     @property
     def is_skewed(self) -> bool:
-        return self.offset_ms is not None and abs(self.offset_ms) > self.drift_ms_max
+        """More than half of at least two fresh peers are off by more than the drift, one way."""
+        ahead = sum(1 for offset in self.peers.values() if offset > self.drift_ms_max)
+        behind = sum(1 for offset in self.peers.values() if offset < -self.drift_ms_max)
+        return len(self.peers) >= 2 and 2 * max(ahead, behind) > len(self.peers)
 
     def describe(self) -> str:
         """One line for an operator: which way our clock is off, by how much, against whom."""
@@ -61,5 +67,5 @@ class PeerClocks:
             for peer, (offset, heard_ms) in self._offsets.items()
             if now_ms - heard_ms <= PEER_CLOCK_FRESH_MS
         }
-        median = int(statistics.median(fresh.values())) if fresh else None
+        median = statistics.median_low(fresh.values()) if fresh else None
         return ClockReport(median, fresh, self.drift_ms_max)

@@ -40,3 +40,21 @@ def test_stale_and_forgotten_peers_do_not_count() -> None:
     assert clocks.report(now_ms=PEER_CLOCK_FRESH_MS + 1).offset_ms is None
     clocks.forget("a")
     assert clocks.report(now_ms=0).peers == {"b": 600_000}
+
+
+def test_two_peers_one_of_them_wrong_do_not_blame_our_clock() -> None:
+    # With one validator down and another's clock 10 minutes fast, an honest node hears two
+    # peers: an average of their offsets would say our clock is 5 minutes slow.
+    report = clocks_with({"a": 3, "b": 600_000}).report(now_ms=0)
+    assert not report.is_skewed
+    assert report.offset_ms == 3  # the lower median, never an average
+
+
+def test_one_peer_alone_cannot_tell_whose_clock_is_wrong() -> None:
+    assert not clocks_with({"a": 600_000}).report(now_ms=0).is_skewed
+
+
+def test_a_split_majority_is_no_verdict() -> None:
+    # Two peers ahead, two behind: no direction has more than half.
+    report = clocks_with({"a": 600_000, "b": 600_000, "c": -600_000, "d": -600_000}).report(now_ms=0)
+    assert not report.is_skewed
