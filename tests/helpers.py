@@ -1,4 +1,4 @@
-"""Test helpers shared by the p2p unit tests and the cluster tests.
+"""Test helpers shared by the p2p integration tests and the cluster tests.
 
 They dial a p2p listener as a raw peer: open the websocket over mutual TLS
 with whatever certificate chain the test chooses, send a hand-made hello and

@@ -25,10 +25,11 @@ from cryptography import x509
 
 from chainnode.core import codec, crypto, identity, types
 from chainnode.core.crypto import SigningKey
-from chainnode.sdk.client import Identity, build_transaction
+from chainnode.sdk.client import Identity
 from p2p.tls import create_client_context
 from p2p.transport import CLOSE_CODE_REFUSED, Hello, encode_hello
 from tests.cluster.conftest import Cluster, find_uncommitted, get_valid_until, wait_for_same_head, wait_until
+from tests.factories import build_put, create_pki, make_tx
 from tests.helpers import NodeFiles, is_refused_at_tls, raw_hello
 
 pytestmark = pytest.mark.cluster
@@ -78,12 +79,11 @@ def assert_node_healthy(cluster: Cluster) -> None:
 def make_put(
     cluster: Cluster, signer: Identity, key: str, *, chain_id: str | None = None
 ) -> types.Transaction:
-    return build_transaction(
+    return build_put(
         signer,
+        key,
+        b"bad input test",
         chain_id=cluster.chain_id if chain_id is None else chain_id,
-        module="records",
-        action="put",
-        args=(key, b"bad input test"),
         valid_until=get_valid_until(cluster, TARGET),
     )
 
@@ -173,15 +173,12 @@ def test_flipped_signature_is_refused_and_the_genuine_transaction_still_commits(
 
 
 def test_unknown_signer_is_refused(cluster: Cluster) -> None:
-    key = SigningKey.generate()
-    tx = types.Transaction.create(
-        key,
+    tx = make_tx(
+        SigningKey.generate(),
         chain_id=cluster.chain_id,
         signer="not-a-registered-entity",
         nonce=1,
         valid_until=get_valid_until(cluster, TARGET),
-        module="records",
-        action="put",
         args=("key", b"value"),
     )
     status, answer = post_tx(cluster, tx.encoded)
@@ -345,11 +342,10 @@ async def test_client_without_certificate_is_refused_at_tls(cluster: Cluster) ->
 
 
 async def test_client_from_another_root_is_refused_at_tls(cluster: Cluster, tmp_path: Path) -> None:
-    root_key, zone_key, node_key = SigningKey.generate(), SigningKey.generate(), SigningKey.generate()
-    root = identity.create_root_ca("Another Network", root_key)
-    zone = identity.create_zone_ca(root, root_key, zone_id="beijing", zone_name="Beijing", key=zone_key)
+    foreign = create_pki("Another Network")
     claims = identity.EntityClaims(IMPERSONATED, "beijing", ("validator",), ("government",), "Foreign")
-    certificate = identity.issue_entity_certificate(zone, zone_key, claims, node_key.public_key)
+    certificate, node_key = foreign.issue(claims)
+    zone = foreign.zones["beijing"]
     files = write_chain(tmp_path, certificate, zone, node_key, cluster.directory / "root" / "ca.pem")
     # The client trusts the network's root (so it accepts the server) but presents a foreign chain.
     context = create_client_context(files.chain_path, files.key_path, files.root_ca_path)

@@ -21,6 +21,7 @@ from tests.cluster.conftest import (
     wait_until,
 )
 from tests.cluster.load import SteadyLoad
+from tests.factories import build_put
 
 pytestmark = pytest.mark.cluster
 
@@ -99,16 +100,7 @@ def test_record_is_readable_everywhere_and_a_second_put_makes_version_two(cluste
     valid_until = get_valid_until(cluster, "validator-01")
     key = "contract-terms"
     first, second = (
-        types.Transaction.create(
-            identity.key,
-            chain_id=cluster.chain_id,
-            signer=identity.entity_id,
-            nonce=nonce,
-            valid_until=valid_until,
-            module="records",
-            action="put",
-            args=(key, value),
-        )
+        build_put(identity, key, value, chain_id=cluster.chain_id, valid_until=valid_until, nonce=nonce)
         for nonce, value in ((1, b"first version"), (2, b"second version"))
     )
     first_hash = cluster.client("validator-02").submit(first)

@@ -53,6 +53,7 @@ from consensus.messages import (
     sign_view_change,
     sign_vote,
 )
+from tests.factories import make_tx
 
 CHAIN_ID = "sim-chain"
 GENESIS_HASH = crypto.hash_tagged("genesis", b"sim")
@@ -136,16 +137,8 @@ class ToyApp:
 
 
 def make_transaction(key: crypto.SigningKey, nonce: int) -> types.Transaction:
-    return types.Transaction.create(
-        key,
-        chain_id=CHAIN_ID,
-        signer="client",
-        nonce=nonce,
-        valid_until=10**6,
-        module="records",
-        action="put",
-        args=("k", nonce.to_bytes(8, "big")),
-    )
+    """An opaque payload transaction of the simulated client, distinct per nonce."""
+    return make_tx(key, chain_id=CHAIN_ID, signer="client", nonce=nonce, args=("k", nonce.to_bytes(8, "big")))
 
 
 # ---------------------------------------------------------------- Byzantine behaviors

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import msgpack
 import pytest
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 
 from chainnode.core import codec, crypto, tags, types
 from chainnode.core.errors import DecodeError
+from tests import factories
 
 KEY = crypto.SigningKey(b"\x01" * 32)
 
@@ -67,18 +69,10 @@ def test_oversize_input_is_refused_before_decoding() -> None:
         codec.decode(codec.encode(b"x" * 100), bytes_max=50)
 
 
-def make_tx(**overrides: object) -> types.Transaction:
-    fields: dict[str, object] = {
-        "chain_id": "pilot-net",
-        "signer": "pku-hospital-3",
-        "nonce": 7,
-        "valid_until": 100,
-        "module": "records",
-        "action": "put",
-        "args": ("k", b"v"),
-    }
-    fields.update(overrides)
-    return types.Transaction.create(KEY, **fields)  # type: ignore[arg-type]
+make_tx = functools.partial(
+    factories.make_tx, KEY, chain_id="pilot-net", signer="pku-hospital-3", nonce=7, valid_until=100,
+    module="records", action="put", args=("k", b"v"),
+)
 
 
 def test_transaction_round_trip_and_signature() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,18 +19,14 @@ from chainnode.app.execution import (
 from chainnode.app.state import compute_genesis_state_root, compute_state_root
 from chainnode.core import codec, crypto, types
 from chainnode.core.errors import StorageError
-from storage.ledger import Ledger
-from tests.unit.governance_harness import MapState
+from tests import factories
+from tests.factories import MapState, make_key
 
 ErrorCode = types.ErrorCode
 CHAIN_ID = "exec-test"
 NOW_MS = 1_750_000_000_000
 HEIGHT = 10
 DAY_MS = 86_400_000
-
-
-def make_key(name: str) -> crypto.SigningKey:
-    return crypto.SigningKey(crypto.sha256(name.encode()))
 
 
 KEYS = {name: make_key(name) for name in ("alice", "bob", "revoked", "expired", "early", "reader")}
@@ -62,14 +57,12 @@ GENESIS_ROOT = compute_genesis_state_root(INITIAL_STATE)
 
 
 def make_tx(
-    signer: str = "alice", *, key: crypto.SigningKey | None = None, nonce: int = 0,
-    chain_id: str = CHAIN_ID, valid_until: int = HEIGHT + 100, module: str = "records",
-    action: str = "put", args: Sequence[Any] = ("doc", b"value"),
+    signer: str = "alice", *, key: crypto.SigningKey | None = None, **fields: Any
 ) -> types.Transaction:
-    return types.Transaction.create(
-        key or KEYS.get(signer, OUTSIDER_KEY), chain_id=chain_id, signer=signer, nonce=nonce,
-        valid_until=valid_until, module=module, action=action, args=args,
-    )
+    """A transaction of `signer` signed with its own key (or `key`): a put on this module's chain
+    valid for 100 blocks past `HEIGHT`, unless `fields` say otherwise."""
+    fields = {"chain_id": CHAIN_ID, "valid_until": HEIGHT + 100, "args": ("doc", b"value"), **fields}
+    return factories.make_tx(key or KEYS.get(signer, OUTSIDER_KEY), signer=signer, **fields)
 
 
 def never_committed(_: bytes) -> bool:
@@ -261,37 +254,6 @@ def test_same_block_gives_the_same_result_twice() -> None:
     assert first == second
     changed = execute([*transactions[:3], make_tx(nonce=4, args=("a", b"4"))])
     assert changed.state_root != first.state_root
-
-
-def test_execute_commit_and_replay_on_a_real_ledger(tmp_path: Path) -> None:
-    executor = Executor(CHAIN_ID, SignatureCache())
-    with Ledger(tmp_path / "db") as ledger:
-        ledger.initialize(genesis_hash=crypto.hash_tagged("genesis", b"g"), genesis_time_ms=NOW_MS - 1,
-                          initial_state=INITIAL_STATE, state_root=GENESIS_ROOT)
-        tx = make_tx(nonce=1)
-        head = ledger.get_head()
-        result = executor.execute_block(ledger, previous_state_root=head.state_root, height=1,
-                                        timestamp_ms=NOW_MS, transactions=[tx],
-                                        is_committed=ledger.is_committed)
-        header = types.BlockHeader(
-            chain_id=CHAIN_ID, height=1, view=0, proposer=0, timestamp_ms=NOW_MS,
-            parent_hash=head.block_hash, tx_root=types.compute_tx_root([tx]),
-            receipts_root=result.receipts_root, state_root=result.state_root,
-            validator_set_hash=types.ZERO_HASH, tx_count=1,
-        )
-        block = types.Block.create(header, [tx])
-        certificate = types.CommitCertificate(1, 0, block.hash, ())
-        assert ledger.commit_block(block, certificate, result.receipts, result.write_set).state_root == (
-            result.state_root
-        )
-        record = records.get_record(ledger, "alice", "doc")
-        assert record == records.RecordVersion("alice", "doc", 1, b"value", 1, tx.hash)
-        assert executor.check_transaction(ledger, tx, height=2, timestamp_ms=NOW_MS,
-                                          is_committed=ledger.is_committed)[0] == ErrorCode.DUPLICATE
-        with pytest.raises(InvalidBlockError):
-            executor.execute_block(ledger, previous_state_root=result.state_root, height=2,
-                                   timestamp_ms=NOW_MS + 1, transactions=[tx],
-                                   is_committed=ledger.is_committed)
 
 
 PUTS = st.lists(

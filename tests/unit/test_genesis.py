@@ -13,18 +13,16 @@ from chainnode.app import genesis
 from chainnode.core import codec, identity, tags, types
 from chainnode.core.crypto import SigningKey
 from chainnode.core.errors import ConfigError
+from tests.factories import create_pki
 
 
 def _build_genesis() -> genesis.Genesis:
-    root_key = SigningKey.generate()
-    root = identity.create_root_ca("Test Network", root_key)
-    zones = []
-    zone_material = {}
-    for zone_id, name in (("beijing", "Beijing"), ("sichuan", "Sichuan (Chengdu)")):
-        key = SigningKey.generate()
-        certificate = identity.create_zone_ca(root, root_key, zone_id=zone_id, zone_name=name, key=key)
-        zone_material[zone_id] = (certificate, key)
-        zones.append(types.ZoneRecord(zone_id, name, identity.certificate_der(certificate), True))
+    names = (("beijing", "Beijing"), ("sichuan", "Sichuan (Chengdu)"))
+    pki = create_pki("Test Network", names)
+    zones = [
+        types.ZoneRecord(zone_id, name, identity.certificate_der(pki.zones[zone_id]), True)
+        for zone_id, name in names
+    ]
     entities = []
     specs = [
         ("pku", "beijing", ("submitter",), ("education",)),
@@ -35,11 +33,8 @@ def _build_genesis() -> genesis.Genesis:
         ("validator-04", "sichuan", ("validator", "observer"), ("energy",)),
     ]
     for entity_id, zone_id, roles, sectors in specs:
-        certificate, zone_key = zone_material[zone_id]
         claims = identity.EntityClaims(entity_id, zone_id, roles, sectors, entity_id.upper())
-        issued = identity.issue_entity_certificate(
-            certificate, zone_key, claims, SigningKey.generate().public_key
-        )
+        issued, _ = pki.issue(claims)
         entities.append(identity.entity_record_from_certificate(issued))
     council = tuple(
         genesis.CouncilMember(f"member-{i}", f"Member {i}", SigningKey.generate().public_key)
@@ -49,7 +44,7 @@ def _build_genesis() -> genesis.Genesis:
     return genesis.Genesis(
         chain_id="test-net",
         genesis_time_ms=entities[0].not_before_ms + 3_600_000,
-        root_certificate=identity.certificate_der(root),
+        root_certificate=identity.certificate_der(pki.root),
         council=council,
         council_threshold=2,
         zones=tuple(zones),

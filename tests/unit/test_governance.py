@@ -9,7 +9,8 @@ import pytest
 from chainnode.app import genesis, governance
 from chainnode.app.execution import InvalidBlockError
 from chainnode.core import codec, crypto, identity, types
-from tests.unit.governance_harness import Chain, MapState, Network, codes, event_names
+from tests.factories import MapState
+from tests.governance_harness import Chain, Network, codes, event_names
 
 ErrorCode = types.ErrorCode
 

@@ -11,7 +11,8 @@ import pytest
 from chainnode.app import authority, governance, records
 from chainnode.app.execution import InvalidBlockError
 from chainnode.core import crypto, identity, types
-from tests.unit.governance_harness import Chain, Network, codes, event_names
+from tests.factories import create_pki
+from tests.governance_harness import Chain, Network, codes, event_names
 
 ErrorCode = types.ErrorCode
 DAY_MS = 86_400_000
@@ -65,18 +66,7 @@ def test_register_refusals(net: Network, chain: Chain) -> None:
     )
     forged_by_beijing = chain.zone_tx("beijing", "register", identity.certificate_der(forged))
     # A certificate from an authority that does not chain to this network's root.
-    foreign_root_key = crypto.SigningKey.generate()
-    foreign_root = identity.create_root_ca("Elsewhere", foreign_root_key)
-    foreign_zone_key = crypto.SigningKey.generate()
-    foreign_zone = identity.create_zone_ca(
-        foreign_root, foreign_root_key, zone_id="beijing", zone_name="Beijing", key=foreign_zone_key
-    )
-    foreign = identity.issue_entity_certificate(
-        foreign_zone,
-        foreign_zone_key,
-        replace(claims, entity_id="foreign"),
-        crypto.SigningKey.generate().public_key,
-    )
+    foreign, _ = create_pki("Elsewhere").issue(replace(claims, entity_id="foreign"))
     foreign_tx = chain.zone_tx("beijing", "register", identity.certificate_der(foreign))
     # Expired at the block time.
     expired_certificate, _ = net.issue(

@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import time
 
 import pytest
 
 from chainnode.core import crypto, types
 from chainnode.node.mempool import Mempool, MempoolFullError
+from tests import factories
 
 KEY = crypto.SigningKey(b"\x07" * 32)
+VALUE_BYTES = 10
 
-
-def make_tx(nonce: int, *, value_bytes: int = 10, valid_until: int = 1000) -> types.Transaction:
-    return types.Transaction.create(
-        KEY, chain_id="pool-test", signer="alice", nonce=nonce, valid_until=valid_until,
-        module="records", action="put", args=["k", b"v" * value_bytes],
-    )
-
-
-TXS = [make_tx(nonce) for nonce in range(10)]
+make_tx = functools.partial(
+    factories.make_tx, KEY, chain_id="pool-test", valid_until=1000, args=("k", b"v" * VALUE_BYTES)
+)
+TXS = [make_tx(nonce=nonce) for nonce in range(10)]
 TX_BYTES = len(TXS[0].encoded)
 
 
@@ -72,7 +70,7 @@ def test_select_is_oldest_first_within_both_limits_and_removes_nothing() -> None
 
 def test_select_stops_at_the_first_transaction_that_does_not_fit() -> None:
     pool = Mempool(capacity_txs=100, capacity_bytes=1 << 20)
-    big = make_tx(100, value_bytes=2000)
+    big = make_tx(nonce=100, args=("k", b"v" * 2000))
     pool.add(TXS[0])
     pool.add(big)
     pool.add(TXS[1])
@@ -81,7 +79,7 @@ def test_select_stops_at_the_first_transaction_that_does_not_fit() -> None:
 
 def test_remove_expired() -> None:
     pool = Mempool(capacity_txs=100, capacity_bytes=1 << 20)
-    short = [make_tx(200 + i, valid_until=5) for i in range(3)]
+    short = [make_tx(nonce=200 + i, valid_until=5) for i in range(3)]
     for tx in [*short, TXS[0]]:
         pool.add(tx)
     assert pool.remove_expired(5) == 0
@@ -94,13 +92,13 @@ def test_remove_expired_keeps_finding_expiries_after_removals_and_later_addition
     """The pool skips its scan while no transaction can have expired; the bound it keeps
     must never hide one (removals only raise the true minimum, additions may lower it)."""
     pool = Mempool(capacity_txs=100, capacity_bytes=1 << 20)
-    early, middle, late = (make_tx(300 + i, valid_until=until) for i, until in enumerate((10, 20, 30)))
+    early, middle, late = (make_tx(nonce=300 + i, valid_until=until) for i, until in enumerate((10, 20, 30)))
     for tx in (early, middle, late):
         pool.add(tx)
     pool.remove([early.hash])  # committed before it expired
     assert pool.remove_expired(11) == 0
     assert pool.remove_expired(21) == 1 and not pool.contains(middle.hash)
-    sooner = make_tx(303, valid_until=25)
+    sooner = make_tx(nonce=303, valid_until=25)
     pool.add(sooner)
     assert pool.remove_expired(26) == 1 and not pool.contains(sooner.hash)
     assert pool.remove_expired(30) == 0 and pool.contains(late.hash)

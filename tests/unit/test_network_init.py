@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import shutil
 import stat
-import subprocess
 import time
 from pathlib import Path
 
@@ -17,8 +15,6 @@ from chainnode.core.crypto import SigningKey, public_key_from_pem
 from chainnode.core.errors import ConfigError
 from chainnode.node import config
 from chainnode.tools import network
-
-OPENSSL = shutil.which("openssl")
 
 
 @pytest.fixture(scope="module")
@@ -125,29 +121,6 @@ def test_genesis_and_network_json(layout: network.NetworkLayout) -> None:
     first = summary["nodes"][0]
     assert first["api_url"] == "http://127.0.0.1:27601" and first["p2p_address"] == "127.0.0.1:27600"
     assert (layout.out_dir / first["config"]).resolve() == layout.node_config_paths[0]
-
-
-@pytest.mark.skipif(OPENSSL is None, reason="the openssl binary is required")
-def test_openssl_verifies_generated_files(layout: network.NetworkLayout) -> None:
-    assert OPENSSL is not None
-    out = layout.out_dir
-    for entity_id, zone in (("icbc-beijing", "beijing"), ("west-china-hospital", "sichuan")):
-        result = subprocess.run(
-            [
-                OPENSSL,
-                "verify",
-                "-CAfile",
-                str(out / "root" / "ca.pem"),
-                "-untrusted",
-                str(out / "zones" / zone / "ca.pem"),
-                str(out / "entities" / entity_id / "cert.pem"),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_second_init_is_refused(layout: network.NetworkLayout) -> None:

@@ -10,17 +10,7 @@ from hypothesis import strategies as st
 
 from chainnode.app.state import Overlay, compute_genesis_state_root, compute_state_root
 from chainnode.core import codec, crypto, merkle, types
-
-
-class MapState:
-    """A committed state held in a dict (the base under test is the overlay, not this)."""
-
-    def __init__(self, values: dict[bytes, bytes]) -> None:
-        self.values = values
-
-    def get_state(self, key: bytes) -> bytes | None:
-        return self.values.get(key)
-
+from tests.factories import MapState  # the base under test is the overlay, not this
 
 ROOT = crypto.sha256(b"previous")
 WRITE_SET: dict[bytes, bytes | None] = {b"a": b"1", b"b": None, b"c/x": b"3", b"id/e/x": b""}

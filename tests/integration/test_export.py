@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -12,14 +10,21 @@ from pathlib import Path
 import pytest
 
 from chainnode.app.execution import Executor, SignatureCache
-from chainnode.core import crypto, types
+from chainnode.core import types
 from chainnode.core.errors import ConfigError
 from chainnode.tools.audit import Auditor
 from chainnode.tools.export import LedgerSource, export_jsonl, open_ledger_snapshot
 from storage.ledger import Ledger
-from tests.unit.audit_chain import CHAIN_ID, BuiltChain, build_chain, commit_block
+from tests.factories import load_validator_keys, run_cli_process
+from tests.integration.audit_chain import (
+    CHAIN_ID,
+    BuiltChain,
+    build_chain,
+    build_transactions,
+    commit_block,
+    load_identities,
+)
 
-REPO = Path(__file__).resolve().parents[2]
 HEIGHTS = 6
 TXS_PER_BLOCK = 4
 
@@ -78,11 +83,8 @@ def test_export_range_and_bounds(chain: BuiltChain, tmp_path: Path) -> None:
 
 def test_export_command(chain: BuiltChain, tmp_path: Path) -> None:
     out = tmp_path / "cli.jsonl"
-    result = subprocess.run(
-        [sys.executable, "-m", "cli", "export", "--data-dir", str(chain.data_dir), "--out", str(out),
-         "--from", "2", "--genesis", str(chain.genesis_path)],
-        cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
-    )
+    result = run_cli_process("export", "--data-dir", str(chain.data_dir), "--out", str(out),
+                             "--from", "2", "--genesis", str(chain.genesis_path))
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["blocks"] == HEIGHTS - 1
     assert len(_read_lines(out)) == HEIGHTS - 1
@@ -94,11 +96,8 @@ def test_snapshots_of_a_ledger_being_written_audit_clean(chain: BuiltChain, tmp_
 
     data_dir = tmp_path / "live"
     shutil.copytree(chain.data_dir, data_dir)
-    keys = [crypto.SigningKey.load(chain.network_dir / "nodes" / v.entity_id / "key.pem")
-            for v in chain.genesis.validators.validators]
-    from tests.unit.audit_chain import _load_identities, _transactions
-
-    submitters, outsider = _load_identities(chain.network_dir)
+    keys = load_validator_keys(chain.network_dir, chain.genesis.validators)
+    submitters, outsider = load_identities(chain.network_dir)
     extra_blocks = 150
     errors: list[BaseException] = []
     ledger = Ledger(data_dir / "ledger")
@@ -108,7 +107,7 @@ def test_snapshots_of_a_ledger_being_written_audit_clean(chain: BuiltChain, tmp_
         try:
             for height in range(HEIGHTS + 1, HEIGHTS + extra_blocks + 1):
                 commit_block(ledger, executor, chain.genesis, keys,
-                             _transactions(height, TXS_PER_BLOCK, submitters, outsider))
+                             build_transactions(height, TXS_PER_BLOCK, submitters, outsider))
         except BaseException as error:  # reported by the main thread
             errors.append(error)
 

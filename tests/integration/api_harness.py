@@ -30,6 +30,7 @@ from chainnode.core.errors import DecodeError
 from chainnode.node.health import Readiness, ReadinessProblem
 from chainnode.node.mempool import Mempool
 from storage.ledger import Ledger
+from tests.factories import Pki, create_pki, sign_commit_certificate
 
 CHAIN_ID = "test-net"
 ZONE = "beijing"
@@ -43,11 +44,8 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _write_identity(
-    directory: Path, zone_ca: Any, zone_key: crypto.SigningKey, claims: identity.EntityClaims
-) -> types.EntityRecord:
-    key = crypto.SigningKey.generate()
-    certificate = identity.issue_entity_certificate(zone_ca, zone_key, claims, key.public_key)
+def _write_identity(directory: Path, pki: Pki, claims: identity.EntityClaims) -> types.EntityRecord:
+    certificate, key = pki.issue(claims)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "cert.pem").write_bytes(identity.certificate_to_pem(certificate))
     (directory / "key.pem").write_bytes(key.to_pem())
@@ -58,12 +56,7 @@ class LocalService:
     """A single-process `NodeService` without consensus (see the module docstring)."""
 
     def __init__(self, directory: Path, *, mempool_capacity_txs: int = 10_000) -> None:
-        self.chain_id = CHAIN_ID
-        self.node_id = "validator-01"
-        self.directory = directory
-        root_key, zone_key = crypto.SigningKey.generate(), crypto.SigningKey.generate()
-        root = identity.create_root_ca("Test Council", root_key)
-        zone_ca = identity.create_zone_ca(root, root_key, zone_id=ZONE, zone_name="Beijing", key=zone_key)
+        pki = create_pki("Test Council", ((ZONE, "Beijing"),))
         entities = {
             SUBMITTER: ("submitter",),
             OBSERVER: ("observer",),
@@ -72,30 +65,62 @@ class LocalService:
         state: dict[bytes, bytes] = {}
         for entity_id, roles in entities.items():
             claims = identity.EntityClaims(entity_id, ZONE, roles, ("health",), entity_id.title())
-            record = _write_identity(directory / "entities" / entity_id, zone_ca, zone_key, claims)
+            record = _write_identity(directory / "entities" / entity_id, pki, claims)
             if entity_id != OUTSIDER:
                 state[types.entity_key(entity_id)] = record.encode()
-        self.validator_keys = [crypto.SigningKey.generate() for _ in range(VALIDATORS)]
-        self.validators = types.ValidatorSet(
+        validator_keys = [crypto.SigningKey.generate() for _ in range(VALIDATORS)]
+        validators = types.ValidatorSet(
             tuple(
                 types.Validator(f"validator-{index + 1:02d}", key.public_key)
-                for index, key in enumerate(self.validator_keys)
+                for index, key in enumerate(validator_keys)
             )
         )
-        state[types.VALIDATOR_SET_KEY] = self.validators.encode()
+        state[types.VALIDATOR_SET_KEY] = validators.encode()
         state[types.zone_key(ZONE)] = types.ZoneRecord(
-            ZONE, "Beijing", identity.certificate_der(zone_ca), True
+            ZONE, "Beijing", identity.certificate_der(pki.zones[ZONE]), True
         ).encode()
-        self.genesis_hash = crypto.hash_tagged("genesis", b"api test genesis")
-        self.ledger = Ledger(directory / "data")
-        self.ledger.initialize(
-            genesis_hash=self.genesis_hash,
+        self.open_chain(
+            directory,
+            chain_id=CHAIN_ID,
+            validator_keys=validator_keys,
+            validators=validators,
+            genesis_hash=crypto.hash_tagged("genesis", b"api test genesis"),
             genesis_time_ms=_now_ms() - 1000,
             initial_state=state,
-            state_root=compute_genesis_state_root(state),
+            mempool_capacity_txs=mempool_capacity_txs,
+            mempool_capacity_bytes=64 * 1024 * 1024,
         )
-        self.mempool = Mempool(capacity_txs=mempool_capacity_txs, capacity_bytes=64 * 1024 * 1024)
-        self.executor = Executor(CHAIN_ID, SignatureCache())
+
+    def open_chain(
+        self,
+        directory: Path,
+        *,
+        chain_id: str,
+        validator_keys: Sequence[crypto.SigningKey],
+        validators: types.ValidatorSet,
+        genesis_hash: bytes,
+        genesis_time_ms: int,
+        initial_state: dict[bytes, bytes],
+        mempool_capacity_txs: int,
+        mempool_capacity_bytes: int,
+    ) -> None:
+        """Serve a fresh ledger in `directory / "data"` that starts from `initial_state`, with an
+        empty mempool; a subclass over another genesis calls this instead of `__init__`."""
+        self.chain_id = chain_id
+        self.node_id = "validator-01"
+        self.directory = directory
+        self.validator_keys = list(validator_keys)
+        self.validators = validators
+        self.genesis_hash = genesis_hash
+        self.ledger = Ledger(directory / "data")
+        self.ledger.initialize(
+            genesis_hash=genesis_hash,
+            genesis_time_ms=genesis_time_ms,
+            initial_state=initial_state,
+            state_root=compute_genesis_state_root(initial_state),
+        )
+        self.mempool = Mempool(capacity_txs=mempool_capacity_txs, capacity_bytes=mempool_capacity_bytes)
+        self.executor = Executor(chain_id, SignatureCache())
         self.rejected: dict[bytes, tuple[str, str]] = {}
 
     def close(self) -> None:
@@ -207,7 +232,7 @@ class LocalService:
             is_committed=self._is_committed,
         )
         header = types.BlockHeader(
-            chain_id=CHAIN_ID,
+            chain_id=self.chain_id,
             height=height,
             view=0,
             proposer=0,
@@ -220,13 +245,7 @@ class LocalService:
             tx_count=len(txs),
         )
         block = types.Block.create(header, txs)
-        payload = types.compute_vote_payload(types.VoteKind.COMMIT, CHAIN_ID, 0, height, block.hash)
-        certificate = types.CommitCertificate(
-            height,
-            0,
-            block.hash,
-            tuple((index, key.sign(payload)) for index, key in enumerate(self.validator_keys)),
-        )
+        certificate = sign_commit_certificate(block, self.validator_keys)
         self.ledger.commit_block(block, certificate, result.receipts, result.write_set)
         self.mempool.remove(tx.hash for tx in txs)
         return height

@@ -19,6 +19,7 @@ from chainnode.core import crypto, types
 from chainnode.core.errors import StorageError, StorageLockedError
 from storage.ledger import BLOCK_STORE, MAIN_DATABASE, VOTE_LOG, Head, Ledger, Write
 from storage.tx_filter import TxFilter
+from tests import factories
 
 CHAIN_ID = "ledger-test"
 GENESIS_HASH = crypto.hash_tagged("genesis", b"ledger-test")
@@ -32,10 +33,8 @@ SIGNER_KEY = crypto.SigningKey(b"\x42" * 32)
 
 
 def make_tx(nonce: int) -> types.Transaction:
-    return types.Transaction.create(
-        SIGNER_KEY, chain_id=CHAIN_ID, signer="alice", nonce=nonce, valid_until=10**6,
-        module="records", action="put", args=[f"key-{nonce}", b"v"],
-    )
+    """A put of its own key per nonce, on this module's chain."""
+    return factories.make_tx(SIGNER_KEY, chain_id=CHAIN_ID, nonce=nonce, args=(f"key-{nonce}", b"v"))
 
 
 def make_block(
@@ -62,10 +61,7 @@ def make_block(
         validator_set_hash=VALIDATORS.compute_hash(), tx_count=len(transactions),
     )
     block = types.Block.create(header, transactions)
-    payload = types.compute_vote_payload(types.VoteKind.COMMIT, CHAIN_ID, 0, height, block.hash)
-    certificate = types.CommitCertificate(
-        height, 0, block.hash, tuple((i, VALIDATOR_KEYS[i].sign(payload)) for i in range(3))
-    )
+    certificate = factories.sign_commit_certificate(block, VALIDATOR_KEYS, signers=3)
     assert certificate.find_problem(CHAIN_ID, VALIDATORS) is None
     return block, certificate, receipts
 
@@ -305,8 +301,8 @@ def test_killed_writer_leaves_old_or_new_head_never_between(tmp_path: Path) -> N
     path = tmp_path / "db"
     program = (
         "import sys\nfrom pathlib import Path\n"
-        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
-        "import test_ledger\n"
+        f"sys.path.insert(0, {str(factories.REPO)!r})\n"
+        "from tests.integration import test_ledger\n"
         "test_ledger.commit_chain(Path(sys.argv[1]), 100_000)\n"
     )
     process = subprocess.Popen([sys.executable, "-c", program, str(path)])

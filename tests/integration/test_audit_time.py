@@ -8,7 +8,7 @@ import pytest
 
 from chainnode.tools.audit import Auditor
 from chainnode.tools.export import LedgerSource, open_ledger_snapshot
-from tests.unit import audit_chain
+from tests.integration import audit_chain
 
 
 def run_audit(chain: audit_chain.BuiltChain, *, wall_ms: int | None = None) -> object:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 
@@ -23,7 +23,8 @@ from aiohttp import web
 from chainnode.api.server import create_app
 from chainnode.core.errors import ConfigError
 from p2p.http_guard import REFUSAL_CODE, ConnectionGuard, ConnectionLimits, GuardedAppRunner
-from tests.unit.api_harness import LocalService
+from tests.factories import wait_until
+from tests.integration.api_harness import LocalService
 
 WAIT_S = 5.0
 SHORT_MS = 300  # the limit under test
@@ -109,14 +110,6 @@ async def wait_closed_by_server(reader: asyncio.StreamReader, timeout_s: float) 
             raise AssertionError(f"the server kept the connection open for {timeout_s} s") from None
         if not data:
             return time.monotonic() - started
-
-
-async def wait_until(predicate: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        await asyncio.sleep(0.01)
 
 
 # ---------------------------------------------------------------- the limits themselves
@@ -222,7 +215,7 @@ async def test_idle_connections_are_closed_after_the_keepalive_timeout(service: 
         for reader in (silent_reader, used[0]):
             held_s = await wait_closed_by_server(reader, WAIT_S)
             assert held_s < 4 * SHORT_MS / 1000, held_s
-        await wait_until(lambda: served.guard.connections_open == 0, "both connections are released")
+        await wait_until(lambda: served.guard.connections_open == 0, "both connections are released", WAIT_S)
         assert await ask_health_on_a_new_connection(served.port) == 200
 
 
@@ -243,7 +236,7 @@ async def test_connections_over_the_cap_are_refused_and_counted_while_honest_cli
         honest = await connect(served.port, opened)
         assert await ask_health(honest) == 200
         idle = [await connect(served.port, opened) for _ in range(CAP - 1)]
-        await wait_until(lambda: served.guard.connections_open == CAP, "the cap is reached")
+        await wait_until(lambda: served.guard.connections_open == CAP, "the cap is reached", WAIT_S)
         for attempt in range(OVER_CAP_ATTEMPTS):
             reader, _ = await connect(served.port, opened)
             status, body = await read_response(reader)
@@ -256,6 +249,8 @@ async def test_connections_over_the_cap_are_refused_and_counted_while_honest_cli
         # Once the idle connections go, new clients are served again.
         for _, writer in idle:
             writer.close()
-        await wait_until(lambda: served.guard.connections_open == 1, "the idle connections are released")
+        await wait_until(
+            lambda: served.guard.connections_open == 1, "the idle connections are released", WAIT_S
+        )
         assert await ask_health_on_a_new_connection(served.port) == 200
         assert served.guard.counters["connections_refused"] == OVER_CAP_ATTEMPTS

@@ -12,19 +12,16 @@ import contextlib
 import functools
 import logging
 import random
-import socket
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import aiohttp
 import pytest
-from cryptography import x509
 
 from chainnode.core import codec, identity
-from chainnode.core.crypto import SigningKey
 from chainnode.core.errors import DecodeError
 from p2p.tls import create_client_context, get_entity_id
 from p2p.transport import (
@@ -45,6 +42,7 @@ from p2p.transport import (
     encode_hello,
     encode_hello_ack,
 )
+from tests.factories import Pki, create_pki, get_free_port, wait_until
 from tests.helpers import NodeFiles, is_refused_at_tls, open_raw, raw_hello
 
 CHAIN_ID = "pilot-test"
@@ -57,38 +55,25 @@ WAIT_S = 10.0
 
 @dataclass(frozen=True, slots=True)
 class Authority:
-    """A root CA and one zone CA under it, with the root written to disk."""
+    """A root CA and one zone CA (beijing) under it, with the root written to disk."""
 
+    pki: Pki
     root_ca_path: Path
-    zone_certificate: x509.Certificate
-    zone_key: SigningKey
     directory: Path
 
 
 def create_authority(directory: Path, name: str) -> Authority:
     directory.mkdir(parents=True, exist_ok=True)
-    root_key = SigningKey.generate()
-    root = identity.create_root_ca(name, root_key, valid_days=30)
-    zone_key = SigningKey.generate()
-    zone = identity.create_zone_ca(
-        root, root_key, zone_id="beijing", zone_name="Beijing", key=zone_key, valid_days=30
-    )
+    pki = create_pki(name, valid_days=30)
     root_ca_path = directory / "root.pem"
-    root_ca_path.write_bytes(identity.certificate_to_pem(root))
-    return Authority(root_ca_path, zone, zone_key, directory)
+    root_ca_path.write_bytes(identity.certificate_to_pem(pki.root))
+    return Authority(pki, root_ca_path, directory)
 
 
 def issue_node_files(authority: Authority, entity_id: str) -> NodeFiles:
-    key = SigningKey.generate()
     claims = identity.EntityClaims(entity_id, "beijing", ("validator",), ("government",), entity_id)
-    zone = authority.zone_certificate
-    certificate = identity.issue_entity_certificate(
-        zone,
-        authority.zone_key,
-        claims,
-        key.public_key,
-        valid_days=30,
-    )
+    certificate, key = authority.pki.issue(claims, valid_days=30)
+    zone = authority.pki.zones["beijing"]
     node_directory = authority.directory / entity_id
     node_directory.mkdir(exist_ok=True)
     chain_path = node_directory / "chain.pem"
@@ -108,12 +93,6 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, NodeFile
     }
     files["foreign-a"] = issue_node_files(foreign, "node-a")
     yield files
-
-
-def get_free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 # ---------------------------------------------------------------- nodes under test
@@ -200,14 +179,6 @@ async def start_mesh(
     for node in mesh.values():
         await node.start()
     return mesh
-
-
-async def wait_until(predicate: Callable[[], bool], what: str, timeout_s: float = WAIT_S) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        await asyncio.sleep(0.01)
 
 
 def is_meshed(transport: Transport, others: list[str]) -> bool:

@@ -16,9 +16,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from chainnode.api.server import create_app
 from chainnode.core.errors import ConfigError, DiskFullError, StorageError
 from chainnode.node import config, health
-from chainnode.sdk.client import Identity, build_transaction
 from tests.disk import fill, mounted_tmpfs
-from tests.unit.api_harness import CHAIN_ID, SUBMITTER, LocalService
+from tests.factories import build_put, load_entity
+from tests.integration.api_harness import CHAIN_ID, SUBMITTER, LocalService
 
 TMPFS_BYTES = 16 * 1024 * 1024
 UNREACHABLE_BYTES = 1 << 50  # more free space than any test machine has
@@ -154,15 +154,8 @@ async def http(service: LocalService) -> AsyncIterator[TestClient[Any, Any]]:
 
 
 def _build_put(service: LocalService, key: str) -> str:
-    tx = build_transaction(
-        Identity.load(service.directory / "entities" / SUBMITTER),
-        chain_id=CHAIN_ID,
-        module="records",
-        action="put",
-        args=(key, b"value"),
-        valid_until=1000,
-    )
-    return tx.encoded.hex()
+    signer = load_entity(service.directory, SUBMITTER)
+    return build_put(signer, key, b"value", chain_id=CHAIN_ID, valid_until=1000).encoded.hex()
 
 
 def _add_disk_checks(service: LocalService, watch: health.DiskSpaceWatch) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,10 +15,10 @@ from chainnode.app.proof import PROOF_FIELDS, compute_proof
 from chainnode.core import crypto, types
 from chainnode.sdk.client import Client, ClientError, ProofError, verify_proof
 from chainnode.tools.export import open_ledger_snapshot
-from tests.unit.api_harness import ServerThread
-from tests.unit.audit_chain import BuiltChain, LedgerService, build_chain
+from tests.factories import run_cli_process
+from tests.integration.api_harness import ServerThread
+from tests.integration.audit_chain import BuiltChain, LedgerService, build_chain
 
-REPO = Path(__file__).resolve().parents[2]
 HEX_FIELDS = ("tx_hash", "block_hash", "block_header", "commit_certificate", "transaction", "receipt")
 
 
@@ -139,13 +137,13 @@ def test_another_validator_set_fails(chain: BuiltChain, proof: dict[str, Any]) -
 def test_verify_proof_command(chain: BuiltChain, proof: dict[str, Any], tmp_path: Path) -> None:
     path = tmp_path / "proof.json"
     path.write_text(json.dumps(proof))
-    command = [sys.executable, "-m", "cli", "verify-proof", str(path), "--genesis", str(chain.genesis_path)]
-    valid = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+    command = ("verify-proof", str(path), "--genesis", str(chain.genesis_path))
+    valid = run_cli_process(*command)
     assert valid.returncode == 0, valid.stderr
     assert json.loads(valid.stdout)["valid"] is True
     altered = dict(proof, receipt_proof=list(reversed(proof["receipt_proof"])))
     path.write_text(json.dumps(altered))
-    invalid = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+    invalid = run_cli_process(*command)
     assert invalid.returncode == 1
     assert invalid.stderr.startswith("error: invalid_proof: receipt_inclusion:"), invalid.stderr
 

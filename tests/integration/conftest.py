@@ -1,4 +1,5 @@
-"""Fixtures shared by the unit tests of the API, the client SDK and the hot path."""
+"""Fixtures shared by the integration tests of the API, the client SDK, health, the HTTP guard
+and the hot path."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.api_harness import LocalService
+from tests.integration.api_harness import LocalService
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,22 +12,9 @@ import pytest
 
 import cli
 from chainnode.node.config import load_node_config
-from tests.unit.api_harness import OBSERVER, SUBMITTER, LocalService, ServerThread
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _run(*args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cli", *args], cwd=REPO, capture_output=True, text=True,
-        timeout=timeout_s, check=False,
-    )
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests import factories
+from tests.factories import get_free_port, run_cli_process
+from tests.integration.api_harness import OBSERVER, SUBMITTER, LocalService, ServerThread
 
 
 @pytest.fixture
@@ -42,7 +28,7 @@ def server(tmp_path: Path) -> Iterator[ServerThread]:
 
 
 def test_help_is_fast_and_imports_nothing_heavy() -> None:
-    result = _run("--help")
+    result = run_cli_process("--help")
     assert result.returncode == 0
     for command in ("network", "node", "devnet", "tx", "query"):
         assert command in result.stdout
@@ -51,7 +37,7 @@ def test_help_is_fast_and_imports_nothing_heavy() -> None:
          "import sys, cli; code = cli.main(['--help']); "
          "heavy = [m for m in ('aiohttp', 'plyvel', 'nacl', 'cryptography', 'chainnode.sdk.client')"
          " if m in sys.modules]; print(code, heavy)"],
-        cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
+        cwd=factories.REPO, capture_output=True, text=True, timeout=60, check=False,
     )
     assert probe.stdout.strip().splitlines()[-1] == "0 []", probe.stdout + probe.stderr
 
@@ -84,7 +70,8 @@ def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]
 
 
 def test_unreachable_node_is_one_clean_error_line() -> None:
-    result = _run("query", "status", "--node", f"http://127.0.0.1:{_free_port()}", "--timeout", "5")
+    node = f"http://127.0.0.1:{get_free_port()}"
+    result = run_cli_process("query", "status", "--node", node, "--timeout", "5")
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -94,7 +81,7 @@ def test_unreachable_node_is_one_clean_error_line() -> None:
 
 def test_network_init_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "net"
-    result = _run("network", "init", "--validators", "4", "--out", str(out),
+    result = run_cli_process("network", "init", "--validators", "4", "--out", str(out),
                   "--chain-id", "cli-net", "--base-port", "31000")
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
@@ -110,7 +97,7 @@ def test_network_init_end_to_end(tmp_path: Path) -> None:
     entity = network["entities"][0]
     assert (out / "entities" / entity / "cert.pem").is_file()
     assert (out / "entities" / entity / "key.pem").is_file()
-    again = _run("network", "init", "--validators", "4", "--out", str(out))
+    again = run_cli_process("network", "init", "--validators", "4", "--out", str(out))
     assert again.returncode == 1
     assert again.stderr.startswith("error: ") and len(again.stderr.strip().splitlines()) == 1
 
@@ -185,7 +172,7 @@ def test_submit_file(server: ServerThread, tmp_path: Path,
 
 
 def test_network_init_refuses_three_validators_in_one_line(tmp_path: Path) -> None:
-    result = _run("network", "init", "--validators", "3", "--out", str(tmp_path / "net"))
+    result = run_cli_process("network", "init", "--validators", "3", "--out", str(tmp_path / "net"))
     assert result.returncode != 0
     assert "validators must be within 4.." in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "net").exists()

@@ -32,7 +32,8 @@ from chainnode.node.config import load_node_config
 from chainnode.tools.network import init_network
 from storage.ledger import Head, Ledger, _decode_head, set_aside_for_rebuild
 from storage.leveldb import classify_storage_error
-from tests.unit.test_ledger import commit_chain, initialize, make_block, make_tx
+from tests.factories import run_cli_process
+from tests.integration.test_ledger import commit_chain, initialize, make_block, make_tx
 
 # ---------------------------------------------------------------- classification
 
@@ -295,14 +296,7 @@ def test_a_node_refuses_a_corrupt_ledger_with_one_line_and_no_traceback(tmp_path
     ledger_path.parent.mkdir()
     commit_chain(ledger_path, 3)
     _edit(ledger_path, "blocks", lambda db: db.delete(_u64(3) + b"b"))
-    result = subprocess.run(
-        [sys.executable, "-m", "cli", "node", "run", "--config", str(config_path)],
-        cwd=Path(__file__).resolve().parents[2],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = run_cli_process("node", "run", "--config", str(config_path), timeout_s=120)
     assert result.returncode == 1, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr

@@ -1,5 +1,5 @@
 """A real pilot network and a block-by-block chain over its genesis state, for the identity and
-governance tests.
+governance tests (pure, in tests/unit) and the governance API tests (in tests/integration).
 
 `Network` is written once per test module by `chainnode.tools.network.init_network` from a small pilot
 definition (five zones, four validators in the first four zones, none in `hainan`, a council of
@@ -25,6 +25,7 @@ from chainnode.app.execution import ExecutionResult, Executor, SignatureCache, S
 from chainnode.app.state import compute_genesis_state_root
 from chainnode.core import crypto, identity, types
 from chainnode.tools import network
+from tests.factories import MapState, make_tx
 
 PILOT = """
 name = "Governance Test Network"
@@ -119,29 +120,6 @@ class Network:
         return identity.certificate_der(certificate), key
 
 
-class MapState:
-    """Committed state in a dict, with the ledger's `iter_state`; `apply` plays the ledger's
-    part of applying a write set."""
-
-    def __init__(self, values: dict[bytes, bytes]) -> None:
-        self.values = dict(values)
-
-    def get_state(self, key: bytes) -> bytes | None:
-        return self.values.get(key)
-
-    def iter_state(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        for key in sorted(self.values):
-            if key.startswith(prefix):
-                yield key, self.values[key]
-
-    def apply(self, write_set: dict[bytes, bytes | None]) -> None:
-        for key, value in write_set.items():
-            if value is None:
-                self.values.pop(key, None)
-            else:
-                self.values[key] = value
-
-
 @dataclass
 class Chain:
     """Blocks executed one after another over the network's genesis state."""
@@ -173,7 +151,7 @@ class Chain:
         *args: Any,
         valid_until: int | None = None,
     ) -> types.Transaction:
-        return types.Transaction.create(
+        return make_tx(
             key,
             chain_id=self.net.genesis.chain_id,
             signer=signer,

@@ -10,8 +10,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from chainnode.api.server import create_app
 from chainnode.node.mempool import Mempool, MempoolFullError
-from chainnode.sdk.client import Identity, build_transaction
-from tests.unit.api_harness import CHAIN_ID, SUBMITTER, LocalService
+from tests.factories import build_put, load_entity
+from tests.integration.api_harness import CHAIN_ID, SUBMITTER, LocalService
 
 
 @pytest.fixture
@@ -21,13 +21,8 @@ async def http(service: LocalService) -> AsyncIterator[TestClient[Any, Any]]:
 
 
 def _puts(service: LocalService, count: int) -> list[Any]:
-    signer = Identity.load(service.directory / "entities" / SUBMITTER)
-    return [
-        build_transaction(
-            signer, chain_id=CHAIN_ID, module="records", action="put", args=(f"k{i}", b"v"), valid_until=1000
-        )
-        for i in range(count)
-    ]
+    signer = load_entity(service.directory, SUBMITTER)
+    return [build_put(signer, f"k{i}", b"v", chain_id=CHAIN_ID, valid_until=1000) for i in range(count)]
 
 
 def test_check_room_refuses_at_either_capacity(service: LocalService) -> None:

@@ -29,12 +29,12 @@ from chainnode.node import wire
 from chainnode.node.clock import get_monotonic_ms, get_time_ms
 from chainnode.node.config import load_node_config
 from chainnode.node.runtime import Node
-from chainnode.sdk.client import Identity, build_transaction
 from chainnode.tools.devnet import LocalNetwork
 from chainnode.tools.network import init_network
 from consensus.events import Tick
 from consensus.messages import LOG_KIND_PREPARED, PrePrepare, ViewChange, Vote
 from storage.ledger import _VOTE_KEY, BLOCK_STORE, MAIN_DATABASE, VOTE_LOG, Write
+from tests.factories import build_put, load_entity
 
 CHAIN_ID = "durability-net"
 
@@ -116,15 +116,7 @@ def _signed_log_keys(frame: bytes) -> list[tuple[int, int, int]]:
 def test_votes_are_synced_before_they_are_sent_and_blocks_before_the_head(
     network: InMemoryNetwork, tmp_path: Path
 ) -> None:
-    submitter = Identity.load(sorted((tmp_path / "entities").iterdir())[0])
-    tx = build_transaction(
-        submitter,
-        chain_id=CHAIN_ID,
-        module="records",
-        action="put",
-        args=("meter-1", b"reading"),
-        valid_until=100,
-    )
+    tx = build_put(load_entity(tmp_path), "meter-1", b"reading", chain_id=CHAIN_ID, valid_until=100)
     nodes = list(network.nodes.values())
     primary = nodes[0]
     assert primary.engine.validators.primary(0) == primary.engine.own_index

@@ -11,8 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,8 +27,9 @@ from chainnode.tools.audit import (
 )
 from chainnode.tools.export import LedgerSource, open_ledger_snapshot
 from storage.ledger import Head
-from tests.unit.api_harness import ServerThread
-from tests.unit.audit_chain import (
+from tests.factories import load_validator_keys, run_cli_process, sign_commit_certificate
+from tests.integration.api_harness import ServerThread
+from tests.integration.audit_chain import (
     BuiltChain,
     LedgerService,
     RawKey,
@@ -39,10 +38,8 @@ from tests.unit.audit_chain import (
     certificate_key,
     open_raw,
     receipt_key,
-    sign_certificate,
 )
 
-REPO = Path(__file__).resolve().parents[2]
 HEIGHTS = 12
 TXS_PER_BLOCK = 6
 
@@ -180,10 +177,9 @@ def test_colluding_validators_cannot_certify_a_forged_signature(chain: BuiltChai
         header.validator_set_hash, header.tx_count,
     )
     new_block = types.Block.create(new_header, txs)
-    keys = [crypto.SigningKey.load(chain.network_dir / "nodes" / v.entity_id / "key.pem")
-            for v in chain.genesis.validators.validators]
+    keys = load_validator_keys(chain.network_dir, chain.genesis.validators)
     _rewrite(data_dir, block_key(6), new_block.encoded)
-    _rewrite(data_dir, certificate_key(6), sign_certificate(new_block, keys, 4).encode())
+    _rewrite(data_dir, certificate_key(6), sign_commit_certificate(new_block, keys, signers=4).encode())
     report, _ = _audit(chain, data_dir)
     _expect_failure(report, 6, "tx_signature", 2)
 
@@ -201,10 +197,9 @@ def test_colluding_validators_cannot_certify_a_wrong_state_root(chain: BuiltChai
     block = types.decode_block(_read(data_dir, block_key(height)))
     wrong_root = bytes(byte ^ 0xFF for byte in block.header.state_root)
     forged = types.Block.create(dataclasses.replace(block.header, state_root=wrong_root), block.transactions)
-    keys = [crypto.SigningKey.load(chain.network_dir / "nodes" / v.entity_id / "key.pem")
-            for v in chain.genesis.validators.validators]
+    keys = load_validator_keys(chain.network_dir, chain.genesis.validators)
     _rewrite(data_dir, block_key(height), forged.encoded)
-    _rewrite(data_dir, certificate_key(height), sign_certificate(forged, keys, 4).encode())
+    _rewrite(data_dir, certificate_key(height), sign_commit_certificate(forged, keys, signers=4).encode())
     _rewrite(data_dir, ("", b"h" + block.hash), None)
     _rewrite(data_dir, ("", b"h" + forged.hash), height.to_bytes(8, "big"))
     forged_head = Head(height, forged.hash, wrong_root, block.header.timestamp_ms)
@@ -353,17 +348,12 @@ def test_audit_through_the_api(chain: BuiltChain, served: ServerThread) -> None:
     assert checkpoint is not None and checkpoint.height == HEIGHTS
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=120, check=False)
-
-
 def test_audit_command_clean_and_tampered(chain: BuiltChain, data_dir: Path, tmp_path: Path) -> None:
     report_path = tmp_path / "report.json"
     checkpoint_path = tmp_path / "checkpoint.bin"
-    clean = _cli("audit", "--data-dir", str(data_dir), "--genesis", str(chain.genesis_path),
-                 "--report", str(report_path), "--workers", "2", "--to", "8",
-                 "--save-checkpoint", str(checkpoint_path))
+    clean = run_cli_process("audit", "--data-dir", str(data_dir), "--genesis", str(chain.genesis_path),
+                            "--report", str(report_path), "--workers", "2", "--to", "8",
+                            "--save-checkpoint", str(checkpoint_path), timeout_s=120)
     assert clean.returncode == 0, clean.stderr
     document = json.loads(report_path.read_text())
     assert document["result"] == "ok" and document["blocks"] == 8
@@ -371,13 +361,15 @@ def test_audit_command_clean_and_tampered(chain: BuiltChain, data_dir: Path, tmp
     assert load_checkpoint(checkpoint_path).height == 8
 
     _rewrite(data_dir, certificate_key(10), _read(data_dir, certificate_key(11)))
-    failed = _cli("audit", "--data-dir", str(data_dir), "--genesis", str(chain.genesis_path),
-                  "--report", str(report_path), "--workers", "0", "--resume", str(checkpoint_path))
+    failed = run_cli_process("audit", "--data-dir", str(data_dir), "--genesis", str(chain.genesis_path),
+                             "--report", str(report_path), "--workers", "0", "--resume", str(checkpoint_path),
+                             timeout_s=120)
     assert failed.returncode == 1
     assert "height 10: certificate_binding" in failed.stderr, failed.stderr
     assert json.loads(report_path.read_text())["first_failure"] == {
         "height": 10, "tx_index": None, "check": "certificate_binding",
         "reason": "the commit certificate is for another block or view",
     }
-    usage = _cli("audit", "--data-dir", str(data_dir), "--genesis", str(chain.genesis_path), "--from", "4")
+    usage = run_cli_process("audit", "--data-dir", str(data_dir), "--genesis", str(chain.genesis_path),
+                            "--from", "4", timeout_s=120)
     assert usage.returncode == 1 and "checkpoint at height 3" in usage.stderr

@@ -15,14 +15,10 @@ import pytest
 
 import cli
 from chainnode.app import genesis, governance
-from chainnode.app.execution import Executor, SignatureCache
-from chainnode.app.state import compute_genesis_state_root
 from chainnode.core import crypto
-from chainnode.node.mempool import Mempool
 from chainnode.sdk.client import Client, ClientError
-from storage.ledger import Ledger
-from tests.unit.api_harness import CHAIN_ID, LocalService, ServerThread
-from tests.unit.governance_harness import Network
+from tests.governance_harness import Network
+from tests.integration.api_harness import CHAIN_ID, LocalService, ServerThread
 
 
 class NetworkService(LocalService):
@@ -30,23 +26,17 @@ class NetworkService(LocalService):
 
     def __init__(self, net: Network, directory: Path) -> None:
         chain_genesis: genesis.Genesis = net.genesis
-        self.chain_id = chain_genesis.chain_id
-        self.node_id = "validator-01"
-        self.directory = directory
-        self.validator_keys = [net.entity_key(v.entity_id) for v in chain_genesis.validators.validators]
-        self.validators = chain_genesis.validators
-        self.genesis_hash = chain_genesis.compute_hash()
-        initial_state = chain_genesis.initial_state()
-        self.ledger = Ledger(directory / "data")
-        self.ledger.initialize(
-            genesis_hash=self.genesis_hash,
+        self.open_chain(
+            directory,
+            chain_id=chain_genesis.chain_id,
+            validator_keys=[net.entity_key(v.entity_id) for v in chain_genesis.validators.validators],
+            validators=chain_genesis.validators,
+            genesis_hash=chain_genesis.compute_hash(),
             genesis_time_ms=chain_genesis.genesis_time_ms,
-            initial_state=initial_state,
-            state_root=compute_genesis_state_root(initial_state),
+            initial_state=chain_genesis.initial_state(),
+            mempool_capacity_txs=1000,
+            mempool_capacity_bytes=16 * 1024 * 1024,
         )
-        self.mempool = Mempool(capacity_txs=1000, capacity_bytes=16 * 1024 * 1024)
-        self.executor = Executor(self.chain_id, SignatureCache())
-        self.rejected: dict[bytes, tuple[str, str]] = {}
 
 
 @pytest.fixture(scope="module")

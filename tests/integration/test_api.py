@@ -14,8 +14,8 @@ from chainnode.api.server import SUBMIT_TXS_MAX, create_app
 from chainnode.api.service import SubmitResult
 from chainnode.core import types
 from chainnode.node.mempool import MempoolFullError
-from chainnode.sdk.client import Identity, build_transaction
-from tests.unit.api_harness import CHAIN_ID, OBSERVER, OUTSIDER, SUBMITTER, LocalService
+from tests.factories import build_put, load_entity
+from tests.integration.api_harness import CHAIN_ID, OBSERVER, OUTSIDER, SUBMITTER, LocalService
 
 BODY_BYTES_MAX = 256 * 1024
 
@@ -27,21 +27,11 @@ async def http(service: LocalService) -> AsyncIterator[TestClient[Any, Any]]:
         yield client
 
 
-def _identity(service: LocalService, entity_id: str = SUBMITTER) -> Identity:
-    return Identity.load(service.directory / "entities" / entity_id)
-
-
 def _put(
     service: LocalService, key: str, value: bytes, *, entity_id: str = SUBMITTER, chain_id: str = CHAIN_ID
 ) -> types.Transaction:
-    return build_transaction(
-        _identity(service, entity_id),
-        chain_id=chain_id,
-        module="records",
-        action="put",
-        args=(key, value),
-        valid_until=1000,
-    )
+    signer = load_entity(service.directory, entity_id)
+    return build_put(signer, key, value, chain_id=chain_id, valid_until=1000)
 
 
 async def _expect_error(response: ClientResponse, status: int, code: str) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import http.server
 import shutil
 import socket
@@ -15,7 +16,8 @@ import pytest
 from chainnode.core import types
 from chainnode.core.errors import ConfigError
 from chainnode.sdk.client import Client, ClientError, Identity, build_transaction
-from tests.unit.api_harness import (
+from tests.factories import build_put, get_free_port, load_entity
+from tests.integration.api_harness import (
     CHAIN_ID,
     OBSERVER,
     OUTSIDER,
@@ -31,23 +33,11 @@ def server(service: LocalService) -> Iterator[ServerThread]:
         yield running
 
 
-def _identity(service: LocalService, entity_id: str = SUBMITTER) -> Identity:
-    return Identity.load(service.directory / "entities" / entity_id)
-
-
-def _put(signer: Identity, key: str, value: bytes) -> types.Transaction:
-    return build_transaction(signer, chain_id=CHAIN_ID, module="records", action="put",
-                             args=(key, value), valid_until=500)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+_put = functools.partial(build_put, chain_id=CHAIN_ID, valid_until=500)
 
 
 def test_identity_load_and_sign(service: LocalService) -> None:
-    signer = _identity(service)
+    signer = load_entity(service.directory, SUBMITTER)
     assert signer.entity_id == SUBMITTER
     tx = _put(signer, "k", b"v")
     assert tx.signer == SUBMITTER and tx.chain_id == CHAIN_ID
@@ -75,7 +65,7 @@ def test_submit_wait_and_query(service: LocalService, server: ServerThread) -> N
     client = Client(server.url, timeout_s=5)
     assert client.get_health() == {"status": "ok"}
     assert client.get_status()["chain_id"] == CHAIN_ID
-    signer = _identity(service)
+    signer = load_entity(service.directory, SUBMITTER)
     tx = _put(signer, "contract", b"signed")
     tx_hash = client.submit(tx)
     assert tx_hash == tx.hash.hex()
@@ -95,7 +85,7 @@ def test_submit_wait_and_query(service: LocalService, server: ServerThread) -> N
 
 def test_batch_submit(service: LocalService, server: ServerThread) -> None:
     client = Client(server.url, timeout_s=5)
-    signer, stranger = _identity(service), _identity(service, OUTSIDER)
+    signer, stranger = load_entity(service.directory, SUBMITTER), load_entity(service.directory, OUTSIDER)
     txs = [_put(signer, f"item-{index}", b"x") for index in range(20)]
     txs.append(_put(stranger, "item", b"x"))
     answer = client.submit_batch(txs)
@@ -111,7 +101,7 @@ def test_batch_submit(service: LocalService, server: ServerThread) -> None:
 
 def test_errors_carry_status_and_code(service: LocalService, server: ServerThread) -> None:
     client = Client(server.url, timeout_s=5)
-    refused = _put(_identity(service, OBSERVER), "k", b"v")
+    refused = _put(load_entity(service.directory, OBSERVER), "k", b"v")
     with pytest.raises(ClientError) as caught:
         client.submit(refused)
     assert (caught.value.status, caught.value.code) == (422, "missing_role")
@@ -136,7 +126,7 @@ def test_wait_for_commit_times_out(server: ServerThread) -> None:
 
 
 def test_unreachable_node() -> None:
-    client = Client(f"http://127.0.0.1:{_free_port()}", timeout_s=2)
+    client = Client(f"http://127.0.0.1:{get_free_port()}", timeout_s=2)
     with pytest.raises(ClientError) as caught:
         client.get_status()
     assert caught.value.code == "unreachable" and caught.value.status is None

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,28 +23,21 @@ import pytest
 from chainnode.core.errors import ConfigError
 from chainnode.node.config import load_node_config, render_node_config
 from chainnode.node.runtime import Node
-from chainnode.sdk.client import Identity, build_transaction
 from chainnode.tools.devnet import LocalNetwork
 from chainnode.tools.network import init_network
-from tests.unit.test_http_guard import (
+from tests.factories import build_put, get_free_port, load_entity, wait_until
+from tests.integration.test_http_guard import (
     ask_health,
     connect,
     connections,
     read_response,
     wait_closed_by_server,
-    wait_until,
 )
 
 CHAIN_ID = "limits-net"
 CONNECTIONS_MAX = 3
 HEAD_TIMEOUT_MS = 200
 WAIT_S = 5.0
-
-
-def get_free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def set_key(text: str, table: str, key: str, value: str) -> str:
@@ -110,10 +102,7 @@ async def post_tx(session: aiohttp.ClientSession, started: Started, encoded: byt
 
 
 async def test_a_pending_transaction_resent_with_a_broken_signature_is_refused(started: Started) -> None:
-    signer = Identity.load(sorted((started.directory / "entities").iterdir())[0])
-    genuine = build_transaction(
-        signer, chain_id=CHAIN_ID, module="records", action="put", args=("resend", b"v"), valid_until=1000
-    )
+    genuine = build_put(load_entity(started.directory), "resend", b"v", chain_id=CHAIN_ID, valid_until=1000)
     forged = bytearray(genuine.encoded)
     forged[-1] ^= 0x01  # the signature is the last field of the encoding; the id does not cover it
     async with aiohttp.ClientSession() as session:
@@ -163,7 +152,9 @@ async def test_node_toml_limits_the_api_and_metrics_count_what_they_refused(star
     assert runner is not None
     async with connections() as opened:
         held = [await connect(started.api_port, opened) for _ in range(CONNECTIONS_MAX)]
-        await wait_until(lambda: runner.guard.connections_open == CONNECTIONS_MAX, "the node holds them all")
+        await wait_until(
+            lambda: runner.guard.connections_open == CONNECTIONS_MAX, "the node holds them all", WAIT_S
+        )
         assert await ask_health(held[0]) == 200
         refused_reader, _ = await connect(started.api_port, opened)
         status, body = await read_response(refused_reader)

@@ -29,6 +29,7 @@ from chainnode.core import crypto, identity, types
 from chainnode.sdk.client import Identity, build_transaction
 from chainnode.tools.network import init_network
 from storage.ledger import Ledger
+from tests.factories import load_validator_keys, sign_commit_certificate
 
 CHAIN_ID = "audit-net"
 BLOCK_INTERVAL_MS = 10  # a chain of hundreds of blocks stays within the timestamp drift of now
@@ -48,7 +49,7 @@ class BuiltChain:
         return self.data_dir / "ledger"
 
 
-def _load_identities(network_dir: Path) -> tuple[list[Identity], Identity]:
+def load_identities(network_dir: Path) -> tuple[list[Identity], Identity]:
     submitters = [Identity.load(directory) for directory in sorted((network_dir / "entities").iterdir())]
     assert all("submitter" in identity.read_claims(e.certificate).roles for e in submitters)
     # A validator node is a registered entity without the submitter role.
@@ -57,7 +58,7 @@ def _load_identities(network_dir: Path) -> tuple[list[Identity], Identity]:
     return submitters, outsider
 
 
-def _transactions(
+def build_transactions(
     height: int, count: int, submitters: list[Identity], outsider: Identity
 ) -> list[types.Transaction]:
     txs = []
@@ -79,11 +80,8 @@ def build_chain(directory: Path, *, heights: int, txs_per_block: int) -> BuiltCh
     network_dir = directory / "net"
     init_network(network_dir, validators=4, chain_id=CHAIN_ID, base_port=29800)
     genesis = load_genesis(network_dir / "genesis.json")
-    keys = [
-        crypto.SigningKey.load(network_dir / "nodes" / validator.entity_id / "key.pem")
-        for validator in genesis.validators.validators
-    ]
-    submitters, outsider = _load_identities(network_dir)
+    keys = load_validator_keys(network_dir, genesis.validators)
+    submitters, outsider = load_identities(network_dir)
     data_dir = network_dir / "nodes" / "validator-01" / "data"
     data_dir.mkdir(parents=True)
     ledger = Ledger(data_dir / "ledger")
@@ -94,7 +92,7 @@ def build_chain(directory: Path, *, heights: int, txs_per_block: int) -> BuiltCh
     tx_hashes = []
     try:
         for height in range(1, heights + 1):
-            txs = _transactions(height, txs_per_block, submitters, outsider)
+            txs = build_transactions(height, txs_per_block, submitters, outsider)
             commit_block(ledger, executor, genesis, keys, txs)
             tx_hashes.append(tuple(tx.hash for tx in txs))
     finally:
@@ -120,18 +118,9 @@ def commit_block(
         validator_set_hash=genesis.validators.compute_hash(), tx_count=len(txs),
     )
     block = types.Block.create(header, txs)
-    ledger.commit_block(block, sign_certificate(block, keys, 3 if height % 2 == 0 else 4),
-                        result.receipts, result.write_set)
+    certificate = sign_commit_certificate(block, keys, signers=3 if height % 2 == 0 else 4)
+    ledger.commit_block(block, certificate, result.receipts, result.write_set)
     return block
-
-
-def sign_certificate(
-    block: types.Block, keys: list[crypto.SigningKey], signers: int
-) -> types.CommitCertificate:
-    payload = types.compute_vote_payload(types.VoteKind.COMMIT, CHAIN_ID, 0, block.height, block.hash)
-    return types.CommitCertificate(
-        block.height, 0, block.hash, tuple((index, keys[index].sign(payload)) for index in range(signers))
-    )
 
 
 # ---------------------------------------------------------------- raw LevelDB access for tampering
