@@ -506,9 +506,12 @@ class Engine:
             # in a NEW-VIEW; only a prepared block carried over from an earlier view is not.
             header = message.block.header
             fresh = header.view == message.view
-            if fresh:
-                self.clock_offsets_ms[message.proposer] = header.timestamp_ms - self.wall_ms
-            problem = clock_problem = self._find_timestamp_problem(header, fresh=fresh)
+            # Our own proposal (it reaches here in our NEW-VIEW) is dated by our clock or parent
+            # + 1: a primary whose clock is behind the chain would refuse its own block.
+            if message.proposer != self.own_index:
+                if fresh:
+                    self.clock_offsets_ms[message.proposer] = header.timestamp_ms - self.wall_ms
+                problem = clock_problem = self._find_timestamp_problem(header, fresh=fresh)
         if problem is None:
             problem = self._app.find_block_problem(message.block)
         if problem is not None:

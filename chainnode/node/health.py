@@ -210,3 +210,22 @@ def _get_text(error: BaseException) -> str:
     if len(error.args) == 1 and isinstance(error.args[0], bytes):
         return error.args[0].decode(errors="replace")
     return str(error)
+
+
+class WarningGate:
+    """Lets one warning through per interval and counts the ones it holds back.
+
+    `admit(now_ms)` answers None for a warning to hold back, else how many were held back since
+    the last one let through (0 for the first)."""
+
+    def __init__(self, interval_ms: int) -> None:
+        self.interval_ms = interval_ms
+        self._passed_ms: int | None = None
+        self._held = 0
+
+    def admit(self, now_ms: int) -> int | None:
+        if self._passed_ms is not None and now_ms - self._passed_ms < self.interval_ms:
+            self._held += 1
+            return None
+        held, self._held, self._passed_ms = self._held, 0, now_ms
+        return held

@@ -93,6 +93,7 @@ from storage.ledger import Ledger
 log = logging.getLogger("chainnode.node.runtime")
 
 STATUS_INTERVAL_MS = 1_000
+WARNING_INTERVAL_MS = 5_000  # consensus warnings: at most one a this often, the rest counted
 REGOSSIP_INTERVAL_MS = 3_000
 REGOSSIP_TXS_MAX = 500
 RESPONSE_BYTES_MAX = 8 * 1024 * 1024
@@ -150,6 +151,7 @@ class Node:
         self.failure: StorageError | None = None
         self.failed = asyncio.Event()
         self.peer_reports = PeerReports(self.genesis.params.timestamp_drift_ms_max)
+        self._warning_gate = health.WarningGate(WARNING_INTERVAL_MS)
         self.disk = health.DiskSpaceWatch(config.data_dir, free_bytes_min=config.disk_free_bytes_min)
         self.readiness = self._create_readiness()
 
@@ -344,7 +346,21 @@ class Node:
                 self._ledger.prune_votes(checkpoint.height + 1)
                 self.stable_checkpoint = checkpoint.height
             elif isinstance(effect, Diagnostic):
-                log.log(logging.WARNING if effect.warning else logging.INFO, "consensus: %s", effect.message)
+                self._log_diagnostic(effect)
+
+    def _log_diagnostic(self, diagnostic: Diagnostic) -> None:
+        """News at INFO; warnings (a proposer's clock, say) at WARNING at most once per interval,
+        the rest at DEBUG and counted: a wrong clock is refused once per block, many a second."""
+        if not diagnostic.warning:
+            log.info("consensus: %s", diagnostic.message)
+            return
+        suppressed = self._warning_gate.admit(get_monotonic_ms())
+        if suppressed is None:
+            log.debug("consensus: %s", diagnostic.message)
+        elif suppressed:
+            log.warning("consensus: %s (and %d more warnings since the last)", diagnostic.message, suppressed)
+        else:
+            log.warning("consensus: %s", diagnostic.message)
 
     def _commit(self, block: types.Block, certificate: types.CommitCertificate) -> None:
         result = self.application.take_result(block)

@@ -16,7 +16,7 @@ import pytest
 
 from chainnode.core import crypto
 from consensus.events import EngineConfig
-from tests.sim.harness import CHAIN_ID, WALL_EPOCH_MS, SimNetwork, make_transaction
+from tests.sim.harness import CHAIN_ID, WALL_EPOCH_MS, Replica, SimNetwork, make_transaction
 
 CLIENT = crypto.SigningKey(b"\x0e" * 32)
 DRIFT_MS = 2_000
@@ -135,3 +135,36 @@ def test_a_fast_primary_is_refused_with_its_offset_in_new_view_too() -> None:
             assert block.header.proposer != 1, "a block dated 10 minutes ahead was committed"
         assert replica.engine.clock_offsets_ms[1] >= 10 * MINUTE_MS - 1_000
         assert any("ms ahead of our clock (v1 proposed it" in d for d in replica.diagnostics)
+
+
+def committed(replica: Replica) -> set[bytes]:
+    return {tx.hash for block, _ in replica.chain for tx in block.transactions}
+
+
+def test_a_primary_behind_the_chain_accepts_its_own_new_view_block() -> None:
+    # Validator 1's clock is 3 s slow (more than the 2 s drift), and the chain's last block is
+    # recent: its NEW-VIEW block is dated parent + 1, which the others accept and which is 3 s
+    # ahead of its own clock.  It must not refuse (and so not PREPARE) its own proposal.
+    network = SimNetwork(7, 33, config=config())
+    first = network.submit(10, CLIENT)
+    for _ in range(300):
+        network.tick(TICK_MS)
+        if all(len(replica.chain) >= 1 for replica in network.replicas):
+            break
+    assert {tx.hash for tx in first} <= committed(network.replicas[1])
+    network.clock_offsets_ms[1] = -3_000  # from now on: the chain's time is ahead of its clock
+    network.crash(0)  # the primary of view 0: validator 1 takes over through NEW-VIEW
+    later = network.submit(10, CLIENT, nonce_base=100)
+    for _ in range(1_000):
+        network.tick(TICK_MS)
+        if {tx.hash for tx in later} <= committed(network.replicas[1]):
+            break
+    else:
+        pytest.fail("not committed after the view change")
+    network.check_safety()
+    proposers = {block.header.proposer for block, _ in network.replicas[1].chain[1:]}
+    assert proposers == {1}, proposers
+    own_refusals = [w for w in network.replicas[1].warnings if "v1 proposed it" in w]
+    assert not own_refusals, own_refusals
+    own_prepares = [block for block, cert in network.replicas[2].chain[1:] if 1 in dict(cert.signatures)]
+    assert own_prepares, "validator 1 signed none of its own blocks"

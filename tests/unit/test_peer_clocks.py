@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from chainnode.node.health import WarningGate
 from chainnode.node.peer_clocks import PEER_CLOCK_FRESH_MS, PeerClocks
 
 DRIFT_MS = 10_000
@@ -58,3 +59,11 @@ def test_a_split_majority_is_no_verdict() -> None:
     # Two peers ahead, two behind: no direction has more than half.
     report = clocks_with({"a": 600_000, "b": 600_000, "c": -600_000, "d": -600_000}).report(now_ms=0)
     assert not report.is_skewed
+
+
+def test_the_warning_gate_lets_one_through_per_interval_and_counts_the_rest() -> None:
+    gate = WarningGate(5_000)
+    assert gate.admit(0) == 0
+    assert [gate.admit(ms) for ms in (1, 2_000, 4_999)] == [None, None, None]
+    assert gate.admit(5_000) == 3
+    assert gate.admit(9_999) is None and gate.admit(10_000) == 1
