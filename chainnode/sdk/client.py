@@ -14,11 +14,21 @@ authority as `zone:<zone id>` with its CA key (`zones/<zone>/ca.pem`,
 given).  `build_transaction` accepts either kind of signer.
 
 `Client` speaks the node's HTTP JSON API (`chainnode.api.server`) with the standard
-library only (urllib and json), synchronously, so it works from scripts and
+library only (http.client and json), synchronously, so it works from scripts and
 notebooks without an event loop.  Every failure is a `ClientError`: an error
-answer from the node carries its HTTP status and the node's stable error code;
-a node that cannot be reached is `unreachable` (status None), an answer that
-is not JSON is `bad_response`, an expired deadline is `timeout`.
+answer from the node carries its HTTP status, the node's stable error code and the
+`Retry-After` it advised; a node that cannot be reached is `unreachable` (status None),
+an answer that is not JSON is `bad_response`, an expired deadline is `timeout`.
+
+Every request goes through `Client.send`, the house's one HTTP request to a node (the
+benchmark's load generator posts its prebuilt batch bodies through it too).  It keeps one keep-alive
+connection per thread that uses the client, so a thread sending many requests (the
+benchmark, an export fetching blocks) pays for one TCP connection, not one per request, and
+threads never share one.  A reused connection the node has meanwhile closed (its idle
+keep-alive timeout, a restart) fails on the next request before any answer; that request is
+sent once more on a fresh connection.  Every call of the API is safe to repeat: reads are, and
+a transaction sent twice is pooled once (its id is its content).  `close` closes the client's
+connections; one that is dropped closes them when it is collected.
 
 `wait_for_commit` polls the transaction's status at a fixed interval until it
 is committed (returns the status, whose receipt may still report a failed
@@ -30,12 +40,13 @@ gossiped) is polled again rather than treated as a failure.
 
 from __future__ import annotations
 
+import http.client
 import json
 import secrets
+import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +59,7 @@ from chainnode.app.proof import ProofError as ProofError  # noqa: PLC0414
 from chainnode.app.proof import ProofResult as ProofResult  # noqa: PLC0414
 from chainnode.app.proof import verify_proof as verify_proof  # noqa: PLC0414
 from chainnode.core import crypto, identity, types
-from chainnode.core.errors import ChainError, ConfigError
+from chainnode.core.errors import ChainError, ConfigError, InvariantError
 from chainnode.core.statuses import TxStatus
 
 NONCE_BITS = 63
@@ -128,52 +139,151 @@ def build_transaction(
 
 
 class ClientError(ChainError):
-    """A failed API call: the HTTP status (None without an answer), code and message."""
+    """A failed API call: the HTTP status (None without an answer), code and message, and the
+    seconds the node asked to wait before trying again (`Retry-After`; None if it did not say)."""
 
     code = "client_error"
 
-    def __init__(self, message: str, *, code: str, status: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, code: str, status: int | None = None, retry_after_s: float | None = None
+    ) -> None:
         super().__init__(message, code=code)
         self.status = status
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A node's successful (2xx) answer."""
+
+    status: int
+    value: Any  # the parsed JSON body
+    retry_after_s: float | None  # `Retry-After`, e.g. on a batch with items refused for a full pool
+
+
+# Failures of a reused keep-alive connection that show the node closed it while it was idle:
+# the request is sent again once on a fresh connection.
+_STALE_CONNECTION_ERRORS = (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    """`Retry-After` in seconds (the API sends whole seconds; an HTTP date is not used)."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if 0 <= seconds < float("inf") else None
+
+
+def _close_connections(connections: set[http.client.HTTPConnection], lock: threading.Lock) -> None:
+    with lock:
+        for connection in connections:
+            connection.close()
+        connections.clear()
 
 
 class Client:
-    """A synchronous client of one node's HTTP JSON API."""
+    """A synchronous client of one node's HTTP JSON API, with a keep-alive connection per thread."""
 
     def __init__(self, url: str, *, timeout_s: float = 10.0) -> None:
         parsed = urllib.parse.urlsplit(url)
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        try:
+            port = parsed.port
+        except ValueError:
+            port = -1
+        if parsed.scheme not in ("http", "https") or not parsed.hostname or port == -1:
             raise ClientError(f"not an http(s) URL: {url!r}", code="bad_url")
         self.url = url.rstrip("/")
         self.timeout_s = timeout_s
+        self._https = parsed.scheme == "https"
+        self._host = parsed.hostname
+        self._port = port
+        self._path_prefix = parsed.path.rstrip("/")
+        self._local = threading.local()
+        self._connections: set[http.client.HTTPConnection] = set()
+        self._connections_lock = threading.Lock()
+        self._finalizer = weakref.finalize(
+            self, _close_connections, self._connections, self._connections_lock
+        )
+
+    def close(self) -> None:
+        """Close every connection of this client (call it while no request is in flight)."""
+        self._local = threading.local()
+        _close_connections(self._connections, self._connections_lock)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     # ------------------------------------------------------------ transport
 
+    def _get_connection(self) -> tuple[http.client.HTTPConnection, bool]:
+        """This thread's connection, and whether it has carried a request before."""
+        connection: http.client.HTTPConnection | None = getattr(self._local, "connection", None)
+        if connection is not None:
+            return connection, True
+        kind = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+        connection = kind(self._host, self._port, timeout=self.timeout_s)
+        with self._connections_lock:
+            self._connections.add(connection)
+        self._local.connection = connection
+        return connection, False
+
+    def _drop_connection(self, connection: http.client.HTTPConnection) -> None:
+        connection.close()
+        self._local.connection = None
+        with self._connections_lock:
+            self._connections.discard(connection)
+
+    def send(self, method: str, path: str, body: bytes | None = None) -> Reply:
+        """Send one request (`body`: JSON bytes) on this thread's keep-alive connection; the
+        parsed 2xx answer, or `ClientError` for an error answer or no answer at all."""
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        for attempt in (1, 2):
+            connection, reused = self._get_connection()
+            try:
+                connection.request(method, self._path_prefix + path, body=body, headers=headers)
+                response = connection.getresponse()
+                payload = response.read(_RESPONSE_BYTES_MAX)
+            except TimeoutError as error:
+                self._drop_connection(connection)
+                raise ClientError(
+                    f"{method} {self.url}{path}: no answer within {self.timeout_s} s", code="timeout"
+                ) from error
+            except _STALE_CONNECTION_ERRORS as error:
+                self._drop_connection(connection)
+                if reused and attempt == 1:
+                    continue
+                raise ClientError(f"cannot reach {self.url}: {error}", code="unreachable") from error
+            except OSError as error:
+                self._drop_connection(connection)
+                raise ClientError(f"cannot reach {self.url}: {error}", code="unreachable") from error
+            except http.client.HTTPException as error:
+                self._drop_connection(connection)
+                raise ClientError(
+                    f"{method} {self.url}{path}: not an HTTP answer ({type(error).__name__}: {error})",
+                    code="bad_response",
+                ) from error
+            if not response.isclosed():
+                # An answer larger than the cap was cut short: its rest would poison the connection.
+                self._drop_connection(connection)
+            retry_after_s = _parse_retry_after(response.getheader("Retry-After"))
+            if not 200 <= response.status < 300:
+                answer = self._parse_error_body(payload)
+                code, message = answer if answer else (f"http_{response.status}", response.reason)
+                raise ClientError(message, code=code, status=response.status, retry_after_s=retry_after_s)
+            return Reply(response.status, self._parse(payload, response.status), retry_after_s)
+        raise InvariantError("the second attempt returns or raises")
+
     def _request(self, method: str, path: str, body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.url + path, data=data, method=method)
-        request.add_header("Accept", "application/json")
-        if data is not None:
-            request.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                return self._parse(response.read(_RESPONSE_BYTES_MAX), response.status)
-        except urllib.error.HTTPError as error:
-            with error:
-                answer = self._parse_error_body(error.read(_RESPONSE_BYTES_MAX))
-            code, message = answer if answer else (f"http_{error.code}", str(error.reason))
-            raise ClientError(message, code=code, status=error.code) from None
-        except TimeoutError as error:
-            raise ClientError(f"{method} {self.url}{path}: no answer within {self.timeout_s} s",
-                              code="timeout") from error
-        except urllib.error.URLError as error:
-            if isinstance(error.reason, TimeoutError):
-                raise ClientError(f"{method} {self.url}{path}: no answer within "
-                                  f"{self.timeout_s} s", code="timeout") from error
-            raise ClientError(f"cannot reach {self.url}: {error.reason}",
-                              code="unreachable") from error
-        except OSError as error:
-            raise ClientError(f"cannot reach {self.url}: {error}", code="unreachable") from error
+        return self.send(method, path, data).value
 
     @staticmethod
     def _parse(raw: bytes, status: int) -> Any:
@@ -226,8 +336,10 @@ class Client:
         """The status of a transaction; ClientError `not_found` (404) if the node never saw it."""
         return self._get_object(f"/v1/transactions/{urllib.parse.quote(tx_hash_hex, safe='')}")
 
-    def get_block(self, height: int | str = "latest") -> dict[str, Any]:
-        return self._get_object(f"/v1/blocks/{urllib.parse.quote(str(height), safe='')}")
+    def get_block(self, height: int | str = "latest", *, hashes_only: bool = False) -> dict[str, Any]:
+        """A block; with `hashes_only` its transactions are listed by hash alone (the cheap form)."""
+        query = "?transactions=hashes" if hashes_only else ""
+        return self._get_object(f"/v1/blocks/{urllib.parse.quote(str(height), safe='')}{query}")
 
     def get_proof(self, tx_hash_hex: str) -> dict[str, Any]:
         """The inclusion proof of a committed transaction; check it with `verify_proof(proof, genesis)`."""

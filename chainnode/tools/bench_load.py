@@ -11,42 +11,41 @@ anchors (hash, URI, type of an off-chain document) under fresh keys, and
 status updates.  Asset transactions join the mix when the assets module lands.
 
 `run_submitter` is the body of a separate process: it loads the files, says
-"ready", waits for "go", then posts batches through the public HTTP API, batch
-k to node k mod n, one thread and one keep-alive connection per node.  With a
-rate R batch k leaves at `start + k * batch / R`; without one each thread sends
-as soon as the previous answer arrived.  Items refused for a full mempool (a
-503, or `mempool_full` items in a batch answer) are sent again after the
-`Retry-After` the node advertised.  It records, per transaction, when the
+"ready", waits for "go", then posts batches through the public HTTP API with the
+SDK's client (`Client.send`, the SDK's one request, on a keep-alive connection;
+the hex lines are joined into the body as they are, much cheaper than encoding
+megabytes of JSON), batch k to node k mod n, one thread and one connection per
+node.  With a rate R batch k leaves at `start + k * batch / R`; without one each
+thread sends as soon as the previous answer arrived.  Items refused for a full
+mempool (a 503, or `mempool_full` items in a batch answer) are sent again after
+the `Retry-After` the node advertised.  It records, per transaction, when the
 request that admitted it was sent (`time.monotonic()`, one clock for all
 processes on Linux).
 
 `CommitWatcher` polls one node's `/v1/status` every ~20 ms and fetches each new
-block (`/v1/blocks/{h}?transactions=hashes`, the cheap form); each transaction
-in it is stamped with the time of the status answer that first showed its
-height.  Every loop here is bounded in count or time.
+block (`/v1/blocks/{h}?transactions=hashes`, the cheap form), through the SDK's
+client too; each transaction in it is stamped with the time of the status answer
+that first showed its height.  Every loop here is bounded in count or time.
 """
 
 from __future__ import annotations
 
 import array
-import http.client
 import json
 import math
 import multiprocessing
 import os
 import threading
 import time
-import urllib.parse
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
 
 from chainnode.core import crypto, types
 from chainnode.core.errors import ChainError
 from chainnode.core.hexstr import parse_hex
 from chainnode.core.statuses import TxStatus
-from chainnode.sdk.client import Identity
+from chainnode.sdk.client import Client, ClientError, Identity, Reply
 from chainnode.tools.devnet import LocalNetwork, load_submitters
 
 WORKLOAD_CHUNK_TXS = 10_000
@@ -169,37 +168,37 @@ class _SubmitTally:
     first_rejection: str = ""
 
 
-def _post_batch(connection: http.client.HTTPConnection, items: list[str]) -> tuple[int, float, Any]:
+def _post_batch(client: Client, items: list[str]) -> Reply:
+    # The items are hex lines this module wrote: nothing in them needs escaping in JSON.
     body = ('{"txs":["' + '","'.join(items) + '"]}').encode()
-    connection.request("POST", "/v1/transactions", body=body, headers={"Content-Type": "application/json"})
-    response = connection.getresponse()
-    payload = response.read()
-    retry_after = response.getheader("Retry-After")
-    delay_s = min(float(retry_after), RETRY_AFTER_S_MAX) if retry_after else 0.0
-    try:
-        answer = json.loads(payload)
-    except ValueError:
-        answer = None
-    return response.status, delay_s, answer
+    return client.send("POST", "/v1/transactions", body)
 
 
-def _submit_one_batch(
-    connection: http.client.HTTPConnection, positions: list[int], items: list[str], tally: _SubmitTally
-) -> None:
+def _compute_delay_s(retry_after_s: float | None) -> float:
+    return min(retry_after_s, RETRY_AFTER_S_MAX) if retry_after_s else 0.0
+
+
+def _submit_one_batch(client: Client, positions: list[int], items: list[str], tally: _SubmitTally) -> None:
     """Send one batch until every item is admitted or refused for good."""
     for _ in range(SUBMIT_ATTEMPTS_MAX):
         sent_at = time.monotonic()
         try:
-            status, delay_s, answer = _post_batch(connection, items)
-        except (OSError, http.client.HTTPException):
-            # The next request opens a new connection; the node may just be busy.
-            connection.close()
-            tally.errors += 1
-            time.sleep(0.5)
+            reply = _post_batch(client, items)
+        except ClientError as error:
+            if error.status is None:
+                # No answer: the client opens a new connection next time; the node may just be busy.
+                tally.errors += 1
+                time.sleep(0.5)
+                continue
+            # A full node (503, Retry-After) or an answer that is not a batch result.
+            tally.full_answers += error.status == 503
+            tally.errors += error.status != 503
+            time.sleep(_compute_delay_s(error.retry_after_s) or 1.0)
+            tally.retries += len(items)
             continue
-        if status == 503 or not isinstance(answer, dict) or "results" not in answer:
-            tally.full_answers += status == 503
-            tally.errors += status != 503
+        answer, delay_s = reply.value, _compute_delay_s(reply.retry_after_s)
+        if not isinstance(answer, dict) or "results" not in answer:
+            tally.errors += 1
             time.sleep(delay_s or 1.0)
             tally.retries += len(items)
             continue
@@ -225,21 +224,15 @@ def _submit_one_batch(
 def _run_submit_thread(
     plan: SubmitPlan, node_position: int, batches: list[list[str]], started: float, tally: _SubmitTally
 ) -> None:
-    parsed = urllib.parse.urlsplit(plan.api_urls[node_position])
-    connection = http.client.HTTPConnection(
-        parsed.hostname or "127.0.0.1", parsed.port, timeout=HTTP_TIMEOUT_S
-    )
     nodes = len(plan.api_urls)
-    try:
+    with Client(plan.api_urls[node_position], timeout_s=HTTP_TIMEOUT_S) as client:
         for batch_index in range(node_position, len(batches), nodes):
             if plan.rate_tps is not None:
                 due = started + batch_index * plan.batch_txs / plan.rate_tps
                 time.sleep(max(0.0, due - time.monotonic()))
             first = batch_index * plan.batch_txs
             items = batches[batch_index]
-            _submit_one_batch(connection, list(range(first, first + len(items))), items, tally)
-    finally:
-        connection.close()
+            _submit_one_batch(client, list(range(first, first + len(items))), items, tally)
 
 
 def run_submitter(plan: SubmitPlan, pipe: Connection) -> None:
@@ -286,43 +279,32 @@ class CommitWatcher:
     """Polls one node and stamps each transaction of each new block with when it was first seen."""
 
     def __init__(self, api_url: str, started: float) -> None:
-        parsed = urllib.parse.urlsplit(api_url)
-        self._host = parsed.hostname or "127.0.0.1"
-        self._port = parsed.port
+        self._api_url = api_url
         self.started = started
         self.commits: list[tuple[float, int]] = []  # (commit time, transactions) per block
         self.committed_at: dict[bytes, float] = {}
         self.error = ""
         self.stop = threading.Event()
 
-    def _get(self, connection: http.client.HTTPConnection, path: str) -> Any:
-        connection.request("GET", path)
-        response = connection.getresponse()
-        payload = response.read()
-        if response.status != 200:
-            raise BenchError(f"GET {path} answered {response.status}: {payload[:200]!r}")
-        return json.loads(payload)
-
     def run(self, height_from: int) -> None:
         """The thread body: follow blocks above `height_from` until `stop` is set."""
-        connection = http.client.HTTPConnection(self._host, self._port, timeout=HTTP_TIMEOUT_S)
-        seen = height_from
         try:
-            while not self.stop.is_set():
-                status = self._get(connection, "/v1/status")
-                stamp = time.monotonic()
-                for height in range(seen + 1, int(status["height"]) + 1):
-                    block = self._get(connection, f"/v1/blocks/{height}?transactions=hashes")
-                    hashes = [
-                        parse_hex(item["hash"], "transaction hash", length=32)
-                        for item in block["transactions"]
-                    ]
-                    for tx_hash in hashes:
-                        self.committed_at.setdefault(tx_hash, stamp)
-                    self.commits.append((stamp, len(hashes)))
-                    seen = height
-                self.stop.wait(WATCH_INTERVAL_S)
-        except (OSError, ValueError, KeyError, http.client.HTTPException, ChainError) as error:
+            with Client(self._api_url, timeout_s=HTTP_TIMEOUT_S) as client:
+                self._follow(client, height_from)
+        except (ValueError, KeyError, TypeError, ChainError) as error:
             self.error = f"{type(error).__name__}: {error}"
-        finally:
-            connection.close()
+
+    def _follow(self, client: Client, seen: int) -> None:
+        while not self.stop.is_set():
+            status = client.get_status()
+            stamp = time.monotonic()
+            for height in range(seen + 1, int(status["height"]) + 1):
+                block = client.get_block(height, hashes_only=True)
+                hashes = [
+                    parse_hex(item["hash"], "transaction hash", length=32) for item in block["transactions"]
+                ]
+                for tx_hash in hashes:
+                    self.committed_at.setdefault(tx_hash, stamp)
+                self.commits.append((stamp, len(hashes)))
+                seen = height
+            self.stop.wait(WATCH_INTERVAL_S)
