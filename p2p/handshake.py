@@ -48,9 +48,8 @@ from dataclasses import dataclass
 from chainnode.core import codec
 from chainnode.core.codec import expect_bytes, expect_str
 from chainnode.core.errors import DecodeError, InvariantError
+from chainnode.core.tags import TAG_HELLO, TAG_HELLO_ACK
 
-TAG_HELLO = 40
-TAG_HELLO_ACK = 41
 HELLO_VERSION = 1
 
 CLOSE_CODE_PROTOCOL = 4400
