@@ -61,13 +61,12 @@ import aiohttp
 from aiohttp import web
 
 from chainnode.core.errors import ConfigError, RemoteError
+from chainnode.core.tags import TAG_HELLO, TAG_HELLO_ACK
 from p2p.config import PeerAddress, TransportConfig, check_config
 from p2p.handshake import (
     CLOSE_CODE_PROTOCOL,
     CLOSE_CODE_REFUSED,
     PRE_HELLO_BYTES_MAX,
-    TAG_HELLO,
-    TAG_HELLO_ACK,
     Accept,
     Handshake,
     Hello,
