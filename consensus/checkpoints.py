@@ -20,7 +20,7 @@ class CheckpointTracker:
         self, chain_id: str, validators: types.ValidatorSet, interval: int, stable_height: int
     ) -> None:
         if not (interval > 0):
-            raise InvariantError('interval > 0')
+            raise InvariantError("interval > 0")
         self.chain_id = chain_id
         self.validators = validators
         self.interval = interval

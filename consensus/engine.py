@@ -213,7 +213,7 @@ class Engine:
         for (height, view, kind), record in self._own.items():
             if height == self.height and view == self.view and kind in (Kind.PREPARE, Kind.COMMIT):
                 if not (isinstance(record, Vote)):
-                    raise InvariantError('isinstance(record, Vote)')
+                    raise InvariantError("isinstance(record, Vote)")
                 self._round(view).votes[Kind(kind)][record.validator] = (record.block_hash, record.signature)
 
     @property
@@ -331,7 +331,7 @@ class Engine:
 
     def _is_target_supported(self) -> bool:
         if not (self._target is not None):
-            raise InvariantError('self._target is not None')
+            raise InvariantError("self._target is not None")
         target = self._target
         supporters = sum(1 for message in self._view_changes.values() if message.new_view >= target)
         return supporters >= self.validators.quorum
@@ -352,7 +352,7 @@ class Engine:
 
     def _propose_new_block(self) -> types.Block | None:
         if not (self.own_index is not None):
-            raise InvariantError('self.own_index is not None')
+            raise InvariantError("self.own_index is not None")
         return self._app.propose_block(
             height=self.height,
             view=self.view,
@@ -364,12 +364,12 @@ class Engine:
     def _sign_proposal(self, view: int, block: types.Block, effects: list[Effect]) -> PrePrepare | None:
         """Sign (and persist) a pre-prepare, unless we already signed another block there."""
         if not (self._key is not None and self.own_index is not None):
-            raise InvariantError('self._key is not None and self.own_index is not None')
+            raise InvariantError("self._key is not None and self.own_index is not None")
         slot = (self.height, view, int(Kind.PRE_PREPARE))
         previous = self._own.get(slot)
         if previous is not None:
             if not (isinstance(previous, Vote)):
-                raise InvariantError('isinstance(previous, Vote)')
+                raise InvariantError("isinstance(previous, Vote)")
             if previous.block_hash != block.hash:
                 return None
             return PrePrepare(view, self.height, self.own_index, block, previous.signature)
@@ -586,12 +586,12 @@ class Engine:
         if previous is not None:
             # Restored from the log or already sent: never sign another hash here.
             if not (isinstance(previous, Vote)):
-                raise InvariantError('isinstance(previous, Vote)')
+                raise InvariantError("isinstance(previous, Vote)")
             if previous.block_hash == block_hash:
                 round_.votes[kind].setdefault(self.own_index, (block_hash, previous.signature))
             return
         if not (self._key is not None):
-            raise InvariantError('self._key is not None')
+            raise InvariantError("self._key is not None")
         vote = sign_vote(self._key, self.config.chain_id, kind, view, self.height, block_hash, self.own_index)
         self._own[slot] = vote
         round_.votes[kind][self.own_index] = (block_hash, vote.signature)
@@ -630,7 +630,7 @@ class Engine:
 
     def _start_view_change(self, target: int, effects: list[Effect]) -> None:
         if not (target > self.view):
-            raise InvariantError('target > self.view')
+            raise InvariantError("target > self.view")
         if self._target is not None and self._target >= target:
             return
         self._target = target
@@ -645,7 +645,7 @@ class Engine:
         message = self._own.get(slot)
         if message is None:
             if not (self._key is not None):
-                raise InvariantError('self._key is not None')
+                raise InvariantError("self._key is not None")
             message = sign_view_change(
                 self._key, self.config.chain_id, target, self.height, self.own_index, self._prepared
             )
@@ -653,7 +653,7 @@ class Engine:
             effects.append(PersistVote(message))
         effects.append(Broadcast(message))
         if not (isinstance(message, ViewChange)):
-            raise InvariantError('isinstance(message, ViewChange)')
+            raise InvariantError("isinstance(message, ViewChange)")
         self._count_view_change(message, effects)
 
     def _on_view_change(self, message: ViewChange, sender: str, effects: list[Effect]) -> None:
@@ -707,7 +707,7 @@ class Engine:
 
     def _propose_new_block_in(self, view: int) -> types.Block | None:
         if not (self.own_index is not None):
-            raise InvariantError('self.own_index is not None')
+            raise InvariantError("self.own_index is not None")
         return self._app.propose_block(
             height=self.height,
             view=view,
@@ -756,7 +756,7 @@ class Engine:
         if self.own_index is None or not self._checkpoints.is_checkpoint_height(block.height):
             return
         if not (self._key is not None):
-            raise InvariantError('self._key is not None')
+            raise InvariantError("self._key is not None")
         vote = sign_vote(
             self._key, self.config.chain_id, Kind.CHECKPOINT, 0, block.height, block.hash, self.own_index
         )
@@ -859,8 +859,12 @@ class Engine:
         if not (self._prepared is None or self._prepared.height == self.height):
             raise InvariantError("the prepared certificate is for another height")
         for view, round_ in self._rounds.items():
-            if not (round_.proposal is None or (round_.proposal.height, round_.proposal.view) == (
-                self.height,
-                view,
-            )):
+            if not (
+                round_.proposal is None
+                or (round_.proposal.height, round_.proposal.view)
+                == (
+                    self.height,
+                    view,
+                )
+            ):
                 raise InvariantError("a round holds a proposal for another height or view")

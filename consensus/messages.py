@@ -322,7 +322,7 @@ def decode_log_record(data: bytes) -> LogRecord:
     if isinstance(value, tuple) and value and value[0] == TAG_PREPARED:
         prepared = _decode_prepared(value)
         if not (prepared is not None):
-            raise InvariantError('prepared is not None')
+            raise InvariantError("prepared is not None")
         return prepared
     message = decode_message_fields(value) if isinstance(value, tuple) else None
     if not isinstance(message, (Vote, ViewChange)):

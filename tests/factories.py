@@ -53,8 +53,14 @@ def make_tx(
 ) -> types.Transaction:
     """A transaction signed with `key` in the name of `signer` (a `records.put` unless told)."""
     return types.Transaction.create(
-        key, chain_id=chain_id, signer=signer, nonce=nonce, valid_until=valid_until,
-        module=module, action=action, args=args,
+        key,
+        chain_id=chain_id,
+        signer=signer,
+        nonce=nonce,
+        valid_until=valid_until,
+        module=module,
+        action=action,
+        args=args,
     )
 
 
@@ -64,8 +70,13 @@ def build_put(
     """A `records.put` of `key` = `value` built and signed by the SDK, as an entity's client does
     (the nonce is random unless given)."""
     return build_transaction(
-        signer, chain_id=chain_id, module="records", action="put", args=(key, value),
-        valid_until=valid_until, nonce=nonce,
+        signer,
+        chain_id=chain_id,
+        module="records",
+        action="put",
+        args=(key, value),
+        valid_until=valid_until,
+        nonce=nonce,
     )
 
 
@@ -158,8 +169,12 @@ class Pki:
         """An entity certificate issued by the zone the claims name, and its key (fresh unless given)."""
         key = key or crypto.SigningKey.generate()
         certificate = identity.issue_entity_certificate(
-            self.zones[claims.zone], self.zone_keys[claims.zone], claims, key.public_key,
-            valid_days=valid_days, not_before=not_before,
+            self.zones[claims.zone],
+            self.zone_keys[claims.zone],
+            claims,
+            key.public_key,
+            valid_days=valid_days,
+            not_before=not_before,
         )
         return certificate, key
 
@@ -198,8 +213,12 @@ def get_free_port() -> int:
 def run_cli_process(*args: str, timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
     """`python -m cli *args` in a child process from the repository, its output captured."""
     return subprocess.run(
-        [sys.executable, "-m", "cli", *args], cwd=REPO, capture_output=True, text=True,
-        timeout=timeout_s, check=False,
+        [sys.executable, "-m", "cli", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
     )
 
 

@@ -18,7 +18,6 @@ _NAME_CHARS_MAX = 128
 SERVICE_KEY = web.AppKey("service", NodeService)
 
 
-
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}, **extra}
 

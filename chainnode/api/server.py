@@ -93,7 +93,6 @@ RETRY_AFTER_S = 1
 _MALFORMED_CODES = frozenset({"malformed", "too_large", "bad_hex", "bad_request"})
 
 
-
 # ---------------------------------------------------------------- handlers
 
 
@@ -301,8 +300,10 @@ async def handle_transaction_proof(request: web.Request) -> web.Response:
     status = service.get_transaction_status(tx_hash)
     if status.status != TxStatus.COMMITTED or status.height is None or status.index is None:
         return json_response(
-            error_body("not_found", f"transaction {tx_hash.hex()} is not committed on this node "
-                                     f"(status: {status.status})"),
+            error_body(
+                "not_found",
+                f"transaction {tx_hash.hex()} is not committed on this node (status: {status.status})",
+            ),
             status=404,
         )
     return json_response(proof.compute_proof(service.ledger, status.height, status.index))

@@ -110,5 +110,3 @@ class NodeService(Protocol):
     def render_metrics(self) -> str:
         """The node's metrics in Prometheus text format."""
         ...
-
-

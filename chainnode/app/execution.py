@@ -215,9 +215,7 @@ class Executor:
             return None, ErrorCode.BAD_SIGNATURE, f"signature does not verify for {tx.signer!r}"
         return signer, ErrorCode.OK, ""
 
-    def _authorize(
-        self, tx: types.Transaction, signer: Signer, *, height: int, timestamp_ms: int
-    ) -> Action:
+    def _authorize(self, tx: types.Transaction, signer: Signer, *, height: int, timestamp_ms: int) -> Action:
         """The checks whose failure yields a failed receipt; returns the action to apply."""
         if signer.entity is not None and signer.entity.is_revoked_at(height):
             raise TransactionError(ErrorCode.SIGNER_REVOKED, f"the certificate of {tx.signer!r} is revoked")
@@ -334,13 +332,15 @@ class Executor:
             if tx.hash in seen:
                 raise InvalidBlockError(
                     f"transaction {index} ({tx.hash.hex()}) appears twice in the block",
-                    error_code=ErrorCode.DUPLICATE, tx_index=index,
+                    error_code=ErrorCode.DUPLICATE,
+                    tx_index=index,
                 )
             seen.add(tx.hash)
             if is_committed(tx.hash):
                 raise InvalidBlockError(
                     f"transaction {index} ({tx.hash.hex()}) is already committed",
-                    error_code=ErrorCode.DUPLICATE, tx_index=index,
+                    error_code=ErrorCode.DUPLICATE,
+                    tx_index=index,
                 )
             signer, code, reason = self._authenticate(state, tx, memo.signers)
             if signer is None:

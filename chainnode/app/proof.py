@@ -117,8 +117,9 @@ class StateValidatorSets:
         try:
             return governance.get_validator_set_at(self.state, height)
         except ChainError as error:
-            raise ProofError("validator_set", f"no validator set for height {height}: {error.message}") \
-                from error
+            raise ProofError(
+                "validator_set", f"no validator set for height {height}: {error.message}"
+            ) from error
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,8 +260,9 @@ def verify_proof(
     if _get_int(proof, "version") != PROOF_VERSION:
         raise ProofError("format", f"unsupported proof version {proof['version']!r}")
     if proof["chain_id"] != genesis.chain_id:
-        raise ProofError("chain_id", f"the proof is for chain {proof['chain_id']!r}, not {genesis.chain_id!r}"
-                         )
+        raise ProofError(
+            "chain_id", f"the proof is for chain {proof['chain_id']!r}, not {genesis.chain_id!r}"
+        )
     height, tx_index, tx_count = (_get_int(proof, name) for name in ("height", "tx_index", "tx_count"))
     header, certificate, transaction, receipt = _decode_parts(proof)
     block_hash = header.compute_hash()

@@ -74,9 +74,7 @@ def compute_history_key(entity: str, key: str, version: int) -> bytes:
     return _HISTORY_PREFIX + entity.encode() + b"\x00" + key.encode() + b"\x00" + version.to_bytes(8, "big")
 
 
-def get_record(
-    state: StateReader, entity: str, key: str, version: int | None = None
-) -> RecordVersion | None:
+def get_record(state: StateReader, entity: str, key: str, version: int | None = None) -> RecordVersion | None:
     """The latest version of a record, or the given version; None when absent."""
     if not is_valid_key(key):
         return None

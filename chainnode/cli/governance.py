@@ -270,9 +270,7 @@ def _add_council_commands(commands: Any) -> None:
     listing = subcommands.add_parser("list", help="list proposals, newest first")
     listing.add_argument("--node", required=True, metavar="URL")
     listing.add_argument("--timeout", type=float, default=10.0, metavar="S")
-    listing.add_argument(
-        "--status", default=None, choices=[str(status) for status in ProposalStatus]
-    )
+    listing.add_argument("--status", default=None, choices=[str(status) for status in ProposalStatus])
     listing.set_defaults(run=run_list)
 
 

@@ -40,7 +40,6 @@ UNPACK_OPTIONS: dict[str, Any] = {
 Value = None | bool | int | str | bytes | tuple["Value", ...]
 
 
-
 def encode(value: Any) -> bytes:
     """Encode a value built from None, bool, int, str, bytes, tuples and lists."""
     return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]

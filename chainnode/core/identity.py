@@ -154,9 +154,7 @@ def _read_claims_extension(
     return _parse_claims_text(_decode_utf8string(value.value))
 
 
-def _get_name_attribute(
-    certificate: x509.Certificate, oid: x509.ObjectIdentifier, what: str
-) -> str:
+def _get_name_attribute(certificate: x509.Certificate, oid: x509.ObjectIdentifier, what: str) -> str:
     attributes = certificate.subject.get_attributes_for_oid(oid)
     if len(attributes) != 1:
         raise IdentityError(f"certificate subject must have exactly one {what}")
@@ -216,9 +214,7 @@ def _now() -> datetime:
 
 def _public_key_object(public_key: bytes) -> ed25519.Ed25519PublicKey:
     if len(public_key) != PUBLIC_KEY_BYTES:
-        raise IdentityError(
-            f"an Ed25519 public key is {PUBLIC_KEY_BYTES} bytes, got {len(public_key)}"
-        )
+        raise IdentityError(f"an Ed25519 public key is {PUBLIC_KEY_BYTES} bytes, got {len(public_key)}")
     return ed25519.Ed25519PublicKey.from_public_bytes(public_key)
 
 
@@ -266,9 +262,7 @@ def _certificate_builder(
         .add_extension(x509.BasicConstraints(ca=is_ca, path_length=path_length), critical=True)
         .add_extension(_compute_key_usage(is_ca=is_ca), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public_key), critical=False
-        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public_key), critical=False)
     )
 
 
@@ -293,9 +287,7 @@ def _ca_builder(
     )
 
 
-def create_root_ca(
-    name: str, key: SigningKey, *, valid_days: int = ROOT_VALID_DAYS
-) -> x509.Certificate:
+def create_root_ca(name: str, key: SigningKey, *, valid_days: int = ROOT_VALID_DAYS) -> x509.Certificate:
     """The self-signed network root; it may certify zone CAs (pathlen 1)."""
     if not name or len(name) > NAME_LENGTH_MAX:
         raise IdentityError("the root CA needs a display name of 1..128 characters")
@@ -307,9 +299,7 @@ def create_root_ca(
     )
     private_key = key.to_cryptography()
     public_key = private_key.public_key()
-    builder = _ca_builder(
-        subject, subject, public_key, public_key, path_length=1, valid_days=valid_days
-    )
+    builder = _ca_builder(subject, subject, public_key, public_key, path_length=1, valid_days=valid_days)
     return builder.sign(private_key, algorithm=None)
 
 
@@ -344,9 +334,7 @@ def create_zone_ca(
         path_length=0,
         valid_days=valid_days,
     ).add_extension(
-        x509.UnrecognizedExtension(
-            CLAIMS_OID, _encode_utf8string(compute_claims_text(zone_id, (), ()))
-        ),
+        x509.UnrecognizedExtension(CLAIMS_OID, _encode_utf8string(compute_claims_text(zone_id, (), ()))),
         critical=False,
     )
     return builder.sign(root_private, algorithm=None)
@@ -392,9 +380,7 @@ def _build_entity_certificate(
             valid_days=valid_days,
         )
         .add_extension(
-            x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-            ),
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
             critical=False,
         )
         .add_extension(alternative_names, critical=False)
@@ -418,9 +404,7 @@ def issue_entity_certificate(
     _check_claims(claims)
     zone_id = read_zone_id(zone_certificate)
     if claims.zone != zone_id:
-        raise IdentityError(
-            f"zone authority {zone_id!r} cannot issue a certificate for zone {claims.zone!r}"
-        )
+        raise IdentityError(f"zone authority {zone_id!r} cannot issue a certificate for zone {claims.zone!r}")
     _check_issuer_key(zone_certificate, zone_key)
     if valid_days <= 0:
         raise IdentityError("a certificate must be valid for at least one day")

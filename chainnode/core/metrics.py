@@ -77,8 +77,11 @@ class GcTimer:
     def samples(self) -> list[Sample]:
         """Each metric's samples together, as the exposition format wants them."""
         metrics = (
-            ("chainnode_gc_seconds_total", "Time spent in the cyclic garbage collector.",
-             [round(seconds, 6) for seconds in self.seconds]),
+            (
+                "chainnode_gc_seconds_total",
+                "Time spent in the cyclic garbage collector.",
+                [round(seconds, 6) for seconds in self.seconds],
+            ),
             ("chainnode_gc_collections_total", "Cyclic garbage collections.", self.collections),
         )
         return [

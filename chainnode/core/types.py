@@ -216,16 +216,26 @@ def _decode_transaction_fast(data: bytes) -> Transaction | None:
         return None
     tag, version, chain_id, signer, nonce, valid_until, module, action, args, signature = value
     if not (
-        type(tag) is int and tag == TAG_TX
-        and type(version) is int and version == VERSION
-        and type(chain_id) is str and 0 < len(chain_id) <= 64
-        and type(signer) is str and 0 < len(signer) <= 128
-        and type(nonce) is int and 0 <= nonce <= _U64_MAX
-        and type(valid_until) is int and 0 <= valid_until <= _U64_MAX
-        and type(module) is str and 0 < len(module) <= 32
-        and type(action) is str and 0 < len(action) <= 64
-        and type(args) is tuple and len(args) <= 64
-        and type(signature) is bytes and len(signature) == crypto.SIGNATURE_BYTES
+        type(tag) is int
+        and tag == TAG_TX
+        and type(version) is int
+        and version == VERSION
+        and type(chain_id) is str
+        and 0 < len(chain_id) <= 64
+        and type(signer) is str
+        and 0 < len(signer) <= 128
+        and type(nonce) is int
+        and 0 <= nonce <= _U64_MAX
+        and type(valid_until) is int
+        and 0 <= valid_until <= _U64_MAX
+        and type(module) is str
+        and 0 < len(module) <= 32
+        and type(action) is str
+        and 0 < len(action) <= 64
+        and type(args) is tuple
+        and len(args) <= 64
+        and type(signature) is bytes
+        and len(signature) == crypto.SIGNATURE_BYTES
     ):
         return None
     for item in args:

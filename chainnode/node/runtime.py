@@ -99,7 +99,6 @@ REGOSSIP_TXS_MAX = 500
 RESPONSE_BYTES_MAX = 8 * 1024 * 1024
 
 
-
 class Node:
     """A validator (or observer) node: builds its parts, drives the engine, implements `NodeService`."""
 
@@ -508,6 +507,7 @@ class Node:
 
     def get_status(self) -> dict[str, Any]:
         return status.compute_status(self)
+
 
 # The cyclic collector's thresholds for a running node (CPython's defaults: 700, 10, 10).
 # A node holds a few hundred thousand long-lived objects (pooled and memoised

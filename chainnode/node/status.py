@@ -101,9 +101,7 @@ def render_metrics(node: Node) -> str:
         ),
     ]
     samples += [
-        sample(
-            f"chainnode_p2p_{name}_total", "counter", f"p2p transport: {name.replace('_', ' ')}.", value
-        )
+        sample(f"chainnode_p2p_{name}_total", "counter", f"p2p transport: {name.replace('_', ' ')}.", value)
         for name, value in sorted(node.transport.metrics.items())
     ]
     clock = node.peer_reports.clocks.report(get_monotonic_ms())
@@ -128,6 +126,7 @@ def render_metrics(node: Node) -> str:
     )
     return metrics.render(samples, {"chain_id": node.chain_id, "node": node.node_id})
 
+
 def _get_api_connection_samples(node: Node) -> list[metrics.Sample]:
     """The API's connection limits at work (`p2p.http_guard`); zeros before `start`."""
     guard = None if node.api_runner is None else node.api_runner.guard
@@ -149,6 +148,7 @@ def _get_api_connection_samples(node: Node) -> list[metrics.Sample]:
         for name in ("connections_refused", "request_heads_timed_out")
     ]
     return samples
+
 
 def compute_status(node: Node) -> dict[str, Any]:
     """The `/v1/status` document."""

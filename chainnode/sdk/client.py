@@ -290,8 +290,9 @@ class Client:
         try:
             return json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise ClientError(f"the node's answer is not JSON: {error}", code="bad_response",
-                              status=status) from error
+            raise ClientError(
+                f"the node's answer is not JSON: {error}", code="bad_response", status=status
+            ) from error
 
     @staticmethod
     def _parse_error_body(raw: bytes) -> tuple[str, str] | None:
@@ -325,9 +326,7 @@ class Client:
 
     def submit_batch(self, txs: Sequence[types.Transaction]) -> dict[str, Any]:
         """Submit up to 10,000 transactions: {"accepted", "rejected", "results": [...]}."""
-        answer = self._request(
-            "POST", "/v1/transactions", {"txs": [tx.encoded.hex() for tx in txs]}
-        )
+        answer = self._request("POST", "/v1/transactions", {"txs": [tx.encoded.hex() for tx in txs]})
         if not isinstance(answer, dict):
             raise ClientError("the node's answer is not a JSON object", code="bad_response")
         return answer
@@ -347,9 +346,7 @@ class Client:
 
     def get_record(self, entity: str, key: str, version: int | None = None) -> dict[str, Any] | None:
         """A record's latest (or given) version, or None when there is none."""
-        path = (
-            f"/v1/records/{urllib.parse.quote(entity, safe='')}/{urllib.parse.quote(key, safe='')}"
-        )
+        path = f"/v1/records/{urllib.parse.quote(entity, safe='')}/{urllib.parse.quote(key, safe='')}"
         if version is not None:
             path += f"?version={int(version)}"
         return self._get_optional(path)
@@ -414,7 +411,6 @@ class Client:
                 break
             time.sleep(min(poll_ms / 1000, remaining_s))
         raise ClientError(
-            f"transaction {tx_hash_hex} not committed within {timeout_s} s (last status: "
-            f"{last_status})",
+            f"transaction {tx_hash_hex} not committed within {timeout_s} s (last status: {last_status})",
             code="timeout",
         )

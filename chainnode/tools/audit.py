@@ -149,15 +149,27 @@ class Checkpoint:
             return tuple(tuple(items[i : i + _CHUNK_ITEMS]) for i in range(0, len(items), _CHUNK_ITEMS))
 
         return codec.encode(
-            (TAG_CHECKPOINT, CHECKPOINT_VERSION, self.chain_id, self.genesis_hash, self.height,
-             self.block_hash, self.state_root, self.timestamp_ms, chunks(self.state),
-             chunks(self.committed_tx_hashes))
+            (
+                TAG_CHECKPOINT,
+                CHECKPOINT_VERSION,
+                self.chain_id,
+                self.genesis_hash,
+                self.height,
+                self.block_hash,
+                self.state_root,
+                self.timestamp_ms,
+                chunks(self.state),
+                chunks(self.committed_tx_hashes),
+            )
         )
 
 
 def decode_checkpoint(data: bytes) -> Checkpoint:
     fields = codec.expect_struct(
-        codec.decode(data, bytes_max=_CHECKPOINT_BYTES_MAX), TAG_CHECKPOINT, CHECKPOINT_VERSION, 10,
+        codec.decode(data, bytes_max=_CHECKPOINT_BYTES_MAX),
+        TAG_CHECKPOINT,
+        CHECKPOINT_VERSION,
+        10,
         "checkpoint",
     )
     state: list[tuple[bytes, bytes]] = []
@@ -325,24 +337,35 @@ class AuditReport:
         failure = self.failure
         return {
             "result": "ok" if failure is None else "failed",
-            "source": self.source, "chain_id": self.chain_id,
-            "height_from": self.height_from, "height_to": self.height_to,
+            "source": self.source,
+            "chain_id": self.chain_id,
+            "height_from": self.height_from,
+            "height_to": self.height_to,
             "resumed_from_height": self.resumed_from,
-            "blocks": self.blocks, "transactions": self.transactions,
+            "blocks": self.blocks,
+            "transactions": self.transactions,
             "failed_receipts": self.failed_receipts,
             "checks": self.checks,
-            "first_failure": None if failure is None else {
-                "height": failure.height, "tx_index": failure.tx_index,
-                "check": failure.check, "reason": failure.reason,
+            "first_failure": None
+            if failure is None
+            else {
+                "height": failure.height,
+                "tx_index": failure.tx_index,
+                "check": failure.check,
+                "reason": failure.reason,
             },
-            "final": {"height": self.final_height, "block_hash": self.final_block_hash.hex(),
-                      "state_root": self.final_state_root.hex()},
+            "final": {
+                "height": self.final_height,
+                "block_hash": self.final_block_hash.hex(),
+                "state_root": self.final_state_root.hex(),
+            },
             "elapsed_s": round(self.elapsed_s, 3),
             "tx_per_s": round(self.transactions / elapsed_s, 1),
             "signatures_verified": self.signatures_verified,
             "verify_per_s": round(self.signatures_verified / elapsed_s, 1),
-            "single_core_verify_per_s": (None if self.single_core_verify_per_s is None
-                                         else round(self.single_core_verify_per_s, 1)),
+            "single_core_verify_per_s": (
+                None if self.single_core_verify_per_s is None else round(self.single_core_verify_per_s, 1)
+            ),
             "workers": self.workers,
         }
 
@@ -367,8 +390,10 @@ class ProgressBar:
         fraction = min(max(height - self.height_from + 1, 0) / total, 1.0)
         bar = "#" * int(fraction * 30)
         rate = transactions / max(now - self._started, 1e-9)
-        self.stream.write(f"\raudit [{bar:<30}] {fraction:4.0%}  height {height}/{self.height_to}"
-                          f"  {transactions} tx  {rate:,.0f} tx/s ")
+        self.stream.write(
+            f"\raudit [{bar:<30}] {fraction:4.0%}  height {height}/{self.height_to}"
+            f"  {transactions} tx  {rate:,.0f} tx/s "
+        )
         self.stream.flush()
 
     def finish(self) -> None:
@@ -449,8 +474,9 @@ class Auditor:
             try:
                 validators = types.decode_validator_set(encoded)
             except DecodeError as error:
-                raise _fail(height, "validator_set", f"the replayed state holds no validator set: {error}") \
-                    from None
+                raise _fail(
+                    height, "validator_set", f"the replayed state holds no validator set: {error}"
+                ) from None
             self._validator_sets[encoded] = validators
         return encoded, validators
 
@@ -460,8 +486,14 @@ class Auditor:
     def compute_checkpoint(self) -> Checkpoint:
         """The replayed chain after the last block that passed every check."""
         return Checkpoint(
-            self.genesis.chain_id, self.genesis_hash, self.height, self.block_hash, self.state_root,
-            self.timestamp_ms, tuple(self.state.get_sorted_items()), tuple(sorted(self.committed)),
+            self.genesis.chain_id,
+            self.genesis_hash,
+            self.height,
+            self.block_hash,
+            self.state_root,
+            self.timestamp_ms,
+            tuple(self.state.get_sorted_items()),
+            tuple(sorted(self.committed)),
         )
 
     # ------------------------------------------------------------ run
@@ -488,13 +520,22 @@ class Auditor:
             verifier.close()
             progress.finish()
         return AuditReport(
-            source=self.source.description, chain_id=self.genesis.chain_id,
-            height_from=height_from, height_to=last, blocks=self.blocks,
-            transactions=self.transactions, failed_receipts=dict(sorted(self.failed_receipts.items())),
-            checks=dict(self.checks), failure=failure, elapsed_s=time.monotonic() - started,
-            signatures_verified=self.signatures_verified, workers=self.workers,
-            single_core_verify_per_s=baseline, final_height=self.height,
-            final_block_hash=self.block_hash, final_state_root=self.state_root,
+            source=self.source.description,
+            chain_id=self.genesis.chain_id,
+            height_from=height_from,
+            height_to=last,
+            blocks=self.blocks,
+            transactions=self.transactions,
+            failed_receipts=dict(sorted(self.failed_receipts.items())),
+            checks=dict(self.checks),
+            failure=failure,
+            elapsed_s=time.monotonic() - started,
+            signatures_verified=self.signatures_verified,
+            workers=self.workers,
+            single_core_verify_per_s=baseline,
+            final_height=self.height,
+            final_block_hash=self.block_hash,
+            final_state_root=self.state_root,
             resumed_from=resumed_from,
         )
 
@@ -513,8 +554,9 @@ class Auditor:
         try:
             header = None if raw is None else types.decode_block(raw.block_encoded, check_body=False).header
         except DecodeError as error:
-            raise _fail(checkpoint.height, "checkpoint", f"the source's block does not decode: {error}") \
-                from None
+            raise _fail(
+                checkpoint.height, "checkpoint", f"the source's block does not decode: {error}"
+            ) from None
         if header is None or header.compute_hash() != checkpoint.block_hash:
             raise _fail(checkpoint.height, "checkpoint", "the source's block differs from the checkpoint's")
         if header.state_root != checkpoint.state_root:
@@ -589,7 +631,10 @@ class Auditor:
             entry.certificate_items = [-1] * len(certificate.signatures)
             return
         payload = types.compute_vote_payload(
-            types.VoteKind.COMMIT, self.genesis.chain_id, certificate.view, certificate.height,
+            types.VoteKind.COMMIT,
+            self.genesis.chain_id,
+            certificate.view,
+            certificate.height,
             certificate.block_hash,
         )
         for index, signature in certificate.signatures:
@@ -620,29 +665,48 @@ class Auditor:
         checks: list[tuple[str, bool, str]] = [
             ("height", header.height == height, f"the block stored at {height} says height {header.height}"),
             ("chain_id", header.chain_id == self.genesis.chain_id, f"block for chain {header.chain_id!r}"),
-            ("parent_hash", header.parent_hash == self.block_hash,
-             f"parent hash {header.parent_hash.hex()} is not the hash of {height - 1}"),
-            ("timestamp", header.timestamp_ms > self.timestamp_ms,
-             f"timestamp {header.timestamp_ms} does not advance past {self.timestamp_ms}"),
-            ("timestamp_future", header.timestamp_ms - self.wall_ms <= drift_ms,
-             f"timestamp {header.timestamp_ms} is {header.timestamp_ms - self.wall_ms} ms ahead of the "
-             f"auditor's clock (at most {drift_ms} ms allowed)"),
-            ("tx_count", header.tx_count == len(block.transactions),
-             f"the header counts {header.tx_count} transactions, the body has {len(block.transactions)}"),
+            (
+                "parent_hash",
+                header.parent_hash == self.block_hash,
+                f"parent hash {header.parent_hash.hex()} is not the hash of {height - 1}",
+            ),
+            (
+                "timestamp",
+                header.timestamp_ms > self.timestamp_ms,
+                f"timestamp {header.timestamp_ms} does not advance past {self.timestamp_ms}",
+            ),
+            (
+                "timestamp_future",
+                header.timestamp_ms - self.wall_ms <= drift_ms,
+                f"timestamp {header.timestamp_ms} is {header.timestamp_ms - self.wall_ms} ms ahead of the "
+                f"auditor's clock (at most {drift_ms} ms allowed)",
+            ),
+            (
+                "tx_count",
+                header.tx_count == len(block.transactions),
+                f"the header counts {header.tx_count} transactions, the body has {len(block.transactions)}",
+            ),
         ]
         for check, holds, reason in checks:
             if not holds:
                 raise _fail(height, check, reason)
             self._count(check)
         if types.compute_tx_root(block.transactions) != header.tx_root:
-            raise _fail(height, "tx_root", "the transactions do not hash to the header's tx root",
-                        self._locate_tampered_tx(height, block))
+            raise _fail(
+                height,
+                "tx_root",
+                "the transactions do not hash to the header's tx root",
+                self._locate_tampered_tx(height, block),
+            )
         self._count("tx_root")
 
     def _locate_tampered_tx(self, height: int, block: types.Block) -> int | None:
         """Best effort: the first transaction whose stored receipt or signature betrays a change."""
-        stored = self.source.get_receipts(height, len(block.transactions)) \
-            if isinstance(self.source, LedgerSource) else None
+        stored = (
+            self.source.get_receipts(height, len(block.transactions))
+            if isinstance(self.source, LedgerSource)
+            else None
+        )
         for index, tx in enumerate(block.transactions):
             if stored is not None:
                 receipt = stored[index]
@@ -665,8 +729,9 @@ class Auditor:
             raise _fail(height, "validator_set", "the header names another set than the replayed one")
         self._count("validator_set")
         if header.proposer != validators.primary(header.view):
-            raise _fail(height, "proposer",
-                        f"proposer {header.proposer} is not the primary of view {header.view}")
+            raise _fail(
+                height, "proposer", f"proposer {header.proposer} is not the primary of view {header.view}"
+            )
         self._count("proposer")
         binding = (certificate.height, certificate.block_hash) == (height, block.hash)
         if not binding or certificate.view < header.view:
@@ -674,12 +739,16 @@ class Auditor:
         self._count("certificate_binding")
         indexes = [index for index, _ in certificate.signatures]
         if indexes != sorted(set(indexes)) or any(index >= validators.size for index in indexes):
-            raise _fail(height, "certificate_signers",
-                        f"signers {indexes} are not distinct known validators in ascending order")
+            raise _fail(
+                height,
+                "certificate_signers",
+                f"signers {indexes} are not distinct known validators in ascending order",
+            )
         self._count("certificate_signers")
         if len(indexes) < validators.quorum:
-            raise _fail(height, "certificate_quorum",
-                        f"{len(indexes)} signatures, quorum is {validators.quorum}")
+            raise _fail(
+                height, "certificate_quorum", f"{len(indexes)} signatures, quorum is {validators.quorum}"
+            )
         self._count("certificate_quorum")
         payload = types.compute_vote_payload(
             types.VoteKind.COMMIT, self.genesis.chain_id, certificate.view, height, block.hash
@@ -690,16 +759,22 @@ class Auditor:
             else:
                 holds = item >= 0 and bool(flags[item])
             if not holds:
-                raise _fail(height, "certificate_signature",
-                            f"invalid COMMIT signature of validator {validators.validators[index].entity_id}")
+                raise _fail(
+                    height,
+                    "certificate_signature",
+                    f"invalid COMMIT signature of validator {validators.validators[index].entity_id}",
+                )
         self._count("certificate_signature", len(indexes))
 
     def _execute(self, height: int, block: types.Block) -> None:
         header = block.header
         try:
             result = self.executor.execute_block(
-                self.state, previous_state_root=self.state_root, height=height,
-                timestamp_ms=header.timestamp_ms, transactions=block.transactions,
+                self.state,
+                previous_state_root=self.state_root,
+                height=height,
+                timestamp_ms=header.timestamp_ms,
+                transactions=block.transactions,
                 is_committed=self.committed.__contains__,
             )
         except InvalidBlockError as error:
@@ -710,8 +785,11 @@ class Auditor:
             self._count(check, count)
         stored = self.source.get_receipts(height, count) if isinstance(self.source, LedgerSource) else None
         if result.receipts_root != header.receipts_root:
-            mismatch = None if stored is None else next(
-                (i for i, r in enumerate(result.receipts) if stored[i] != r.encode()), None)
+            mismatch = (
+                None
+                if stored is None
+                else next((i for i, r in enumerate(result.receipts) if stored[i] != r.encode()), None)
+            )
             raise _fail(height, "receipts_root", "re-execution gives another receipts root", mismatch)
         self._count("receipts_root")
         if result.state_root != header.state_root:
@@ -731,8 +809,12 @@ class Auditor:
         self.transactions += count
 
     def _check_stored(
-        self, source: LedgerSource, height: int, block: types.Block,
-        receipts: Sequence[types.Receipt], stored: Sequence[bytes | None],
+        self,
+        source: LedgerSource,
+        height: int,
+        block: types.Block,
+        receipts: Sequence[types.Receipt],
+        stored: Sequence[bytes | None],
     ) -> None:
         for index, (tx, receipt) in enumerate(zip(block.transactions, receipts, strict=True)):
             if stored[index] != receipt.encode():

@@ -175,7 +175,6 @@ def load_submitters(directory: Path, entity_ids: Sequence[str]) -> list[Identity
     return identities
 
 
-
 def build_record_workload(
     identities: Sequence[Identity], *, chain_id: str, count: int, valid_until: int, label: str
 ) -> list[types.Transaction]:

@@ -70,8 +70,15 @@ def build_transactions(
         if index == 2 and height % 4 == 0:
             args = ("",)  # bad arguments: a failed receipt
         txs.append(
-            build_transaction(signer, chain_id=CHAIN_ID, module="records", action="put", args=args,
-                              valid_until=height + 100, nonce=height * 1000 + index)
+            build_transaction(
+                signer,
+                chain_id=CHAIN_ID,
+                module="records",
+                action="put",
+                args=args,
+                valid_until=height + 100,
+                nonce=height * 1000 + index,
+            )
         )
     return txs
 
@@ -86,8 +93,12 @@ def build_chain(directory: Path, *, heights: int, txs_per_block: int) -> BuiltCh
     data_dir.mkdir(parents=True)
     ledger = Ledger(data_dir / "ledger")
     initial = genesis.initial_state()
-    ledger.initialize(genesis_hash=genesis.compute_hash(), genesis_time_ms=genesis.genesis_time_ms,
-                      initial_state=initial, state_root=compute_genesis_state_root(initial))
+    ledger.initialize(
+        genesis_hash=genesis.compute_hash(),
+        genesis_time_ms=genesis.genesis_time_ms,
+        initial_state=initial,
+        state_root=compute_genesis_state_root(initial),
+    )
     executor = Executor(CHAIN_ID, SignatureCache())
     tx_hashes = []
     try:
@@ -101,21 +112,35 @@ def build_chain(directory: Path, *, heights: int, txs_per_block: int) -> BuiltCh
 
 
 def commit_block(
-    ledger: Ledger, executor: Executor, genesis: Genesis, keys: list[crypto.SigningKey],
+    ledger: Ledger,
+    executor: Executor,
+    genesis: Genesis,
+    keys: list[crypto.SigningKey],
     txs: list[types.Transaction],
 ) -> types.Block:
     head = ledger.get_head()
     height = head.height + 1
     timestamp_ms = head.timestamp_ms + BLOCK_INTERVAL_MS
     result = executor.execute_block(
-        ledger, previous_state_root=head.state_root, height=height, timestamp_ms=timestamp_ms,
-        transactions=txs, is_committed=ledger.is_committed,
+        ledger,
+        previous_state_root=head.state_root,
+        height=height,
+        timestamp_ms=timestamp_ms,
+        transactions=txs,
+        is_committed=ledger.is_committed,
     )
     header = types.BlockHeader(
-        chain_id=CHAIN_ID, height=height, view=0, proposer=0, timestamp_ms=timestamp_ms,
-        parent_hash=head.block_hash, tx_root=types.compute_tx_root(txs),
-        receipts_root=result.receipts_root, state_root=result.state_root,
-        validator_set_hash=genesis.validators.compute_hash(), tx_count=len(txs),
+        chain_id=CHAIN_ID,
+        height=height,
+        view=0,
+        proposer=0,
+        timestamp_ms=timestamp_ms,
+        parent_hash=head.block_hash,
+        tx_root=types.compute_tx_root(txs),
+        receipts_root=result.receipts_root,
+        state_root=result.state_root,
+        validator_set_hash=genesis.validators.compute_hash(),
+        tx_count=len(txs),
     )
     block = types.Block.create(header, txs)
     certificate = sign_commit_certificate(block, keys, signers=3 if height % 2 == 0 else 4)
@@ -162,9 +187,16 @@ class LedgerService:
     def get_status(self) -> dict[str, object]:
         head = self.ledger.get_head()
         return {
-            "chain_id": self.chain_id, "node_id": self.node_id, "validator_index": 0,
-            "height": head.height, "head_hash": head.block_hash.hex(), "state_root": head.state_root.hex(),
-            "view": 0, "peers": [], "mempool_txs": 0, "genesis_hash": self.ledger.get_genesis_hash().hex(),
+            "chain_id": self.chain_id,
+            "node_id": self.node_id,
+            "validator_index": 0,
+            "height": head.height,
+            "head_hash": head.block_hash.hex(),
+            "state_root": head.state_root.hex(),
+            "view": 0,
+            "peers": [],
+            "mempool_txs": 0,
+            "genesis_hash": self.ledger.get_genesis_hash().hex(),
         }
 
     def submit_transactions(self, encoded: object) -> list[object]:

@@ -57,11 +57,22 @@ def data_dir(chain: BuiltChain, tmp_path: Path) -> Path:
     return copy
 
 
-def _audit(chain: BuiltChain, data_dir: Path, *, workers: int = 0, height_to: int | None = None,
-           checkpoint: object = None) -> tuple[AuditReport, Auditor]:
+def _audit(
+    chain: BuiltChain,
+    data_dir: Path,
+    *,
+    workers: int = 0,
+    height_to: int | None = None,
+    checkpoint: object = None,
+) -> tuple[AuditReport, Auditor]:
     with open_ledger_snapshot(data_dir) as ledger:
-        auditor = Auditor(chain.genesis, LedgerSource(ledger, "test"), workers=workers,
-                          checkpoint=checkpoint, measure_baseline=False)  # type: ignore[arg-type]
+        auditor = Auditor(
+            chain.genesis,
+            LedgerSource(ledger, "test"),
+            workers=workers,
+            checkpoint=checkpoint,
+            measure_baseline=False,
+        )  # type: ignore[arg-type]
         return auditor.run(height_to=height_to), auditor
 
 
@@ -172,9 +183,17 @@ def test_colluding_validators_cannot_certify_a_forged_signature(chain: BuiltChai
     txs[2] = forged
     header = block.header
     new_header = types.BlockHeader(
-        header.chain_id, header.height, header.view, header.proposer, header.timestamp_ms,
-        header.parent_hash, types.compute_tx_root(txs), header.receipts_root, header.state_root,
-        header.validator_set_hash, header.tx_count,
+        header.chain_id,
+        header.height,
+        header.view,
+        header.proposer,
+        header.timestamp_ms,
+        header.parent_hash,
+        types.compute_tx_root(txs),
+        header.receipts_root,
+        header.state_root,
+        header.validator_set_hash,
+        header.tx_count,
     )
     new_block = types.Block.create(new_header, txs)
     keys = load_validator_keys(chain.network_dir, chain.genesis.validators)
@@ -351,9 +370,22 @@ def test_audit_through_the_api(chain: BuiltChain, served: ServerThread) -> None:
 def test_audit_command_clean_and_tampered(chain: BuiltChain, data_dir: Path, tmp_path: Path) -> None:
     report_path = tmp_path / "report.json"
     checkpoint_path = tmp_path / "checkpoint.bin"
-    clean = run_cli_process("audit", "--data-dir", str(data_dir), "--genesis", str(chain.genesis_path),
-                            "--report", str(report_path), "--workers", "2", "--to", "8",
-                            "--save-checkpoint", str(checkpoint_path), timeout_s=120)
+    clean = run_cli_process(
+        "audit",
+        "--data-dir",
+        str(data_dir),
+        "--genesis",
+        str(chain.genesis_path),
+        "--report",
+        str(report_path),
+        "--workers",
+        "2",
+        "--to",
+        "8",
+        "--save-checkpoint",
+        str(checkpoint_path),
+        timeout_s=120,
+    )
     assert clean.returncode == 0, clean.stderr
     document = json.loads(report_path.read_text())
     assert document["result"] == "ok" and document["blocks"] == 8
@@ -361,15 +393,36 @@ def test_audit_command_clean_and_tampered(chain: BuiltChain, data_dir: Path, tmp
     assert load_checkpoint(checkpoint_path).height == 8
 
     _rewrite(data_dir, certificate_key(10), _read(data_dir, certificate_key(11)))
-    failed = run_cli_process("audit", "--data-dir", str(data_dir), "--genesis", str(chain.genesis_path),
-                             "--report", str(report_path), "--workers", "0", "--resume", str(checkpoint_path),
-                             timeout_s=120)
+    failed = run_cli_process(
+        "audit",
+        "--data-dir",
+        str(data_dir),
+        "--genesis",
+        str(chain.genesis_path),
+        "--report",
+        str(report_path),
+        "--workers",
+        "0",
+        "--resume",
+        str(checkpoint_path),
+        timeout_s=120,
+    )
     assert failed.returncode == 1
     assert "height 10: certificate_binding" in failed.stderr, failed.stderr
     assert json.loads(report_path.read_text())["first_failure"] == {
-        "height": 10, "tx_index": None, "check": "certificate_binding",
+        "height": 10,
+        "tx_index": None,
+        "check": "certificate_binding",
         "reason": "the commit certificate is for another block or view",
     }
-    usage = run_cli_process("audit", "--data-dir", str(data_dir), "--genesis", str(chain.genesis_path),
-                            "--from", "4", timeout_s=120)
+    usage = run_cli_process(
+        "audit",
+        "--data-dir",
+        str(data_dir),
+        "--genesis",
+        str(chain.genesis_path),
+        "--from",
+        "4",
+        timeout_s=120,
+    )
     assert usage.returncode == 1 and "checkpoint at height 3" in usage.stderr

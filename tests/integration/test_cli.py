@@ -33,11 +33,18 @@ def test_help_is_fast_and_imports_nothing_heavy() -> None:
     for command in ("network", "node", "devnet", "tx", "query"):
         assert command in result.stdout
     probe = subprocess.run(
-        [sys.executable, "-c",
-         "import sys, cli; code = cli.main(['--help']); "
-         "heavy = [m for m in ('aiohttp', 'plyvel', 'nacl', 'cryptography', 'chainnode.sdk.client')"
-         " if m in sys.modules]; print(code, heavy)"],
-        cwd=factories.REPO, capture_output=True, text=True, timeout=60, check=False,
+        [
+            sys.executable,
+            "-c",
+            "import sys, cli; code = cli.main(['--help']); "
+            "heavy = [m for m in ('aiohttp', 'plyvel', 'nacl', 'cryptography', 'chainnode.sdk.client')"
+            " if m in sys.modules]; print(code, heavy)",
+        ],
+        cwd=factories.REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert probe.stdout.strip().splitlines()[-1] == "0 []", probe.stdout + probe.stderr
 
@@ -60,8 +67,20 @@ def test_help_is_fast_and_imports_nothing_heavy() -> None:
         ["query", "record", "e", "k", "--version", "0", "--node", "http://127.0.0.1:1"],
         ["tx", "submit", "--identity", "d", "--node", "http://127.0.0.1:1", "--key", "k"],
         ["tx", "submit", "--identity", "d", "--node", "http://127.0.0.1:1"],
-        ["tx", "submit", "--identity", "d", "--node", "http://127.0.0.1:1", "--key", "k",
-         "--value", "v", "--file", "f"],
+        [
+            "tx",
+            "submit",
+            "--identity",
+            "d",
+            "--node",
+            "http://127.0.0.1:1",
+            "--key",
+            "k",
+            "--value",
+            "v",
+            "--file",
+            "f",
+        ],
     ],
 )
 def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -81,8 +100,18 @@ def test_unreachable_node_is_one_clean_error_line() -> None:
 
 def test_network_init_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "net"
-    result = run_cli_process("network", "init", "--validators", "4", "--out", str(out),
-                  "--chain-id", "cli-net", "--base-port", "31000")
+    result = run_cli_process(
+        "network",
+        "init",
+        "--validators",
+        "4",
+        "--out",
+        str(out),
+        "--chain-id",
+        "cli-net",
+        "--base-port",
+        "31000",
+    )
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["chain_id"] == "cli-net"
@@ -105,8 +134,20 @@ def test_network_init_end_to_end(tmp_path: Path) -> None:
 def test_submit_wait_and_queries(server: ServerThread, capsys: pytest.CaptureFixture[str]) -> None:
     identity_dir = server.service.directory / "entities" / SUBMITTER
     node = ["--node", server.url]
-    code = cli.main(["tx", "submit", "--identity", str(identity_dir), *node,
-                     "--key", "minutes", "--value", "approved", "--wait"])
+    code = cli.main(
+        [
+            "tx",
+            "submit",
+            "--identity",
+            str(identity_dir),
+            *node,
+            "--key",
+            "minutes",
+            "--value",
+            "approved",
+            "--wait",
+        ]
+    )
     output = capsys.readouterr()
     assert code == 0, output.err
     decoder = json.JSONDecoder()
@@ -141,33 +182,57 @@ def test_query_errors_exit_1(server: ServerThread, capsys: pytest.CaptureFixture
     assert capsys.readouterr().err.startswith("error: not_found: ")
 
 
-def test_submit_refused_and_bad_identity(server: ServerThread, tmp_path: Path,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_submit_refused_and_bad_identity(
+    server: ServerThread, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     node = ["--node", server.url]
     observer = server.service.directory / "entities" / OBSERVER
-    assert cli.main(["tx", "submit", "--identity", str(observer), *node,
-                     "--key", "k", "--value", "v"]) == 1
+    assert cli.main(["tx", "submit", "--identity", str(observer), *node, "--key", "k", "--value", "v"]) == 1
     assert capsys.readouterr().err.startswith("error: missing_role: ")
-    assert cli.main(["tx", "submit", "--identity", str(tmp_path / "none"), *node,
-                     "--key", "k", "--value", "v"]) == 1
+    assert (
+        cli.main(["tx", "submit", "--identity", str(tmp_path / "none"), *node, "--key", "k", "--value", "v"])
+        == 1
+    )
     assert capsys.readouterr().err.startswith("error: bad_config: ")
 
 
-def test_submit_file(server: ServerThread, tmp_path: Path,
-                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_submit_file(server: ServerThread, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     identity_dir = server.service.directory / "entities" / SUBMITTER
-    lines = ["# two records", '{"key": "alpha", "value": "one"}', "",
-             '{"key": "beta", "value_hex": "00ff"}']
+    lines = ["# two records", '{"key": "alpha", "value": "one"}', "", '{"key": "beta", "value_hex": "00ff"}']
     (tmp_path / "txs.jsonl").write_text("\n".join(lines) + "\n")
-    code = cli.main(["tx", "submit", "--identity", str(identity_dir), "--node", server.url,
-                     "--file", str(tmp_path / "txs.jsonl"), "--wait"])
+    code = cli.main(
+        [
+            "tx",
+            "submit",
+            "--identity",
+            str(identity_dir),
+            "--node",
+            server.url,
+            "--file",
+            str(tmp_path / "txs.jsonl"),
+            "--wait",
+        ]
+    )
     output = capsys.readouterr()
     assert code == 0, output.err
     assert cli.main(["query", "record", SUBMITTER, "beta", "--node", server.url]) == 0
     assert json.loads(capsys.readouterr().out)["value_hex"] == "00ff"
     (tmp_path / "bad.jsonl").write_text('{"value": "no key"}\n')
-    assert cli.main(["tx", "submit", "--identity", str(identity_dir), "--node", server.url,
-                     "--file", str(tmp_path / "bad.jsonl")]) == 1
+    assert (
+        cli.main(
+            [
+                "tx",
+                "submit",
+                "--identity",
+                str(identity_dir),
+                "--node",
+                server.url,
+                "--file",
+                str(tmp_path / "bad.jsonl"),
+            ]
+        )
+        == 1
+    )
     assert "bad.jsonl:1" in capsys.readouterr().err
 
 

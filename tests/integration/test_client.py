@@ -45,8 +45,9 @@ def test_identity_load_and_sign(service: LocalService) -> None:
     assert types.decode_transaction(tx.encoded) == tx
     assert 0 <= tx.nonce < 2**63
     assert _put(signer, "k", b"v").hash != tx.hash  # fresh random nonces
-    fixed = build_transaction(signer, chain_id=CHAIN_ID, module="records", action="put",
-                              args=("k", b"v"), valid_until=500, nonce=7)
+    fixed = build_transaction(
+        signer, chain_id=CHAIN_ID, module="records", action="put", args=("k", b"v"), valid_until=500, nonce=7
+    )
     assert fixed.nonce == 7
 
 
@@ -92,9 +93,7 @@ def test_batch_submit(service: LocalService, server: ServerThread) -> None:
     assert (answer["accepted"], answer["rejected"]) == (20, 1)
     assert answer["results"][-1]["error"]["code"] == "unknown_signer"
     for tx in txs[:20]:
-        assert client.wait_for_commit(tx.hash.hex(), timeout_s=10, poll_ms=20)["status"] == (
-            "committed"
-        )
+        assert client.wait_for_commit(tx.hash.hex(), timeout_s=10, poll_ms=20)["status"] == ("committed")
     record = client.get_record(SUBMITTER, "item-19")
     assert record is not None and record["value"] == "x"
 

@@ -22,18 +22,34 @@ ErrorCode = types.ErrorCode
 def test_execute_commit_and_replay_on_a_real_ledger(tmp_path: Path) -> None:
     executor = Executor(CHAIN_ID, SignatureCache())
     with Ledger(tmp_path / "db") as ledger:
-        ledger.initialize(genesis_hash=crypto.hash_tagged("genesis", b"g"), genesis_time_ms=NOW_MS - 1,
-                          initial_state=INITIAL_STATE, state_root=GENESIS_ROOT)
+        ledger.initialize(
+            genesis_hash=crypto.hash_tagged("genesis", b"g"),
+            genesis_time_ms=NOW_MS - 1,
+            initial_state=INITIAL_STATE,
+            state_root=GENESIS_ROOT,
+        )
         tx = make_tx(nonce=1)
         head = ledger.get_head()
-        result = executor.execute_block(ledger, previous_state_root=head.state_root, height=1,
-                                        timestamp_ms=NOW_MS, transactions=[tx],
-                                        is_committed=ledger.is_committed)
+        result = executor.execute_block(
+            ledger,
+            previous_state_root=head.state_root,
+            height=1,
+            timestamp_ms=NOW_MS,
+            transactions=[tx],
+            is_committed=ledger.is_committed,
+        )
         header = types.BlockHeader(
-            chain_id=CHAIN_ID, height=1, view=0, proposer=0, timestamp_ms=NOW_MS,
-            parent_hash=head.block_hash, tx_root=types.compute_tx_root([tx]),
-            receipts_root=result.receipts_root, state_root=result.state_root,
-            validator_set_hash=types.ZERO_HASH, tx_count=1,
+            chain_id=CHAIN_ID,
+            height=1,
+            view=0,
+            proposer=0,
+            timestamp_ms=NOW_MS,
+            parent_hash=head.block_hash,
+            tx_root=types.compute_tx_root([tx]),
+            receipts_root=result.receipts_root,
+            state_root=result.state_root,
+            validator_set_hash=types.ZERO_HASH,
+            tx_count=1,
         )
         block = types.Block.create(header, [tx])
         certificate = types.CommitCertificate(1, 0, block.hash, ())
@@ -42,9 +58,18 @@ def test_execute_commit_and_replay_on_a_real_ledger(tmp_path: Path) -> None:
         )
         record = records.get_record(ledger, "alice", "doc")
         assert record == records.RecordVersion("alice", "doc", 1, b"value", 1, tx.hash)
-        assert executor.check_transaction(ledger, tx, height=2, timestamp_ms=NOW_MS,
-                                          is_committed=ledger.is_committed)[0] == ErrorCode.DUPLICATE
+        assert (
+            executor.check_transaction(
+                ledger, tx, height=2, timestamp_ms=NOW_MS, is_committed=ledger.is_committed
+            )[0]
+            == ErrorCode.DUPLICATE
+        )
         with pytest.raises(InvalidBlockError):
-            executor.execute_block(ledger, previous_state_root=result.state_root, height=2,
-                                   timestamp_ms=NOW_MS + 1, transactions=[tx],
-                                   is_committed=ledger.is_committed)
+            executor.execute_block(
+                ledger,
+                previous_state_root=result.state_root,
+                height=2,
+                timestamp_ms=NOW_MS + 1,
+                transactions=[tx],
+                is_committed=ledger.is_committed,
+            )

@@ -83,8 +83,17 @@ def test_export_range_and_bounds(chain: BuiltChain, tmp_path: Path) -> None:
 
 def test_export_command(chain: BuiltChain, tmp_path: Path) -> None:
     out = tmp_path / "cli.jsonl"
-    result = run_cli_process("export", "--data-dir", str(chain.data_dir), "--out", str(out),
-                             "--from", "2", "--genesis", str(chain.genesis_path))
+    result = run_cli_process(
+        "export",
+        "--data-dir",
+        str(chain.data_dir),
+        "--out",
+        str(out),
+        "--from",
+        "2",
+        "--genesis",
+        str(chain.genesis_path),
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["blocks"] == HEIGHTS - 1
     assert len(_read_lines(out)) == HEIGHTS - 1
@@ -106,8 +115,13 @@ def test_snapshots_of_a_ledger_being_written_audit_clean(chain: BuiltChain, tmp_
     def write() -> None:
         try:
             for height in range(HEIGHTS + 1, HEIGHTS + extra_blocks + 1):
-                commit_block(ledger, executor, chain.genesis, keys,
-                             build_transactions(height, TXS_PER_BLOCK, submitters, outsider))
+                commit_block(
+                    ledger,
+                    executor,
+                    chain.genesis,
+                    keys,
+                    build_transactions(height, TXS_PER_BLOCK, submitters, outsider),
+                )
         except BaseException as error:  # reported by the main thread
             errors.append(error)
 
@@ -118,8 +132,9 @@ def test_snapshots_of_a_ledger_being_written_audit_clean(chain: BuiltChain, tmp_
         deadline = time.monotonic() + 20
         while writer.is_alive() and time.monotonic() < deadline and len(heights) < 50:
             with open_ledger_snapshot(data_dir) as snapshot:
-                report = Auditor(chain.genesis, LedgerSource(snapshot, "live"), workers=0,
-                                 measure_baseline=False).run()
+                report = Auditor(
+                    chain.genesis, LedgerSource(snapshot, "live"), workers=0, measure_baseline=False
+                ).run()
             assert report.ok, report.failure
             heights.append(report.final_height)
     finally:

@@ -125,8 +125,14 @@ async def wait_closed_by_server(reader: asyncio.StreamReader, timeout_s: float) 
         ConnectionLimits(10, 1000, 1000, unauthenticated_max=0),
         ConnectionLimits(10, 1000, 1000, unauthenticated_bytes_max=0),
     ],
-    ids=["no-connections", "no-head-time", "no-keepalive", "more-unauthenticated-than-open",
-         "no-unauthenticated", "no-unauthenticated-bytes"],
+    ids=[
+        "no-connections",
+        "no-head-time",
+        "no-keepalive",
+        "more-unauthenticated-than-open",
+        "no-unauthenticated",
+        "no-unauthenticated-bytes",
+    ],
 )
 def test_unusable_limits_are_a_config_error(limits: ConnectionLimits) -> None:
     with pytest.raises(ConfigError, match="api connection limits"):

@@ -47,18 +47,26 @@ def make_block(
     """A block on `head` with a real 3-of-4 commit certificate and one receipt per transaction."""
     height = head.height + 1
     receipts = [
-        types.Receipt(tx.hash, 0 if index % 2 == 0 else int(types.ErrorCode.BAD_ARGUMENTS),
-                      "" if index % 2 == 0 else "failed on purpose", ())
+        types.Receipt(
+            tx.hash,
+            0 if index % 2 == 0 else int(types.ErrorCode.BAD_ARGUMENTS),
+            "" if index % 2 == 0 else "failed on purpose",
+            (),
+        )
         for index, tx in enumerate(transactions)
     ]
     header = types.BlockHeader(
-        chain_id=CHAIN_ID, height=height, view=0, proposer=height % 4,
+        chain_id=CHAIN_ID,
+        height=height,
+        view=0,
+        proposer=height % 4,
         timestamp_ms=head.timestamp_ms + 1000,
         parent_hash=head.block_hash if parent_hash is None else parent_hash,
         tx_root=types.compute_tx_root(transactions),
         receipts_root=types.compute_receipts_root(receipts),
         state_root=compute_state_root(head.state_root, write_set),
-        validator_set_hash=VALIDATORS.compute_hash(), tx_count=len(transactions),
+        validator_set_hash=VALIDATORS.compute_hash(),
+        tx_count=len(transactions),
     )
     block = types.Block.create(header, transactions)
     certificate = factories.sign_commit_certificate(block, VALIDATOR_KEYS, signers=3)
@@ -68,7 +76,9 @@ def make_block(
 
 def initialize(ledger: Ledger) -> None:
     ledger.initialize(
-        genesis_hash=GENESIS_HASH, genesis_time_ms=GENESIS_TIME_MS, initial_state=INITIAL_STATE,
+        genesis_hash=GENESIS_HASH,
+        genesis_time_ms=GENESIS_TIME_MS,
+        initial_state=INITIAL_STATE,
         state_root=compute_genesis_state_root(INITIAL_STATE),
     )
 
@@ -196,8 +206,14 @@ def test_refused_commit_writes_nothing(tmp_path: Path, fault: str) -> None:
 
 def test_vote_log_put_get_prune_in_height_order(tmp_path: Path) -> None:
     path = tmp_path / "db"
-    votes = [(1, 0, 2, b"p1"), (1, 0, 3, b"c1"), (1, 1, 2, b"p1v1"), (2, 0, 1, b"pp2"),
-             (256, 0, 2, b"p256"), (70_000, 3, 3, b"c70000")]
+    votes = [
+        (1, 0, 2, b"p1"),
+        (1, 0, 3, b"c1"),
+        (1, 1, 2, b"p1v1"),
+        (2, 0, 1, b"pp2"),
+        (256, 0, 2, b"p256"),
+        (70_000, 3, 3, b"c70000"),
+    ]
     with Ledger(path) as ledger:
         for vote in reversed(votes):
             ledger.put_vote(*vote)
@@ -234,7 +250,10 @@ _OPEN_IN_CHILD = (
 
 def _open_in_child(path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", _OPEN_IN_CHILD, str(path)], capture_output=True, text=True, timeout=60,
+        [sys.executable, "-c", _OPEN_IN_CHILD, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
         check=False,
     )
 
@@ -269,7 +288,10 @@ def test_a_refused_second_handle_in_this_process_still_keeps_other_processes_out
         with pytest.raises(StorageLockedError):
             Ledger(path)
         result = subprocess.run(
-            [sys.executable, "-c", program, *databases], capture_output=True, text=True, timeout=60,
+            [sys.executable, "-c", program, *databases],
+            capture_output=True,
+            text=True,
+            timeout=60,
             check=False,
         )
     assert result.returncode == 0, result.stderr
@@ -470,11 +492,22 @@ def test_commit_syncs_the_block_store_then_the_head_then_forgets_the_votes(tmp_p
         ledger.commit_block(block, certificate, receipts, {b"k": b"v"})
     height = (1).to_bytes(8, "big")
     assert writes == [
-        Write(BLOCK_STORE, True, (height + b"b", height + b"c", height + b"r" + bytes(4),
-                                  height + b"r" + (1).to_bytes(4, "big"))),
-        Write(MAIN_DATABASE, True, (
-            b"h" + block.hash, b"t" + transactions[0].hash, b"t" + transactions[1].hash, b"sk", b"mhead",
-        )),
+        Write(
+            BLOCK_STORE,
+            True,
+            (height + b"b", height + b"c", height + b"r" + bytes(4), height + b"r" + (1).to_bytes(4, "big")),
+        ),
+        Write(
+            MAIN_DATABASE,
+            True,
+            (
+                b"h" + block.hash,
+                b"t" + transactions[0].hash,
+                b"t" + transactions[1].hash,
+                b"sk",
+                b"mhead",
+            ),
+        ),
         # Deleting the committed height's votes need not be synced (the module docstring says why),
         # but it must come after the head: a crash before it keeps the votes, never loses them early.
         Write(VOTE_LOG, False, (_VOTE_KEY_1_0_2,)),

@@ -107,7 +107,8 @@ async def test_a_pending_transaction_resent_with_a_broken_signature_is_refused(s
     forged[-1] ^= 0x01  # the signature is the last field of the encoding; the id does not cover it
     async with aiohttp.ClientSession() as session:
         assert await post_tx(session, started, genuine.encoded) == (
-            202, {"hash": genuine.hash.hex(), "status": "pending"}
+            202,
+            {"hash": genuine.hash.hex(), "status": "pending"},
         )
         status, answer = await post_tx(session, started, bytes(forged))
         assert status == 422, answer

@@ -125,10 +125,12 @@ def test_any_altered_hex_digit_or_number_fails(chain: BuiltChain, proof: dict[st
 
 
 def test_another_validator_set_fails(chain: BuiltChain, proof: dict[str, Any]) -> None:
-    others = types.ValidatorSet(tuple(
-        types.Validator(v.entity_id, crypto.SigningKey.generate().public_key)
-        for v in chain.genesis.validators.validators
-    ))
+    others = types.ValidatorSet(
+        tuple(
+            types.Validator(v.entity_id, crypto.SigningKey.generate().public_key)
+            for v in chain.genesis.validators.validators
+        )
+    )
     with pytest.raises(ProofError) as raised:
         verify_proof(proof, dataclasses.replace(chain.genesis, validators=others))
     assert raised.value.check == "validator_set"

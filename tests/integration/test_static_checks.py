@@ -1,4 +1,4 @@
-"""The house tooling runs as part of the test command: ruff and mypy --strict.
+"""The house tooling runs as part of the test command: ruff (lint and format) and mypy --strict.
 
 Both are in the `test` extra; the checks run the real tools on the real tree
 and fail with their output, so a lint or typing regression fails CI.
@@ -21,6 +21,11 @@ def run_tool(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_ruff_finds_nothing() -> None:
     result = run_tool("ruff", "check", "--no-cache", ".")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_tree_is_formatted() -> None:
+    result = run_tool("ruff", "format", "--check", "--no-cache", ".")
     assert result.returncode == 0, result.stdout + result.stderr
 
 

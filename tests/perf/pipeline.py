@@ -91,9 +91,14 @@ def run_pipeline(directory: Path, txs: int, profile: str | None = None) -> dict[
         timed("replica", "gossip", gossip)
         head = primary.ledger.get_head()
         block = timed(
-            "primary", "propose", primary.application.propose_block,
-            height=head.height + 1, view=0, proposer=0,
-            timestamp_ms=head.timestamp_ms + 100, parent_hash=head.block_hash,
+            "primary",
+            "propose",
+            primary.application.propose_block,
+            height=head.height + 1,
+            view=0,
+            proposer=0,
+            timestamp_ms=head.timestamp_ms + 100,
+            parent_hash=head.block_hash,
         )
         assert block is not None
         # The primary's signature is not checked here (the engine does that): any 64 bytes.

@@ -125,8 +125,10 @@ def test_a_fast_primary_is_refused_with_its_offset_in_new_view_too() -> None:
     for _ in range(3_000):
         network.tick(TICK_MS)
         network.check_safety()
-        if all({tx.hash for tx in txs} <= {t.hash for b, _ in r.chain for t in b.transactions}
-               for r in network.replicas[2:]):
+        if all(
+            {tx.hash for tx in txs} <= {t.hash for b, _ in r.chain for t in b.transactions}
+            for r in network.replicas[2:]
+        ):
             break
     else:
         pytest.fail("not committed")

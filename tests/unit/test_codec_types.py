@@ -70,8 +70,15 @@ def test_oversize_input_is_refused_before_decoding() -> None:
 
 
 make_tx = functools.partial(
-    factories.make_tx, KEY, chain_id="pilot-net", signer="pku-hospital-3", nonce=7, valid_until=100,
-    module="records", action="put", args=("k", b"v"),
+    factories.make_tx,
+    KEY,
+    chain_id="pilot-net",
+    signer="pku-hospital-3",
+    nonce=7,
+    valid_until=100,
+    module="records",
+    action="put",
+    args=("k", b"v"),
 )
 
 

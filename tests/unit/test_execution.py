@@ -34,13 +34,23 @@ OUTSIDER_KEY = make_key("outsider")
 
 
 def make_record(
-    name: str, *, roles: tuple[str, ...] = ("submitter",), revoked: bool = False,
-    not_before_ms: int = NOW_MS - DAY_MS, not_after_ms: int = NOW_MS + DAY_MS,
+    name: str,
+    *,
+    roles: tuple[str, ...] = ("submitter",),
+    revoked: bool = False,
+    not_before_ms: int = NOW_MS - DAY_MS,
+    not_after_ms: int = NOW_MS + DAY_MS,
 ) -> types.EntityRecord:
     return types.EntityRecord(
-        entity_id=name, zone="beijing", public_key=KEYS[name].public_key, roles=tuple(sorted(roles)),
-        sectors=("education",), not_before_ms=not_before_ms, not_after_ms=not_after_ms,
-        revoked=revoked, certificate=b"",
+        entity_id=name,
+        zone="beijing",
+        public_key=KEYS[name].public_key,
+        roles=tuple(sorted(roles)),
+        sectors=("education",),
+        not_before_ms=not_before_ms,
+        not_after_ms=not_after_ms,
+        revoked=revoked,
+        certificate=b"",
     )
 
 
@@ -70,12 +80,20 @@ def never_committed(_: bytes) -> bool:
 
 
 def execute(
-    transactions: Sequence[types.Transaction], *, state: MapState | None = None, height: int = HEIGHT,
-    is_committed: Callable[[bytes], bool] = never_committed, executor: Executor | None = None,
+    transactions: Sequence[types.Transaction],
+    *,
+    state: MapState | None = None,
+    height: int = HEIGHT,
+    is_committed: Callable[[bytes], bool] = never_committed,
+    executor: Executor | None = None,
 ) -> ExecutionResult:
     return (executor or Executor(CHAIN_ID, SignatureCache())).execute_block(
-        state or MapState(INITIAL_STATE), previous_state_root=GENESIS_ROOT, height=height,
-        timestamp_ms=NOW_MS, transactions=transactions, is_committed=is_committed,
+        state or MapState(INITIAL_STATE),
+        previous_state_root=GENESIS_ROOT,
+        height=height,
+        timestamp_ms=NOW_MS,
+        transactions=transactions,
+        is_committed=is_committed,
     )
 
 
@@ -200,7 +218,10 @@ def test_admission_reports_the_same_code(case: str) -> None:
 def test_admission_of_unauthentic_or_replayed_transactions(tx: types.Transaction, code: ErrorCode) -> None:
     executor = Executor(CHAIN_ID, SignatureCache())
     checked_code, _ = executor.check_transaction(
-        MapState(INITIAL_STATE), tx, height=HEIGHT, timestamp_ms=NOW_MS,
+        MapState(INITIAL_STATE),
+        tx,
+        height=HEIGHT,
+        timestamp_ms=NOW_MS,
         is_committed=lambda tx_hash: tx_hash == ALREADY_COMMITTED.hash,
     )
     assert checked_code == code
@@ -214,10 +235,14 @@ def test_admission_of_unauthentic_or_replayed_transactions(tx: types.Transaction
 
 def test_record_versions_increment_and_history_is_kept() -> None:
     state = MapState(INITIAL_STATE)
-    first = execute([make_tx(nonce=1, args=("doc", b"one")), make_tx(nonce=2, args=("doc", b"two"))],
-                    state=state, height=5)
+    first = execute(
+        [make_tx(nonce=1, args=("doc", b"one")), make_tx(nonce=2, args=("doc", b"two"))],
+        state=state,
+        height=5,
+    )
     assert [receipt.events for receipt in first.receipts] == [
-        (("records.put", ("alice", "doc", 1)),), (("records.put", ("alice", "doc", 2)),)
+        (("records.put", ("alice", "doc", 1)),),
+        (("records.put", ("alice", "doc", 2)),),
     ]
     state.apply(first.write_set)
     third = make_tx(nonce=3, args=("doc", b"three"))
@@ -228,7 +253,9 @@ def test_record_versions_increment_and_history_is_kept() -> None:
     assert latest == records.RecordVersion("alice", "doc", 3, b"three", 6, third.hash)
     assert records.get_record(state, "alice", "doc", 1) is not None
     assert [records.get_record(state, "alice", "doc", v).value for v in (1, 2, 3)] == [  # type: ignore[union-attr]
-        b"one", b"two", b"three"
+        b"one",
+        b"two",
+        b"three",
     ]
     assert records.get_record(state, "alice", "doc", 4) is None
     assert records.get_record(state, "alice", "doc", 0) is None
@@ -246,8 +273,10 @@ def test_record_versions_increment_and_history_is_kept() -> None:
 
 def test_same_block_gives_the_same_result_twice() -> None:
     transactions = [
-        make_tx(nonce=1, args=("a", b"1")), make_tx("bob", nonce=2, args=("b", b"2")),
-        make_tx("revoked", nonce=3), make_tx(nonce=4, args=("a", b"3")),
+        make_tx(nonce=1, args=("a", b"1")),
+        make_tx("bob", nonce=2, args=("b", b"2")),
+        make_tx("revoked", nonce=3),
+        make_tx(nonce=4, args=("a", b"3")),
     ]
     first = execute(transactions)
     second = execute(transactions, executor=Executor(CHAIN_ID, SignatureCache()))
@@ -258,7 +287,8 @@ def test_same_block_gives_the_same_result_twice() -> None:
 
 PUTS = st.lists(
     st.tuples(st.sampled_from(["alice", "bob"]), st.sampled_from(["a", "b", "c"]), st.binary(max_size=16)),
-    min_size=1, max_size=12,
+    min_size=1,
+    max_size=12,
 )
 
 
@@ -269,18 +299,29 @@ def test_random_record_puts_match_a_model(puts: list[tuple[str, str, bytes]], bl
     replica = MapState(INITIAL_STATE)
     executor, replica_executor = Executor(CHAIN_ID, SignatureCache()), Executor(CHAIN_ID, SignatureCache())
     model: dict[tuple[str, str], list[bytes]] = {}
-    transactions = [make_tx(signer, nonce=index, args=(key, value))
-                    for index, (signer, key, value) in enumerate(puts)]
+    transactions = [
+        make_tx(signer, nonce=index, args=(key, value)) for index, (signer, key, value) in enumerate(puts)
+    ]
     root = replica_root = GENESIS_ROOT
     for start in range(0, len(transactions), block_size):
-        block = transactions[start:start + block_size]
+        block = transactions[start : start + block_size]
         height = HEIGHT + start
-        result = executor.execute_block(state, previous_state_root=root, height=height,
-                                        timestamp_ms=NOW_MS, transactions=block,
-                                        is_committed=never_committed)
-        again = replica_executor.execute_block(replica, previous_state_root=replica_root, height=height,
-                                               timestamp_ms=NOW_MS, transactions=block,
-                                               is_committed=never_committed)
+        result = executor.execute_block(
+            state,
+            previous_state_root=root,
+            height=height,
+            timestamp_ms=NOW_MS,
+            transactions=block,
+            is_committed=never_committed,
+        )
+        again = replica_executor.execute_block(
+            replica,
+            previous_state_root=replica_root,
+            height=height,
+            timestamp_ms=NOW_MS,
+            transactions=block,
+            is_committed=never_committed,
+        )
         assert again == result, "execution is deterministic"
         assert all(receipt.ok for receipt in result.receipts)
         state.apply(result.write_set)
@@ -291,8 +332,10 @@ def test_random_record_puts_match_a_model(puts: list[tuple[str, str, bytes]], bl
     for (signer, key), values in model.items():
         latest = records.get_record(state, signer, key)
         assert latest is not None and latest.version == len(values) and latest.value == values[-1]
-        assert [records.get_record(state, signer, key, v).value  # type: ignore[union-attr]
-                for v in range(1, len(values) + 1)] == values
+        assert [
+            records.get_record(state, signer, key, v).value  # type: ignore[union-attr]
+            for v in range(1, len(values) + 1)
+        ] == values
     for signer in ("alice", "bob"):
         for key in ("a", "b", "c"):
             if (signer, key) not in model:

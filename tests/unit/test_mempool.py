@@ -111,9 +111,18 @@ def test_add_and_remove_stay_fast_when_the_pool_is_large() -> None:
     template = TXS[0]
     # Distinct hashes without 20k signatures: the pool keys on the hash only.
     txs = [
-        types.Transaction(template.chain_id, template.signer, n, template.valid_until, template.module,
-                          template.action, template.args, template.signature,
-                          crypto.sha256(n.to_bytes(8, "big")), template.encoded)
+        types.Transaction(
+            template.chain_id,
+            template.signer,
+            n,
+            template.valid_until,
+            template.module,
+            template.action,
+            template.args,
+            template.signature,
+            crypto.sha256(n.to_bytes(8, "big")),
+            template.encoded,
+        )
         for n in range(count)
     ]
     pool = Mempool(capacity_txs=count, capacity_bytes=count * TX_BYTES)

@@ -146,4 +146,3 @@ def test_fewer_than_four_validators_are_refused(tmp_path: Path, validators: int)
         network.init_network(tmp_path / "small", validators=validators)
     assert "tolerate no faulty validator" in str(refused.value)
     assert not (tmp_path / "small").exists()
-
