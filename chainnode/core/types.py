@@ -80,6 +80,16 @@ class ErrorCode(enum.IntEnum):
     PROPOSAL_CLOSED = 26  # already executed, rejected or failed
     DUPLICATE_VOTE = 27
     BAD_PROPOSAL = 28  # a proposal whose change breaks a rule (unknown zone, too few validators, ...)
+    # Records for data sharing (issue 13): numbers 40-49 are kept for the records module.
+    NO_GRANT = 40  # a write or read marker in another entity's namespace without a grant covering the key
+    GRANT_EXPIRED = 41  # the covering grant's `expires_at_height` has passed
+    GRANT_REVOKED = 42  # the covering grant was revoked by the namespace owner
+    WRONG_RIGHT = 43  # the covering grant holds another right (a read-marker grant used to write)
+    VALUE_TOO_LARGE = 44  # a record value over `records.VALUE_BYTES_MAX`
+    BAD_DOCUMENT = 45  # a document anchor with a bad SHA-256, size, media type or URI
+    UNKNOWN_RECORD = 46  # a read marker for a key or version that does not exist
+    UNKNOWN_GRANT = 47  # revoking a grant that was never made
+    BAD_GRANT = 48  # a grant to oneself, to an unknown sector, or already expired when made
 
     @property
     def label(self) -> str:
