@@ -51,6 +51,12 @@ TAG_EVIDENCE = 39
 TAG_HELLO = 40
 TAG_HELLO_ACK = 41
 
+# Digital assets: what the `assets` module stores in state (chainnode.app.asset_state).
+TAG_ASSET_COLLECTION = 50
+TAG_ASSET = 51
+TAG_ASSET_FREEZE = 52
+TAG_ASSET_PROVENANCE = 53
+
 
 def get_tags() -> dict[str, int]:
     """Every tag of this module by name."""

@@ -91,6 +91,23 @@ class ErrorCode(enum.IntEnum):
     UNKNOWN_GRANT = 47  # revoking a grant that was never made
     BAD_GRANT = 48  # a grant to oneself, to an unknown sector, or already expired when made
 
+    # Digital assets (issue 13): numbers 60-79 are kept for the assets module.
+    NOT_ISSUER = 60  # only the collection's issuer may do this
+    NOT_OWNER = 61  # the holder named does not hold enough of the asset, or the signer is not it
+    NOT_APPROVED = 62  # the signer is neither the holder, its operator, nor approved for the asset
+    ASSET_FROZEN = 63  # the holding (or the holding to receive) is frozen
+    COLLECTION_PAUSED = 64
+    ASSET_BURNED = 65
+    UNKNOWN_ASSET = 66
+    UNKNOWN_COLLECTION = 67
+    DUPLICATE_ID = 68  # a collection or token id that exists (or existed: ids are never reused)
+    RECIPIENT_NOT_ACTIVE = 69  # unknown, revoked or expired recipient, or its zone not active
+    BAD_METADATA_HASH = 70  # not 32 bytes, or all zero
+    URI_ALREADY_SET = 71
+    NOT_FROZEN = 72
+    NOT_PAUSED = 73
+    WRONG_ASSET_KIND = 74  # an action or amount the collection's kind does not allow
+
     @property
     def label(self) -> str:
         return self.name.lower()
