@@ -173,7 +173,7 @@ FAILED_TRANSACTIONS = {
     "key too long": (make_tx(args=("k" * 129, b"v")), ErrorCode.BAD_ARGUMENTS),
     "key not text": (make_tx(args=(b"k", b"v")), ErrorCode.BAD_ARGUMENTS),
     "value not bytes": (make_tx(args=("k", "text")), ErrorCode.BAD_ARGUMENTS),
-    "value too large": (make_tx(args=("k", b"x" * 4097)), ErrorCode.BAD_ARGUMENTS),
+    "value too large": (make_tx(args=("k", b"x" * 4097)), ErrorCode.VALUE_TOO_LARGE),
 }
 
 
