@@ -149,7 +149,7 @@ class Node:
         # Set once, by `_stop_on_storage_failure`; `failed` wakes `run_node`.
         self.failure: StorageError | None = None
         self.failed = asyncio.Event()
-        self.peer_reports = PeerReports(self.genesis.params.timestamp_drift_ms_max)
+        self.peer_reports = PeerReports(self.application.get_chain_params().timestamp_drift_ms_max)
         self._warning_gate = health.WarningGate(WARNING_INTERVAL_MS)
         self.disk = health.DiskSpaceWatch(config.data_dir, free_bytes_min=config.disk_free_bytes_min)
         self.readiness = self._create_readiness()
@@ -167,12 +167,7 @@ class Node:
                 raise InvariantError("a committed head has its certificate")
             head_view = types.decode_commit_certificate(certificate_bytes).view
         return Engine(
-            EngineConfig(
-                self.chain_id,
-                proposal_delay_ms=self.config.proposal_delay_ms,
-                timestamp_drift_ms_max=self.genesis.params.timestamp_drift_ms_max,
-                view_timeout_ms=self.genesis.params.view_timeout_ms or self.config.view_timeout_ms,
-            ),
+            self._compute_engine_config(),
             validators=validators,
             own_id=self.config.node_id,
             key=self._key,
@@ -183,6 +178,27 @@ class Node:
             persisted=persisted,
             stable_checkpoint=self.stable_checkpoint,
             rng=random.Random(),
+        )
+
+    def _compute_engine_config(self) -> EngineConfig:
+        """The engine's parameters from the chain parameters in force (the last `set_params`,
+        else genesis'); the node's own `view_timeout_ms` where the chain sets none."""
+        params = self.application.get_chain_params()
+        return EngineConfig(
+            self.chain_id,
+            proposal_delay_ms=self.config.proposal_delay_ms,
+            timestamp_drift_ms_max=params.timestamp_drift_ms_max,
+            view_timeout_ms=params.view_timeout_ms or self.config.view_timeout_ms,
+        )
+
+    def _apply_chain_params(self) -> None:
+        """A committed `set_params` applies from the next height, as every rule of a block does."""
+        self.engine.config = self._compute_engine_config()
+        self.peer_reports.clocks.drift_ms_max = self.engine.config.timestamp_drift_ms_max
+        log.info(
+            "chain parameters changed: timestamp drift %d ms, view timeout %d ms",
+            self.engine.config.timestamp_drift_ms_max,
+            self.engine.config.view_timeout_ms,
         )
 
     def _create_transport(self) -> Transport:
@@ -370,6 +386,8 @@ class Node:
         self.committed_txs += len(block.transactions)
         if any(key.startswith(PEER_AFFECTING_PREFIXES) for key in result.write_set):
             self.peer_policy.disconnect_unauthorized(self.transport)
+        if any(key == types.CHAIN_PARAMS_KEY for key in result.write_set):
+            self._apply_chain_params()
         log.debug("committed block %d with %d transactions", block.height, len(block.transactions))
 
     # ------------------------------------------------------------ p2p

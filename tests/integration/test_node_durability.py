@@ -29,6 +29,7 @@ from chainnode.node import wire
 from chainnode.node.clock import get_monotonic_ms, get_time_ms
 from chainnode.node.config import load_node_config
 from chainnode.node.runtime import Node
+from chainnode.sdk.client import AuthoritySigner, build_transaction
 from chainnode.tools.devnet import LocalNetwork
 from chainnode.tools.network import init_network
 from consensus.events import Tick
@@ -162,3 +163,49 @@ def test_votes_are_synced_before_they_are_sent_and_blocks_before_the_head(
             (MAIN_DATABASE, True),
         ], f"{node.node_id}: the block store and then the head, both synced"
         assert b"mhead" in commit_writes[1].keys
+
+
+def _commit_block(network: InMemoryNetwork, txs: list[bytes]) -> None:
+    """Submit `txs` to the primary of view 0 and run one height to its commit everywhere."""
+    nodes = list(network.nodes.values())
+    height = nodes[0].ledger.get_head().height
+    assert all(result.accepted for result in nodes[0].submit_transactions(txs))
+    network.deliver_all()
+    now_ms = get_monotonic_ms() + nodes[0].config.proposal_delay_ms + 1
+    for node in nodes:
+        node._step(Tick(now_ms, get_time_ms()))
+    network.deliver_all()
+    assert all(node.ledger.get_head().height == height + 1 for node in nodes), "not committed"
+
+
+def test_a_committed_set_params_reaches_the_engine_at_the_next_height(
+    network: InMemoryNetwork, tmp_path: Path
+) -> None:
+    # The council (10 of 15) sets a 3 s timestamp drift and a 900 ms view timeout; every node's
+    # engine and clock judgement use them from the next height, without a restart.
+    members = sorted(path for path in (tmp_path / "council").iterdir())
+    signers = [AuthoritySigner.load_council(path) for path in members]
+    nodes = list(network.nodes.values())
+    assert nodes[0].engine.config.timestamp_drift_ms_max == 10_000
+    payload = ((("timestamp_drift_ms_max", 3_000), ("view_timeout_ms", 900)),)
+    txs = [
+        build_transaction(
+            signers[0],
+            chain_id=CHAIN_ID,
+            module="governance",
+            action="propose",
+            args=("set_params", payload, 50),
+            valid_until=50,
+        )
+    ]
+    txs += [
+        build_transaction(
+            signer, chain_id=CHAIN_ID, module="governance", action="vote", args=(1, True), valid_until=50
+        )
+        for signer in signers[1:10]
+    ]
+    _commit_block(network, [tx.encoded for tx in txs])
+    for node in nodes:
+        assert node.application.get_chain_params().timestamp_drift_ms_max == 3_000
+        assert (node.engine.config.timestamp_drift_ms_max, node.engine.config.view_timeout_ms) == (3_000, 900)
+        assert node.peer_reports.clocks.drift_ms_max == 3_000
