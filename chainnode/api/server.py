@@ -37,7 +37,9 @@ order; an item that is not hex is rejected on its own without failing the
 rest.
 
 Identities and governance (entities, zones, validators, proposals, expiring
-certificates) are served by `chainnode.api.governance`, mounted in `create_app`.
+certificates) are served by `chainnode.api.governance`, records (versions, history, prefix
+listings, anchored documents, grants, read markers) by `chainnode.api.records`, both mounted in
+`create_app`.
 
 Blocks: height 0 is the genesis state, which has no block and no commit
 certificate; `GET /v1/blocks/0` (and `latest` before the first block) answers
@@ -60,14 +62,13 @@ from typing import Any
 
 from aiohttp import web
 
+from chainnode.api import records as api_records
 from chainnode.api.common import (
     SERVICE_KEY,
-    check_name,
     error_body,
     get_service,
     json_response,
     parse_height,
-    parse_natural,
     read_json_object,
 )
 from chainnode.api.forms import (
@@ -77,7 +78,7 @@ from chainnode.api.forms import (
     compute_transaction_json,
 )
 from chainnode.api.service import LedgerReader, NodeService, ReadinessProblem, SubmitResult
-from chainnode.app import proof, records
+from chainnode.app import proof
 from chainnode.core import metrics, types
 from chainnode.core.errors import ChainError, DecodeError, LocalError, RemoteError, ValidationError
 from chainnode.core.hexstr import parse_hex
@@ -365,39 +366,6 @@ async def handle_block(request: web.Request) -> web.Response:
     return json_response(body)
 
 
-async def handle_record(request: web.Request) -> web.Response:
-    service = get_service(request)
-    entity = check_name(request.match_info["entity"], "entity")
-    key = check_name(request.match_info["key"], "key")
-    version: int | None = None
-    version_text = request.query.get("version")
-    if version_text is not None:
-        version = parse_natural(version_text, "version", code="bad_version")
-        if version < 1:
-            raise RemoteError("version must be a positive integer", code="bad_version")
-    record = records.get_record(service.ledger, entity, key, version)
-    if record is None:
-        what = f"version {version} of " if version is not None else ""
-        return json_response(
-            error_body("not_found", f"no {what}record {key!r} of entity {entity!r}"), status=404
-        )
-    try:
-        text: str | None = record.value.decode("utf-8")
-    except UnicodeDecodeError:
-        text = None
-    return json_response(
-        {
-            "entity": record.entity,
-            "key": record.key,
-            "version": record.version,
-            "value_hex": record.value.hex(),
-            "value": text,
-            "height": record.height,
-            "tx_hash": record.tx_hash.hex(),
-        }
-    )
-
-
 # ---------------------------------------------------------------- errors and the app
 
 _HTTP_ERROR_CODES = {
@@ -461,9 +429,9 @@ def create_app(service: NodeService, *, body_bytes_max: int = 32 * 1024 * 1024) 
     app.router.add_get("/v1/transactions/{hash}", handle_transaction)
     app.router.add_get("/v1/transactions/{hash}/proof", handle_transaction_proof)
     app.router.add_get("/v1/blocks/{height}", handle_block)
-    app.router.add_get("/v1/records/{entity}/{key}", handle_record)
     # Imported here: api_governance builds on this module's helpers.
     from chainnode.api import governance as api_governance
 
     api_governance.add_routes(app)
+    api_records.add_routes(app)
     return app

@@ -82,6 +82,8 @@ async def test_submit_commit_and_read_back(http: TestClient[Any, Any], service: 
         "value": "negative",
         "height": 1,
         "tx_hash": tx.hash.hex(),
+        "writer": SUBMITTER,
+        "document": None,
     }
 
 
