@@ -53,7 +53,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from chainnode.app import authority, governance, records
+from chainnode.app import assets, authority, governance, records
 from chainnode.app.state import (
     Action,
     ExecutionContext,
@@ -75,6 +75,7 @@ DEFAULT_ACTIONS: Mapping[tuple[str, str], Action] = {
     **records.ACTIONS,
     **authority.ACTIONS,
     **governance.ACTIONS,
+    **assets.ACTIONS,
 }
 
 

@@ -1,0 +1,524 @@
+"""The state of the `assets` module: its key layout, its stored records and the readers over them.
+
+Theory of operation
+-------------------
+`chainnode.app.assets` holds the actions; this module owns what they write under the `ast/`
+prefix and every read of it (the actions, the API and the tools read through the same
+functions).  Identifiers: a collection id is a lowercase `[a-z0-9-]` id of at most 64
+characters (`identity.is_valid_id`); a token id is 1..64 characters of `[A-Za-z0-9._-]`.
+Neither holds NUL or '/', so `<collection> NUL <token> NUL ...` is unambiguous and an asset is
+named `<collection>/<token>` in text.
+
+Key layout (fixed-width big-endian integers, so keys sort in the order they were made):
+
+- `ast/c/<collection>`                                 -> `Collection` (TAG_ASSET_COLLECTION)
+- `ast/t/<collection> NUL <token>`                     -> `Asset` (TAG_ASSET)
+- `ast/n/<collection> NUL <seq:u64be>`                 -> token id: the collection's assets in
+  mint order (seq 1, 2, ...), so a page of them is point reads from a cursor
+- `ast/b/<collection> NUL <token> NUL <holder>`        -> amount:u64be, present while > 0
+- `ast/o/<holder> NUL <collection> NUL <token>`        -> b"": the holder's assets (listed with
+  `iter_state`; the entry goes with the holding)
+- `ast/f/<collection> NUL <token> NUL <holder>`        -> `Freeze` (TAG_ASSET_FREEZE)
+- `ast/a/<collection> NUL <owner> NUL <operator>`      -> b"": `approve_all` grants
+- `ast/h/<collection> NUL <token> NUL <index:u32be>`   -> `ProvenanceEntry` (TAG_ASSET_PROVENANCE),
+  index 1..`Asset.history`: every action that touched the asset, never rewritten
+
+Decoding is strict (tag, version, arity, types, bounds).  Only this module's writers put these
+keys, so a value that does not decode is a corrupt data directory (`StorageError`), never bad
+input.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from chainnode.app.state import Overlay, StateReader
+from chainnode.core import codec, identity, tags
+from chainnode.core.codec import expect_bytes, expect_int, expect_str
+from chainnode.core.errors import DecodeError, StorageError
+
+KIND_UNIQUE = "unique"  # 721-like: one unit, one owner
+KIND_EDITIONED = "editioned"  # 1155-like: a token id with an amount
+KINDS = (KIND_UNIQUE, KIND_EDITIONED)
+
+TOKEN_CHARS_MAX = 64
+NAME_CHARS_MAX = 128
+SYMBOL_CHARS_MAX = 16
+URI_CHARS_MAX = 512
+ENTITY_CHARS_MAX = 64
+HASH_BYTES = 32
+AMOUNT_MAX = 2**63 - 1
+
+_TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_COLLECTION_PREFIX = b"ast/c/"
+_ASSET_PREFIX = b"ast/t/"
+_SEQUENCE_PREFIX = b"ast/n/"
+_BALANCE_PREFIX = b"ast/b/"
+_OWNED_PREFIX = b"ast/o/"
+_FREEZE_PREFIX = b"ast/f/"
+_OPERATOR_PREFIX = b"ast/a/"
+_HISTORY_PREFIX = b"ast/h/"
+
+_Value = TypeVar("_Value")
+
+
+def is_valid_collection_id(value: object) -> bool:
+    return isinstance(value, str) and identity.is_valid_id(value)
+
+
+def is_valid_token_id(value: object) -> bool:
+    return isinstance(value, str) and bool(_TOKEN_PATTERN.match(value))
+
+
+def compute_asset_id(collection_id: str, token_id: str) -> str:
+    """The asset's name in text: `<collection>/<token>`."""
+    return f"{collection_id}/{token_id}"
+
+
+# ---------------------------------------------------------------- keys
+
+
+def _join(*parts: str) -> bytes:
+    return b"\x00".join(part.encode() for part in parts)
+
+
+def compute_collection_key(collection_id: str) -> bytes:
+    return _COLLECTION_PREFIX + collection_id.encode()
+
+
+def compute_asset_key(collection_id: str, token_id: str) -> bytes:
+    return _ASSET_PREFIX + _join(collection_id, token_id)
+
+
+def compute_sequence_key(collection_id: str, seq: int) -> bytes:
+    return _SEQUENCE_PREFIX + collection_id.encode() + b"\x00" + seq.to_bytes(8, "big")
+
+
+def compute_balance_key(collection_id: str, token_id: str, holder: str) -> bytes:
+    return _BALANCE_PREFIX + _join(collection_id, token_id, holder)
+
+
+def compute_holders_prefix(collection_id: str, token_id: str) -> bytes:
+    return _BALANCE_PREFIX + _join(collection_id, token_id) + b"\x00"
+
+
+def compute_owned_key(holder: str, collection_id: str, token_id: str) -> bytes:
+    return _OWNED_PREFIX + _join(holder, collection_id, token_id)
+
+
+def compute_owned_prefix(holder: str) -> bytes:
+    return _OWNED_PREFIX + holder.encode() + b"\x00"
+
+
+def compute_freeze_key(collection_id: str, token_id: str, holder: str) -> bytes:
+    return _FREEZE_PREFIX + _join(collection_id, token_id, holder)
+
+
+def compute_operator_key(collection_id: str, owner: str, operator: str) -> bytes:
+    return _OPERATOR_PREFIX + _join(collection_id, owner, operator)
+
+
+def compute_history_key(collection_id: str, token_id: str, index: int) -> bytes:
+    return _HISTORY_PREFIX + _join(collection_id, token_id) + b"\x00" + index.to_bytes(4, "big")
+
+
+# ---------------------------------------------------------------- records
+
+
+def _expect_bool(value: Any, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise DecodeError(f"{what}: expected true or false")
+    return value
+
+
+def _expect_kind(value: Any) -> str:
+    if value not in KINDS:
+        raise DecodeError(f"collection kind {value!r} is not one of {KINDS}")
+    return str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Collection:
+    """A collection of assets and its running statistics."""
+
+    collection_id: str
+    issuer: str  # the entity that created it; the only one that mints, pauses and freezes
+    name: str
+    symbol: str
+    kind: str  # KIND_UNIQUE or KIND_EDITIONED
+    schema_hash: bytes  # SHA-256 of the metadata schema, or b"" when none was given
+    created_height: int
+    paused: bool
+    tokens: int  # token ids minted so far (the last sequence number)
+    tokens_burned: int  # token ids whose every unit was burned
+    units: int  # units outstanding (minted minus burned) over all tokens
+    transfers: int  # successful transfers, counting each item of a batch
+    frozen: int  # holdings frozen now
+
+    def encode(self) -> bytes:
+        return codec.encode(
+            (
+                tags.TAG_ASSET_COLLECTION,
+                1,
+                self.collection_id,
+                self.issuer,
+                self.name,
+                self.symbol,
+                self.kind,
+                self.schema_hash,
+                self.created_height,
+                self.paused,
+                self.tokens,
+                self.tokens_burned,
+                self.units,
+                self.transfers,
+                self.frozen,
+            )
+        )
+
+
+def decode_collection(data: bytes) -> Collection:
+    fields = codec.decode_struct(data, tags.TAG_ASSET_COLLECTION, 1, 15, "asset collection")
+    schema_hash = expect_bytes(fields[7], "schema hash", length_max=HASH_BYTES)
+    if len(schema_hash) not in (0, HASH_BYTES):
+        raise DecodeError(f"schema hash: {len(schema_hash)} bytes")
+    return Collection(
+        collection_id=expect_str(fields[2], "collection id", 64),
+        issuer=expect_str(fields[3], "issuer", ENTITY_CHARS_MAX),
+        name=expect_str(fields[4], "collection name", NAME_CHARS_MAX),
+        symbol=expect_str(fields[5], "collection symbol", SYMBOL_CHARS_MAX),
+        kind=_expect_kind(fields[6]),
+        schema_hash=schema_hash,
+        created_height=expect_int(fields[8], "created height", 1),
+        paused=_expect_bool(fields[9], "paused"),
+        tokens=expect_int(fields[10], "tokens"),
+        tokens_burned=expect_int(fields[11], "tokens burned"),
+        units=expect_int(fields[12], "units"),
+        transfers=expect_int(fields[13], "transfers"),
+        frozen=expect_int(fields[14], "frozen holdings"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Asset:
+    """One token id of a collection."""
+
+    collection_id: str
+    token_id: str
+    seq: int  # its place in the collection's mint order, from 1
+    metadata_hash: bytes  # SHA-256 of the off-chain metadata document
+    uri: str  # where the metadata lives; "" until set, and set at most once
+    minted_height: int
+    units: int  # outstanding (0 once burned)
+    owner: str  # unique assets: the owner ("" once burned); editioned: always ""
+    approved: str  # unique assets: the one entity approved to transfer it, or ""
+    history: int  # provenance entries, indexes 1..history
+
+    @property
+    def asset_id(self) -> str:
+        return compute_asset_id(self.collection_id, self.token_id)
+
+    @property
+    def is_burned(self) -> bool:
+        return self.units == 0
+
+    def encode(self) -> bytes:
+        return codec.encode(
+            (
+                tags.TAG_ASSET,
+                1,
+                self.collection_id,
+                self.token_id,
+                self.seq,
+                self.metadata_hash,
+                self.uri,
+                self.minted_height,
+                self.units,
+                self.owner,
+                self.approved,
+                self.history,
+            )
+        )
+
+
+def decode_asset(data: bytes) -> Asset:
+    fields = codec.decode_struct(data, tags.TAG_ASSET, 1, 12, "asset")
+    return Asset(
+        collection_id=expect_str(fields[2], "collection id", 64),
+        token_id=expect_str(fields[3], "token id", TOKEN_CHARS_MAX),
+        seq=expect_int(fields[4], "asset sequence", 1),
+        metadata_hash=expect_bytes(fields[5], "metadata hash", HASH_BYTES),
+        uri=expect_str(fields[6], "uri", URI_CHARS_MAX, allow_empty=True),
+        minted_height=expect_int(fields[7], "minted height", 1),
+        units=expect_int(fields[8], "units", 0, AMOUNT_MAX),
+        owner=expect_str(fields[9], "owner", ENTITY_CHARS_MAX, allow_empty=True),
+        approved=expect_str(fields[10], "approved", ENTITY_CHARS_MAX, allow_empty=True),
+        history=expect_int(fields[11], "history", 1, 2**32 - 1),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Freeze:
+    """A frozen holding: who froze it (the issuer's entity id or `zone:<id>`) and when."""
+
+    frozen_by: str
+    height: int
+
+    def encode(self) -> bytes:
+        return codec.encode((tags.TAG_ASSET_FREEZE, 1, self.frozen_by, self.height))
+
+
+def decode_freeze(data: bytes) -> Freeze:
+    fields = codec.decode_struct(data, tags.TAG_ASSET_FREEZE, 1, 4, "asset freeze")
+    return Freeze(expect_str(fields[2], "frozen by", 128), expect_int(fields[3], "freeze height", 1))
+
+
+@dataclass(frozen=True, slots=True)
+class ProvenanceEntry:
+    """One action in an asset's history.
+
+    `source` and `target` by action: mint ("", owner), transfer (from, to), approve (owner,
+    approved or ""), freeze and unfreeze (holder, ""), burn (holder, ""), set_uri ("", "").
+    """
+
+    index: int  # 1-based position in the asset's history
+    action: str
+    actor: str  # the transaction's signer
+    source: str
+    target: str
+    amount: int  # units moved, minted or burned; 0 for the others
+    height: int
+    tx_hash: bytes
+
+    def encode(self) -> bytes:
+        return codec.encode(
+            (
+                tags.TAG_ASSET_PROVENANCE,
+                1,
+                self.index,
+                self.action,
+                self.actor,
+                self.source,
+                self.target,
+                self.amount,
+                self.height,
+                self.tx_hash,
+            )
+        )
+
+
+def decode_provenance_entry(data: bytes) -> ProvenanceEntry:
+    fields = codec.decode_struct(data, tags.TAG_ASSET_PROVENANCE, 1, 10, "asset provenance entry")
+    return ProvenanceEntry(
+        index=expect_int(fields[2], "provenance index", 1, 2**32 - 1),
+        action=expect_str(fields[3], "provenance action", 32),
+        actor=expect_str(fields[4], "provenance actor", 128),
+        source=expect_str(fields[5], "provenance source", ENTITY_CHARS_MAX, allow_empty=True),
+        target=expect_str(fields[6], "provenance target", ENTITY_CHARS_MAX, allow_empty=True),
+        amount=expect_int(fields[7], "provenance amount", 0, AMOUNT_MAX),
+        height=expect_int(fields[8], "provenance height", 1),
+        tx_hash=expect_bytes(fields[9], "provenance tx hash", 32),
+    )
+
+
+def _decode_amount(data: bytes) -> int:
+    if len(data) != 8:
+        raise DecodeError(f"holding of {len(data)} bytes, expected 8")
+    amount = int.from_bytes(data, "big")
+    if not 1 <= amount <= AMOUNT_MAX:
+        raise DecodeError(f"holding of {amount} units")
+    return amount
+
+
+def _decode_token_id(data: bytes) -> str:
+    try:
+        token_id = data.decode()
+    except UnicodeDecodeError as error:
+        raise DecodeError("token id is not UTF-8") from error
+    if not is_valid_token_id(token_id):
+        raise DecodeError(f"token id {token_id[:80]!r} is not valid")
+    return token_id
+
+
+def _decode_marker(data: bytes) -> bool:
+    if data != b"":
+        raise DecodeError("a marker entry holds no value")
+    return True
+
+
+# ---------------------------------------------------------------- readers
+
+
+def _read(state: StateReader, key: bytes, decode: Callable[[bytes], _Value], what: str) -> _Value | None:
+    stored = state.get_state(key)
+    if stored is None:
+        return None
+    try:
+        return decode(stored)
+    except DecodeError as error:
+        raise StorageError(f"corrupt {what} in state: {error.message}") from error
+
+
+def get_collection(state: StateReader, collection_id: str) -> Collection | None:
+    if not is_valid_collection_id(collection_id):
+        return None
+    return _read(
+        state, compute_collection_key(collection_id), decode_collection, f"collection {collection_id}"
+    )
+
+
+def get_asset(state: StateReader, collection_id: str, token_id: str) -> Asset | None:
+    if not (is_valid_collection_id(collection_id) and is_valid_token_id(token_id)):
+        return None
+    asset_id = compute_asset_id(collection_id, token_id)
+    return _read(state, compute_asset_key(collection_id, token_id), decode_asset, f"asset {asset_id}")
+
+
+def get_balance(state: StateReader, collection_id: str, token_id: str, holder: str) -> int:
+    """Units of the asset `holder` holds (0 when none)."""
+    what = f"holding of {compute_asset_id(collection_id, token_id)} by {holder}"
+    amount = _read(state, compute_balance_key(collection_id, token_id, holder), _decode_amount, what)
+    return amount or 0
+
+
+def get_freeze(state: StateReader, collection_id: str, token_id: str, holder: str) -> Freeze | None:
+    what = f"freeze of {compute_asset_id(collection_id, token_id)} held by {holder}"
+    return _read(state, compute_freeze_key(collection_id, token_id, holder), decode_freeze, what)
+
+
+def is_operator(state: StateReader, collection_id: str, owner: str, operator: str) -> bool:
+    """Whether `owner` approved `operator` for all its assets of the collection."""
+    what = f"operator {operator} of {owner} in {collection_id}"
+    return bool(_read(state, compute_operator_key(collection_id, owner, operator), _decode_marker, what))
+
+
+def get_provenance_entry(
+    state: StateReader, collection_id: str, token_id: str, index: int
+) -> ProvenanceEntry:
+    what = f"provenance {index} of {compute_asset_id(collection_id, token_id)}"
+    entry = _read(state, compute_history_key(collection_id, token_id, index), decode_provenance_entry, what)
+    if entry is None or entry.index != index:
+        raise StorageError(f"{what} is missing or misplaced in state")
+    return entry
+
+
+def list_provenance(state: StateReader, asset: Asset, *, after: int, limit: int) -> list[ProvenanceEntry]:
+    """Entries `after + 1 ..` of the asset's history, at most `limit` (point reads)."""
+    last = min(asset.history, after + limit)
+    return [
+        get_provenance_entry(state, asset.collection_id, asset.token_id, index)
+        for index in range(max(after, 0) + 1, last + 1)
+    ]
+
+
+def list_collection_assets(
+    state: StateReader, collection: Collection, *, after: int, limit: int
+) -> list[Asset]:
+    """The collection's assets with sequence numbers `after + 1 ..`, at most `limit`, burned
+    ones included (point reads)."""
+    found = []
+    for seq in range(max(after, 0) + 1, min(collection.tokens, after + limit) + 1):
+        what = f"sequence {seq} of {collection.collection_id}"
+        token_id = _read(state, compute_sequence_key(collection.collection_id, seq), _decode_token_id, what)
+        asset = None if token_id is None else get_asset(state, collection.collection_id, token_id)
+        if asset is None or asset.seq != seq:
+            raise StorageError(f"{what} is missing or misplaced in state")
+        found.append(asset)
+    return found
+
+
+class StateIterator(Protocol):
+    """A state reader that can list a key prefix in key order (the ledger, `MapState`)."""
+
+    def get_state(self, key: bytes) -> bytes | None: ...
+    def iter_state(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Holding:
+    """Units of one asset held by one entity."""
+
+    holder: str
+    collection_id: str
+    token_id: str
+    amount: int
+    frozen_by: str  # "" when not frozen
+
+
+def _split_suffix(key: bytes, prefix: bytes, parts: int) -> list[str]:
+    try:
+        items = key[len(prefix) :].decode().split("\x00")
+    except UnicodeDecodeError as error:
+        raise StorageError(f"corrupt asset key {key[:80]!r} in state") from error
+    if len(items) != parts:
+        raise StorageError(f"corrupt asset key {key[:80]!r} in state")
+    return items
+
+
+def _holding(state: StateReader, holder: str, collection_id: str, token_id: str) -> Holding:
+    freeze = get_freeze(state, collection_id, token_id, holder)
+    return Holding(
+        holder,
+        collection_id,
+        token_id,
+        get_balance(state, collection_id, token_id, holder),
+        "" if freeze is None else freeze.frozen_by,
+    )
+
+
+def list_owned(state: StateIterator, holder: str, *, after: str, limit: int) -> list[Holding]:
+    """The holder's holdings in (collection, token) order, from after the asset id `after`
+    (`<collection>/<token>`, "" for the first page), at most `limit`."""
+    prefix = compute_owned_prefix(holder)
+    start = b""
+    if after:
+        collection_id, _, token_id = after.partition("/")
+        start = _join(collection_id, token_id)
+    found: list[Holding] = []
+    for key, value in state.iter_state(prefix):
+        if start and key[len(prefix) :] <= start:
+            continue  # TODO(issue 13): a start key for iter_state would make this O(page)
+        _decode_marker(value)
+        collection_id, token_id = _split_suffix(key, prefix, 2)
+        found.append(_holding(state, holder, collection_id, token_id))
+        if len(found) >= limit:
+            break
+    return found
+
+
+def list_holders(state: StateIterator, collection_id: str, token_id: str, *, limit: int) -> list[Holding]:
+    """The holders of an asset in id order, at most `limit`."""
+    prefix = compute_holders_prefix(collection_id, token_id)
+    found: list[Holding] = []
+    for key, _ in state.iter_state(prefix):
+        (holder,) = _split_suffix(key, prefix, 1)
+        found.append(_holding(state, holder, collection_id, token_id))
+        if len(found) >= limit:
+            break
+    return found
+
+
+# ---------------------------------------------------------------- writers
+
+
+def put_balance(overlay: Overlay, collection_id: str, token_id: str, holder: str, amount: int) -> None:
+    """Set a holding (and the holder's index entry); an amount of 0 deletes both."""
+    key = compute_balance_key(collection_id, token_id, holder)
+    owned_key = compute_owned_key(holder, collection_id, token_id)
+    if amount == 0:
+        overlay.delete(key)
+        overlay.delete(owned_key)
+        return
+    overlay.put(key, amount.to_bytes(8, "big"))
+    overlay.put(owned_key, b"")
+
+
+def set_operator(overlay: Overlay, collection_id: str, owner: str, operator: str, approved: bool) -> None:
+    key = compute_operator_key(collection_id, owner, operator)
+    if approved:
+        overlay.put(key, b"")
+    else:
+        overlay.delete(key)
