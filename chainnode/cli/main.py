@@ -13,6 +13,7 @@ Commands (`authority ...` and `council ...` are described in `chainnode.cli.gove
     chainnode authority issue|register|renew|revoke --zone-dir DIR/zones/<zone> ...
     chainnode council propose|vote|list --member-dir DIR/council/<member> --node URL ...
     chainnode network init --validators N --out DIR [--chain-id ID] [--base-port P] [--spare-nodes K]
+        [--observers K] [--hosts FILE] [--node NAME=HOST[:P2P_PORT[:API_PORT]]]... [--listen HOST]
     chainnode node run --config PATH [--rebuild]
     chainnode devnet [--validators 4] [--dir DIR] [--txs N] [--base-port P]
     chainnode bench [--validators 4] [--txs N] [--rate R|max] [--out FILE] [--dir DIR] [--base-port P]
@@ -85,16 +86,23 @@ def _setup_logging(level: str) -> None:
 
 
 def run_network_init(args: argparse.Namespace) -> int:
-    from chainnode.tools import network
+    from chainnode.tools import hosts, network
 
     out_dir: Path = args.out
-    network.init_network(
+    from_file = hosts.load_hosts_file(args.hosts) if args.hosts is not None else []
+    from_options = [hosts.parse_node_spec(text) for text in args.node]
+    layout = network.init_network(
         out_dir,
         validators=args.validators,
         chain_id=args.chain_id,
         base_port=args.base_port,
         spare_nodes=args.spare_nodes,
+        observers=args.observers,
+        host_entries=hosts.merge_entries(from_file, from_options),
+        listen_host=args.listen,
     )
+    for warning in layout.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     summary = json.loads((out_dir / "network.json").read_text())
     entities = summary.pop("entities", [])
     summary["entities"] = len(entities)
@@ -431,6 +439,31 @@ def _add_network_commands(commands: Any) -> None:
         default=0,
         metavar="K",
         help="extra validator nodes outside the genesis set, for the council to add later",
+    )
+    init.add_argument(
+        "--observers",
+        type=int,
+        default=0,
+        metavar="K",
+        help="non-voting full nodes (observer-01, ...) that follow the chain, serve the API and forward",
+    )
+    init.add_argument(
+        "--hosts",
+        type=Path,
+        metavar="FILE",
+        help="one line per node: NAME=HOST[:P2P_PORT[:API_PORT]] [listen=HOST] (default: all on 127.0.0.1)",
+    )
+    init.add_argument(
+        "--node",
+        action="append",
+        default=[],
+        metavar="NAME=HOST[:P2P_PORT[:API_PORT]]",
+        help="a node's address (repeatable; overrides the hosts file for that node)",
+    )
+    init.add_argument(
+        "--listen",
+        metavar="HOST",
+        help="what every node binds unless its entry says listen=HOST (e.g. 0.0.0.0 in containers)",
     )
     init.set_defaults(run=run_network_init)
 

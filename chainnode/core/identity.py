@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -60,6 +61,7 @@ NOT_BEFORE_BACKDATE = timedelta(hours=1)
 ID_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 NAME_LENGTH_MAX = 128
 URI_PREFIX = "chainnode:entity:"
+DEFAULT_HOSTS = ("localhost", "127.0.0.1")  # the subject alternative names without `hosts`
 
 _UTF8STRING_TAG = 0x0C
 
@@ -340,6 +342,21 @@ def create_zone_ca(
     return builder.sign(root_private, algorithm=None)
 
 
+def compute_host_names(hosts: Sequence[str]) -> list[x509.GeneralName]:
+    """Subject alternative names for the addresses a node is reached at: an IP address as
+    `IPAddress`, anything else as `DNSName`; no hosts means `localhost` and 127.0.0.1.
+
+    Peers identify each other by entity id, not by these names (see `p2p.tls`); they are there
+    for operators' tools and for clients that check a node's name."""
+    names: list[x509.GeneralName] = []
+    for host in hosts or DEFAULT_HOSTS:
+        try:
+            names.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            names.append(x509.DNSName(host))
+    return list(dict.fromkeys(names))
+
+
 def _build_entity_certificate(
     zone_certificate: x509.Certificate,
     zone_key: SigningKey,
@@ -348,6 +365,7 @@ def _build_entity_certificate(
     *,
     valid_days: int = ENTITY_VALID_DAYS,
     not_before: datetime | None = None,
+    hosts: Sequence[str] = (),
 ) -> x509.Certificate:
     """Sign an end-entity certificate without any rule check (tests use it to forge)."""
     start = (not_before or (_now() - NOT_BEFORE_BACKDATE)).replace(microsecond=0)
@@ -362,8 +380,7 @@ def _build_entity_certificate(
     )
     alternative_names = x509.SubjectAlternativeName(
         [
-            x509.DNSName("localhost"),
-            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+            *compute_host_names(hosts),
             x509.UniformResourceIdentifier(f"{URI_PREFIX}{claims.entity_id}"),
         ]
     )
@@ -399,8 +416,11 @@ def issue_entity_certificate(
     *,
     valid_days: int = ENTITY_VALID_DAYS,
     not_before: datetime | None = None,
+    hosts: Sequence[str] = (),
 ) -> x509.Certificate:
-    """Issue an end-entity certificate; a zone authority may only issue for its own zone."""
+    """Issue an end-entity certificate; a zone authority may only issue for its own zone.
+
+    `hosts` (a node's addresses: IP addresses or DNS names) become subject alternative names."""
     _check_claims(claims)
     zone_id = read_zone_id(zone_certificate)
     if claims.zone != zone_id:
@@ -411,7 +431,13 @@ def issue_entity_certificate(
     if not_before is not None and not_before.tzinfo is None:
         raise IdentityError("not_before must be timezone-aware")
     return _build_entity_certificate(
-        zone_certificate, zone_key, claims, public_key, valid_days=valid_days, not_before=not_before
+        zone_certificate,
+        zone_key,
+        claims,
+        public_key,
+        valid_days=valid_days,
+        not_before=not_before,
+        hosts=hosts,
     )
 
 

@@ -15,6 +15,11 @@ Tuning tables, all optional: `[consensus]` (`proposal_delay_ms`, `tick_ms`, `vie
 logs a warning, reports `disk_space_low` on `/readyz` and answers 503 there (it keeps committing;
 see `chainnode.node.health`).  0 turns the warning off; a full disk is reported whatever it says.
 
+Addresses: `[p2p] listen` and `[api] listen` are what the node binds (`0.0.0.0` or `[::]`
+binds every interface); `advertise` beside each (optional, default: the listen address) is what
+the node's peers dial and its clients call, and is refused when it is a wildcard.  The peers'
+`address` keys are their advertised p2p addresses.
+
 Connection limits, all optional (`p2p.http_guard`): `[api]` `connections_max` (default
 256) connections open at once, one more is answered 503 `too_many_connections` and closed;
 `request_head_timeout_ms` (10 s) from a request head's first byte to its end (slowloris);
@@ -54,6 +59,7 @@ API_KEEPALIVE_TIMEOUT_MS_DEFAULT = 60_000
 P2P_INBOUND_CONNECTIONS_MAX_DEFAULT = 128
 P2P_INBOUND_UNAUTHENTICATED_MAX_DEFAULT = 16
 DISK_FREE_BYTES_MIN_DEFAULT = 256 * 1024 * 1024
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::"})  # hosts a node binds, never one anybody dials
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +100,10 @@ class NodeConfig:
     p2p_inbound_connections_max: int = P2P_INBOUND_CONNECTIONS_MAX_DEFAULT
     p2p_inbound_unauthenticated_max: int = P2P_INBOUND_UNAUTHENTICATED_MAX_DEFAULT  # hello not yet accepted
     disk_free_bytes_min: int = DISK_FREE_BYTES_MIN_DEFAULT  # less free under data_dir: not ready
+    # What peers dial and clients call (`p2p.advertise`, `api.advertise`); the listen address
+    # when not set.  It differs from it when the node binds a wildcard or sits behind NAT.
+    p2p_advertise: str = ""
+    api_advertise: str = ""
 
 
 def _get_path(table: Fields, key: str, base: Path) -> Path:
@@ -102,6 +112,11 @@ def _get_path(table: Fields, key: str, base: Path) -> Path:
 
 def _get_address(table: Fields, key: str) -> tuple[str, int]:
     return parse_address(table.get_str(key), table.get_key_path(key))
+
+
+def format_address(host: str, port: int) -> str:
+    """`host:port`, IPv6 in brackets: what `parse_address` reads back."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def parse_address(text: str, key: str) -> tuple[str, int]:
@@ -115,6 +130,20 @@ def parse_address(text: str, key: str) -> tuple[str, int]:
     if not 1 <= port <= 65535:
         raise ConfigError(f"{key}: port {port} is outside 1..65535")
     return host, port
+
+
+def _get_advertise(table: Fields, listen: tuple[str, int]) -> str:
+    """`advertise` as host:port (the listen address if absent); a wildcard is refused when
+    written (a node that binds one and says nothing was valid before `advertise` existed)."""
+    if "advertise" not in table.value:
+        return format_address(*listen)
+    host, port = _get_address(table, "advertise")
+    if host in WILDCARD_HOSTS:
+        raise ConfigError(
+            f"{table.get_key_path('advertise')}: {host} is a wildcard address that nobody can dial; "
+            "set advertise to this node's reachable address"
+        )
+    return format_address(host, port)
 
 
 def _read_peers(p2p: Fields) -> tuple[PeerConfig, ...]:
@@ -209,6 +238,8 @@ def load_node_config(path: Path) -> NodeConfig:
         disk_free_bytes_min=storage.get_int(
             "disk_free_bytes_min", default=DISK_FREE_BYTES_MIN_DEFAULT, minimum=0, maximum=1 << 50
         ),
+        p2p_advertise=_get_advertise(p2p, (p2p_host, p2p_port)),
+        api_advertise=_get_advertise(api, (api_host, api_port)),
     )
 
 
@@ -223,6 +254,8 @@ def render_node_config(
     p2p_address: str,
     api_address: str,
     peers: list[tuple[str, str]],
+    p2p_advertise: str | None = None,
+    api_advertise: str | None = None,
     data_dir: str = "data",
     genesis: str = "../../genesis.json",
     root_ca: str = "../../root/ca.pem",
@@ -231,7 +264,18 @@ def render_node_config(
     tick_ms: int = TICK_MS_DEFAULT,
     mempool_capacity_txs: int = MEMPOOL_CAPACITY_TXS_DEFAULT,
 ) -> str:
-    """The text of a `node.toml`; `peers` are (entity id, host:port) pairs."""
+    """The text of a `node.toml`; `peers` are (entity id, host:port) pairs, the addresses they
+    advertise.  An advertise address is written only when it differs from the listen one."""
+    p2p_advertise_line = (
+        f"advertise = {_quote(p2p_advertise)}  # what peers dial\n"
+        if p2p_advertise not in (None, p2p_address)
+        else ""
+    )
+    api_advertise_line = (
+        f"advertise = {_quote(api_advertise)}  # what clients call\n"
+        if api_advertise not in (None, api_address)
+        else ""
+    )
     peer_lines = "".join(
         f"  {{ id = {_quote(peer_id)}, address = {_quote(address)} }},\n" for peer_id, address in peers
     )
@@ -247,12 +291,14 @@ def render_node_config(
         f"root_ca = {_quote(root_ca)}\n"
         "\n[p2p]\n"
         f"listen = {_quote(p2p_address)}\n"
+        f"{p2p_advertise_line}"
         f"peers = [\n{peer_lines}]\n"
         f"frame_bytes_max = {frame_bytes_max}\n"
         f"inbound_connections_max = {P2P_INBOUND_CONNECTIONS_MAX_DEFAULT}\n"
         f"inbound_unauthenticated_max = {P2P_INBOUND_UNAUTHENTICATED_MAX_DEFAULT}  # hello not yet accepted\n"
         "\n[api]\n"
         f"listen = {_quote(api_address)}\n"
+        f"{api_advertise_line}"
         f"connections_max = {API_CONNECTIONS_MAX_DEFAULT}  # more are answered 503 and closed\n"
         f"request_head_timeout_ms = {API_REQUEST_HEAD_TIMEOUT_MS_DEFAULT}  # first byte to end of head\n"
         f"keepalive_timeout_ms = {API_KEEPALIVE_TIMEOUT_MS_DEFAULT}  # idle connections are closed\n"

@@ -33,11 +33,13 @@ local or test network; a real deployment would generate each of them at its owne
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
 import time
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -51,11 +53,13 @@ from chainnode.core.crypto import SigningKey, public_key_to_pem
 from chainnode.core.errors import ChainError, ConfigError
 from chainnode.core.fields import Fields
 from chainnode.node import config
+from chainnode.tools import hosts
 
 # Shipped as package data of the top-level `config` package, so a plain `pip install .` has it.
 DEFAULT_PILOT_PATH = Path(str(resources.files("config") / "pilot.toml"))
 VALIDATOR_ZONES_FIRST = ("beijing", "shanghai", "guangdong", "sichuan")
 VALIDATORS_MAX = 100
+NODES_MAX = 200  # validators, spares and observers: every node dials every other
 _CHAIN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -93,8 +97,30 @@ class NetworkLayout:
     node_ids: tuple[str, ...]  # validator-01, ...
     node_config_paths: tuple[Path, ...]  # in node_ids order
     api_urls: tuple[str, ...]  # in node_ids order
-    p2p_addresses: tuple[str, ...]  # host:port, in node_ids order
+    p2p_addresses: tuple[str, ...]  # host:port, advertised, in node_ids order
     entity_ids: tuple[str, ...]  # the pilot entities (validators not included)
+    node_roles: tuple[str, ...] = ()  # validator, spare or observer, in node_ids order
+    warnings: tuple[str, ...] = ()  # what the operator should know (ports in the ephemeral range)
+
+
+@dataclass(frozen=True, slots=True)
+class NodePlacement:
+    """Where one node runs: what it binds and what its peers dial (see `chainnode.tools.hosts`)."""
+
+    node_id: str
+    role: str  # validator, spare or observer
+    host: str  # advertised
+    listen_host: str
+    p2p_port: int
+    api_port: int
+
+    @property
+    def p2p_address(self) -> str:
+        return hosts.format_address(self.host, self.p2p_port)
+
+    @property
+    def api_address(self) -> str:
+        return hosts.format_address(self.host, self.api_port)
 
 
 # ---------------------------------------------------------------- the pilot definition
@@ -243,62 +269,156 @@ def _create_council(out_dir: Path, pilot: PilotDefinition) -> tuple[genesis.Coun
     return tuple(members)
 
 
-def _issue(authorities: _Authorities, claims: identity.EntityClaims, directory: Path) -> types.EntityRecord:
+def _issue(
+    authorities: _Authorities,
+    claims: identity.EntityClaims,
+    directory: Path,
+    *,
+    hosts: Sequence[str] = (),
+) -> types.EntityRecord:
     key = SigningKey.generate()
     zone_certificate = authorities.zone_certificates[claims.zone]
     certificate = identity.issue_entity_certificate(
-        zone_certificate, authorities.zone_keys[claims.zone], claims, key.public_key
+        zone_certificate, authorities.zone_keys[claims.zone], claims, key.public_key, hosts=hosts
     )
     _write_identity(directory, certificate, key, zone_certificate)
     return identity.entity_record_from_certificate(certificate)
 
 
-def _validator_claims(pilot: PilotDefinition, count: int) -> list[identity.EntityClaims]:
+def _compute_certificate_hosts(placement: NodePlacement) -> tuple[str, ...]:
+    """The names a node's certificate carries: its advertised host, the host it binds unless
+    that is a wildcard, and for a node on loopback `localhost` as well."""
+    names = [placement.host]
+    if placement.listen_host not in hosts.WILDCARD_HOSTS:
+        names.append(placement.listen_host)
+    if placement.host == "127.0.0.1":
+        names.append("localhost")
+    return tuple(dict.fromkeys(names))
+
+
+def compute_node_ids(validators: int, observers: int) -> list[str]:
+    """validator-01 .. (the genesis set, then the spares), then observer-01 .."""
+    return [f"validator-{i + 1:02d}" for i in range(validators)] + [
+        f"observer-{i + 1:02d}" for i in range(observers)
+    ]
+
+
+def _node_claims(pilot: PilotDefinition, validators: int, observers: int) -> list[identity.EntityClaims]:
+    """Validators' and observers' claims; zones round-robin over all nodes, validators first."""
     zone_names = {zone.zone_id: zone.name for zone in pilot.zones}
+    zones = compute_validator_zones(pilot, validators + observers)
     claims = []
-    for index, zone_id in enumerate(compute_validator_zones(pilot, count)):
-        node_id = f"validator-{index + 1:02d}"
+    for index, node_id in enumerate(compute_node_ids(validators, observers)):
+        is_validator = index < validators
+        number = index + 1 if is_validator else index - validators + 1
+        kind = "Validator" if is_validator else "Observer"
         claims.append(
             identity.EntityClaims(
                 entity_id=node_id,
-                zone=zone_id,
-                # Not `observer`: a validator removed from the set must lose its connections.
-                roles=("validator",),
+                zone=zones[index],
+                # A validator is not also an `observer`: one removed from the set must lose its
+                # connections.  An observer connects, follows and reads, and never votes.
+                roles=("validator",) if is_validator else ("observer",),
                 sectors=("government",),
-                name=f"Validator node {index + 1:02d} ({zone_names[zone_id]})",
+                name=f"{kind} node {number:02d} ({zone_names[zones[index]]})",
             )
         )
     return claims
 
 
-def _write_node_configs(out_dir: Path, node_ids: list[str], addresses: list[tuple[str, str]]) -> list[Path]:
-    paths = []
+def place_nodes(
+    node_ids: list[str],
+    roles: list[str],
+    entries: Sequence[hosts.HostEntry],
+    *,
+    base_port: int,
+    listen_host: str | None,
+) -> list[NodePlacement]:
+    """Each node's addresses: its hosts entry (or 127.0.0.1), ports base+2i and base+2i+1 unless
+    given; ConfigError for an entry naming no node, a node without an entry (when any is given)
+    and two nodes on one host and port."""
+    by_name = {entry.name: entry for entry in entries}
+    unknown = sorted(set(by_name) - set(node_ids))
+    if unknown:
+        raise ConfigError(f"hosts name nodes this network does not have: {unknown} (it has {node_ids})")
+    missing = [node_id for node_id in node_ids if entries and node_id not in by_name]
+    if missing:
+        raise ConfigError(f"hosts give no address for {missing}: name every node or none")
+    placements = []
     for index, node_id in enumerate(node_ids):
-        p2p_address, api_address = addresses[index]
-        peers = [
-            (peer_id, addresses[peer_index][0])
-            for peer_index, peer_id in enumerate(node_ids)
-            if peer_index != index
-        ]
-        text = config.render_node_config(
-            node_id=node_id, p2p_address=p2p_address, api_address=api_address, peers=peers
+        entry = by_name.get(node_id, hosts.HostEntry(node_id, "127.0.0.1", None, None, None))
+        own_listen = entry.listen_host or listen_host or hosts.compute_listen_host(entry.host)
+        placements.append(
+            NodePlacement(
+                node_id=node_id,
+                role=roles[index],
+                host=entry.host,
+                listen_host=own_listen,
+                p2p_port=entry.p2p_port if entry.p2p_port is not None else base_port + 2 * index,
+                api_port=entry.api_port if entry.api_port is not None else base_port + 2 * index + 1,
+            )
         )
-        path = out_dir / "nodes" / node_id / "node.toml"
+    taken: dict[tuple[str, int], str] = {}
+    for placement in placements:
+        for port in (placement.p2p_port, placement.api_port):
+            other = taken.setdefault((placement.host, port), placement.node_id)
+            if other != placement.node_id or placement.p2p_port == placement.api_port:
+                raise ConfigError(f"{placement.node_id} and {other} both use {placement.host} port {port}")
+    return placements
+
+
+def find_ephemeral_port_warnings(
+    placements: Sequence[NodePlacement], port_range: tuple[int, int] | None
+) -> list[str]:
+    """A warning per node with a port in the kernel's ephemeral range: an outgoing connection
+    may hold that port when the node (re)starts, which then fails to listen."""
+    if port_range is None:
+        return []
+    low, high = port_range
+    warnings = []
+    for placement in placements:
+        inside = [port for port in (placement.p2p_port, placement.api_port) if low <= port <= high]
+        if inside:
+            warnings.append(
+                f"{placement.node_id}: port {', '.join(map(str, inside))} lies in this machine's "
+                f"ephemeral port range {low}-{high}; a restart can fail with 'address already in "
+                f"use' while an outgoing connection holds it (choose ports below {low})"
+            )
+    return warnings
+
+
+def _write_node_configs(out_dir: Path, placements: Sequence[NodePlacement]) -> list[Path]:
+    paths = []
+    for placement in placements:
+        peers = [(peer.node_id, peer.p2p_address) for peer in placements if peer is not placement]
+        text = config.render_node_config(
+            node_id=placement.node_id,
+            p2p_address=hosts.format_address(placement.listen_host, placement.p2p_port),
+            api_address=hosts.format_address(placement.listen_host, placement.api_port),
+            p2p_advertise=placement.p2p_address,
+            api_advertise=placement.api_address,
+            peers=peers,
+        )
+        path = out_dir / "nodes" / placement.node_id / "node.toml"
         _write_file(path, text.encode("utf-8"))
         paths.append(path)
     return paths
 
 
-def _check_arguments(validators: int, chain_id: str, base_port: int) -> None:
+def _check_arguments(validators: int, nodes: int, chain_id: str, base_port: int) -> None:
+    """`validators` in the genesis set and spare (as the code has always counted them); `nodes`
+    all of them, observers included."""
     if not types.VALIDATORS_MIN <= validators <= VALIDATORS_MAX:
         raise ConfigError(
             f"validators must be within {types.VALIDATORS_MIN}..{VALIDATORS_MAX}, got {validators}: "
             f"fewer than {types.VALIDATORS_MIN} tolerate no faulty validator"
         )
+    if nodes > NODES_MAX:
+        raise ConfigError(f"a network of at most {NODES_MAX} nodes, got {nodes}")
     if not _CHAIN_ID_PATTERN.match(chain_id):
         raise ConfigError(f"chain id {chain_id!r} must be 1..64 characters of [A-Za-z0-9._-]")
-    if base_port < 1024 or base_port + 2 * validators - 1 > 65535:
-        raise ConfigError(f"base port {base_port} leaves no room for {validators} nodes")
+    if base_port < 1024 or base_port + 2 * nodes - 1 > 65535:
+        raise ConfigError(f"base port {base_port} leaves no room for {nodes} nodes")
 
 
 def init_network(
@@ -307,29 +427,47 @@ def init_network(
     validators: int = 4,
     chain_id: str = "pilot-net",
     base_port: int = 26600,
-    host: str = "127.0.0.1",
     pilot_path: Path | None = None,
     spare_nodes: int = 0,
+    observers: int = 0,
+    host_entries: Sequence[hosts.HostEntry] = (),
+    listen_host: str | None = None,
+    ephemeral_port_range: tuple[int, int] | None = None,
 ) -> NetworkLayout:
     """Generate keys, certificates, genesis and node configs for a new network in `out_dir`.
 
     `spare_nodes` more nodes get a node directory, a registered certificate with the
     `validator` role and a place in every node's peer list, but are not in the genesis
     validator set: the council can add them later (they are refused by their peers
-    until then).
+    until then).  `observers` nodes (observer-01, ...) hold the `observer` role: they are
+    in every peer list, follow and serve the chain and never vote.
+
+    `host_entries` place the nodes (see `chainnode.tools.hosts`); without them every node is on
+    127.0.0.1.  `listen_host` is what a node binds when its entry does not say (by default its
+    own address, or the wildcard for a DNS name).  Ports inside `ephemeral_port_range` (by
+    default this machine's) are reported in `NetworkLayout.warnings`.
     """
     out_dir = Path(out_dir).resolve()
     if (out_dir / "genesis.json").exists():
         raise ConfigError(f"{out_dir} already holds a network (genesis.json exists)")
-    _check_arguments(validators + spare_nodes, chain_id, base_port)
-    if spare_nodes < 0:
-        raise ConfigError(f"spare nodes must not be negative, got {spare_nodes}")
+    if spare_nodes < 0 or observers < 0:
+        raise ConfigError(f"spare nodes and observers must not be negative, got {spare_nodes}, {observers}")
+    _check_arguments(validators + spare_nodes, validators + spare_nodes + observers, chain_id, base_port)
+    if listen_host is not None and not hosts.is_ip_address(listen_host):
+        if hosts.find_host_problem(listen_host) is not None:
+            raise ConfigError(f"--listen: {listen_host!r} is neither an IP address nor a DNS name")
+    node_ids = compute_node_ids(validators + spare_nodes, observers)
+    roles = ["validator"] * validators + ["spare"] * spare_nodes + ["observer"] * observers
+    placements = place_nodes(node_ids, roles, host_entries, base_port=base_port, listen_host=listen_host)
+    port_range = ephemeral_port_range or hosts.read_ephemeral_port_range()
+    warnings = find_ephemeral_port_warnings(placements, port_range)
     pilot = load_pilot(pilot_path)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        return _generate(out_dir, pilot, validators, chain_id, base_port, host, spare_nodes)
+        layout = _generate(out_dir, pilot, validators, chain_id, placements, spare_nodes)
     except OSError as error:
         raise ConfigError(f"cannot write the network to {out_dir}: {error}") from error
+    return dataclasses.replace(layout, warnings=tuple(warnings))
 
 
 def _generate(
@@ -337,8 +475,7 @@ def _generate(
     pilot: PilotDefinition,
     validators: int,
     chain_id: str,
-    base_port: int,
-    host: str,
+    placements: Sequence[NodePlacement],
     spare_nodes: int,
 ) -> NetworkLayout:
     authorities = _create_authorities(out_dir, pilot)
@@ -346,17 +483,19 @@ def _generate(
     records = [
         _issue(authorities, claims, out_dir / "entities" / claims.entity_id) for claims in pilot.entities
     ]
-    node_claims = _validator_claims(pilot, validators + spare_nodes)
+    observers = sum(1 for placement in placements if placement.role == "observer")
+    node_claims = _node_claims(pilot, validators + spare_nodes, observers)
     node_records = [
-        _issue(authorities, claims, out_dir / "nodes" / claims.entity_id) for claims in node_claims
+        _issue(
+            authorities,
+            claims,
+            out_dir / "nodes" / claims.entity_id,
+            hosts=_compute_certificate_hosts(placement),
+        )
+        for claims, placement in zip(node_claims, placements, strict=True)
     ]
     node_ids = [claims.entity_id for claims in node_claims]
-    address_host = f"[{host}]" if ":" in host else host
-    addresses = [
-        (f"{address_host}:{base_port + 2 * i}", f"{address_host}:{base_port + 2 * i + 1}")
-        for i in range(validators + spare_nodes)
-    ]
-    config_paths = _write_node_configs(out_dir, node_ids, addresses)
+    config_paths = _write_node_configs(out_dir, placements)
     zone_names = {zone.zone_id: zone.name for zone in pilot.zones}
     chain_genesis = genesis.Genesis(
         chain_id=chain_id,
@@ -390,9 +529,10 @@ def _generate(
         genesis_path=genesis_path,
         node_ids=tuple(node_ids),
         node_config_paths=tuple(config_paths),
-        api_urls=tuple(f"http://{api}" for _, api in addresses),
-        p2p_addresses=tuple(p2p for p2p, _ in addresses),
+        api_urls=tuple(f"http://{placement.api_address}" for placement in placements),
+        p2p_addresses=tuple(placement.p2p_address for placement in placements),
         entity_ids=tuple(claims.entity_id for claims in pilot.entities),
+        node_roles=tuple(placement.role for placement in placements),
     )
     _write_file(out_dir / "network.json", _render_network_json(layout).encode("utf-8"))
     return layout
@@ -408,6 +548,7 @@ def _render_network_json(layout: NetworkLayout) -> str:
                 "config": str(layout.node_config_paths[i].relative_to(layout.out_dir)),
                 "api_url": layout.api_urls[i],
                 "p2p_address": layout.p2p_addresses[i],
+                "role": layout.node_roles[i],
             }
             for i, node_id in enumerate(layout.node_ids)
         ],
