@@ -84,6 +84,7 @@ from chainnode.core import codec, crypto, types
 from chainnode.core.errors import ConfigError, DecodeError, ValidationError
 from chainnode.core.tags import TAG_CHECKPOINT
 from chainnode.tools.export import ApiSource, BlockSource, LedgerSource, RawBlock, open_ledger_snapshot
+from chainnode.tools.verify_rate import measure_verify_rate
 
 ErrorCode = types.ErrorCode
 SIGNATURE_ITEM_BYTES = 128  # public key 32, message 32, signature 64
@@ -228,21 +229,6 @@ def verify_signature_batch(batch: bytes) -> bytes:
         public_key, message = batch[start : start + 32], batch[start + 32 : start + 64]
         flags[position] = crypto.verify(public_key, message, batch[start + 64 : start + 128])
     return bytes(flags)
-
-
-def measure_verify_rate(duration_s: float = 0.5, count_max: int = 100_000) -> float:
-    """Single-core Ed25519 verifications per second in this process (the machine's baseline)."""
-    key = crypto.SigningKey.generate()
-    samples = [os.urandom(32) for _ in range(64)]
-    items = [(message, key.sign(message)) for message in samples]
-    count, started = 0, time.perf_counter()
-    while count < count_max:
-        for message, signature in items:
-            crypto.verify(key.public_key, message, signature)
-        count += len(items)
-        if time.perf_counter() - started >= duration_s:
-            break
-    return count / (time.perf_counter() - started)
 
 
 class _Verified:

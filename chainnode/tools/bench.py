@@ -57,7 +57,6 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from chainnode.core import crypto
 from chainnode.core.errors import ChainError, ConfigError
 from chainnode.node.config import load_node_config
 from chainnode.tools.bench_load import (
@@ -69,14 +68,13 @@ from chainnode.tools.bench_load import (
     sign_workload,
 )
 from chainnode.tools.devnet import DevnetError, LocalNetwork
+from chainnode.tools.verify_rate import measure_verify_rate
 
 BENCH_CHAIN_ID = "pilot-bench"
 SUBMIT_BATCH_TXS_DEFAULT = 500
 STEADY_SKIP_FRACTION = 0.1
 SUSTAINED_WINDOW_MIN_S = 2.0
 SLICES = 10
-VERIFY_SAMPLES = 5
-VERIFY_SAMPLE_S = 0.25
 CONNECT_TIMEOUT_S = 30.0
 
 
@@ -244,33 +242,6 @@ def get_directory_bytes(directory: Path) -> int:
             except OSError:
                 continue  # LevelDB removed a file while we walked
     return total
-
-
-def measure_verify_rate(samples: int = VERIFY_SAMPLES, sample_s: float = VERIFY_SAMPLE_S) -> float:
-    """Single-core Ed25519 verifications per second with `crypto.verify` (libsodium through
-    PyNaCl), the function the nodes call for every transaction.
-
-    The best of a few short samples: other work on the machine can only slow
-    a sample down, so the fastest one is the closest to what one core does.
-    """
-    key = crypto.SigningKey.generate()
-    public_key = key.public_key
-    messages = [crypto.hash_tagged("tx", index.to_bytes(8, "big")) for index in range(256)]
-    signatures = [key.sign(message) for message in messages]
-    best = 0.0
-    for _ in range(samples):
-        done = 0
-        started = time.perf_counter()
-        deadline = started + sample_s
-        for _ in range(100_000):
-            for message, signature in zip(messages, signatures, strict=True):
-                if not crypto.verify(public_key, message, signature):  # what the nodes call
-                    raise BenchError("the verification benchmark's own signature did not verify")
-            done += len(messages)
-            if time.perf_counter() >= deadline:
-                break
-        best = max(best, done / (time.perf_counter() - started))
-    return best
 
 
 # ---------------------------------------------------------------- the run

@@ -38,10 +38,11 @@ from chainnode.core import types
 from chainnode.node import wire
 from chainnode.node.config import load_node_config
 from chainnode.node.runtime import Node, configure_gc
-from chainnode.tools.bench import BENCH_CHAIN_ID, measure_verify_rate
+from chainnode.tools.bench import BENCH_CHAIN_ID
 from chainnode.tools.bench_load import sign_workload
 from chainnode.tools.devnet import LocalNetwork
 from chainnode.tools.network import init_network
+from chainnode.tools.verify_rate import measure_verify_rate
 from consensus.messages import PrePrepare
 
 PHASES = (

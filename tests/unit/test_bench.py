@@ -8,7 +8,7 @@ import os
 import pytest
 
 from chainnode.app import records
-from chainnode.tools import bench, bench_load
+from chainnode.tools import bench, bench_load, verify_rate
 
 COMMITS = [(10.0, 100), (11.0, 100), (12.0, 200), (14.0, 100)]  # (commit time, txs) per block
 
@@ -97,7 +97,7 @@ def test_stat_parser_survives_a_command_name_with_spaces_and_parentheses() -> No
 
 
 def test_verify_rate_is_measured() -> None:
-    assert bench.measure_verify_rate(samples=2, sample_s=0.05) > 100
+    assert verify_rate.measure_verify_rate(samples=2, sample_s=0.05) > 100
 
 
 @pytest.mark.parametrize("sequence", range(40))
