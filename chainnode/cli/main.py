@@ -12,6 +12,7 @@ on stderr, never a traceback); 2 for usage errors (argparse); 130 on Ctrl-C.
 Commands (`authority ...` and `council ...` are described in `chainnode.cli.governance`):
     chainnode authority issue|register|renew|revoke --zone-dir DIR/zones/<zone> ...
     chainnode council propose|vote|list --member-dir DIR/council/<member> --node URL ...
+    chainnode records put|grant|revoke|anchor|mark-read|get|list|history|grants|verify ...
     chainnode network init --validators N --out DIR [--chain-id ID] [--base-port P] [--spare-nodes K]
         [--observers K] [--hosts FILE] [--node NAME=HOST[:P2P_PORT[:API_PORT]]]... [--listen HOST]
     chainnode node run --config PATH [--rebuild]
@@ -617,6 +618,9 @@ def build_parser() -> argparse.ArgumentParser:
     from chainnode.cli import governance as cli_governance  # standard library only at import time
 
     cli_governance.add_commands(commands)
+    from chainnode.cli import records as cli_records  # standard library only at import time
+
+    cli_records.add_commands(commands)
     return parser
 
 
