@@ -1,391 +1,38 @@
-"""Auditor replay: verify a whole chain from the genesis file, trusting no node.
-
-Theory of operation
--------------------
-`Auditor.run` reads blocks with their commit certificates from a
-`chainnode.tools.export.BlockSource` (a snapshot of a node's data directory, or a
-node's API) and replays them on its own in-memory state, which starts from the
-auditor's genesis file (or from a trusted checkpoint).  Per height, in order:
-
-    block_decode, height, chain_id, parent_hash, timestamp, timestamp_future,
-    tx_count, tx_root,
-    validator_set, proposer, certificate_binding, certificate_signers,
-    certificate_quorum, certificate_signature (per signature),
-    re-execution: tx_chain_id, tx_replay, tx_signer, tx_signature and
-    signer_authorization (per transaction: the signer's certificate registered,
-    not revoked, valid at the block's timestamp, with the action's role; a
-    failure there is a failed receipt, which the receipts root must show),
-    receipts_root, state_root,
-    and with a data directory also: stored_receipt and tx_index (per
-    transaction), block_index.
-
-At the end, when the audit reached the source's head: `head` (the head the
-source reports is the replayed one) and, with a data directory,
-`stored_state` (the node's stored state equals the replayed state, key by
-key).  The first failure stops the audit; it names the height, the
-transaction index when there is one, the check and the reason.
-
-Time: a block's timestamp must pass its parent's (the first block's, the
-genesis time), and may not lie ahead of the auditor's own clock, read when the
-audit starts, by more than the chain's `timestamp_drift_ms_max` in force at
-that height (`timestamp_future`): the validators refuse a fresh block further
-than that from their clocks, so a chain dated in the future was certified by
-validators that skipped the check.  How far a block lags behind the real time
-of its commit cannot be told from block data alone; the validators' lower
-bound is checked live, by each of them, for each fresh block.
-
-Validator sets: a validator-set change committed at height h applies from
-h + 1, so the set that certifies height h is the `val/set` entry of the
-auditor's own replayed state after h - 1 (the genesis set until a change is
-replayed).  The auditor derives it itself and never asks the source.
-
-Parallel signature checks.  PyNaCl holds the GIL while it verifies, so the
-signatures of a window of blocks ahead of re-execution (transactions and
-commit certificates) are verified by a `multiprocessing` pool (spawn start
-method, so it is safe with threads and on every platform) in batches of fixed
-128-byte items (public key 32, message 32, signature 64); the next window is
-verified while the current one is re-executed.  A transaction's key is the
-signer's key in the replayed state when its window is prepared; a verified
-(tx hash, key, signature) primes the executor's `SignatureCache`, so
-re-execution does not verify it again.  If the key changed in between, the
-cache misses and the executor verifies itself: the result never depends on
-the guess.  Certificate signatures are checked in the pool against the set in
-the replayed state when the window is prepared; if a replayed change makes the
-set of a height differ from that, its certificate is verified again, here.
-
-Checkpoints.  `compute_checkpoint` captures (height, block hash, state root,
-timestamp, the full replayed state, the set of committed transaction ids).
-Resuming from one TRUSTS it: the auditor accepts that the blocks up to that
-height were verified (by this tool, by someone the auditor trusts) and that
-the state in the file is what they produce.  The resumed audit only checks
-that the source's block at that height has the checkpoint's hash and state
-root, so it continues the same chain; it cannot re-derive the state from the
-state root (the chained commitment is not a state tree).
-"""
+"""The auditor: replays every block and checks what the package docstring lists."""
 
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import os
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from multiprocessing.pool import AsyncResult, Pool
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from chainnode.app import governance
 from chainnode.app.execution import Executor, InvalidBlockError, SignatureCache, get_entity
 from chainnode.app.genesis import Genesis
 from chainnode.app.state import compute_genesis_state_root
-from chainnode.core import codec, crypto, types
-from chainnode.core.errors import ConfigError, DecodeError, ValidationError
-from chainnode.core.tags import TAG_CHECKPOINT
+from chainnode.core import crypto, types
+from chainnode.core.errors import ConfigError, DecodeError
+from chainnode.tools.audit.checkpoint import Checkpoint
+from chainnode.tools.audit.replay import ReplayState
+from chainnode.tools.audit.report import AuditError, AuditReport, Failure, ProgressBar, fail
+from chainnode.tools.audit.verify import BATCH_ITEMS, SIGNATURE_ITEM_BYTES, SignatureVerifier, Verified
 from chainnode.tools.export import ApiSource, BlockSource, LedgerSource, RawBlock, open_ledger_snapshot
 from chainnode.tools.verify_rate import measure_verify_rate
 
 ErrorCode = types.ErrorCode
-SIGNATURE_ITEM_BYTES = 128  # public key 32, message 32, signature 64
 WINDOW_SIGNATURES = 16_384  # signatures verified ahead of re-execution per window
 WINDOW_FETCH_BLOCKS = 32
-BATCH_ITEMS = 1024  # items per pool task
-POOL_WAIT_S = 600.0
-CHECKPOINT_VERSION = 1
-_CHUNK_ITEMS = 50_000
-_CHECKPOINT_BYTES_MAX = 16 * 1024 * 1024 * 1024
 _EXECUTION_CHECKS = {
     ErrorCode.BAD_SIGNATURE: "tx_signature",
     ErrorCode.UNKNOWN_SIGNER: "tx_signer",
     ErrorCode.WRONG_CHAIN: "tx_chain_id",
     ErrorCode.DUPLICATE: "tx_replay",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class Failure:
-    """The first check that did not hold."""
-
-    height: int
-    tx_index: int | None  # position of the transaction in its block, when one is at fault
-    check: str
-    reason: str
-
-    def describe(self) -> str:
-        where = f"height {self.height}" + (f", tx {self.tx_index}" if self.tx_index is not None else "")
-        return f"{where}: {self.check}: {self.reason}"
-
-
-class AuditError(ValidationError):
-    code = "audit_failed"
-
-    def __init__(self, failure: Failure) -> None:
-        super().__init__(failure.describe())
-        self.failure = failure
-
-
-def _fail(height: int, check: str, reason: str, tx_index: int | None = None) -> AuditError:
-    return AuditError(Failure(height, tx_index, check, reason))
-
-
-# ---------------------------------------------------------------- checkpoints
-
-
-@dataclass(frozen=True, slots=True)
-class Checkpoint:
-    """The replayed chain at a height, to resume from (trusted, see the module doc)."""
-
-    chain_id: str
-    genesis_hash: bytes
-    height: int
-    block_hash: bytes  # the genesis hash at height 0
-    state_root: bytes
-    timestamp_ms: int
-    state: tuple[tuple[bytes, bytes], ...]  # key-sorted
-    committed_tx_hashes: tuple[bytes, ...]  # sorted
-
-    def encode(self) -> bytes:
-        def chunks(items: Sequence[Any]) -> tuple[tuple[Any, ...], ...]:
-            return tuple(tuple(items[i : i + _CHUNK_ITEMS]) for i in range(0, len(items), _CHUNK_ITEMS))
-
-        return codec.encode(
-            (
-                TAG_CHECKPOINT,
-                CHECKPOINT_VERSION,
-                self.chain_id,
-                self.genesis_hash,
-                self.height,
-                self.block_hash,
-                self.state_root,
-                self.timestamp_ms,
-                chunks(self.state),
-                chunks(self.committed_tx_hashes),
-            )
-        )
-
-
-def decode_checkpoint(data: bytes) -> Checkpoint:
-    fields = codec.expect_struct(
-        codec.decode(data, bytes_max=_CHECKPOINT_BYTES_MAX),
-        TAG_CHECKPOINT,
-        CHECKPOINT_VERSION,
-        10,
-        "checkpoint",
-    )
-    state: list[tuple[bytes, bytes]] = []
-    for chunk in codec.expect_tuple(fields[8], "checkpoint state"):
-        for item in codec.expect_tuple(chunk, "checkpoint state chunk"):
-            pair = codec.expect_tuple(item, "checkpoint state entry", 2)
-            if len(pair) != 2:
-                raise DecodeError("checkpoint state entry: expected [key, value]")
-            key, value = codec.expect_bytes(pair[0], "state key"), codec.expect_bytes(pair[1], "state value")
-            state.append((key, value))
-    hashes = [
-        codec.expect_bytes(item, "committed tx hash", 32)
-        for chunk in codec.expect_tuple(fields[9], "checkpoint tx hashes")
-        for item in codec.expect_tuple(chunk, "checkpoint tx hash chunk")
-    ]
-    return Checkpoint(
-        codec.expect_str(fields[2], "checkpoint chain id", 64),
-        codec.expect_bytes(fields[3], "checkpoint genesis hash", 32),
-        codec.expect_int(fields[4], "checkpoint height"),
-        codec.expect_bytes(fields[5], "checkpoint block hash", 32),
-        codec.expect_bytes(fields[6], "checkpoint state root", 32),
-        codec.expect_int(fields[7], "checkpoint timestamp"),
-        tuple(state),
-        tuple(hashes),
-    )
-
-
-def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
-    partial = path.with_name(path.name + ".partial")
-    try:
-        partial.write_bytes(checkpoint.encode())
-        partial.replace(path)
-    except OSError as error:
-        raise ConfigError(f"cannot write the checkpoint {path}: {error}") from error
-
-
-def load_checkpoint(path: Path) -> Checkpoint:
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise ConfigError(f"cannot read the checkpoint {path}: {error}") from error
-    try:
-        return decode_checkpoint(data)
-    except DecodeError as error:
-        raise ConfigError(f"{path} is not a checkpoint: {error.message}") from error
-
-
-# ---------------------------------------------------------------- signature verification
-
-
-def verify_signature_batch(batch: bytes) -> bytes:
-    """One byte per 128-byte item of `batch`: 1 when the signature verifies.  Runs in pool workers."""
-    flags = bytearray(len(batch) // SIGNATURE_ITEM_BYTES)
-    for position in range(len(flags)):
-        start = position * SIGNATURE_ITEM_BYTES
-        public_key, message = batch[start : start + 32], batch[start + 32 : start + 64]
-        flags[position] = crypto.verify(public_key, message, batch[start + 64 : start + 128])
-    return bytes(flags)
-
-
-class _Verified:
-    """The flags of one submitted batch, from the pool or computed in this process."""
-
-    def __init__(self, results: AsyncResult[list[bytes]] | None, flags: bytes = b"") -> None:
-        self._results = results
-        self._flags = flags
-
-    def get(self) -> bytes:
-        if self._results is not None:
-            self._flags = b"".join(self._results.get(timeout=POOL_WAIT_S))
-            self._results = None
-        return self._flags
-
-
-class SignatureVerifier:
-    """A spawn-started process pool (or this process when `workers` is 0) verifying item batches."""
-
-    def __init__(self, workers: int) -> None:
-        self.workers = workers
-        self._pool: Pool | None = None
-        if workers > 0:
-            self._pool = multiprocessing.get_context("spawn").Pool(workers)
-
-    def submit(self, items: bytes) -> _Verified:
-        if self._pool is None:
-            return _Verified(None, verify_signature_batch(items))
-        step = BATCH_ITEMS * SIGNATURE_ITEM_BYTES
-        batches = [items[start : start + step] for start in range(0, len(items), step)]
-        return _Verified(self._pool.map_async(verify_signature_batch, batches))
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.terminate()
-            self._pool.join()
-            self._pool = None
-
-
-# ---------------------------------------------------------------- replay state
-
-
-class ReplayState:
-    """The auditor's own state: a dict from genesis (or a checkpoint) plus applied write sets."""
-
-    def __init__(self, items: Mapping[bytes, bytes]) -> None:
-        self._values = dict(items)
-
-    def get_state(self, key: bytes) -> bytes | None:
-        return self._values.get(key)
-
-    def apply_write_set(self, write_set: Mapping[bytes, bytes | None]) -> None:
-        for key, value in write_set.items():
-            if value is None:
-                self._values.pop(key, None)
-            else:
-                self._values[key] = value
-
-    def get_sorted_items(self) -> list[tuple[bytes, bytes]]:
-        return sorted(self._values.items())
-
-
-# ---------------------------------------------------------------- report and progress
-
-
-@dataclass(frozen=True, slots=True)
-class AuditReport:
-    source: str
-    chain_id: str
-    height_from: int
-    height_to: int  # the last height audited (or attempted)
-    blocks: int  # blocks that passed every check
-    transactions: int  # transactions in those blocks
-    failed_receipts: dict[str, int]  # committed transactions that failed, by error code
-    checks: dict[str, int]  # check name -> times it ran and held
-    failure: Failure | None
-    elapsed_s: float
-    signatures_verified: int
-    workers: int
-    single_core_verify_per_s: float | None
-    final_height: int
-    final_block_hash: bytes
-    final_state_root: bytes
-    resumed_from: int | None
-
-    @property
-    def ok(self) -> bool:
-        return self.failure is None
-
-    def to_json(self) -> dict[str, Any]:
-        elapsed_s = max(self.elapsed_s, 1e-9)
-        failure = self.failure
-        return {
-            "result": "ok" if failure is None else "failed",
-            "source": self.source,
-            "chain_id": self.chain_id,
-            "height_from": self.height_from,
-            "height_to": self.height_to,
-            "resumed_from_height": self.resumed_from,
-            "blocks": self.blocks,
-            "transactions": self.transactions,
-            "failed_receipts": self.failed_receipts,
-            "checks": self.checks,
-            "first_failure": None
-            if failure is None
-            else {
-                "height": failure.height,
-                "tx_index": failure.tx_index,
-                "check": failure.check,
-                "reason": failure.reason,
-            },
-            "final": {
-                "height": self.final_height,
-                "block_hash": self.final_block_hash.hex(),
-                "state_root": self.final_state_root.hex(),
-            },
-            "elapsed_s": round(self.elapsed_s, 3),
-            "tx_per_s": round(self.transactions / elapsed_s, 1),
-            "signatures_verified": self.signatures_verified,
-            "verify_per_s": round(self.signatures_verified / elapsed_s, 1),
-            "single_core_verify_per_s": (
-                None if self.single_core_verify_per_s is None else round(self.single_core_verify_per_s, 1)
-            ),
-            "workers": self.workers,
-        }
-
-
-class ProgressBar:
-    """A one-line plain-text progress bar on a terminal (nothing when `stream` is not a TTY)."""
-
-    def __init__(
-        self, stream: TextIO, height_from: int, height_to: int, *, enabled: bool | None = None
-    ) -> None:
-        self.stream = stream
-        self.enabled = stream.isatty() if enabled is None else enabled
-        self.height_from, self.height_to = height_from, height_to
-        self._started = self._printed = time.monotonic()
-
-    def update(self, height: int, transactions: int, *, force: bool = False) -> None:
-        now = time.monotonic()
-        if not self.enabled or (not force and now - self._printed < 0.25):
-            return
-        self._printed = now
-        total = max(self.height_to - self.height_from + 1, 1)
-        fraction = min(max(height - self.height_from + 1, 0) / total, 1.0)
-        bar = "#" * int(fraction * 30)
-        rate = transactions / max(now - self._started, 1e-9)
-        self.stream.write(
-            f"\raudit [{bar:<30}] {fraction:4.0%}  height {height}/{self.height_to}"
-            f"  {transactions} tx  {rate:,.0f} tx/s "
-        )
-        self.stream.flush()
-
-    def finish(self) -> None:
-        if self.enabled:
-            self.stream.write("\n")
-            self.stream.flush()
 
 
 # ---------------------------------------------------------------- the auditor
@@ -409,7 +56,7 @@ class _Loaded:
 @dataclass
 class _Window:
     loaded: list[_Loaded]
-    verified: _Verified
+    verified: Verified
     items: int
 
 
@@ -460,7 +107,7 @@ class Auditor:
             try:
                 validators = types.decode_validator_set(encoded)
             except DecodeError as error:
-                raise _fail(
+                raise fail(
                     height, "validator_set", f"the replayed state holds no validator set: {error}"
                 ) from None
             self._validator_sets[encoded] = validators
@@ -527,26 +174,26 @@ class Auditor:
 
     def _check_start(self) -> None:
         if self.source.get_genesis_hash() != self.genesis_hash:
-            raise _fail(0, "genesis", "the source's chain starts from another genesis than the auditor's")
+            raise fail(0, "genesis", "the source's chain starts from another genesis than the auditor's")
         self._count("genesis")
         checkpoint = self.checkpoint
         if checkpoint is None:
             return
         if checkpoint.genesis_hash != self.genesis_hash or checkpoint.chain_id != self.genesis.chain_id:
-            raise _fail(checkpoint.height, "checkpoint", "the checkpoint belongs to another chain")
+            raise fail(checkpoint.height, "checkpoint", "the checkpoint belongs to another chain")
         if checkpoint.height == 0:
             return
         (raw,) = self.source.get_blocks([checkpoint.height])
         try:
             header = None if raw is None else types.decode_block(raw.block_encoded, check_body=False).header
         except DecodeError as error:
-            raise _fail(
+            raise fail(
                 checkpoint.height, "checkpoint", f"the source's block does not decode: {error}"
             ) from None
         if header is None or header.compute_hash() != checkpoint.block_hash:
-            raise _fail(checkpoint.height, "checkpoint", "the source's block differs from the checkpoint's")
+            raise fail(checkpoint.height, "checkpoint", "the source's block differs from the checkpoint's")
         if header.state_root != checkpoint.state_root:
-            raise _fail(checkpoint.height, "checkpoint", "the source's state root is not the checkpoint's")
+            raise fail(checkpoint.height, "checkpoint", "the source's state root is not the checkpoint's")
         self._count("checkpoint")
 
     def _run_windows(self, verifier: SignatureVerifier, last: int, progress: ProgressBar) -> None:
@@ -585,17 +232,17 @@ class Auditor:
 
     def _decode(self, entry: _Loaded) -> None:
         if entry.raw is None:
-            entry.problem = _fail(entry.height, "block_missing", "the source has no block or certificate")
+            entry.problem = fail(entry.height, "block_missing", "the source has no block or certificate")
             return
         try:
             entry.block = types.decode_block(entry.raw.block_encoded, check_body=False)
         except DecodeError as error:
-            entry.problem = _fail(entry.height, "block_decode", error.message)
+            entry.problem = fail(entry.height, "block_decode", error.message)
             return
         try:
             entry.certificate = types.decode_commit_certificate(entry.raw.certificate_encoded)
         except DecodeError as error:
-            entry.problem = _fail(entry.height, "certificate_decode", error.message)
+            entry.problem = fail(entry.height, "certificate_decode", error.message)
 
     def _add_items(self, entry: _Loaded, items: bytearray, keys: dict[str, bytes | None]) -> None:
         block, certificate = entry.block, entry.certificate
@@ -675,10 +322,10 @@ class Auditor:
         ]
         for check, holds, reason in checks:
             if not holds:
-                raise _fail(height, check, reason)
+                raise fail(height, check, reason)
             self._count(check)
         if types.compute_tx_root(block.transactions) != header.tx_root:
-            raise _fail(
+            raise fail(
                 height,
                 "tx_root",
                 "the transactions do not hash to the header's tx root",
@@ -712,27 +359,27 @@ class Auditor:
         height, header = entry.height, block.header
         encoded, validators = self._get_validators(height)
         if header.validator_set_hash != validators.compute_hash():
-            raise _fail(height, "validator_set", "the header names another set than the replayed one")
+            raise fail(height, "validator_set", "the header names another set than the replayed one")
         self._count("validator_set")
         if header.proposer != validators.primary(header.view):
-            raise _fail(
+            raise fail(
                 height, "proposer", f"proposer {header.proposer} is not the primary of view {header.view}"
             )
         self._count("proposer")
         binding = (certificate.height, certificate.block_hash) == (height, block.hash)
         if not binding or certificate.view < header.view:
-            raise _fail(height, "certificate_binding", "the commit certificate is for another block or view")
+            raise fail(height, "certificate_binding", "the commit certificate is for another block or view")
         self._count("certificate_binding")
         indexes = [index for index, _ in certificate.signatures]
         if indexes != sorted(set(indexes)) or any(index >= validators.size for index in indexes):
-            raise _fail(
+            raise fail(
                 height,
                 "certificate_signers",
                 f"signers {indexes} are not distinct known validators in ascending order",
             )
         self._count("certificate_signers")
         if len(indexes) < validators.quorum:
-            raise _fail(
+            raise fail(
                 height, "certificate_quorum", f"{len(indexes)} signatures, quorum is {validators.quorum}"
             )
         self._count("certificate_quorum")
@@ -745,7 +392,7 @@ class Auditor:
             else:
                 holds = item >= 0 and bool(flags[item])
             if not holds:
-                raise _fail(
+                raise fail(
                     height,
                     "certificate_signature",
                     f"invalid COMMIT signature of validator {validators.validators[index].entity_id}",
@@ -765,7 +412,7 @@ class Auditor:
             )
         except InvalidBlockError as error:
             check = _EXECUTION_CHECKS.get(error.error_code, "execution")
-            raise _fail(height, check, error.message, error.tx_index) from None
+            raise fail(height, check, error.message, error.tx_index) from None
         count = len(block.transactions)
         for check in ("tx_chain_id", "tx_replay", "tx_signer", "tx_signature", "signer_authorization"):
             self._count(check, count)
@@ -776,10 +423,10 @@ class Auditor:
                 if stored is None
                 else next((i for i, r in enumerate(result.receipts) if stored[i] != r.encode()), None)
             )
-            raise _fail(height, "receipts_root", "re-execution gives another receipts root", mismatch)
+            raise fail(height, "receipts_root", "re-execution gives another receipts root", mismatch)
         self._count("receipts_root")
         if result.state_root != header.state_root:
-            raise _fail(height, "state_root", "re-execution gives another state root")
+            raise fail(height, "state_root", "re-execution gives another state root")
         self._count("state_root")
         if isinstance(self.source, LedgerSource) and stored is not None:
             self._check_stored(self.source, height, block, result.receipts, stored)
@@ -804,25 +451,25 @@ class Auditor:
     ) -> None:
         for index, (tx, receipt) in enumerate(zip(block.transactions, receipts, strict=True)):
             if stored[index] != receipt.encode():
-                raise _fail(height, "stored_receipt", "the node's receipt is not the replayed one", index)
+                raise fail(height, "stored_receipt", "the node's receipt is not the replayed one", index)
             if source.get_tx_location(tx.hash) != (height, index):
-                raise _fail(height, "tx_index", f"the node's index places {tx.hash.hex()} elsewhere", index)
+                raise fail(height, "tx_index", f"the node's index places {tx.hash.hex()} elsewhere", index)
         self._count("stored_receipt", len(receipts))
         self._count("tx_index", len(receipts))
         if source.get_block_height(block.hash) != height:
-            raise _fail(height, "block_index", "the node's block-hash index does not point to this height")
+            raise fail(height, "block_index", "the node's block-hash index does not point to this height")
         self._count("block_index")
 
     # ------------------------------------------------------------ the end
 
     def _check_head(self, height: int, block_hash: bytes, state_root: bytes) -> None:
         if (height, block_hash, state_root) != (self.height, self.block_hash, self.state_root):
-            raise _fail(height, "head", "the head the source reports is not the replayed head")
+            raise fail(height, "head", "the head the source reports is not the replayed head")
         self._count("head")
         if isinstance(self.source, LedgerSource):
             difference = _find_state_difference(self.source.iter_state(), self.state.get_sorted_items())
             if difference is not None:
-                raise _fail(height, "stored_state", difference)
+                raise fail(height, "stored_state", difference)
             self._count("stored_state")
 
 
