@@ -1,0 +1,234 @@
+"""HTTP endpoints for digital assets: collections, assets, holdings and provenance.
+
+Theory of operation: read-only views of the committed state of the `assets` module, through the
+readers of `chainnode.app.asset_state` over the node's ledger; `chainnode.api.server.create_app`
+mounts them with `add_routes`.  Every list is paginated: `limit` (1..`LIMIT_MAX`, default
+`LIMIT_DEFAULT`) and an opaque `cursor` taken from the previous page's `next_cursor` (null on the
+last page).  A cursor is only meaningful for the list that returned it.
+
+- `GET /v1/collections/{collection}`: the collection and its statistics.
+- `GET /v1/collections/{collection}/assets[?limit&cursor]`: its assets in mint order, burned
+  ones included.
+- `GET /v1/collections/{collection}/assets/{token}`: one asset with its holders (at most
+  `HOLDERS_MAX`) and their freezes.
+- `GET /v1/collections/{collection}/assets/{token}/provenance[?limit&cursor]`: every action
+  that touched the asset, oldest first, with height and tx hash.
+- `GET /v1/entities/{id}/assets[?limit&cursor]`: what an entity holds.
+
+Unknown collections and assets answer 404 `not_found`; a bad `limit` 400 `bad_request`, a bad
+`cursor` 400 `bad_cursor`.  Listing holdings needs a ledger that can list a key prefix
+(`iter_state`); a reader that cannot answers 501.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from chainnode.api.common import check_name, error_body, get_service, json_response, parse_natural
+from chainnode.api.service import LedgerReader
+from chainnode.app import asset_state
+from chainnode.core.errors import RemoteError
+
+LIMIT_DEFAULT = 100
+LIMIT_MAX = 1000
+HOLDERS_MAX = 100
+
+
+def _not_found(message: str) -> web.Response:
+    return json_response(error_body("not_found", message), status=404)
+
+
+def _get_ledger(request: web.Request) -> LedgerReader:
+    return get_service(request).ledger
+
+
+def _get_iterator(ledger: LedgerReader) -> asset_state.StateIterator:
+    if getattr(ledger, "iter_state", None) is None:
+        raise web.HTTPNotImplemented(reason="this node's ledger cannot list state")
+    return ledger  # type: ignore[return-value]  # checked just above
+
+
+def parse_limit(request: web.Request) -> int:
+    text = request.query.get("limit")
+    if text is None:
+        return LIMIT_DEFAULT
+    limit = parse_natural(text, "limit", code="bad_request")
+    if not 1 <= limit <= LIMIT_MAX:
+        raise RemoteError(f"limit must be within [1, {LIMIT_MAX}]", code="bad_request")
+    return limit
+
+
+def _parse_index_cursor(request: web.Request) -> int:
+    text = request.query.get("cursor", "")
+    return 0 if text == "" else parse_natural(text, "cursor", code="bad_cursor")
+
+
+# ---------------------------------------------------------------- JSON forms
+
+
+def compute_collection_json(collection: asset_state.Collection) -> dict[str, Any]:
+    return {
+        "id": collection.collection_id,
+        "issuer": collection.issuer,
+        "name": collection.name,
+        "symbol": collection.symbol,
+        "kind": collection.kind,
+        "schema_hash": collection.schema_hash.hex() or None,
+        "created_height": collection.created_height,
+        "paused": collection.paused,
+        "stats": {
+            "tokens": collection.tokens,
+            "tokens_burned": collection.tokens_burned,
+            "tokens_live": collection.tokens - collection.tokens_burned,
+            "units": collection.units,
+            "transfers": collection.transfers,
+            "frozen_holdings": collection.frozen,
+        },
+    }
+
+
+def compute_asset_json(asset: asset_state.Asset) -> dict[str, Any]:
+    return {
+        "asset_id": asset.asset_id,
+        "collection": asset.collection_id,
+        "token": asset.token_id,
+        "seq": asset.seq,
+        "metadata_hash": asset.metadata_hash.hex(),
+        "uri": asset.uri or None,
+        "minted_height": asset.minted_height,
+        "units": asset.units,
+        "burned": asset.is_burned,
+        "owner": asset.owner or None,
+        "approved": asset.approved or None,
+        "provenance_entries": asset.history,
+    }
+
+
+def compute_holding_json(holding: asset_state.Holding) -> dict[str, Any]:
+    return {
+        "asset_id": asset_state.compute_asset_id(holding.collection_id, holding.token_id),
+        "collection": holding.collection_id,
+        "token": holding.token_id,
+        "holder": holding.holder,
+        "amount": holding.amount,
+        "frozen_by": holding.frozen_by or None,
+    }
+
+
+def compute_provenance_json(entry: asset_state.ProvenanceEntry) -> dict[str, Any]:
+    return {
+        "index": entry.index,
+        "action": entry.action,
+        "actor": entry.actor,
+        "from": entry.source or None,
+        "to": entry.target or None,
+        "amount": entry.amount,
+        "height": entry.height,
+        "tx_hash": entry.tx_hash.hex(),
+    }
+
+
+# ---------------------------------------------------------------- handlers
+
+
+def _find_collection(ledger: LedgerReader, request: web.Request) -> asset_state.Collection | None:
+    collection_id = check_name(request.match_info["collection"], "collection id")
+    return asset_state.get_collection(ledger, collection_id)
+
+
+def _find_asset(ledger: LedgerReader, request: web.Request) -> asset_state.Asset | None:
+    collection_id = check_name(request.match_info["collection"], "collection id")
+    token_id = check_name(request.match_info["token"], "token id")
+    return asset_state.get_asset(ledger, collection_id, token_id)
+
+
+async def handle_collection(request: web.Request) -> web.Response:
+    collection = _find_collection(_get_ledger(request), request)
+    if collection is None:
+        return _not_found(f"no collection {request.match_info['collection']!r}")
+    return json_response(compute_collection_json(collection))
+
+
+async def handle_collection_assets(request: web.Request) -> web.Response:
+    ledger = _get_ledger(request)
+    limit = parse_limit(request)
+    after = _parse_index_cursor(request)
+    collection = _find_collection(ledger, request)
+    if collection is None:
+        return _not_found(f"no collection {request.match_info['collection']!r}")
+    found = asset_state.list_collection_assets(ledger, collection, after=after, limit=limit)
+    last = found[-1].seq if found else after
+    return json_response(
+        {
+            "collection": collection.collection_id,
+            "assets": [compute_asset_json(asset) for asset in found],
+            "next_cursor": str(last) if last < collection.tokens else None,
+        }
+    )
+
+
+async def handle_asset(request: web.Request) -> web.Response:
+    ledger = _get_ledger(request)
+    asset = _find_asset(ledger, request)
+    if asset is None:
+        return _not_found(f"no asset {request.match_info['collection']}/{request.match_info['token']}")
+    answer = compute_asset_json(asset)
+    holders = asset_state.list_holders(
+        _get_iterator(ledger), asset.collection_id, asset.token_id, limit=HOLDERS_MAX + 1
+    )
+    answer["holders"] = [compute_holding_json(holding) for holding in holders[:HOLDERS_MAX]]
+    answer["holders_truncated"] = len(holders) > HOLDERS_MAX
+    return json_response(answer)
+
+
+async def handle_provenance(request: web.Request) -> web.Response:
+    ledger = _get_ledger(request)
+    limit = parse_limit(request)
+    after = _parse_index_cursor(request)
+    asset = _find_asset(ledger, request)
+    if asset is None:
+        return _not_found(f"no asset {request.match_info['collection']}/{request.match_info['token']}")
+    entries = asset_state.list_provenance(ledger, asset, after=after, limit=limit)
+    last = entries[-1].index if entries else after
+    return json_response(
+        {
+            "asset_id": asset.asset_id,
+            "entries": [compute_provenance_json(entry) for entry in entries],
+            "next_cursor": str(last) if last < asset.history else None,
+        }
+    )
+
+
+async def handle_owned(request: web.Request) -> web.Response:
+    ledger = _get_ledger(request)
+    holder = check_name(request.match_info["id"], "entity id")
+    limit = parse_limit(request)
+    after = request.query.get("cursor", "")
+    collection_id, slash, token_id = after.partition("/")
+    if after and not (
+        slash
+        and asset_state.is_valid_collection_id(collection_id)
+        and asset_state.is_valid_token_id(token_id)
+    ):
+        raise RemoteError(
+            "cursor must be an asset id <collection>/<token> from a previous page", code="bad_cursor"
+        )
+    found = asset_state.list_owned(_get_iterator(ledger), holder, after=after, limit=limit)
+    last = asset_state.compute_asset_id(found[-1].collection_id, found[-1].token_id) if found else ""
+    return json_response(
+        {
+            "holder": holder,
+            "assets": [compute_holding_json(holding) for holding in found],
+            "next_cursor": last if len(found) == limit else None,
+        }
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/v1/collections/{collection}", handle_collection)
+    app.router.add_get("/v1/collections/{collection}/assets", handle_collection_assets)
+    app.router.add_get("/v1/collections/{collection}/assets/{token}", handle_asset)
+    app.router.add_get("/v1/collections/{collection}/assets/{token}/provenance", handle_provenance)
+    app.router.add_get("/v1/entities/{id}/assets", handle_owned)
