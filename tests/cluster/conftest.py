@@ -178,19 +178,26 @@ def start_cluster(
     *,
     validators: int = VALIDATORS,
     spare_nodes: int = 0,
+    observers: int = 0,
     environments: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Cluster:
     """Init a network under `parent` on probed ports and start it; retried on a port conflict.
 
     `spare_nodes` more nodes (`init_network`'s spare validators, not in the genesis set) are
-    started too; their peers refuse them until the council adds them.  `environments` maps a
-    node id to extra environment variables for that node's process.
+    started too; their peers refuse them until the council adds them.  `observers` observer
+    nodes (observer-01, ...) follow the chain without voting.  `environments` maps a node id to
+    extra environment variables for that node's process.
     """
     for attempt in range(1, START_ATTEMPTS_MAX + 1):
-        base_port = find_free_base_port(2 * (validators + spare_nodes), rng)
+        base_port = find_free_base_port(2 * (validators + spare_nodes + observers), rng)
         directory = parent / f"network-{attempt}"
         init_network(
-            directory, validators=validators, chain_id=CHAIN_ID, base_port=base_port, spare_nodes=spare_nodes
+            directory,
+            validators=validators,
+            chain_id=CHAIN_ID,
+            base_port=base_port,
+            spare_nodes=spare_nodes,
+            observers=observers,
         )
         network = LocalNetwork(directory)
         try:
@@ -213,10 +220,13 @@ def running_cluster(
     module_id: str,
     *,
     spare_nodes: int = 0,
+    observers: int = 0,
     environments: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Iterator[Cluster]:
     """A started cluster, stopped on exit whatever happened; its logs go into failure reports."""
-    cluster = start_cluster(parent, random.Random(), spare_nodes=spare_nodes, environments=environments)
+    cluster = start_cluster(
+        parent, random.Random(), spare_nodes=spare_nodes, observers=observers, environments=environments
+    )
     _NETWORK_DIRECTORIES[module_id] = cluster.directory
     try:
         yield cluster
