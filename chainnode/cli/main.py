@@ -618,6 +618,9 @@ def build_parser() -> argparse.ArgumentParser:
     from chainnode.cli import governance as cli_governance  # standard library only at import time
 
     cli_governance.add_commands(commands)
+    from chainnode.cli import assets as cli_assets  # standard library only at import time
+
+    cli_assets.add_commands(commands)
     from chainnode.cli import records as cli_records  # standard library only at import time
 
     cli_records.add_commands(commands)

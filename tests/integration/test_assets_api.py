@@ -5,11 +5,13 @@ the zone authority freezes it, and an auditor reads the provenance, page by page
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+import cli
 from chainnode.core import crypto, identity
 from chainnode.sdk.assets import Assets
 from chainnode.sdk.client import AuthoritySigner, Client, ClientError, Identity, build_transaction
@@ -144,3 +146,69 @@ def test_queries_answer_404_and_400_with_stable_codes(server: ServerThread) -> N
         with pytest.raises(ClientError) as refused:
             client.send("GET", path)
         assert refused.value.code == code, path
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, str, str]:
+    code = cli.main([str(item) for item in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_the_asset_commands_drive_the_same_flow(
+    net: Network, server: ServerThread, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    issuer = register_issuer(net, Client(server.url), tmp_path / "issuer")
+    pku = net.directory / "entities" / "pku"
+    node = ("--node", server.url)
+    code, out, _ = run_cli(
+        capsys, "asset", "create-collection", "--identity", issuer, *node, "--collection", "certs",
+        "--name", "Certificates", "--symbol", "CRT", "--wait", "--json",
+    )  # fmt: skip
+    assert code == 0 and json.loads(out)["asset_id"] == "certs"
+    metadata = tmp_path / "certificate.json"
+    metadata.write_text('{"holder": "pku", "title": "Data steward"}')
+    code, out, _ = run_cli(
+        capsys, "asset", "mint", "--identity", issuer, *node, "--collection", "certs", "--token", "c-1",
+        "--owner", "pku", "--metadata-file", metadata, "--wait", "--json",
+    )  # fmt: skip
+    minted = json.loads(out)
+    assert code == 0 and minted["asset_id"] == "certs/c-1" and minted["status"] == "committed"
+    assert len(minted["tx_hash"]) == 64
+    code, out, _ = run_cli(
+        capsys, "asset", "transfer", "--identity", pku, *node, "--collection", "certs", "--token", "c-1",
+        "--to", "fudan", "--wait",
+    )  # fmt: skip
+    assert code == 0 and "asset_id" in out and "certs/c-1" in out and "tx_hash" in out
+    code, _, _ = run_cli(
+        capsys, "asset", "freeze", "--zone-dir", net.zone_dir("shanghai"), *node, "--collection", "certs",
+        "--token", "c-1", "--holder", "fudan", "--wait",
+    )  # fmt: skip
+    assert code == 0
+    # A refused transaction: exit 1 and the receipt's stable code on one line.
+    code, _, err = run_cli(
+        capsys, "asset", "transfer", "--identity", net.directory / "entities" / "fudan", *node,
+        "--collection", "certs", "--token", "c-1", "--to", "pku", "--wait",
+    )  # fmt: skip
+    assert code == 1 and err.startswith("error: asset_frozen:")
+    code, out, _ = run_cli(
+        capsys, "asset", "provenance", *node, "--collection", "certs", "--token", "c-1", "--json"
+    )
+    assert code == 0
+    entries = json.loads(out)["entries"]
+    assert [e["action"] for e in entries] == ["mint", "transfer", "freeze"]
+    assert entries[0]["tx_hash"] == minted["tx_hash"]
+    code, out, _ = run_cli(capsys, "asset", "provenance", *node, "--collection", "certs", "--token", "c-1")
+    assert code == 0 and out.splitlines()[0].split()[:4] == ["#", "HEIGHT", "ACTION", "ACTOR"]
+    code, out, _ = run_cli(capsys, "asset", "show", *node, "--collection", "certs", "--token", "c-1")
+    assert code == 0 and "zone:shanghai" in out
+    code, out, _ = run_cli(capsys, "asset", "owned", "fudan", *node, "--json")
+    assert code == 0 and [a["asset_id"] for a in json.loads(out)["assets"]] == ["certs/c-1"]
+    code, out, _ = run_cli(capsys, "asset", "collection", "certs", *node)
+    assert code == 0 and "frozen_holdings" in out
+    code, _, err = run_cli(capsys, "asset", "show", *node, "--collection", "certs", "--token", "missing")
+    assert code == 1 and err.startswith("error: not_found:")
+    # Usage errors exit 2 before anything is sent.
+    no_signer = ("asset", "freeze", *node, "--collection", "certs", "--token", "c-1", "--holder", "x")
+    assert run_cli(capsys, *no_signer)[0] == 2
+    no_metadata = ("asset", "mint", "--identity", issuer, *node, "--collection", "certs", "--token", "c-2")
+    assert run_cli(capsys, *no_metadata, "--owner", "pku")[0] == 2
