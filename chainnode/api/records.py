@@ -31,7 +31,7 @@ from aiohttp import web
 
 from chainnode.api.common import check_name, error_body, get_service, json_response, parse_natural
 from chainnode.api.service import LedgerReader
-from chainnode.app import records
+from chainnode.app import records, records_sharing
 from chainnode.core.errors import RemoteError
 from chainnode.core.hexstr import parse_hex
 
@@ -68,12 +68,12 @@ def compute_record_json(record: records.RecordVersion) -> dict[str, Any]:
     }
 
 
-def compute_grant_json(grant: records.Grant, next_height: int) -> dict[str, Any]:
+def compute_grant_json(grant: records_sharing.Grant, next_height: int) -> dict[str, Any]:
     refusal = grant.get_refusal(next_height)
     status = (
         "active"
         if refusal is None
-        else ("revoked" if refusal == records.ErrorCode.GRANT_REVOKED else "expired")
+        else ("revoked" if refusal == records_sharing.ErrorCode.GRANT_REVOKED else "expired")
     )
     return {
         "owner": grant.owner,
@@ -150,7 +150,7 @@ async def handle_anchors(request: web.Request) -> web.Response:
 
 async def handle_reads(request: web.Request) -> web.Response:
     entity, key = _get_entity_and_key(request)
-    markers = records.list_read_markers(_get_lister(get_service(request).ledger), entity, key)
+    markers = records_sharing.list_read_markers(_get_lister(get_service(request).ledger), entity, key)
     return json_response(
         {
             "reads": [
@@ -184,7 +184,7 @@ async def handle_grants(request: web.Request) -> web.Response:
     owner = check_name(request.match_info["owner"], "owner")
     ledger = get_service(request).ledger
     next_height = ledger.get_head().height + 1
-    grants = records.list_grants(_get_lister(ledger), owner)
+    grants = records_sharing.list_grants(_get_lister(ledger), owner)
     return json_response(
         {"owner": owner, "grants": [compute_grant_json(grant, next_height) for grant in grants]}
     )

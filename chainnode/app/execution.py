@@ -53,7 +53,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from chainnode.app import assets, authority, governance, records
+from chainnode.app import assets, authority, governance, records, records_sharing
 from chainnode.app.state import (
     Action,
     ExecutionContext,
@@ -73,6 +73,7 @@ SIGNATURE_CACHE_ENTRIES_MAX = 40_000  # covers a full mempool (8 blocks) and the
 
 DEFAULT_ACTIONS: Mapping[tuple[str, str], Action] = {
     **records.ACTIONS,
+    **records_sharing.ACTIONS,
     **authority.ACTIONS,
     **governance.ACTIONS,
     **assets.ACTIONS,

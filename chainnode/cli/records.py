@@ -36,7 +36,7 @@ from chainnode.cli.args import parse_positive_int, print_json
 if TYPE_CHECKING:
     from chainnode.sdk.records import Records
 
-RIGHTS = ("write", "read-marker")  # `chainnode.app.records.RIGHTS`, kept here so --help stays light
+RIGHTS = ("write", "read-marker")  # `chainnode.app.records_sharing.RIGHTS`, kept here so --help stays light
 EXPIRES_IN_DEFAULT = 100_000
 
 

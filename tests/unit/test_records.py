@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from chainnode.app import records
+from chainnode.app import records, records_sharing
 from chainnode.app.execution import Executor, SignatureCache
 from chainnode.app.state import compute_genesis_state_root
+from chainnode.cli import records as cli_records
 from chainnode.core import types
 from tests.factories import MapState, make_key, make_tx
 
@@ -145,7 +146,7 @@ def test_read_marker_grant_marks_reads_but_does_not_write() -> None:
     chain.ok("hospital", "grant", "university", "lab-", "read-marker", 100)
     marked = chain.ok("university", "mark_read", "hospital", "lab-results", 1)
     assert marked.events == (("records.read_marked", ("hospital", "lab-results", 1, "university")),)
-    (marker,) = records.list_read_markers(chain.state, "hospital", "lab-results")
+    (marker,) = records_sharing.list_read_markers(chain.state, "hospital", "lab-results")
     assert (marker.reader, marker.version, marker.height) == ("university", 1, 3)
     assert chain.do("university", "put_to", "hospital", "lab-results", b"x").code == ErrorCode.WRONG_RIGHT
 
@@ -160,7 +161,7 @@ def test_grant_expires_after_its_height_and_revocation_applies_to_the_next_trans
     revoke = chain.tx("hospital", "revoke", "university", "")
     write = chain.tx("university", "put_to", "hospital", "a", b"4")
     assert [receipt.code for receipt in chain.run(revoke, write)] == [0, ErrorCode.GRANT_REVOKED]
-    (grant,) = records.list_grants(chain.state, "hospital")
+    (grant,) = records_sharing.list_grants(chain.state, "hospital")
     assert (grant.grantee, grant.revoked_height, grant.expires_at_height) == ("university", 6, 100)
 
 
@@ -343,3 +344,7 @@ def test_refusal_has_its_stable_code_and_writes_nothing(case: str) -> None:
 def test_every_records_code_has_a_refusal_case() -> None:
     records_codes = {code for code in ErrorCode if 40 <= code < 50}
     assert records_codes <= {code for *_, code in REFUSALS.values()}
+
+
+def test_the_cli_offers_the_rights_the_module_knows() -> None:
+    assert cli_records.RIGHTS == records_sharing.RIGHTS
