@@ -431,9 +431,11 @@ def create_app(service: NodeService, *, body_bytes_max: int = 32 * 1024 * 1024) 
     app.router.add_get("/v1/blocks/{height}", handle_block)
     # Imported here: api_governance builds on this module's helpers.
     from chainnode.api import assets as api_assets
+    from chainnode.api import events as api_events
     from chainnode.api import governance as api_governance
 
     api_governance.add_routes(app)
     api_assets.add_routes(app)
+    api_events.add_routes(app)
     api_records.add_routes(app)
     return app

@@ -110,3 +110,8 @@ class NodeService(Protocol):
     def render_metrics(self) -> str:
         """The node's metrics in Prometheus text format."""
         ...
+
+    async def wait_for_commit(self, height: int, timeout_s: float) -> None:
+        """Return once the head is above `height` (at once if it is), at the next commit, or
+        after `timeout_s`; callers read the head again (`chainnode.api.events.CommitSignal`)."""
+        ...

@@ -624,6 +624,9 @@ def build_parser() -> argparse.ArgumentParser:
     from chainnode.cli import records as cli_records  # standard library only at import time
 
     cli_records.add_commands(commands)
+    from chainnode.cli import events as cli_events  # standard library only at import time
+
+    cli_events.add_commands(commands)
     return parser
 
 

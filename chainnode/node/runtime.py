@@ -48,6 +48,7 @@ from typing import Any
 from aiohttp import web
 from cryptography import x509
 
+from chainnode.api.events import CommitSignal
 from chainnode.api.server import create_app
 from chainnode.api.service import ReadinessProblem, SubmitResult, TransactionStatus
 from chainnode.app.execution import Executor, SignatureCache
@@ -153,6 +154,7 @@ class Node:
         self._warning_gate = health.WarningGate(WARNING_INTERVAL_MS)
         self.disk = health.DiskSpaceWatch(config.data_dir, free_bytes_min=config.disk_free_bytes_min)
         self.readiness = self._create_readiness()
+        self.commit_signal = CommitSignal()  # wakes the API's event readers after each commit
 
     def _create_engine(self, validators: types.ValidatorSet) -> Engine:
         """The engine, restored from the ledger's head and our vote log."""
@@ -384,6 +386,7 @@ class Node:
             raise InvariantError(f"block {block.height} committed with another state root than executed")
         self.admission.note_commit(block)
         self.committed_txs += len(block.transactions)
+        self.commit_signal.notify()
         if any(key.startswith(PEER_AFFECTING_PREFIXES) for key in result.write_set):
             self.peer_policy.disconnect_unauthorized(self.transport)
         if any(key == types.CHAIN_PARAMS_KEY for key in result.write_set):
@@ -525,6 +528,10 @@ class Node:
 
     def get_status(self) -> dict[str, Any]:
         return status.compute_status(self)
+
+    async def wait_for_commit(self, height: int, timeout_s: float) -> None:
+        if self._ledger.get_head().height <= height:
+            await self.commit_signal.wait(timeout_s)
 
 
 # The cyclic collector's thresholds for a running node (CPython's defaults: 700, 10, 10).

@@ -21,6 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
+from chainnode.api.events import CommitSignal
 from chainnode.api.server import create_app
 from chainnode.api.service import SubmitResult, TransactionStatus
 from chainnode.app.execution import Executor, SignatureCache
@@ -122,6 +123,7 @@ class LocalService:
         self.mempool = Mempool(capacity_txs=mempool_capacity_txs, capacity_bytes=mempool_capacity_bytes)
         self.executor = Executor(chain_id, SignatureCache())
         self.rejected: dict[bytes, tuple[str, str]] = {}
+        self.commit_signal = CommitSignal()
 
     def close(self) -> None:
         self.ledger.close()
@@ -203,6 +205,10 @@ class LocalService:
     def get_validator_set(self, height: int) -> types.ValidatorSet:
         return self.validators
 
+    async def wait_for_commit(self, height: int, timeout_s: float) -> None:
+        if self.ledger.get_head().height <= height:
+            await self.commit_signal.wait(timeout_s)
+
     # ------------------------------------------------------------ test controls
 
     _readiness: Readiness | None = None
@@ -248,6 +254,7 @@ class LocalService:
         certificate = sign_commit_certificate(block, self.validator_keys)
         self.ledger.commit_block(block, certificate, result.receipts, result.write_set)
         self.mempool.remove(tx.hash for tx in txs)
+        self.commit_signal.notify()
         return height
 
 

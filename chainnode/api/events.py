@@ -1,0 +1,441 @@
+"""HTTP endpoints for committed events: a page with long-poll, and a websocket that replays then
+streams.  Both resume from a cursor (`chainnode.app.events`), lose nothing and repeat nothing.
+
+Theory of operation
+-------------------
+Where events come from.  There is no events index: the events of a height are read from the
+block store, where every commit already wrote the block and its receipts under
+height-ordered keys in its one synced batch.  An index would cost the commit hot path one
+more key per event (thousands per block) for what the receipts already hold in order; reading
+them back costs one block decode and one receipt read per transaction, paid only when someone
+reads events, once per height for all readers (`EventReader` keeps the recent heights'
+events, encoded as JSON once, in a cache bounded by a count of events).  A filtered read of
+a long chain scans receipts: a request scans at most `scan_txs_max` transactions and answers
+with what it found and a `next` cursor past what it scanned, so a page is bounded and the
+reader goes on from there.  Reads happen on the node's loop (the ledger is not shared with
+threads), in bounded steps: a subscriber replaying a long chain yields to the loop between
+steps, so consensus is never held for longer than one step.
+
+- `GET /v1/events?from=CURSOR&module=M&entity=E&limit=N&wait_ms=W`: up to `limit` (1..1000,
+  default 100) matching events at `from` and after (default: the chain's first event; `head`:
+  after the current head), `{"events": [...], "next": CURSOR, "head": H, "caught_up": B}`
+  (`caught_up`: read up to the head).  Each event carries
+  `cursor`, the cursor just past it.  With `wait_ms` (at most 30,000) a request that finds no
+  event and has read up to the head waits for the next commit and reads again, until one
+  comes or the time is up.  `entity` matches the event's entity or its transaction's signer.
+- `GET /v1/events/ws?from=CURSOR&module=M&entity=E` (websocket): text messages
+  `{"type": "events", "events": [...], "next": CURSOR, "head": H}` from `from` on, then the
+  same as blocks commit, and `{"type": "heartbeat", "next": CURSOR, "head": H}` after
+  `heartbeat_ms` without one.  The client sends nothing (a close ends it).
+
+Back-pressure.  A subscriber is not given a queue: it pulls from the ledger at its own pace,
+so memory per subscriber is one batch and the socket's buffers, however far behind it falls,
+and a commit only wakes the subscribers (`CommitSignal.notify`: no reading, no sending).  A
+subscriber that does not take a message within `send_timeout_ms` is dropped: closed with code
+4008 and the reason `{"code": "slow_subscriber", "resume_from": CURSOR}`, the cursor of the
+first event of the message it did not take (a client resumes from the cursor of the last event
+it received, which the server cannot know better).  At most `subscribers_max` websockets are
+open (one more is answered 503 `too_many_subscribers` with `Retry-After`), and at shutdown each
+is closed with 1001 and the same resume reason, and long polls return at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import socket
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import WSMsgType, web
+
+from chainnode.api.common import SERVICE_KEY, error_body, get_service, json_response, parse_natural
+from chainnode.api.forms import compute_json_value
+from chainnode.api.service import LedgerReader
+from chainnode.app import events as chain_events
+from chainnode.core import types
+from chainnode.core.errors import RemoteError, StorageError
+
+logger = logging.getLogger(__name__)
+
+CLOSE_SLOW_SUBSCRIBER = 4008
+CLOSE_GOING_AWAY = 1001
+LIMIT_DEFAULT = 100
+LIMIT_MAX = 1000
+WAIT_MS_MAX = 30_000
+RETRY_AFTER_S = 1
+# Bytes a websocket writes before it waits for the socket to drain (aiohttp's default: 256 KiB).
+WRITER_BYTES_MAX = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class EventLimits:
+    """The bounds of the event endpoints (see the module docstring)."""
+
+    subscribers_max: int = 64
+    heartbeat_ms: int = 5_000
+    send_timeout_ms: int = 10_000
+    close_timeout_ms: int = 2_000
+    batch_events_max: int = 500  # events per websocket message
+    scan_txs_max: int = 20_000  # transactions one read looks at
+    cache_events_max: int = 20_000  # events of recent heights kept encoded
+    send_buffer_bytes: int | None = None  # the kernel's send buffer per subscriber (None: its own)
+
+
+DEFAULT_LIMITS = EventLimits()
+
+
+class CommitSignal:
+    """Wakes every coroutine waiting for a commit.  The node calls `notify` after each commit:
+    O(1) plus waking the waiters, nothing read or sent on the commit's path."""
+
+    def __init__(self) -> None:
+        self._committed = asyncio.Event()
+
+    def notify(self) -> None:
+        committed, self._committed = self._committed, asyncio.Event()
+        committed.set()
+
+    async def wait(self, timeout_s: float) -> None:
+        """Return at the next commit, or after `timeout_s`."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._committed.wait(), timeout_s)
+
+
+@dataclass(frozen=True, slots=True)
+class CommittedEvent:
+    """One event with what filters read, and its JSON object encoded once."""
+
+    position: chain_events.Position
+    module: str
+    entity: str
+    signer: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """What one read found: matching events, where to go on, the head it read up to."""
+
+    events: list[CommittedEvent]
+    next: chain_events.Position
+    head: int
+    caught_up: bool  # read everything up to the head
+
+
+def _compute_event_text(
+    position: chain_events.Position,
+    name: str,
+    attributes: tuple[object, ...],
+    tx: types.Transaction,
+    timestamp_ms: int,
+) -> tuple[str, str, str]:
+    module, action = chain_events.split_name(name)
+    entity, keys = chain_events.compute_entity_and_keys(name, attributes, tx.signer)
+    body = {
+        "cursor": chain_events.encode_cursor(position.get_next()),
+        "height": position.height,
+        "tx_index": position.tx_index,
+        "event_index": position.event_index,
+        "tx_hash": tx.hash.hex(),
+        "timestamp_ms": timestamp_ms,
+        "signer": tx.signer,
+        "name": name,
+        "module": module,
+        "action": action,
+        "entity": entity,
+        "keys": list(keys),
+        "attributes": compute_json_value(attributes),
+    }
+    return module, entity, json.dumps(body, separators=(",", ":"))
+
+
+class EventReader:
+    """Events by height from the ledger, with the recent heights cached (see the docstring)."""
+
+    def __init__(self, get_ledger: Callable[[], LedgerReader], cache_events_max: int) -> None:
+        self._get_ledger = get_ledger
+        self._cache_events_max = cache_events_max
+        self._cache: OrderedDict[int, tuple[CommittedEvent, ...]] = OrderedDict()
+        self._cached_events = 0
+
+    def get_height_events(self, height: int) -> tuple[CommittedEvent, ...]:
+        """Every event of a committed height, in order."""
+        cached = self._cache.get(height)
+        if cached is not None:
+            self._cache.move_to_end(height)
+            return cached
+        ledger = self._get_ledger()
+        encoded = ledger.get_block(height)
+        if encoded is None:
+            raise StorageError(f"no block at committed height {height}")
+        block = types.decode_block(encoded, check_body=False)
+        found: list[CommittedEvent] = []
+        for tx_index, tx in enumerate(block.transactions):
+            receipt_bytes = ledger.get_receipt(height, tx_index)
+            if receipt_bytes is None:
+                raise StorageError(f"no receipt at committed height {height}, index {tx_index}")
+            receipt = types.decode_receipt(receipt_bytes)
+            for event_index, (name, attributes) in enumerate(receipt.events):
+                position = chain_events.Position(height, tx_index, event_index)
+                module, entity, text = _compute_event_text(
+                    position, name, attributes, tx, block.header.timestamp_ms
+                )
+                found.append(CommittedEvent(position, module, entity, tx.signer, text))
+        result = tuple(found)
+        self._cache[height] = result
+        self._cached_events += len(result) + 1
+        while self._cached_events > self._cache_events_max and len(self._cache) > 1:
+            _, evicted = self._cache.popitem(last=False)
+            self._cached_events -= len(evicted) + 1
+        return result
+
+    def read_page(
+        self,
+        start: chain_events.Position,
+        event_filter: chain_events.EventFilter,
+        *,
+        limit: int,
+        scan_txs_max: int,
+    ) -> Page:
+        """Up to `limit` matching events at `start` and after, scanning at most about
+        `scan_txs_max` transactions' receipts."""
+        head = self._get_ledger().get_head().height
+        if start.height > head:
+            return Page([], start, head, caught_up=True)
+        found: list[CommittedEvent] = []
+        scanned = 0
+        height = start.height
+        while height <= head:
+            height_events = self.get_height_events(height)
+            for event in height_events:
+                if event.position < start:
+                    continue
+                if event_filter.matches(event.module, event.entity, event.signer):
+                    found.append(event)
+                    if len(found) >= limit:
+                        return Page(found, event.position.get_next(), head, caught_up=False)
+            scanned += len(height_events) + 1
+            height += 1
+            if scanned >= scan_txs_max:
+                break
+        return Page(found, chain_events.Position(height, 0, 0), head, caught_up=height > head)
+
+
+class EventHub:
+    """The event endpoints' shared parts: the reader, the subscribers and the shutdown."""
+
+    def __init__(self, app: web.Application, limits: EventLimits) -> None:
+        self.limits = limits
+        self.reader = EventReader(lambda: app[SERVICE_KEY].ledger, limits.cache_events_max)
+        self.subscribers: set[web.WebSocketResponse] = set()
+        self._closing: asyncio.Future[None] | None = None
+
+    def get_closing(self) -> asyncio.Future[None]:
+        if self._closing is None:
+            self._closing = asyncio.get_running_loop().create_future()
+        return self._closing
+
+    @property
+    def is_closing(self) -> bool:
+        return self._closing is not None and self._closing.done()
+
+    async def wait_for_commit(
+        self, wait: Awaitable[None], timeout_s: float, *also: asyncio.Future[None]
+    ) -> None:
+        """Wait for `wait` (the service's commit wait) or shutdown or any of `also`."""
+        waiter = asyncio.ensure_future(wait)
+        waiting: set[asyncio.Future[None]] = {waiter, self.get_closing(), *also}
+        try:
+            await asyncio.wait(waiting, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+
+    def close(self) -> None:
+        closing = self.get_closing()
+        if not closing.done():
+            closing.set_result(None)
+
+
+HUB_KEY = web.AppKey("events_hub", EventHub)
+
+
+@dataclass(frozen=True, slots=True)
+class _Query:
+    start: chain_events.Position
+    event_filter: chain_events.EventFilter
+
+
+def _parse_query(request: web.Request, head: int) -> _Query:
+    text = request.query.get("from", "")
+    if text == "":
+        start = chain_events.START
+    elif text == "head":
+        start = chain_events.Position(head + 1, 0, 0)
+    else:
+        start = chain_events.decode_cursor(text)
+    event_filter = chain_events.EventFilter(
+        module=chain_events.parse_filter_value(request.query.get("module"), "module"),
+        entity=chain_events.parse_filter_value(request.query.get("entity"), "entity"),
+    )
+    return _Query(start, event_filter)
+
+
+def _compute_page_text(page: Page, *, kind: str | None = None) -> str:
+    prefix = "" if kind is None else f'"type":"{kind}",'
+    joined = ",".join(event.text for event in page.events)
+    cursor = chain_events.encode_cursor(page.next)
+    caught_up = "true" if page.caught_up else "false"
+    tail = f'"next":"{cursor}","head":{page.head},"caught_up":{caught_up}'
+    return f'{{{prefix}"events":[{joined}],{tail}}}'
+
+
+async def handle_events(request: web.Request) -> web.Response:
+    service = get_service(request)
+    hub = request.app[HUB_KEY]
+    query = _parse_query(request, service.ledger.get_head().height)
+    limit = parse_natural(request.query.get("limit", str(LIMIT_DEFAULT)), "limit", code="bad_request")
+    if not 1 <= limit <= LIMIT_MAX:
+        raise RemoteError(f"limit must be 1..{LIMIT_MAX}, got {limit}", code="bad_request")
+    wait_ms = parse_natural(request.query.get("wait_ms", "0"), "wait_ms", code="bad_request")
+    if wait_ms > WAIT_MS_MAX:
+        raise RemoteError(f"wait_ms must be at most {WAIT_MS_MAX}, got {wait_ms}", code="bad_request")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_ms / 1000
+    scan = hub.limits.scan_txs_max
+    page = hub.reader.read_page(query.start, query.event_filter, limit=limit, scan_txs_max=scan)
+    while not page.events and page.caught_up and not hub.is_closing:
+        remaining_s = deadline - loop.time()
+        if remaining_s <= 0:
+            break
+        await hub.wait_for_commit(service.wait_for_commit(page.head, remaining_s), remaining_s)
+        page = hub.reader.read_page(page.next, query.event_filter, limit=limit, scan_txs_max=scan)
+    return web.Response(text=_compute_page_text(page), content_type="application/json")
+
+
+class _SlowSubscriberError(Exception):
+    """A websocket message was not taken within the send timeout."""
+
+
+async def _send(ws: web.WebSocketResponse, text: str, timeout_s: float) -> None:
+    try:
+        await asyncio.wait_for(ws.send_str(text), timeout_s)
+    except TimeoutError:
+        raise _SlowSubscriberError from None
+
+
+async def _drain_incoming(ws: web.WebSocketResponse) -> None:
+    """Read what the client sends (pings, its close) until the connection ends; the stream is
+    one way, so anything else is ignored."""
+    while True:
+        message = await ws.receive()
+        if message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+            return
+
+
+async def _close(
+    request: web.Request, ws: web.WebSocketResponse, code: int, reason: str, timeout_s: float
+) -> None:
+    with contextlib.suppress(TimeoutError, ConnectionError):
+        await asyncio.wait_for(ws.close(code=code, message=reason.encode(), drain=False), timeout_s)
+    transport = request.transport
+    if transport is not None and not transport.is_closing():
+        transport.abort()  # a subscriber that takes nothing does not keep its buffers
+
+
+def _compute_reason(code: str, position: chain_events.Position) -> str:
+    return json.dumps(
+        {"code": code, "resume_from": chain_events.encode_cursor(position)}, separators=(",", ":")
+    )
+
+
+async def handle_events_ws(request: web.Request) -> web.StreamResponse:
+    service = get_service(request)
+    hub = request.app[HUB_KEY]
+    limits = hub.limits
+    query = _parse_query(request, service.ledger.get_head().height)
+    if len(hub.subscribers) >= limits.subscribers_max or hub.is_closing:
+        return json_response(
+            error_body("too_many_subscribers", f"at most {limits.subscribers_max} event subscribers"),
+            status=503,
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        )
+    ws = web.WebSocketResponse(
+        timeout=limits.close_timeout_ms / 1000,
+        compress=False,
+        max_msg_size=64 * 1024,
+        writer_limit=WRITER_BYTES_MAX,
+    )
+    await ws.prepare(request)
+    sock = None if request.transport is None else request.transport.get_extra_info("socket")
+    if limits.send_buffer_bytes is not None and sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, limits.send_buffer_bytes)
+    hub.subscribers.add(ws)
+    incoming = asyncio.ensure_future(_drain_incoming(ws))
+    position = query.start
+    send_timeout_s = limits.send_timeout_ms / 1000
+    heartbeat_s = limits.heartbeat_ms / 1000
+    loop = asyncio.get_running_loop()
+    last_sent = loop.time()
+    try:
+        while not hub.is_closing and not incoming.done():
+            page = hub.reader.read_page(
+                position, query.event_filter, limit=limits.batch_events_max, scan_txs_max=limits.scan_txs_max
+            )
+            if page.events:
+                await _send(ws, _compute_page_text(page, kind="events"), send_timeout_s)
+                last_sent = loop.time()
+            position = page.next
+            if not page.caught_up:
+                await asyncio.sleep(0)  # one bounded step at a time: the loop runs consensus too
+                continue
+            idle_s = loop.time() - last_sent
+            if idle_s >= heartbeat_s:
+                heartbeat = {
+                    "type": "heartbeat",
+                    "next": chain_events.encode_cursor(position),
+                    "head": page.head,
+                }
+                await _send(ws, json.dumps(heartbeat, separators=(",", ":")), send_timeout_s)
+                last_sent = loop.time()
+                idle_s = 0
+            timeout_s = heartbeat_s - idle_s
+            await hub.wait_for_commit(service.wait_for_commit(page.head, timeout_s), timeout_s, incoming)
+        if hub.is_closing:
+            await _close(
+                request,
+                ws,
+                CLOSE_GOING_AWAY,
+                _compute_reason("shutting_down", position),
+                limits.close_timeout_ms / 1000,
+            )
+    except _SlowSubscriberError:
+        logger.info("dropped a slow event subscriber at %s", chain_events.encode_cursor(position))
+        await _close(
+            request,
+            ws,
+            CLOSE_SLOW_SUBSCRIBER,
+            _compute_reason("slow_subscriber", position),
+            limits.close_timeout_ms / 1000,
+        )
+    except ConnectionError:
+        pass  # the subscriber went away
+    finally:
+        hub.subscribers.discard(ws)
+        incoming.cancel()
+    return ws
+
+
+async def _close_subscriptions(app: web.Application) -> None:
+    app[HUB_KEY].close()
+
+
+def add_routes(app: web.Application) -> None:
+    """Mount the event endpoints (after `SERVICE_KEY` is set); `DEFAULT_LIMITS` bound them."""
+    app[HUB_KEY] = EventHub(app, DEFAULT_LIMITS)
+    app.on_shutdown.append(_close_subscriptions)
+    app.router.add_get("/v1/events", handle_events)
+    app.router.add_get("/v1/events/ws", handle_events_ws)

@@ -1,0 +1,295 @@
+"""Committed events over real HTTP and websockets on 127.0.0.1, from a real ledger: pages,
+long-poll, the websocket's replay then live stream, heartbeats, the slow-subscriber drop with
+its resume cursor, the bounds, and the SDK's reconnecting generator."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import WSMsgType, WSServerHandshakeError
+from aiohttp.test_utils import TestClient, TestServer
+
+from chainnode.api.events import CLOSE_GOING_AWAY, CLOSE_SLOW_SUBSCRIBER, HUB_KEY, EventLimits
+from chainnode.api.server import create_app
+from chainnode.app.events import START, Position, decode_cursor, encode_cursor
+from chainnode.sdk import events as sdk_events
+from chainnode.sdk.client import Client, ClientError
+from tests.factories import build_put, load_entity
+from tests.integration.api_harness import CHAIN_ID, SUBMITTER, LocalService, ServerThread
+from tests.tcp_proxy import CuttingProxy
+
+LIMITS = EventLimits(
+    subscribers_max=3,
+    heartbeat_ms=200,
+    send_timeout_ms=300,
+    close_timeout_ms=3_000,
+    batch_events_max=500,
+    scan_txs_max=20_000,
+    cache_events_max=1_000,
+    send_buffer_bytes=8 * 1024,
+)
+
+
+@pytest.fixture
+async def http(service: LocalService) -> AsyncIterator[TestClient[Any, Any]]:
+    app = create_app(service)
+    app[HUB_KEY].limits = LIMITS
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        yield client
+
+
+def _commit_puts(service: LocalService, blocks: int, per_block: int, prefix: str = "k") -> None:
+    signer = load_entity(service.directory, SUBMITTER)
+    for block in range(blocks):
+        txs = [
+            build_put(signer, f"{prefix}{block}-{index}", b"v", chain_id=CHAIN_ID, valid_until=10_000)
+            for index in range(per_block)
+        ]
+        results = service.submit_transactions([tx.encoded for tx in txs])
+        assert all(result.accepted for result in results), results
+        assert service.commit_pending() is not None
+
+
+async def _get(http: TestClient[Any, Any], **query: Any) -> dict[str, Any]:
+    response = await http.get("/v1/events", params={name: str(value) for name, value in query.items()})
+    assert response.status == 200, await response.text()
+    return dict(await response.json())
+
+
+async def _read_all(http: TestClient[Any, Any], limit: int, **query: Any) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    cursor = ""
+    for _ in range(1000):
+        page = await _get(http, **{"from": cursor}, limit=limit, **query)
+        found.extend(page["events"])
+        cursor = page["next"]
+        if page["caught_up"] and not page["events"]:
+            return found
+    raise AssertionError("paging did not end")
+
+
+def _position(event: dict[str, Any]) -> Position:
+    return Position(event["height"], event["tx_index"], event["event_index"])
+
+
+async def test_pages_hold_every_event_once_in_order(
+    http: TestClient[Any, Any], service: LocalService
+) -> None:
+    _commit_puts(service, blocks=3, per_block=4)
+    whole = await _get(http, limit=1000)
+    assert whole["caught_up"] is True and whole["head"] == 3
+    assert len(whole["events"]) == 12
+    assert decode_cursor(whole["next"]) == Position(4, 0, 0)
+    positions = [_position(event) for event in whole["events"]]
+    assert positions == sorted(positions) and len(set(positions)) == 12
+    first = whole["events"][0]
+    assert first["module"] == "records" and first["action"] == "put" and first["name"] == "records.put"
+    assert first["entity"] == SUBMITTER and first["signer"] == SUBMITTER
+    assert first["keys"] == [first["attributes"][1]]
+    for event in whole["events"]:
+        assert decode_cursor(event["cursor"]) == _position(event).get_next()
+    for limit in (1, 5, 12):
+        assert await _read_all(http, limit) == whole["events"]
+    # Resuming from an event's cursor starts right after it.
+    fifth = whole["events"][4]
+    rest = await _get(http, **{"from": fifth["cursor"]}, limit=1000)
+    assert rest["events"] == whole["events"][5:]
+
+
+async def test_filters(http: TestClient[Any, Any], service: LocalService) -> None:
+    _commit_puts(service, blocks=2, per_block=3)
+    assert len(await _read_all(http, 2, module="records")) == 6
+    assert len(await _read_all(http, 2, entity=SUBMITTER)) == 6
+    for query in ({"module": "assets"}, {"entity": "someone-else"}):
+        page = await _get(http, limit=10, **query)
+        assert page["events"] == [] and page["caught_up"] is True
+        assert decode_cursor(page["next"]) == Position(3, 0, 0)
+
+
+async def test_bad_queries_are_typed_errors(http: TestClient[Any, Any], service: LocalService) -> None:
+    good = encode_cursor(Position(10, 0xAB, 0xCD))
+    cases = [
+        ({"from": "zz"}, "bad_cursor"),
+        ({"from": good.upper()}, "bad_cursor"),
+        ({"from": good + "00"}, "bad_cursor"),
+        ({"limit": "0"}, "bad_request"),
+        ({"limit": "1001"}, "bad_request"),
+        ({"limit": "-1"}, "bad_request"),
+        ({"wait_ms": "30001"}, "bad_request"),
+        ({"module": "m" * 129}, "bad_request"),
+    ]
+    for query, code in cases:
+        response = await http.get("/v1/events", params=query)
+        assert response.status == 400, query
+        assert (await response.json())["error"]["code"] == code, query
+    response = await http.get("/v1/events/ws", params={"from": "nope"})
+    assert response.status == 400
+    assert (await response.json())["error"]["code"] == "bad_cursor"
+
+
+async def test_a_cursor_past_the_head_waits_there(http: TestClient[Any, Any], service: LocalService) -> None:
+    ahead = encode_cursor(Position(10, 0, 0))
+    page = await _get(http, **{"from": ahead})
+    assert page == {"events": [], "next": ahead, "head": 0, "caught_up": True}
+
+
+async def test_long_poll_wakes_on_commit_and_times_out(
+    http: TestClient[Any, Any], service: LocalService
+) -> None:
+    started = time.monotonic()
+    page = await _get(http, **{"from": "head"}, wait_ms=300)
+    assert page["events"] == [] and time.monotonic() - started >= 0.29
+
+    async def commit_later() -> None:
+        await asyncio.sleep(0.3)  # the request is waiting by then
+        _commit_puts(service, blocks=1, per_block=2)
+
+    started = time.monotonic()
+    committer = asyncio.ensure_future(commit_later())
+    page = await _get(http, **{"from": page["next"]}, wait_ms=20_000)
+    await committer
+    assert len(page["events"]) == 2
+    assert time.monotonic() - started < 5
+
+
+async def _receive_json(ws: Any) -> dict[str, Any]:
+    message = await asyncio.wait_for(ws.receive(), 10)
+    assert message.type == WSMsgType.TEXT, message
+    return dict(json.loads(message.data))
+
+
+async def _receive_events(ws: Any, count: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    while len(found) < count:
+        message = await _receive_json(ws)
+        if message["type"] == "events":
+            found.extend(message["events"])
+    return found, message
+
+
+async def test_websocket_replays_then_streams_live(http: TestClient[Any, Any], service: LocalService) -> None:
+    _commit_puts(service, blocks=2, per_block=3)
+    expected = (await _get(http, limit=1000))["events"]
+    async with http.ws_connect("/v1/events/ws") as ws:
+        replayed, _ = await _receive_events(ws, 6)
+        assert replayed == expected
+        heartbeat = await _receive_json(ws)
+        assert heartbeat == {"type": "heartbeat", "next": encode_cursor(Position(3, 0, 0)), "head": 2}
+        _commit_puts(service, blocks=1, per_block=2, prefix="live")
+        live, message = await _receive_events(ws, 2)
+        assert [event["keys"] for event in live] == [["live0-0"], ["live0-1"]] or len(live) == 2
+        assert [_position(event).height for event in live] == [3, 3]
+        assert message["next"] == encode_cursor(Position(4, 0, 0))
+    # From an event's cursor: the events after it, none before and not it.
+    async with http.ws_connect("/v1/events/ws", params={"from": expected[3]["cursor"]}) as ws:
+        resumed, _ = await _receive_events(ws, 4)
+        assert resumed[:2] == expected[4:] and [_position(event).height for event in resumed[2:]] == [3, 3]
+
+
+async def test_slow_subscriber_is_dropped_with_its_resume_cursor(
+    http: TestClient[Any, Any], service: LocalService
+) -> None:
+    _commit_puts(service, blocks=1, per_block=600)
+    assert http.server.port is not None
+    url = f"http://127.0.0.1:{http.server.port}"
+    # A subscriber with a tiny receive window that reads nothing for a while.
+    slow = await asyncio.to_thread(
+        sdk_events.EventSocket.connect, url, "/v1/events/ws", timeout_s=10, receive_buffer_bytes=4096
+    )
+    await asyncio.sleep(1.0)  # being slow is the point: past the 300 ms send timeout
+    received: list[dict[str, Any]] = []
+    with pytest.raises(sdk_events.WebSocketClosedError) as closed:
+        while True:
+            message = json.loads(await asyncio.to_thread(slow.receive_text))
+            received.extend(message.get("events", []))
+    slow.close()
+    assert closed.value.code == CLOSE_SLOW_SUBSCRIBER
+    reason = json.loads(closed.value.reason)
+    assert reason["code"] == "slow_subscriber"
+    resume_from = reason["resume_from"]
+    assert decode_cursor(resume_from) == START  # its first message was never taken whole
+    assert len(received) < 600
+    # Resuming from the reason's cursor loses nothing.
+    async with http.ws_connect("/v1/events/ws", params={"from": resume_from}) as ws:
+        events, _ = await _receive_events(ws, 600)
+    assert events == await _read_all(http, 1000)
+
+
+async def test_subscribers_are_bounded_and_closed_at_shutdown(service: LocalService) -> None:
+    app = create_app(service)
+    app[HUB_KEY].limits = LIMITS
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    async with aiohttp.ClientSession() as session:
+        url = str(server.make_url("/v1/events/ws"))
+        open_sockets = [await session.ws_connect(url) for _ in range(LIMITS.subscribers_max)]
+        with pytest.raises(WSServerHandshakeError) as refused:
+            await session.ws_connect(url)
+        assert refused.value.status == 503
+        await server.close()  # the node shuts down: every subscriber hears where to resume
+        for ws in open_sockets:
+            message = await asyncio.wait_for(ws.receive(), 10)
+            while message.type == WSMsgType.TEXT:
+                message = await asyncio.wait_for(ws.receive(), 10)
+            assert message.type == WSMsgType.CLOSE and message.data == CLOSE_GOING_AWAY
+            assert json.loads(message.extra)["resume_from"] == encode_cursor(START)
+            await ws.close()
+
+
+@pytest.fixture
+def served(service: LocalService, monkeypatch: pytest.MonkeyPatch) -> Iterator[ServerThread]:
+    monkeypatch.setattr("chainnode.api.events.DEFAULT_LIMITS", LIMITS)
+    with ServerThread(service) as server:
+        yield server
+
+
+def test_sdk_stream_survives_cut_connections(
+    served: ServerThread, service: LocalService, tmp_path: Path
+) -> None:
+    """The SDK's generator, cut off from the node three times while blocks commit, yields every
+    event exactly once and in order."""
+    port = int(served.url.rsplit(":", 1)[1])
+    proxy = CuttingProxy(port)
+    received: list[dict[str, Any]] = []
+    done = threading.Event()
+
+    def subscribe() -> None:
+        with Client(proxy.url) as client:
+            for event in sdk_events.events(client, idle_timeout_s=5, reconnect_delay_s=0.05):
+                received.append(event)
+                if len(received) >= 40:
+                    done.set()
+                    return
+
+    subscriber = threading.Thread(target=subscribe, daemon=True)
+    subscriber.start()
+    try:
+        for round_index in range(4):
+            served.call(_commit_puts, service, 2, 5, f"r{round_index}-")
+            deadline = time.monotonic() + 10
+            while len(received) < 10 * (round_index + 1) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            if round_index < 3:
+                assert proxy.cut() >= 1
+        assert done.wait(20)
+    finally:
+        proxy.close()
+    subscriber.join(10)
+    with Client(served.url) as client:
+        expected = list(sdk_events.read_events(client, page_size=7))
+    assert len(expected) == 40
+    assert received == expected
+
+
+def test_sdk_refuses_a_bad_cursor(served: ServerThread) -> None:
+    with Client(served.url) as client, pytest.raises(ClientError) as refused:
+        next(sdk_events.events(client, from_cursor="bad"))
+    assert refused.value.code == "bad_cursor" and refused.value.status == 400
