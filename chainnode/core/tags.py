@@ -57,6 +57,10 @@ TAG_ASSET = 51
 TAG_ASSET_FREEZE = 52
 TAG_ASSET_PROVENANCE = 53
 
+# Records: a confidential value as the chain holds it, ciphertext and sealed keys
+# (chainnode.sdk.confidential; a record's value is otherwise opaque bytes).
+TAG_SEALED_VALUE = 60
+
 
 def get_tags() -> dict[str, int]:
     """Every tag of this module by name."""
