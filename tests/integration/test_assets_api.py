@@ -212,3 +212,40 @@ def test_the_asset_commands_drive_the_same_flow(
     assert run_cli(capsys, *no_signer)[0] == 2
     no_metadata = ("asset", "mint", "--identity", issuer, *node, "--collection", "certs", "--token", "c-2")
     assert run_cli(capsys, *no_metadata, "--owner", "pku")[0] == 2
+
+
+def test_editioned_batches_operators_and_pages_through_the_sdk(
+    net: Network, server: ServerThread, tmp_path: Path
+) -> None:
+    client = Client(server.url)
+    issuer = Assets(client, Identity.load(register_issuer(net, client, tmp_path / "issuer")))
+    pku = Assets(client, Identity.load(net.directory / "entities" / "pku"))
+    fudan = Assets(client, Identity.load(net.directory / "entities" / "fudan"))
+    issuer.create_collection("tickets", "Conference tickets", "TIX", kind="editioned", wait=True)
+    minted = issuer.mint_batch(
+        "tickets", [(f"day-{day}", "pku", 10 * day, META, "") for day in (1, 2, 3)], wait=True
+    )
+    assert minted.asset_ids == ("tickets/day-1", "tickets/day-2", "tickets/day-3")
+    pku.transfer_batch("tickets", [("day-1", "pku", "fudan", 4), ("day-2", "pku", "fudan", 5)], wait=True)
+    # An operator moves pku's units once approved for the collection.
+    pku.approve_all("tickets", "fudan", wait=True)
+    fudan.transfer("tickets", "day-3", "fudan", amount=30, from_holder="pku", wait=True)
+    fudan.burn("tickets", "day-3", amount=30, wait=True)
+    # Pages: the collection's assets by sequence, an entity's holdings by asset id.
+    first = pku.list_collection_assets("tickets", limit=2)
+    assert [a["token"] for a in first["assets"]] == ["day-1", "day-2"] and first["next_cursor"] == "2"
+    rest = pku.list_collection_assets("tickets", limit=2, cursor=first["next_cursor"])
+    assert [(a["token"], a["burned"]) for a in rest["assets"]] == [("day-3", True)] and rest[
+        "next_cursor"
+    ] is None
+    page = fudan.list_owned("fudan", limit=1)
+    assert [(a["asset_id"], a["amount"]) for a in page["assets"]] == [("tickets/day-1", 4)]
+    page = fudan.list_owned("fudan", limit=1, cursor=page["next_cursor"])
+    assert [(a["asset_id"], a["amount"]) for a in page["assets"]] == [("tickets/day-2", 5)]
+    assert fudan.list_owned("fudan", limit=1, cursor=page["next_cursor"])["assets"] == []
+    stats = issuer.get_collection("tickets")
+    assert stats is not None and stats["stats"]["units"] == 30 and stats["stats"]["tokens_burned"] == 1
+    issuer.pause("tickets", wait=True)
+    with pytest.raises(ClientError) as refused:
+        pku.transfer("tickets", "day-1", "fudan", amount=1, wait=True)
+    assert refused.value.code == "collection_paused"
