@@ -8,12 +8,13 @@ code: `no_grant`, `grant_expired`, `grant_revoked`, `wrong_right`, ...) when the
 failed.  Every command prints readable lines or a table, or with `--json` the node's JSON.
 
     chainnode records put --identity DIR --node URL --key K (--value V | --value-hex H) [--owner E]
+                          [--confidential-to E[,E]]
     chainnode records grant --identity DIR --node URL --grantee E|sector:S --prefix P
                             --right write|read-marker (--expires-at H | --expires-in BLOCKS)
     chainnode records revoke --identity DIR --node URL --grantee E|sector:S --prefix P
     chainnode records anchor FILE --identity DIR --node URL --key K [--owner E] [--uri U] [--media-type T]
     chainnode records mark-read --identity DIR --node URL --entity E --key K --version N
-    chainnode records get --node URL --entity E --key K [--version N]
+    chainnode records get --node URL --entity E --key K [--version N] [--decrypt --identity DIR]
     chainnode records list --node URL --entity E [--prefix P] [--limit N] [--cursor C]
     chainnode records history --node URL --entity E --key K [--limit N] [--cursor C]
     chainnode records grants --node URL --entity E
@@ -23,6 +24,8 @@ failed.  Every command prints readable lines or a table, or with `--json` the no
 `--owner` writes into another entity's namespace (a `write` grant is needed).  `verify` hashes
 the local file (SHA-256) and shows every version of the record that anchors it, with height,
 transaction and version; a file that is not anchored there fails with `not_anchored` (exit 1).
+`put --confidential-to` seals the value on this machine to the named entities and the signer
+(`chainnode.sdk.confidential`); `get --decrypt` opens it with `--identity`'s key.
 """
 
 from __future__ import annotations
@@ -110,6 +113,9 @@ def run_put(args: argparse.Namespace) -> int:
         parse_hex(args.value_hex, "--value-hex") if args.value_hex is not None else args.value.encode("utf-8")
     )
     assert records.signer is not None
+    if args.confidential_to is not None:
+        recipients = sorted({item.strip() for item in args.confidential_to.split(",") if item.strip()})
+        value = records.seal(value, recipients)
     if args.owner is None or args.owner == records.signer.entity_id:
         return _submit(args, records, "put", (args.key, value))
     return _submit(args, records, "put_to", (args.owner, args.key, value))
@@ -151,10 +157,27 @@ def run_mark_read(args: argparse.Namespace) -> int:
 def run_get(args: argparse.Namespace) -> int:
     from chainnode.core.errors import ChainError
 
-    record = _records(args, write=False).get(args.entity, args.key, args.version)
+    records = _records(args, write=args.decrypt)
+    record = records.get(args.entity, args.key, args.version)
     if record is None:
         what = f"version {args.version} of " if args.version is not None else ""
         raise ChainError(f"no {what}record {args.key!r} of entity {args.entity!r}", code="not_found")
+    if args.decrypt:
+        from chainnode.sdk import confidential
+
+        assert records.signer is not None
+        sealed = bytes.fromhex(str(record["value_hex"]))
+        plain = confidential.open_sealed(sealed, records.signer.entity_id, records.signer.key)
+        try:
+            text: str | None = plain.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        record = {
+            **record,
+            "value_hex": plain.hex(),
+            "value": text,
+            "sealed_to": confidential.read_recipients(sealed),
+        }
     if args.json:
         print_json(record)
         return 0
@@ -270,6 +293,12 @@ def add_commands(commands: Any) -> None:
     value.add_argument("--value", metavar="TEXT")
     value.add_argument("--value-hex", metavar="HEX")
     put.add_argument("--owner", default=None, metavar="ENTITY", help="another entity's namespace")
+    put.add_argument(
+        "--confidential-to",
+        default=None,
+        metavar="E[,E]",
+        help="seal the value on this machine to these entities (and you): the chain holds ciphertext",
+    )
     put.set_defaults(run=run_put)
 
     grant = sub.add_parser("grant", help="grant an entity or a sector a right over a key prefix")
@@ -324,6 +353,7 @@ def _add_read_commands(sub: Any) -> None:
             "--cursor", default=None, metavar="C", help="the next_cursor of the previous page"
         )
     get.add_argument("--version", type=parse_positive_int, default=None, metavar="N")
+    get.add_argument("--decrypt", action="store_true", help="open a confidential value with --identity's key")
     listing.add_argument("--prefix", default="", metavar="P")
     verify.add_argument("file", type=Path, metavar="FILE")
     get.set_defaults(run=run_get)

@@ -8,6 +8,10 @@ height, submits it and answers its hash; with `wait=True` it waits for the commi
 when the transaction failed.  Reads answer the node's JSON; `iter_records` and `iter_history`
 follow the `next_cursor` of each page until the last.
 
+`put_confidential` seals a value on the client to named entities' on-chain keys (see
+`chainnode.sdk.confidential`; the chain holds only the envelope) and `get_confidential` opens it
+as the signer.
+
 `compute_file_digest` hashes a file in chunks (never the whole file in memory): the SHA-256 the
 chain anchors, the size and a media type guessed from the name (`application/octet-stream` when
 unknown).  `verify_file` hashes a file and asks the node which versions of a record anchor that
@@ -19,12 +23,13 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from chainnode.core.errors import ConfigError
+from chainnode.sdk import confidential
 from chainnode.sdk.client import Client, ClientError, Identity, build_transaction
 
 MODULE = "records"
@@ -93,11 +98,10 @@ class Records:
     ) -> str:
         """Sign and submit `records.<action>(*args)`; its hash (hex).  With `wait`, wait for the
         commit and raise `ClientError` with the receipt's code when it failed."""
-        if self.signer is None:
-            raise ClientError("writing needs the entity's identity", code="no_identity")
+        signer = self._require_signer()
         status = self.client.get_status()
         tx = build_transaction(
-            self.signer,
+            signer,
             chain_id=str(status["chain_id"]),
             module=MODULE,
             action=action,
@@ -141,14 +145,52 @@ class Records:
     ) -> str:
         """Anchor a document by hash as a version of `key` (in `owner`'s namespace, default ours)."""
         if owner is None:
-            if self.signer is None:
-                raise ClientError("writing needs the entity's identity", code="no_identity")
-            owner = self.signer.entity_id
+            owner = self._require_signer().entity_id
         args = (owner, key, digest.sha256, digest.media_type, digest.size, uri)
         return self.submit("anchor", args, **options)
 
     def mark_read(self, owner: str, key: str, version: int, **options: Any) -> str:
         return self.submit("mark_read", (owner, key, version), **options)
+
+    def seal(self, value: bytes, recipients: Sequence[str]) -> bytes:
+        """`value` sealed to `recipients` (entity ids; the signer is always one), with the keys
+        their entity records hold on chain (`chainnode.sdk.confidential`)."""
+        signer = self._require_signer()
+        keys: dict[str, bytes] = {signer.entity_id: signer.key.public_key}
+        for entity_id in recipients:
+            if entity_id in keys:
+                continue
+            entity = self.client.get_entity(entity_id)
+            if entity is None or entity.get("revoked"):
+                raise ClientError(
+                    f"{entity_id!r} is not a registered, unrevoked entity", code="unknown_entity"
+                )
+            keys[entity_id] = bytes.fromhex(str(entity["public_key"]))
+        return confidential.seal(value, keys)
+
+    def put_confidential(
+        self, key: str, value: bytes, recipients: Sequence[str], *, owner: str | None = None, **options: Any
+    ) -> str:
+        """Write `value` sealed to `recipients` (see `seal`) as a version of `key` (in `owner`'s
+        namespace with a grant); the chain holds only the envelope."""
+        sealed = self.seal(value, recipients)
+        if owner is None or owner == self._require_signer().entity_id:
+            return self.submit("put", (key, sealed), **options)
+        return self.submit("put_to", (owner, key, sealed), **options)
+
+    def get_confidential(self, entity: str, key: str, version: int | None = None) -> bytes | None:
+        """Open a confidential version as the signer (None when the record does not exist);
+        `ConfidentialError` (`not_a_recipient`, `not_sealed`, ...) when it cannot."""
+        signer = self._require_signer()
+        record = self.get(entity, key, version)
+        if record is None:
+            return None
+        return confidential.open_sealed(bytes.fromhex(str(record["value_hex"])), signer.entity_id, signer.key)
+
+    def _require_signer(self) -> Identity:
+        if self.signer is None:
+            raise ClientError("this call needs the entity's identity", code="no_identity")
+        return self.signer
 
     # ------------------------------------------------------------ reads
 

@@ -15,6 +15,7 @@ import pytest
 
 import cli
 from chainnode.core import crypto, identity, types
+from chainnode.core.errors import ChainError
 from chainnode.sdk.client import Client, Identity
 from chainnode.sdk.records import Records, compute_file_digest
 from tests.factories import create_pki
@@ -241,3 +242,67 @@ def test_sdk_sector_grant_read_markers_and_pages(server: ServerThread, tmp_path:
     hospital.anchor("consent-9", digest, wait=True)
     assert hospital.verify_file(note, HOSPITAL, "consent-9").is_anchored
     assert not hospital.verify_file(note, HOSPITAL, "referral-3").is_anchored
+
+
+def test_confidential_value_opens_for_its_recipients_only(
+    server: ServerThread, capsys: pytest.CaptureFixture[str]
+) -> None:
+    node = ["--node", server.url]
+    code, _, err = _run(
+        capsys,
+        "put",
+        *_write(
+            server,
+            HOSPITAL,
+            "--key",
+            "diagnosis-42",
+            "--value",
+            "HbA1c 6.1%",
+            "--confidential-to",
+            UNIVERSITY,
+        ),
+    )
+    assert code == 0, err
+    code, stored, _ = _run(capsys, "get", *node, "--entity", HOSPITAL, "--key", "diagnosis-42", "--json")
+    assert code == 0 and "HbA1c" not in json.dumps(stored)
+    assert bytes.fromhex(stored["value_hex"]).find(b"HbA1c") == -1
+    for reader in (HOSPITAL, UNIVERSITY):
+        code, opened, err = _run(
+            capsys,
+            "get",
+            *node,
+            "--entity",
+            HOSPITAL,
+            "--key",
+            "diagnosis-42",
+            "--decrypt",
+            "--identity",
+            _identity(server, reader),
+            "--json",
+        )
+        assert code == 0, err
+        assert (opened["value"], opened["sealed_to"]) == ("HbA1c 6.1%", sorted([UNIVERSITY, HOSPITAL]))
+    code, _, err = _run(
+        capsys,
+        "get",
+        *node,
+        "--entity",
+        HOSPITAL,
+        "--key",
+        "diagnosis-42",
+        "--decrypt",
+        "--identity",
+        _identity(server, CLINIC),
+    )
+    assert code == 1 and "error: not_a_recipient:" in err
+    clinic = Records(Client(server.url), Identity.load(Path(_identity(server, CLINIC))))
+    university = Records(Client(server.url), Identity.load(Path(_identity(server, UNIVERSITY))))
+    hospital = Records(Client(server.url), Identity.load(Path(_identity(server, HOSPITAL))))
+    hospital.put_confidential("diagnosis-43", b"negative", [CLINIC], wait=True)
+    assert clinic.get_confidential(HOSPITAL, "diagnosis-43") == b"negative"
+    with pytest.raises(ChainError) as caught:
+        university.get_confidential(HOSPITAL, "diagnosis-43")
+    assert caught.value.code == "not_a_recipient"
+    with pytest.raises(ChainError) as unknown:
+        hospital.put_confidential("diagnosis-44", b"x", ["nobody"])
+    assert unknown.value.code == "unknown_entity"
