@@ -174,6 +174,8 @@ async def handle_list(request: web.Request) -> web.Response:
             f"prefix must be at most {records.KEY_CHARS_MAX} key characters", code="bad_request"
         )
     cursor = request.query.get("cursor", "")
+    if len(cursor) > records.KEY_CHARS_MAX:
+        raise RemoteError(f"cursor must be at most {records.KEY_CHARS_MAX} characters", code="bad_cursor")
     limit = _parse_limit(request)
     lister = _get_lister(get_service(request).ledger)
     found = records.list_records(lister, entity, prefix, after_key=cursor, limit=limit)

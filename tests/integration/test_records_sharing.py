@@ -306,3 +306,31 @@ def test_confidential_value_opens_for_its_recipients_only(
     with pytest.raises(ChainError) as unknown:
         hospital.put_confidential("diagnosis-44", b"x", ["nobody"])
     assert unknown.value.code == "unknown_entity"
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "code"),
+    [
+        (f"/v1/records/{HOSPITAL}?limit=0", 400, "bad_limit"),
+        (f"/v1/records/{HOSPITAL}?limit=1001", 400, "bad_limit"),
+        (f"/v1/records/{HOSPITAL}?prefix=a/b", 400, "bad_request"),
+        (f"/v1/records/{HOSPITAL}?cursor=" + "k" * 129, 400, "bad_cursor"),
+        (f"/v1/records/{HOSPITAL}/k/history?cursor=x", 400, "bad_cursor"),
+        (f"/v1/records/{HOSPITAL}/k/anchors?sha256=abcd", 400, "bad_hex"),
+        (f"/v1/records/{HOSPITAL}/k/anchors", 400, "bad_hex"),
+        (f"/v1/records/{HOSPITAL}/k?version=0", 400, "bad_version"),
+        (f"/v1/records/{HOSPITAL}/missing", 404, "not_found"),
+    ],
+)
+def test_bad_queries_have_stable_codes(server: ServerThread, path: str, status: int, code: str) -> None:
+    with pytest.raises(ChainError) as caught:
+        Client(server.url).send("GET", path)
+    assert (getattr(caught.value, "status", None), caught.value.code) == (status, code)
+
+
+def test_empty_answers(server: ServerThread) -> None:
+    records = Records(Client(server.url))
+    assert records.list_records(HOSPITAL) == {"items": [], "next_cursor": None}
+    assert records.history(HOSPITAL, "nothing") == {"items": [], "next_cursor": None}
+    assert records.grants(HOSPITAL) == []
+    assert records.find_anchors(HOSPITAL, "nothing", b"\x00" * 32) == []
