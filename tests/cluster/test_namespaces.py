@@ -1,0 +1,400 @@
+"""Four validators and an observer on five separate network stacks (Linux network namespaces).
+
+Theory of operation.  Each node runs in its own network namespace, as it would on its own
+machine, started from a `network init --hosts` network: every node listens on 0.0.0.0 and
+advertises its own data address, and all of them use the same ports (26600, 26601), which
+only separate network stacks allow.  Each namespace has two links:
+
+- data (`eth` side of a veth pair): validators 1 and 2 and the observer on bridge A,
+  validators 3 and 4 on bridge B, the bridges joined by a trunk veth pair; the bridges carry
+  no address, so the data network is reached only from the namespaces;
+- management: a veth pair on a bridge that holds the root namespace's address, through which
+  this test calls each node's API (the API listens on 0.0.0.0).  The namespaces have no
+  default route, so no p2p message can cross the management network.
+
+Faults are links taken down: one validator's data link (it stalls alone, the others commit;
+up again, it catches up) and the trunk (a 2 | 2 partition: no side has a quorum, nothing
+commits, nothing forks; up again, everything commits).  Everything is created by the test
+under names and a private /24 no interface here uses, and removed in `finally`.  The test
+skips, saying why, where namespaces cannot be made (not root, no iproute2, no permission).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from chainnode.app.genesis import Genesis, load_genesis
+from chainnode.app.proof import verify_proof
+from chainnode.core import types
+from chainnode.sdk.client import Client, ClientError, Identity, build_transaction
+from chainnode.tools import hosts
+from chainnode.tools.devnet import load_submitters
+from chainnode.tools.network import init_network
+from tests.cluster.conftest import read_log_tails, wait_until
+
+pytestmark = pytest.mark.cluster
+
+REPO = Path(__file__).resolve().parents[2]
+VALIDATORS = ("validator-01", "validator-02", "validator-03", "validator-04")
+OBSERVER = "observer-01"
+NODES = (*VALIDATORS, OBSERVER)
+SIDE_A = ("validator-01", "validator-02", OBSERVER)  # bridge A; the rest on bridge B
+CUT_OFF = "validator-04"  # not the primary of view 0
+P2P_PORT = 26600
+API_PORT = 26601
+HOST_NUMBERS = {"validator-01": 11, "validator-02": 12, "validator-03": 13, "validator-04": 14, OBSERVER: 21}
+IP_TIMEOUT_S = 10.0
+READY_TIMEOUT_S = 30.0
+COMMIT_TIMEOUT_S = 30.0
+HEAL_TIMEOUT_S = 45.0
+STALL_S = 4.0  # how long a stalled side must show no commit
+STOP_TIMEOUT_S = 10.0
+CLIENT_TIMEOUT_S = 2.0
+VALID_UNTIL_MARGIN = 100_000
+
+
+def _ip(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=IP_TIMEOUT_S, check=False)
+
+
+def _ip_checked(*args: str) -> None:
+    result = _ip(*args)
+    if result.returncode != 0:
+        raise RuntimeError(f"ip {' '.join(args)}: {result.stderr.strip()}")
+
+
+def find_namespace_problem() -> str | None:
+    """Why this machine cannot host the test's namespaces, or None."""
+    if sys.platform != "linux":
+        return "network namespaces are a Linux feature"
+    if shutil.which("ip") is None:
+        return "the ip command (iproute2) is not installed"
+    if os.geteuid() != 0:
+        return "creating network namespaces, veth pairs and bridges needs root"
+    probe = f"cnprobe{os.getpid() % 100000}"
+    result = _ip("netns", "add", probe)
+    if result.returncode != 0:
+        return f"'ip netns add' is not permitted here: {result.stderr.strip()}"
+    _ip("netns", "del", probe)
+    return None
+
+
+def choose_subnets() -> tuple[str, str]:
+    """Two private /24 prefixes (data, management) that no interface here uses yet."""
+    used = _ip("-4", "-o", "addr").stdout
+    for third in range(7, 250, 2):
+        data, management = f"10.213.{third}.", f"10.213.{third + 1}."
+        if data not in used and management not in used:
+            return data, management
+    raise RuntimeError("no free 10.213.x.0/24 pair for the test")
+
+
+@dataclass
+class Lab:
+    """The namespaces, bridges and links of one run; `close` removes what was made, in reverse."""
+
+    tag: str
+    data_prefix: str
+    management_prefix: str
+    namespaces: list[str] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)  # root-namespace devices, deleted at close
+
+    def namespace(self, node_id: str) -> str:
+        return f"cn{self.tag}-{node_id}"
+
+    def data_link(self, node_id: str) -> str:
+        return f"cn{self.tag}d{HOST_NUMBERS[node_id]}"
+
+    @property
+    def trunk(self) -> str:
+        return f"cn{self.tag}ta"
+
+    def data_address(self, node_id: str) -> str:
+        return f"{self.data_prefix}{HOST_NUMBERS[node_id]}"
+
+    def management_address(self, node_id: str) -> str:
+        return f"{self.management_prefix}{HOST_NUMBERS[node_id]}"
+
+    def _add_link(self, name: str, *args: str) -> None:
+        _ip_checked("link", "add", name, *args)
+        self.links.append(name)
+
+    def build(self) -> None:
+        bridge_a, bridge_b, bridge_m = (f"cn{self.tag}{kind}" for kind in ("a", "b", "m"))
+        for bridge in (bridge_a, bridge_b, bridge_m):
+            self._add_link(bridge, "type", "bridge")
+            _ip_checked("link", "set", bridge, "up")
+        _ip_checked("addr", "add", f"{self.management_prefix}1/24", "dev", bridge_m)
+        self._add_link(self.trunk, "type", "veth", "peer", "name", f"cn{self.tag}tb")
+        _ip_checked("link", "set", self.trunk, "master", bridge_a, "up")
+        _ip_checked("link", "set", f"cn{self.tag}tb", "master", bridge_b, "up")
+        for node_id in NODES:
+            namespace = self.namespace(node_id)
+            _ip_checked("netns", "add", namespace)
+            self.namespaces.append(namespace)
+            _ip_checked("-n", namespace, "link", "set", "lo", "up")
+            data_bridge = bridge_a if node_id in SIDE_A else bridge_b
+            for link, bridge, inner, address in [
+                (self.data_link(node_id), data_bridge, "eth0", self.data_address(node_id)),
+                (
+                    f"cn{self.tag}m{HOST_NUMBERS[node_id]}",
+                    bridge_m,
+                    "mgmt0",
+                    self.management_address(node_id),
+                ),
+            ]:
+                self._add_link(link, "type", "veth", "peer", "name", inner, "netns", namespace)
+                _ip_checked("link", "set", link, "master", bridge, "up")
+                _ip_checked("-n", namespace, "addr", "add", f"{address}/24", "dev", inner)
+                _ip_checked("-n", namespace, "link", "set", inner, "up")
+
+    def set_link(self, link: str, *, up: bool) -> None:
+        _ip_checked("link", "set", link, "up" if up else "down")
+
+    def close(self) -> list[str]:
+        """Remove everything; what could not be removed, for the report."""
+        leftovers = []
+        for namespace in reversed(self.namespaces):
+            if _ip("netns", "del", namespace).returncode != 0:
+                leftovers.append(namespace)
+        for link in reversed(self.links):
+            # A veth pair goes with its namespace end (asynchronously); a bridge and the trunk
+            # stay until deleted.  Gone either way is what counts.
+            if _ip("link", "del", link).returncode != 0 and _ip("link", "show", link).returncode == 0:
+                leftovers.append(link)
+        return leftovers
+
+
+@dataclass
+class Nodes:
+    """The node processes, each started inside its namespace."""
+
+    lab: Lab
+    directory: Path
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self, node_id: str) -> None:
+        config = self.directory / "nodes" / node_id / "node.toml"
+        with (config.parent / "node.log").open("ab") as log_file:
+            self.processes[node_id] = subprocess.Popen(
+                [
+                    *("ip", "netns", "exec", self.lab.namespace(node_id)),
+                    *(sys.executable, "-m", "cli", "node", "run", "--config", str(config)),
+                ],
+                cwd=REPO,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+
+    def client(self, node_id: str) -> Client:
+        return Client(f"http://{self.lab.management_address(node_id)}:{API_PORT}", timeout_s=CLIENT_TIMEOUT_S)
+
+    def get_heights(self, node_ids: Sequence[str]) -> dict[str, int]:
+        heights = {}
+        for node_id in node_ids:
+            with contextlib.suppress(ClientError, OSError):
+                heights[node_id] = int(self.client(node_id).get_status()["height"])
+        return heights
+
+    def get_heads(self, node_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
+        heads = {}
+        for node_id in node_ids:
+            with contextlib.suppress(ClientError, OSError):
+                status = self.client(node_id).get_status()
+                heads[node_id] = (int(status["height"]), str(status["head_hash"]))
+        return heads
+
+    def stop_all(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=STOP_TIMEOUT_S)
+
+
+@pytest.fixture
+def lab() -> Iterator[Lab]:
+    problem = find_namespace_problem()
+    if problem is not None:
+        pytest.skip(f"namespace test skipped: {problem}")
+    data_prefix, management_prefix = choose_subnets()
+    built = Lab(f"{random.randrange(16**4):04x}", data_prefix, management_prefix)
+    try:
+        built.build()
+        yield built
+    finally:
+        leftovers = built.close()
+        assert not leftovers, f"could not remove {leftovers}"
+
+
+@pytest.fixture
+def nodes(lab: Lab, tmp_path: Path) -> Iterator[Nodes]:
+    hosts_path = tmp_path / "hosts"
+    hosts_path.write_text(
+        "".join(
+            f"{node_id}={lab.data_address(node_id)}:{P2P_PORT}:{API_PORT} listen=0.0.0.0\n"
+            for node_id in NODES
+        )
+    )
+    directory = tmp_path / "network"
+    init_network(
+        directory, validators=len(VALIDATORS), observers=1, host_entries=hosts.load_hosts_file(hosts_path)
+    )
+    started = Nodes(lab, directory)
+    try:
+        for node_id in NODES:
+            started.start(node_id)
+        yield started
+    finally:
+        started.stop_all()
+
+
+def _build_puts(
+    genesis: Genesis, identities: Sequence[Identity], count: int, label: str
+) -> list[types.Transaction]:
+    return [
+        build_transaction(
+            identities[sequence % len(identities)],
+            chain_id=genesis.chain_id,
+            module="records",
+            action="put",
+            args=(f"{label}-{sequence:04d}", f"{label} {sequence}".encode()),
+            valid_until=VALID_UNTIL_MARGIN,
+        )
+        for sequence in range(count)
+    ]
+
+
+def _submit(nodes: Nodes, node_id: str, transactions: Sequence[types.Transaction]) -> list[str]:
+    answer = nodes.client(node_id).submit_batch(transactions)
+    assert answer["accepted"] == len(transactions), answer["results"][:3]
+    return [tx.hash.hex() for tx in transactions]
+
+
+def _is_committed(nodes: Nodes, tx_hashes: Sequence[str], node_ids: Sequence[str]) -> bool:
+    for node_id in node_ids:
+        client = nodes.client(node_id)
+        for tx_hash in tx_hashes:
+            try:
+                if client.get_transaction(tx_hash).get("status") != "committed":
+                    return False
+            except (ClientError, OSError):
+                return False
+    return True
+
+
+def _wait_for_same_head(nodes: Nodes, node_ids: Sequence[str], timeout_s: float) -> int:
+    heads: dict[str, tuple[int, str]] = {}
+
+    def is_agreed() -> bool:
+        nonlocal heads
+        heads = nodes.get_heads(node_ids)
+        return len(heads) == len(node_ids) and len(set(heads.values())) == 1
+
+    try:
+        wait_until(is_agreed, f"{list(node_ids)} agree on the head", timeout_s)
+    except AssertionError as error:
+        raise AssertionError(f"{error}; last heads: {heads}") from None
+    return next(iter(heads.values()))[0]
+
+
+def _check_one_certified_chain(nodes: Nodes, genesis: Genesis, height: int) -> None:
+    """Every node holds the same block at every height, each with a certificate of the genesis
+    validators (the observer's included: it never signs, so it can be in none)."""
+    for block_height in range(1, height + 1):
+        answers = {node_id: nodes.client(node_id).get_block(block_height) for node_id in NODES}
+        hashes = {node_id: answer["hash"] for node_id, answer in answers.items()}
+        assert len(set(hashes.values())) == 1, f"the chains fork at height {block_height}: {hashes}"
+        for node_id, answer in answers.items():
+            certificate = types.decode_commit_certificate(bytes.fromhex(answer["certificate_encoded"]))
+            problem = certificate.find_problem(genesis.chain_id, genesis.validators)
+            assert problem is None, f"block {block_height} on {node_id}: {problem}"
+
+
+def test_five_network_stacks_commit_stall_partition_and_heal(lab: Lab, nodes: Nodes) -> None:
+    try:
+        _run_scenario(lab, nodes)
+    except AssertionError as error:
+        raise AssertionError(f"{error}\n{read_log_tails(nodes.directory)}") from None
+
+
+def _run_scenario(lab: Lab, nodes: Nodes) -> None:
+    genesis = load_genesis(nodes.directory / "genesis.json")
+    wait_until(lambda: len(nodes.get_heights(NODES)) == len(NODES), "every API answers", READY_TIMEOUT_S)
+    wait_until(
+        lambda: set(VALIDATORS) <= set(nodes.client(OBSERVER).get_status()["peers"]),
+        "the observer is connected to every validator",
+        READY_TIMEOUT_S,
+    )
+    identities = load_submitters(nodes.directory, _entities(nodes.directory)[:40])[:8]
+    assert len(identities) == 8
+
+    # 1. Submitted to the observer, forwarded, committed everywhere, proved by the observer.
+    first = _submit(nodes, OBSERVER, _build_puts(genesis, identities, 20, "first"))
+    wait_until(
+        lambda: _is_committed(nodes, first, NODES), "the first batch commits everywhere", COMMIT_TIMEOUT_S
+    )
+    for tx_hash in (first[0], first[-1]):
+        assert (
+            verify_proof(nodes.client(OBSERVER).get_proof(tx_hash), genesis).transaction.hash.hex() == tx_hash
+        )
+
+    # 2. One validator cut off stalls alone; the other three (and the observer) go on.
+    stalled_at = _wait_for_same_head(nodes, NODES, COMMIT_TIMEOUT_S)
+    lab.set_link(lab.data_link(CUT_OFF), up=False)
+    others = [node_id for node_id in NODES if node_id != CUT_OFF]
+    second = _submit(nodes, "validator-01", _build_puts(genesis, identities, 20, "second"))
+    wait_until(
+        lambda: _is_committed(nodes, second, others),
+        "three validators commit without the fourth",
+        COMMIT_TIMEOUT_S,
+    )
+    assert nodes.get_heights([CUT_OFF]) == {CUT_OFF: stalled_at}
+
+    # 3. Its link back, it catches up.
+    lab.set_link(lab.data_link(CUT_OFF), up=True)
+    wait_until(
+        lambda: _is_committed(nodes, second, [CUT_OFF]), "the cut-off validator catches up", HEAL_TIMEOUT_S
+    )
+    partitioned_at = _wait_for_same_head(nodes, NODES, COMMIT_TIMEOUT_S)
+
+    # 4. A 2 | 2 partition (the observer with validators 1 and 2): no side has a quorum.
+    lab.set_link(lab.trunk, up=False)
+    third = _submit(nodes, OBSERVER, _build_puts(genesis, identities, 10, "third-a"))
+    third += _submit(nodes, "validator-03", _build_puts(genesis, identities[4:], 10, "third-b"))
+    deadline = time.monotonic() + STALL_S
+    while time.monotonic() < deadline:
+        heights = nodes.get_heights(NODES)
+        assert heights == dict.fromkeys(NODES, partitioned_at), (
+            f"a side committed while partitioned: {heights}"
+        )
+        time.sleep(0.2)
+
+    # 5. Healed: everything commits, on one chain.
+    lab.set_link(lab.trunk, up=True)
+    wait_until(lambda: _is_committed(nodes, third, NODES), "the partition heals and commits", HEAL_TIMEOUT_S)
+    height = _wait_for_same_head(nodes, NODES, COMMIT_TIMEOUT_S)
+    _check_one_certified_chain(nodes, genesis, height)
+
+
+def _entities(directory: Path) -> list[str]:
+    return sorted(path.name for path in (directory / "entities").iterdir())
