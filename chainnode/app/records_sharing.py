@@ -77,7 +77,7 @@ def _fail(code: ErrorCode, message: str) -> TransactionError:
 RIGHT_WRITE = "write"
 RIGHT_READ_MARKER = "read-marker"
 RIGHTS = (RIGHT_WRITE, RIGHT_READ_MARKER)
-GRANTS_PER_GRANTEE_MAX = 64  # prefixes one owner grants one grantee
+GRANTS_PER_GRANTEE_MAX = 64  # prefixes one owner grants one grantee (revoked and expired ones included)
 HEIGHT_MAX = 2**63 - 1
 _GRANT_PREFIX = b"rec/g/"
 _MARKER_PREFIX = b"rec/m/"
@@ -395,8 +395,14 @@ def apply_grant(overlay: Overlay, tx: types.Transaction, context: ExecutionConte
         raise _fail(ErrorCode.UNKNOWN_ENTITY, f"no registered entity {grantee!r}")
     grants = [grant for grant in get_grants(overlay, owner, grantee) if grant.prefix != prefix]
     if len(grants) >= GRANTS_PER_GRANTEE_MAX:
+        # Room is made by forgetting the grantee's revoked and expired grants (their grant and
+        # revocation transactions and events stay in the chain); active ones are never dropped.
+        grants = [grant for grant in grants if grant.get_refusal(context.height) is None]
+    if len(grants) >= GRANTS_PER_GRANTEE_MAX:
         raise _fail(
-            ErrorCode.BAD_GRANT, f"at most {GRANTS_PER_GRANTEE_MAX} prefixes per grantee; revoke one first"
+            ErrorCode.BAD_GRANT,
+            f"{grantee!r} holds {len(grants)} active grants of {owner!r}, at most {GRANTS_PER_GRANTEE_MAX}:"
+            " revoke one first",
         )
     grants.append(Grant(owner, grantee, prefix, right, expires_at_height, context.height, 0, tx.hash))
     overlay.put(compute_grant_key(owner, grantee), _encode_grants(grants))

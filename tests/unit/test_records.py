@@ -208,6 +208,19 @@ def test_a_put_keeps_the_four_field_form() -> None:
     assert codec.decode(stored or b"") == (1, b"v", 1, receipt.tx_hash)
 
 
+def test_a_full_grant_list_forgets_revoked_grants_but_never_active_ones() -> None:
+    chain = Chain()
+    limit = records_sharing.GRANTS_PER_GRANTEE_MAX
+    chain.run(*(chain.tx("hospital", "grant", "university", f"p{n}-", "write", 100) for n in range(limit)))
+    refused = chain.do("hospital", "grant", "university", "extra-", "write", 100)
+    assert (refused.code, "revoke one first" in refused.message) == (ErrorCode.BAD_GRANT, True)
+    chain.ok("hospital", "revoke", "university", "p0-")
+    chain.ok("hospital", "grant", "university", "extra-", "write", 100)
+    prefixes = {grant.prefix for grant in records_sharing.list_grants(chain.state, "hospital")}
+    assert "p0-" not in prefixes and {"p1-", "extra-"} <= prefixes and len(prefixes) == limit
+    chain.ok("university", "put_to", "hospital", "p1-x", b"still granted")
+
+
 # ---------------------------------------------------------------- every refusal, with its code
 
 # name -> (transactions that succeed first, as (signer, action, args), the refused one, its code)
