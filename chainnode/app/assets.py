@@ -30,7 +30,8 @@ URI change in it; freezes may still be set and lifted.
 
 Every action appends a `ProvenanceEntry` (action, signer, source, target, amount, height, tx
 hash) to each asset it touches, so an auditor reads an asset's full history with point reads,
-and emits typed events `("assets.<action>", (collection, token, ...))`.  Refusals are failed
+and emits typed events, each naming the asset id (`<collection>/<token>`) or the collection
+first and the parties after it (see `EVENTS`).  Refusals are failed
 receipts with stable codes (`types.ErrorCode`, 60-74 plus the shared `bad_arguments`,
 `too_large`, `unknown_entity` and `wrong_zone`); a failed transaction leaves no write behind, a
 batch fails as a whole.  Argument shapes and sizes are checked before state is read
@@ -71,6 +72,21 @@ from chainnode.core.statuses import ZoneStatus
 ErrorCode = types.ErrorCode
 MODULE = "assets"
 BATCH_ITEMS_MAX = 100
+
+# Every event the module emits and its attributes, for subscribers (`chainnode.app.events`).
+EVENTS: dict[str, tuple[str, ...]] = {
+    "assets.collection_created": ("collection", "issuer", "kind"),
+    "assets.minted": ("asset_id", "owner", "amount"),
+    "assets.uri_set": ("asset_id", "uri"),
+    "assets.transferred": ("asset_id", "from", "to", "amount"),
+    "assets.approved": ("asset_id", "owner", "spender"),
+    "assets.approved_all": ("collection", "owner", "operator", "approved"),
+    "assets.burned": ("asset_id", "holder", "amount"),
+    "assets.frozen": ("asset_id", "holder", "by"),
+    "assets.unfrozen": ("asset_id", "holder", "by"),
+    "assets.paused": ("collection", "issuer"),
+    "assets.unpaused": ("collection", "issuer"),
+}
 
 
 def _fail(code: ErrorCode, message: str) -> TransactionError:
@@ -399,7 +415,7 @@ def _mint_one(
     overlay.put(asset_state.compute_sequence_key(collection_id, seq), token_id.encode())
     asset_state.put_balance(overlay, collection_id, token_id, owner, amount)
     grown = replace(collection, tokens=seq, units=collection.units + amount)
-    return grown, ("assets.minted", (collection_id, token_id, owner, amount))
+    return grown, ("assets.minted", (asset.asset_id, owner, amount))
 
 
 def _apply_mint_items(
@@ -434,7 +450,7 @@ def apply_set_uri(overlay: Overlay, tx: types.Transaction, context: ExecutionCon
         raise _fail(ErrorCode.URI_ALREADY_SET, f"the URI of {asset.asset_id} is set and never changes")
     asset = _record(overlay, replace(asset, uri=uri), "set_uri", context, tx)
     _put_asset(overlay, asset)
-    return [("assets.uri_set", (collection_id, token_id, uri))]
+    return [("assets.uri_set", (asset.asset_id, uri))]
 
 
 # ---------------------------------------------------------------- transfers
@@ -478,7 +494,7 @@ def _transfer_one(
         asset = replace(asset, owner=target, approved="")
     asset = _record(overlay, asset, "transfer", context, tx, source=source, target=target, amount=amount)
     _put_asset(overlay, asset)
-    return ("assets.transferred", (collection_id, token_id, source, target, amount))
+    return ("assets.transferred", (asset.asset_id, source, target, amount))
 
 
 def _apply_transfer_items(
@@ -517,7 +533,7 @@ def apply_approve(overlay: Overlay, tx: types.Transaction, context: ExecutionCon
         overlay, replace(asset, approved=spender), "approve", context, tx, source=tx.signer, target=spender
     )
     _put_asset(overlay, asset)
-    return [("assets.approved", (collection_id, token_id, tx.signer, spender))]
+    return [("assets.approved", (asset.asset_id, tx.signer, spender))]
 
 
 def apply_approve_all(overlay: Overlay, tx: types.Transaction, context: ExecutionContext) -> Sequence[Event]:
@@ -556,7 +572,7 @@ def apply_burn(overlay: Overlay, tx: types.Transaction, context: ExecutionContex
             tokens_burned=collection.tokens_burned + (units == 0),
         ),
     )
-    return [("assets.burned", (collection_id, token_id, tx.signer, amount))]
+    return [("assets.burned", (asset.asset_id, tx.signer, amount))]
 
 
 # ---------------------------------------------------------------- freezing
@@ -597,7 +613,7 @@ def _apply_freeze(
     _put_asset(overlay, asset)
     _put_collection(overlay, replace(collection, frozen=collection.frozen + (1 if frozen else -1)))
     name = "assets.frozen" if frozen else "assets.unfrozen"
-    return [(name, (collection_id, token_id, holder, tx.signer))]
+    return [(name, (asset.asset_id, holder, tx.signer))]
 
 
 def apply_freeze(overlay: Overlay, tx: types.Transaction, context: ExecutionContext) -> Sequence[Event]:

@@ -35,6 +35,7 @@ class World:
     net: Network
     chain: Chain = field(init=False)
     keys: dict[str, crypto.SigningKey] = field(init=False, default_factory=dict)
+    receipts: list[types.Receipt] = field(init=False, default_factory=list)  # of every run_ok
 
     def __post_init__(self) -> None:
         self.chain = Chain(self.net)
@@ -64,6 +65,7 @@ class World:
 
     def run_ok(self, *txs: types.Transaction) -> list[types.Receipt]:
         receipts = self.chain.run(*txs)
+        self.receipts += receipts
         assert codes(receipts) == [ErrorCode.OK] * len(txs), [r.message for r in receipts]
         return receipts
 
@@ -118,7 +120,7 @@ def test_mint_records_the_asset_its_holding_provenance_and_stats(world: World) -
 
 def test_transfer_approve_and_operator_move_a_unique_asset(world: World) -> None:
     receipt = world.run_ok(world.tx("pku", "transfer", "diplomas", "d1", "pku", "fudan", 1))[0]
-    assert receipt.events == (("assets.transferred", ("diplomas", "d1", "pku", "fudan", 1)),)
+    assert receipt.events == (("assets.transferred", ("diplomas/d1", "pku", "fudan", 1)),)
     assert world.asset("diplomas", "d1").owner == "fudan"
     assert world.balance("diplomas", "d1", "pku") == 0
     assert asset_state.list_owned(world.chain.state, "pku", after="", limit=10)[0].collection_id == "tickets"
@@ -187,7 +189,7 @@ def test_freeze_by_issuer_and_by_the_owners_zone_each_lifted_by_who_set_it(world
     world.run_ok(world.tx(ISSUER, "unfreeze", "diplomas", "d1", "pku"))
     # pku is a beijing entity: the beijing authority may freeze its holding.
     receipt = world.run_ok(world.zone("beijing", "zone_freeze", "diplomas", "d1", "pku"))[0]
-    assert receipt.events == (("assets.frozen", ("diplomas", "d1", "pku", "zone:beijing")),)
+    assert receipt.events == (("assets.frozen", ("diplomas/d1", "pku", "zone:beijing")),)
     freeze = asset_state.get_freeze(world.chain.state, "diplomas", "d1", "pku")
     assert freeze is not None and freeze.frozen_by == "zone:beijing"
     # The issuer cannot lift the regulator's freeze.
@@ -540,6 +542,29 @@ def test_every_assets_code_has_a_refusal_row() -> None:
 def test_argument_refusals_also_refuse_admission(world: World) -> None:
     tx = world.tx(ISSUER, "mint", "diplomas", "d2", "pku", 1, b"short", "")
     assert world.chain.check(tx)[0] == ErrorCode.BAD_METADATA_HASH
+
+
+def test_every_event_is_listed_with_its_attributes(world: World) -> None:
+    world.run_ok(world.tx("pku", "approve", "diplomas", "d1", "fudan"))
+    world.run_ok(world.tx("pku", "approve_all", "tickets", "fudan", True))
+    world.run_ok(world.tx(ISSUER, "freeze", "diplomas", "d1", "pku"), world.tx(ISSUER, "pause", "tickets"))
+    world.run_ok(
+        world.tx(ISSUER, "unfreeze", "diplomas", "d1", "pku"), world.tx(ISSUER, "unpause", "tickets")
+    )
+    world.run_ok(world.tx("pku", "transfer", "diplomas", "d1", "pku", "fudan", 1))
+    world.run_ok(
+        world.tx("pku", "burn", "tickets", "t1", 1), world.tx(ISSUER, "set_uri", "diplomas", "d1", "u:1")
+    )
+    emitted = {
+        name: attributes
+        for receipt in world.receipts
+        for name, attributes in receipt.events
+        if name.startswith("assets.")
+    }
+    assert set(emitted) == set(assets.EVENTS)
+    for name, attributes in emitted.items():
+        assert len(attributes) == len(assets.EVENTS[name]), name
+    assert emitted["assets.transferred"] == ("diplomas/d1", "pku", "fudan", 1)
 
 
 def test_actions_are_registered_with_the_executor() -> None:
