@@ -100,6 +100,11 @@ class EventShape:
 EVENT_SHAPES: dict[str, EventShape] = {
     "records.put": EventShape(0, (1,)),  # (entity, key, version)
     "records.put_sector": EventShape(3, (0, 1)),  # (sector, key, version, writer)
+    "records.written": EventShape(0, (1, 3)),  # (owner, key, version, writer)
+    "records.anchored": EventShape(0, (1, 3)),  # (owner, key, version, writer, sha256)
+    "records.granted": EventShape(0, (1, 2)),  # (owner, grantee, prefix, right, expires_at_height)
+    "records.revoked": EventShape(0, (1, 2)),  # (owner, grantee, prefix)
+    "records.read_marked": EventShape(0, (1, 3)),  # (owner, key, version, reader)
     "authority.registered": EventShape(0, (1,)),  # (entity, zone, not_after_ms)
     "authority.renewed": EventShape(0, ()),  # (entity, not_after_ms, rotated)
     "authority.revoked": EventShape(0, ()),  # (entity, from_height, reason)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from chainnode.app import records, records_sharing
+from chainnode.app import events, records, records_sharing
 from chainnode.app.execution import Executor, SignatureCache
 from chainnode.app.state import compute_genesis_state_root
 from chainnode.cli import records as cli_records
@@ -219,6 +219,29 @@ def test_a_full_grant_list_forgets_revoked_grants_but_never_active_ones() -> Non
     prefixes = {grant.prefix for grant in records_sharing.list_grants(chain.state, "hospital")}
     assert "p0-" not in prefixes and {"p1-", "extra-"} <= prefixes and len(prefixes) == limit
     chain.ok("university", "put_to", "hospital", "p1-x", b"still granted")
+
+
+def test_events_name_the_owner_and_the_keys_they_touch() -> None:
+    chain = Chain()
+    receipts = [
+        chain.ok("hospital", "grant", "university", "trial-", "write", 100),
+        chain.ok("university", "put_to", "hospital", "trial-1", b"v"),
+        chain.ok("university", "anchor", *anchor_args(key="trial-2")),
+        chain.ok("university", "mark_read", "hospital", "trial-1", 1),
+        chain.ok("hospital", "revoke", "university", "trial-"),
+    ]
+    shapes = [
+        events.compute_entity_and_keys(name, attributes, "university")
+        for receipt in receipts
+        for name, attributes in receipt.events
+    ]
+    assert shapes == [
+        ("hospital", ("university", "trial-")),
+        ("hospital", ("trial-1", "university")),
+        ("hospital", ("trial-2", "university")),
+        ("hospital", ("trial-1", "university")),
+        ("hospital", ("university", "trial-")),
+    ]
 
 
 # ---------------------------------------------------------------- every refusal, with its code
