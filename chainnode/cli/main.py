@@ -16,6 +16,7 @@ Commands (`authority ...` and `council ...` are described in `chainnode.cli.gove
     chainnode asset create-collection|mint|transfer|...|provenance ...   (`chainnode.cli.assets`)
     chainnode network init --validators N --out DIR [--chain-id ID] [--base-port P] [--spare-nodes K]
         [--observers K] [--hosts FILE] [--node NAME=HOST[:P2P_PORT[:API_PORT]]]... [--listen HOST]
+        [--data-dir PATH]
     chainnode node run --config PATH [--rebuild]
     chainnode devnet [--validators 4] [--dir DIR] [--txs N] [--base-port P]
     chainnode bench [--validators 4] [--txs N] [--rate R|max] [--out FILE] [--dir DIR] [--base-port P]
@@ -102,6 +103,7 @@ def run_network_init(args: argparse.Namespace) -> int:
         observers=args.observers,
         host_entries=hosts.merge_entries(from_file, from_options),
         listen_host=args.listen,
+        data_dir=args.data_dir,
     )
     for warning in layout.warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -466,6 +468,13 @@ def _add_network_commands(commands: Any) -> None:
         "--listen",
         metavar="HOST",
         help="what every node binds unless its entry says listen=HOST (e.g. 0.0.0.0 in containers)",
+    )
+    init.add_argument(
+        "--data-dir",
+        default="data",
+        metavar="PATH",
+        help="every node's data directory in node.toml: relative to the node's directory (default: data) "
+        "or absolute (a container's data volume)",
     )
     init.set_defaults(run=run_network_init)
 

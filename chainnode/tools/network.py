@@ -387,7 +387,7 @@ def find_ephemeral_port_warnings(
     return warnings
 
 
-def _write_node_configs(out_dir: Path, placements: Sequence[NodePlacement]) -> list[Path]:
+def _write_node_configs(out_dir: Path, placements: Sequence[NodePlacement], data_dir: str) -> list[Path]:
     paths = []
     for placement in placements:
         peers = [(peer.node_id, peer.p2p_address) for peer in placements if peer is not placement]
@@ -398,6 +398,7 @@ def _write_node_configs(out_dir: Path, placements: Sequence[NodePlacement]) -> l
             p2p_advertise=placement.p2p_address,
             api_advertise=placement.api_address,
             peers=peers,
+            data_dir=data_dir,
         )
         path = out_dir / "nodes" / placement.node_id / "node.toml"
         _write_file(path, text.encode("utf-8"))
@@ -433,6 +434,7 @@ def init_network(
     host_entries: Sequence[hosts.HostEntry] = (),
     listen_host: str | None = None,
     ephemeral_port_range: tuple[int, int] | None = None,
+    data_dir: str = "data",
 ) -> NetworkLayout:
     """Generate keys, certificates, genesis and node configs for a new network in `out_dir`.
 
@@ -445,7 +447,9 @@ def init_network(
     `host_entries` place the nodes (see `chainnode.tools.hosts`); without them every node is on
     127.0.0.1.  `listen_host` is what a node binds when its entry does not say (by default its
     own address, or the wildcard for a DNS name).  Ports inside `ephemeral_port_range` (by
-    default this machine's) are reported in `NetworkLayout.warnings`.
+    default this machine's) are reported in `NetworkLayout.warnings`.  `data_dir` is every node's
+    data directory as node.toml names it (relative to the node's directory, or absolute: a
+    container's data volume).
     """
     out_dir = Path(out_dir).resolve()
     if (out_dir / "genesis.json").exists():
@@ -453,9 +457,11 @@ def init_network(
     if spare_nodes < 0 or observers < 0:
         raise ConfigError(f"spare nodes and observers must not be negative, got {spare_nodes}, {observers}")
     _check_arguments(validators + spare_nodes, validators + spare_nodes + observers, chain_id, base_port)
-    if listen_host is not None and not hosts.is_ip_address(listen_host):
-        if hosts.find_host_problem(listen_host) is not None:
-            raise ConfigError(f"--listen: {listen_host!r} is neither an IP address nor a DNS name")
+    if not data_dir or "\n" in data_dir:
+        raise ConfigError(f"data directory {data_dir!r} must be a non-empty path")
+    listen_problem = None if listen_host is None else hosts.find_host_problem(listen_host)
+    if listen_host is not None and not hosts.is_ip_address(listen_host) and listen_problem is not None:
+        raise ConfigError(f"--listen: {listen_host!r} is neither an IP address nor a DNS name")
     node_ids = compute_node_ids(validators + spare_nodes, observers)
     roles = ["validator"] * validators + ["spare"] * spare_nodes + ["observer"] * observers
     placements = place_nodes(node_ids, roles, host_entries, base_port=base_port, listen_host=listen_host)
@@ -464,7 +470,7 @@ def init_network(
     pilot = load_pilot(pilot_path)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        layout = _generate(out_dir, pilot, validators, chain_id, placements, spare_nodes)
+        layout = _generate(out_dir, pilot, validators, chain_id, placements, spare_nodes, data_dir)
     except OSError as error:
         raise ConfigError(f"cannot write the network to {out_dir}: {error}") from error
     return dataclasses.replace(layout, warnings=tuple(warnings))
@@ -477,6 +483,7 @@ def _generate(
     chain_id: str,
     placements: Sequence[NodePlacement],
     spare_nodes: int,
+    data_dir: str,
 ) -> NetworkLayout:
     authorities = _create_authorities(out_dir, pilot)
     council = _create_council(out_dir, pilot)
@@ -495,7 +502,7 @@ def _generate(
         for claims, placement in zip(node_claims, placements, strict=True)
     ]
     node_ids = [claims.entity_id for claims in node_claims]
-    config_paths = _write_node_configs(out_dir, placements)
+    config_paths = _write_node_configs(out_dir, placements, data_dir)
     zone_names = {zone.zone_id: zone.name for zone in pilot.zones}
     chain_genesis = genesis.Genesis(
         chain_id=chain_id,
