@@ -51,6 +51,7 @@ URI_CHARS_MAX = 512
 ENTITY_CHARS_MAX = 64
 HASH_BYTES = 32
 AMOUNT_MAX = 2**63 - 1
+PROVENANCE_ACTIONS = frozenset({"mint", "set_uri", "transfer", "approve", "burn", "freeze", "unfreeze"})
 
 _TOKEN_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _COLLECTION_PREFIX = b"ast/c/"
@@ -310,11 +311,17 @@ class ProvenanceEntry:
         )
 
 
+def _expect_action(value: Any) -> str:
+    if value not in PROVENANCE_ACTIONS or not isinstance(value, str):
+        raise DecodeError(f"provenance action {value!r} is not one the module records")
+    return value
+
+
 def decode_provenance_entry(data: bytes) -> ProvenanceEntry:
     fields = codec.decode_struct(data, tags.TAG_ASSET_PROVENANCE, 1, 10, "asset provenance entry")
     return ProvenanceEntry(
         index=expect_int(fields[2], "provenance index", 1, 2**32 - 1),
-        action=expect_str(fields[3], "provenance action", 32),
+        action=_expect_action(fields[3]),
         actor=expect_str(fields[4], "provenance actor", 128),
         source=expect_str(fields[5], "provenance source", ENTITY_CHARS_MAX, allow_empty=True),
         target=expect_str(fields[6], "provenance target", ENTITY_CHARS_MAX, allow_empty=True),

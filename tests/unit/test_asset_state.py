@@ -67,6 +67,13 @@ def test_asset_decoding_is_strict(fields: tuple[object, ...]) -> None:
         asset_state.decode_asset(codec.encode(fields))
 
 
+def test_provenance_actions_are_the_modules_own() -> None:
+    entry = ProvenanceEntry(1, "transfer", "pku", "pku", "fudan", 1, 9, HASH)
+    assert asset_state.decode_provenance_entry(entry.encode()) == entry
+    with pytest.raises(DecodeError, match="provenance action"):
+        asset_state.decode_provenance_entry(ProvenanceEntry(1, "steal", "x", "", "", 0, 9, HASH).encode())
+
+
 def test_bad_stored_values_are_storage_errors_naming_the_record() -> None:
     state = MapState(
         {
