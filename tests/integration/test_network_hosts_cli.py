@@ -80,7 +80,11 @@ def test_hosts_file_node_options_and_observers(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("hosts_text", "extra", "complaint"),
     [
-        ("validator-01=10.0.0.1\nvalidator-02=10.0.0.400\n", [], "hosts:2: '10.0.0.400' looks like an IPv4 address"),
+        (
+            "validator-01=10.0.0.1\nvalidator-02=10.0.0.400\n",
+            [],
+            "hosts:2: '10.0.0.400' looks like an IPv4 address",
+        ),
         ("validator-01=10.0.0.1\n", [], "hosts give no address for ['validator-02'"),
         ("validator-01=10.0.0.1\n", ["--node", "validator-02"], "--node: expected NAME=HOST"),
     ],
