@@ -1,9 +1,11 @@
 """Four validators and an observer on five separate network stacks (Linux network namespaces).
 
 Theory of operation.  Each node runs in its own network namespace, as it would on its own
-machine, started from a `network init --hosts` network: every node listens on 0.0.0.0 and
-advertises its own data address, and all of them use the same ports (26600, 26601), which
-only separate network stacks allow.  Each namespace has two links:
+machine, started from a `network init --hosts` network in which three validators are placed
+by IPv4 address (listening on 0.0.0.0), the fourth by IPv6 address (listening on ::) and the
+observer by DNS name (each namespace's own /etc/hosts, which `ip netns exec` mounts from
+/etc/netns/<namespace>/), all of them on the same ports (26600, 26601), which only separate
+network stacks allow.  Each namespace has two links:
 
 - data (`eth` side of a veth pair): validators 1 and 2 and the observer on bridge A,
   validators 3 and 4 on bridge B, the bridges joined by a trunk veth pair; the bridges carry
@@ -52,6 +54,9 @@ OBSERVER = "observer-01"
 NODES = (*VALIDATORS, OBSERVER)
 SIDE_A = ("validator-01", "validator-02", OBSERVER)  # bridge A; the rest on bridge B
 CUT_OFF = "validator-04"  # not the primary of view 0
+IPV6_NODE = "validator-04"  # advertised and bound on IPv6 only
+DNS_NAME = "observer-01.pilot.test"  # the observer is advertised by name
+NETNS_ETC = Path("/etc/netns")  # `ip netns exec` mounts /etc/netns/<namespace>/* over /etc
 P2P_PORT = 26600
 API_PORT = 26601
 HOST_NUMBERS = {"validator-01": 11, "validator-02": 12, "validator-03": 13, "validator-04": 14, OBSERVER: 21}
@@ -91,13 +96,19 @@ def find_namespace_problem() -> str | None:
     return None
 
 
-def choose_subnets() -> tuple[str, str]:
-    """Two private /24 prefixes (data, management) that no interface here uses yet."""
-    used = _ip("-4", "-o", "addr").stdout
-    for third in range(7, 250, 2):
-        data, management = f"10.213.{third}.", f"10.213.{third + 1}."
-        if data not in used and management not in used:
-            return data, management
+def choose_subnet_number() -> int:
+    """n such that 10.213.n.0/24 and 10.213.n+1.0/24 (data and management, with the IPv6
+    prefixes fd00:213:n::/64 and fd00:213:n+1::/64 beside them) are used by no interface here."""
+    used = _ip("-o", "addr").stdout
+    for number in range(7, 250, 2):
+        prefixes = (
+            f"10.213.{number}.",
+            f"10.213.{number + 1}.",
+            f"fd00:213:{number}:",
+            f"fd00:213:{number + 1}:",
+        )
+        if not any(prefix in used for prefix in prefixes):
+            return number
     raise RuntimeError("no free 10.213.x.0/24 pair for the test")
 
 
@@ -106,10 +117,10 @@ class Lab:
     """The namespaces, bridges and links of one run; `close` removes what was made, in reverse."""
 
     tag: str
-    data_prefix: str
-    management_prefix: str
+    subnet: int  # see `choose_subnet_number`
     namespaces: list[str] = field(default_factory=list)
     links: list[str] = field(default_factory=list)  # root-namespace devices, deleted at close
+    created_netns_etc: bool = False  # /etc/netns did not exist before: removed at close
 
     def namespace(self, node_id: str) -> str:
         return f"cn{self.tag}-{node_id}"
@@ -122,10 +133,29 @@ class Lab:
         return f"cn{self.tag}ta"
 
     def data_address(self, node_id: str) -> str:
-        return f"{self.data_prefix}{HOST_NUMBERS[node_id]}"
+        return f"10.213.{self.subnet}.{HOST_NUMBERS[node_id]}"
+
+    def data_address6(self, node_id: str) -> str:
+        return f"fd00:213:{self.subnet}::{HOST_NUMBERS[node_id]}"
 
     def management_address(self, node_id: str) -> str:
-        return f"{self.management_prefix}{HOST_NUMBERS[node_id]}"
+        return f"10.213.{self.subnet + 1}.{HOST_NUMBERS[node_id]}"
+
+    def management_address6(self, node_id: str) -> str:
+        return f"fd00:213:{self.subnet + 1}::{HOST_NUMBERS[node_id]}"
+
+    def hosts_directory(self, node_id: str) -> Path:
+        """Files here replace /etc's inside the namespace under `ip netns exec` (the DNS name)."""
+        return NETNS_ETC / self.namespace(node_id)
+
+    def write_host_names(self, names: dict[str, str]) -> None:
+        """Every namespace resolves `names` (name -> address) through its own /etc/hosts."""
+        lines = "127.0.0.1 localhost\n" + "".join(f"{address} {name}\n" for name, address in names.items())
+        self.created_netns_etc = not NETNS_ETC.exists()
+        for node_id in NODES:
+            directory = self.hosts_directory(node_id)
+            directory.mkdir(parents=True, exist_ok=True)
+            (directory / "hosts").write_text(lines)
 
     def _add_link(self, name: str, *args: str) -> None:
         _ip_checked("link", "add", name, *args)
@@ -136,7 +166,8 @@ class Lab:
         for bridge in (bridge_a, bridge_b, bridge_m):
             self._add_link(bridge, "type", "bridge")
             _ip_checked("link", "set", bridge, "up")
-        _ip_checked("addr", "add", f"{self.management_prefix}1/24", "dev", bridge_m)
+        _ip_checked("addr", "add", f"10.213.{self.subnet + 1}.1/24", "dev", bridge_m)
+        _ip_checked("addr", "add", f"fd00:213:{self.subnet + 1}::1/64", "dev", bridge_m, "nodad")
         self._add_link(self.trunk, "type", "veth", "peer", "name", f"cn{self.tag}tb")
         _ip_checked("link", "set", self.trunk, "master", bridge_a, "up")
         _ip_checked("link", "set", f"cn{self.tag}tb", "master", bridge_b, "up")
@@ -146,18 +177,27 @@ class Lab:
             self.namespaces.append(namespace)
             _ip_checked("-n", namespace, "link", "set", "lo", "up")
             data_bridge = bridge_a if node_id in SIDE_A else bridge_b
-            for link, bridge, inner, address in [
-                (self.data_link(node_id), data_bridge, "eth0", self.data_address(node_id)),
+            for link, bridge, inner, address, address6 in [
+                (
+                    self.data_link(node_id),
+                    data_bridge,
+                    "eth0",
+                    self.data_address(node_id),
+                    self.data_address6(node_id),
+                ),
                 (
                     f"cn{self.tag}m{HOST_NUMBERS[node_id]}",
                     bridge_m,
                     "mgmt0",
                     self.management_address(node_id),
+                    self.management_address6(node_id),
                 ),
             ]:
                 self._add_link(link, "type", "veth", "peer", "name", inner, "netns", namespace)
                 _ip_checked("link", "set", link, "master", bridge, "up")
                 _ip_checked("-n", namespace, "addr", "add", f"{address}/24", "dev", inner)
+                # No duplicate address detection: the address is usable at once, not seconds later.
+                _ip_checked("-n", namespace, "addr", "add", f"{address6}/64", "dev", inner, "nodad")
                 _ip_checked("-n", namespace, "link", "set", inner, "up")
 
     def find_forwarding_problem(self) -> str | None:
@@ -192,6 +232,13 @@ class Lab:
     def close(self) -> list[str]:
         """Remove everything; what could not be removed, for the report."""
         leftovers = []
+        for node_id in NODES:
+            shutil.rmtree(self.hosts_directory(node_id), ignore_errors=True)
+            if self.hosts_directory(node_id).exists():
+                leftovers.append(str(self.hosts_directory(node_id)))
+        if self.created_netns_etc:
+            with contextlib.suppress(OSError):
+                NETNS_ETC.rmdir()
         for namespace in reversed(self.namespaces):
             if _ip("netns", "del", namespace).returncode != 0:
                 leftovers.append(namespace)
@@ -227,7 +274,13 @@ class Nodes:
             )
 
     def client(self, node_id: str) -> Client:
-        return Client(f"http://{self.lab.management_address(node_id)}:{API_PORT}", timeout_s=CLIENT_TIMEOUT_S)
+        # The IPv6 node listens on :: only (asyncio's IPv6 sockets are IPv6-only): reach it so.
+        host = (
+            f"[{self.lab.management_address6(node_id)}]"
+            if node_id == IPV6_NODE
+            else self.lab.management_address(node_id)
+        )
+        return Client(f"http://{host}:{API_PORT}", timeout_s=CLIENT_TIMEOUT_S)
 
     def get_heights(self, node_ids: Sequence[str]) -> dict[str, int]:
         heights = {}
@@ -262,8 +315,7 @@ def lab() -> Iterator[Lab]:
     problem = find_namespace_problem()
     if problem is not None:
         pytest.skip(f"namespace test skipped: {problem}")
-    data_prefix, management_prefix = choose_subnets()
-    built = Lab(f"{random.randrange(16**4):04x}", data_prefix, management_prefix)
+    built = Lab(f"{random.randrange(16**4):04x}", choose_subnet_number())
     try:
         try:
             built.build()
@@ -280,13 +332,19 @@ def lab() -> Iterator[Lab]:
 
 @pytest.fixture
 def nodes(lab: Lab, tmp_path: Path) -> Iterator[Nodes]:
+    # An IPv4 address for three validators, an IPv6 address for the fourth, a DNS name (each
+    # namespace's /etc/hosts) for the observer; every node on the same two ports.
+    lab.write_host_names({DNS_NAME: lab.data_address(OBSERVER)})
+    lines = []
+    for node_id in NODES:
+        if node_id == IPV6_NODE:
+            lines.append(f"{node_id}=[{lab.data_address6(node_id)}]:{P2P_PORT}:{API_PORT} listen=::")
+        elif node_id == OBSERVER:
+            lines.append(f"{node_id}={DNS_NAME}:{P2P_PORT}:{API_PORT}")  # binds 0.0.0.0: a name
+        else:
+            lines.append(f"{node_id}={lab.data_address(node_id)}:{P2P_PORT}:{API_PORT} listen=0.0.0.0")
     hosts_path = tmp_path / "hosts"
-    hosts_path.write_text(
-        "".join(
-            f"{node_id}={lab.data_address(node_id)}:{P2P_PORT}:{API_PORT} listen=0.0.0.0\n"
-            for node_id in NODES
-        )
-    )
+    hosts_path.write_text("\n".join(lines) + "\n")
     directory = tmp_path / "network"
     init_network(
         directory, validators=len(VALIDATORS), observers=1, host_entries=hosts.load_hosts_file(hosts_path)
