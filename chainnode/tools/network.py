@@ -6,14 +6,23 @@ Theory of operation
 known roles and sectors, entities in known zones, no entity claiming the `validator` role (the
 validator nodes are generated here, not listed in the pilot), a council threshold within 1..N.
 
-`init_network` then plays every authority once, offline:
+`init_network` first places every node (`place_nodes`: its hosts entry, see
+`chainnode.tools.hosts`, or 127.0.0.1; ports base+2i and base+2i+1 unless given), refusing
+unknown or missing nodes and two nodes on one host and port before anything is written, and
+notes ports inside the kernel's ephemeral range as warnings.  It then plays every authority
+once, offline:
 
 1. the council's root key signs the network root CA;
 2. the root signs one zone authority CA per zone;
-3. each zone authority issues the certificates of its own zone's entities, and of the validator
-   nodes it hosts (validators are assigned to zones round-robin, starting with beijing,
-   shanghai, guangdong, sichuan);
-4. the genesis (council keys, zones, entities, validator set) is written and re-read through
+3. each zone authority issues the certificates of its own zone's entities, and of the nodes it
+   hosts (nodes are assigned to zones round-robin, validators first, starting with beijing,
+   shanghai, guangdong, sichuan); a node's certificate names its addresses as subject
+   alternative names; observers hold the `observer` role and no other;
+4. each node's node.toml gets its listen addresses, its advertised ones where they differ, and
+   every other node's advertised p2p address (observers are in every peer list: messages
+   travel on the dialer's connection, so a validator that did not dial an observer would
+   never send it a block);
+5. the genesis (council keys, zones, entities, validator set) is written and re-read through
    `genesis.load_genesis`, so a layout that would not load is never reported as a success.
 
 Layout of `DIR`::
@@ -23,8 +32,10 @@ Layout of `DIR`::
     council/<member>/key.pem, public.pem
     entities/<entity>/cert.pem, key.pem, chain.pem        (chain = cert + zone CA)
     nodes/validator-NN/node.toml, cert.pem, chain.pem, key.pem
+    nodes/observer-NN/node.toml, cert.pem, chain.pem, key.pem
     genesis.json
-    network.json      {"chain_id", "genesis_hash", "nodes": [...], "entities": [...]}
+    network.json      {"chain_id", "genesis_hash", "nodes": [{"id", "config", "api_url",
+                       "p2p_address", "role"}, ...], "entities": [...]}
 
 Paths inside `network.json` are relative to `DIR`.  Private keys are written with mode 0600.
 The private keys of the root, the zones and the council are left in `DIR` because this is a
