@@ -8,7 +8,7 @@ intervals ahead of our head, so its memory stays bounded on a long run.
 
 from __future__ import annotations
 
-from chainnode.core import types
+from chainnode.core import quorum
 from chainnode.core.errors import InvariantError
 from consensus.messages import Vote
 
@@ -17,7 +17,7 @@ AHEAD_INTERVALS_MAX = 4
 
 class CheckpointTracker:
     def __init__(
-        self, chain_id: str, validators: types.ValidatorSet, interval: int, stable_height: int
+        self, chain_id: str, validators: quorum.ValidatorSet, interval: int, stable_height: int
     ) -> None:
         if not (interval > 0):
             raise InvariantError("interval > 0")
@@ -46,7 +46,7 @@ class CheckpointTracker:
         votes[vote.validator] = (vote.block_hash, vote.signature)
         return None
 
-    def find_stable(self, height: int, head_height: int) -> types.CheckpointCertificate | None:
+    def find_stable(self, height: int, head_height: int) -> quorum.CheckpointCertificate | None:
         """The certificate that makes `height` stable, once we committed it and a quorum agrees."""
         votes = self._votes.get(height)
         if not votes or height <= self.stable_height or height > head_height:
@@ -57,5 +57,5 @@ class CheckpointTracker:
                 self.stable_height = height
                 for old in [h for h in self._votes if h <= height]:
                     del self._votes[old]
-                return types.CheckpointCertificate(height, block_hash, agreeing)
+                return quorum.CheckpointCertificate(height, block_hash, agreeing)
         return None

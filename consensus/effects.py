@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chainnode.core import types
+from chainnode.core import quorum, types
 from consensus.messages import Evidence, LogRecord, Message
 
 
@@ -40,7 +40,7 @@ class CommitBlock:
     """Write `block` with its certificate; the node applies the execution result it cached."""
 
     block: types.Block
-    certificate: types.CommitCertificate
+    certificate: quorum.CommitCertificate
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +63,7 @@ class RecordEvidence:
 class StableCheckpoint:
     """A quorum of validators signed the block (and so the state root) at `certificate.height`."""
 
-    certificate: types.CheckpointCertificate
+    certificate: quorum.CheckpointCertificate
 
 
 @dataclass(frozen=True, slots=True)

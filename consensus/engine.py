@@ -13,7 +13,7 @@ The view carries over from height to height until a view change.
 Quorums.  n validators tolerate f = floor((n - 1) / 3) Byzantine ones, and
 every count that decides something (PREPARE, COMMIT, NEW-VIEW proofs,
 checkpoints, and the certificates catch-up verifies) needs a quorum of
-q = floor((n + f) / 2) + 1 (`types.compute_quorum`).  Safety rests on any two
+q = floor((n + f) / 2) + 1 (`quorum.compute_quorum`).  Safety rests on any two
 quorums sharing at least f + 1 validators, hence an honest one, who never
 signs two blocks for one (view, height): 2q - n >= f + 1.  The textbook 2f + 1
 gives that only when n = 3f + 1; at n = 5 two quorums of 3 share a single
@@ -80,7 +80,7 @@ import random
 from collections import deque
 from collections.abc import Sequence
 
-from chainnode.core import crypto, types
+from chainnode.core import crypto, quorum, types
 from chainnode.core.errors import InvariantError
 from consensus.buffer import MessageBuffer
 from consensus.catch_up import CatchUp
@@ -130,7 +130,7 @@ class Engine:
         self,
         config: EngineConfig,
         *,
-        validators: types.ValidatorSet,
+        validators: quorum.ValidatorSet,
         own_id: str | None,
         key: crypto.SigningKey | None,
         app: Application,
@@ -221,7 +221,7 @@ class Engine:
         """The height being decided: one above the committed head."""
         return self.head.height + 1
 
-    def _find_own_index(self, validators: types.ValidatorSet) -> int | None:
+    def _find_own_index(self, validators: quorum.ValidatorSet) -> int | None:
         if self._own_id is None or self._key is None:
             return None
         index = validators.index_of(self._own_id)
@@ -612,7 +612,7 @@ class Engine:
             self._note_prepared(view, proposal.block, round_.signatures(Kind.PREPARE, block_hash), effects)
         if round_.count(Kind.COMMIT, block_hash) >= self.validators.quorum:
             signatures = round_.signatures(Kind.COMMIT, block_hash)
-            certificate = types.CommitCertificate(self.height, view, block_hash, signatures)
+            certificate = quorum.CommitCertificate(self.height, view, block_hash, signatures)
             self._commit(proposal.block, certificate, effects)
 
     def _note_prepared(
@@ -778,7 +778,7 @@ class Engine:
     # ------------------------------------------------------------ commit and catch-up
 
     def _commit(
-        self, block: types.Block, certificate: types.CommitCertificate, effects: list[Effect]
+        self, block: types.Block, certificate: quorum.CommitCertificate, effects: list[Effect]
     ) -> None:
         if not (block.height == self.height):
             raise InvariantError("commits are contiguous")
@@ -835,7 +835,7 @@ class Engine:
             return
 
     def _find_certified_block_problem(
-        self, block: types.Block, certificate: types.CommitCertificate
+        self, block: types.Block, certificate: quorum.CommitCertificate
     ) -> str | None:
         if (certificate.height, certificate.block_hash) != (block.height, block.hash):
             return "certificate is for another block"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from chainnode.core import types
+from chainnode.core import quorum, types
 from consensus.messages import Message
 
 
@@ -31,7 +31,7 @@ class Application(Protocol):
         """True while transactions wait to be committed (this keeps the view timer running)."""
         ...
 
-    def get_validator_set(self, height: int) -> types.ValidatorSet:
+    def get_validator_set(self, height: int) -> quorum.ValidatorSet:
         """The validators that decide `height` (a change committed at h applies from h+1)."""
         ...
 
@@ -51,7 +51,7 @@ class MessageReceived:
 @dataclass(frozen=True, slots=True)
 class BlocksReceived:
     sender: str
-    blocks: tuple[tuple[types.Block, types.CommitCertificate], ...]
+    blocks: tuple[tuple[types.Block, quorum.CommitCertificate], ...]
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from chainnode.core import codec, crypto, types
+from chainnode.core import codec, crypto, quorum, types
 from chainnode.core.codec import expect_bytes, expect_int
 from chainnode.core.errors import DecodeError, InvariantError
 from chainnode.core.tags import (
@@ -106,11 +106,11 @@ class PreparedCertificate:
     def encode(self) -> bytes:
         return codec.encode(self.to_fields())
 
-    def find_problem(self, chain_id: str, validators: types.ValidatorSet) -> str | None:
+    def find_problem(self, chain_id: str, validators: quorum.ValidatorSet) -> str | None:
         payload = types.compute_vote_payload(
             types.VoteKind.PREPARE, chain_id, self.view, self.block.height, self.block.hash
         )
-        problem = types.find_quorum_problem(payload, self.signatures, validators)
+        problem = quorum.find_quorum_problem(payload, self.signatures, validators)
         return None if problem is None else f"prepared certificate: {problem}"
 
 
@@ -229,7 +229,7 @@ def _decode_prepared(value: Any) -> PreparedCertificate | None:
     return PreparedCertificate(
         expect_int(fields[2], "prepared view"),
         types.decode_block(expect_bytes(fields[3], "prepared block")),
-        types.decode_index_signatures(fields[4], "prepared signatures"),
+        quorum.decode_index_signatures(fields[4], "prepared signatures"),
     )
 
 

@@ -3,7 +3,7 @@
 Safety rests on one rule.  If a block B was committed at height h in view v,
 then a quorum of validators sent COMMIT, each holding a prepared certificate
 for B at v.  Any quorum of VIEW-CHANGE messages for a later view shares at
-least f + 1 validators with that quorum (`types.compute_quorum`), so at least
+least f + 1 validators with that quorum (`quorum.compute_quorum`), so at least
 one honest holder of B's certificate, and no prepared certificate for another
 block at h can exist in a view >= v (its PREPARE quorum would share an honest
 validator with B's, who never prepares two blocks for one height and view).
@@ -15,12 +15,12 @@ check that the primary did exactly that.
 
 from __future__ import annotations
 
-from chainnode.core import crypto, types
+from chainnode.core import crypto, quorum
 from consensus.messages import NewView, PreparedCertificate, ViewChange
 
 
 def find_view_change_problem(
-    message: ViewChange, *, chain_id: str, validators: types.ValidatorSet, head_hash: bytes
+    message: ViewChange, *, chain_id: str, validators: quorum.ValidatorSet, head_hash: bytes
 ) -> str | None:
     """None when `message` is a correctly signed VIEW-CHANGE whose prepared block extends `head_hash`."""
     if message.validator >= validators.size:
@@ -53,7 +53,7 @@ def select_prepared(view_changes: tuple[ViewChange, ...]) -> PreparedCertificate
 
 
 def find_new_view_problem(
-    message: NewView, *, chain_id: str, validators: types.ValidatorSet, head_hash: bytes
+    message: NewView, *, chain_id: str, validators: quorum.ValidatorSet, head_hash: bytes
 ) -> str | None:
     """None when `message` proves a quorum of VIEW-CHANGEs and re-proposes what they require."""
     senders = set()

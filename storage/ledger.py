@@ -146,7 +146,7 @@ from typing import Any, Protocol
 
 import plyvel
 
-from chainnode.core import codec, types
+from chainnode.core import codec, quorum, types
 from chainnode.core.errors import DecodeError, StorageCorruptError, StorageError
 from storage.leveldb import (
     check_iteration_end,
@@ -408,7 +408,7 @@ class Ledger:
         if encoded is None:
             return f"the commit certificate of block {height} is missing"
         try:
-            certificate = types.decode_commit_certificate(encoded)
+            certificate = quorum.decode_commit_certificate(encoded)
         except DecodeError as error:
             return f"the commit certificate of block {height} does not decode: {error.message}"
         if (certificate.height, certificate.block_hash) != (height, block_hash):
@@ -637,7 +637,7 @@ class Ledger:
     def commit_block(
         self,
         block: types.Block,
-        certificate: types.CommitCertificate,
+        certificate: quorum.CommitCertificate,
         receipts: Sequence[types.Receipt],
         write_set: Mapping[bytes, bytes | None],
     ) -> Head:

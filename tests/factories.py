@@ -23,7 +23,7 @@ from typing import Any
 
 from cryptography import x509
 
-from chainnode.core import crypto, identity, types
+from chainnode.core import crypto, identity, quorum, types
 from chainnode.sdk.client import Identity, build_transaction
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,7 +87,7 @@ def load_entity(directory: Path, entity_id: str | None = None) -> Identity:
     return Identity.load(entities / entity_id if entity_id is not None else sorted(entities.iterdir())[0])
 
 
-def load_validator_keys(network_dir: Path, validators: types.ValidatorSet) -> list[crypto.SigningKey]:
+def load_validator_keys(network_dir: Path, validators: quorum.ValidatorSet) -> list[crypto.SigningKey]:
     """The validators' own keys from their node directories, in validator-set order."""
     return [
         crypto.SigningKey.load(network_dir / "nodes" / validator.entity_id / "key.pem")
@@ -100,14 +100,14 @@ def load_validator_keys(network_dir: Path, validators: types.ValidatorSet) -> li
 
 def sign_commit_certificate(
     block: types.Block, keys: Sequence[crypto.SigningKey], *, signers: int | None = None, view: int = 0
-) -> types.CommitCertificate:
+) -> quorum.CommitCertificate:
     """A commit certificate for `block` in `view`, signed by the first `signers` of `keys`
     (all of them by default); a key's validator index is its position in `keys`."""
     payload = types.compute_vote_payload(
         types.VoteKind.COMMIT, block.header.chain_id, view, block.height, block.hash
     )
     count = len(keys) if signers is None else signers
-    return types.CommitCertificate(
+    return quorum.CommitCertificate(
         block.height, view, block.hash, tuple((index, keys[index].sign(payload)) for index in range(count))
     )
 

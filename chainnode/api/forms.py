@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
-from chainnode.core import types
+from chainnode.core import quorum, types
 
 
 def compute_json_value(value: Any) -> Any:
@@ -56,7 +56,7 @@ def compute_header_json(header: types.BlockHeader) -> dict[str, Any]:
 
 
 def compute_certificate_json(
-    certificate: types.CommitCertificate, validators: types.ValidatorSet | None
+    certificate: quorum.CommitCertificate, validators: quorum.ValidatorSet | None
 ) -> dict[str, Any]:
     signatures = []
     for index, signature in certificate.signatures:

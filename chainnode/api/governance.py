@@ -33,7 +33,7 @@ from chainnode.api.common import check_name, error_body, get_service, json_respo
 from chainnode.api.forms import compute_json_value
 from chainnode.api.service import LedgerReader
 from chainnode.app import authority, governance
-from chainnode.core import identity, types
+from chainnode.core import identity, identity_records, quorum
 from chainnode.core.errors import ChainError, RemoteError
 from chainnode.core.statuses import ProposalStatus
 
@@ -64,7 +64,9 @@ def _get_next_height(ledger: LedgerReader) -> int:
 # ---------------------------------------------------------------- JSON forms
 
 
-def compute_entity_json(entity: types.EntityRecord, validators: types.ValidatorSet) -> dict[str, Any]:
+def compute_entity_json(
+    entity: identity_records.EntityRecord, validators: quorum.ValidatorSet
+) -> dict[str, Any]:
     try:
         certificate_pem = identity.certificate_to_pem(identity.certificate_from_der(entity.certificate))
         pem: str | None = certificate_pem.decode("ascii")
@@ -86,7 +88,7 @@ def compute_entity_json(entity: types.EntityRecord, validators: types.ValidatorS
     }
 
 
-def compute_zone_json(zone: types.ZoneRecord) -> dict[str, Any]:
+def compute_zone_json(zone: identity_records.ZoneRecord) -> dict[str, Any]:
     not_before_ms: int | None = None
     not_after_ms: int | None = None
     with contextlib.suppress(ChainError):  # hand-built states (tests) may hold no certificate
@@ -103,7 +105,7 @@ def compute_zone_json(zone: types.ZoneRecord) -> dict[str, Any]:
     }
 
 
-def compute_validator_set_json(height: int, validators: types.ValidatorSet) -> dict[str, Any]:
+def compute_validator_set_json(height: int, validators: quorum.ValidatorSet) -> dict[str, Any]:
     return {
         "height": height,
         "size": validators.size,
@@ -151,7 +153,7 @@ async def handle_entity(request: web.Request) -> web.Response:
 
 async def handle_zones(request: web.Request) -> web.Response:
     ledger = _get_ledger(request)
-    zones = [types.decode_zone_record(value) for _, value in _iter_state(ledger, b"id/z/")]
+    zones = [identity_records.decode_zone_record(value) for _, value in _iter_state(ledger, b"id/z/")]
     return json_response({"zones": [compute_zone_json(zone) for zone in zones]})
 
 

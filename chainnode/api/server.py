@@ -79,7 +79,7 @@ from chainnode.api.forms import (
 )
 from chainnode.api.service import LedgerReader, NodeService, ReadinessProblem, SubmitResult
 from chainnode.app import proof
-from chainnode.core import metrics, types
+from chainnode.core import metrics, quorum, types
 from chainnode.core.errors import ChainError, DecodeError, LocalError, RemoteError, ValidationError
 from chainnode.core.hexstr import parse_hex
 from chainnode.core.statuses import TxStatus
@@ -153,7 +153,7 @@ async def handle_checkpoint(request: web.Request) -> web.Response:
     encoded = service.ledger.get_latest_checkpoint()
     if encoded is None:
         return json_response(error_body("not_found", "no stable checkpoint yet"), status=404)
-    checkpoint = types.decode_checkpoint_certificate(encoded)
+    checkpoint = quorum.decode_checkpoint_certificate(encoded)
     validators = service.get_validator_set(checkpoint.height)
     return json_response(
         {
@@ -338,7 +338,7 @@ async def handle_block(request: web.Request) -> web.Response:
     view = request.query.get("transactions", "full")
     if view not in ("full", "hashes"):
         raise RemoteError(f"transactions must be 'full' or 'hashes', got {view[:40]!r}", code="bad_request")
-    certificate = types.decode_commit_certificate(certificate_encoded)
+    certificate = quorum.decode_commit_certificate(certificate_encoded)
     validators = service.get_validator_set(height)
     if view == "hashes":
         # For followers that only need to know what committed (the benchmark's watcher):

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from chainnode.core import types
+from chainnode.core import quorum, types
 from chainnode.core.fastinit import install_fast_init
 from chainnode.core.statuses import TxStatus
 
@@ -101,7 +101,7 @@ class NodeService(Protocol):
         """What keeps the node from being ready, by name; empty when it is ready."""
         ...
 
-    def get_validator_set(self, height: int) -> types.ValidatorSet: ...
+    def get_validator_set(self, height: int) -> quorum.ValidatorSet: ...
 
     def get_evidence(self) -> list[bytes]:
         """Encoded proofs of validator equivocation (`consensus.messages.Evidence`), by height."""

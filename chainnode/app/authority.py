@@ -62,7 +62,7 @@ from chainnode.app.state import (
     StateReader,
     TransactionError,
 )
-from chainnode.core import identity, types
+from chainnode.core import identity, identity_records, quorum, types
 from chainnode.core.errors import ChainError, StorageError
 from chainnode.core.statuses import ZoneStatus
 
@@ -87,7 +87,7 @@ def compute_council_signer(member_id: str) -> str:
 # ---------------------------------------------------------------- signers
 
 
-def _zone_certificate(zone: types.ZoneRecord) -> x509.Certificate:
+def _zone_certificate(zone: identity_records.ZoneRecord) -> x509.Certificate:
     try:
         return identity.certificate_from_der(zone.certificate)
     except ChainError as error:
@@ -112,7 +112,7 @@ def _get_zone_signer(state: StateReader, zone_id: str) -> Signer | None:
 # Decoded entity records and zone statuses by their stored bytes: decoding is a pure function of
 # the bytes, so a memo can never answer differently from a fresh decode, and it spares decoding
 # certificate-sized records for every transaction of the same signer.  Cleared when full.
-_ENTITY_MEMO: dict[bytes, types.EntityRecord] = {}
+_ENTITY_MEMO: dict[bytes, identity_records.EntityRecord] = {}
 _ZONE_STATUS_MEMO: dict[bytes, str] = {}
 # Signers by (stored entity record, zone status): a Signer is a pure function of the two,
 # and one is looked up for every transaction at admission and again in execution.
@@ -134,19 +134,22 @@ def _decode_memoized(memo: dict[bytes, Any], stored: bytes, decode: Any, what: s
 
 
 def _get_entity_signer(state: StateReader, entity_id: str) -> Signer | None:
-    stored = state.get_state(types.entity_key(entity_id))
+    stored = state.get_state(identity_records.entity_key(entity_id))
     if stored is None:
         return None
-    entity: types.EntityRecord = _decode_memoized(
-        _ENTITY_MEMO, stored, types.decode_entity_record, f"entity {entity_id!r}"
+    entity: identity_records.EntityRecord = _decode_memoized(
+        _ENTITY_MEMO, stored, identity_records.decode_entity_record, f"entity {entity_id!r}"
     )
-    zone_stored = state.get_state(types.zone_key(entity.zone))
+    zone_stored = state.get_state(identity_records.zone_key(entity.zone))
     # Genesis checks that every entity's zone exists and removal keeps the zone's record, so a
     # missing zone only occurs in hand-built states (tests, tools); they impose no zone rule.
     zone_status = ZoneStatus.ACTIVE
     if zone_stored is not None:
         zone_status = _decode_memoized(
-            _ZONE_STATUS_MEMO, zone_stored, lambda data: types.decode_zone_record(data).status, "zone"
+            _ZONE_STATUS_MEMO,
+            zone_stored,
+            lambda data: identity_records.decode_zone_record(data).status,
+            "zone",
         )
     signer = _SIGNER_MEMO.get((stored, zone_status))
     if signer is None:
@@ -210,7 +213,7 @@ def check_revoke_args(args: tuple[Any, ...]) -> None:
 
 def _verify_for_zone(
     state: StateReader, certificate_der: bytes, context: ExecutionContext
-) -> types.EntityRecord:
+) -> identity_records.EntityRecord:
     """The record of a certificate that the signing zone may register; refusals as receipts."""
     zone_id = context.signer.name
     try:
@@ -225,7 +228,7 @@ def _verify_for_zone(
             f"zone {zone_id!r} can only act on its own entities",
         )
     zone = governance.get_zone_record(state, zone_id)
-    root_der = state.get_state(types.ROOT_CERTIFICATE_KEY)
+    root_der = state.get_state(identity_records.ROOT_CERTIFICATE_KEY)
     if zone is None or root_der is None:
         raise _fail(ErrorCode.NOT_PERMITTED, "the state holds no root or zone certificate to verify against")
     try:
@@ -238,7 +241,9 @@ def _verify_for_zone(
     return identity.entity_record_from_certificate(certificate)
 
 
-def _require_own_entity(state: StateReader, entity_id: str, context: ExecutionContext) -> types.EntityRecord:
+def _require_own_entity(
+    state: StateReader, entity_id: str, context: ExecutionContext
+) -> identity_records.EntityRecord:
     entity = governance.get_entity_record(state, entity_id)
     if entity is None:
         raise _fail(ErrorCode.UNKNOWN_ENTITY, f"{entity_id!r} is not a registered entity")
@@ -258,12 +263,12 @@ def apply_register(overlay: Overlay, tx: types.Transaction, context: ExecutionCo
             "revoked; register the replacement under a new id" if existing.revoked else "registered; renew it"
         )
         raise _fail(ErrorCode.ALREADY_REGISTERED, f"{record.entity_id} is already {state}")
-    overlay.put(types.entity_key(record.entity_id), record.encode())
+    overlay.put(identity_records.entity_key(record.entity_id), record.encode())
     return [("authority.registered", (record.entity_id, record.zone, record.not_after_ms))]
 
 
 def _follow_validator(
-    overlay: Overlay, entity: types.EntityRecord, *, is_removed: bool, context: ExecutionContext
+    overlay: Overlay, entity: identity_records.EntityRecord, *, is_removed: bool, context: ExecutionContext
 ) -> list[Event]:
     """Keep the validator set in line with an entity's renewed or revoked certificate."""
     validators = governance.get_validator_set(overlay)
@@ -281,10 +286,10 @@ def _follow_validator(
             ]
         del members[index]
     elif members[index].public_key != entity.public_key:
-        members[index] = types.Validator(entity.entity_id, entity.public_key)
+        members[index] = quorum.Validator(entity.entity_id, entity.public_key)
     else:
         return []
-    return [governance.apply_validator_set(overlay, context.height, types.ValidatorSet(tuple(members)))]
+    return [governance.apply_validator_set(overlay, context.height, quorum.ValidatorSet(tuple(members)))]
 
 
 def apply_renew(overlay: Overlay, tx: types.Transaction, context: ExecutionContext) -> Sequence[Event]:
@@ -296,7 +301,7 @@ def apply_renew(overlay: Overlay, tx: types.Transaction, context: ExecutionConte
         raise _fail(
             ErrorCode.ALREADY_REGISTERED, f"this certificate of {record.entity_id} is already registered"
         )
-    overlay.put(types.entity_key(record.entity_id), record.encode())
+    overlay.put(identity_records.entity_key(record.entity_id), record.encode())
     events = _follow_validator(overlay, record, is_removed=not record.has_role("validator"), context=context)
     rotated = existing.public_key != record.public_key
     return [("authority.renewed", (record.entity_id, record.not_after_ms, rotated)), *events]
@@ -310,7 +315,7 @@ def apply_revoke(overlay: Overlay, tx: types.Transaction, context: ExecutionCont
     revoked = replace(
         existing, revoked=True, revoked_from_height=context.height + 1, revocation_reason=reason
     )
-    overlay.put(types.entity_key(entity_id), revoked.encode())
+    overlay.put(identity_records.entity_key(entity_id), revoked.encode())
     events = _follow_validator(overlay, revoked, is_removed=True, context=context)
     return [("authority.revoked", (entity_id, context.height + 1, reason)), *events]
 
@@ -320,10 +325,10 @@ def apply_revoke(overlay: Overlay, tx: types.Transaction, context: ExecutionCont
 
 def check_put_sector_args(args: tuple[Any, ...]) -> None:
     """`records.put_sector(sector: str, key: str, value: bytes)`."""
-    if len(args) != 3 or args[0] not in types.SECTORS:
+    if len(args) != 3 or args[0] not in identity_records.SECTORS:
         raise _fail(
             ErrorCode.BAD_ARGUMENTS,
-            f"records.put_sector takes (sector, key, value); sectors: {sorted(types.SECTORS)}",
+            f"records.put_sector takes (sector, key, value); sectors: {sorted(identity_records.SECTORS)}",
         )
     records.check_put_args(args[1:])
 
@@ -386,8 +391,8 @@ def find_expiring_certificates(
         return []
     found: list[ExpiringCertificate] = []
     for _, value in iter_state(b"id/e/"):
-        entity: types.EntityRecord = _decode_memoized(
-            _ENTITY_MEMO, value, types.decode_entity_record, "entity"
+        entity: identity_records.EntityRecord = _decode_memoized(
+            _ENTITY_MEMO, value, identity_records.decode_entity_record, "entity"
         )
         if not entity.revoked and entity.not_after_ms <= now_ms + window_ms:
             found.append(
@@ -396,7 +401,9 @@ def find_expiring_certificates(
                 )
             )
     for _, value in iter_state(b"id/z/"):
-        zone: types.ZoneRecord = _decode_memoized({}, value, types.decode_zone_record, "zone")
+        zone: identity_records.ZoneRecord = _decode_memoized(
+            {}, value, identity_records.decode_zone_record, "zone"
+        )
         _, not_after_ms = identity.get_validity_ms(_zone_certificate(zone))
         if not zone.removed and not_after_ms <= now_ms + window_ms:
             found.append(

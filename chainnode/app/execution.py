@@ -64,7 +64,7 @@ from chainnode.app.state import (
     TransactionError,
     compute_state_root,
 )
-from chainnode.core import crypto, types
+from chainnode.core import crypto, identity_records, types
 from chainnode.core.errors import DecodeError, StorageError, ValidationError
 from chainnode.core.statuses import ZoneStatus
 
@@ -154,13 +154,13 @@ class StateMemo:
         self.authorized.clear()
 
 
-def get_entity(state: StateReader, entity_id: str) -> types.EntityRecord | None:
+def get_entity(state: StateReader, entity_id: str) -> identity_records.EntityRecord | None:
     """The signer's registered record, or None."""
-    stored = state.get_state(types.entity_key(entity_id))
+    stored = state.get_state(identity_records.entity_key(entity_id))
     if stored is None:
         return None
     try:
-        return types.decode_entity_record(stored)
+        return identity_records.decode_entity_record(stored)
     except DecodeError as error:
         # Entity records are written by genesis and the identity module only.
         raise StorageError(f"corrupt entity record for {entity_id!r} in state: {error.message}") from error

@@ -31,7 +31,7 @@ from typing import Any
 
 from cryptography import x509
 
-from chainnode.core import codec, crypto, identity, tags, types
+from chainnode.core import codec, crypto, identity, identity_records, quorum, tags, types
 from chainnode.core.errors import ChainError, ConfigError
 from chainnode.core.fields import Fields
 from chainnode.core.tags import TAG_GENESIS
@@ -72,7 +72,7 @@ class ChainParams:
 
 
 def encode_chain_params(params: ChainParams) -> bytes:
-    """The state value at `types.CHAIN_PARAMS_KEY`."""
+    """The state value at `identity_records.CHAIN_PARAMS_KEY`."""
     return codec.encode(
         (
             tags.TAG_CHAIN_PARAMS,
@@ -106,9 +106,9 @@ class Genesis:
     root_certificate: bytes  # DER of the network root CA
     council: tuple[CouncilMember, ...]
     council_threshold: int  # approvals needed for a council decision (M of N)
-    zones: tuple[types.ZoneRecord, ...]
-    entities: tuple[types.EntityRecord, ...]  # including the validator nodes
-    validators: types.ValidatorSet
+    zones: tuple[identity_records.ZoneRecord, ...]
+    entities: tuple[identity_records.EntityRecord, ...]  # including the validator nodes
+    validators: quorum.ValidatorSet
     params: ChainParams
 
     def encode(self) -> bytes:
@@ -135,27 +135,27 @@ class Genesis:
     def initial_state(self) -> dict[bytes, bytes]:
         state: dict[bytes, bytes] = {}
         for zone in self.zones:
-            state[types.zone_key(zone.zone_id)] = zone.encode()
+            state[identity_records.zone_key(zone.zone_id)] = zone.encode()
         for entity in self.entities:
-            state[types.entity_key(entity.entity_id)] = entity.encode()
-        state[types.VALIDATOR_SET_KEY] = self.validators.encode()
-        state[types.validator_history_key(1)] = self.validators.encode()
-        state[types.ROOT_CERTIFICATE_KEY] = self.root_certificate
+            state[identity_records.entity_key(entity.entity_id)] = entity.encode()
+        state[identity_records.VALIDATOR_SET_KEY] = self.validators.encode()
+        state[identity_records.validator_history_key(1)] = self.validators.encode()
+        state[identity_records.ROOT_CERTIFICATE_KEY] = self.root_certificate
         for member in self.council:
-            record = types.CouncilRecord(member.member_id, member.name, member.public_key)
-            state[types.council_key(member.member_id)] = record.encode()
+            record = identity_records.CouncilRecord(member.member_id, member.name, member.public_key)
+            state[identity_records.council_key(member.member_id)] = record.encode()
         member_ids = tuple(member.member_id for member in self.council)
-        state[types.COUNCIL_KEY] = codec.encode((self.council_threshold, member_ids))
-        state[types.CHAIN_PARAMS_KEY] = encode_chain_params(self.params)
+        state[identity_records.COUNCIL_KEY] = codec.encode((self.council_threshold, member_ids))
+        state[identity_records.CHAIN_PARAMS_KEY] = encode_chain_params(self.params)
         return state
 
-    def get_entity(self, entity_id: str) -> types.EntityRecord | None:
+    def get_entity(self, entity_id: str) -> identity_records.EntityRecord | None:
         for entity in self.entities:
             if entity.entity_id == entity_id:
                 return entity
         return None
 
-    def get_zone(self, zone_id: str) -> types.ZoneRecord | None:
+    def get_zone(self, zone_id: str) -> identity_records.ZoneRecord | None:
         for zone in self.zones:
             if zone.zone_id == zone_id:
                 return zone
@@ -212,7 +212,7 @@ def _der_to_pem(der: bytes) -> str:
     return identity.certificate_to_pem(identity.certificate_from_der(der)).decode("ascii")
 
 
-def _entity_to_json(entity: types.EntityRecord) -> dict[str, Any]:
+def _entity_to_json(entity: identity_records.EntityRecord) -> dict[str, Any]:
     return {
         "id": entity.entity_id,
         "zone": entity.zone,
@@ -241,13 +241,13 @@ def _genesis_from_document(fields: Fields) -> Genesis:
         for m in fields.get_tables("council")
     )
     zones = tuple(
-        types.ZoneRecord(
+        identity_records.ZoneRecord(
             z.get_str("id"), z.get_str("name"), _get_certificate_der(z, "certificate"), z.get_bool("active")
         )
         for z in fields.get_tables("zones")
     )
     entities = tuple(
-        types.EntityRecord(
+        identity_records.EntityRecord(
             entity_id=e.get_str("id"),
             zone=e.get_str("zone"),
             public_key=e.get_hex("public_key", length=32),
@@ -262,12 +262,12 @@ def _genesis_from_document(fields: Fields) -> Genesis:
     )
     validator_items = fields.get_tables("validators")
     validator_list = [
-        types.Validator(v.get_str("id"), v.get_hex("public_key", length=32)) for v in validator_items
+        quorum.Validator(v.get_str("id"), v.get_hex("public_key", length=32)) for v in validator_items
     ]
-    if len(validator_list) < types.VALIDATORS_MIN:
+    if len(validator_list) < quorum.VALIDATORS_MIN:
         raise ConfigError(
             f"genesis.validators: {len(validator_list)} validators; a network needs at least "
-            f"{types.VALIDATORS_MIN} (3f + 1 with f = 1) to tolerate one fault"
+            f"{quorum.VALIDATORS_MIN} (3f + 1 with f = 1) to tolerate one fault"
         )
     if len({v.entity_id for v in validator_list}) != len(validator_list):
         raise ConfigError("genesis.validators: a validator is listed twice")
@@ -288,7 +288,7 @@ def _genesis_from_document(fields: Fields) -> Genesis:
         council_threshold=fields.get_int("council_threshold"),
         zones=zones,
         entities=entities,
-        validators=types.ValidatorSet(tuple(validator_list)),
+        validators=quorum.ValidatorSet(tuple(validator_list)),
         params=params,
     )
 

@@ -39,7 +39,7 @@ Kinds and payloads (a tuple):
 
 State layout (this module owns `gov/` and `val/`):
 
-- `gov/council` -> encode((M, member ids)); `gov/c/<member>` -> `types.CouncilRecord` (genesis)
+- `gov/council` -> encode((M, member ids)); `gov/c/<member>` -> `identity_records.CouncilRecord` (genesis)
 - `gov/params` -> `genesis.encode_chain_params` (genesis, then `set_params`)
 - `gov/next` -> encode(next proposal id); `gov/p/<id:u64be>` -> `Proposal.encode()`
 - `val/set` -> the validator set that certifies the next block (the lead's contract with consensus)
@@ -65,14 +65,14 @@ from chainnode.app.state import (
     StateReader,
     TransactionError,
 )
-from chainnode.core import codec, identity, tags, types
+from chainnode.core import codec, identity, identity_records, quorum, tags, types
 from chainnode.core.codec import expect_int, expect_str, expect_tuple
 from chainnode.core.errors import ChainError, DecodeError, StorageError
 from chainnode.core.statuses import STORED_PROPOSAL_STATUSES, ProposalStatus, ZoneStatus
 
 ErrorCode = types.ErrorCode
 MODULE = "governance"
-VALIDATORS_MIN = types.VALIDATORS_MIN
+VALIDATORS_MIN = quorum.VALIDATORS_MIN
 VALIDATORS_MAX = 100
 PROPOSAL_LIFETIME_BLOCKS_MAX = 1_000_000
 PROPOSAL_KINDS = (
@@ -117,16 +117,28 @@ def _read(state: StateReader, key: bytes, decode: Callable[[bytes], _Record], wh
         raise StorageError(f"corrupt {what} in state: {error.message}") from error
 
 
-def get_entity_record(state: StateReader, entity_id: str) -> types.EntityRecord | None:
-    return _read(state, types.entity_key(entity_id), types.decode_entity_record, f"entity {entity_id!r}")
+def get_entity_record(state: StateReader, entity_id: str) -> identity_records.EntityRecord | None:
+    return _read(
+        state,
+        identity_records.entity_key(entity_id),
+        identity_records.decode_entity_record,
+        f"entity {entity_id!r}",
+    )
 
 
-def get_zone_record(state: StateReader, zone_id: str) -> types.ZoneRecord | None:
-    return _read(state, types.zone_key(zone_id), types.decode_zone_record, f"zone {zone_id!r}")
+def get_zone_record(state: StateReader, zone_id: str) -> identity_records.ZoneRecord | None:
+    return _read(
+        state, identity_records.zone_key(zone_id), identity_records.decode_zone_record, f"zone {zone_id!r}"
+    )
 
 
-def get_council_member(state: StateReader, member_id: str) -> types.CouncilRecord | None:
-    return _read(state, types.council_key(member_id), types.decode_council_record, "council member")
+def get_council_member(state: StateReader, member_id: str) -> identity_records.CouncilRecord | None:
+    return _read(
+        state,
+        identity_records.council_key(member_id),
+        identity_records.decode_council_record,
+        "council member",
+    )
 
 
 def _decode_council(data: bytes) -> tuple[int, tuple[str, ...]]:
@@ -139,12 +151,14 @@ def _decode_council(data: bytes) -> tuple[int, tuple[str, ...]]:
 
 def get_council(state: StateReader) -> tuple[int, tuple[str, ...]] | None:
     """(threshold M, member ids) as written at genesis; None in a state without a council."""
-    return _read(state, types.COUNCIL_KEY, _decode_council, "council")
+    return _read(state, identity_records.COUNCIL_KEY, _decode_council, "council")
 
 
-def get_validator_set(state: StateReader) -> types.ValidatorSet:
-    """The set that certifies the next block (the one stored at `types.VALIDATOR_SET_KEY`)."""
-    validators = _read(state, types.VALIDATOR_SET_KEY, types.decode_validator_set, "validator set")
+def get_validator_set(state: StateReader) -> quorum.ValidatorSet:
+    """The set that certifies the next block (the one stored at `identity_records.VALIDATOR_SET_KEY`)."""
+    validators = _read(
+        state, identity_records.VALIDATOR_SET_KEY, quorum.decode_validator_set, "validator set"
+    )
     if validators is None:
         raise StorageError("the state holds no validator set")
     return validators
@@ -161,7 +175,7 @@ def get_validator_change_heights(state: StateReader) -> tuple[int, ...]:
     return _read(state, _VALIDATOR_CHANGES_KEY, _decode_heights, "validator change heights") or (1,)
 
 
-def get_validator_set_at(state: StateReader, height: int) -> types.ValidatorSet:
+def get_validator_set_at(state: StateReader, height: int) -> quorum.ValidatorSet:
     """The validator set that certifies block `height` (heights below 1 read as 1).
 
     Exact for every height up to the next one to be committed; for later heights it is the
@@ -170,7 +184,7 @@ def get_validator_set_at(state: StateReader, height: int) -> types.ValidatorSet:
     heights = get_validator_change_heights(state)
     start = heights[max(0, bisect.bisect_right(heights, max(height, 1)) - 1)]
     validators = _read(
-        state, types.validator_history_key(start), types.decode_validator_set, "validator history"
+        state, identity_records.validator_history_key(start), quorum.decode_validator_set, "validator history"
     )
     if validators is None:
         if heights == (1,):
@@ -183,17 +197,17 @@ def get_validator_set_at(state: StateReader, height: int) -> types.ValidatorSet:
 
 def get_chain_params(state: StateReader, fallback: genesis.ChainParams | None = None) -> genesis.ChainParams:
     """The parameters in force: the last `set_params`, else genesis', else `fallback` or defaults."""
-    params = _read(state, types.CHAIN_PARAMS_KEY, genesis.decode_chain_params, "chain parameters")
+    params = _read(state, identity_records.CHAIN_PARAMS_KEY, genesis.decode_chain_params, "chain parameters")
     if params is not None:
         return params
     return fallback if fallback is not None else genesis.ChainParams()
 
 
-def apply_validator_set(overlay: Overlay, height: int, validators: types.ValidatorSet) -> Event:
+def apply_validator_set(overlay: Overlay, height: int, validators: quorum.ValidatorSet) -> Event:
     """Make `validators` the set from `height + 1` on (the block at `height` is being executed)."""
     encoded = validators.encode()
-    overlay.put(types.VALIDATOR_SET_KEY, encoded)
-    overlay.put(types.validator_history_key(height + 1), encoded)
+    overlay.put(identity_records.VALIDATOR_SET_KEY, encoded)
+    overlay.put(identity_records.validator_history_key(height + 1), encoded)
     heights = get_validator_change_heights(overlay)
     if heights[-1] != height + 1:
         assert heights[-1] < height + 1, "validator changes are recorded in height order"
@@ -372,7 +386,7 @@ def check_vote_args(args: tuple[Any, ...]) -> None:
 # ---------------------------------------------------------------- the changes
 
 
-def _require_zone(state: StateReader, zone_id: str) -> types.ZoneRecord:
+def _require_zone(state: StateReader, zone_id: str) -> identity_records.ZoneRecord:
     zone = get_zone_record(state, zone_id)
     if zone is None:
         raise _fail(ErrorCode.BAD_PROPOSAL, f"zone {zone_id!r} is not admitted")
@@ -391,7 +405,7 @@ def _require_no_validators_in(state: StateReader, zone_id: str, kind: str) -> No
 
 def _change_admit_zone(overlay: Overlay, payload: tuple[Any, ...], context: ExecutionContext) -> list[Event]:
     certificate_der, name = payload
-    root_der = overlay.get_state(types.ROOT_CERTIFICATE_KEY)
+    root_der = overlay.get_state(identity_records.ROOT_CERTIFICATE_KEY)
     if root_der is None:
         raise _fail(ErrorCode.BAD_PROPOSAL, "the state holds no root certificate")
     try:
@@ -408,7 +422,10 @@ def _change_admit_zone(overlay: Overlay, payload: tuple[Any, ...], context: Exec
             ZoneStatus.REMOVED: "a removed zone id is never reused",
         }[existing.status]
         raise _fail(ErrorCode.BAD_PROPOSAL, f"admit_zone: zone {zone_id!r} is {existing.status}; {advice}")
-    overlay.put(types.zone_key(zone_id), types.ZoneRecord(zone_id, name, certificate_der, True).encode())
+    overlay.put(
+        identity_records.zone_key(zone_id),
+        identity_records.ZoneRecord(zone_id, name, certificate_der, True).encode(),
+    )
     return [("governance.zone_admitted", (zone_id, name))]
 
 
@@ -428,7 +445,7 @@ def _change_zone_status(overlay: Overlay, kind: str, zone_id: str) -> list[Event
         "reinstate_zone": replace(zone, active=True),
         "remove_zone": replace(zone, active=False, removed=True),
     }[kind]
-    overlay.put(types.zone_key(zone_id), changed.encode())
+    overlay.put(identity_records.zone_key(zone_id), changed.encode())
     return [("governance.zone_" + changed.status, (zone_id,))]
 
 
@@ -452,7 +469,7 @@ def _change_add_validator(overlay: Overlay, entity_id: str, context: ExecutionCo
         problem = f"the set already has the maximum of {VALIDATORS_MAX} validators"
     if problem is not None:
         raise _fail(ErrorCode.BAD_PROPOSAL, f"add_validator {entity_id}: {problem}")
-    grown = types.ValidatorSet((*validators.validators, types.Validator(entity_id, entity.public_key)))
+    grown = quorum.ValidatorSet((*validators.validators, quorum.Validator(entity_id, entity.public_key)))
     return [apply_validator_set(overlay, context.height, grown)]
 
 
@@ -465,7 +482,7 @@ def _change_remove_validator(overlay: Overlay, entity_id: str, context: Executio
             ErrorCode.BAD_PROPOSAL,
             f"remove_validator {entity_id}: the set may not shrink below {VALIDATORS_MIN} validators",
         )
-    shrunk = types.ValidatorSet(tuple(v for v in validators.validators if v.entity_id != entity_id))
+    shrunk = quorum.ValidatorSet(tuple(v for v in validators.validators if v.entity_id != entity_id))
     return [apply_validator_set(overlay, context.height, shrunk)]
 
 
@@ -474,7 +491,7 @@ def _change_params(overlay: Overlay, payload: tuple[Any, ...]) -> list[Event]:
     changed = replace(params, **dict(payload[0]))
     if changed.block_bytes_max < changed.tx_bytes_max:
         raise _fail(ErrorCode.BAD_PROPOSAL, "block_bytes_max must be at least tx_bytes_max")
-    overlay.put(types.CHAIN_PARAMS_KEY, genesis.encode_chain_params(changed))
+    overlay.put(identity_records.CHAIN_PARAMS_KEY, genesis.encode_chain_params(changed))
     return [("governance.params_changed", tuple(payload[0]))]
 
 

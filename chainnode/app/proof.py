@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from chainnode.app.state import StateReader
-from chainnode.core import merkle, types
+from chainnode.core import merkle, quorum, types
 from chainnode.core.errors import ChainError, StorageError, ValidationError
 from chainnode.core.hexstr import HexError, parse_hex
 
@@ -86,16 +86,16 @@ class ProofError(ValidationError):
 class ValidatorSets(Protocol):
     """The validator set that certifies blocks at a height."""
 
-    def get_validator_set(self, height: int) -> types.ValidatorSet: ...
+    def get_validator_set(self, height: int) -> quorum.ValidatorSet: ...
 
 
 class GenesisValidatorSets:
     """Every height is certified by the genesis set (no validator-set changes yet, see the module doc)."""
 
-    def __init__(self, validators: types.ValidatorSet) -> None:
+    def __init__(self, validators: quorum.ValidatorSet) -> None:
         self.validators = validators
 
-    def get_validator_set(self, height: int) -> types.ValidatorSet:
+    def get_validator_set(self, height: int) -> quorum.ValidatorSet:
         return self.validators
 
 
@@ -106,7 +106,7 @@ class StateValidatorSets:
         self.state = state
         self.height_max = height_max
 
-    def get_validator_set(self, height: int) -> types.ValidatorSet:
+    def get_validator_set(self, height: int) -> quorum.ValidatorSet:
         from chainnode.app import governance
 
         if height > self.height_max:
@@ -208,10 +208,10 @@ def _get_path(proof: Mapping[str, Any], name: str) -> list[bytes]:
 
 def _decode_parts(
     proof: Mapping[str, Any],
-) -> tuple[types.BlockHeader, types.CommitCertificate, types.Transaction, types.Receipt]:
+) -> tuple[types.BlockHeader, quorum.CommitCertificate, types.Transaction, types.Receipt]:
     try:
         header = types.decode_block_header(_get_hex(proof["block_header"], "block_header"))
-        certificate = types.decode_commit_certificate(
+        certificate = quorum.decode_commit_certificate(
             _get_hex(proof["commit_certificate"], "commit_certificate")
         )
         transaction = types.decode_transaction(_get_hex(proof["transaction"], "transaction"))
@@ -228,9 +228,9 @@ def _decode_parts(
 
 def _check_certificate(
     header: types.BlockHeader,
-    certificate: types.CommitCertificate,
+    certificate: quorum.CommitCertificate,
     block_hash: bytes,
-    validators: types.ValidatorSet,
+    validators: quorum.ValidatorSet,
 ) -> None:
     if header.validator_set_hash != validators.compute_hash():
         raise ProofError(

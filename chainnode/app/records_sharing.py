@@ -63,7 +63,7 @@ from chainnode.app.records import (
     write_version_by,
 )
 from chainnode.app.state import Action, Event, ExecutionContext, Overlay, StateReader, TransactionError
-from chainnode.core import codec, types
+from chainnode.core import codec, identity_records, types
 from chainnode.core.codec import expect_bytes, expect_int, expect_str, expect_tuple
 from chainnode.core.errors import DecodeError, StorageError
 
@@ -352,8 +352,10 @@ def check_mark_read_args(args: tuple[Any, ...]) -> None:
 def _check_grantee(grantee: Any) -> None:
     if not is_valid_name(grantee):
         raise _fail(ErrorCode.BAD_ARGUMENTS, "a grantee is an entity id or sector:<sector>")
-    if grantee.startswith(SECTOR_PREFIX) and grantee[len(SECTOR_PREFIX) :] not in types.SECTORS:
-        raise _fail(ErrorCode.BAD_GRANT, f"unknown sector in {grantee!r}; sectors: {sorted(types.SECTORS)}")
+    if grantee.startswith(SECTOR_PREFIX) and grantee[len(SECTOR_PREFIX) :] not in identity_records.SECTORS:
+        raise _fail(
+            ErrorCode.BAD_GRANT, f"unknown sector in {grantee!r}; sectors: {sorted(identity_records.SECTORS)}"
+        )
 
 
 def _check_prefix(prefix: Any) -> None:
@@ -391,7 +393,10 @@ def apply_grant(overlay: Overlay, tx: types.Transaction, context: ExecutionConte
             ErrorCode.BAD_GRANT,
             f"expires at height {expires_at_height}, before this block ({context.height})",
         )
-    if not grantee.startswith(SECTOR_PREFIX) and overlay.get_state(types.entity_key(grantee)) is None:
+    if (
+        not grantee.startswith(SECTOR_PREFIX)
+        and overlay.get_state(identity_records.entity_key(grantee)) is None
+    ):
         raise _fail(ErrorCode.UNKNOWN_ENTITY, f"no registered entity {grantee!r}")
     grants = [grant for grant in get_grants(overlay, owner, grantee) if grant.prefix != prefix]
     if len(grants) >= GRANTS_PER_GRANTEE_MAX:

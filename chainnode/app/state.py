@@ -43,7 +43,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from chainnode.core import codec, crypto, merkle, types
+from chainnode.core import codec, crypto, identity_records, merkle, types
 from chainnode.core.errors import ValidationError
 from chainnode.core.fastinit import install_fast_init
 from chainnode.core.statuses import ZoneStatus
@@ -148,7 +148,7 @@ class Signer:
     kind: SignerKind
     name: str  # entity id, zone id or council member id (without the prefix)
     public_key: bytes  # raw Ed25519 key the signature was checked against
-    entity: types.EntityRecord | None  # the record, for entity signers only
+    entity: identity_records.EntityRecord | None  # the record, for entity signers only
     zone_status: ZoneStatus  # of the signer's zone (ACTIVE for council members)
     not_before_ms: int  # validity window of the signer's certificate (entity or zone CA)
     not_after_ms: int

@@ -22,7 +22,7 @@ the zone id of the CA that signed it).
 
 Certificates are plain standard PEM/DER that `openssl verify -CAfile root.pem -untrusted zone.pem
 entity.pem` accepts.  Times in certificates have one-second precision; every `not_before` is
-truncated to the second so that the millisecond times in `types.EntityRecord` equal the
+truncated to the second so that the millisecond times in `identity_records.EntityRecord` equal the
 certificate's times exactly.
 
 Errors: input that arrives from outside (a certificate in a transaction or a TLS handshake) that
@@ -44,7 +44,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from chainnode.core import types
+from chainnode.core import identity_records
 from chainnode.core.crypto import PUBLIC_KEY_BYTES, SigningKey
 from chainnode.core.errors import ConfigError, IdentityError
 
@@ -76,8 +76,8 @@ class EntityClaims:
 
     entity_id: str  # lowercase `[a-z0-9-]`, the certificate's CN
     zone: str  # zone id of the issuing authority
-    roles: tuple[str, ...]  # subset of `types.ROLES`
-    sectors: tuple[str, ...]  # subset of `types.SECTORS`
+    roles: tuple[str, ...]  # subset of `identity_records.ROLES`
+    sectors: tuple[str, ...]  # subset of `identity_records.SECTORS`
     name: str  # display name, the certificate's O
 
     def __post_init__(self) -> None:
@@ -173,10 +173,10 @@ def _check_claims(claims: EntityClaims) -> None:
         raise IdentityError(f"zone id {claims.zone!r} is not lowercase [a-z0-9-]")
     if not claims.name or len(claims.name) > NAME_LENGTH_MAX:
         raise IdentityError(f"display name of {claims.entity_id} is empty or too long")
-    unknown_roles = set(claims.roles) - types.ROLES
+    unknown_roles = set(claims.roles) - identity_records.ROLES
     if unknown_roles:
         raise IdentityError(f"unknown role(s) {sorted(unknown_roles)} for {claims.entity_id}")
-    unknown_sectors = set(claims.sectors) - types.SECTORS
+    unknown_sectors = set(claims.sectors) - identity_records.SECTORS
     if unknown_sectors:
         raise IdentityError(f"unknown sector(s) {sorted(unknown_sectors)} for {claims.entity_id}")
 
@@ -528,11 +528,11 @@ def verify_entity_certificate(
     return claims
 
 
-def entity_record_from_certificate(certificate: x509.Certificate) -> types.EntityRecord:
+def entity_record_from_certificate(certificate: x509.Certificate) -> identity_records.EntityRecord:
     """The state record for an entity certificate (not revoked); does not verify the chain."""
     claims = read_claims(certificate)
     not_before_ms, not_after_ms = get_validity_ms(certificate)
-    return types.EntityRecord(
+    return identity_records.EntityRecord(
         entity_id=claims.entity_id,
         zone=claims.zone,
         public_key=public_key_of(certificate),

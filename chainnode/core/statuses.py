@@ -22,7 +22,7 @@ class TxStatus(enum.StrEnum):
 
 
 class ZoneStatus(enum.StrEnum):
-    """A zone's standing (`types.ZoneRecord.status`); only an active zone's entities may sign."""
+    """A zone's standing (`identity_records.ZoneRecord.status`); only an active zone's entities may sign."""
 
     ACTIVE = "active"
     SUSPENDED = "suspended"  # the council may reinstate it

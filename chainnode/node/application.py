@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from chainnode.app import governance
 from chainnode.app.execution import ExecutionResult, Executor, InvalidBlockError
 from chainnode.app.genesis import ChainParams
-from chainnode.core import types
+from chainnode.core import quorum, types
 from chainnode.core.errors import InvariantError
 from chainnode.node.mempool import Mempool
 from storage.ledger import Ledger
@@ -36,7 +36,7 @@ class ChainApplication:
         self._executor = executor
         self._genesis_params = params
         self._results: dict[bytes, ExecutionResult] = {}
-        self._validators_cache: tuple[bytes, types.ValidatorSet] | None = None  # (head hash, next set)
+        self._validators_cache: tuple[bytes, quorum.ValidatorSet] | None = None  # (head hash, next set)
 
     # ------------------------------------------------------------ consensus.engine.Application
 
@@ -99,7 +99,7 @@ class ChainApplication:
         self._results[block.hash] = result
         return None
 
-    def get_validator_set(self, height: int) -> types.ValidatorSet:
+    def get_validator_set(self, height: int) -> quorum.ValidatorSet:
         """The validators that certify `height`: the set in state after block height-1."""
         head = self._ledger.get_head()
         if height != head.height + 1:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from cryptography import x509
 
-from chainnode.core import identity, types
+from chainnode.core import identity, identity_records, quorum
 from chainnode.core.errors import ChainError, StorageError
 from chainnode.node.clock import get_time_ms
 from p2p.transport import Transport
@@ -24,7 +24,7 @@ from storage.ledger import Ledger
 log = logging.getLogger("chainnode.node.peers")
 
 # State keys whose change can take a peer's right to connect away.
-PEER_AFFECTING_PREFIXES = (b"id/e/", b"id/z/", types.VALIDATOR_SET_KEY)
+PEER_AFFECTING_PREFIXES = (b"id/e/", b"id/z/", identity_records.VALIDATOR_SET_KEY)
 
 
 class PeerPolicy:
@@ -33,7 +33,7 @@ class PeerPolicy:
         *,
         ledger: Ledger,
         root_certificate: x509.Certificate,
-        get_validator_set: Callable[[int], types.ValidatorSet],
+        get_validator_set: Callable[[int], quorum.ValidatorSet],
         on_storage_failure: Callable[[Exception], None],
     ) -> None:
         self._ledger = ledger
@@ -48,10 +48,14 @@ class PeerPolicy:
             problem = self.find_problem(entity_id)
             if problem is not None:
                 return problem
-            record = types.decode_entity_record(self._ledger.get_state(types.entity_key(entity_id)) or b"")
+            record = identity_records.decode_entity_record(
+                self._ledger.get_state(identity_records.entity_key(entity_id)) or b""
+            )
             if identity.public_key_of(certificate) != record.public_key:
                 return f"the certificate is not the one registered for {entity_id}"
-            zone = types.decode_zone_record(self._ledger.get_state(types.zone_key(record.zone)) or b"")
+            zone = identity_records.decode_zone_record(
+                self._ledger.get_state(identity_records.zone_key(record.zone)) or b""
+            )
             zone_certificate = identity.certificate_from_der(zone.certificate)
             identity.verify_entity_certificate(
                 certificate, zone_certificate, self._root_certificate, at_ms=get_time_ms()
@@ -66,10 +70,10 @@ class PeerPolicy:
 
     def find_problem(self, entity_id: str) -> str | None:
         """What in committed state keeps `entity_id` out (the certificate aside), or None."""
-        record_bytes = self._ledger.get_state(types.entity_key(entity_id))
+        record_bytes = self._ledger.get_state(identity_records.entity_key(entity_id))
         if record_bytes is None:
             return f"{entity_id} is not a registered entity"
-        record = types.decode_entity_record(record_bytes)
+        record = identity_records.decode_entity_record(record_bytes)
         next_height = self._ledger.get_head().height + 1
         if record.is_revoked_at(next_height):
             return f"the certificate of {entity_id} is revoked"
@@ -77,10 +81,10 @@ class PeerPolicy:
             "observer"
         ):
             return f"{entity_id} is not a current validator and lacks the observer role"
-        zone_bytes = self._ledger.get_state(types.zone_key(record.zone))
+        zone_bytes = self._ledger.get_state(identity_records.zone_key(record.zone))
         if zone_bytes is None:
             return f"zone {record.zone} is not admitted"
-        zone = types.decode_zone_record(zone_bytes)
+        zone = identity_records.decode_zone_record(zone_bytes)
         if not zone.active:
             return f"zone {record.zone} is suspended or removed"
         return None

@@ -54,7 +54,7 @@ from chainnode.api.service import ReadinessProblem, SubmitResult, TransactionSta
 from chainnode.app.execution import Executor, SignatureCache
 from chainnode.app.genesis import Genesis, load_genesis
 from chainnode.app.state import compute_genesis_state_root
-from chainnode.core import metrics, types
+from chainnode.core import identity_records, metrics, quorum, types
 from chainnode.core.crypto import SigningKey
 from chainnode.core.errors import ConfigError, DecodeError, InvariantError, StorageError
 from chainnode.node import health, status, wire
@@ -141,7 +141,7 @@ class Node:
         self.evidence_total = sum(1 for _ in self._ledger.iter_evidence())
         latest_checkpoint = self._ledger.get_latest_checkpoint()
         self.stable_checkpoint = (
-            0 if latest_checkpoint is None else types.decode_checkpoint_certificate(latest_checkpoint).height
+            0 if latest_checkpoint is None else quorum.decode_checkpoint_certificate(latest_checkpoint).height
         )
         self.engine = self._create_engine(current)
         self.transport = self._create_transport()
@@ -156,7 +156,7 @@ class Node:
         self.readiness = self._create_readiness()
         self.commit_signal = CommitSignal()  # wakes the API's event readers after each commit
 
-    def _create_engine(self, validators: types.ValidatorSet) -> Engine:
+    def _create_engine(self, validators: quorum.ValidatorSet) -> Engine:
         """The engine, restored from the ledger's head and our vote log."""
         head = self._ledger.get_head()
         persisted = [
@@ -167,7 +167,7 @@ class Node:
             certificate_bytes = self._ledger.get_certificate(head.height)
             if certificate_bytes is None:
                 raise InvariantError("a committed head has its certificate")
-            head_view = types.decode_commit_certificate(certificate_bytes).view
+            head_view = quorum.decode_commit_certificate(certificate_bytes).view
         return Engine(
             self._compute_engine_config(),
             validators=validators,
@@ -379,7 +379,7 @@ class Node:
         else:
             log.warning("consensus: %s", diagnostic.message)
 
-    def _commit(self, block: types.Block, certificate: types.CommitCertificate) -> None:
+    def _commit(self, block: types.Block, certificate: quorum.CommitCertificate) -> None:
         result = self.application.take_result(block)
         head = self._ledger.commit_block(block, certificate, result.receipts, result.write_set)
         if head.state_root != block.header.state_root:
@@ -389,7 +389,7 @@ class Node:
         self.commit_signal.notify()
         if any(key.startswith(PEER_AFFECTING_PREFIXES) for key in result.write_set):
             self.peer_policy.disconnect_unauthorized(self.transport)
-        if any(key == types.CHAIN_PARAMS_KEY for key in result.write_set):
+        if any(key == identity_records.CHAIN_PARAMS_KEY for key in result.write_set):
             self._apply_chain_params()
         log.debug("committed block %d with %d transactions", block.height, len(block.transactions))
 
@@ -517,7 +517,7 @@ class Node:
     def get_transaction_status(self, tx_hash: bytes) -> TransactionStatus:
         return self.admission.get_transaction_status(tx_hash)
 
-    def get_validator_set(self, height: int) -> types.ValidatorSet:
+    def get_validator_set(self, height: int) -> quorum.ValidatorSet:
         return self.application.get_validator_set(height)
 
     def get_evidence(self) -> list[bytes]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chainnode.core import codec, types
+from chainnode.core import codec, quorum, types
 from chainnode.core.codec import expect_bytes, expect_int, expect_tuple
 from chainnode.core.errors import DecodeError
 from chainnode.core.tags import TAG_BLOCK_REQUEST, TAG_BLOCK_RESPONSE, TAG_STATUS, TAG_TX_BATCH
@@ -39,7 +39,7 @@ class BlockRequest:
 
 @dataclass(frozen=True, slots=True)
 class BlockResponse:
-    blocks: tuple[tuple[types.Block, types.CommitCertificate], ...]
+    blocks: tuple[tuple[types.Block, quorum.CommitCertificate], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +93,7 @@ def decode_frame(data: bytes, *, frame_bytes_max: int) -> Frame:
             if len(pair) != 2:
                 raise DecodeError("block response: expected [block, certificate] pairs")
             block = types.decode_block(expect_bytes(pair[0], "response block"))
-            certificate = types.decode_commit_certificate(expect_bytes(pair[1], "response certificate"))
+            certificate = quorum.decode_commit_certificate(expect_bytes(pair[1], "response certificate"))
             blocks.append((block, certificate))
         return BlockResponse(tuple(blocks))
     if tag == TAG_TX_BATCH:

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from chainnode.core import types
+from chainnode.core import quorum, types
 from chainnode.core.errors import ChainError, ConfigError, RemoteError, StorageError
 from chainnode.core.hexstr import HexError, parse_hex
 from storage.ledger import BLOCKS_DIRECTORY, Ledger
@@ -270,7 +270,7 @@ def compute_block_record(
     block: types.Block,
     certificate_encoded: bytes,
     receipts_encoded: Sequence[bytes | None],
-    validators: types.ValidatorSet | None,
+    validators: quorum.ValidatorSet | None,
 ) -> dict[str, Any]:
     """The export form of one block: the API's JSON forms plus every raw encoding as hex."""
     from chainnode.api.forms import (
@@ -280,7 +280,7 @@ def compute_block_record(
         compute_transaction_json,
     )
 
-    certificate = types.decode_commit_certificate(certificate_encoded)
+    certificate = quorum.decode_commit_certificate(certificate_encoded)
     transactions = []
     for index, (tx, receipt_encoded) in enumerate(zip(block.transactions, receipts_encoded, strict=True)):
         item = {"index": index, **compute_transaction_json(tx), "encoded": tx.encoded.hex()}
@@ -307,7 +307,7 @@ def write_blocks_jsonl(
     *,
     height_from: int = 1,
     height_to: int | None = None,
-    validators: types.ValidatorSet | None = None,
+    validators: quorum.ValidatorSet | None = None,
 ) -> ExportSummary:
     """Write blocks `height_from..height_to` (default: to the head) as JSON Lines to `output`."""
     head_height = ledger.get_head().height
@@ -337,7 +337,7 @@ def export_jsonl(
     *,
     height_from: int = 1,
     height_to: int | None = None,
-    validators: types.ValidatorSet | None = None,
+    validators: quorum.ValidatorSet | None = None,
 ) -> ExportSummary:
     """Export a node's data directory (copied first, see the module doc) to `out_path`."""
     with open_ledger_snapshot(data_dir) as ledger:

@@ -59,7 +59,7 @@ from typing import Any
 from cryptography import x509
 
 from chainnode.app import genesis
-from chainnode.core import identity, types
+from chainnode.core import identity, identity_records, quorum
 from chainnode.core.crypto import SigningKey, public_key_to_pem
 from chainnode.core.errors import ChainError, ConfigError
 from chainnode.core.fields import Fields
@@ -150,9 +150,9 @@ def _parse_entity(item: Fields, zone_ids: set[str]) -> identity.EntityClaims:
         raise ConfigError(f"pilot {where}: id must be lowercase [a-z0-9-]")
     if claims.zone not in zone_ids:
         raise ConfigError(f"pilot {where}: unknown zone {claims.zone!r}")
-    if set(claims.roles) - types.ROLES or not claims.roles:
+    if set(claims.roles) - identity_records.ROLES or not claims.roles:
         raise ConfigError(f"pilot {where}: roles {list(claims.roles)} are empty or unknown")
-    if set(claims.sectors) - types.SECTORS or not claims.sectors:
+    if set(claims.sectors) - identity_records.SECTORS or not claims.sectors:
         raise ConfigError(f"pilot {where}: sectors {list(claims.sectors)} are empty or unknown")
     if "validator" in claims.roles or claims.entity_id.startswith("validator-"):
         raise ConfigError(f"pilot {where}: validator nodes are generated, not listed")
@@ -286,7 +286,7 @@ def _issue(
     directory: Path,
     *,
     hosts: Sequence[str] = (),
-) -> types.EntityRecord:
+) -> identity_records.EntityRecord:
     key = SigningKey.generate()
     zone_certificate = authorities.zone_certificates[claims.zone]
     certificate = identity.issue_entity_certificate(
@@ -420,10 +420,10 @@ def _write_node_configs(out_dir: Path, placements: Sequence[NodePlacement], data
 def _check_arguments(validators: int, nodes: int, chain_id: str, base_port: int) -> None:
     """`validators` in the genesis set and spare (as the code has always counted them); `nodes`
     all of them, observers included."""
-    if not types.VALIDATORS_MIN <= validators <= VALIDATORS_MAX:
+    if not quorum.VALIDATORS_MIN <= validators <= VALIDATORS_MAX:
         raise ConfigError(
-            f"validators must be within {types.VALIDATORS_MIN}..{VALIDATORS_MAX}, got {validators}: "
-            f"fewer than {types.VALIDATORS_MIN} tolerate no faulty validator"
+            f"validators must be within {quorum.VALIDATORS_MIN}..{VALIDATORS_MAX}, got {validators}: "
+            f"fewer than {quorum.VALIDATORS_MIN} tolerate no faulty validator"
         )
     if nodes > NODES_MAX:
         raise ConfigError(f"a network of at most {NODES_MAX} nodes, got {nodes}")
@@ -522,12 +522,12 @@ def _generate(
         council=council,
         council_threshold=pilot.council_threshold,
         zones=tuple(
-            types.ZoneRecord(zone_id, zone_names[zone_id], identity.certificate_der(cert), True)
+            identity_records.ZoneRecord(zone_id, zone_names[zone_id], identity.certificate_der(cert), True)
             for zone_id, cert in authorities.zone_certificates.items()
         ),
         entities=(*records, *node_records),
-        validators=types.ValidatorSet(
-            tuple(types.Validator(r.entity_id, r.public_key) for r in node_records[:validators])
+        validators=quorum.ValidatorSet(
+            tuple(quorum.Validator(r.entity_id, r.public_key) for r in node_records[:validators])
         ),
         params=genesis.ChainParams(),
     )

@@ -42,7 +42,7 @@ from typing import Any
 import pytest
 
 from chainnode.app.genesis import Genesis, load_genesis
-from chainnode.core import types
+from chainnode.core import quorum, types
 from chainnode.core.errors import ChainError
 from chainnode.sdk.client import Client, ClientError, Identity, build_transaction
 from chainnode.tools.devnet import LocalNetwork, load_submitters
@@ -374,7 +374,7 @@ class CertifiedChain:
     that certifies it) says otherwise for a network whose set changes."""
 
     def __init__(
-        self, cluster: Cluster, get_validators: Callable[[types.Block], types.ValidatorSet] | None = None
+        self, cluster: Cluster, get_validators: Callable[[types.Block], quorum.ValidatorSet] | None = None
     ) -> None:
         self.cluster = cluster
         self.get_validators = get_validators
@@ -416,7 +416,7 @@ class CertifiedChain:
     ) -> types.Block:
         where = f"block {height} on {node_id}"
         block = types.decode_block(bytes.fromhex(answer["block_encoded"]))
-        certificate = types.decode_commit_certificate(bytes.fromhex(answer["certificate_encoded"]))
+        certificate = quorum.decode_commit_certificate(bytes.fromhex(answer["certificate_encoded"]))
         assert block.hash.hex() == answer["hash"], where
         assert block.height == height, where
         assert block.header.chain_id == self.cluster.chain_id, where

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from chainnode.core import types
+from chainnode.core import quorum, types
 from chainnode.tools.audit import audit_chain
 from tests.cluster.conftest import (
     Cluster,
@@ -81,7 +81,7 @@ def _check_identical_certified_chains(cluster: Cluster, height: int) -> set[str]
         assert len(set(hashes.values())) == 1, f"height {block_height}: {hashes}"
         for node_id, answer in answers.items():
             block = types.decode_block(bytes.fromhex(answer["block_encoded"]))
-            certificate = types.decode_commit_certificate(bytes.fromhex(answer["certificate_encoded"]))
+            certificate = quorum.decode_commit_certificate(bytes.fromhex(answer["certificate_encoded"]))
             where = f"block {block_height} on {node_id}"
             assert block.hash.hex() == answer["hash"], where
             assert block.height == block_height, where

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pytest
 
-from chainnode.core import types
+from chainnode.core import quorum
 from tests.cluster.conftest import (
     CertifiedChain,
     Cluster,
@@ -135,7 +135,7 @@ def get_height(cluster: Cluster, node_id: str) -> int:
 
 def get_signers(cluster: Cluster, node_id: str, height: int) -> set[int]:
     answer = cluster.client(node_id).get_block(height)
-    certificate = types.decode_commit_certificate(bytes.fromhex(answer["certificate_encoded"]))
+    certificate = quorum.decode_commit_certificate(bytes.fromhex(answer["certificate_encoded"]))
     return {index for index, _ in certificate.signatures}
 
 

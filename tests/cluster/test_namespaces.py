@@ -39,7 +39,7 @@ import pytest
 
 from chainnode.app.genesis import Genesis, load_genesis
 from chainnode.app.proof import verify_proof
-from chainnode.core import types
+from chainnode.core import quorum, types
 from chainnode.sdk.client import Client, ClientError, Identity, build_transaction
 from chainnode.tools import hosts
 from chainnode.tools.devnet import load_submitters
@@ -415,7 +415,7 @@ def _check_one_certified_chain(nodes: Nodes, genesis: Genesis, height: int) -> N
         hashes = {node_id: answer["hash"] for node_id, answer in answers.items()}
         assert len(set(hashes.values())) == 1, f"the chains fork at height {block_height}: {hashes}"
         for node_id, answer in answers.items():
-            certificate = types.decode_commit_certificate(bytes.fromhex(answer["certificate_encoded"]))
+            certificate = quorum.decode_commit_certificate(bytes.fromhex(answer["certificate_encoded"]))
             problem = certificate.find_problem(genesis.chain_id, genesis.validators)
             assert problem is None, f"block {block_height} on {node_id}: {problem}"
 

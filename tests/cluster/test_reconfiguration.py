@@ -41,7 +41,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from chainnode.core import types
+from chainnode.core import quorum, types
 from chainnode.sdk.client import AuthoritySigner, build_transaction
 from p2p.transport import CLOSE_CODE_REFUSED, Hello, encode_hello
 from tests.cluster.conftest import (
@@ -75,11 +75,11 @@ REFUSAL_REASON = "not a current validator"
 # ---------------------------------------------------------------- validator sets over the API
 
 
-def decode_validator_set_json(answer: dict[str, Any]) -> types.ValidatorSet:
+def decode_validator_set_json(answer: dict[str, Any]) -> quorum.ValidatorSet:
     """The `GET /v1/validators` answer as a `ValidatorSet`, checked against its own summary."""
-    validators = types.ValidatorSet(
+    validators = quorum.ValidatorSet(
         tuple(
-            types.Validator(str(item["id"]), bytes.fromhex(str(item["public_key"])))
+            quorum.Validator(str(item["id"]), bytes.fromhex(str(item["public_key"])))
             for item in answer["validators"]
         )
     )
@@ -95,14 +95,14 @@ class ValidatorHistory:
     def __init__(self, cluster: Cluster, reference: str) -> None:
         self.cluster = cluster
         self.reference = reference  # the node asked; a current validator
-        self.by_hash: dict[bytes, types.ValidatorSet] = {}
+        self.by_hash: dict[bytes, quorum.ValidatorSet] = {}
 
-    def get_at(self, height: int, node_id: str | None = None) -> types.ValidatorSet:
+    def get_at(self, height: int, node_id: str | None = None) -> quorum.ValidatorSet:
         answer = self.cluster.client(node_id or self.reference).get_validators(height)
         assert answer["height"] == height, answer
         return decode_validator_set_json(answer)
 
-    def get_for_block(self, block: types.Block) -> types.ValidatorSet:
+    def get_for_block(self, block: types.Block) -> quorum.ValidatorSet:
         expected_hash = block.header.validator_set_hash
         validators = self.by_hash.get(expected_hash)
         if validators is None:
@@ -115,22 +115,22 @@ class ValidatorHistory:
         return validators
 
 
-def get_ids(validators: types.ValidatorSet) -> list[str]:
+def get_ids(validators: quorum.ValidatorSet) -> list[str]:
     return [validator.entity_id for validator in validators.validators]
 
 
-def get_certificate(cluster: Cluster, node_id: str, height: int) -> types.CommitCertificate:
+def get_certificate(cluster: Cluster, node_id: str, height: int) -> quorum.CommitCertificate:
     answer = cluster.client(node_id).get_block(height)
-    return types.decode_commit_certificate(bytes.fromhex(answer["certificate_encoded"]))
+    return quorum.decode_commit_certificate(bytes.fromhex(answer["certificate_encoded"]))
 
 
-def get_signer_ids(certificate: types.CommitCertificate, validators: types.ValidatorSet) -> set[str]:
+def get_signer_ids(certificate: quorum.CommitCertificate, validators: quorum.ValidatorSet) -> set[str]:
     return {validators.validators[index].entity_id for index, _ in certificate.signatures}
 
 
 def check_sets_around(
     cluster: Cluster, history: ValidatorHistory, node_ids: Sequence[str], height: int
-) -> tuple[types.ValidatorSet, types.ValidatorSet]:
+) -> tuple[quorum.ValidatorSet, quorum.ValidatorSet]:
     """The sets of `height` and `height + 1`, the same on every node of `node_ids`."""
     before = {node_id: history.get_at(height, node_id) for node_id in node_ids}
     after = {node_id: history.get_at(height + 1, node_id) for node_id in node_ids}
@@ -324,7 +324,7 @@ def add_spare(
 
 
 def check_spare_votes(
-    cluster: Cluster, history: ValidatorHistory, five: types.ValidatorSet, heights: range
+    cluster: Cluster, history: ValidatorHistory, five: quorum.ValidatorSet, heights: range
 ) -> None:
     """The spare's COMMIT is in certificates the others stored; those need the set of five."""
     others_with_spare = 0
@@ -424,8 +424,8 @@ def check_removed_does_not_sign(
     cluster: Cluster,
     history: ValidatorHistory,
     survivors: Sequence[str],
-    five: types.ValidatorSet,
-    four: types.ValidatorSet,
+    five: quorum.ValidatorSet,
+    four: quorum.ValidatorSet,
     heights: range,
 ) -> None:
     """Certificates after the removal verify against the four (and not the five) without it."""

@@ -26,7 +26,7 @@ from chainnode.api.server import create_app
 from chainnode.api.service import SubmitResult, TransactionStatus
 from chainnode.app.execution import Executor, SignatureCache
 from chainnode.app.state import compute_genesis_state_root
-from chainnode.core import crypto, identity, metrics, types
+from chainnode.core import crypto, identity, identity_records, metrics, quorum, types
 from chainnode.core.errors import DecodeError
 from chainnode.node.health import Readiness, ReadinessProblem
 from chainnode.node.mempool import Mempool
@@ -45,7 +45,9 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _write_identity(directory: Path, pki: Pki, claims: identity.EntityClaims) -> types.EntityRecord:
+def _write_identity(
+    directory: Path, pki: Pki, claims: identity.EntityClaims
+) -> identity_records.EntityRecord:
     certificate, key = pki.issue(claims)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "cert.pem").write_bytes(identity.certificate_to_pem(certificate))
@@ -68,16 +70,16 @@ class LocalService:
             claims = identity.EntityClaims(entity_id, ZONE, roles, ("health",), entity_id.title())
             record = _write_identity(directory / "entities" / entity_id, pki, claims)
             if entity_id != OUTSIDER:
-                state[types.entity_key(entity_id)] = record.encode()
+                state[identity_records.entity_key(entity_id)] = record.encode()
         validator_keys = [crypto.SigningKey.generate() for _ in range(VALIDATORS)]
-        validators = types.ValidatorSet(
+        validators = quorum.ValidatorSet(
             tuple(
-                types.Validator(f"validator-{index + 1:02d}", key.public_key)
+                quorum.Validator(f"validator-{index + 1:02d}", key.public_key)
                 for index, key in enumerate(validator_keys)
             )
         )
-        state[types.VALIDATOR_SET_KEY] = validators.encode()
-        state[types.zone_key(ZONE)] = types.ZoneRecord(
+        state[identity_records.VALIDATOR_SET_KEY] = validators.encode()
+        state[identity_records.zone_key(ZONE)] = identity_records.ZoneRecord(
             ZONE, "Beijing", identity.certificate_der(pki.zones[ZONE]), True
         ).encode()
         self.open_chain(
@@ -98,7 +100,7 @@ class LocalService:
         *,
         chain_id: str,
         validator_keys: Sequence[crypto.SigningKey],
-        validators: types.ValidatorSet,
+        validators: quorum.ValidatorSet,
         genesis_hash: bytes,
         genesis_time_ms: int,
         initial_state: dict[bytes, bytes],
@@ -202,7 +204,7 @@ class LocalService:
             {"chain_id": self.chain_id, "node": self.node_id},
         )
 
-    def get_validator_set(self, height: int) -> types.ValidatorSet:
+    def get_validator_set(self, height: int) -> quorum.ValidatorSet:
         return self.validators
 
     async def wait_for_commit(self, height: int, timeout_s: float) -> None:

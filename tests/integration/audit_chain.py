@@ -25,7 +25,7 @@ from chainnode.api.service import TransactionStatus
 from chainnode.app.execution import Executor, SignatureCache
 from chainnode.app.genesis import Genesis, load_genesis
 from chainnode.app.state import compute_genesis_state_root
-from chainnode.core import crypto, identity, types
+from chainnode.core import crypto, identity, quorum, types
 from chainnode.sdk.client import Identity, build_transaction
 from chainnode.tools.network import init_network
 from storage.ledger import Ledger
@@ -208,7 +208,7 @@ class LedgerService:
             return TransactionStatus("unknown")
         return TransactionStatus("committed", location[0], location[1])
 
-    def get_validator_set(self, height: int) -> types.ValidatorSet:
+    def get_validator_set(self, height: int) -> quorum.ValidatorSet:
         return self.genesis.validators
 
     def get_evidence(self) -> list[bytes]:

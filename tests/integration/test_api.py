@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from chainnode.api.server import SUBMIT_TXS_MAX, create_app
 from chainnode.api.service import SubmitResult
-from chainnode.core import types
+from chainnode.core import quorum, types
 from chainnode.node.mempool import MempoolFullError
 from tests.factories import build_put, load_entity
 from tests.integration.api_harness import CHAIN_ID, OBSERVER, OUTSIDER, SUBMITTER, LocalService
@@ -115,7 +115,7 @@ async def test_block_endpoint_lets_an_auditor_verify(
     # The raw encodings verify on their own, without trusting the JSON.
     decoded = types.decode_block(bytes.fromhex(block["block_encoded"]))
     assert decoded.hash.hex() == block["hash"] == block["certificate"]["block_hash"]
-    certificate = types.decode_commit_certificate(bytes.fromhex(block["certificate_encoded"]))
+    certificate = quorum.decode_commit_certificate(bytes.fromhex(block["certificate_encoded"]))
     assert certificate.find_problem(CHAIN_ID, service.validators) is None
     record = await (await http.get(f"/v1/records/{SUBMITTER}/doc")).json()
     assert record["value"] is None and record["value_hex"] == b"\xff\x00binary".hex()

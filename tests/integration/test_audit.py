@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from chainnode.core import codec, crypto, types
+from chainnode.core import codec, crypto, quorum, types
 from chainnode.tools.audit import (
     Auditor,
     AuditReport,
@@ -229,18 +229,22 @@ def test_colluding_validators_cannot_certify_a_wrong_state_root(chain: BuiltChai
 
 
 def test_dropped_commit_signature_below_quorum(chain: BuiltChain, data_dir: Path) -> None:
-    certificate = types.decode_commit_certificate(_read(data_dir, certificate_key(4)))
+    certificate = quorum.decode_commit_certificate(_read(data_dir, certificate_key(4)))
     assert len(certificate.signatures) == 3  # exactly a quorum at even heights
-    dropped = types.CommitCertificate(4, certificate.view, certificate.block_hash, certificate.signatures[1:])
+    dropped = quorum.CommitCertificate(
+        4, certificate.view, certificate.block_hash, certificate.signatures[1:]
+    )
     _rewrite(data_dir, certificate_key(4), dropped.encode())
     report, _ = _audit(chain, data_dir)
     _expect_failure(report, 4, "certificate_quorum")
 
 
 def test_dropped_commit_signature_above_quorum_still_audits_clean(chain: BuiltChain, data_dir: Path) -> None:
-    certificate = types.decode_commit_certificate(_read(data_dir, certificate_key(5)))
+    certificate = quorum.decode_commit_certificate(_read(data_dir, certificate_key(5)))
     assert len(certificate.signatures) == 4
-    dropped = types.CommitCertificate(5, certificate.view, certificate.block_hash, certificate.signatures[:3])
+    dropped = quorum.CommitCertificate(
+        5, certificate.view, certificate.block_hash, certificate.signatures[:3]
+    )
     _rewrite(data_dir, certificate_key(5), dropped.encode())
     report, _ = _audit(chain, data_dir)
     assert report.ok, report.failure
@@ -248,11 +252,11 @@ def test_dropped_commit_signature_above_quorum_still_audits_clean(chain: BuiltCh
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_forged_commit_signature(chain: BuiltChain, data_dir: Path, workers: int) -> None:
-    certificate = types.decode_commit_certificate(_read(data_dir, certificate_key(9)))
+    certificate = quorum.decode_commit_certificate(_read(data_dir, certificate_key(9)))
     signatures = list(certificate.signatures)
     index, signature = signatures[2]
     signatures[2] = (index, signature[:10] + bytes([signature[10] ^ 0x80]) + signature[11:])
-    forged = types.CommitCertificate(9, certificate.view, certificate.block_hash, tuple(signatures))
+    forged = quorum.CommitCertificate(9, certificate.view, certificate.block_hash, tuple(signatures))
     _rewrite(data_dir, certificate_key(9), forged.encode())
     report, _ = _audit(chain, data_dir, workers=workers)
     _expect_failure(report, 9, "certificate_signature")
@@ -260,9 +264,9 @@ def test_forged_commit_signature(chain: BuiltChain, data_dir: Path, workers: int
 
 
 def test_repeated_commit_signer(chain: BuiltChain, data_dir: Path) -> None:
-    certificate = types.decode_commit_certificate(_read(data_dir, certificate_key(2)))
+    certificate = quorum.decode_commit_certificate(_read(data_dir, certificate_key(2)))
     first = certificate.signatures[0]
-    repeated = types.CommitCertificate(2, certificate.view, certificate.block_hash, (first, first, first))
+    repeated = quorum.CommitCertificate(2, certificate.view, certificate.block_hash, (first, first, first))
     _rewrite(data_dir, certificate_key(2), repeated.encode())
     report, _ = _audit(chain, data_dir)
     _expect_failure(report, 2, "certificate_signers")

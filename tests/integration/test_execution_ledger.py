@@ -12,7 +12,7 @@ import pytest
 
 from chainnode.app import records
 from chainnode.app.execution import Executor, InvalidBlockError, SignatureCache
-from chainnode.core import crypto, types
+from chainnode.core import crypto, quorum, types
 from storage.ledger import Ledger
 from tests.unit.test_execution import CHAIN_ID, GENESIS_ROOT, INITIAL_STATE, NOW_MS, make_tx
 
@@ -52,7 +52,7 @@ def test_execute_commit_and_replay_on_a_real_ledger(tmp_path: Path) -> None:
             tx_count=1,
         )
         block = types.Block.create(header, [tx])
-        certificate = types.CommitCertificate(1, 0, block.hash, ())
+        certificate = quorum.CommitCertificate(1, 0, block.hash, ())
         assert ledger.commit_block(block, certificate, result.receipts, result.write_set).state_root == (
             result.state_root
         )

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from chainnode.app.execution import Executor, SignatureCache
-from chainnode.core import types
+from chainnode.core import quorum, types
 from chainnode.core.errors import ConfigError
 from chainnode.tools.audit import Auditor
 from chainnode.tools.export import LedgerSource, export_jsonl, open_ledger_snapshot
@@ -50,7 +50,7 @@ def test_export_is_complete_and_self_checking(chain: BuiltChain, tmp_path: Path)
         assert header.compute_hash().hex() == record["hash"]
         assert record["header"]["parent_hash"] == parent  # type: ignore[index]
         parent = str(record["hash"])
-        certificate = types.decode_commit_certificate(bytes.fromhex(str(record["certificate_encoded"])))
+        certificate = quorum.decode_commit_certificate(bytes.fromhex(str(record["certificate_encoded"])))
         assert certificate.find_problem(CHAIN_ID, chain.genesis.validators) is None
         assert record["certificate"]["signatures"][0]["validator"] == "validator-01"  # type: ignore[index]
         transactions = record["transactions"]

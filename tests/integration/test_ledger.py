@@ -15,7 +15,7 @@ import plyvel
 import pytest
 
 from chainnode.app.state import compute_genesis_state_root, compute_state_root
-from chainnode.core import crypto, types
+from chainnode.core import crypto, quorum, types
 from chainnode.core.errors import StorageError, StorageLockedError
 from storage.ledger import BLOCK_STORE, MAIN_DATABASE, VOTE_LOG, Head, Ledger, Write
 from storage.tx_filter import TxFilter
@@ -26,8 +26,8 @@ GENESIS_HASH = crypto.hash_tagged("genesis", b"ledger-test")
 GENESIS_TIME_MS = 1_700_000_000_000
 INITIAL_STATE = {b"id/e/alice": b"alice-record", b"val/set": b"validators", b"rec/old": b"x"}
 VALIDATOR_KEYS = [crypto.SigningKey(bytes([index + 1]) * 32) for index in range(4)]
-VALIDATORS = types.ValidatorSet(
-    tuple(types.Validator(f"validator-{i}", key.public_key) for i, key in enumerate(VALIDATOR_KEYS))
+VALIDATORS = quorum.ValidatorSet(
+    tuple(quorum.Validator(f"validator-{i}", key.public_key) for i, key in enumerate(VALIDATOR_KEYS))
 )
 SIGNER_KEY = crypto.SigningKey(b"\x42" * 32)
 
@@ -43,7 +43,7 @@ def make_block(
     write_set: dict[bytes, bytes | None],
     *,
     parent_hash: bytes | None = None,
-) -> tuple[types.Block, types.CommitCertificate, list[types.Receipt]]:
+) -> tuple[types.Block, quorum.CommitCertificate, list[types.Receipt]]:
     """A block on `head` with a real 3-of-4 commit certificate and one receipt per transaction."""
     height = head.height + 1
     receipts = [
@@ -183,7 +183,7 @@ def test_refused_commit_writes_nothing(tmp_path: Path, fault: str) -> None:
         elif fault == "wrong_certificate":
             other, _, _ = make_block(head, [], {})
             bad_block, good_certificate, bad_receipts = make_block(head, [fresh], write_set)
-            forged = types.CommitCertificate(
+            forged = quorum.CommitCertificate(
                 good_certificate.height, 0, other.hash, good_certificate.signatures
             )
             bad = (bad_block, forged, bad_receipts)

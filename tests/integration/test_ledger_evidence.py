@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from chainnode.core import crypto, types
+from chainnode.core import crypto, quorum, types
 from consensus.messages import Evidence, decode_evidence, sign_vote
 from storage.ledger import Ledger
 
@@ -25,22 +25,24 @@ def test_evidence_round_trips_and_is_kept_once(tmp_path: Path) -> None:
 
 def test_latest_checkpoint_is_the_highest(tmp_path: Path) -> None:
     keys = [crypto.SigningKey(bytes([i + 1]) * 32) for i in range(4)]
-    validators = types.ValidatorSet(tuple(types.Validator(f"v{i}", k.public_key) for i, k in enumerate(keys)))
+    validators = quorum.ValidatorSet(
+        tuple(quorum.Validator(f"v{i}", k.public_key) for i, k in enumerate(keys))
+    )
     certificates = []
     for height in (100, 300, 200):
         block_hash = crypto.sha256(height.to_bytes(8, "big"))
         payload = types.compute_vote_payload(types.VoteKind.CHECKPOINT, "c", 0, height, block_hash)
         signatures = tuple((i, keys[i].sign(payload)) for i in range(3))
-        certificates.append(types.CheckpointCertificate(height, block_hash, signatures))
+        certificates.append(quorum.CheckpointCertificate(height, block_hash, signatures))
     with Ledger(tmp_path / "db") as ledger:
         assert ledger.get_latest_checkpoint() is None
         for certificate in certificates:
             ledger.put_checkpoint(certificate.height, certificate.encode())
         latest = ledger.get_latest_checkpoint()
     assert latest is not None
-    decoded = types.decode_checkpoint_certificate(latest)
+    decoded = quorum.decode_checkpoint_certificate(latest)
     assert decoded.height == 300
     assert decoded.find_problem("c", validators) is None
     assert decoded.find_problem("other", validators) is not None
-    short = types.CheckpointCertificate(decoded.height, decoded.block_hash, decoded.signatures[:2])
+    short = quorum.CheckpointCertificate(decoded.height, decoded.block_hash, decoded.signatures[:2])
     assert "quorum" in (short.find_problem("c", validators) or "")

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from chainnode.app.proof import PROOF_FIELDS, compute_proof
-from chainnode.core import crypto, types
+from chainnode.core import crypto, quorum, types
 from chainnode.sdk.client import Client, ClientError, ProofError, verify_proof
 from chainnode.tools.export import open_ledger_snapshot
 from tests.factories import run_cli_process
@@ -125,9 +125,9 @@ def test_any_altered_hex_digit_or_number_fails(chain: BuiltChain, proof: dict[st
 
 
 def test_another_validator_set_fails(chain: BuiltChain, proof: dict[str, Any]) -> None:
-    others = types.ValidatorSet(
+    others = quorum.ValidatorSet(
         tuple(
-            types.Validator(v.entity_id, crypto.SigningKey.generate().public_key)
+            quorum.Validator(v.entity_id, crypto.SigningKey.generate().public_key)
             for v in chain.genesis.validators.validators
         )
     )

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import cli
-from chainnode.core import crypto, identity, types
+from chainnode.core import crypto, identity, identity_records, quorum
 from chainnode.core.errors import ChainError
 from chainnode.sdk.client import Client, Identity
 from chainnode.sdk.records import Records, compute_file_digest
@@ -41,16 +41,18 @@ class SharingService(LocalService):
             folder.mkdir(parents=True)
             (folder / "cert.pem").write_bytes(identity.certificate_to_pem(certificate))
             (folder / "key.pem").write_bytes(key.to_pem())
-            state[types.entity_key(entity_id)] = identity.entity_record_from_certificate(certificate).encode()
+            state[identity_records.entity_key(entity_id)] = identity.entity_record_from_certificate(
+                certificate
+            ).encode()
         validator_keys = [crypto.SigningKey.generate() for _ in range(4)]
-        validators = types.ValidatorSet(
+        validators = quorum.ValidatorSet(
             tuple(
-                types.Validator(f"validator-{i + 1:02d}", key.public_key)
+                quorum.Validator(f"validator-{i + 1:02d}", key.public_key)
                 for i, key in enumerate(validator_keys)
             )
         )
-        state[types.VALIDATOR_SET_KEY] = validators.encode()
-        state[types.zone_key(ZONE)] = types.ZoneRecord(
+        state[identity_records.VALIDATOR_SET_KEY] = validators.encode()
+        state[identity_records.zone_key(ZONE)] = identity_records.ZoneRecord(
             ZONE, "Beijing", identity.certificate_der(pki.zones[ZONE]), True
         ).encode()
         self.open_chain(

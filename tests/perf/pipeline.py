@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from chainnode.app import governance
-from chainnode.core import types
+from chainnode.core import quorum
 from chainnode.node import wire
 from chainnode.node.config import load_node_config
 from chainnode.node.runtime import Node, configure_gc
@@ -110,7 +110,7 @@ def run_pipeline(directory: Path, txs: int, profile: str | None = None) -> dict[
         problem = timed("replica", "execute", replica.application.find_block_problem, decoded)
         assert problem is None, problem
         # The ledger keeps what it is given; a real certificate is the engine's business.
-        certificate = types.CommitCertificate(block.height, 0, block.hash, ((0, bytes(64)),))
+        certificate = quorum.CommitCertificate(block.height, 0, block.hash, ((0, bytes(64)),))
         timed("primary", "commit", primary._commit, block, certificate)
         timed("replica", "commit", replica._commit, decoded, certificate)
     assert replica.ledger.get_head() == primary.ledger.get_head()

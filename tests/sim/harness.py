@@ -19,7 +19,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from chainnode.core import crypto, types
+from chainnode.core import crypto, quorum, types
 from chainnode.core.errors import DecodeError
 from chainnode.node import wire
 from consensus.effects import (
@@ -71,7 +71,7 @@ class ToyApp:
     committed validator-set change does on the real chain).
     """
 
-    schedule: dict[int, types.ValidatorSet]
+    schedule: dict[int, quorum.ValidatorSet]
     pending: list[types.Transaction] = field(default_factory=list)
     roots: dict[bytes, bytes] = field(default_factory=lambda: {GENESIS_HASH: types.ZERO_HASH})
     corrupt_roots: bool = False
@@ -119,7 +119,7 @@ class ToyApp:
     def has_pending_transactions(self) -> bool:
         return bool(self.pending)
 
-    def get_validator_set(self, height: int) -> types.ValidatorSet:
+    def get_validator_set(self, height: int) -> quorum.ValidatorSet:
         return self.schedule[max(first for first in self.schedule if first <= height)]
 
     def find_block_problem(self, block: types.Block) -> str | None:
@@ -291,7 +291,7 @@ class Replica:
     engine: Engine
     behavior: Behavior = field(default_factory=Behavior)
     log: list[LogRecord] = field(default_factory=list)  # the persisted vote log
-    chain: list[tuple[types.Block, types.CommitCertificate]] = field(default_factory=list)
+    chain: list[tuple[types.Block, quorum.CommitCertificate]] = field(default_factory=list)
     diagnostics: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # the diagnostics flagged as warnings
     evidence: list[Any] = field(default_factory=list)
@@ -324,12 +324,12 @@ class SimNetwork:
         self.duplicate_probability = duplicate_probability
         self.delay_ms_max = delay_ms_max
         self.keys = [crypto.SigningKey(self.rng.randbytes(32)) for _ in range(size)]
-        self.validators = types.ValidatorSet(
-            tuple(types.Validator(f"v{i}", key.public_key) for i, key in enumerate(self.keys))
+        self.validators = quorum.ValidatorSet(
+            tuple(quorum.Validator(f"v{i}", key.public_key) for i, key in enumerate(self.keys))
         )
         # The validator set by first height; by default every replica validates from height 1.
         self.schedule = {
-            first: types.ValidatorSet(tuple(self.validators.validators[i] for i in members))
+            first: quorum.ValidatorSet(tuple(self.validators.validators[i] for i in members))
             for first, members in (schedule or {1: tuple(range(size))}).items()
         }
         # Injected wall clocks: replica index -> how far its wall clock is from the true time.

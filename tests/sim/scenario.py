@@ -29,7 +29,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from chainnode.core import crypto, types
+from chainnode.core import crypto, quorum
 from consensus.events import EngineConfig
 from tests.sim.harness import BEHAVIORS, CHAIN_ID, SimNetwork
 
@@ -65,7 +65,7 @@ def replay_command(seed: int) -> str:
 def build_network(seed: int) -> tuple[SimNetwork, Outcome, random.Random]:
     rng = random.Random(f"scenario-{seed}")
     size = SIZES[seed % len(SIZES)]
-    faults_max = types.compute_faults_max(size)
+    faults_max = quorum.compute_faults_max(size)
     config = EngineConfig(
         CHAIN_ID,
         proposal_delay_ms=0,

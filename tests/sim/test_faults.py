@@ -6,7 +6,7 @@ import pytest
 
 import consensus.engine
 import consensus.view_change
-from chainnode.core import crypto, types
+from chainnode.core import crypto, quorum, types
 from consensus.events import EngineConfig
 from tests.sim.harness import CHAIN_ID, ConflictingVotes, Equivocate, Garbage, SimNetwork
 from tests.sim.scenario import SIZES, SimulationError, build_network, run_scenario
@@ -43,7 +43,7 @@ def find_violations(seeds: range) -> list[str]:
 
 
 def test_simulator_finds_the_fork_of_a_2f_quorum(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(types.ValidatorSet, "quorum", property(lambda self: 2 * self.faults_max))
+    monkeypatch.setattr(quorum.ValidatorSet, "quorum", property(lambda self: 2 * self.faults_max))
     violations = find_violations(range(40))
     assert any("safety: fork" in violation for violation in violations), violations
 
@@ -54,7 +54,7 @@ def test_simulator_finds_the_fork_of_the_textbook_quorum_where_n_is_not_3f_plus_
 ) -> None:
     seed = TEXTBOOK_QUORUM_FORKS[size]
     assert build_network(seed)[1].size == size
-    monkeypatch.setattr(types.ValidatorSet, "quorum", property(lambda self: 2 * self.faults_max + 1))
+    monkeypatch.setattr(quorum.ValidatorSet, "quorum", property(lambda self: 2 * self.faults_max + 1))
     with pytest.raises(SimulationError, match="safety: fork"):
         run_scenario(seed)
 
@@ -142,7 +142,7 @@ def test_checkpoints_become_stable() -> None:
         assert replica.stable_checkpoints[-1] >= 4
 
 
-def signers_of(network: SimNetwork, block: types.Block, certificate: types.CommitCertificate) -> set[str]:
+def signers_of(network: SimNetwork, block: types.Block, certificate: quorum.CommitCertificate) -> set[str]:
     validators = network.replicas[1].app.get_validator_set(block.height)
     return {validators.validators[index].entity_id for index, _ in certificate.signatures}
 

@@ -1,6 +1,6 @@
 """The quorum rule at validator counts that are not 3f + 1, with and without its teeth.
 
-`types.compute_quorum` makes any two quorums share at least f + 1 validators.  These tests
+`quorum.compute_quorum` makes any two quorums share at least f + 1 validators.  These tests
 replay the attacks that the textbook 2f + 1 lets through at n = 5 and n = 6, first with the
 old rule plugged in (the simulator must find the fork) and then with the real rule (safe, and
 live once the fault is gone).
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from chainnode.core import crypto, types
+from chainnode.core import crypto, quorum, types
 from consensus.events import EngineConfig
 from tests.sim.harness import CHAIN_ID, SimNetwork, SplitBrainPrimary, SplitBrainVoter
 
@@ -18,7 +18,7 @@ CLIENT = crypto.SigningKey(b"\x0d" * 32)
 TICKS_MAX = 3_000  # 30 s of logical time
 
 
-def textbook_quorum(self: types.ValidatorSet) -> int:
+def textbook_quorum(self: quorum.ValidatorSet) -> int:
     return 2 * self.faults_max + 1
 
 
@@ -60,7 +60,7 @@ def split_brain_network(size: int, byzantine_voters: int = 0) -> SimNetwork:
 def test_textbook_quorum_forks_under_a_split_brain_primary(
     monkeypatch: pytest.MonkeyPatch, size: int
 ) -> None:
-    monkeypatch.setattr(types.ValidatorSet, "quorum", property(textbook_quorum))
+    monkeypatch.setattr(quorum.ValidatorSet, "quorum", property(textbook_quorum))
     network = split_brain_network(size)
     network.submit(5, CLIENT)
     violation = run(network, 200)
@@ -84,7 +84,7 @@ def test_textbook_quorum_forks_under_a_split_brain_primary_and_voter_at_seven(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # n = 7 = 3f + 1: both rules give 5; with a quorum of 4 (2f) two colluders fork it.
-    monkeypatch.setattr(types.ValidatorSet, "quorum", property(lambda self: 2 * self.faults_max))
+    monkeypatch.setattr(quorum.ValidatorSet, "quorum", property(lambda self: 2 * self.faults_max))
     network = split_brain_network(7, byzantine_voters=1)
     network.submit(5, CLIENT)
     assert run(network, 200) == "fork at height 1"
@@ -92,7 +92,7 @@ def test_textbook_quorum_forks_under_a_split_brain_primary_and_voter_at_seven(
 
 @pytest.mark.parametrize("size", [7, 8, 9, 10, 13])
 def test_the_quorum_rule_is_safe_under_f_split_brain_colluders(size: int) -> None:
-    faults_max = types.compute_faults_max(size)
+    faults_max = quorum.compute_faults_max(size)
     network = split_brain_network(size, byzantine_voters=faults_max - 1)
     run_until_all_committed(network, network.submit(25, CLIENT))
 
@@ -106,7 +106,7 @@ def partition_across_a_view_change(network: SimNetwork) -> None:
 def test_textbook_quorum_forks_a_six_validator_network_split_three_and_three(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(types.ValidatorSet, "quorum", property(textbook_quorum))
+    monkeypatch.setattr(quorum.ValidatorSet, "quorum", property(textbook_quorum))
     network = SimNetwork(6, 22, config=fast_config())
     partition_across_a_view_change(network)
     network.submit(5, CLIENT)
@@ -125,32 +125,32 @@ def test_a_six_validator_network_split_three_and_three_commits_nothing_then_heal
 
 
 @pytest.mark.parametrize(
-    ("size", "faults_max", "quorum"),
+    ("size", "faults_max", "quorum_size"),
     [(4, 1, 3), (5, 1, 4), (6, 1, 4), (7, 2, 5), (8, 2, 6), (9, 2, 6), (10, 3, 7), (13, 4, 9), (16, 5, 11)],
 )
-def test_quorum_table(size: int, faults_max: int, quorum: int) -> None:
-    assert (types.compute_faults_max(size), types.compute_quorum(size)) == (faults_max, quorum)
+def test_quorum_table(size: int, faults_max: int, quorum_size: int) -> None:
+    assert (quorum.compute_faults_max(size), quorum.compute_quorum(size)) == (faults_max, quorum_size)
 
 
 @pytest.mark.parametrize("size", range(4, 101))
 def test_any_two_quorums_share_f_plus_one_and_the_honest_alone_are_a_quorum(size: int) -> None:
-    faults_max, quorum = types.compute_faults_max(size), types.compute_quorum(size)
-    assert 2 * quorum - size >= faults_max + 1
-    assert quorum <= size - faults_max
+    faults_max, quorum_size = quorum.compute_faults_max(size), quorum.compute_quorum(size)
+    assert 2 * quorum_size - size >= faults_max + 1
+    assert quorum_size <= size - faults_max
     # And it is the smallest such quorum: one vote fewer breaks the intersection.
-    assert 2 * (quorum - 1) - size < faults_max + 1
+    assert 2 * (quorum_size - 1) - size < faults_max + 1
 
 
-def certificate(keys: list[crypto.SigningKey], signers: range) -> types.CommitCertificate:
+def certificate(keys: list[crypto.SigningKey], signers: range) -> quorum.CommitCertificate:
     block_hash = crypto.sha256(b"block")
     payload = types.compute_vote_payload(types.VoteKind.COMMIT, CHAIN_ID, 0, 1, block_hash)
-    return types.CommitCertificate(1, 0, block_hash, tuple((i, keys[i].sign(payload)) for i in signers))
+    return quorum.CommitCertificate(1, 0, block_hash, tuple((i, keys[i].sign(payload)) for i in signers))
 
 
 def test_a_certificate_of_three_from_an_earlier_release_is_refused_at_five_validators() -> None:
     # What catch-up, proofs and the audit do with a ledger a 5-validator network wrote under the
     # textbook rule: three signatures are no longer a quorum, and the reason names the rule.
     keys = [crypto.SigningKey(bytes([i + 1]) * 32) for i in range(5)]
-    five = types.ValidatorSet(tuple(types.Validator(f"v{i}", key.public_key) for i, key in enumerate(keys)))
+    five = quorum.ValidatorSet(tuple(quorum.Validator(f"v{i}", key.public_key) for i, key in enumerate(keys)))
     assert certificate(keys, range(3)).find_problem(CHAIN_ID, five) == "3 signatures, quorum is 4"
     assert certificate(keys, range(4)).find_problem(CHAIN_ID, five) is None

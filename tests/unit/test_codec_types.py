@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chainnode.core import codec, crypto, tags, types
+from chainnode.core import codec, crypto, quorum, tags, types
 from chainnode.core.errors import DecodeError
 from tests import factories
 
@@ -239,12 +239,14 @@ def test_block_round_trip_checks_the_body_against_the_header() -> None:
 
 def test_commit_certificate_rules() -> None:
     keys = [crypto.SigningKey(bytes([i + 10]) * 32) for i in range(4)]
-    validators = types.ValidatorSet(tuple(types.Validator(f"v{i}", k.public_key) for i, k in enumerate(keys)))
+    validators = quorum.ValidatorSet(
+        tuple(quorum.Validator(f"v{i}", k.public_key) for i, k in enumerate(keys))
+    )
     block_hash = crypto.sha256(b"block")
     payload = types.compute_vote_payload(types.VoteKind.COMMIT, "c", 0, 5, block_hash)
     signatures = tuple((i, keys[i].sign(payload)) for i in range(3))
-    certificate = types.CommitCertificate(5, 0, block_hash, signatures)
-    assert types.decode_commit_certificate(certificate.encode()) == certificate
+    certificate = quorum.CommitCertificate(5, 0, block_hash, signatures)
+    assert quorum.decode_commit_certificate(certificate.encode()) == certificate
     assert certificate.find_problem("c", validators) is None
     assert "quorum" in (
         dataclasses.replace(certificate, signatures=signatures[:2]).find_problem("c", validators) or ""

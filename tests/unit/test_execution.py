@@ -17,7 +17,7 @@ from chainnode.app.execution import (
     SignatureCache,
 )
 from chainnode.app.state import compute_genesis_state_root, compute_state_root
-from chainnode.core import codec, crypto, types
+from chainnode.core import codec, crypto, identity_records, types
 from chainnode.core.errors import StorageError
 from tests import factories
 from tests.factories import MapState, make_key
@@ -40,8 +40,8 @@ def make_record(
     revoked: bool = False,
     not_before_ms: int = NOW_MS - DAY_MS,
     not_after_ms: int = NOW_MS + DAY_MS,
-) -> types.EntityRecord:
-    return types.EntityRecord(
+) -> identity_records.EntityRecord:
+    return identity_records.EntityRecord(
         entity_id=name,
         zone="beijing",
         public_key=KEYS[name].public_key,
@@ -62,7 +62,7 @@ ENTITIES = [
     make_record("early", not_before_ms=NOW_MS + 1),
     make_record("reader", roles=("observer",)),
 ]
-INITIAL_STATE = {types.entity_key(record.entity_id): record.encode() for record in ENTITIES}
+INITIAL_STATE = {identity_records.entity_key(record.entity_id): record.encode() for record in ENTITIES}
 GENESIS_ROOT = compute_genesis_state_root(INITIAL_STATE)
 
 

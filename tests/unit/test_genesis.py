@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from chainnode.app import genesis
-from chainnode.core import codec, identity, tags, types
+from chainnode.core import codec, identity, identity_records, quorum, tags
 from chainnode.core.crypto import SigningKey
 from chainnode.core.errors import ConfigError
 from tests.factories import create_pki
@@ -20,7 +20,7 @@ def _build_genesis() -> genesis.Genesis:
     names = (("beijing", "Beijing"), ("sichuan", "Sichuan (Chengdu)"))
     pki = create_pki("Test Network", names)
     zones = [
-        types.ZoneRecord(zone_id, name, identity.certificate_der(pki.zones[zone_id]), True)
+        identity_records.ZoneRecord(zone_id, name, identity.certificate_der(pki.zones[zone_id]), True)
         for zone_id, name in names
     ]
     entities = []
@@ -40,7 +40,7 @@ def _build_genesis() -> genesis.Genesis:
         genesis.CouncilMember(f"member-{i}", f"Member {i}", SigningKey.generate().public_key)
         for i in range(3)
     )
-    validators = types.ValidatorSet(tuple(types.Validator(e.entity_id, e.public_key) for e in entities[2:]))
+    validators = quorum.ValidatorSet(tuple(quorum.Validator(e.entity_id, e.public_key) for e in entities[2:]))
     return genesis.Genesis(
         chain_id="test-net",
         genesis_time_ms=entities[0].not_before_ms + 3_600_000,
@@ -84,14 +84,20 @@ def test_initial_state(chain_genesis: genesis.Genesis) -> None:
     # 2 zones, 6 entities, the validator set and its history entry, the root certificate,
     # 3 council members, the council (threshold and ids) and the chain parameters.
     assert len(state) == 2 + 6 + 2 + 1 + 3 + 1 + 1
-    assert state[types.validator_history_key(1)] == state[types.VALIDATOR_SET_KEY]
-    assert genesis.decode_chain_params(state[types.CHAIN_PARAMS_KEY]) == chain_genesis.params
-    assert types.decode_council_record(state[types.council_key("member-1")]).name == "Member 1"
-    assert codec.decode(state[types.COUNCIL_KEY]) == (2, ("member-0", "member-1", "member-2"))
-    record = types.decode_entity_record(state[types.entity_key("validator-01")])
+    assert state[identity_records.validator_history_key(1)] == state[identity_records.VALIDATOR_SET_KEY]
+    assert genesis.decode_chain_params(state[identity_records.CHAIN_PARAMS_KEY]) == chain_genesis.params
+    assert (
+        identity_records.decode_council_record(state[identity_records.council_key("member-1")]).name
+        == "Member 1"
+    )
+    assert codec.decode(state[identity_records.COUNCIL_KEY]) == (2, ("member-0", "member-1", "member-2"))
+    record = identity_records.decode_entity_record(state[identity_records.entity_key("validator-01")])
     assert record.has_role("validator")
-    assert types.decode_zone_record(state[types.zone_key("sichuan")]).name == "Sichuan (Chengdu)"
-    assert types.decode_validator_set(state[types.VALIDATOR_SET_KEY]) == chain_genesis.validators
+    assert (
+        identity_records.decode_zone_record(state[identity_records.zone_key("sichuan")]).name
+        == "Sichuan (Chengdu)"
+    )
+    assert quorum.decode_validator_set(state[identity_records.VALIDATOR_SET_KEY]) == chain_genesis.validators
 
 
 def _tampered(chain_genesis: genesis.Genesis, tmp_path: Path, change: Any) -> Path:

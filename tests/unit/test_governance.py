@@ -8,7 +8,7 @@ import pytest
 
 from chainnode.app import genesis, governance
 from chainnode.app.execution import InvalidBlockError
-from chainnode.core import codec, crypto, identity, types
+from chainnode.core import codec, crypto, identity, identity_records, quorum, types
 from tests.factories import MapState
 from tests.governance_harness import Chain, Network, codes, event_names
 
@@ -75,15 +75,15 @@ def test_add_validator_needs_m_approvals_and_applies_from_the_next_height(net: N
     decided_at = chain.height
     assert get_proposal(chain, 1).status == "executed" and get_proposal(chain, 1).closed_height == decided_at
     grown = governance.get_validator_set(chain.state)
-    assert grown.size == 5 and grown.validators[-1] == types.Validator("validator-05", key.public_key)
+    assert grown.size == 5 and grown.validators[-1] == quorum.Validator("validator-05", key.public_key)
     # The history answers for every height: the old set up to the deciding block, the new one after.
     assert governance.get_validator_change_heights(chain.state) == (1, decided_at + 1)
     for height in (0, 1, decided_at):
         assert governance.get_validator_set_at(chain.state, height) == net.genesis.validators
     for height in (decided_at + 1, decided_at + 1000):
         assert governance.get_validator_set_at(chain.state, height) == grown
-    stored = chain.state.get_state(types.validator_history_key(decided_at + 1))
-    assert stored == chain.state.get_state(types.VALIDATOR_SET_KEY) == grown.encode()
+    stored = chain.state.get_state(identity_records.validator_history_key(decided_at + 1))
+    assert stored == chain.state.get_state(identity_records.VALIDATOR_SET_KEY) == grown.encode()
 
 
 def test_vote_refusals(net: Network, chain: Chain) -> None:
@@ -201,7 +201,11 @@ def test_suspend_reinstate_and_remove_a_zone(net: Network, chain: Chain) -> None
     propose(chain, "moe", "remove_zone", "hainan")
     chain.run(chain.council_tx("pboc", "vote", 3, True))
     zone = governance.get_zone_record(chain.state, "hainan")
-    assert zone is not None and zone.status == "removed" and types.decode_zone_record(zone.encode()) == zone
+    assert (
+        zone is not None
+        and zone.status == "removed"
+        and identity_records.decode_zone_record(zone.encode()) == zone
+    )
     assert codes(chain.run(chain.put("hainan-university"))) == [ErrorCode.ZONE_NOT_ACTIVE]
     # A removed zone's id is never admitted again.
     zone_key = crypto.SigningKey.generate()
@@ -252,7 +256,7 @@ def test_set_params(chain: Chain) -> None:
         2000,
         4 * 1024 * 1024,
     )
-    stored = chain.state.get_state(types.CHAIN_PARAMS_KEY)
+    stored = chain.state.get_state(identity_records.CHAIN_PARAMS_KEY)
     assert stored is not None and genesis.decode_chain_params(stored) == params
 
 
@@ -279,7 +283,7 @@ def test_validators_follow_revocation_and_renewal(net: Network, chain: Chain) ->
 
 def test_threshold_one_executes_at_proposal(net: Network) -> None:
     chain = Chain(net)
-    chain.state.values[types.COUNCIL_KEY] = codec.encode((1, ("miit", "moe", "pboc")))
+    chain.state.values[identity_records.COUNCIL_KEY] = codec.encode((1, ("miit", "moe", "pboc")))
     receipt = propose(chain, "moe", "set_params", (("block_txs_max", 10),))
     assert event_names(receipt) == ["governance.proposed", "governance.executed", "governance.params_changed"]
     assert governance.get_chain_params(chain.state).block_txs_max == 10

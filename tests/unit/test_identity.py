@@ -9,7 +9,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from chainnode.core import identity, types
+from chainnode.core import identity, identity_records
 from chainnode.core.crypto import SigningKey
 from chainnode.core.errors import ConfigError, IdentityError
 from tests.factories import Pki, create_pki, make_claims
@@ -31,7 +31,7 @@ def test_claims_round_trip_and_record(pki: Pki) -> None:
     assert record.entity_id == "pku-hospital-3" and record.zone == "beijing"
     assert record.public_key == key.public_key and not record.revoked
     assert record.not_after_ms - record.not_before_ms == 365 * 86_400_000
-    assert types.decode_entity_record(record.encode()) == record
+    assert identity_records.decode_entity_record(record.encode()) == record
     assert identity.certificate_from_der(record.certificate) == certificate
     pem = identity.certificate_to_pem(certificate)
     assert identity.certificate_from_pem(pem) == certificate

@@ -10,7 +10,7 @@ import pytest
 
 from chainnode.app import authority, governance, records
 from chainnode.app.execution import InvalidBlockError
-from chainnode.core import crypto, identity, types
+from chainnode.core import crypto, identity, identity_records, types
 from tests.factories import create_pki
 from tests.governance_harness import Chain, Network, codes, event_names
 
@@ -32,7 +32,7 @@ def test_genesis_entities_sign_and_records_keep_version_1_bytes(net: Network, ch
     assert codes(chain.run(chain.put("pku"), chain.put("fudan"))) == [ErrorCode.OK, ErrorCode.OK]
     record = net.genesis.get_entity("pku")
     assert record is not None
-    assert types.decode_entity_record(record.encode()) == record
+    assert identity_records.decode_entity_record(record.encode()) == record
     assert record.encode()[2] == 1  # fixarray(11), tag 7, version 1: genesis bytes are unchanged
 
 
@@ -102,7 +102,7 @@ def test_revocation_applies_from_the_next_block(chain: Chain) -> None:
     record = governance.get_entity_record(chain.state, "pku")
     assert record is not None and record.revoked
     assert record.revoked_from_height == chain.height + 1 and record.revocation_reason == "key compromise"
-    assert types.decode_entity_record(record.encode()) == record
+    assert identity_records.decode_entity_record(record.encode()) == record
     assert chain.check(chain.put("pku", "next-block"))[0] == ErrorCode.SIGNER_REVOKED
     assert codes(chain.run(chain.put("pku", "next-block"))) == [ErrorCode.SIGNER_REVOKED]
     assert records.get_record(chain.state, "pku", "same-block") is not None

@@ -13,7 +13,7 @@ from chainnode.app import events, records, records_sharing
 from chainnode.app.execution import Executor, SignatureCache
 from chainnode.app.state import compute_genesis_state_root
 from chainnode.cli import records as cli_records
-from chainnode.core import types
+from chainnode.core import identity_records, types
 from tests.factories import MapState, make_key, make_tx
 
 ErrorCode = types.ErrorCode
@@ -32,8 +32,8 @@ DOCUMENT = b"%PDF-1.7 discharge summary\n"
 DOCUMENT_SHA256 = hashlib.sha256(DOCUMENT).digest()
 
 
-def _entity(name: str, sectors: tuple[str, ...]) -> types.EntityRecord:
-    return types.EntityRecord(
+def _entity(name: str, sectors: tuple[str, ...]) -> identity_records.EntityRecord:
+    return identity_records.EntityRecord(
         entity_id=name,
         zone="beijing",
         public_key=KEYS[name].public_key,
@@ -51,7 +51,9 @@ class Chain:
     several are given), the committed state applied after each, as the ledger would."""
 
     def __init__(self) -> None:
-        initial = {types.entity_key(name): _entity(name, s).encode() for name, s in ENTITIES.items()}
+        initial = {
+            identity_records.entity_key(name): _entity(name, s).encode() for name, s in ENTITIES.items()
+        }
         self.state = MapState(initial)
         self.root = compute_genesis_state_root(initial)
         self.height = 0

@@ -15,7 +15,7 @@ from chainnode.app import governance
 from chainnode.app.execution import Executor, InvalidBlockError, SignatureCache, get_entity
 from chainnode.app.genesis import Genesis
 from chainnode.app.state import compute_genesis_state_root
-from chainnode.core import crypto, types
+from chainnode.core import crypto, identity_records, quorum, types
 from chainnode.core.errors import ConfigError, DecodeError
 from chainnode.tools.audit.checkpoint import Checkpoint
 from chainnode.tools.audit.replay import ReplayState
@@ -45,7 +45,7 @@ class _Loaded:
     height: int
     raw: RawBlock | None
     block: types.Block | None = None
-    certificate: types.CommitCertificate | None = None
+    certificate: quorum.CommitCertificate | None = None
     problem: AuditError | None = None
     tx_items: list[int] = field(default_factory=list)  # item index per transaction, -1 if none
     tx_keys: list[bytes] = field(default_factory=list)
@@ -78,7 +78,7 @@ class Auditor:
         self.genesis_hash = genesis.compute_hash()
         self.workers = (os.cpu_count() or 1) if workers is None else workers
         self.checkpoint = checkpoint
-        self._validator_sets: dict[bytes, types.ValidatorSet] = {}
+        self._validator_sets: dict[bytes, quorum.ValidatorSet] = {}
         self.progress_stream = progress_stream
         self.measure_baseline = measure_baseline
         self.checks: dict[str, int] = {}
@@ -99,13 +99,13 @@ class Auditor:
         self.executor = Executor(genesis.chain_id, SignatureCache(4 * WINDOW_SIGNATURES + 4 * BATCH_ITEMS))
         self.blocks = self.transactions = self.signatures_verified = 0
 
-    def _get_validators(self, height: int) -> tuple[bytes, types.ValidatorSet]:
+    def _get_validators(self, height: int) -> tuple[bytes, quorum.ValidatorSet]:
         """The validator set of `height`: `val/set` in the replayed state (see the module doc)."""
-        encoded = self.state.get_state(types.VALIDATOR_SET_KEY) or b""
+        encoded = self.state.get_state(identity_records.VALIDATOR_SET_KEY) or b""
         validators = self._validator_sets.get(encoded)
         if validators is None:
             try:
-                validators = types.decode_validator_set(encoded)
+                validators = quorum.decode_validator_set(encoded)
             except DecodeError as error:
                 raise fail(
                     height, "validator_set", f"the replayed state holds no validator set: {error}"
@@ -240,7 +240,7 @@ class Auditor:
             entry.problem = fail(entry.height, "block_decode", error.message)
             return
         try:
-            entry.certificate = types.decode_commit_certificate(entry.raw.certificate_encoded)
+            entry.certificate = quorum.decode_commit_certificate(entry.raw.certificate_encoded)
         except DecodeError as error:
             entry.problem = fail(entry.height, "certificate_decode", error.message)
 
@@ -354,7 +354,7 @@ class Auditor:
         return None
 
     def _check_certificate(
-        self, entry: _Loaded, block: types.Block, certificate: types.CommitCertificate, flags: bytes
+        self, entry: _Loaded, block: types.Block, certificate: quorum.CommitCertificate, flags: bytes
     ) -> None:
         height, header = entry.height, block.header
         encoded, validators = self._get_validators(height)
