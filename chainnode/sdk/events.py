@@ -305,9 +305,8 @@ def events(
                 if message.get("type") == "events":
                     delay_s = reconnect_delay_s
                     for event in message["events"]:
-                        cursor = encode_cursor(Position(event["height"], event["tx_index"], event["event_index"]))
+                        cursor = str(event["cursor"])
                         yield event
-                    continue
                 cursor = str(message["next"])
         except (WebSocketClosedError, OSError, ValueError, KeyError, TypeError):
             pass  # reconnect from `cursor`
