@@ -10,7 +10,8 @@ import threading
 
 class CuttingProxy:
     """Forwards every connection to `target_port`; `cut()` drops the open ones (new ones still
-    go through), `cuts` counts the connections it dropped."""
+    go through), `cuts` counts the connections it dropped, `connections_accepted` those that
+    reached the target."""
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
@@ -21,6 +22,7 @@ class CuttingProxy:
         self._lock = threading.Lock()
         self._closed = False
         self.cuts = 0
+        self.connections_accepted = 0
         self._thread = threading.Thread(target=self._accept, daemon=True)
         self._thread.start()
 
@@ -38,6 +40,7 @@ class CuttingProxy:
                 continue
             with self._lock:
                 self._pairs.append((client, upstream))
+                self.connections_accepted += 1
             for source, sink in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
 
