@@ -116,6 +116,18 @@ EVENT_SHAPES: dict[str, EventShape] = {
     "governance.failed": EventShape(None, (0,)),  # (proposal, message)
     "governance.zone_admitted": EventShape(None, (0,)),  # (zone, name)
     "governance.params_changed": EventShape(None, ()),
+    # Digital assets (`chainnode.app.assets.EVENTS`): about the receiving or holding entity.
+    "assets.collection_created": EventShape(1, (0, 2)),  # (collection, issuer, kind)
+    "assets.minted": EventShape(1, (0,)),  # (asset_id, owner, amount)
+    "assets.uri_set": EventShape(None, (0,)),  # (asset_id, uri)
+    "assets.transferred": EventShape(2, (0,)),  # (asset_id, from, to, amount)
+    "assets.approved": EventShape(2, (0,)),  # (asset_id, owner, spender)
+    "assets.approved_all": EventShape(2, (0,)),  # (collection, owner, operator, approved)
+    "assets.burned": EventShape(1, (0,)),  # (asset_id, holder, amount)
+    "assets.frozen": EventShape(1, (0,)),  # (asset_id, holder, by)
+    "assets.unfrozen": EventShape(1, (0,)),  # (asset_id, holder, by)
+    "assets.paused": EventShape(1, (0,)),  # (collection, issuer)
+    "assets.unpaused": EventShape(1, (0,)),  # (collection, issuer)
 }
 
 

@@ -129,3 +129,18 @@ def test_filter_values() -> None:
         with pytest.raises(RemoteError) as refused:
             events.parse_filter_value(bad, "module")
         assert refused.value.code == "bad_request"
+
+
+def test_the_shapes_name_attributes_the_modules_declare() -> None:
+    """Every event the assets module declares has a shape whose positions exist."""
+    from chainnode.app import assets
+
+    for name, attributes in assets.EVENTS.items():
+        shape = events.EVENT_SHAPES[name]
+        assert shape.entity is None or shape.entity < len(attributes), name
+        assert all(index < len(attributes) for index in shape.keys), name
+    transfer = ("trade-certs/lc-1", "baic-motor", "icbc-shanghai", 1)
+    assert events.compute_entity_and_keys("assets.transferred", transfer, "baic-motor") == (
+        "icbc-shanghai",
+        ("trade-certs/lc-1",),
+    )
