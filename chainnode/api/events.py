@@ -355,6 +355,27 @@ def _compute_reason(code: str, position: chain_events.Position) -> str:
     )
 
 
+async def _accept_subscriber(request: web.Request, hub: EventHub) -> web.WebSocketResponse:
+    """The websocket of a new subscriber, counted from before its handshake."""
+    limits = hub.limits
+    ws = web.WebSocketResponse(
+        timeout=limits.close_timeout_ms / 1000,
+        compress=False,
+        max_msg_size=64 * 1024,
+        writer_limit=WRITER_BYTES_MAX,
+    )
+    hub.subscribers.add(ws)  # counted before the handshake's await: the bound holds in a burst
+    try:
+        await ws.prepare(request)
+    except BaseException:
+        hub.subscribers.discard(ws)
+        raise
+    sock = None if request.transport is None else request.transport.get_extra_info("socket")
+    if limits.send_buffer_bytes is not None and sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, limits.send_buffer_bytes)
+    return ws
+
+
 async def handle_events_ws(request: web.Request) -> web.StreamResponse:
     service = get_service(request)
     hub = request.app[HUB_KEY]
@@ -366,17 +387,7 @@ async def handle_events_ws(request: web.Request) -> web.StreamResponse:
             status=503,
             headers={"Retry-After": str(RETRY_AFTER_S)},
         )
-    ws = web.WebSocketResponse(
-        timeout=limits.close_timeout_ms / 1000,
-        compress=False,
-        max_msg_size=64 * 1024,
-        writer_limit=WRITER_BYTES_MAX,
-    )
-    await ws.prepare(request)
-    sock = None if request.transport is None else request.transport.get_extra_info("socket")
-    if limits.send_buffer_bytes is not None and sock is not None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, limits.send_buffer_bytes)
-    hub.subscribers.add(ws)
+    ws = await _accept_subscriber(request, hub)
     incoming = asyncio.ensure_future(_drain_incoming(ws))
     position = query.start
     send_timeout_s = limits.send_timeout_ms / 1000
