@@ -47,7 +47,7 @@ import threading
 import time
 import urllib.parse
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -382,6 +382,13 @@ class Client:
 
     def get_expiring_certificates(self, within_days: int = 30) -> dict[str, Any]:
         return self._get_object(f"/v1/certificates/expiring?within_days={int(within_days)}")
+
+    def events(self, *, from_cursor: str | None = None, **options: Any) -> Iterator[dict[str, Any]]:
+        """Every committed event from `from_cursor` on, each exactly once and in order, across
+        reconnections: `chainnode.sdk.events.events` (its options: module, entity, ...)."""
+        from chainnode.sdk.events import events  # it builds on this module
+
+        return events(self, from_cursor=from_cursor, **options)
 
     def wait_for_commit(
         self, tx_hash_hex: str, *, timeout_s: float = 30.0, poll_ms: int = 100

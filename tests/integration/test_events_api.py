@@ -292,7 +292,7 @@ def test_sdk_stream_survives_cut_connections(
 
 def test_sdk_refuses_a_bad_cursor(served: ServerThread) -> None:
     with Client(served.url) as client, pytest.raises(ClientError) as refused:
-        next(sdk_events.events(client, from_cursor="bad"))
+        next(client.events(from_cursor="bad"))
     assert refused.value.code == "bad_cursor" and refused.value.status == 400
 
 
