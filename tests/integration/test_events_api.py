@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -23,7 +26,7 @@ from chainnode.api.server import create_app
 from chainnode.app.events import START, Position, decode_cursor, encode_cursor
 from chainnode.sdk import events as sdk_events
 from chainnode.sdk.client import Client, ClientError
-from tests.factories import build_put, load_entity
+from tests.factories import REPO, build_put, load_entity
 from tests.integration.api_harness import CHAIN_ID, SUBMITTER, LocalService, ServerThread
 from tests.tcp_proxy import CuttingProxy
 
@@ -334,3 +337,36 @@ def test_cli_prints_events_and_the_cursor_to_go_on_from(
     assert len(lines) == 1 and "records.put" in lines[0] and SUBMITTER in lines[0] and "later0-0" in lines[0]
     assert main(["events", "--node", served.url, "--from", "not-a-cursor"]) == 1
     assert "bad_cursor" in capsys.readouterr().err
+
+
+def test_cli_follow_streams_new_events_until_interrupted(served: ServerThread, service: LocalService) -> None:
+    served.call(_commit_puts, service, 1, 2, "old")
+    with Client(served.url) as client:
+        after_old = sdk_events.get_events_page(client, limit=10)["next"]
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cli",
+            "events",
+            "--node",
+            served.url,
+            "--from",
+            after_old,
+            "--follow",
+            "--json",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        served.call(_commit_puts, service, 1, 2, "new")
+        lines = [json.loads(process.stdout.readline()) for _ in range(2)]
+        assert sorted(key for event in lines for key in event["keys"]) == ["new0-0", "new0-1"]
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=20)
+    assert process.returncode == 130 and "interrupted" in err and "Traceback" not in err
