@@ -312,7 +312,10 @@ class Engine:
         )
 
     def _check_view_timer(self, effects: list[Effect]) -> None:
-        if not self._is_waiting():
+        if self.own_index is None or not self._is_waiting():
+            # An observer has no vote to withhold and no VIEW-CHANGE to send: leaving its view
+            # on its own would only make it ignore the current view's proposals until a NEW-VIEW
+            # (or catch-up) brought it back.  It follows the validators' view changes instead.
             self._deadline_ms = None
             return
         if self._target is not None and not self._is_target_supported():

@@ -169,3 +169,21 @@ def test_validator_set_changes_apply_from_their_height() -> None:
     assert signed_by_v4 and min(signed_by_v4) >= 4  # the new validator votes once it belongs
     assert network.replicas[0].engine.own_index is None  # removed: it follows as an observer
     assert network.replicas[0].engine.head == network.replicas[1].engine.head
+
+
+def test_an_observer_cut_off_for_a_while_never_leaves_the_validators_view() -> None:
+    # v4 is not in the validator set: it follows.  Cut off past many view timeouts while
+    # transactions are pending, it must not start a view change of its own (it would then
+    # ignore the current view's proposals), and after the heal it follows the chain.
+    network = SimNetwork(5, 17, config=fast_config(), schedule={1: (0, 1, 2, 3)})
+    txs = network.submit(20, CLIENT)
+    network.partition({4})
+    network.tick(rounds=200)  # 2 s of logical time: nearly seven 300 ms view timeouts
+    observer = network.replicas[4]
+    assert observer.engine.own_index is None
+    assert observer.engine.view_changes_started == 0
+    assert not observer.engine.is_changing_view
+    network.heal()
+    run_until_committed(network, txs)
+    assert observer.engine.view_changes_started == 0
+    assert observer.engine.head == network.replicas[0].engine.head
