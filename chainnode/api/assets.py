@@ -2,9 +2,9 @@
 
 Theory of operation: read-only views of the committed state of the `assets` module, through the
 readers of `chainnode.app.asset_state` over the node's ledger; `chainnode.api.server.create_app`
-mounts them with `add_routes`.  Every list is paginated: `limit` (1..`LIMIT_MAX`, default
-`LIMIT_DEFAULT`) and an opaque `cursor` taken from the previous page's `next_cursor` (null on the
-last page).  A cursor is only meaningful for the list that returned it.
+mounts their declarations (`ROUTES`).  Every list is paginated: `limit` (1..`common.LIMIT_MAX`,
+default `common.LIMIT_DEFAULT`) and an opaque `cursor` taken from the previous page's `next_cursor`
+(null on the last page).  A cursor is only meaningful for the list that returned it.
 
 - `GET /v1/collections/{collection}`: the collection and its statistics.
 - `GET /v1/collections/{collection}/assets[?limit&cursor]`: its assets in mint order, burned
@@ -15,7 +15,7 @@ last page).  A cursor is only meaningful for the list that returned it.
   that touched the asset, oldest first, with height and tx hash.
 - `GET /v1/entities/{id}/assets[?limit&cursor]`: what an entity holds.
 
-Unknown collections and assets answer 404 `not_found`; a bad `limit` 400 `bad_request`, a bad
+Unknown collections and assets answer 404 `not_found`; a bad `limit` 400 `bad_limit`, a bad
 `cursor` 400 `bad_cursor`.  Listing holdings needs a ledger that can list a key prefix
 (`iter_state`); a reader that cannot answers 501.
 """
@@ -26,13 +26,34 @@ from typing import Any
 
 from aiohttp import web
 
-from chainnode.api.common import check_name, error_body, get_service, json_response, parse_natural
+from chainnode.api.common import (
+    CURSOR_PARAM,
+    LIMIT_PARAM,
+    PAGE_ERRORS,
+    Route,
+    check_name,
+    error_body,
+    get_service,
+    json_response,
+    parse_limit,
+    parse_natural,
+    path_param,
+)
+from chainnode.api.forms import (
+    BOOLEAN,
+    HASH,
+    HEX,
+    INTEGER,
+    STRING,
+    compute_array_schema,
+    compute_nullable_schema,
+    compute_object_schema,
+    compute_page_schema,
+)
 from chainnode.api.service import LedgerReader
 from chainnode.app import asset_state
 from chainnode.core.errors import RemoteError
 
-LIMIT_DEFAULT = 100
-LIMIT_MAX = 1000
 HOLDERS_MAX = 100
 
 
@@ -48,16 +69,6 @@ def _get_iterator(ledger: LedgerReader) -> asset_state.StateIterator:
     if getattr(ledger, "iter_state", None) is None:
         raise web.HTTPNotImplemented(reason="this node's ledger cannot list state")
     return ledger  # type: ignore[return-value]  # checked just above
-
-
-def parse_limit(request: web.Request) -> int:
-    text = request.query.get("limit")
-    if text is None:
-        return LIMIT_DEFAULT
-    limit = parse_natural(text, "limit", code="bad_request")
-    if not 1 <= limit <= LIMIT_MAX:
-        raise RemoteError(f"limit must be within [1, {LIMIT_MAX}]", code="bad_request")
-    return limit
 
 
 def _parse_index_cursor(request: web.Request) -> int:
@@ -226,9 +237,129 @@ async def handle_owned(request: web.Request) -> web.Response:
     )
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/v1/collections/{collection}", handle_collection)
-    app.router.add_get("/v1/collections/{collection}/assets", handle_collection_assets)
-    app.router.add_get("/v1/collections/{collection}/assets/{token}", handle_asset)
-    app.router.add_get("/v1/collections/{collection}/assets/{token}/provenance", handle_provenance)
-    app.router.add_get("/v1/entities/{id}/assets", handle_owned)
+# ---------------------------------------------------------------- the routes, declared once
+
+COLLECTION_SCHEMA = compute_object_schema(
+    {
+        "id": STRING,
+        "issuer": STRING,
+        "name": STRING,
+        "symbol": STRING,
+        "kind": STRING,
+        "schema_hash": compute_nullable_schema(HEX),
+        "created_height": INTEGER,
+        "paused": BOOLEAN,
+        "stats": compute_object_schema(
+            {
+                "tokens": INTEGER,
+                "tokens_burned": INTEGER,
+                "tokens_live": INTEGER,
+                "units": INTEGER,
+                "transfers": INTEGER,
+                "frozen_holdings": INTEGER,
+            }
+        ),
+    }
+)
+ASSET_SCHEMA = compute_object_schema(
+    {
+        "asset_id": STRING,
+        "collection": STRING,
+        "token": STRING,
+        "seq": INTEGER,
+        "metadata_hash": HEX,
+        "uri": compute_nullable_schema(STRING),
+        "minted_height": INTEGER,
+        "units": INTEGER,
+        "burned": BOOLEAN,
+        "owner": compute_nullable_schema(STRING),
+        "approved": compute_nullable_schema(STRING),
+        "provenance_entries": INTEGER,
+    }
+)
+HOLDING_SCHEMA = compute_object_schema(
+    {
+        "asset_id": STRING,
+        "collection": STRING,
+        "token": STRING,
+        "holder": STRING,
+        "amount": INTEGER,
+        "frozen_by": compute_nullable_schema(STRING),
+    }
+)
+PROVENANCE_SCHEMA = compute_object_schema(
+    {
+        "index": INTEGER,
+        "action": STRING,
+        "actor": STRING,
+        "from": compute_nullable_schema(STRING),
+        "to": compute_nullable_schema(STRING),
+        "amount": INTEGER,
+        "height": INTEGER,
+        "tx_hash": HASH,
+    }
+)
+_ASSET_WITH_HOLDERS_SCHEMA = {
+    "allOf": [
+        ASSET_SCHEMA,
+        compute_object_schema(
+            {"holders": compute_array_schema(HOLDING_SCHEMA), "holders_truncated": BOOLEAN}
+        ),
+    ]
+}
+_COLLECTION_PARAM = path_param("collection", "collection id")
+_TOKEN_PARAM = path_param("token", "token id")
+_NOT_FOUND = {404: ("not_found",)}
+
+ROUTES: tuple[Route, ...] = (
+    Route(
+        "GET",
+        "/v1/collections/{collection}",
+        handle_collection,
+        "A collection and its statistics",
+        params=(_COLLECTION_PARAM,),
+        responses={200: COLLECTION_SCHEMA},
+        errors={400: ("bad_request",), **_NOT_FOUND},
+        tag="assets",
+    ),
+    Route(
+        "GET",
+        "/v1/collections/{collection}/assets",
+        handle_collection_assets,
+        "A collection's assets in mint order, burned ones included",
+        params=(_COLLECTION_PARAM, LIMIT_PARAM, CURSOR_PARAM),
+        responses={200: compute_page_schema("assets", ASSET_SCHEMA, collection=STRING)},
+        errors={400: ("bad_request", *PAGE_ERRORS[400]), **_NOT_FOUND},
+        tag="assets",
+    ),
+    Route(
+        "GET",
+        "/v1/collections/{collection}/assets/{token}",
+        handle_asset,
+        f"One asset with its holders (at most {HOLDERS_MAX}) and their freezes",
+        params=(_COLLECTION_PARAM, _TOKEN_PARAM),
+        responses={200: _ASSET_WITH_HOLDERS_SCHEMA},
+        errors={400: ("bad_request",), **_NOT_FOUND, 501: ("not_implemented",)},
+        tag="assets",
+    ),
+    Route(
+        "GET",
+        "/v1/collections/{collection}/assets/{token}/provenance",
+        handle_provenance,
+        "Every action that touched an asset, oldest first",
+        params=(_COLLECTION_PARAM, _TOKEN_PARAM, LIMIT_PARAM, CURSOR_PARAM),
+        responses={200: compute_page_schema("entries", PROVENANCE_SCHEMA, asset_id=STRING)},
+        errors={400: ("bad_request", *PAGE_ERRORS[400]), **_NOT_FOUND},
+        tag="assets",
+    ),
+    Route(
+        "GET",
+        "/v1/entities/{id}/assets",
+        handle_owned,
+        "What an entity holds (the cursor: the last asset id seen)",
+        params=(path_param("id", "entity id"), LIMIT_PARAM, CURSOR_PARAM),
+        responses={200: compute_page_schema("assets", HOLDING_SCHEMA, holder=STRING)},
+        errors={400: ("bad_request", *PAGE_ERRORS[400]), 501: ("not_implemented",)},
+        tag="assets",
+    ),
+)

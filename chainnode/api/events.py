@@ -52,8 +52,27 @@ from dataclasses import dataclass
 
 from aiohttp import WSMsgType, web
 
-from chainnode.api.common import SERVICE_KEY, error_body, get_service, json_response, parse_natural
-from chainnode.api.forms import compute_json_value
+from chainnode.api.common import (
+    LIMIT_PARAM,
+    SERVICE_KEY,
+    Route,
+    error_body,
+    get_service,
+    json_response,
+    parse_limit,
+    parse_natural,
+    query_param,
+    register_routes,
+)
+from chainnode.api.forms import (
+    ANY,
+    HASH,
+    INTEGER,
+    STRING,
+    compute_array_schema,
+    compute_json_value,
+    compute_object_schema,
+)
 from chainnode.api.service import LedgerReader
 from chainnode.app import events as chain_events
 from chainnode.core import types
@@ -63,8 +82,6 @@ logger = logging.getLogger(__name__)
 
 CLOSE_SLOW_SUBSCRIBER = 4008
 CLOSE_GOING_AWAY = 1001
-LIMIT_DEFAULT = 100
-LIMIT_MAX = 1000
 WAIT_MS_MAX = 30_000
 RETRY_AFTER_S = 1
 # Bytes a websocket writes before it waits for the socket to drain (aiohttp's default: 256 KiB).
@@ -300,9 +317,7 @@ async def handle_events(request: web.Request) -> web.Response:
     service = get_service(request)
     hub = request.app[HUB_KEY]
     query = _parse_query(request, service.ledger.get_head().height)
-    limit = parse_natural(request.query.get("limit", str(LIMIT_DEFAULT)), "limit", code="bad_request")
-    if not 1 <= limit <= LIMIT_MAX:
-        raise RemoteError(f"limit must be 1..{LIMIT_MAX}, got {limit}", code="bad_request")
+    limit = parse_limit(request)
     wait_ms = parse_natural(request.query.get("wait_ms", "0"), "wait_ms", code="bad_request")
     if wait_ms > WAIT_MS_MAX:
         raise RemoteError(f"wait_ms must be at most {WAIT_MS_MAX}, got {wait_ms}", code="bad_request")
@@ -447,9 +462,80 @@ async def _close_subscriptions(app: web.Application) -> None:
     app[HUB_KEY].close()
 
 
+# ---------------------------------------------------------------- the routes, declared once
+
+EVENT_SCHEMA = compute_object_schema(
+    {
+        "cursor": STRING,
+        "height": INTEGER,
+        "tx_index": INTEGER,
+        "event_index": INTEGER,
+        "tx_hash": HASH,
+        "timestamp_ms": INTEGER,
+        "signer": STRING,
+        "name": STRING,
+        "module": STRING,
+        "action": STRING,
+        "entity": STRING,
+        "keys": compute_array_schema(STRING),
+        "attributes": ANY,
+    }
+)
+_PAGE_SCHEMA = compute_object_schema(
+    {
+        "events": compute_array_schema(EVENT_SCHEMA),
+        "next": STRING,
+        "head": INTEGER,
+        "caught_up": {"type": "boolean"},
+    }
+)
+_FILTER_SCHEMA = {"type": "string", "minLength": 1, "maxLength": chain_events.FILTER_CHARS_MAX}
+_STREAM_PARAMS = (
+    query_param(
+        "from",
+        "the cursor to read from: an event's cursor or a page's next (absent: the chain's start; "
+        "'head': after the current head)",
+        {"type": "string"},
+    ),
+    query_param("module", "only this module's events", _FILTER_SCHEMA),
+    query_param("entity", "only events about or signed by this entity", _FILTER_SCHEMA),
+)
+
+ROUTES: tuple[Route, ...] = (
+    Route(
+        "GET",
+        "/v1/events",
+        handle_events,
+        "Committed events from a cursor (`from`, the list's cursor; `next` is the next page's), "
+        "with long-poll",
+        params=(
+            *_STREAM_PARAMS,
+            LIMIT_PARAM,
+            query_param(
+                "wait_ms",
+                f"wait up to this long for a commit when nothing is there yet, 0..{WAIT_MS_MAX}",
+                {"type": "integer", "minimum": 0, "maximum": WAIT_MS_MAX, "default": 0},
+            ),
+        ),
+        responses={200: _PAGE_SCHEMA},
+        errors={400: ("bad_request", "bad_limit", "bad_cursor")},
+        tag="events",
+    ),
+    Route(
+        "GET",
+        "/v1/events/ws",
+        handle_events_ws,
+        "Websocket: the events from `from`, then each commit's as it happens, and heartbeats",
+        params=_STREAM_PARAMS,
+        responses={101: None},
+        errors={400: ("bad_request", "bad_cursor"), 503: ("too_many_subscribers",)},
+        tag="events",
+    ),
+)
+
+
 def add_routes(app: web.Application) -> None:
     """Mount the event endpoints (after `SERVICE_KEY` is set); `DEFAULT_LIMITS` bound them."""
     app[HUB_KEY] = EventHub(app, DEFAULT_LIMITS)
     app.on_shutdown.append(_close_subscriptions)
-    app.router.add_get("/v1/events", handle_events)
-    app.router.add_get("/v1/events/ws", handle_events_ws)
+    register_routes(app, ROUTES)

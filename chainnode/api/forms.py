@@ -1,8 +1,11 @@
 """Pure JSON forms of the chain's values (receipts, transactions, headers, certificates), shared by
-the API and the tools that write the same shapes (export).  No aiohttp, no I/O."""
+the API and the tools that write the same shapes (export), and the JSON Schemas that describe
+them in the API's OpenAPI document (`chainnode.api.openapi`; the fuzz test holds every answer to
+them).  No aiohttp, no I/O."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
 
@@ -70,3 +73,96 @@ def compute_certificate_json(
         "block_hash": certificate.block_hash.hex(),
         "signatures": signatures,
     }
+
+
+# ---------------------------------------------------------------- JSON Schemas of the forms
+
+Schema = Mapping[str, Any]
+
+STRING: Schema = {"type": "string"}
+INTEGER: Schema = {"type": "integer", "minimum": 0}
+BOOLEAN: Schema = {"type": "boolean"}
+HEX: Schema = {"type": "string", "pattern": "^([0-9a-f]{2})*$"}
+HASH: Schema = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+ANY: Schema = {}
+
+
+def compute_object_schema(
+    required: Mapping[str, Schema], optional: Mapping[str, Schema] | None = None
+) -> Schema:
+    """An object with these properties (more may come: clients ignore what they do not know)."""
+    return {
+        "type": "object",
+        "required": list(required),
+        "properties": {**required, **(optional or {})},
+    }
+
+
+def compute_nullable_schema(schema: Schema) -> Schema:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def compute_array_schema(items: Schema) -> Schema:
+    return {"type": "array", "items": items}
+
+
+def compute_page_schema(items_field: str, items: Schema, **others: Schema) -> Schema:
+    """A page of a list: its items and `next_cursor` (null on the last page)."""
+    return compute_object_schema(
+        {items_field: compute_array_schema(items), "next_cursor": compute_nullable_schema(STRING), **others}
+    )
+
+
+# `compute_json_value`: bytes as {"hex": ...}, tuples as lists, other values as they are.
+JSON_VALUE_SCHEMA: Schema = ANY
+
+RECEIPT_SCHEMA = compute_object_schema(
+    {
+        "code": INTEGER,
+        "code_name": STRING,
+        "message": STRING,
+        "events": compute_array_schema(compute_object_schema({"name": STRING, "attributes": ANY})),
+    }
+)
+
+TRANSACTION_SCHEMA = compute_object_schema(
+    {
+        "hash": HASH,
+        "signer": STRING,
+        "nonce": INTEGER,
+        "valid_until": INTEGER,
+        "module": STRING,
+        "action": STRING,
+        "args": compute_array_schema(ANY),
+        "signature": HEX,
+    }
+)
+
+HEADER_SCHEMA = compute_object_schema(
+    {
+        "chain_id": STRING,
+        "height": INTEGER,
+        "view": INTEGER,
+        "proposer": INTEGER,
+        "timestamp_ms": INTEGER,
+        "parent_hash": HASH,
+        "tx_root": HASH,
+        "receipts_root": HASH,
+        "state_root": HASH,
+        "validator_set_hash": HASH,
+        "tx_count": INTEGER,
+    }
+)
+
+SIGNATURE_SCHEMA = compute_object_schema(
+    {"validator_index": INTEGER, "validator": compute_nullable_schema(STRING), "signature": HEX}
+)
+
+CERTIFICATE_SCHEMA = compute_object_schema(
+    {
+        "height": INTEGER,
+        "view": INTEGER,
+        "block_hash": HASH,
+        "signatures": compute_array_schema(SIGNATURE_SCHEMA),
+    }
+)

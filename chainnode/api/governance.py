@@ -1,21 +1,25 @@
 """HTTP endpoints for identities and governance: entities, zones, validators, proposals and
 expiring certificates.
 
-Theory of operation: read-only views of the committed state, through the same `NodeService`
-the rest of the API uses (`chainnode.api.common`); `chainnode.api.server.create_app` mounts them with
-`add_routes`.  They live in their own module so that `api.py` stays a readable size.
+Theory of operation: read-only views of the committed state, through the same `NodeService` the rest
+of the API uses (`chainnode.api.common`); `chainnode.api.server.create_app` mounts them with
+`ROUTES`, the declarations that also describe them in `/openapi.json`.  They live in their own
+module so that `api.py` stays a readable size.
 
 - `GET /v1/entities/{id}`: the registered record (roles, sectors, validity, revocation), the
   certificate as PEM, and whether the entity is in the current validator set.
-- `GET /v1/zones`, `GET /v1/zones/{id}`: admitted zones with their status (`active`,
+- `GET /v1/zones[?limit&cursor]`, `GET /v1/zones/{id}`: admitted zones with their status (`active`,
   `suspended`, `removed`) and their CA certificate's validity.
 - `GET /v1/validators[?height=H]`: the set that certifies block H (by default the next block,
   `head + 1`), with its size, quorum and hash, from the on-chain validator history.
-- `GET /v1/proposals[?status=S]`: council proposals, newest first (at most `PROPOSALS_MAX`);
-  `S` is `open`, `expired`, `executed`, `rejected` or `failed`, as seen at the next height.
+- `GET /v1/proposals[?status=S&limit&cursor]`: council proposals, newest first, a page of
+  `limit` (the cursor: the last proposal id seen); `S` is `open`, `expired`, `executed`,
+  `rejected` or `failed`, as seen at the next height.
 - `GET /v1/proposals/{id}`: one proposal with its votes.
-- `GET /v1/certificates/expiring?within_days=D` (default 30): entity and zone CA certificates
-  that expire within D days of the node's clock, or have expired, soonest first.
+- `GET /v1/certificates/expiring?within_days=D[&limit&cursor]` (default 30): entity and zone
+  CA certificates that expire within D days of the node's clock, or have expired, soonest first.
+
+Every list answers `next_cursor` (null on the last page), passed back as `cursor`.
 
 Listing zones and expiring certificates needs a ledger that can iterate a key prefix
 (`iter_state`); a reader that cannot answers 501 `not_implemented`.
@@ -29,15 +33,39 @@ from typing import Any
 
 from aiohttp import web
 
-from chainnode.api.common import check_name, error_body, get_service, json_response, parse_natural
-from chainnode.api.forms import compute_json_value
+from chainnode.api.common import (
+    CURSOR_PARAM,
+    LIMIT_PARAM,
+    PAGE_ERRORS,
+    Route,
+    check_name,
+    compute_offset_page,
+    error_body,
+    get_service,
+    json_response,
+    parse_limit,
+    parse_natural,
+    path_param,
+    query_param,
+)
+from chainnode.api.forms import (
+    ANY,
+    BOOLEAN,
+    HASH,
+    HEX,
+    INTEGER,
+    STRING,
+    compute_array_schema,
+    compute_json_value,
+    compute_nullable_schema,
+    compute_object_schema,
+)
 from chainnode.api.service import LedgerReader
 from chainnode.app import authority, governance
 from chainnode.core import identity, identity_records, quorum
 from chainnode.core.errors import ChainError, RemoteError
 from chainnode.core.statuses import ProposalStatus
 
-PROPOSALS_MAX = 1000
 WITHIN_DAYS_MAX = 36_500
 DAY_MS = 86_400_000
 
@@ -153,8 +181,10 @@ async def handle_entity(request: web.Request) -> web.Response:
 
 async def handle_zones(request: web.Request) -> web.Response:
     ledger = _get_ledger(request)
-    zones = [identity_records.decode_zone_record(value) for _, value in _iter_state(ledger, b"id/z/")]
-    return json_response({"zones": [compute_zone_json(zone) for zone in zones]})
+    values = [value for _, value in _iter_state(ledger, b"id/z/")]
+    page, next_cursor = compute_offset_page(values, request)
+    zones = [identity_records.decode_zone_record(value) for value in page]
+    return json_response({"zones": [compute_zone_json(zone) for zone in zones], "next_cursor": next_cursor})
 
 
 async def handle_zone(request: web.Request) -> web.Response:
@@ -183,21 +213,33 @@ async def handle_proposals(request: web.Request) -> web.Response:
     if status is not None and status not in set(ProposalStatus):
         choices = sorted(str(choice) for choice in ProposalStatus)
         raise RemoteError(f"status must be one of {choices}", code="bad_request")
+    limit = parse_limit(request)
     next_height = _get_next_height(ledger)
     count = governance.get_proposal_count(ledger)
+    # The cursor is the last (lowest) id seen; the next page goes on below it.
+    cursor_text = request.query.get("cursor", "")
+    before = count + 1 if cursor_text == "" else parse_natural(cursor_text, "cursor", code="bad_cursor")
     items = []
-    for proposal_id in range(count, 0, -1):
+    next_cursor: str | None = None
+    for proposal_id in range(min(before, count + 1) - 1, 0, -1):
         proposal = governance.get_proposal(ledger, proposal_id)
         if proposal is None:
             continue
         item = compute_proposal_json(proposal, next_height)
         if status is None or item["status"] == status:
             items.append(item)
-        if len(items) >= PROPOSALS_MAX:
+        if len(items) >= limit:
+            next_cursor = str(proposal_id) if proposal_id > 1 else None
             break
     threshold, members = governance.get_council(ledger) or (None, ())
     return json_response(
-        {"count": count, "threshold": threshold, "council": list(members), "proposals": items}
+        {
+            "count": count,
+            "threshold": threshold,
+            "council": list(members),
+            "proposals": items,
+            "next_cursor": next_cursor,
+        }
     )
 
 
@@ -217,11 +259,14 @@ async def handle_expiring(request: web.Request) -> web.Response:
         raise RemoteError(f"within_days must be at most {WITHIN_DAYS_MAX}", code="bad_request")
     _iter_state(ledger, b"")  # 501 before doing anything when the ledger cannot list
     now_ms = time.time_ns() // 1_000_000
-    found = authority.find_expiring_certificates(ledger, now_ms, within_days * DAY_MS)
+    found, next_cursor = compute_offset_page(
+        authority.find_expiring_certificates(ledger, now_ms, within_days * DAY_MS), request
+    )
     return json_response(
         {
             "now_ms": now_ms,
             "within_days": within_days,
+            "next_cursor": next_cursor,
             "certificates": [
                 {
                     "kind": item.kind,
@@ -237,11 +282,176 @@ async def handle_expiring(request: web.Request) -> web.Response:
     )
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/v1/entities/{id}", handle_entity)
-    app.router.add_get("/v1/zones", handle_zones)
-    app.router.add_get("/v1/zones/{id}", handle_zone)
-    app.router.add_get("/v1/validators", handle_validators)
-    app.router.add_get("/v1/proposals", handle_proposals)
-    app.router.add_get("/v1/proposals/{id}", handle_proposal)
-    app.router.add_get("/v1/certificates/expiring", handle_expiring)
+# ---------------------------------------------------------------- the routes, declared once
+
+ENTITY_SCHEMA = compute_object_schema(
+    {
+        "id": STRING,
+        "zone": STRING,
+        "public_key": HEX,
+        "roles": compute_array_schema(STRING),
+        "sectors": compute_array_schema(STRING),
+        "not_before_ms": INTEGER,
+        "not_after_ms": INTEGER,
+        "revoked": BOOLEAN,
+        "revoked_from_height": compute_nullable_schema(INTEGER),
+        "revocation_reason": compute_nullable_schema(STRING),
+        "is_validator": BOOLEAN,
+        "certificate_pem": compute_nullable_schema(STRING),
+    }
+)
+ZONE_SCHEMA = compute_object_schema(
+    {
+        "id": STRING,
+        "name": STRING,
+        "status": STRING,
+        "signer": STRING,
+        "not_before_ms": compute_nullable_schema(INTEGER),
+        "not_after_ms": compute_nullable_schema(INTEGER),
+    }
+)
+VALIDATOR_SET_SCHEMA = compute_object_schema(
+    {
+        "height": INTEGER,
+        "size": INTEGER,
+        "quorum": INTEGER,
+        "faults_max": INTEGER,
+        "hash": HASH,
+        "validators": compute_array_schema(compute_object_schema({"id": STRING, "public_key": HEX})),
+    }
+)
+PROPOSAL_SCHEMA = compute_object_schema(
+    {
+        "id": INTEGER,
+        "kind": STRING,
+        "payload": ANY,
+        "proposer": STRING,
+        "created_height": INTEGER,
+        "expires_at_height": INTEGER,
+        "approvals": compute_array_schema(STRING),
+        "rejections": compute_array_schema(STRING),
+        "status": {"enum": [str(choice) for choice in ProposalStatus]},
+        "outcome": ANY,
+        "closed_height": compute_nullable_schema(INTEGER),
+    }
+)
+_PROPOSALS_SCHEMA = compute_object_schema(
+    {
+        "count": INTEGER,
+        "threshold": compute_nullable_schema(INTEGER),
+        "council": compute_array_schema(STRING),
+        "proposals": compute_array_schema(PROPOSAL_SCHEMA),
+        "next_cursor": compute_nullable_schema(STRING),
+    }
+)
+_EXPIRING_SCHEMA = compute_object_schema(
+    {
+        "now_ms": INTEGER,
+        "within_days": INTEGER,
+        "next_cursor": compute_nullable_schema(STRING),
+        "certificates": compute_array_schema(
+            compute_object_schema(
+                {
+                    "kind": STRING,
+                    "id": STRING,
+                    "zone": compute_nullable_schema(STRING),
+                    "not_after_ms": INTEGER,
+                    "expires_in_ms": {"type": "integer"},
+                    "expired": BOOLEAN,
+                }
+            )
+        ),
+    }
+)
+_LIST_ERRORS = {**PAGE_ERRORS, 501: ("not_implemented",)}
+
+ROUTES: tuple[Route, ...] = (
+    Route(
+        "GET",
+        "/v1/entities/{id}",
+        handle_entity,
+        "A registered entity: roles, sectors, validity, revocation, certificate",
+        params=(path_param("id", "entity id"),),
+        responses={200: ENTITY_SCHEMA},
+        errors={400: ("bad_request",), 404: ("not_found",)},
+        tag="governance",
+    ),
+    Route(
+        "GET",
+        "/v1/zones",
+        handle_zones,
+        "Admitted zones",
+        params=(LIMIT_PARAM, CURSOR_PARAM),
+        responses={
+            200: compute_object_schema(
+                {"zones": compute_array_schema(ZONE_SCHEMA), "next_cursor": compute_nullable_schema(STRING)}
+            )
+        },
+        errors=_LIST_ERRORS,
+        tag="governance",
+    ),
+    Route(
+        "GET",
+        "/v1/zones/{id}",
+        handle_zone,
+        "One admitted zone",
+        params=(path_param("id", "zone id"),),
+        responses={200: ZONE_SCHEMA},
+        errors={400: ("bad_request",), 404: ("not_found",)},
+        tag="governance",
+    ),
+    Route(
+        "GET",
+        "/v1/validators",
+        handle_validators,
+        "The validator set that certifies a height (default: the next block)",
+        params=(query_param("height", "a height of at least 1", {"type": "integer", "minimum": 1}),),
+        responses={200: VALIDATOR_SET_SCHEMA},
+        errors={400: ("bad_height",)},
+        tag="governance",
+    ),
+    Route(
+        "GET",
+        "/v1/proposals",
+        handle_proposals,
+        "Council proposals, newest first",
+        params=(
+            query_param(
+                "status", "only proposals with this status", {"enum": [str(c) for c in ProposalStatus]}
+            ),
+            LIMIT_PARAM,
+            CURSOR_PARAM,
+        ),
+        responses={200: _PROPOSALS_SCHEMA},
+        errors={400: ("bad_request", "bad_limit", "bad_cursor")},
+        tag="governance",
+    ),
+    Route(
+        "GET",
+        "/v1/proposals/{id}",
+        handle_proposal,
+        "One proposal with its votes",
+        params=(path_param("id", "proposal id", {"type": "integer", "minimum": 0}),),
+        responses={200: PROPOSAL_SCHEMA},
+        errors={400: ("bad_request",), 404: ("not_found",)},
+        tag="governance",
+    ),
+    Route(
+        "GET",
+        "/v1/certificates/expiring",
+        handle_expiring,
+        "Entity and zone CA certificates that expire within some days, soonest first",
+        params=(
+            query_param(
+                "within_days",
+                f"days, 0..{WITHIN_DAYS_MAX} (default 30)",
+                {"type": "integer", "minimum": 0, "maximum": WITHIN_DAYS_MAX, "default": 30},
+            ),
+            LIMIT_PARAM,
+            CURSOR_PARAM,
+        ),
+        responses={200: _EXPIRING_SCHEMA},
+        errors={400: ("bad_request", "bad_limit", "bad_cursor"), 501: ("not_implemented",)},
+        tag="governance",
+    ),
+)

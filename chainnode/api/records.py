@@ -1,22 +1,22 @@
 """HTTP endpoints of the records module: records, their history, prefix listings, documents
 anchored by hash, grants and read markers.
 
-Theory of operation: read-only views of the committed state through the `NodeService` the rest
-of the API uses (`chainnode.api.common`); `chainnode.api.server.create_app` mounts them with
-`add_routes`.  Every list is paginated with `limit` (1..`LIMIT_MAX`, default `LIMIT_DEFAULT`) and
-`cursor`: the answer's `next_cursor` (null on the last page) is passed back as `cursor` to get the
-next page.
+Theory of operation: read-only views of the committed state through the `NodeService` the rest of
+the API uses (`chainnode.api.common`); `chainnode.api.server.create_app` mounts them with `ROUTES`,
+the declarations that also describe them in `/openapi.json`.  Every list is paginated with `limit`
+(1..`common.LIMIT_MAX`, default `common.LIMIT_DEFAULT`) and `cursor`: the answer's `next_cursor`
+(null on the last page) is passed back as `cursor` to get the next page.
 
 - `GET /v1/records/{entity}/{key}[?version=N]`: a record's latest or given version, with its
   writer and, for an anchored document, its SHA-256, media type, size and URI.
 - `GET /v1/records/{entity}/{key}/history?limit=&cursor=`: every version, oldest first (the
   cursor is the last version number seen).
-- `GET /v1/records/{entity}/{key}/anchors?sha256=HEX`: the versions that anchor a document with
-  that SHA-256 (an empty list when none does).
-- `GET /v1/records/{entity}/{key}/reads`: who marked which version as read.
+- `GET /v1/records/{entity}/{key}/anchors?sha256=HEX[&limit&cursor]`: the versions that anchor
+  a document with that SHA-256 (an empty list when none does).
+- `GET /v1/records/{entity}/{key}/reads[?limit&cursor]`: who marked which version as read.
 - `GET /v1/records/{entity}?prefix=&limit=&cursor=`: the latest version of each key that
   starts with `prefix`, in key order (the cursor is the last key seen).
-- `GET /v1/grants/{owner}`: every grant the owner made, with its status at the next height
+- `GET /v1/grants/{owner}[?limit&cursor]`: every grant the owner made, with its status at the next height
   (`active`, `expired` or `revoked`).
 
 Listing needs a ledger that can iterate a key prefix (`iter_state`); a reader that cannot
@@ -29,15 +29,35 @@ from typing import Any
 
 from aiohttp import web
 
-from chainnode.api.common import check_name, error_body, get_service, json_response, parse_natural
+from chainnode.api.common import (
+    CURSOR_PARAM,
+    LIMIT_PARAM,
+    PAGE_ERRORS,
+    Param,
+    Route,
+    check_name,
+    compute_offset_page,
+    error_body,
+    get_service,
+    json_response,
+    parse_limit,
+    parse_natural,
+    path_param,
+    query_param,
+)
+from chainnode.api.forms import (
+    HASH,
+    HEX,
+    INTEGER,
+    STRING,
+    compute_nullable_schema,
+    compute_object_schema,
+    compute_page_schema,
+)
 from chainnode.api.service import LedgerReader
 from chainnode.app import records, records_sharing
 from chainnode.core.errors import RemoteError
 from chainnode.core.hexstr import parse_hex
-
-LIMIT_DEFAULT = 100
-LIMIT_MAX = 1000
-
 
 # ---------------------------------------------------------------- JSON forms
 
@@ -97,13 +117,6 @@ def _get_lister(ledger: LedgerReader) -> records.StateIterator:
     return ledger  # type: ignore[return-value]  # it has iter_state, checked above
 
 
-def _parse_limit(request: web.Request) -> int:
-    limit = parse_natural(request.query.get("limit", str(LIMIT_DEFAULT)), "limit", code="bad_limit")
-    if not 1 <= limit <= LIMIT_MAX:
-        raise RemoteError(f"limit must be 1..{LIMIT_MAX}", code="bad_limit")
-    return limit
-
-
 def _get_entity_and_key(request: web.Request) -> tuple[str, str]:
     return check_name(request.match_info["entity"], "entity"), check_name(request.match_info["key"], "key")
 
@@ -135,7 +148,7 @@ async def handle_record(request: web.Request) -> web.Response:
 
 async def handle_history(request: web.Request) -> web.Response:
     entity, key = _get_entity_and_key(request)
-    limit = _parse_limit(request)
+    limit = parse_limit(request)
     after = parse_natural(request.query.get("cursor", "0"), "cursor", code="bad_cursor")
     found = records.get_history(get_service(request).ledger, entity, key, after_version=after, limit=limit)
     return json_response(_page([compute_record_json(item) for item in found], limit, "version"))
@@ -144,15 +157,26 @@ async def handle_history(request: web.Request) -> web.Response:
 async def handle_anchors(request: web.Request) -> web.Response:
     entity, key = _get_entity_and_key(request)
     sha256 = parse_hex(request.query.get("sha256", ""), "sha256", length=records.SHA256_BYTES)
-    found = records.find_anchors(get_service(request).ledger, entity, key, sha256)
-    return json_response({"sha256": sha256.hex(), "anchors": [compute_record_json(item) for item in found]})
+    found, next_cursor = compute_offset_page(
+        records.find_anchors(get_service(request).ledger, entity, key, sha256), request
+    )
+    return json_response(
+        {
+            "sha256": sha256.hex(),
+            "anchors": [compute_record_json(item) for item in found],
+            "next_cursor": next_cursor,
+        }
+    )
 
 
 async def handle_reads(request: web.Request) -> web.Response:
     entity, key = _get_entity_and_key(request)
-    markers = records_sharing.list_read_markers(_get_lister(get_service(request).ledger), entity, key)
+    markers, next_cursor = compute_offset_page(
+        records_sharing.list_read_markers(_get_lister(get_service(request).ledger), entity, key), request
+    )
     return json_response(
         {
+            "next_cursor": next_cursor,
             "reads": [
                 {
                     "reader": marker.reader,
@@ -161,7 +185,7 @@ async def handle_reads(request: web.Request) -> web.Response:
                     "tx_hash": marker.tx_hash.hex(),
                 }
                 for marker in markers
-            ]
+            ],
         }
     )
 
@@ -176,7 +200,7 @@ async def handle_list(request: web.Request) -> web.Response:
     cursor = request.query.get("cursor", "")
     if len(cursor) > records.KEY_CHARS_MAX:
         raise RemoteError(f"cursor must be at most {records.KEY_CHARS_MAX} characters", code="bad_cursor")
-    limit = _parse_limit(request)
+    limit = parse_limit(request)
     lister = _get_lister(get_service(request).ledger)
     found = records.list_records(lister, entity, prefix, after_key=cursor, limit=limit)
     return json_response(_page([compute_record_json(item) for item in found], limit, "key"))
@@ -186,16 +210,129 @@ async def handle_grants(request: web.Request) -> web.Response:
     owner = check_name(request.match_info["owner"], "owner")
     ledger = get_service(request).ledger
     next_height = ledger.get_head().height + 1
-    grants = records_sharing.list_grants(_get_lister(ledger), owner)
+    grants, next_cursor = compute_offset_page(
+        records_sharing.list_grants(_get_lister(ledger), owner), request
+    )
     return json_response(
-        {"owner": owner, "grants": [compute_grant_json(grant, next_height) for grant in grants]}
+        {
+            "owner": owner,
+            "grants": [compute_grant_json(grant, next_height) for grant in grants],
+            "next_cursor": next_cursor,
+        }
     )
 
 
-def add_routes(app: web.Application) -> None:
-    app.router.add_get("/v1/records/{entity}", handle_list)
-    app.router.add_get("/v1/records/{entity}/{key}", handle_record)
-    app.router.add_get("/v1/records/{entity}/{key}/history", handle_history)
-    app.router.add_get("/v1/records/{entity}/{key}/anchors", handle_anchors)
-    app.router.add_get("/v1/records/{entity}/{key}/reads", handle_reads)
-    app.router.add_get("/v1/grants/{owner}", handle_grants)
+# ---------------------------------------------------------------- the routes, declared once
+
+RECORD_SCHEMA = compute_object_schema(
+    {
+        "entity": STRING,
+        "key": STRING,
+        "version": INTEGER,
+        "value_hex": HEX,
+        "value": compute_nullable_schema(STRING),
+        "height": INTEGER,
+        "tx_hash": HASH,
+        "writer": STRING,
+        "document": compute_nullable_schema(
+            compute_object_schema({"sha256": HASH, "media_type": STRING, "size": INTEGER, "uri": STRING})
+        ),
+    }
+)
+GRANT_SCHEMA = compute_object_schema(
+    {
+        "owner": STRING,
+        "grantee": STRING,
+        "prefix": STRING,
+        "right": STRING,
+        "expires_at_height": INTEGER,
+        "granted_height": INTEGER,
+        "revoked_height": compute_nullable_schema(INTEGER),
+        "status": {"enum": ["active", "expired", "revoked"]},
+        "tx_hash": HASH,
+    }
+)
+_READ_SCHEMA = compute_object_schema(
+    {"reader": STRING, "version": INTEGER, "height": INTEGER, "tx_hash": HASH}
+)
+_ENTITY_PARAM = path_param("entity", "the namespace owner's entity id")
+_KEY_PARAM = path_param("key", "a record key")
+_LIST_ERRORS = {400: ("bad_request", *PAGE_ERRORS[400]), 501: ("not_implemented",)}
+
+ROUTES: tuple[Route, ...] = (
+    Route(
+        "GET",
+        "/v1/records/{entity}",
+        handle_list,
+        "The latest version of each key with a prefix, in key order (the cursor: the last key seen)",
+        params=(
+            _ENTITY_PARAM,
+            query_param("prefix", "a key prefix", {"type": "string", "maxLength": records.KEY_CHARS_MAX}),
+            LIMIT_PARAM,
+            CURSOR_PARAM,
+        ),
+        responses={200: compute_page_schema("items", RECORD_SCHEMA)},
+        errors=_LIST_ERRORS,
+        tag="records",
+    ),
+    Route(
+        "GET",
+        "/v1/records/{entity}/{key}",
+        handle_record,
+        "A record's latest or given version",
+        params=(
+            _ENTITY_PARAM,
+            _KEY_PARAM,
+            query_param("version", "a version, from 1", {"type": "integer", "minimum": 1}),
+        ),
+        responses={200: RECORD_SCHEMA},
+        errors={400: ("bad_request", "bad_version"), 404: ("not_found",)},
+        tag="records",
+    ),
+    Route(
+        "GET",
+        "/v1/records/{entity}/{key}/history",
+        handle_history,
+        "Every version of a record, oldest first (the cursor: the last version seen)",
+        params=(_ENTITY_PARAM, _KEY_PARAM, LIMIT_PARAM, CURSOR_PARAM),
+        responses={200: compute_page_schema("items", RECORD_SCHEMA)},
+        errors={400: ("bad_request", *PAGE_ERRORS[400])},
+        tag="records",
+    ),
+    Route(
+        "GET",
+        "/v1/records/{entity}/{key}/anchors",
+        handle_anchors,
+        "The versions of a record that anchor a document with this SHA-256",
+        params=(
+            _ENTITY_PARAM,
+            _KEY_PARAM,
+            Param("sha256", "query", HASH, "the document's SHA-256, 64 lowercase hex digits", required=True),
+            LIMIT_PARAM,
+            CURSOR_PARAM,
+        ),
+        responses={200: compute_page_schema("anchors", RECORD_SCHEMA, sha256=HASH)},
+        errors={400: ("bad_request", "bad_hex", *PAGE_ERRORS[400])},
+        tag="records",
+    ),
+    Route(
+        "GET",
+        "/v1/records/{entity}/{key}/reads",
+        handle_reads,
+        "Who marked which version of a record as read",
+        params=(_ENTITY_PARAM, _KEY_PARAM, LIMIT_PARAM, CURSOR_PARAM),
+        responses={200: compute_page_schema("reads", _READ_SCHEMA)},
+        errors=_LIST_ERRORS,
+        tag="records",
+    ),
+    Route(
+        "GET",
+        "/v1/grants/{owner}",
+        handle_grants,
+        "Every grant an owner made, with its status at the next height",
+        params=(path_param("owner", "the granting entity's id"), LIMIT_PARAM, CURSOR_PARAM),
+        responses={200: compute_page_schema("grants", GRANT_SCHEMA, owner=STRING)},
+        errors=_LIST_ERRORS,
+        tag="records",
+    ),
+)

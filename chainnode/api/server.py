@@ -57,26 +57,51 @@ admission checks take (about 0.7 s of signature checks at the measured rate).
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
 
+from chainnode.api import assets as api_assets
+from chainnode.api import events as api_events
+from chainnode.api import governance as api_governance
 from chainnode.api import records as api_records
 from chainnode.api.common import (
+    CURSOR_PARAM,
+    LIMIT_PARAM,
+    PAGE_ERRORS,
+    ROUTES_KEY,
     SERVICE_KEY,
+    Handler,
+    Route,
+    compute_offset_page,
     error_body,
     get_service,
     json_response,
     parse_height,
+    path_param,
+    query_param,
     read_json_object,
+    register_routes,
 )
 from chainnode.api.forms import (
+    CERTIFICATE_SCHEMA,
+    HASH,
+    HEADER_SCHEMA,
+    HEX,
+    INTEGER,
+    RECEIPT_SCHEMA,
+    STRING,
+    TRANSACTION_SCHEMA,
+    compute_array_schema,
     compute_certificate_json,
     compute_header_json,
+    compute_nullable_schema,
+    compute_object_schema,
     compute_receipt_json,
     compute_transaction_json,
 )
+from chainnode.api.openapi import TX_ERROR_CODES, compute_document
 from chainnode.api.service import LedgerReader, NodeService, ReadinessProblem, SubmitResult
 from chainnode.app import proof
 from chainnode.core import metrics, quorum, types
@@ -129,8 +154,10 @@ async def handle_status(request: web.Request) -> web.Response:
 
 async def handle_evidence(request: web.Request) -> web.Response:
     service = get_service(request)
+    proofs = service.get_evidence()
+    page, next_cursor = compute_offset_page(proofs, request)
     items = []
-    for payload in service.get_evidence():
+    for payload in page:
         evidence = decode_evidence(payload)
         validators = service.get_validator_set(evidence.height)
         items.append(
@@ -145,7 +172,7 @@ async def handle_evidence(request: web.Request) -> web.Response:
                 "encoded": payload.hex(),
             }
         )
-    return json_response({"count": len(items), "evidence": items})
+    return json_response({"count": len(proofs), "evidence": items, "next_cursor": next_cursor})
 
 
 async def handle_checkpoint(request: web.Request) -> web.Response:
@@ -366,6 +393,241 @@ async def handle_block(request: web.Request) -> web.Response:
     return json_response(body)
 
 
+async def handle_openapi(request: web.Request) -> web.Response:
+    """The OpenAPI 3.1 document of every route this application mounts."""
+    routes: tuple[Route, ...] = request.app[ROUTES_KEY]
+    return json_response(compute_document(routes))
+
+
+# ---------------------------------------------------------------- the core routes, declared once
+
+_PROBLEMS_SCHEMA = compute_object_schema(
+    {
+        "status": {"enum": ["ok", "failing", "not_ready"]},
+        "problems": {"type": "object", "additionalProperties": STRING},
+    }
+)
+_HEALTH_SCHEMA = compute_object_schema({"status": {"enum": ["ok"]}})
+_STATUS_SCHEMA = compute_object_schema(
+    {
+        "chain_id": STRING,
+        "node_id": STRING,
+        "validator_index": compute_nullable_schema(INTEGER),
+        "height": INTEGER,
+        "head_hash": HASH,
+        "state_root": HASH,
+        "view": INTEGER,
+        "peers": compute_array_schema(STRING),
+        "mempool_txs": INTEGER,
+        "genesis_hash": HASH,
+    }
+)
+_EVIDENCE_SCHEMA = compute_object_schema(
+    {
+        "count": INTEGER,
+        "next_cursor": compute_nullable_schema(STRING),
+        "evidence": compute_array_schema(
+            compute_object_schema(
+                {
+                    "validator": STRING,
+                    "validator_index": INTEGER,
+                    "kind": STRING,
+                    "view": INTEGER,
+                    "height": INTEGER,
+                    "first_block_hash": HASH,
+                    "second_block_hash": HASH,
+                    "encoded": HEX,
+                }
+            )
+        ),
+    }
+)
+_CHECKPOINT_SCHEMA = compute_object_schema(
+    {
+        "height": INTEGER,
+        "block_hash": HASH,
+        "signatures": compute_array_schema(
+            compute_object_schema({"validator_index": INTEGER, "validator": STRING, "signature": HEX})
+        ),
+        "encoded": HEX,
+    }
+)
+_ITEM_ERROR_SCHEMA = compute_object_schema({"code": STRING, "message": STRING})
+_SUBMIT_ITEM_SCHEMA = compute_object_schema(
+    {"hash": compute_nullable_schema(HASH), "status": {"enum": [TxStatus.PENDING, TxStatus.REJECTED]}},
+    {"error": _ITEM_ERROR_SCHEMA},
+)
+_SUBMIT_BATCH_SCHEMA = compute_object_schema(
+    {"accepted": INTEGER, "rejected": INTEGER, "results": compute_array_schema(_SUBMIT_ITEM_SCHEMA)}
+)
+_SUBMIT_BODY_SCHEMA = {
+    "oneOf": [
+        {"type": "object", "required": ["tx"], "properties": {"tx": HEX}, "additionalProperties": False},
+        {
+            "type": "object",
+            "required": ["txs"],
+            "properties": {"txs": {**compute_array_schema(HEX), "minItems": 1, "maxItems": SUBMIT_TXS_MAX}},
+            "additionalProperties": False,
+        },
+    ]
+}
+_TX_STATUS_SCHEMA = compute_object_schema(
+    {"hash": HASH, "status": {"enum": [TxStatus.PENDING, TxStatus.COMMITTED, TxStatus.REJECTED]}},
+    {"height": INTEGER, "index": INTEGER, "receipt": RECEIPT_SCHEMA, "error": _ITEM_ERROR_SCHEMA},
+)
+_PROOF_SCHEMA = compute_object_schema(
+    {
+        "version": INTEGER,
+        "chain_id": STRING,
+        "height": INTEGER,
+        "tx_hash": HASH,
+        "tx_index": INTEGER,
+        "tx_count": INTEGER,
+        "block_hash": HASH,
+        "block_header": HEX,
+        "commit_certificate": HEX,
+        "transaction": HEX,
+        "receipt": HEX,
+        "tx_proof": compute_array_schema(HEX),
+        "receipt_proof": compute_array_schema(HEX),
+    }
+)
+_BLOCK_SCHEMA = {
+    "anyOf": [
+        compute_object_schema(
+            {
+                "height": {"const": 0},
+                "hash": HASH,
+                "genesis": {"const": True},
+                "transactions": {"maxItems": 0},
+            }
+        ),
+        compute_object_schema(
+            {
+                "height": INTEGER,
+                "hash": HASH,
+                "header": HEADER_SCHEMA,
+                "certificate": CERTIFICATE_SCHEMA,
+                "transactions": compute_array_schema(
+                    {"anyOf": [TRANSACTION_SCHEMA, compute_object_schema({"hash": HASH})]}
+                ),
+            },
+            {"block_encoded": HEX, "certificate_encoded": HEX},
+        ),
+    ]
+}
+_HASH_PARAM = path_param("hash", "a transaction hash: 64 lowercase hex digits", HASH)
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/openapi.json", handle_openapi, "This document", responses={200: {"type": "object"}}),
+    Route(
+        "GET",
+        "/v1/health",
+        handle_health,
+        "Liveness: failing only while the node cannot write its ledger",
+        responses={200: _HEALTH_SCHEMA, 503: _PROBLEMS_SCHEMA},
+    ),
+    Route(
+        "GET",
+        "/healthz",
+        handle_health,
+        "Liveness (alias of /v1/health)",
+        responses={200: _HEALTH_SCHEMA, 503: _PROBLEMS_SCHEMA},
+    ),
+    Route(
+        "GET",
+        "/readyz",
+        handle_ready,
+        "Readiness: every named problem",
+        responses={200: _PROBLEMS_SCHEMA, 503: _PROBLEMS_SCHEMA},
+    ),
+    Route(
+        "GET",
+        "/v1/status",
+        handle_status,
+        "Chain, head, view, peers and mempool",
+        responses={200: _STATUS_SCHEMA},
+    ),
+    Route(
+        "GET",
+        "/v1/evidence",
+        handle_evidence,
+        "Proofs that a validator signed two conflicting messages",
+        params=(LIMIT_PARAM, CURSOR_PARAM),
+        responses={200: _EVIDENCE_SCHEMA},
+        errors=PAGE_ERRORS,
+    ),
+    Route(
+        "GET",
+        "/v1/checkpoints/latest",
+        handle_checkpoint,
+        "The latest stable checkpoint",
+        responses={200: _CHECKPOINT_SCHEMA},
+        errors={404: ("not_found",)},
+    ),
+    Route(
+        "GET",
+        "/metrics",
+        handle_metrics,
+        "Prometheus metrics",
+        responses={200: STRING},
+        content_type="text/plain",
+    ),
+    Route(
+        "POST",
+        "/v1/transactions",
+        handle_submit,
+        "Submit one transaction (202) or a batch (200, a result per item)",
+        request_body=_SUBMIT_BODY_SCHEMA,
+        responses={200: _SUBMIT_BATCH_SCHEMA, 202: _SUBMIT_ITEM_SCHEMA},
+        errors={
+            400: ("bad_request", "malformed_json", "bad_hex", "too_many", "malformed", "too_large"),
+            413: ("too_large",),
+            422: TX_ERROR_CODES,
+            503: ("mempool_full", "storage_unavailable"),
+        },
+    ),
+    Route(
+        "GET",
+        "/v1/transactions/{hash}",
+        handle_transaction,
+        "A transaction's status: pending, committed (with its receipt) or rejected",
+        params=(_HASH_PARAM,),
+        responses={200: _TX_STATUS_SCHEMA},
+        errors={400: ("bad_hex",), 404: ("not_found",)},
+    ),
+    Route(
+        "GET",
+        "/v1/transactions/{hash}/proof",
+        handle_transaction_proof,
+        "An offline-verifiable inclusion proof of a committed transaction and its receipt",
+        params=(_HASH_PARAM,),
+        responses={200: _PROOF_SCHEMA},
+        errors={400: ("bad_hex",), 404: ("not_found",)},
+    ),
+    Route(
+        "GET",
+        "/v1/blocks/{height}",
+        handle_block,
+        "A block with its header, certificate and transactions (height 0: the genesis summary)",
+        params=(
+            path_param(
+                "height",
+                "a height or 'latest'",
+                {"anyOf": [{"type": "string", "pattern": "^[0-9]{1,20}$"}, {"const": "latest"}]},
+            ),
+            query_param(
+                "transactions",
+                "full (default) or hashes only",
+                {"enum": ["full", "hashes"], "default": "full"},
+            ),
+        ),
+        responses={200: _BLOCK_SCHEMA},
+        errors={400: ("bad_height", "bad_request"), 404: ("not_found",)},
+    ),
+)
+
+
 # ---------------------------------------------------------------- errors and the app
 
 _HTTP_ERROR_CODES = {
@@ -373,6 +635,7 @@ _HTTP_ERROR_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     413: "too_large",
+    501: "not_implemented",
 }
 
 
@@ -387,9 +650,6 @@ def compute_error_status(error: ChainError) -> int:
     if isinstance(error, RemoteError):
         return 400
     return 500
-
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @web.middleware
@@ -418,24 +678,7 @@ def create_app(service: NodeService, *, body_bytes_max: int = 32 * 1024 * 1024) 
     """The API application; run it with `web.AppRunner` on the node's API address."""
     app = web.Application(middlewares=[error_middleware], client_max_size=body_bytes_max)
     app[SERVICE_KEY] = service
-    app.router.add_get("/v1/health", handle_health)
-    app.router.add_get("/healthz", handle_health)
-    app.router.add_get("/readyz", handle_ready)
-    app.router.add_get("/v1/status", handle_status)
-    app.router.add_get("/v1/evidence", handle_evidence)
-    app.router.add_get("/v1/checkpoints/latest", handle_checkpoint)
-    app.router.add_get("/metrics", handle_metrics)
-    app.router.add_post("/v1/transactions", handle_submit)
-    app.router.add_get("/v1/transactions/{hash}", handle_transaction)
-    app.router.add_get("/v1/transactions/{hash}/proof", handle_transaction_proof)
-    app.router.add_get("/v1/blocks/{height}", handle_block)
-    # Imported here: api_governance builds on this module's helpers.
-    from chainnode.api import assets as api_assets
-    from chainnode.api import events as api_events
-    from chainnode.api import governance as api_governance
-
-    api_governance.add_routes(app)
-    api_assets.add_routes(app)
+    for module_routes in (ROUTES, api_governance.ROUTES, api_assets.ROUTES, api_records.ROUTES):
+        register_routes(app, module_routes)
     api_events.add_routes(app)
-    api_records.add_routes(app)
     return app

@@ -347,7 +347,7 @@ async def test_metrics_evidence_and_checkpoint_endpoints(
     assert f'chainnode_height{{chain_id="{service.chain_id}",node="{service.node_id}"}} 0' in text
     response = await http.get("/v1/evidence")
     assert response.status == 200
-    assert await response.json() == {"count": 0, "evidence": []}
+    assert await response.json() == {"count": 0, "evidence": [], "next_cursor": None}
     response = await http.get("/v1/checkpoints/latest")
     assert response.status == 404
     assert (await response.json())["error"]["code"] == "not_found"

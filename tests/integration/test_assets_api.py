@@ -138,8 +138,8 @@ def test_queries_answer_404_and_400_with_stable_codes(server: ServerThread) -> N
     for path, code in (
         ("/v1/collections/nothing-here/assets", "not_found"),
         ("/v1/collections/nothing-here/assets/x/provenance", "not_found"),
-        ("/v1/entities/pku/assets?limit=0", "bad_request"),
-        ("/v1/entities/pku/assets?limit=1001", "bad_request"),
+        ("/v1/entities/pku/assets?limit=0", "bad_limit"),
+        ("/v1/entities/pku/assets?limit=1001", "bad_limit"),
         ("/v1/entities/pku/assets?cursor=no-slash", "bad_cursor"),
         ("/v1/collections/c/assets?cursor=-1", "bad_cursor"),
     ):

@@ -124,9 +124,9 @@ async def test_bad_queries_are_typed_errors(http: TestClient[Any, Any], service:
         ({"from": "zz"}, "bad_cursor"),
         ({"from": good.upper()}, "bad_cursor"),
         ({"from": good + "00"}, "bad_cursor"),
-        ({"limit": "0"}, "bad_request"),
-        ({"limit": "1001"}, "bad_request"),
-        ({"limit": "-1"}, "bad_request"),
+        ({"limit": "0"}, "bad_limit"),
+        ({"limit": "1001"}, "bad_limit"),
+        ({"limit": "-1"}, "bad_limit"),
         ({"wait_ms": "30001"}, "bad_request"),
         ({"module": "m" * 129}, "bad_request"),
     ]
