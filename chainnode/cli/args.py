@@ -4,7 +4,6 @@ library only at import time, so `chainnode --help` stays fast)."""
 from __future__ import annotations
 
 import argparse
-import json
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -28,19 +27,41 @@ def parse_port(text: str) -> int:
     return value
 
 
-def print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2))
+def submit_document(tx_hash: str, action: str, signer: str | None) -> dict[str, Any]:
+    """The document a command that submits a transaction prints, before any wait: pending."""
+    return {
+        "tx_hash": tx_hash,
+        "action": action,
+        "signer": signer,
+        "status": "pending",
+        "ok": None,
+        "height": None,
+        "index": None,
+        "receipt": None,
+    }
 
 
-def wait_and_report(client: Client, tx_hash: str, timeout_s: float) -> None:
-    """Wait for the commit, print the answer, and fail when the receipt is not OK."""
+def wait_for_outcome(client: Client, document: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    """Wait for the commit of `document["tx_hash"]` and return the document with its outcome."""
+    answer = client.wait_for_commit(str(document["tx_hash"]), timeout_s=timeout_s)
+    receipt = answer.get("receipt") or {}
+    return {
+        **document,
+        "status": answer.get("status"),
+        "ok": receipt.get("code", 0) == 0,
+        "height": answer.get("height"),
+        "index": answer.get("index"),
+        "receipt": receipt,
+    }
+
+
+def raise_if_failed(document: dict[str, Any]) -> None:
+    """Exit 1 with the receipt's stable code when a committed transaction failed (after printing)."""
     from chainnode.sdk.client import ClientError
 
-    answer = client.wait_for_commit(tx_hash, timeout_s=timeout_s)
-    print_json(answer)
-    receipt = answer.get("receipt") or {}
-    if receipt.get("code", 0) != 0:
+    if document.get("ok") is False:
+        receipt = document.get("receipt") or {}
         raise ClientError(
-            f"transaction {tx_hash} was committed but failed: {receipt.get('message', '')}",
+            f"transaction {document['tx_hash']} was committed but failed: {receipt.get('message', '')}",
             code=str(receipt.get("code_name", "failed")),
         )

@@ -35,25 +35,13 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from chainnode.cli.args import parse_positive_int, print_json
+from chainnode.cli.args import parse_positive_int
+from chainnode.cli.output import add_output_options, emit, is_json_output, print_json, print_pairs, print_rows
 
 KINDS = ("unique", "editioned")  # `chainnode.app.asset_state.KINDS`, kept here for a fast --help
 
 
 # ---------------------------------------------------------------- output
-
-
-def _print_pairs(pairs: list[tuple[str, Any]]) -> None:
-    width = max(len(name) for name, _ in pairs)
-    for name, value in pairs:
-        print(f"{name.ljust(width)}  {'-' if value is None else value}")
-
-
-def _print_rows(headers: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
-    cells = [headers, *[tuple("-" if value is None else str(value) for value in row) for row in rows]]
-    widths = [max(len(row[column]) for row in cells) for column in range(len(headers))]
-    for row in cells:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
 def _parse_hash(text: str, what: str) -> bytes:
@@ -98,10 +86,7 @@ def _report(args: argparse.Namespace, submitted: Any) -> int:
         "status": status,
         "height": None if submitted.status is None else submitted.status.get("height"),
     }
-    if args.json:
-        print_json(answer)
-    else:
-        _print_pairs([(name, value) for name, value in answer.items() if name != "asset_ids"])
+    emit(args, answer, render=lambda _: print_pairs([(k, v) for k, v in answer.items() if k != "asset_ids"]))
     return 0
 
 
@@ -165,17 +150,14 @@ def run_show(args: argparse.Namespace) -> int:
     asset = _require(
         _open(args).get_asset(args.collection, args.token), f"asset {args.collection}/{args.token}"
     )
-    if args.json:
+    if is_json_output(args):
         print_json(asset)
         return 0
-    _print_pairs(
+    print_pairs(
         [(name, value) for name, value in asset.items() if name not in ("holders", "holders_truncated")]
     )
     print()
-    _print_rows(
-        ("HOLDER", "AMOUNT", "FROZEN BY"),
-        [(h["holder"], h["amount"], h["frozen_by"]) for h in asset["holders"]],
-    )
+    print_rows(asset["holders"], ("holder", "amount", "frozen_by"))
     return 0
 
 
@@ -186,13 +168,10 @@ def _print_next(page: dict[str, Any]) -> None:
 
 def run_owned(args: argparse.Namespace) -> int:
     page = _open(args).list_owned(args.entity, limit=args.limit, cursor=args.cursor)
-    if args.json:
+    if is_json_output(args):
         print_json(page)
         return 0
-    _print_rows(
-        ("ASSET", "AMOUNT", "FROZEN BY"),
-        [(item["asset_id"], item["amount"], item["frozen_by"]) for item in page["assets"]],
-    )
+    print_rows(page["assets"], ("asset_id", "amount", "frozen_by"))
     _print_next(page)
     return 0
 
@@ -201,31 +180,25 @@ def run_collection(args: argparse.Namespace) -> int:
     assets = _open(args)
     collection = _require(assets.get_collection(args.collection), f"collection {args.collection}")
     page = assets.list_collection_assets(args.collection, limit=args.limit, cursor=args.cursor)
-    if args.json:
+    if is_json_output(args):
         print_json({**collection, "assets": page["assets"], "next_cursor": page["next_cursor"]})
         return 0
-    _print_pairs([(name, value) for name, value in collection.items() if name != "stats"])
-    _print_pairs(list(collection["stats"].items()))
+    print_pairs([(name, value) for name, value in collection.items() if name != "stats"])
+    print_pairs(list(collection["stats"].items()))
     print()
-    _print_rows(
-        ("SEQ", "ASSET", "OWNER", "UNITS", "BURNED"),
-        [(a["seq"], a["asset_id"], a["owner"], a["units"], a["burned"]) for a in page["assets"]],
-    )
+    print_rows(page["assets"], ("seq", "asset_id", "owner", "units", "burned"))
     _print_next(page)
     return 0
 
 
 def run_provenance(args: argparse.Namespace) -> int:
     page = _open(args).get_provenance(args.collection, args.token, limit=args.limit, cursor=args.cursor)
-    if args.json:
+    if is_json_output(args):
         print_json(page)
         return 0
-    _print_rows(
-        ("#", "HEIGHT", "ACTION", "ACTOR", "FROM", "TO", "AMOUNT", "TX"),
-        [
-            (e["index"], e["height"], e["action"], e["actor"], e["from"], e["to"], e["amount"], e["tx_hash"])
-            for e in page["entries"]
-        ],
+    print_rows(
+        [{"#": e["index"], **e} for e in page["entries"]],
+        ("#", "height", "action", "actor", "from", "to", "amount", "tx_hash"),
     )
     _print_next(page)
     return 0
@@ -256,7 +229,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout", type=float, default=30.0, metavar="S", help="seconds per answer and commit"
     )
-    parser.add_argument("--json", action="store_true", help="print JSON")
+    add_output_options(parser)
 
 
 def _add_action(
@@ -270,7 +243,7 @@ def _add_action(
         )
     _add_common(parser)
     parser.add_argument("--wait", action="store_true", help="wait for the commit; fail if the receipt failed")
-    parser.add_argument("--collection", required=True, metavar="ID")
+    parser.add_argument("--collection", required=True, metavar="ID", help="the collection's id")
     parser.set_defaults(run=run_action, check=check_action, parser=parser)
     return parser
 
@@ -283,62 +256,76 @@ def add_commands(commands: Any) -> None:
     subcommands = asset.add_subparsers(dest="asset_command", required=True)
 
     create = _add_action(subcommands, "create-collection", "create a collection (issuer role)")
-    create.add_argument("--name", required=True, metavar="NAME")
-    create.add_argument("--symbol", required=True, metavar="SYMBOL")
-    create.add_argument("--kind", choices=KINDS, default="unique")
-    create.add_argument("--schema-hash", type=_schema_hash, default=b"", metavar="HEX")
+    create.add_argument("--name", required=True, metavar="NAME", help="the display name")
+    create.add_argument("--symbol", required=True, metavar="SYMBOL", help="a short symbol")
+    create.add_argument("--kind", choices=KINDS, default="unique", help="one owner, or units")
+    create.add_argument(
+        "--schema-hash",
+        type=_schema_hash,
+        default=b"",
+        metavar="HEX",
+        help="SHA-256 of a metadata schema (default: none)",
+    )
 
     mint = _add_action(subcommands, "mint", "mint an asset (the collection's issuer)")
-    mint.add_argument("--token", required=True, metavar="ID")
-    mint.add_argument("--owner", required=True, metavar="ENTITY")
-    mint.add_argument("--metadata-hash", type=_metadata_hash, default=None, metavar="HEX")
+    mint.add_argument("--token", required=True, metavar="ID", help="the token's id in the collection")
+    mint.add_argument("--owner", required=True, metavar="ENTITY", help="the first holder")
+    mint.add_argument(
+        "--metadata-hash", type=_metadata_hash, default=None, metavar="HEX", help="SHA-256 of the metadata"
+    )
     mint.add_argument("--metadata-file", type=Path, default=None, metavar="FILE", help="hashed with SHA-256")
-    mint.add_argument("--uri", default="", metavar="URI")
-    mint.add_argument("--amount", type=parse_positive_int, default=1, metavar="N")
+    mint.add_argument("--uri", default="", metavar="URI", help="where the metadata lives (default: none)")
+    mint.add_argument("--amount", type=parse_positive_int, default=1, metavar="N", help="units")
 
     transfer = _add_action(subcommands, "transfer", "transfer units of an asset")
-    transfer.add_argument("--token", required=True, metavar="ID")
-    transfer.add_argument("--to", required=True, metavar="ENTITY")
+    transfer.add_argument("--token", required=True, metavar="ID", help="the token's id in the collection")
+    transfer.add_argument("--to", required=True, metavar="ENTITY", help="the new holder")
     transfer.add_argument("--from", dest="source", default=None, metavar="ENTITY", help="default: the signer")
-    transfer.add_argument("--amount", type=parse_positive_int, default=1, metavar="N")
+    transfer.add_argument("--amount", type=parse_positive_int, default=1, metavar="N", help="units")
 
     approve = _add_action(subcommands, "approve", "approve one entity to transfer a unique asset")
-    approve.add_argument("--token", required=True, metavar="ID")
-    approve.add_argument("--spender", default=None, metavar="ENTITY")
+    approve.add_argument("--token", required=True, metavar="ID", help="the token's id in the collection")
+    approve.add_argument("--spender", default=None, metavar="ENTITY", help="who may transfer it")
     approve.add_argument("--clear", action="store_true", help="withdraw the approval")
 
     approve_all = _add_action(
         subcommands, "approve-all", "approve an operator for all your assets of a collection"
     )
-    approve_all.add_argument("--operator", required=True, metavar="ENTITY")
+    approve_all.add_argument("--operator", required=True, metavar="ENTITY", help="who may transfer them")
     approve_all.add_argument("--revoke", action="store_true", help="withdraw the operator")
 
     burn = _add_action(subcommands, "burn", "burn units you hold")
-    burn.add_argument("--token", required=True, metavar="ID")
-    burn.add_argument("--amount", type=parse_positive_int, default=1, metavar="N")
+    burn.add_argument("--token", required=True, metavar="ID", help="the token's id in the collection")
+    burn.add_argument("--amount", type=parse_positive_int, default=1, metavar="N", help="units")
 
     for name, help_text in (("freeze", "freeze a holding"), ("unfreeze", "lift a freeze you set")):
         parser = _add_action(subcommands, name, help_text, zone=True)
-        parser.add_argument("--token", required=True, metavar="ID")
-        parser.add_argument("--holder", required=True, metavar="ENTITY")
+        parser.add_argument("--token", required=True, metavar="ID", help="the token's id in the collection")
+        parser.add_argument("--holder", required=True, metavar="ENTITY", help="whose holding")
     for name, help_text in (("pause", "pause a collection"), ("unpause", "resume a paused collection")):
         _add_action(subcommands, name, help_text)
 
     show = subcommands.add_parser("show", help="one asset with its holders")
     _add_common(show)
-    show.add_argument("--collection", required=True, metavar="ID")
-    show.add_argument("--token", required=True, metavar="ID")
+    show.add_argument("--collection", required=True, metavar="ID", help="the collection's id")
+    show.add_argument("--token", required=True, metavar="ID", help="the token's id in the collection")
     show.set_defaults(run=run_show)
     owned = subcommands.add_parser("owned", help="what an entity holds")
     owned.add_argument("entity", metavar="ENTITY")
     collection = subcommands.add_parser("collection", help="a collection, its statistics and its assets")
     collection.add_argument("collection", metavar="ID")
     provenance = subcommands.add_parser("provenance", help="every action on an asset, oldest first")
-    provenance.add_argument("--collection", required=True, metavar="ID")
-    provenance.add_argument("--token", required=True, metavar="ID")
+    provenance.add_argument("--collection", required=True, metavar="ID", help="the collection's id")
+    provenance.add_argument("--token", required=True, metavar="ID", help="the token's id in the collection")
     for parser, run in ((owned, run_owned), (collection, run_collection), (provenance, run_provenance)):
         _add_common(parser)
-        parser.add_argument("--limit", type=parse_positive_int, default=None, metavar="N")
+        parser.add_argument(
+            "--limit",
+            type=parse_positive_int,
+            default=None,
+            metavar="N",
+            help="items per page (default: the node's)",
+        )
         parser.add_argument(
             "--cursor", default=None, metavar="CURSOR", help="next_cursor of the previous page"
         )

@@ -29,8 +29,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from chainnode.cli.args import parse_positive_int, print_json, wait_and_report
-from chainnode.core.statuses import ProposalStatus, TxStatus
+from chainnode.cli.args import parse_positive_int, raise_if_failed, submit_document, wait_for_outcome
+from chainnode.cli.output import add_output_options, emit
+from chainnode.core.statuses import ProposalStatus
 
 VALID_FOR_BLOCKS = 1000
 # The CLI keeps its own copy so `chainnode --help` need not import the state machine;
@@ -90,7 +91,8 @@ def run_issue(args: argparse.Namespace) -> int:
     except OSError as error:
         raise ConfigError(f"cannot write the identity to {out}: {error}") from error
     not_before_ms, not_after_ms = identity.get_validity_ms(certificate)
-    print_json(
+    emit(
+        args,
         {
             "entity": claims.entity_id,
             "zone": claims.zone,
@@ -100,15 +102,16 @@ def run_issue(args: argparse.Namespace) -> int:
             "not_after_ms": not_after_ms,
             "public_key": key.public_key.hex(),
             "out": str(out),
-        }
+        },
+        title=f"certificate issued, written to {out}",
     )
     return 0
 
 
 def _submit(
     args: argparse.Namespace, signer: Any, module: str, action: str, call_args: tuple[Any, ...]
-) -> int:
-    """Sign as `signer`, submit to `--node`, print the hash; with `--wait` require success."""
+) -> dict[str, Any]:
+    """Sign as `signer` and submit to `--node`; with `--wait`, the document with the outcome."""
     from chainnode.sdk.client import Client, build_transaction
 
     client = Client(args.node, timeout_s=args.timeout)
@@ -121,12 +124,49 @@ def _submit(
         args=call_args,
         valid_until=int(status["height"]) + VALID_FOR_BLOCKS,
     )
-    tx_hash = client.submit(tx)
-    action_name = f"{module}.{action}"
-    print_json({"hash": tx_hash, "signer": tx.signer, "action": action_name, "status": TxStatus.PENDING})
+    document = submit_document(client.submit(tx), f"{module}.{action}", tx.signer)
     if args.wait:
-        wait_and_report(client, tx_hash, args.timeout)
+        document = wait_for_outcome(client, document, args.timeout)
+    return document
+
+
+def _report(args: argparse.Namespace, document: dict[str, Any]) -> int:
+    emit(args, document, title=str(document["action"]))
+    raise_if_failed(document)
     return 0
+
+
+def _add_votes(args: argparse.Namespace, document: dict[str, Any], proposal_id: int | None) -> None:
+    """`proposal_id` and, once committed, the proposal's votes so far and the votes it needs."""
+    from chainnode.sdk.client import Client
+
+    document["proposal_id"] = proposal_id
+    document["proposal"] = None
+    if proposal_id is None or document["status"] != "committed":
+        return
+    client = Client(args.node, timeout_s=args.timeout)
+    proposal = client.get_proposal(proposal_id)
+    listing = client.get_proposals()
+    if proposal is not None:
+        document["proposal"] = {
+            "id": proposal_id,
+            "kind": proposal["kind"],
+            "payload": proposal["payload"],
+            "status": proposal["status"],
+            "approvals": len(proposal["approvals"]),
+            "rejections": len(proposal["rejections"]),
+            "threshold": listing.get("threshold"),
+            "council": len(listing.get("council", [])),
+            "outcome": proposal.get("outcome"),
+        }
+
+
+def _find_proposal_id(document: dict[str, Any]) -> int | None:
+    """The id a committed `governance.propose` assigned (its `governance.proposed` event)."""
+    for event in (document.get("receipt") or {}).get("events", []):
+        if event.get("name") == "governance.proposed" and event.get("attributes"):
+            return int(event["attributes"][0])
+    return None
 
 
 def run_authority(args: argparse.Namespace) -> int:
@@ -135,9 +175,9 @@ def run_authority(args: argparse.Namespace) -> int:
 
     signer = AuthoritySigner.load_zone(args.zone_dir)
     if args.authority_command == "revoke":
-        return _submit(args, signer, "authority", "revoke", (args.entity, args.reason))
+        return _report(args, _submit(args, signer, "authority", "revoke", (args.entity, args.reason)))
     certificate = identity.certificate_der(identity.load_certificate(args.cert))
-    return _submit(args, signer, "authority", args.authority_command, (certificate,))
+    return _report(args, _submit(args, signer, "authority", args.authority_command, (certificate,)))
 
 
 def _compute_payload(args: argparse.Namespace) -> tuple[Any, ...]:
@@ -162,21 +202,44 @@ def run_propose(args: argparse.Namespace) -> int:
     signer = AuthoritySigner.load_council(args.member_dir, args.member)
     height = int(Client(args.node, timeout_s=args.timeout).get_status()["height"])
     payload = _compute_payload(args)
-    return _submit(args, signer, "governance", "propose", (args.kind, payload, height + 1 + args.expires_in))
+    document = _submit(
+        args, signer, "governance", "propose", (args.kind, payload, height + 1 + args.expires_in)
+    )
+    _add_votes(args, document, _find_proposal_id(document))
+    return _report(args, document)
 
 
 def run_vote(args: argparse.Namespace) -> int:
     from chainnode.sdk.client import AuthoritySigner
 
     signer = AuthoritySigner.load_council(args.member_dir, args.member)
-    return _submit(args, signer, "governance", "vote", (args.proposal, bool(args.approve)))
+    document = _submit(args, signer, "governance", "vote", (args.proposal, bool(args.approve)))
+    _add_votes(args, document, args.proposal)
+    return _report(args, document)
 
 
 def run_list(args: argparse.Namespace) -> int:
     from chainnode.sdk.client import Client
 
-    print_json(Client(args.node, timeout_s=args.timeout).get_proposals(args.status))
+    listing = Client(args.node, timeout_s=args.timeout).get_proposals(args.status)
+    emit(args, listing, render=_render_proposals)
     return 0
+
+
+def _render_proposals(listing: dict[str, Any]) -> None:
+    from chainnode.cli.output import print_note, print_rows
+
+    council = listing.get("council", [])
+    print_note(f"council of {len(council)}; a proposal executes at {listing.get('threshold')} approvals")
+    rows = [
+        {
+            **{name: item.get(name) for name in ("id", "kind", "payload", "status", "proposer")},
+            "votes": f"{len(item['approvals'])}/{listing.get('threshold')} yes, {len(item['rejections'])} no",
+            "expires_at_height": item.get("expires_at_height"),
+        }
+        for item in listing.get("proposals", [])
+    ]
+    print_rows(rows, ["id", "kind", "payload", "status", "votes", "proposer", "expires_at_height"])
 
 
 # ---------------------------------------------------------------- usage checks
@@ -211,6 +274,7 @@ def _add_submit_options(parser: argparse.ArgumentParser) -> None:
         "--timeout", type=float, default=10.0, metavar="S", help="seconds per answer and commit"
     )
     parser.add_argument("--wait", action="store_true", help="wait for the commit; fail if the receipt failed")
+    add_output_options(parser)
 
 
 def _add_authority_commands(commands: Any) -> None:
@@ -218,12 +282,15 @@ def _add_authority_commands(commands: Any) -> None:
     subcommands = authority.add_subparsers(dest="authority_command", required=True)
     issue = subcommands.add_parser("issue", help="issue an entity certificate offline")
     issue.add_argument("--zone-dir", type=Path, required=True, metavar="DIR", help="holds ca.pem, ca.key.pem")
-    issue.add_argument("--entity", required=True, metavar="ID")
+    issue.add_argument("--entity", required=True, metavar="ID", help="the new entity's id")
     issue.add_argument("--name", required=True, metavar="NAME", help="the entity's display name")
-    issue.add_argument("--roles", required=True, metavar="R[,R]")
-    issue.add_argument("--sectors", required=True, metavar="S[,S]")
-    issue.add_argument("--out", type=Path, required=True, metavar="DIR")
-    issue.add_argument("--valid-days", type=parse_positive_int, default=365, metavar="N")
+    issue.add_argument("--roles", required=True, metavar="R[,R]", help="e.g. submitter,issuer")
+    issue.add_argument("--sectors", required=True, metavar="S[,S]", help="e.g. education,law")
+    issue.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="writes cert.pem, key.pem, chain.pem"
+    )
+    issue.add_argument("--valid-days", type=parse_positive_int, default=365, metavar="N", help="validity")
+    add_output_options(issue)
     issue.add_argument("--key", type=Path, default=None, metavar="PEM", help="keep this key (renewal)")
     issue.set_defaults(run=run_issue)
     for action, help_text in (
@@ -231,14 +298,18 @@ def _add_authority_commands(commands: Any) -> None:
         ("renew", "renew an entity's certificate"),
     ):
         parser = subcommands.add_parser(action, help=help_text)
-        parser.add_argument("--zone-dir", type=Path, required=True, metavar="DIR")
+        parser.add_argument(
+            "--zone-dir", type=Path, required=True, metavar="DIR", help="holds ca.pem, ca.key.pem"
+        )
         parser.add_argument("--cert", type=Path, required=True, metavar="PEM", help="the entity's cert.pem")
         _add_submit_options(parser)
         parser.set_defaults(run=run_authority)
     revoke = subcommands.add_parser("revoke", help="revoke an entity's certificate from the next block")
-    revoke.add_argument("--zone-dir", type=Path, required=True, metavar="DIR")
-    revoke.add_argument("--entity", required=True, metavar="ID")
-    revoke.add_argument("--reason", required=True, metavar="TEXT")
+    revoke.add_argument(
+        "--zone-dir", type=Path, required=True, metavar="DIR", help="holds ca.pem, ca.key.pem"
+    )
+    revoke.add_argument("--entity", required=True, metavar="ID", help="the entity to revoke")
+    revoke.add_argument("--reason", required=True, metavar="TEXT", help="recorded on chain")
     _add_submit_options(revoke)
     revoke.set_defaults(run=run_authority)
 
@@ -252,8 +323,14 @@ def _add_council_commands(commands: Any) -> None:
         parser.add_argument("--member-dir", type=Path, required=True, metavar="DIR", help="holds key.pem")
         parser.add_argument("--member", default=None, metavar="ID", help="default: the directory's name")
         _add_submit_options(parser)
-    propose.add_argument("--kind", required=True, choices=PROPOSAL_KINDS)
-    propose.add_argument("--expires-in", type=parse_positive_int, default=1000, metavar="BLOCKS")
+    propose.add_argument("--kind", required=True, choices=PROPOSAL_KINDS, help="what the proposal changes")
+    propose.add_argument(
+        "--expires-in",
+        type=parse_positive_int,
+        default=1000,
+        metavar="BLOCKS",
+        help="open for this many blocks",
+    )
     propose.add_argument(
         "--zone-cert", type=Path, default=None, metavar="PEM", help="admit_zone: the zone CA"
     )
@@ -262,15 +339,20 @@ def _add_council_commands(commands: Any) -> None:
     propose.add_argument("--entity", default=None, metavar="ID", help="add/remove_validator")
     propose.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="set_params")
     propose.set_defaults(run=run_propose, check=check_propose, parser=propose)
-    vote.add_argument("--proposal", type=parse_positive_int, required=True, metavar="N")
+    vote.add_argument(
+        "--proposal", type=parse_positive_int, required=True, metavar="N", help="the proposal's id"
+    )
     choice = vote.add_mutually_exclusive_group(required=True)
-    choice.add_argument("--approve", action="store_true")
-    choice.add_argument("--reject", action="store_true")
+    choice.add_argument("--approve", action="store_true", help="vote for")
+    choice.add_argument("--reject", action="store_true", help="vote against")
     vote.set_defaults(run=run_vote)
     listing = subcommands.add_parser("list", help="list proposals, newest first")
-    listing.add_argument("--node", required=True, metavar="URL")
-    listing.add_argument("--timeout", type=float, default=10.0, metavar="S")
-    listing.add_argument("--status", default=None, choices=[str(status) for status in ProposalStatus])
+    listing.add_argument("--node", required=True, metavar="URL", help="the node's API URL")
+    listing.add_argument("--timeout", type=float, default=10.0, metavar="S", help="seconds per answer")
+    listing.add_argument(
+        "--status", default=None, choices=[str(status) for status in ProposalStatus], help="default: all"
+    )
+    add_output_options(listing)
     listing.set_defaults(run=run_list)
 
 

@@ -43,7 +43,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from chainnode.cli.args import parse_port, parse_positive_int, print_json, wait_and_report
+from chainnode.cli.args import (
+    parse_port,
+    parse_positive_int,
+    raise_if_failed,
+    submit_document,
+    wait_for_outcome,
+)
+from chainnode.cli.output import add_output_options, emit
 
 if TYPE_CHECKING:
     from chainnode.sdk.client import Client, Identity
@@ -54,6 +61,10 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 VALID_FOR_BLOCKS = 1000
 BATCH_TXS_MAX = 10_000
+DEVNET_VALIDATORS_DEFAULT = 4
+LOG_LEVELS = ("debug", "info", "warning", "error")
+# `chainnode.core.statuses.ProposalStatus`, kept here so `chainnode --help` imports nothing more.
+PROPOSAL_STATUSES = ("open", "expired", "executed", "rejected", "failed")
 
 
 # ---------------------------------------------------------------- argument types
@@ -111,7 +122,7 @@ def run_network_init(args: argparse.Namespace) -> int:
     entities = summary.pop("entities", [])
     summary["entities"] = len(entities)
     summary["out_dir"] = str(out_dir)
-    print_json(summary)
+    emit(args, summary, title=f"network {summary.get('chain_id')} written to {out_dir}")
     return EXIT_OK
 
 
@@ -149,9 +160,33 @@ def run_devnet(args: argparse.Namespace) -> int:
     from chainnode.tools import devnet
 
     _setup_logging(args.log_level)
+    directory: Path = args.dir or Path("devnet")
+    validators = _check_devnet_size(directory, args.validators)
     return devnet.run_devnet(
-        validators=args.validators, directory=args.dir, txs=args.txs, base_port=args.base_port
+        validators=validators, directory=args.dir, txs=args.txs, base_port=args.base_port
     )
+
+
+def _check_devnet_size(directory: Path, validators: int | None) -> int:
+    """The number of validators to run: a new network's `--validators` (default 4), or the existing
+    network's own count, which a different `--validators` does not silently override."""
+    from chainnode.core.errors import ConfigError
+
+    layout_path = directory / "network.json"
+    if not (directory / "genesis.json").exists() or not layout_path.exists():
+        return validators or DEVNET_VALIDATORS_DEFAULT
+    try:
+        nodes = json.loads(layout_path.read_text(encoding="utf-8"))["nodes"]
+        existing = sum(1 for node in nodes if node.get("role", "validator") == "validator")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise ConfigError(f"{layout_path} is not a network layout: {error}") from error
+    if validators is not None and validators != existing:
+        raise ConfigError(
+            f"{directory} already holds a {existing}-validator network; run `chainnode devnet --dir "
+            f"{directory}` (or --validators {existing}) to start it, or remove {directory} (or choose "
+            f"another --dir) for a new {validators}-validator network"
+        )
+    return existing
 
 
 def _rate(text: str) -> int | None:
@@ -238,23 +273,29 @@ def _submit_file(
         answer = client.submit_batch(txs[start : start + BATCH_TXS_MAX])
         results.extend(answer.get("results", []))
     accepted = [item["hash"] for item in results if item.get("status") == TxStatus.PENDING]
-    print_json({"accepted": len(accepted), "rejected": len(results) - len(accepted), "results": results})
+    document: dict[str, Any] = {
+        "accepted": len(accepted),
+        "rejected": len(results) - len(accepted),
+        "committed": None,
+        "failed": None,
+        "results": results,
+    }
     if args.wait:
         failed = 0
         for tx_hash in accepted:
             answer = client.wait_for_commit(tx_hash, timeout_s=args.timeout)
             if (answer.get("receipt") or {}).get("code", 0) != 0:
                 failed += 1
-        print_json({"committed": len(accepted), "failed": failed})
-        if failed:
-            raise ClientError(f"{failed} committed transactions failed", code="failed")
+        document.update(committed=len(accepted) - failed, failed=failed)
+    emit(args, document, title="submitted")
+    if document["failed"]:
+        raise ClientError(f"{document['failed']} committed transactions failed", code="failed")
     if len(accepted) != len(results):
         raise ClientError(f"{len(results) - len(accepted)} transactions were rejected", code="rejected")
     return EXIT_OK
 
 
 def run_tx_submit(args: argparse.Namespace) -> int:
-    from chainnode.core.statuses import TxStatus
     from chainnode.sdk.client import Client, Identity, build_transaction
 
     signer = Identity.load(args.identity)
@@ -272,31 +313,83 @@ def run_tx_submit(args: argparse.Namespace) -> int:
         args=(args.key, args.value.encode("utf-8")),
         valid_until=valid_until,
     )
-    tx_hash = client.submit(tx)
-    print_json({"hash": tx_hash, "status": TxStatus.PENDING})
+    document = submit_document(client.submit(tx), "records.put", tx.signer)
     if args.wait:
-        wait_and_report(client, tx_hash, args.timeout)
+        document = wait_for_outcome(client, document, args.timeout)
+    emit(args, document, title="records.put")
+    raise_if_failed(document)
     return EXIT_OK
+
+
+def _require(value: Any, what: str) -> Any:
+    from chainnode.core.errors import ChainError
+
+    if value is None:
+        raise ChainError(f"no {what}", code="not_found")
+    return value
+
+
+def _get_query_document(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
+    """What `chainnode query WHAT` reads from the node (the API's JSON) and its title."""
+    what = args.what
+    if what == "status":
+        return client.get_status(), "status"
+    if what == "block":
+        return client.get_block(args.height), f"block {args.height}"
+    if what == "tx":
+        return client.get_transaction(args.hash), f"transaction {args.hash}"
+    if what == "record":
+        version = f"version {args.version} of " if args.version is not None else ""
+        found = client.get_record(args.entity, args.key, args.version)
+        return _require(found, f"{version}record {args.key!r} of entity {args.entity!r}"), "record"
+    if what == "entity":
+        return _require(client.get_entity(args.id), f"entity {args.id!r}"), f"entity {args.id}"
+    if what == "zone":
+        return _require(client.get_zone(args.id), f"zone {args.id!r}"), f"zone {args.id}"
+    if what == "zones":
+        return {"zones": client.get_zones()}, "zones"
+    if what == "validators":
+        return client.get_validators(args.height), "validators"
+    if what == "proposal":
+        found = client.get_proposal(args.id)
+        return _require(found, f"proposal {args.id}"), f"proposal {args.id}"
+    if what == "proposals":
+        return client.get_proposals(args.status), "proposals"
+    if what == "evidence":
+        return client.send("GET", "/v1/evidence").value, "evidence"
+    if what == "checkpoint":
+        return client.send("GET", "/v1/checkpoints/latest").value, "latest stable checkpoint"
+    return client.get_expiring_certificates(args.within_days), "certificates expiring"
 
 
 def run_query(args: argparse.Namespace) -> int:
     from chainnode.sdk.client import Client
 
-    client = Client(args.node, timeout_s=args.timeout)
-    if args.what == "status":
-        print_json(client.get_status())
-    elif args.what == "block":
-        print_json(client.get_block(args.height))
-    elif args.what == "tx":
-        print_json(client.get_transaction(args.hash))
-    else:
-        record = client.get_record(args.entity, args.key, args.version)
-        if record is None:
-            from chainnode.core.errors import ChainError
+    with Client(args.node, timeout_s=args.timeout) as client:
+        document, title = _get_query_document(client, args)
+    emit(args, document, title=title)
+    return EXIT_OK
 
-            what = f"version {args.version} of " if args.version is not None else ""
-            raise ChainError(f"no {what}record {args.key!r} of entity {args.entity!r}", code="not_found")
-        print_json(record)
+
+def run_tx_proof(args: argparse.Namespace) -> int:
+    from chainnode.core.errors import ConfigError
+    from chainnode.sdk.client import Client
+
+    with Client(args.node, timeout_s=args.timeout) as client:
+        proof = client.get_proof(args.hash)
+    text = json.dumps(proof, indent=2) + "\n"
+    if args.out is None:
+        print(text, end="")
+        return EXIT_OK
+    try:
+        args.out.write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"cannot write the proof to {args.out}: {error}") from error
+    emit(
+        args,
+        {"tx_hash": args.hash, "height": proof.get("height"), "out": str(args.out)},
+        title=f"proof written; check it with: chainnode verify-proof {args.out} --genesis GENESIS",
+    )
     return EXIT_OK
 
 
@@ -329,7 +422,8 @@ def run_audit(args: argparse.Namespace) -> int:
         args.report.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     if final is not None and args.save_checkpoint is not None:
         save_checkpoint(args.save_checkpoint, final)
-    print_json(
+    emit(
+        args,
         {
             key: document[key]
             for key in (
@@ -345,7 +439,8 @@ def run_audit(args: argparse.Namespace) -> int:
                 "workers",
                 "first_failure",
             )
-        }
+        },
+        title="audit",
     )
     if report.failure is not None:
         print(f"error: audit_failed: {report.failure.describe()}", file=sys.stderr)
@@ -373,7 +468,8 @@ def run_verify_proof(args: argparse.Namespace) -> int:
             raise ConfigError(f"{args.checkpoint} is a checkpoint of another chain")
         validator_sets = StateValidatorSets(ReplayState(dict(checkpoint.state)), checkpoint.height + 1)
     result = verify_proof(proof, genesis, validator_sets)
-    print_json(
+    emit(
+        args,
         {
             "valid": True,
             "chain_id": result.chain_id,
@@ -384,7 +480,8 @@ def run_verify_proof(args: argparse.Namespace) -> int:
             "receipt_code": result.receipt.code,
             "receipt_message": result.receipt.message,
             "commit_signatures": result.signatures,
-        }
+        },
+        title="the proof is valid",
     )
     return EXIT_OK
 
@@ -401,14 +498,16 @@ def run_export(args: argparse.Namespace) -> int:
         height_to=args.height_to,
         validators=validators,
     )
-    print_json(
+    emit(
+        args,
         {
             "out": str(args.out),
             "blocks": summary.blocks,
             "transactions": summary.transactions,
             "height_from": summary.height_from,
             "height_to": summary.height_to,
-        }
+        },
+        title="exported",
     )
     return EXIT_OK
 
@@ -416,7 +515,7 @@ def run_export(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- the parser
 
 
-def _add_node_options(parser: argparse.ArgumentParser) -> None:
+def _add_node_options(parser: argparse.ArgumentParser, *, waits: bool = False) -> None:
     parser.add_argument(
         "--node", required=True, metavar="URL", help="the node's API URL, e.g. http://127.0.0.1:26601"
     )
@@ -425,18 +524,23 @@ def _add_node_options(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=10.0,
         metavar="S",
-        help="seconds to wait for each answer (and for a commit with --wait)",
+        help="seconds to wait for each answer" + (" (and for the commit with --wait)" if waits else ""),
     )
+    add_output_options(parser)
 
 
 def _add_network_commands(commands: Any) -> None:
     network = commands.add_parser("network", help="bootstrap a network")
     network_commands = network.add_subparsers(dest="network_command", required=True)
     init = network_commands.add_parser("init", help="write keys, certificates, genesis and configs")
-    init.add_argument("--validators", type=parse_positive_int, required=True, metavar="N")
-    init.add_argument("--out", type=Path, required=True, metavar="DIR")
-    init.add_argument("--chain-id", default="pilot-net", metavar="ID")
-    init.add_argument("--base-port", type=parse_port, default=26600, metavar="P")
+    init.add_argument(
+        "--validators", type=parse_positive_int, required=True, metavar="N", help="genesis validators (4..)"
+    )
+    init.add_argument("--out", type=Path, required=True, metavar="DIR", help="a new directory to write")
+    init.add_argument("--chain-id", default="pilot-net", metavar="ID", help="the chain's name")
+    init.add_argument(
+        "--base-port", type=parse_port, default=26600, metavar="P", help="node i: p2p P+2i, API P+2i+1"
+    )
     init.add_argument(
         "--spare-nodes",
         type=int,
@@ -473,16 +577,17 @@ def _add_network_commands(commands: Any) -> None:
         "--data-dir",
         default="data",
         metavar="PATH",
-        help="every node's data directory in node.toml: relative to the node's directory (default: data) "
+        help="every node's data directory in node.toml: relative to the node's directory "
         "or absolute (a container's data volume)",
     )
+    add_output_options(init)
     init.set_defaults(run=run_network_init)
 
     node = commands.add_parser("node", help="run a node")
     node_commands = node.add_subparsers(dest="node_command", required=True)
     run = node_commands.add_parser("run", help="run a validator node until interrupted")
-    run.add_argument("--config", type=Path, required=True, metavar="PATH")
-    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    run.add_argument("--config", type=Path, required=True, metavar="PATH", help="the node's node.toml")
+    run.add_argument("--log-level", default="info", choices=LOG_LEVELS, help="log on stderr from this level")
     run.add_argument(
         "--rebuild",
         action="store_true",
@@ -491,16 +596,34 @@ def _add_network_commands(commands: Any) -> None:
     run.set_defaults(run=run_node)
 
     devnet = commands.add_parser("devnet", help="run a local network in one command")
-    devnet.add_argument("--validators", type=parse_positive_int, default=4, metavar="N")
-    devnet.add_argument("--dir", type=Path, default=None, metavar="DIR")
-    devnet.add_argument("--txs", type=parse_positive_int, default=None, metavar="N")
-    devnet.add_argument("--base-port", type=parse_port, default=26600, metavar="P")
-    devnet.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    devnet.add_argument(
+        "--validators",
+        type=parse_positive_int,
+        default=None,
+        metavar="N",
+        help="validators of a new network (default: 4); an existing --dir keeps its own count",
+    )
+    devnet.add_argument(
+        "--dir", type=Path, default=None, metavar="DIR", help="the network directory (default: ./devnet)"
+    )
+    devnet.add_argument(
+        "--txs",
+        type=parse_positive_int,
+        default=None,
+        metavar="N",
+        help="submit N transactions, check every validator committed them, stop (default: run until Ctrl-C)",
+    )
+    devnet.add_argument(
+        "--base-port", type=parse_port, default=26600, metavar="P", help="node i: p2p P+2i, API P+2i+1"
+    )
+    devnet.add_argument("--log-level", default="info", choices=LOG_LEVELS, help="log from this level")
     devnet.set_defaults(run=run_devnet)
 
     bench = commands.add_parser("bench", help="measure throughput and latency of a local network")
-    bench.add_argument("--validators", type=parse_positive_int, default=4, metavar="N")
-    bench.add_argument("--txs", type=parse_positive_int, default=10_000, metavar="N")
+    bench.add_argument("--validators", type=parse_positive_int, default=4, metavar="N", help="validators")
+    bench.add_argument(
+        "--txs", type=parse_positive_int, default=10_000, metavar="N", help="transactions to submit"
+    )
     bench.add_argument(
         "--rate",
         type=_rate,
@@ -519,13 +642,15 @@ def _add_network_commands(commands: Any) -> None:
         metavar="DIR",
         help="a fresh directory for the network (default: a temporary one)",
     )
-    bench.add_argument("--base-port", type=parse_port, default=27600, metavar="P")
-    bench.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    bench.add_argument(
+        "--base-port", type=parse_port, default=27600, metavar="P", help="node i: p2p P+2i, API P+2i+1"
+    )
+    bench.add_argument("--log-level", default="warning", choices=LOG_LEVELS, help="log from this level")
     bench.set_defaults(run=run_bench)
 
 
 def _add_client_commands(commands: Any) -> None:
-    tx = commands.add_parser("tx", help="submit transactions")
+    tx = commands.add_parser("tx", help="submit transactions, fetch proofs")
     tx_commands = tx.add_subparsers(dest="tx_command", required=True)
     submit = tx_commands.add_parser("submit", help="submit records.put transactions")
     submit.add_argument(
@@ -535,29 +660,74 @@ def _add_client_commands(commands: Any) -> None:
         metavar="DIR",
         help="directory with the entity's cert.pem and key.pem",
     )
-    _add_node_options(submit)
-    submit.add_argument("--key", metavar="K")
-    submit.add_argument("--value", metavar="V")
+    _add_node_options(submit, waits=True)
+    submit.add_argument("--key", metavar="K", help="the record's key")
+    submit.add_argument("--value", metavar="V", help="the record's value (UTF-8 text)")
     submit.add_argument("--file", type=Path, metavar="TXS", help="JSON Lines of key/value")
-    submit.add_argument("--wait", action="store_true", help="wait for the commit")
+    submit.add_argument("--wait", action="store_true", help="wait for the commit and print the outcome")
     submit.set_defaults(run=run_tx_submit, parser=submit)
+    proof = tx_commands.add_parser("proof", help="fetch a committed transaction's inclusion proof")
+    proof.add_argument("hash", type=_tx_hash, metavar="HASH")
+    proof.add_argument(
+        "--out", type=Path, default=None, metavar="FILE", help="write it here (default: print it)"
+    )
+    _add_node_options(proof)
+    proof.set_defaults(run=run_tx_proof)
 
     query = commands.add_parser("query", help="read from a node")
     query_commands = query.add_subparsers(dest="what", required=True)
     status = query_commands.add_parser("status", help="the node's status")
-    _add_node_options(status)
     block = query_commands.add_parser("block", help="a block (default: the latest)")
     block.add_argument("height", nargs="?", type=_height, default="latest", metavar="H")
-    _add_node_options(block)
     tx_query = query_commands.add_parser("tx", help="a transaction's status and receipt")
     tx_query.add_argument("hash", type=_tx_hash, metavar="HASH")
-    _add_node_options(tx_query)
     record = query_commands.add_parser("record", help="a record of an entity")
     record.add_argument("entity", metavar="ENTITY")
     record.add_argument("key", metavar="KEY")
-    record.add_argument("--version", type=parse_positive_int, default=None, metavar="N")
-    _add_node_options(record)
-    for parser in (status, block, tx_query, record):
+    record.add_argument(
+        "--version", type=parse_positive_int, default=None, metavar="N", help="default: the latest"
+    )
+    entity = query_commands.add_parser("entity", help="a registered entity: roles, sectors, validity")
+    entity.add_argument("id", metavar="ID")
+    zone = query_commands.add_parser("zone", help="a zone and its CA")
+    zone.add_argument("id", metavar="ID")
+    zones = query_commands.add_parser("zones", help="every zone with its status")
+    validators = query_commands.add_parser("validators", help="the validator set and its quorum")
+    validators.add_argument(
+        "--height",
+        type=parse_positive_int,
+        default=None,
+        metavar="H",
+        help="the set certifying block H (default: the next block)",
+    )
+    proposal = query_commands.add_parser("proposal", help="a council proposal and its votes")
+    proposal.add_argument("id", type=parse_positive_int, metavar="N")
+    proposals = query_commands.add_parser("proposals", help="council proposals, newest first")
+    proposals.add_argument(
+        "--status", default=None, choices=PROPOSAL_STATUSES, help="only these (default: all)"
+    )
+    evidence = query_commands.add_parser("evidence", help="equivocation evidence against validators")
+    checkpoint = query_commands.add_parser("checkpoint", help="the latest stable checkpoint")
+    certificates = query_commands.add_parser("certificates", help="certificates expiring soon, or expired")
+    certificates.add_argument(
+        "--within-days", type=parse_positive_int, default=30, metavar="N", help="expiring within N days"
+    )
+    for parser in (
+        status,
+        block,
+        tx_query,
+        record,
+        entity,
+        zone,
+        zones,
+        validators,
+        proposal,
+        proposals,
+        evidence,
+        checkpoint,
+        certificates,
+    ):
+        _add_node_options(parser)
         parser.set_defaults(run=run_query)
 
 
@@ -571,10 +741,18 @@ def _add_audit_commands(commands: Any) -> None:
         help="a node's data (or LevelDB) directory; copied first, also while the node runs",
     )
     where.add_argument("--node", metavar="URL", help="a node's API URL")
-    audit.add_argument("--genesis", type=Path, required=True, metavar="G")
+    audit.add_argument("--genesis", type=Path, required=True, metavar="G", help="the chain's genesis.json")
     audit.add_argument("--report", type=Path, metavar="FILE", help="write the JSON report here")
-    audit.add_argument("--from", dest="height_from", type=parse_positive_int, metavar="H")
-    audit.add_argument("--to", dest="height_to", type=parse_positive_int, metavar="H")
+    audit.add_argument(
+        "--from",
+        dest="height_from",
+        type=parse_positive_int,
+        metavar="H",
+        help="default: 1 (or the checkpoint's next)",
+    )
+    audit.add_argument(
+        "--to", dest="height_to", type=parse_positive_int, metavar="H", help="default: the head"
+    )
     audit.add_argument(
         "--resume",
         type=Path,
@@ -595,32 +773,80 @@ def _add_audit_commands(commands: Any) -> None:
         help="signature-checking processes (default: one per core; 0: none)",
     )
     audit.add_argument("--timeout", type=float, default=30.0, metavar="S", help="per API request")
+    add_output_options(audit)
     audit.set_defaults(run=run_audit)
 
     verify = commands.add_parser("verify-proof", help="verify a transaction's inclusion proof offline")
-    verify.add_argument("file", type=Path, metavar="FILE")
-    verify.add_argument("--genesis", type=Path, required=True, metavar="G")
+    verify.add_argument("file", type=Path, metavar="FILE", help="a proof from `chainnode tx proof`")
+    verify.add_argument("--genesis", type=Path, required=True, metavar="G", help="the chain's genesis.json")
     verify.add_argument(
         "--checkpoint",
         type=Path,
         metavar="CHECKPOINT",
         help="an audit checkpoint: its validator-set history covers later heights",
     )
+    add_output_options(verify)
     verify.set_defaults(run=run_verify_proof)
 
     export = commands.add_parser("export", help="write blocks, transactions and receipts as JSON Lines")
-    export.add_argument("--data-dir", type=Path, required=True, metavar="DIR")
-    export.add_argument("--out", type=Path, required=True, metavar="FILE")
-    export.add_argument("--from", dest="height_from", type=parse_positive_int, metavar="H")
-    export.add_argument("--to", dest="height_to", type=parse_positive_int, metavar="H")
+    export.add_argument("--data-dir", type=Path, required=True, metavar="DIR", help="a node's data directory")
+    export.add_argument(
+        "--out", type=Path, required=True, metavar="FILE", help="the JSON Lines file to write"
+    )
+    export.add_argument("--from", dest="height_from", type=parse_positive_int, metavar="H", help="default: 1")
+    export.add_argument(
+        "--to", dest="height_to", type=parse_positive_int, metavar="H", help="default: the head"
+    )
     export.add_argument("--genesis", type=Path, metavar="G", help="to name the certificates' validators")
+    add_output_options(export)
     export.set_defaults(run=run_export)
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's default in its help, unless there is none to tell (None, False) or the text
+    already says it; an option without text still shows its default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text
+            or default in (None, False, argparse.SUPPRESS)
+            or default == []
+            or not action.option_strings
+        ):
+            return text
+        return f"{text} (default: %(default)s)".strip()
+
+
+class _Parser(argparse.ArgumentParser):
+    """The parser of every command and subcommand (`add_subparsers` makes them of this class)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+class _VersionAction(argparse.Action):
+    """`--version`: read from the installed package's metadata only when asked."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        from importlib import metadata
+
+        try:
+            version = metadata.version("chainnode")
+        except metadata.PackageNotFoundError:
+            version = "unknown (not installed)"
+        print(f"chainnode {version}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="chainnode", description="A permissioned blockchain node for the pilot network."
-    )
+    parser = _Parser(prog="chainnode", description="A permissioned blockchain node for the pilot network.")
+    parser.add_argument("--version", action=_VersionAction, help="print the installed version and exit")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_network_commands(commands)
     _add_client_commands(commands)

@@ -34,7 +34,16 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from chainnode.cli.args import parse_positive_int, print_json
+from chainnode.cli.args import parse_positive_int, raise_if_failed, submit_document, wait_for_outcome
+from chainnode.cli.output import (
+    add_output_options,
+    emit,
+    is_json_output,
+    print_json,
+    print_note,
+    print_pairs,
+    print_rows,
+)
 
 if TYPE_CHECKING:
     from chainnode.sdk.records import Records
@@ -57,20 +66,6 @@ def _records(args: argparse.Namespace, *, write: bool) -> Records:
     return Records(Client(args.node, timeout_s=args.timeout), signer)
 
 
-def _print_table(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> None:
-    cells = [
-        [("" if row.get(column) is None else str(row.get(column))) for column in columns] for row in rows
-    ]
-    widths = [
-        max([len(column), *(len(line[index]) for line in cells)]) for index, column in enumerate(columns)
-    ]
-    print(
-        "  ".join(column.upper().ljust(width) for column, width in zip(columns, widths, strict=True)).rstrip()
-    )
-    for line in cells:
-        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
-
-
 def _describe(record: dict[str, Any]) -> dict[str, Any]:
     """A record's JSON in the flat form the tables print."""
     document = record.get("document")
@@ -86,20 +81,24 @@ def _describe(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _submit(args: argparse.Namespace, records: Records, action: str, call_args: tuple[Any, ...]) -> int:
-    tx_hash = records.submit(action, call_args)
-    answer: dict[str, Any] = {"hash": tx_hash, "action": f"records.{action}", "status": "pending"}
+    signer = records.signer.entity_id if records.signer is not None else None
+    document = submit_document(records.submit(action, call_args), f"records.{action}", signer)
     if args.wait:
-        committed = records.wait(tx_hash, timeout_s=args.timeout)
-        answer.update(status="committed", height=committed.get("height"), receipt=committed.get("receipt"))
-    if args.json:
-        print_json(answer)
-        return 0
-    where = f" at height {answer['height']}" if args.wait else " (pending; --wait waits for the commit)"
-    print(f"records.{action} {tx_hash} {answer['status']}{where}")
-    if args.wait:
-        for event in answer["receipt"].get("events", []):
-            print(f"  event {event['name']} {event['attributes']}")
+        document = wait_for_outcome(records.client, document, args.timeout)
+    emit(args, document, render=_render_submitted)
+    raise_if_failed(document)
     return 0
+
+
+def _render_submitted(document: dict[str, Any]) -> None:
+    where = (
+        f" at height {document['height']}"
+        if document["height"] is not None
+        else " (pending; --wait waits for the commit)"
+    )
+    print(f"{document['action']} {document['tx_hash']} {document['status']}{where}")
+    for event in (document.get("receipt") or {}).get("events", []):
+        print(f"  event {event['name']} {event['attributes']}")
 
 
 # ---------------------------------------------------------------- writes
@@ -140,8 +139,8 @@ def run_anchor(args: argparse.Namespace) -> int:
     assert records.signer is not None
     digest = compute_file_digest(args.file, args.media_type)
     owner = args.owner or records.signer.entity_id
-    if not args.json:
-        print(f"{args.file}: sha256 {digest.sha256.hex()}, {digest.size} bytes, {digest.media_type}")
+    if not is_json_output(args):
+        print_note(f"{args.file}: sha256 {digest.sha256.hex()}, {digest.size} bytes, {digest.media_type}")
     return _submit(
         args, records, "anchor", (owner, args.key, digest.sha256, digest.media_type, digest.size, args.uri)
     )
@@ -178,12 +177,10 @@ def run_get(args: argparse.Namespace) -> int:
             "value": text,
             "sealed_to": confidential.read_recipients(sealed),
         }
-    if args.json:
+    if is_json_output(args):
         print_json(record)
         return 0
-    for name, value in _describe(record).items():
-        if name not in ("tx", "value_hex", "document"):
-            print(f"{name:10} {value}")
+    print_pairs([(k, v) for k, v in _describe(record).items() if k not in ("tx", "value_hex", "document")])
     return 0
 
 
@@ -192,10 +189,10 @@ _HISTORY_COLUMNS = ("version", "height", "writer", "tx", "value")
 
 
 def _print_page(args: argparse.Namespace, page: dict[str, Any], columns: tuple[str, ...]) -> int:
-    if args.json:
+    if is_json_output(args):
         print_json(page)
         return 0
-    _print_table([_describe(item) for item in page.get("items", [])], columns)
+    print_rows([_describe(item) for item in page.get("items", [])], columns)
     if page.get("next_cursor") is not None:
         print(f"(more: --cursor {page['next_cursor']})")
     return 0
@@ -216,10 +213,10 @@ def run_history(args: argparse.Namespace) -> int:
 
 def run_grants(args: argparse.Namespace) -> int:
     grants = _records(args, write=False).grants(args.entity)
-    if args.json:
+    if is_json_output(args):
         print_json({"owner": args.entity, "grants": grants})
         return 0
-    _print_table(grants, ("grantee", "prefix", "right", "expires_at_height", "status", "revoked_height"))
+    print_rows(grants, ("grantee", "prefix", "right", "expires_at_height", "status", "revoked_height"))
     return 0
 
 
@@ -228,7 +225,7 @@ def run_verify(args: argparse.Namespace) -> int:
 
     verification = _records(args, write=False).verify_file(args.file, args.entity, args.key)
     digest = verification.digest
-    if args.json:
+    if is_json_output(args):
         print_json(
             {
                 "file": str(args.file),
@@ -274,7 +271,7 @@ def _add_common(parser: argparse.ArgumentParser, *, write: bool) -> None:
     parser.add_argument(
         "--timeout", type=float, default=10.0, metavar="S", help="seconds per answer and commit"
     )
-    parser.add_argument("--json", action="store_true", help="print the node's JSON")
+    add_output_options(parser)
     if write:
         parser.add_argument(
             "--wait", action="store_true", help="wait for the commit; fail if the receipt failed"
@@ -288,10 +285,10 @@ def add_commands(commands: Any) -> None:
 
     put = sub.add_parser("put", help="write a version of a key (into --owner's namespace with a grant)")
     _add_common(put, write=True)
-    put.add_argument("--key", required=True, metavar="K")
+    put.add_argument("--key", required=True, metavar="K", help="the record's key")
     value = put.add_mutually_exclusive_group(required=True)
-    value.add_argument("--value", metavar="TEXT")
-    value.add_argument("--value-hex", metavar="HEX")
+    value.add_argument("--value", metavar="TEXT", help="the value as UTF-8 text")
+    value.add_argument("--value-hex", metavar="HEX", help="the value as hex bytes")
     put.add_argument("--owner", default=None, metavar="ENTITY", help="another entity's namespace")
     put.add_argument(
         "--confidential-to",
@@ -305,9 +302,11 @@ def add_commands(commands: Any) -> None:
     revoke = sub.add_parser("revoke", help="revoke a grant (from the next transaction on)")
     for parser in (grant, revoke):
         _add_common(parser, write=True)
-        parser.add_argument("--grantee", required=True, metavar="ENTITY|sector:S")
+        parser.add_argument(
+            "--grantee", required=True, metavar="ENTITY|sector:S", help="who the grant is for"
+        )
         parser.add_argument("--prefix", required=True, metavar="P", help='key prefix ("" for every key)')
-    grant.add_argument("--right", required=True, choices=RIGHTS)
+    grant.add_argument("--right", required=True, choices=RIGHTS, help="what the grantee may do")
     expiry = grant.add_mutually_exclusive_group()
     expiry.add_argument(
         "--expires-at", type=parse_positive_int, default=None, metavar="H", help="last height"
@@ -321,7 +320,7 @@ def add_commands(commands: Any) -> None:
     anchor = sub.add_parser("anchor", help="anchor a document by its SHA-256, media type and size")
     _add_common(anchor, write=True)
     anchor.add_argument("file", type=Path, metavar="FILE")
-    anchor.add_argument("--key", required=True, metavar="K")
+    anchor.add_argument("--key", required=True, metavar="K", help="the record's key")
     anchor.add_argument("--owner", default=None, metavar="ENTITY", help="another entity's namespace")
     anchor.add_argument("--uri", default="", metavar="URI", help="where the document can be fetched")
     anchor.add_argument("--media-type", default=None, metavar="TYPE", help="default: guessed from the name")
@@ -329,9 +328,11 @@ def add_commands(commands: Any) -> None:
 
     mark = sub.add_parser("mark-read", help="record on chain that you read a version")
     _add_common(mark, write=True)
-    mark.add_argument("--entity", required=True, metavar="OWNER")
-    mark.add_argument("--key", required=True, metavar="K")
-    mark.add_argument("--version", required=True, type=parse_positive_int, metavar="N")
+    mark.add_argument("--entity", required=True, metavar="OWNER", help="the record's owner")
+    mark.add_argument("--key", required=True, metavar="K", help="the record's key")
+    mark.add_argument(
+        "--version", required=True, type=parse_positive_int, metavar="N", help="the version read"
+    )
     mark.set_defaults(run=run_mark_read)
     _add_read_commands(sub)
 
@@ -344,17 +345,21 @@ def _add_read_commands(sub: Any) -> None:
     verify = sub.add_parser("verify", help="hash a local file and show where it is anchored")
     for parser in (get, listing, history, grants, verify):
         _add_common(parser, write=False)
-        parser.add_argument("--entity", required=True, metavar="E")
+        parser.add_argument("--entity", required=True, metavar="E", help="the owner (an entity or sector:S)")
     for parser in (get, history, verify):
-        parser.add_argument("--key", required=True, metavar="K")
+        parser.add_argument("--key", required=True, metavar="K", help="the record's key")
     for parser in (listing, history):
-        parser.add_argument("--limit", type=parse_positive_int, default=100, metavar="N")
+        parser.add_argument(
+            "--limit", type=parse_positive_int, default=100, metavar="N", help="items per page"
+        )
         parser.add_argument(
             "--cursor", default=None, metavar="C", help="the next_cursor of the previous page"
         )
-    get.add_argument("--version", type=parse_positive_int, default=None, metavar="N")
+    get.add_argument(
+        "--version", type=parse_positive_int, default=None, metavar="N", help="default: the latest"
+    )
     get.add_argument("--decrypt", action="store_true", help="open a confidential value with --identity's key")
-    listing.add_argument("--prefix", default="", metavar="P")
+    listing.add_argument("--prefix", default="", metavar="P", help="only keys starting with P (default: all)")
     verify.add_argument("file", type=Path, metavar="FILE")
     get.set_defaults(run=run_get)
     listing.set_defaults(run=run_list)

@@ -197,13 +197,17 @@ def test_the_asset_commands_drive_the_same_flow(
     entries = json.loads(out)["entries"]
     assert [e["action"] for e in entries] == ["mint", "transfer", "freeze"]
     assert entries[0]["tx_hash"] == minted["tx_hash"]
-    code, out, _ = run_cli(capsys, "asset", "provenance", *node, "--collection", "certs", "--token", "c-1")
+    code, out, _ = run_cli(
+        capsys, "asset", "provenance", *node, "--collection", "certs", "--token", "c-1", "--text"
+    )
     assert code == 0 and out.splitlines()[0].split()[:4] == ["#", "HEIGHT", "ACTION", "ACTOR"]
-    code, out, _ = run_cli(capsys, "asset", "show", *node, "--collection", "certs", "--token", "c-1")
+    code, out, _ = run_cli(
+        capsys, "asset", "show", *node, "--collection", "certs", "--token", "c-1", "--text"
+    )
     assert code == 0 and "zone:shanghai" in out
     code, out, _ = run_cli(capsys, "asset", "owned", "fudan", *node, "--json")
     assert code == 0 and [a["asset_id"] for a in json.loads(out)["assets"]] == ["certs/c-1"]
-    code, out, _ = run_cli(capsys, "asset", "collection", "certs", *node)
+    code, out, _ = run_cli(capsys, "asset", "collection", "certs", *node, "--text")
     assert code == 0 and "frozen_holdings" in out
     code, _, err = run_cli(capsys, "asset", "show", *node, "--collection", "certs", "--token", "missing")
     assert code == 1 and err.startswith("error: not_found:")

@@ -150,11 +150,10 @@ def test_submit_wait_and_queries(server: ServerThread, capsys: pytest.CaptureFix
     )
     output = capsys.readouterr()
     assert code == 0, output.err
-    decoder = json.JSONDecoder()
-    submitted, end = decoder.raw_decode(output.out)
-    committed = json.loads(output.out[end:])
-    assert submitted["status"] == "pending"
-    assert committed["status"] == "committed" and committed["receipt"]["code_name"] == "ok"
+    committed = json.loads(output.out)  # one JSON document: the id and, with --wait, the outcome
+    assert committed["status"] == "committed" and committed["ok"] is True
+    assert committed["receipt"]["code_name"] == "ok" and committed["action"] == "records.put"
+    submitted = {"hash": committed["tx_hash"]}
 
     assert cli.main(["query", "record", SUBMITTER, "minutes", *node]) == 0
     record = json.loads(capsys.readouterr().out)

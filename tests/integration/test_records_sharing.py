@@ -143,13 +143,17 @@ def test_hospital_shares_with_a_university(
         (1, UNIVERSITY, "42 enrolled"),
         (2, HOSPITAL, "43"),
     ]
-    assert history["items"][0]["tx_hash"] == written["hash"]
-    code, table, _ = _run(capsys, "history", *node, "--entity", HOSPITAL, "--key", "trial-7.enrolment")
+    assert history["items"][0]["tx_hash"] == written["tx_hash"]
+    code, table, _ = _run(
+        capsys, "history", *node, "--entity", HOSPITAL, "--key", "trial-7.enrolment", "--text"
+    )
     assert code == 0 and table.splitlines()[0].split() == ["VERSION", "HEIGHT", "WRITER", "TX", "VALUE"]
     assert UNIVERSITY in table.splitlines()[1]
-    code, table, _ = _run(capsys, "list", *node, "--entity", HOSPITAL, "--prefix", "trial-7.", "--limit", "1")
+    code, table, _ = _run(
+        capsys, "list", *node, "--entity", HOSPITAL, "--prefix", "trial-7.", "--limit", "1", "--text"
+    )
     assert code == 0 and "trial-7.enrolment" in table and "(more: --cursor trial-7.enrolment)" in table
-    code, text, _ = _run(capsys, "get", *node, "--entity", HOSPITAL, "--key", "discharge-2026-001")
+    code, text, _ = _run(capsys, "get", *node, "--entity", HOSPITAL, "--key", "discharge-2026-001", "--text")
     assert code == 0 and "document sha256=" in text and "application/pdf" in text
 
     # Outside the prefix: no grant.
@@ -203,7 +207,7 @@ def test_hospital_shares_with_a_university(
     assert (anchor["version"], anchor["height"], anchor["tx_hash"]) == (
         1,
         anchored["height"],
-        anchored["hash"],
+        anchored["tx_hash"],
     )
     assert anchor["document"]["media_type"] == "application/pdf"
     assert anchor["document"]["size"] == document.stat().st_size
@@ -214,7 +218,7 @@ def test_hospital_shares_with_a_university(
     )
     assert code == 1 and "error: not_anchored:" in err
     code, text, err = _run(
-        capsys, "verify", str(document), *node, "--entity", HOSPITAL, "--key", "discharge-2026-001"
+        capsys, "verify", str(document), *node, "--entity", HOSPITAL, "--key", "discharge-2026-001", "--text"
     )
     assert code == 0 and f"version 1 at height {anchored['height']}" in text
 
