@@ -41,9 +41,13 @@ def submit_document(tx_hash: str, action: str, signer: str | None) -> dict[str, 
     }
 
 
-def wait_for_outcome(client: Client, document: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-    """Wait for the commit of `document["tx_hash"]` and return the document with its outcome."""
-    answer = client.wait_for_commit(str(document["tx_hash"]), timeout_s=timeout_s)
+def wait_for_outcome(args: argparse.Namespace, client: Client, document: dict[str, Any]) -> dict[str, Any]:
+    """Wait (up to `--timeout`) for the commit of `document["tx_hash"]`; the document with its outcome."""
+    from chainnode.cli.output import show_progress
+
+    tx_hash = str(document["tx_hash"])
+    with show_progress(args, f"waiting for the commit of {tx_hash[:12]}…"):
+        answer = client.wait_for_commit(tx_hash, timeout_s=args.timeout)
     receipt = answer.get("receipt") or {}
     return {
         **document,

@@ -1,13 +1,14 @@
 """The `chainnode events` command: read a node's committed events, or follow them.
 
-    chainnode events --node URL [--from CURSOR|head] [--module M] [--entity E] [--follow] [--json]
+    chainnode events --node URL [--from CURSOR|head] [--module M] [--entity E] [--follow] [--json|--text]
 
 Without `--follow` it prints every matching event from `--from` (default: the chain's first)
 up to the node's head, then the cursor to continue from on stderr (`next: CURSOR`), so a
 script can run it again later and miss nothing.  With `--follow` it then keeps streaming
 (the SDK's reconnecting websocket, `chainnode.sdk.events.events`) until interrupted.  On a
-terminal each event is one line: position, `module.action`, entity, keys and the cursor
-after it; `--json` prints one JSON object per line (JSON Lines) instead.  Like the rest of
+terminal (or with `--text`) each event is one line: position, `module.action`, entity, keys and
+the cursor after it; with `--json`, or when stdout is not a terminal, one JSON object per line
+(JSON Lines: a stream, the one exception to the CLI's one JSON document per command).  Like the rest of
 the CLI, only the standard library is imported until the command runs.
 """
 
@@ -17,6 +18,8 @@ import argparse
 import json
 import sys
 from typing import Any
+
+from chainnode.cli.output import add_output_options, is_json_output
 
 EXIT_OK = 0
 
@@ -37,6 +40,7 @@ def run_events(args: argparse.Namespace) -> int:
     from chainnode.sdk.client import Client
 
     client = Client(args.node, timeout_s=args.timeout)
+    as_json = is_json_output(args)
     cursor = sdk_events.resolve_head_cursor(client) if args.from_cursor == "head" else args.from_cursor
     if not args.follow:
         page: dict[str, Any] = {"next": cursor}
@@ -45,13 +49,13 @@ def run_events(args: argparse.Namespace) -> int:
                 client, from_cursor=page["next"], module=args.module, entity=args.entity, limit=500
             )
             for event in page["events"]:
-                _print(event, args.json)
+                _print(event, as_json)
             if page.get("caught_up") and not page["events"]:
                 break
         print(f"next: {page['next']}", file=sys.stderr)
         return EXIT_OK
     for event in sdk_events.events(client, from_cursor=cursor, module=args.module, entity=args.entity):
-        _print(event, args.json)
+        _print(event, as_json)
     return EXIT_OK
 
 
@@ -68,6 +72,6 @@ def add_commands(commands: Any) -> None:
     parser.add_argument("--module", metavar="M", help="only events of this module")
     parser.add_argument("--entity", metavar="E", help="only events about this entity or signed by it")
     parser.add_argument("--follow", action="store_true", help="keep streaming new events")
-    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    add_output_options(parser)
     parser.add_argument("--timeout", type=float, default=30.0, metavar="S", help="per request (seconds)")
     parser.set_defaults(run=run_events)

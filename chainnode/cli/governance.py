@@ -126,14 +126,29 @@ def _submit(
     )
     document = submit_document(client.submit(tx), f"{module}.{action}", tx.signer)
     if args.wait:
-        document = wait_for_outcome(client, document, args.timeout)
+        document = wait_for_outcome(args, client, document)
     return document
 
 
 def _report(args: argparse.Namespace, document: dict[str, Any]) -> int:
-    emit(args, document, title=str(document["action"]))
+    emit(args, document, render=_render_submitted)
     raise_if_failed(document)
     return 0
+
+
+def _render_submitted(document: dict[str, Any]) -> None:
+    from chainnode.cli.output import print_note, render_document
+
+    render_document(document, title=str(document["action"]))
+    proposal = document.get("proposal")
+    if proposal is not None:
+        print_note(
+            f"proposal {proposal['id']} ({proposal['kind']} {proposal['payload']}): {proposal['status']}, "
+            f"{proposal['approvals']} of {proposal['threshold']} approvals needed "
+            f"(council of {proposal['council']}), {proposal['rejections']} rejections"
+        )
+    elif document.get("status") == "pending":
+        print_note("pending: --wait waits for the commit and prints the outcome")
 
 
 def _add_votes(args: argparse.Namespace, document: dict[str, Any], proposal_id: int | None) -> None:

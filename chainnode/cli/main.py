@@ -281,11 +281,14 @@ def _submit_file(
         "results": results,
     }
     if args.wait:
+        from chainnode.cli.output import show_progress
+
         failed = 0
-        for tx_hash in accepted:
-            answer = client.wait_for_commit(tx_hash, timeout_s=args.timeout)
-            if (answer.get("receipt") or {}).get("code", 0) != 0:
-                failed += 1
+        with show_progress(args, f"waiting for the commit of {len(accepted)} transactions…"):
+            for tx_hash in accepted:
+                answer = client.wait_for_commit(tx_hash, timeout_s=args.timeout)
+                if (answer.get("receipt") or {}).get("code", 0) != 0:
+                    failed += 1
         document.update(committed=len(accepted) - failed, failed=failed)
     emit(args, document, title="submitted")
     if document["failed"]:
@@ -315,7 +318,7 @@ def run_tx_submit(args: argparse.Namespace) -> int:
     )
     document = submit_document(client.submit(tx), "records.put", tx.signer)
     if args.wait:
-        document = wait_for_outcome(client, document, args.timeout)
+        document = wait_for_outcome(args, client, document)
     emit(args, document, title="records.put")
     raise_if_failed(document)
     return EXIT_OK

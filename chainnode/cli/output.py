@@ -14,10 +14,11 @@ rich is imported only when a readable view is printed, so `chainnode --help` sta
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 # Epoch milliseconds from 2001-09-09 to 2286: a `*_ms` field in this range is a point in time, not a
@@ -181,6 +182,18 @@ def print_rows(
 def print_note(text: str) -> None:
     """A line for the reader of the readable view (progress, a hint), never part of the JSON."""
     _get_console().print(text, style="dim")
+
+
+@contextlib.contextmanager
+def show_progress(args: argparse.Namespace, text: str) -> Iterator[None]:
+    """A spinner on stderr while a command waits, when a person is watching (never into a pipe)."""
+    if is_json_output(args) or not sys.stderr.isatty():
+        yield
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status(text):
+        yield
 
 
 def render_document(document: Any, *, title: str | None = None) -> None:

@@ -84,7 +84,7 @@ def _submit(args: argparse.Namespace, records: Records, action: str, call_args: 
     signer = records.signer.entity_id if records.signer is not None else None
     document = submit_document(records.submit(action, call_args), f"records.{action}", signer)
     if args.wait:
-        document = wait_for_outcome(records.client, document, args.timeout)
+        document = wait_for_outcome(args, records.client, document)
     emit(args, document, render=_render_submitted)
     raise_if_failed(document)
     return 0

@@ -15,7 +15,9 @@ import pytest
 import cli
 from chainnode.cli.main import build_parser
 from tests.factories import run_cli_process
-from tests.integration.api_harness import SUBMITTER, ZONE, LocalService, ServerThread
+from tests.governance_harness import Network
+from tests.integration.api_harness import CHAIN_ID, SUBMITTER, ZONE, LocalService, ServerThread
+from tests.integration.test_governance_api import NetworkService
 
 
 @pytest.fixture
@@ -165,3 +167,46 @@ def test_devnet_refuses_another_size_for_an_existing_network(tmp_path: Path) -> 
     assert len(lines) == 1 and lines[0].startswith("error: bad_config: "), result.stderr
     assert "already holds a 4-validator network" in lines[0]
     assert "starting" not in result.stdout  # no node was started
+
+
+@pytest.fixture(scope="module")
+def council_net(tmp_path_factory: pytest.TempPathFactory) -> Network:
+    return Network.create(tmp_path_factory.mktemp("cli-council"), chain_id=CHAIN_ID)
+
+
+def test_council_commands_print_the_proposal_id_and_votes(
+    council_net: Network, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    service = NetworkService(council_net, tmp_path)
+    council = council_net.directory / "council"
+    try:
+        with ServerThread(service, commit_interval_ms=30) as server:
+            node = ("--node", server.url)
+            propose = ("council", "propose", *node, "--kind", "set_params", "--param", "block_txs_max=500")
+            proposed = _run_json(capsys, *propose, "--member-dir", str(council / "miit"), "--wait")
+            assert isinstance(proposed, dict) and proposed["proposal_id"] == 1
+            assert proposed["proposal"] == {
+                "id": 1,
+                "kind": "set_params",
+                "payload": {"block_txs_max": 500},
+                "status": "open",
+                "approvals": 1,
+                "rejections": 0,
+                "threshold": 2,
+                "council": 3,
+                "outcome": "",
+            }
+            vote = ("council", "vote", *node, "--proposal", "1", "--approve")
+            voted = _run_json(capsys, *vote, "--member-dir", str(council / "moe"), "--wait")
+            assert isinstance(voted, dict) and voted["proposal_id"] == 1
+            assert (voted["proposal"]["status"], voted["proposal"]["approvals"]) == ("executed", 2)
+            # Without --wait the id is not known yet: the transaction is pending.
+            pending = _run_json(capsys, *propose, "--member-dir", str(council / "pboc"))
+            assert isinstance(pending, dict)
+            assert (pending["status"], pending["proposal_id"], pending["proposal"]) == ("pending", None, None)
+            listing = _run_text(capsys, "council", "list", *node)
+            assert "executes at 2 approvals" in listing and "2/2 yes" in listing
+            assert "proposals" in _run_text(capsys, "query", "proposals", *node)
+            assert "executed" in _run_text(capsys, "query", "proposal", "1", *node)
+    finally:
+        service.close()

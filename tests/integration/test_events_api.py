@@ -331,7 +331,7 @@ def test_cli_prints_events_and_the_cursor_to_go_on_from(
     next_cursor = err.strip().removeprefix("next: ")
     assert decode_cursor(next_cursor) == Position(3, 0, 0)
     served.call(_commit_puts, service, 1, 1, "later")
-    assert main(["events", "--node", served.url, "--from", next_cursor, "--module", "records"]) == 0
+    assert main(["events", "--node", served.url, "--from", next_cursor, "--module", "records", "--text"]) == 0
     out, _ = capsys.readouterr()
     lines = out.splitlines()
     assert len(lines) == 1 and "records.put" in lines[0] and SUBMITTER in lines[0] and "later0-0" in lines[0]
