@@ -206,6 +206,7 @@ def run_bench(args: argparse.Namespace) -> int:
             directory=args.dir,
             base_port=args.base_port,
             batch_txs=args.batch,
+            mix=args.mix,
         )
     )
     print(bench.format_report(report))
@@ -636,6 +637,13 @@ def _add_network_commands(commands: Any) -> None:
     )
     bench.add_argument(
         "--batch", type=parse_positive_int, default=500, metavar="N", help="transactions per submit request"
+    )
+    bench.add_argument(
+        "--mix",
+        choices=["pilot", "records"],
+        default="pilot",
+        help="pilot: 80%% records.put, 10%% record sharing, 10%% assets (the default); "
+        "records: records.put only, the workload of the earlier figures",
     )
     bench.add_argument("--out", type=Path, default=None, metavar="FILE", help="write the JSON report")
     bench.add_argument(

@@ -7,9 +7,12 @@ Theory of operation
 1. **Set-up, not timed.**  A fresh pilot network is written into a temporary
    directory (or `--dir`), this machine's single-core Ed25519 verification
    rate V is measured with PyNaCl, and the whole workload is signed (see
-   `chainnode.tools.bench_load`; records only, since no assets module exists yet).
+   `chainnode.tools.bench_load`: the `pilot` mix of records, record sharing and
+   digital assets, or `records` alone, the workload of the earlier figures).
 2. **The validators** are started as OS processes by `devnet.LocalNetwork`,
-   exactly as an operator runs them (real mutual TLS, real LevelDB).
+   exactly as an operator runs them (real mutual TLS, real LevelDB).  For the
+   `pilot` mix the set-up (collections, grants, the assets the workload moves)
+   is committed before the clock starts.
 3. **The load** (`chainnode.tools.bench_load`): a separate submitter process posts
    pre-signed batches through the public API, at a fixed rate or as fast as
    accepted (backing off per `Retry-After` on a full mempool), and records
@@ -34,6 +37,10 @@ Theory of operation
    transaction.  The physical limit is C * V / n (every validator verifies
    every transaction once; n validators share C cores); the report states the
    committed rate as a fraction of it.
+6. **The receipts**, after the validators stopped: the watched node's ledger is
+   read and its receipts counted by module and action and, for failures, by
+   code.  The workload is built so that every transaction succeeds in any
+   commit order: a failure is a bug of the bench, and the report shows it.
 
 Clocks: every timestamp is `time.monotonic()`, which on Linux is one clock for
 all processes of the machine, so submitter and watcher times compare directly.
@@ -51,23 +58,33 @@ import shutil
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from chainnode.core import types
 from chainnode.core.errors import ChainError, ConfigError
 from chainnode.node.config import load_node_config
 from chainnode.tools.bench_load import (
+    MIX_PILOT,
+    MIXES,
+    PILOT_MIX,
     READY_TIMEOUT_S,
     BenchError,
     CommitWatcher,
     SubmitPlan,
+    WorkItem,
+    build_cast,
+    compute_setup_phases,
+    run_setup,
     run_submitter,
     sign_workload,
 )
-from chainnode.tools.devnet import DevnetError, LocalNetwork
+from chainnode.tools.devnet import DevnetError, LocalNetwork, load_submitters
+from chainnode.tools.export import open_ledger_snapshot
 from chainnode.tools.verify_rate import measure_verify_rate
 
 BENCH_CHAIN_ID = "pilot-bench"
@@ -89,6 +106,7 @@ class BenchConfig:
     base_port: int = 27600
     batch_txs: int = SUBMIT_BATCH_TXS_DEFAULT
     timeout_s: float | None = None  # None: scaled with the workload
+    mix: str = MIX_PILOT  # `pilot` (records, sharing, assets) or `records` (records.put only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +155,11 @@ class BenchReport:
     validators_agree: bool  # equal height, head hash and state root at the end
     usage: tuple[ValidatorUsage, ...]
     workload: str
+    mix: str = MIX_PILOT
+    setup_txs: int = 0  # committed before the clock started (not counted anywhere else)
+    setup_height: int = 0  # the watched node's height when the clock started
+    receipts_ok: dict[str, int] | None = None  # "module.action" -> successful receipts of the workload
+    receipts_failed: dict[str, int] | None = None  # error code name -> failed receipts of the workload
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form (tuples become lists), exactly what `--out` writes."""
@@ -253,6 +276,8 @@ def run_bench(config: BenchConfig) -> BenchReport:
         raise ConfigError("validators, txs and batch size must be positive")
     if config.rate_tps is not None and config.rate_tps < 1:
         raise ConfigError("the rate must be a positive number of tx/s, or max")
+    if config.mix not in MIXES:
+        raise ConfigError(f"the mix is one of {', '.join(MIXES)}, not {config.mix!r}")
     temporary = config.directory is None
     directory = (
         Path(tempfile.mkdtemp(prefix="chainnode-bench-")) if temporary else Path(config.directory or ".")
@@ -266,17 +291,60 @@ def run_bench(config: BenchConfig) -> BenchReport:
     init_network(directory, validators=config.validators, chain_id=BENCH_CHAIN_ID, base_port=config.base_port)
     verify_rate = measure_verify_rate()
     network = LocalNetwork(directory)
-    chunk_paths, hashes = sign_workload(network, config.txs, label=f"b{int(time.time())}")
+    label = f"b{int(time.time())}"
+    setup = _plan_setup(network, config, label)
+    chunk_paths, hashes = sign_workload(network, config.txs, label=label, mix=config.mix)
     network.start_all()
     try:
-        report = _measure(network, config, chunk_paths, hashes, verify_rate, load_average)
+        report = _measure(network, config, setup, chunk_paths, hashes, verify_rate, load_average)
     except ChainError as error:
         raise BenchError(f"{error.message} (network kept in {directory})") from error
     finally:
         network.stop_all()
+    watched = load_node_config(network.nodes[-1].config_path).data_dir
+    ok, failed = count_receipts(watched, height_after=report.setup_height)
+    report = replace(report, receipts_ok=ok, receipts_failed=failed)
     if temporary:
         shutil.rmtree(directory, ignore_errors=True)
     return report
+
+
+def _plan_setup(network: LocalNetwork, config: BenchConfig, label: str) -> list[list[WorkItem]]:
+    """The pilot mix's set-up phases (none for the records mix)."""
+    if config.mix != MIX_PILOT:
+        return []
+    cast = build_cast(load_submitters(network.directory, network.entity_ids))
+    problem = cast.find_problem()
+    if problem is not None:
+        raise ConfigError(f"{problem}; use --mix records for this network")
+    return compute_setup_phases(cast, config.txs, label)
+
+
+def count_receipts(data_dir: Path, *, height_after: int) -> tuple[dict[str, int], dict[str, int]]:
+    """The receipts of the blocks above `height_after` in a (stopped) node's ledger: successes by
+    "module.action", failures by error code."""
+    ok: Counter[str] = Counter()
+    failed: Counter[str] = Counter()
+    with open_ledger_snapshot(data_dir) as ledger:
+        for height in range(height_after + 1, ledger.get_head().height + 1):
+            block_encoded = ledger.get_block(height)
+            if block_encoded is None:
+                raise BenchError(f"the watched node's ledger has no block {height}")
+            block = types.decode_block(block_encoded, check_body=False)
+            for index, tx in enumerate(block.transactions):
+                receipt_encoded = ledger.get_receipt(height, index)
+                if receipt_encoded is None:
+                    failed["no_receipt"] += 1
+                    continue
+                code = types.decode_receipt(receipt_encoded).code
+                if code == types.ErrorCode.OK:
+                    ok[f"{tx.module}.{tx.action}"] += 1
+                else:
+                    failed[types.ErrorCode(code).label if code in _CODES else f"code_{code}"] += 1
+    return dict(sorted(ok.items())), dict(sorted(failed.items()))
+
+
+_CODES = frozenset(int(code) for code in types.ErrorCode)
 
 
 def _wait_connected(network: LocalNetwork, timeout_s: float) -> None:
@@ -310,6 +378,7 @@ def _take_baseline(network: LocalNetwork, data_dirs: dict[str, Path]) -> _Baseli
 def _measure(
     network: LocalNetwork,
     config: BenchConfig,
+    setup: list[list[WorkItem]],
     chunk_paths: list[Path],
     hashes: list[bytes],
     verify_rate: float,
@@ -330,12 +399,16 @@ def _measure(
     submitter = context.Process(target=run_submitter, args=(plan, child_pipe), name="bench-submitter")
     submitter.start()
     try:
+        # The set-up commits while the submitter loads the workload; the clock has not started.
+        setup_height = run_setup(network, setup, timeout_s=CONNECT_TIMEOUT_S + config.txs / 1000)
         if not parent_pipe.poll(READY_TIMEOUT_S + config.txs / 10_000) or parent_pipe.recv() != "ready":
             raise BenchError("the submitter did not load the workload in time")
         baseline = _take_baseline(network, data_dirs)
         started = time.monotonic()
         watcher = CommitWatcher(network.nodes[-1].api_url, started)
-        watcher_thread = threading.Thread(target=watcher.run, args=(0,), name="bench-watcher", daemon=True)
+        watcher_thread = threading.Thread(
+            target=watcher.run, args=(setup_height,), name="bench-watcher", daemon=True
+        )
         watcher_thread.start()
         parent_pipe.send("go")
         tally = _wait_until_committed(network, config, parent_pipe, submitter, watcher)
@@ -349,9 +422,10 @@ def _measure(
             submitter.terminate()
         submitter.join(timeout=10)
     agree = _wait_agreement(network, timeout_s=10.0)
-    return _build_report(
+    report = _build_report(
         config, watcher, tally, hashes, started, finished, usage, verify_rate, load_average, busy, agree
     )
+    return replace(report, setup_txs=sum(len(phase) for phase in setup), setup_height=setup_height)
 
 
 def _wait_until_committed(
@@ -498,16 +572,23 @@ def _build_report(
         load_average_before=round(load_average, 2),
         validators_agree=agree,
         usage=usage,
-        workload="records.put (meter readings, document anchors, status) from the pilot's submitter "
-        "entities; no assets module exists yet",
+        workload=_describe_workload(config.mix),
+        mix=config.mix,
     )
+
+
+def _describe_workload(mix: str) -> str:
+    if mix != MIX_PILOT:
+        return "records.put (meter readings, document records, status) from the pilot's submitter entities"
+    return "per 100 txs: " + ", ".join(f"{count} {kind}" for kind, count in PILOT_MIX.items())
 
 
 def format_report(report: BenchReport) -> str:
     """The human-readable table printed on the terminal."""
     mib = 1024 * 1024
     lines = [
-        f"chainnode bench: {report.validators} validators, {report.txs} txs, rate {report.rate}",
+        f"chainnode bench: {report.validators} validators, {report.txs} txs, rate {report.rate}, "
+        f"mix {report.mix} ({report.setup_txs} set-up txs committed before the clock)",
         f"  committed            {report.committed_txs} txs ({report.rejected_txs} rejected, "
         f"{report.submit_retries} retried after a full mempool) in {report.duration_s:.1f} s",
         f"  throughput (steady)  {report.committed_tps:.0f} tx/s committed; "
@@ -533,6 +614,12 @@ def format_report(report: BenchReport) -> str:
         f"load average before {report.load_average_before:.2f}",
         "  agreement            "
         + ("all validators agree" if report.validators_agree else "VALIDATORS DISAGREE"),
+        "  receipts ok          "
+        + ", ".join(f"{name} {count}" for name, count in (report.receipts_ok or {}).items()),
+        "  receipts failed      "
+        + (", ".join(f"{code} {count}" for code, count in report.receipts_failed.items()) or "none")
+        if report.receipts_failed is not None
+        else "  receipts failed      not counted",
         "  validator            cpu s   cpu us/tx   peak RSS MiB   disk MiB   disk B/tx",
     ]
     for item in report.usage:

@@ -2,7 +2,9 @@
 
 No timing is asserted (the machine is shared); the test checks that a run
 completes and that its report is coherent: everything committed, latencies
-ordered, every validator measured, a positive ratio to the verification limit.
+ordered, every validator measured, a positive ratio to the verification limit,
+and every receipt of the workload a success, counted by module and action: the
+pilot mix (the default) with each of its kinds, the records mix with puts only.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from chainnode.core.errors import ConfigError
-from chainnode.tools import bench
+from chainnode.tools import bench, bench_load
 from cli import main
 from tests.cluster.conftest import find_free_base_port
 
@@ -24,8 +26,8 @@ VALIDATORS = 4
 TXS = 300
 
 
-def _check_report(report: dict[str, object], *, txs: int, rate: str) -> None:
-    assert report["txs"] == txs and report["rate"] == rate
+def _check_report(report: dict[str, object], *, txs: int, rate: str, mix: str) -> None:
+    assert report["txs"] == txs and report["rate"] == rate and report["mix"] == mix
     assert report["committed_txs"] == txs and report["rejected_txs"] == 0
     p50, p95, p99 = report["latency_ms_p50"], report["latency_ms_p95"], report["latency_ms_p99"]
     assert isinstance(p50, float) and isinstance(p95, float) and isinstance(p99, float)
@@ -38,6 +40,17 @@ def _check_report(report: dict[str, object], *, txs: int, rate: str) -> None:
     assert isinstance(usage, list) and len(usage) == VALIDATORS
     for item in usage:
         assert item["cpu_s"] > 0 and item["rss_peak_bytes"] > 0 and item["disk_bytes_per_tx"] > 0
+    # Every transaction of the workload committed with a successful receipt, and only those.
+    assert report["receipts_failed"] == {}
+    if mix == "records":
+        assert report["receipts_ok"] == {"records.put": txs} and report["setup_txs"] == 0
+        return
+    expected: dict[str, int] = {}
+    for kind in bench_load.PILOT_MIX:
+        name = "assets.transfer" if kind == "assets.transfer_editioned" else kind
+        expected[name] = expected.get(name, 0) + bench_load.count_kind(txs, kind)
+    assert report["receipts_ok"] == expected
+    assert report["setup_txs"] > 0 and report["setup_height"] > 0  # type: ignore[operator]
 
 
 def test_bench_command_at_max_rate_writes_a_coherent_report(
@@ -67,15 +80,18 @@ def test_bench_command_at_max_rate_writes_a_coherent_report(
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert "committed/limit" in printed and "validator-04" in printed
-    _check_report(json.loads(out.read_text()), txs=TXS, rate="max")
+    assert "mix pilot" in printed and "receipts failed      none" in printed
+    _check_report(json.loads(out.read_text()), txs=TXS, rate="max", mix="pilot")
 
 
 def test_bench_at_a_fixed_rate(tmp_path: Path) -> None:
     base_port = find_free_base_port(2 * VALIDATORS, random.Random())
     report = bench.run_bench(
-        bench.BenchConfig(validators=VALIDATORS, txs=TXS, rate_tps=200, base_port=base_port, batch_txs=20)
+        bench.BenchConfig(
+            validators=VALIDATORS, txs=TXS, rate_tps=200, base_port=base_port, batch_txs=20, mix="records"
+        )
     )
-    _check_report(report.to_json(), txs=TXS, rate="200")
+    _check_report(report.to_json(), txs=TXS, rate="200", mix="records")
     # At 200 tx/s the 300 transactions take about 1.5 s to submit.
     assert report.submitted_tps <= 400
 

@@ -1,14 +1,22 @@
-"""The benchmark's pure figures and its readers of /proc, on real inputs."""
+"""The benchmark's pure figures and its readers of /proc, on real inputs; its workload mixes,
+and the pilot mix's set-up and timed transactions executed by the real `Executor` in shuffled
+orders over a real pilot network's genesis state, every receipt a success."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
+import random
+from collections import Counter
 
 import pytest
 
-from chainnode.app import records
-from chainnode.tools import bench, bench_load, verify_rate
+from chainnode.app import genesis, records
+from chainnode.core import crypto, identity, types
+from chainnode.tools import bench, bench_load, network, verify_rate
+from chainnode.tools.devnet import LocalNetwork, load_submitters
+from tests.governance_harness import Chain, Network
 
 COMMITS = [(10.0, 100), (11.0, 100), (12.0, 200), (14.0, 100)]  # (commit time, txs) per block
 
@@ -112,6 +120,95 @@ def test_workload_updates_some_keys_and_adds_others() -> None:
     assert sum(key.startswith("doc-") for key in keys) == len({k for k in keys if k.startswith("doc-")})
 
 
+def test_pilot_mix_interleaves_every_kind_in_each_period_of_100() -> None:
+    assert sum(bench_load.PILOT_MIX.values()) == bench_load.MIX_PERIOD_TXS
+    assert Counter(kind for kind, _ in bench_load.PILOT_SLOTS) == Counter(bench_load.PILOT_MIX)
+    # The puts are spread out: no run of other kinds longer than a few transactions.
+    gaps = [i for i, (kind, _) in enumerate(bench_load.PILOT_SLOTS) if kind == "records.put"]
+    assert max(b - a for a, b in itertools.pairwise(gaps)) <= 3
+    shares = {kind.split(".")[0]: 0 for kind in bench_load.PILOT_MIX}
+    for kind, count in bench_load.PILOT_MIX.items():
+        shares[kind.split(".")[0]] += count
+    assert shares == {"records": 90, "assets": 10}
+
+
+@pytest.mark.parametrize("txs", [0, 1, 99, 100, 101, 250, 12_345])
+def test_count_kind_counts_what_the_items_are(txs: int) -> None:
+    cast = bench_load.PilotCast(tuple(f"e{i}" for i in range(7)), (2, 5))
+    seen = Counter(bench_load.compute_pilot_kind(sequence) for sequence in range(txs))
+    assert {kind: bench_load.count_kind(txs, kind) for kind in bench_load.PILOT_MIX} == {
+        kind: seen[kind] for kind in bench_load.PILOT_MIX
+    }
+    assert all(bench_load.compute_item("pilot", s, cast, "b1").signer < 7 for s in range(min(txs, 300)))
+
+
+def test_records_mix_is_the_earlier_workload() -> None:
+    cast = bench_load.PilotCast(tuple(f"e{i}" for i in range(7)), ())
+    for sequence in range(50):
+        item = bench_load.compute_item("records", sequence, cast, "b1")
+        assert (item.signer, item.name) == (sequence % 7, "records.put")
+        assert item.args == bench_load.compute_record_args(sequence, sequence % 7, "b1")
+
+
+def test_pilot_cast_needs_entities_and_an_issuer() -> None:
+    assert bench_load.PilotCast(("a", "b", "c", "d"), (0,)).find_problem() is None
+    assert bench_load.PilotCast(("a", "b", "c", "d"), ()).find_problem()
+    assert bench_load.PilotCast(("a", "b", "c"), (0,)).find_problem()
+
+
+PILOT_TXS = 3_000  # past 2 x 140 grantee writes, so both set-up grant offsets are written under
+
+
+@pytest.fixture(scope="module")
+def pilot(tmp_path_factory: pytest.TempPathFactory) -> tuple[Network, LocalNetwork]:
+    """The real pilot definition (config/pilot.toml) written by `network init`."""
+    layout = network.init_network(tmp_path_factory.mktemp("pilot") / "net", chain_id="bench-mix")
+    out = layout.out_dir
+    net = Network(
+        directory=out,
+        genesis=genesis.load_genesis(layout.genesis_path),
+        root_certificate=identity.load_certificate(out / "root" / "ca.pem"),
+        root_key=crypto.SigningKey.load(out / "root" / "ca.key.pem"),
+    )
+    return net, LocalNetwork(out)
+
+
+def _run_blocks(chain: Chain, txs: list[types.Transaction], names: list[str], seed: int) -> Counter[str]:
+    ok: Counter[str] = Counter()
+    for start in range(0, len(txs), 500):
+        receipts = chain.run(*txs[start : start + 500])
+        for name, receipt in zip(names[start : start + 500], receipts, strict=True):
+            assert receipt.code == 0, f"{name}: {receipt.message} (seed {seed})"
+            ok[name] += 1
+    return ok
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_pilot_mix_succeeds_in_any_commit_order(pilot: tuple[Network, LocalNetwork], seed: int) -> None:
+    net, local = pilot
+    identities = load_submitters(local.directory, local.entity_ids)
+    cast = bench_load.build_cast(identities)
+    assert cast.find_problem() is None and len(cast.issuers) == bench_load.COLLECTIONS_ISSUERS_MAX
+    chain = Chain(net)
+    nonce = bench_load.SETUP_NONCE_BASE
+    for phase in bench_load.compute_setup_phases(cast, PILOT_TXS, "b1"):
+        txs = []
+        for item in phase:
+            txs.append(bench_load.sign_item(identities, item, local.chain_id, nonce))
+            nonce += 1
+        _run_blocks(chain, txs, [item.name for item in phase], seed)
+    items = [bench_load.compute_item("pilot", sequence, cast, "b1") for sequence in range(PILOT_TXS)]
+    order = list(range(PILOT_TXS))
+    random.Random(seed).shuffle(order)
+    txs = [bench_load.sign_item(identities, items[i], local.chain_id, i) for i in order]
+    ok = _run_blocks(chain, txs, [items[i].name for i in order], seed)
+    expected = Counter(item.name for item in items)
+    assert ok == expected
+    assert set(ok) == {"records.put", "records.put_to", "records.anchor", "records.grant"} | {
+        f"assets.{action}" for action in ("mint", "transfer", "approve", "approve_all", "freeze")
+    }
+
+
 def test_report_formats_and_serialises() -> None:
     usage = (bench.ValidatorUsage("validator-01", 1.5, 80 * 1024 * 1024, 4096, 900.0, 150.0),)
     report = bench.BenchReport(
@@ -145,9 +242,13 @@ def test_report_formats_and_serialises() -> None:
         validators_agree=True,
         usage=usage,
         workload="records.put",
+        receipts_ok={"records.put": 9, "assets.mint": 1},
+        receipts_failed={},
     )
     text = bench.format_report(report)
     assert "validator-01" in text and "p99 3 ms" in text
+    assert "receipts ok          records.put 9, assets.mint 1" in text
+    assert "receipts failed      none" in text
     assert "too short to measure; the submitter finished at 25% committed" in text
     assert "(last vs first -10.0%)" in text
     assert report.to_json()["usage"][0]["rss_peak_bytes"] == 80 * 1024 * 1024
