@@ -351,19 +351,29 @@ def _get_query_document(client: Client, args: argparse.Namespace) -> tuple[Any, 
     if what == "zone":
         return _require(client.get_zone(args.id), f"zone {args.id!r}"), f"zone {args.id}"
     if what == "zones":
-        return {"zones": client.get_zones()}, "zones"
+        return _get_page(client, "/v1/zones", args), "zones"
     if what == "validators":
         return client.get_validators(args.height), "validators"
     if what == "proposal":
         found = client.get_proposal(args.id)
         return _require(found, f"proposal {args.id}"), f"proposal {args.id}"
     if what == "proposals":
-        return client.get_proposals(args.status), "proposals"
+        return _get_page(client, "/v1/proposals", args, status=args.status), "proposals"
     if what == "evidence":
-        return client.send("GET", "/v1/evidence").value, "evidence"
+        return _get_page(client, "/v1/evidence", args), "evidence"
     if what == "checkpoint":
         return client.send("GET", "/v1/checkpoints/latest").value, "latest stable checkpoint"
-    return client.get_expiring_certificates(args.within_days), "certificates expiring"
+    page = _get_page(client, "/v1/certificates/expiring", args, within_days=args.within_days)
+    return page, "certificates expiring"
+
+
+def _get_page(client: Client, path: str, args: argparse.Namespace, **query: Any) -> Any:
+    """One page of a list endpoint, the answer whole (its `next_cursor` included)."""
+    import urllib.parse
+
+    query.update(limit=args.limit, cursor=args.cursor)
+    given = {name: value for name, value in query.items() if value is not None}
+    return client.send("GET", path + ("?" + urllib.parse.urlencode(given) if given else "")).value
 
 
 def run_query(args: argparse.Namespace) -> int:
@@ -723,6 +733,20 @@ def _add_client_commands(commands: Any) -> None:
     certificates.add_argument(
         "--within-days", type=parse_positive_int, default=30, metavar="N", help="expiring within N days"
     )
+    for parser in (zones, proposals, evidence, certificates):
+        parser.add_argument(
+            "--limit",
+            type=parse_positive_int,
+            default=None,
+            metavar="N",
+            help="items per page (default: 100)",
+        )
+        parser.add_argument(
+            "--cursor",
+            default=None,
+            metavar="CURSOR",
+            help="the previous page's next_cursor (default: first page)",
+        )
     for parser in (
         status,
         block,
@@ -889,14 +913,19 @@ def _check_submit_arguments(args: argparse.Namespace) -> None:
         parser.error("give --key K --value V, or --file TXS")
 
 
+def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The parsed command line after every usage check; SystemExit (2) for a usage error."""
+    args = build_parser().parse_args(argv)
+    _check_submit_arguments(args)
+    check = getattr(args, "check", None)  # a command's own usage checks (exit 2)
+    if check is not None:
+        check(args)
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
     try:
-        args = parser.parse_args(argv)
-        _check_submit_arguments(args)
-        check = getattr(args, "check", None)  # a command's own usage checks (exit 2)
-        if check is not None:
-            check(args)
+        args = parse_arguments(argv)
     except SystemExit as exit_request:
         code = exit_request.code
         return code if isinstance(code, int) else EXIT_USAGE

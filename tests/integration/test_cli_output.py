@@ -114,6 +114,7 @@ def test_submit_wait_prints_one_document_with_the_outcome(
         (["validators", "--height", "1"], "validators"),
         (["proposals"], "proposals"),
         (["proposals", "--status", "open"], "proposals"),
+        (["zones", "--limit", "1"], "next_cursor"),
         (["evidence"], "evidence"),
         (["certificates", "--within-days", "3650"], "certificates"),
     ],
