@@ -38,6 +38,7 @@ from chainnode.api.common import (
     parse_limit,
     parse_natural,
     path_param,
+    query_param,
 )
 from chainnode.api.forms import (
     BOOLEAN,
@@ -307,6 +308,8 @@ _ASSET_WITH_HOLDERS_SCHEMA = {
         ),
     ]
 }
+# `<collection>/<token>` (`asset_state.is_valid_collection_id`, `is_valid_token_id`), or empty.
+_ASSET_ID_PATTERN = "^([a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?/[A-Za-z0-9._-]{1,64})?$"
 _COLLECTION_PARAM = path_param("collection", "collection id")
 _TOKEN_PARAM = path_param("token", "token id")
 _NOT_FOUND = {404: ("not_found",)}
@@ -357,7 +360,15 @@ ROUTES: tuple[Route, ...] = (
         "/v1/entities/{id}/assets",
         handle_owned,
         "What an entity holds (the cursor: the last asset id seen)",
-        params=(path_param("id", "entity id"), LIMIT_PARAM, CURSOR_PARAM),
+        params=(
+            path_param("id", "entity id"),
+            LIMIT_PARAM,
+            query_param(
+                "cursor",
+                "the previous page's next_cursor, the last asset id seen (absent or empty: the first page)",
+                {"type": "string", "pattern": _ASSET_ID_PATTERN},
+            ),
+        ),
         responses={200: compute_page_schema("assets", HOLDING_SCHEMA, holder=STRING)},
         errors={400: ("bad_request", *PAGE_ERRORS[400]), 501: ("not_implemented",)},
         tag="assets",

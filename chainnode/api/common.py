@@ -96,14 +96,23 @@ def query_param(name: str, description: str, schema: Mapping[str, Any]) -> Param
     return Param(name, "query", schema, description)
 
 
-NAME_SCHEMA: Mapping[str, Any] = {"type": "string", "minLength": 1, "maxLength": _NAME_CHARS_MAX}
+NAME_SCHEMA: Mapping[str, Any] = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": _NAME_CHARS_MAX,
+    "pattern": "^[^\\x00]*$",
+}
 LIMIT_PARAM = query_param(
     "limit",
     f"items per page, 1..{LIMIT_MAX} (default {LIMIT_DEFAULT})",
     {"type": "integer", "minimum": 1, "maximum": LIMIT_MAX, "default": LIMIT_DEFAULT},
 )
+# Decimal texts the parse helpers take: at most 20 digits; the document promises what fits in 63 bits.
+INTEGER_TEXT_MAX = 2**63 - 1
 CURSOR_PARAM = query_param(
-    "cursor", "the previous page's next_cursor (absent: the first page)", {"type": "string"}
+    "cursor",
+    "the previous page's next_cursor (absent or empty: the first page)",
+    {"type": "string", "pattern": "^[0-9]{0,19}$"},
 )
 PAGE_ERRORS: Mapping[int, Sequence[str]] = {400: ("bad_limit", "bad_cursor")}
 

@@ -495,7 +495,7 @@ _STREAM_PARAMS = (
         "from",
         "the cursor to read from: an event's cursor or a page's next (absent: the chain's start; "
         "'head': after the current head)",
-        {"type": "string"},
+        {"type": "string", "pattern": f"^(01[0-9a-f]{{{chain_events.CURSOR_CHARS - 2}}}|head)?$"},
     ),
     query_param("module", "only this module's events", _FILTER_SCHEMA),
     query_param("entity", "only events about or signed by this entity", _FILTER_SCHEMA),

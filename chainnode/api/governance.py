@@ -35,6 +35,7 @@ from aiohttp import web
 
 from chainnode.api.common import (
     CURSOR_PARAM,
+    INTEGER_TEXT_MAX,
     LIMIT_PARAM,
     PAGE_ERRORS,
     Route,
@@ -405,7 +406,13 @@ ROUTES: tuple[Route, ...] = (
         "/v1/validators",
         handle_validators,
         "The validator set that certifies a height (default: the next block)",
-        params=(query_param("height", "a height of at least 1", {"type": "integer", "minimum": 1}),),
+        params=(
+            query_param(
+                "height",
+                "a height of at least 1",
+                {"type": "integer", "minimum": 1, "maximum": INTEGER_TEXT_MAX},
+            ),
+        ),
         responses={200: VALIDATOR_SET_SCHEMA},
         errors={400: ("bad_height",)},
         tag="governance",
@@ -431,7 +438,9 @@ ROUTES: tuple[Route, ...] = (
         "/v1/proposals/{id}",
         handle_proposal,
         "One proposal with its votes",
-        params=(path_param("id", "proposal id", {"type": "integer", "minimum": 0}),),
+        params=(
+            path_param("id", "proposal id", {"type": "integer", "minimum": 0, "maximum": INTEGER_TEXT_MAX}),
+        ),
         responses={200: PROPOSAL_SCHEMA},
         errors={400: ("bad_request",), 404: ("not_found",)},
         tag="governance",

@@ -31,6 +31,7 @@ from aiohttp import web
 
 from chainnode.api.common import (
     CURSOR_PARAM,
+    INTEGER_TEXT_MAX,
     LIMIT_PARAM,
     PAGE_ERRORS,
     Param,
@@ -42,6 +43,7 @@ from chainnode.api.common import (
     json_response,
     parse_limit,
     parse_natural,
+    parse_offset_cursor,
     path_param,
     query_param,
 )
@@ -149,7 +151,7 @@ async def handle_record(request: web.Request) -> web.Response:
 async def handle_history(request: web.Request) -> web.Response:
     entity, key = _get_entity_and_key(request)
     limit = parse_limit(request)
-    after = parse_natural(request.query.get("cursor", "0"), "cursor", code="bad_cursor")
+    after = parse_offset_cursor(request)  # the last version seen
     found = records.get_history(get_service(request).ledger, entity, key, after_version=after, limit=limit)
     return json_response(_page([compute_record_json(item) for item in found], limit, "version"))
 
@@ -267,9 +269,17 @@ ROUTES: tuple[Route, ...] = (
         "The latest version of each key with a prefix, in key order (the cursor: the last key seen)",
         params=(
             _ENTITY_PARAM,
-            query_param("prefix", "a key prefix", {"type": "string", "maxLength": records.KEY_CHARS_MAX}),
+            query_param(
+                "prefix",
+                "a key prefix: printable characters, no '/'",
+                {"type": "string", "maxLength": records.KEY_CHARS_MAX, "pattern": "^[ -.0-~]*$"},
+            ),
             LIMIT_PARAM,
-            CURSOR_PARAM,
+            query_param(
+                "cursor",
+                "the previous page's next_cursor, the last key seen (absent or empty: the first page)",
+                {"type": "string", "maxLength": records.KEY_CHARS_MAX},
+            ),
         ),
         responses={200: compute_page_schema("items", RECORD_SCHEMA)},
         errors=_LIST_ERRORS,
@@ -283,7 +293,9 @@ ROUTES: tuple[Route, ...] = (
         params=(
             _ENTITY_PARAM,
             _KEY_PARAM,
-            query_param("version", "a version, from 1", {"type": "integer", "minimum": 1}),
+            query_param(
+                "version", "a version, from 1", {"type": "integer", "minimum": 1, "maximum": INTEGER_TEXT_MAX}
+            ),
         ),
         responses={200: RECORD_SCHEMA},
         errors={400: ("bad_request", "bad_version"), 404: ("not_found",)},
