@@ -18,8 +18,10 @@ and runs `args.check(args)` (usage checks, exit 2) before `args.run(args)`.
 entities (a new key, or `--key` to keep an existing one for a renewal) and writes `cert.pem`,
 `key.pem` (mode 0600) and `chain.pem` into `--out`.  The other commands sign a transaction as
 `zone:<zone>` or `council:<member>` and submit it; `--wait` waits for the commit and fails when
-the transaction's receipt reports a failure.  A proposal expires `--expires-in` blocks (default
-1000) after the node's current height.
+the transaction's receipt reports a failure.  Each prints one document (`chainnode.cli.output`):
+`tx_hash` and the outcome; `council propose|vote` add `proposal_id` and, once committed, the
+proposal's votes so far and the approvals it needs (read back from the node).  A proposal
+expires `--expires-in` blocks (default 1000) after the node's current height.
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@ the standard library is imported at start-up; each command imports the part of
 the project it needs when it runs, so `chainnode --help` stays fast and a
 broken optional module cannot break unrelated commands.
 
+Output (`chainnode.cli.output`): one answer per command, a readable view on a terminal (`--text`
+forces it) or exactly one JSON document with `--json` or when stdout is not a terminal.  Every
+option's help shows its default (`_HelpFormatter`).
+
 Exit codes: 0 on success; 1 when a command fails with a typed
 `chainnode.core.errors.ChainError` (printed as one line `error: <code>: <message>`
 on stderr, never a traceback); 2 for usage errors (argparse); 130 on Ctrl-C.
@@ -19,9 +23,14 @@ Commands (`authority ...` and `council ...` are described in `chainnode.cli.gove
         [--data-dir PATH]
     chainnode node run --config PATH [--rebuild]
     chainnode devnet [--validators 4] [--dir DIR] [--txs N] [--base-port P]
+        (an existing DIR runs as written: another --validators or --base-port is refused)
     chainnode bench [--validators 4] [--txs N] [--rate R|max] [--out FILE] [--dir DIR] [--base-port P]
     chainnode tx submit --identity DIR --node URL (--key K --value V | --file TXS) [--wait]
+    chainnode tx proof HASH --node URL [--out FILE]
     chainnode query status|block [H]|tx HASH|record ENTITY KEY [--version N] --node URL
+    chainnode query entity ID|zone ID|zones|validators [--height H]|proposal N|proposals [--status S]
+                    |evidence|checkpoint|certificates [--within-days N] --node URL [--limit N --cursor C]
+    chainnode --version
     chainnode audit (--data-dir DIR | --node URL) --genesis G [--report FILE] [--from H] [--to H]
                     [--resume CHECKPOINT] [--save-checkpoint CHECKPOINT] [--workers N]
     chainnode verify-proof FILE --genesis G [--checkpoint CHECKPOINT]
@@ -62,6 +71,7 @@ EXIT_INTERRUPTED = 130
 VALID_FOR_BLOCKS = 1000
 BATCH_TXS_MAX = 10_000
 DEVNET_VALIDATORS_DEFAULT = 4
+DEVNET_BASE_PORT_DEFAULT = 26600
 LOG_LEVELS = ("debug", "info", "warning", "error")
 # `chainnode.core.statuses.ProposalStatus`, kept here so `chainnode --help` imports nothing more.
 PROPOSAL_STATUSES = ("open", "expired", "executed", "rejected", "failed")
@@ -161,32 +171,40 @@ def run_devnet(args: argparse.Namespace) -> int:
 
     _setup_logging(args.log_level)
     directory: Path = args.dir or Path("devnet")
-    validators = _check_devnet_size(directory, args.validators)
-    return devnet.run_devnet(
-        validators=validators, directory=args.dir, txs=args.txs, base_port=args.base_port
-    )
+    validators, base_port = _check_devnet_directory(directory, args.validators, args.base_port)
+    return devnet.run_devnet(validators=validators, directory=args.dir, txs=args.txs, base_port=base_port)
 
 
-def _check_devnet_size(directory: Path, validators: int | None) -> int:
-    """The number of validators to run: a new network's `--validators` (default 4), or the existing
-    network's own count, which a different `--validators` does not silently override."""
+def _check_devnet_directory(
+    directory: Path, validators: int | None, base_port: int | None
+) -> tuple[int, int]:
+    """The validators and base port to run: a new network's options (defaults 4 and 26600), or the
+    existing network's own, which a different `--validators` or `--base-port` does not silently
+    override (the directory's nodes keep the ports they were written with)."""
     from chainnode.core.errors import ConfigError
 
     layout_path = directory / "network.json"
     if not (directory / "genesis.json").exists() or not layout_path.exists():
-        return validators or DEVNET_VALIDATORS_DEFAULT
+        return validators or DEVNET_VALIDATORS_DEFAULT, base_port or DEVNET_BASE_PORT_DEFAULT
     try:
         nodes = json.loads(layout_path.read_text(encoding="utf-8"))["nodes"]
         existing = sum(1 for node in nodes if node.get("role", "validator") == "validator")
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        existing_port = int(str(nodes[0]["api_url"]).rsplit(":", 1)[1].strip("/")) - 1
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError) as error:
         raise ConfigError(f"{layout_path} is not a network layout: {error}") from error
+    remedy = (
+        f"run `chainnode devnet --dir {directory}` to start it as it is, or remove {directory} "
+        "(or choose another --dir) for a new network"
+    )
     if validators is not None and validators != existing:
         raise ConfigError(
-            f"{directory} already holds a {existing}-validator network; run `chainnode devnet --dir "
-            f"{directory}` (or --validators {existing}) to start it, or remove {directory} (or choose "
-            f"another --dir) for a new {validators}-validator network"
+            f"{directory} already holds a {existing}-validator network, not {validators}; {remedy}"
         )
-    return existing
+    if base_port is not None and base_port != existing_port:
+        raise ConfigError(
+            f"{directory} already holds a network on ports from {existing_port}, not {base_port}; {remedy}"
+        )
+    return existing, existing_port
 
 
 def _rate(text: str) -> int | None:
@@ -628,7 +646,12 @@ def _add_network_commands(commands: Any) -> None:
         help="submit N transactions, check every validator committed them, stop (default: run until Ctrl-C)",
     )
     devnet.add_argument(
-        "--base-port", type=parse_port, default=26600, metavar="P", help="node i: p2p P+2i, API P+2i+1"
+        "--base-port",
+        type=parse_port,
+        default=None,
+        metavar="P",
+        help="a new network's ports, node i: p2p P+2i, API P+2i+1 (default: 26600); "
+        "an existing --dir keeps its own",
     )
     devnet.add_argument("--log-level", default="info", choices=LOG_LEVELS, help="log from this level")
     devnet.set_defaults(run=run_devnet)

@@ -166,8 +166,10 @@ def test_devnet_refuses_another_size_for_an_existing_network(tmp_path: Path) -> 
     assert result.returncode == 1, result.stdout + result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: bad_config: "), result.stderr
-    assert "already holds a 4-validator network" in lines[0]
+    assert "already holds a 4-validator network, not 7" in lines[0]
     assert "starting" not in result.stdout  # no node was started
+    moved = run_cli_process("devnet", "--base-port", "33600", "--dir", str(directory), "--txs", "1")
+    assert moved.returncode == 1 and "on ports from 32600, not 33600" in moved.stderr, moved.stderr
 
 
 @pytest.fixture(scope="module")
