@@ -213,3 +213,33 @@ def test_council_commands_print_the_proposal_id_and_votes(
             assert "executed" in _run_text(capsys, "query", "proposal", "1", *node)
     finally:
         service.close()
+
+
+def test_network_init_and_submit_file_in_both_modes(
+    server: ServerThread, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = _run_text(
+        capsys, "network", "init", "--validators", "4", "--out", str(tmp_path / "net"), "--base-port", "31200"
+    )
+    assert "validator-04" in text and "genesis_hash" in text
+    identity = str(server.service.directory / "entities" / SUBMITTER)
+    (tmp_path / "txs.jsonl").write_text('{"key": "a", "value": "1"}\n{"key": "b", "value": "2"}\n')
+    argv = [
+        "tx",
+        "submit",
+        "--identity",
+        identity,
+        "--node",
+        server.url,
+        "--file",
+        str(tmp_path / "txs.jsonl"),
+    ]
+    document = _run_json(capsys, *argv, "--wait")
+    assert isinstance(document, dict)
+    assert (document["accepted"], document["rejected"], document["committed"], document["failed"]) == (
+        2,
+        0,
+        2,
+        0,
+    )
+    assert "accepted" in _run_text(capsys, *argv)
