@@ -112,6 +112,13 @@ def format_value(name: str, value: Any, *, shorten: bool = False) -> str:
     return str(value)
 
 
+def get_display_name(name: str, values: Sequence[Any]) -> str:
+    """A field's label: `timestamp_ms` reads `timestamp` once its values are shown as dates."""
+    if name.endswith("_ms") and any(is_time_field(name, value) for value in values):
+        return name.removesuffix("_ms")
+    return name
+
+
 def split_document(
     document: dict[str, Any],
 ) -> tuple[list[tuple[str, Any]], list[tuple[str, list[dict[str, Any]]]], list[tuple[str, dict[str, Any]]]]:
@@ -160,7 +167,7 @@ def print_pairs(pairs: Sequence[tuple[str, Any]], *, title: str | None = None) -
     table.add_column(style="bold")
     table.add_column(overflow="fold")
     for name, value in pairs:
-        table.add_row(name, format_value(name, value))
+        table.add_row(get_display_name(name, [value]), format_value(name, value))
     _get_console().print(table)
 
 
@@ -173,7 +180,7 @@ def print_rows(
     names = list(columns) if columns is not None else get_table_columns(rows)
     table = Table(title=title, box=None, title_justify="left", pad_edge=False, header_style="bold")
     for name in names:
-        table.add_column(name.upper(), overflow="fold")
+        table.add_column(get_display_name(name, [row.get(name) for row in rows]).upper(), overflow="fold")
     for row in rows:
         table.add_row(*(format_value(name, row.get(name), shorten=True) for name in names))
     _get_console().print(table)

@@ -6,7 +6,13 @@ from typing import Any
 
 import pytest
 
-from chainnode.cli.output import format_time_ms, format_value, short_hash, split_document
+from chainnode.cli.output import (
+    format_time_ms,
+    format_value,
+    get_display_name,
+    short_hash,
+    split_document,
+)
 
 HASH = "ab" * 32
 
@@ -50,3 +56,9 @@ def test_split_document() -> None:
     assert pairs == [("height", 3), ("empty", []), ("roles", ["a"])]
     assert tables == [("events", [{"name": "x"}])]
     assert sections == [("receipt", {"code": 0})]
+
+
+def test_display_names_drop_ms_from_dates_only() -> None:
+    assert get_display_name("timestamp_ms", [1_796_185_012_123]) == "timestamp"
+    assert get_display_name("view_timeout_ms", [2000]) == "view_timeout_ms"
+    assert get_display_name("not_after_ms", [None, 1_796_185_012_123]) == "not_after"
