@@ -64,6 +64,7 @@ from chainnode.core.statuses import TxStatus
 
 NONCE_BITS = 63
 _RESPONSE_BYTES_MAX = 256 * 1024 * 1024
+PAGE_ITEMS_MAX = 1000  # the largest page the API answers (`chainnode.api.common.LIMIT_MAX`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,8 +364,25 @@ class Client:
         """An entity's registered record, or None when it is not registered."""
         return self._get_optional(f"/v1/entities/{urllib.parse.quote(entity_id, safe='')}")
 
+    def get_all_pages(
+        self, path: str, field: str, query: dict[str, str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Every item (in `field`) of a paginated list of the API, following `next_cursor` from
+        the first page to the last, in pages of `PAGE_ITEMS_MAX`."""
+        items: list[dict[str, Any]] = []
+        cursor: str | None = None
+        while True:
+            page_query = {**(query or {}), "limit": str(PAGE_ITEMS_MAX)}
+            if cursor is not None:
+                page_query["cursor"] = cursor
+            page = self._get_object(f"{path}?{urllib.parse.urlencode(page_query)}")
+            items.extend(page.get(field, []))
+            cursor = page.get("next_cursor")
+            if cursor is None:
+                return items
+
     def get_zones(self) -> list[dict[str, Any]]:
-        return list(self._get_object("/v1/zones").get("zones", []))
+        return self.get_all_pages("/v1/zones", "zones")
 
     def get_zone(self, zone_id: str) -> dict[str, Any] | None:
         return self._get_optional(f"/v1/zones/{urllib.parse.quote(zone_id, safe='')}")
@@ -373,15 +391,26 @@ class Client:
         """The validator set for `height` (default: the next block)."""
         return self._get_object("/v1/validators" + ("" if height is None else f"?height={int(height)}"))
 
-    def get_proposals(self, status: str | None = None) -> dict[str, Any]:
-        query = "" if status is None else f"?status={urllib.parse.quote(status, safe='')}"
-        return self._get_object("/v1/proposals" + query)
+    def get_proposals(
+        self, status: str | None = None, *, limit: int = PAGE_ITEMS_MAX, cursor: str | None = None
+    ) -> dict[str, Any]:
+        """A page of proposals, newest first: {"count", "threshold", "council", "proposals",
+        "next_cursor"} (pass `next_cursor` back as `cursor` for the next page)."""
+        query = {"limit": str(int(limit))}
+        if status is not None:
+            query["status"] = status
+        if cursor is not None:
+            query["cursor"] = cursor
+        return self._get_object(f"/v1/proposals?{urllib.parse.urlencode(query)}")
 
     def get_proposal(self, proposal_id: int) -> dict[str, Any] | None:
         return self._get_optional(f"/v1/proposals/{int(proposal_id)}")
 
     def get_expiring_certificates(self, within_days: int = 30) -> dict[str, Any]:
-        return self._get_object(f"/v1/certificates/expiring?within_days={int(within_days)}")
+        """{"within_days", "certificates"} with every page's certificates, soonest first."""
+        query = {"within_days": str(int(within_days))}
+        certificates = self.get_all_pages("/v1/certificates/expiring", "certificates", query)
+        return {"within_days": int(within_days), "certificates": certificates}
 
     def events(self, *, from_cursor: str | None = None, **options: Any) -> Iterator[dict[str, Any]]:
         """Every committed event from `from_cursor` on, each exactly once and in order, across

@@ -36,7 +36,6 @@ MODULE = "records"
 VALID_FOR_BLOCKS = 1000
 _CHUNK_BYTES = 1 << 20
 _DEFAULT_MEDIA_TYPE = "application/octet-stream"
-_PAGE_ITEMS_MAX = 1000  # the API's largest page (`chainnode.api.common.LIMIT_MAX`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,30 +239,16 @@ class Records:
 
     def grants(self, owner: str) -> list[dict[str, Any]]:
         """Every grant `owner` made, with its status at the next height (all pages)."""
-        return self._get_all(f"/v1/grants/{_quote(owner)}", "grants", {})
+        return self.client.get_all_pages(f"/v1/grants/{_quote(owner)}", "grants", {})
 
     def reads(self, entity: str, key: str) -> list[dict[str, Any]]:
         """Who marked which version of a record as read (all pages)."""
-        return self._get_all(f"/v1/records/{_quote(entity)}/{_quote(key)}/reads", "reads", {})
+        return self.client.get_all_pages(f"/v1/records/{_quote(entity)}/{_quote(key)}/reads", "reads", {})
 
     def find_anchors(self, entity: str, key: str, sha256: bytes) -> list[dict[str, Any]]:
         """The versions of a record that anchor a document with this SHA-256 (all pages)."""
         path = f"/v1/records/{_quote(entity)}/{_quote(key)}/anchors"
-        return self._get_all(path, "anchors", {"sha256": sha256.hex()})
-
-    def _get_all(self, path: str, field: str, query: dict[str, str]) -> list[dict[str, Any]]:
-        """Every item of a paginated list, following `next_cursor` to the last page."""
-        items: list[dict[str, Any]] = []
-        cursor: str | None = None
-        while True:
-            page_query = {**query, "limit": str(_PAGE_ITEMS_MAX)}
-            if cursor is not None:
-                page_query["cursor"] = cursor
-            page = self._get(f"{path}?{urllib.parse.urlencode(page_query)}")
-            items.extend(page.get(field, []))
-            cursor = page.get("next_cursor")
-            if cursor is None:
-                return items
+        return self.client.get_all_pages(path, "anchors", {"sha256": sha256.hex()})
 
     def verify_file(self, path: Path, entity: str, key: str) -> Verification:
         """Hash a local file and find the versions of `entity`'s `key` that anchor it."""
