@@ -83,7 +83,7 @@ STRING: Schema = {"type": "string"}
 INTEGER: Schema = {"type": "integer", "minimum": 0}
 BOOLEAN: Schema = {"type": "boolean"}
 HEX: Schema = {"type": "string", "pattern": "^([0-9a-f]{2})*$"}
-HASH: Schema = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+HASH: Schema = {"type": "string", "minLength": 64, "maxLength": 64, "pattern": "^[0-9a-f]{64}$"}
 ANY: Schema = {}
 
 
