@@ -630,7 +630,9 @@ ROUTES: tuple[Route, ...] = (
 
 # ---------------------------------------------------------------- errors and the app
 
-_HTTP_ERROR_CODES = {
+# The stable codes of the HTTP errors aiohttp raises (`common.ERROR_CODES`); any other status
+# answers `http_<status>`.
+HTTP_ERROR_CODES = {
     400: "bad_request",
     404: "not_found",
     405: "method_not_allowed",
@@ -659,7 +661,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as error:
         if error.status < 400:
             raise
-        code = _HTTP_ERROR_CODES.get(error.status, f"http_{error.status}")
+        code = HTTP_ERROR_CODES.get(error.status, f"http_{error.status}")
         headers = {name: value for name, value in error.headers.items() if name == "Allow"}
         message = f"{error.reason}: {request.method} {request.path}"
         return json_response(error_body(code, message), status=error.status, headers=headers)

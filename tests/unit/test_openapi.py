@@ -118,3 +118,26 @@ async def test_the_node_serves_the_document(tmp_path: Path) -> None:
             assert "/v1/events" in document["paths"] and "/openapi.json" in document["paths"]
     finally:
         service.close()
+
+
+def test_every_code_the_api_raises_is_a_declared_stable_code() -> None:
+    """The stable codes are one table: every `code="..."` the API modules raise or answer, and
+    every code the error middleware gives an HTTP error, is in `ERROR_CODES` (or is a
+    transaction rejection label)."""
+    import re
+
+    from chainnode.api import server
+
+    api = Path(server.__file__).parent
+    raised = {
+        code for source in api.glob("*.py") for code in re.findall(r'code="([a-z_]+)"', source.read_text())
+    }
+    answered = {
+        code
+        for code in re.findall(
+            r'error_body\(\s*"([a-z_]+)"', "".join(source.read_text() for source in api.glob("*.py"))
+        )
+    }
+    codes = raised | answered | set(server.HTTP_ERROR_CODES.values())
+    assert len(codes) >= 15
+    assert codes <= set(ERROR_CODES) | set(TX_ERROR_CODES), codes - set(ERROR_CODES)
