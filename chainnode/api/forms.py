@@ -10,6 +10,7 @@ from dataclasses import fields
 from typing import Any
 
 from chainnode.core import quorum, types
+from chainnode.core.statuses import TxStatus
 
 
 def compute_json_value(value: Any) -> Any:
@@ -166,3 +167,111 @@ CERTIFICATE_SCHEMA = compute_object_schema(
         "signatures": compute_array_schema(SIGNATURE_SCHEMA),
     }
 )
+
+
+# ---------------------------------------------------------------- schemas of the core routes' answers
+
+PROBLEMS_SCHEMA = compute_object_schema(
+    {
+        "status": {"enum": ["ok", "failing", "not_ready"]},
+        "problems": {"type": "object", "additionalProperties": STRING},
+    }
+)
+HEALTH_SCHEMA = compute_object_schema({"status": {"enum": ["ok"]}})
+STATUS_SCHEMA = compute_object_schema(
+    {
+        "chain_id": STRING,
+        "node_id": STRING,
+        "validator_index": compute_nullable_schema(INTEGER),
+        "height": INTEGER,
+        "head_hash": HASH,
+        "state_root": HASH,
+        "view": INTEGER,
+        "peers": compute_array_schema(STRING),
+        "mempool_txs": INTEGER,
+        "genesis_hash": HASH,
+    }
+)
+EVIDENCE_SCHEMA = compute_object_schema(
+    {
+        "count": INTEGER,
+        "next_cursor": compute_nullable_schema(STRING),
+        "evidence": compute_array_schema(
+            compute_object_schema(
+                {
+                    "validator": STRING,
+                    "validator_index": INTEGER,
+                    "kind": STRING,
+                    "view": INTEGER,
+                    "height": INTEGER,
+                    "first_block_hash": HASH,
+                    "second_block_hash": HASH,
+                    "encoded": HEX,
+                }
+            )
+        ),
+    }
+)
+CHECKPOINT_SCHEMA = compute_object_schema(
+    {
+        "height": INTEGER,
+        "block_hash": HASH,
+        "signatures": compute_array_schema(
+            compute_object_schema({"validator_index": INTEGER, "validator": STRING, "signature": HEX})
+        ),
+        "encoded": HEX,
+    }
+)
+ITEM_ERROR_SCHEMA = compute_object_schema({"code": STRING, "message": STRING})
+SUBMIT_ITEM_SCHEMA = compute_object_schema(
+    {"hash": compute_nullable_schema(HASH), "status": {"enum": [TxStatus.PENDING, TxStatus.REJECTED]}},
+    {"error": ITEM_ERROR_SCHEMA},
+)
+SUBMIT_BATCH_SCHEMA = compute_object_schema(
+    {"accepted": INTEGER, "rejected": INTEGER, "results": compute_array_schema(SUBMIT_ITEM_SCHEMA)}
+)
+TX_STATUS_SCHEMA = compute_object_schema(
+    {"hash": HASH, "status": {"enum": [TxStatus.PENDING, TxStatus.COMMITTED, TxStatus.REJECTED]}},
+    {"height": INTEGER, "index": INTEGER, "receipt": RECEIPT_SCHEMA, "error": ITEM_ERROR_SCHEMA},
+)
+PROOF_SCHEMA = compute_object_schema(
+    {
+        "version": INTEGER,
+        "chain_id": STRING,
+        "height": INTEGER,
+        "tx_hash": HASH,
+        "tx_index": INTEGER,
+        "tx_count": INTEGER,
+        "block_hash": HASH,
+        "block_header": HEX,
+        "commit_certificate": HEX,
+        "transaction": HEX,
+        "receipt": HEX,
+        "tx_proof": compute_array_schema(HEX),
+        "receipt_proof": compute_array_schema(HEX),
+    }
+)
+BLOCK_SCHEMA = {
+    "anyOf": [
+        compute_object_schema(
+            {
+                "height": {"const": 0},
+                "hash": HASH,
+                "genesis": {"const": True},
+                "transactions": {"maxItems": 0},
+            }
+        ),
+        compute_object_schema(
+            {
+                "height": INTEGER,
+                "hash": HASH,
+                "header": HEADER_SCHEMA,
+                "certificate": CERTIFICATE_SCHEMA,
+                "transactions": compute_array_schema(
+                    {"anyOf": [TRANSACTION_SCHEMA, compute_object_schema({"hash": HASH})]}
+                ),
+            },
+            {"block_encoded": HEX, "certificate_encoded": HEX},
+        ),
+    ]
+}

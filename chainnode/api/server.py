@@ -85,19 +85,22 @@ from chainnode.api.common import (
     register_routes,
 )
 from chainnode.api.forms import (
-    CERTIFICATE_SCHEMA,
+    BLOCK_SCHEMA,
+    CHECKPOINT_SCHEMA,
+    EVIDENCE_SCHEMA,
     HASH,
-    HEADER_SCHEMA,
+    HEALTH_SCHEMA,
     HEX,
-    INTEGER,
-    RECEIPT_SCHEMA,
+    PROBLEMS_SCHEMA,
+    PROOF_SCHEMA,
+    STATUS_SCHEMA,
     STRING,
-    TRANSACTION_SCHEMA,
+    SUBMIT_BATCH_SCHEMA,
+    SUBMIT_ITEM_SCHEMA,
+    TX_STATUS_SCHEMA,
     compute_array_schema,
     compute_certificate_json,
     compute_header_json,
-    compute_nullable_schema,
-    compute_object_schema,
     compute_receipt_json,
     compute_transaction_json,
 )
@@ -401,65 +404,6 @@ async def handle_openapi(request: web.Request) -> web.Response:
 
 # ---------------------------------------------------------------- the core routes, declared once
 
-_PROBLEMS_SCHEMA = compute_object_schema(
-    {
-        "status": {"enum": ["ok", "failing", "not_ready"]},
-        "problems": {"type": "object", "additionalProperties": STRING},
-    }
-)
-_HEALTH_SCHEMA = compute_object_schema({"status": {"enum": ["ok"]}})
-_STATUS_SCHEMA = compute_object_schema(
-    {
-        "chain_id": STRING,
-        "node_id": STRING,
-        "validator_index": compute_nullable_schema(INTEGER),
-        "height": INTEGER,
-        "head_hash": HASH,
-        "state_root": HASH,
-        "view": INTEGER,
-        "peers": compute_array_schema(STRING),
-        "mempool_txs": INTEGER,
-        "genesis_hash": HASH,
-    }
-)
-_EVIDENCE_SCHEMA = compute_object_schema(
-    {
-        "count": INTEGER,
-        "next_cursor": compute_nullable_schema(STRING),
-        "evidence": compute_array_schema(
-            compute_object_schema(
-                {
-                    "validator": STRING,
-                    "validator_index": INTEGER,
-                    "kind": STRING,
-                    "view": INTEGER,
-                    "height": INTEGER,
-                    "first_block_hash": HASH,
-                    "second_block_hash": HASH,
-                    "encoded": HEX,
-                }
-            )
-        ),
-    }
-)
-_CHECKPOINT_SCHEMA = compute_object_schema(
-    {
-        "height": INTEGER,
-        "block_hash": HASH,
-        "signatures": compute_array_schema(
-            compute_object_schema({"validator_index": INTEGER, "validator": STRING, "signature": HEX})
-        ),
-        "encoded": HEX,
-    }
-)
-_ITEM_ERROR_SCHEMA = compute_object_schema({"code": STRING, "message": STRING})
-_SUBMIT_ITEM_SCHEMA = compute_object_schema(
-    {"hash": compute_nullable_schema(HASH), "status": {"enum": [TxStatus.PENDING, TxStatus.REJECTED]}},
-    {"error": _ITEM_ERROR_SCHEMA},
-)
-_SUBMIT_BATCH_SCHEMA = compute_object_schema(
-    {"accepted": INTEGER, "rejected": INTEGER, "results": compute_array_schema(_SUBMIT_ITEM_SCHEMA)}
-)
 _SUBMIT_BODY_SCHEMA = {
     "oneOf": [
         {"type": "object", "required": ["tx"], "properties": {"tx": HEX}, "additionalProperties": False},
@@ -471,51 +415,6 @@ _SUBMIT_BODY_SCHEMA = {
         },
     ]
 }
-_TX_STATUS_SCHEMA = compute_object_schema(
-    {"hash": HASH, "status": {"enum": [TxStatus.PENDING, TxStatus.COMMITTED, TxStatus.REJECTED]}},
-    {"height": INTEGER, "index": INTEGER, "receipt": RECEIPT_SCHEMA, "error": _ITEM_ERROR_SCHEMA},
-)
-_PROOF_SCHEMA = compute_object_schema(
-    {
-        "version": INTEGER,
-        "chain_id": STRING,
-        "height": INTEGER,
-        "tx_hash": HASH,
-        "tx_index": INTEGER,
-        "tx_count": INTEGER,
-        "block_hash": HASH,
-        "block_header": HEX,
-        "commit_certificate": HEX,
-        "transaction": HEX,
-        "receipt": HEX,
-        "tx_proof": compute_array_schema(HEX),
-        "receipt_proof": compute_array_schema(HEX),
-    }
-)
-_BLOCK_SCHEMA = {
-    "anyOf": [
-        compute_object_schema(
-            {
-                "height": {"const": 0},
-                "hash": HASH,
-                "genesis": {"const": True},
-                "transactions": {"maxItems": 0},
-            }
-        ),
-        compute_object_schema(
-            {
-                "height": INTEGER,
-                "hash": HASH,
-                "header": HEADER_SCHEMA,
-                "certificate": CERTIFICATE_SCHEMA,
-                "transactions": compute_array_schema(
-                    {"anyOf": [TRANSACTION_SCHEMA, compute_object_schema({"hash": HASH})]}
-                ),
-            },
-            {"block_encoded": HEX, "certificate_encoded": HEX},
-        ),
-    ]
-}
 _HASH_PARAM = path_param("hash", "a transaction hash: 64 lowercase hex digits", HASH)
 
 ROUTES: tuple[Route, ...] = (
@@ -525,28 +424,28 @@ ROUTES: tuple[Route, ...] = (
         "/v1/health",
         handle_health,
         "Liveness: failing only while the node cannot write its ledger",
-        responses={200: _HEALTH_SCHEMA, 503: _PROBLEMS_SCHEMA},
+        responses={200: HEALTH_SCHEMA, 503: PROBLEMS_SCHEMA},
     ),
     Route(
         "GET",
         "/healthz",
         handle_health,
         "Liveness (alias of /v1/health)",
-        responses={200: _HEALTH_SCHEMA, 503: _PROBLEMS_SCHEMA},
+        responses={200: HEALTH_SCHEMA, 503: PROBLEMS_SCHEMA},
     ),
     Route(
         "GET",
         "/readyz",
         handle_ready,
         "Readiness: every named problem",
-        responses={200: _PROBLEMS_SCHEMA, 503: _PROBLEMS_SCHEMA},
+        responses={200: PROBLEMS_SCHEMA, 503: PROBLEMS_SCHEMA},
     ),
     Route(
         "GET",
         "/v1/status",
         handle_status,
         "Chain, head, view, peers and mempool",
-        responses={200: _STATUS_SCHEMA},
+        responses={200: STATUS_SCHEMA},
     ),
     Route(
         "GET",
@@ -554,7 +453,7 @@ ROUTES: tuple[Route, ...] = (
         handle_evidence,
         "Proofs that a validator signed two conflicting messages",
         params=(LIMIT_PARAM, CURSOR_PARAM),
-        responses={200: _EVIDENCE_SCHEMA},
+        responses={200: EVIDENCE_SCHEMA},
         errors=PAGE_ERRORS,
     ),
     Route(
@@ -562,7 +461,7 @@ ROUTES: tuple[Route, ...] = (
         "/v1/checkpoints/latest",
         handle_checkpoint,
         "The latest stable checkpoint",
-        responses={200: _CHECKPOINT_SCHEMA},
+        responses={200: CHECKPOINT_SCHEMA},
         errors={404: ("not_found",)},
     ),
     Route(
@@ -579,7 +478,7 @@ ROUTES: tuple[Route, ...] = (
         handle_submit,
         "Submit one transaction (202) or a batch (200, a result per item)",
         request_body=_SUBMIT_BODY_SCHEMA,
-        responses={200: _SUBMIT_BATCH_SCHEMA, 202: _SUBMIT_ITEM_SCHEMA},
+        responses={200: SUBMIT_BATCH_SCHEMA, 202: SUBMIT_ITEM_SCHEMA},
         errors={
             400: ("bad_request", "malformed_json", "bad_hex", "too_many", "malformed", "too_large"),
             413: ("too_large",),
@@ -593,7 +492,7 @@ ROUTES: tuple[Route, ...] = (
         handle_transaction,
         "A transaction's status: pending, committed (with its receipt) or rejected",
         params=(_HASH_PARAM,),
-        responses={200: _TX_STATUS_SCHEMA},
+        responses={200: TX_STATUS_SCHEMA},
         errors={400: ("bad_hex",), 404: ("not_found",)},
     ),
     Route(
@@ -602,7 +501,7 @@ ROUTES: tuple[Route, ...] = (
         handle_transaction_proof,
         "An offline-verifiable inclusion proof of a committed transaction and its receipt",
         params=(_HASH_PARAM,),
-        responses={200: _PROOF_SCHEMA},
+        responses={200: PROOF_SCHEMA},
         errors={400: ("bad_hex",), 404: ("not_found",)},
     ),
     Route(
@@ -622,7 +521,7 @@ ROUTES: tuple[Route, ...] = (
                 {"enum": ["full", "hashes"], "default": "full"},
             ),
         ),
-        responses={200: _BLOCK_SCHEMA},
+        responses={200: BLOCK_SCHEMA},
         errors={400: ("bad_height", "bad_request"), 404: ("not_found",)},
     ),
 )
