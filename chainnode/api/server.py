@@ -41,6 +41,13 @@ certificates) are served by `chainnode.api.governance`, records (versions, histo
 listings, anchored documents, grants, read markers) by `chainnode.api.records`, both mounted in
 `create_app`.
 
+Contract: every route is declared once, as data (`chainnode.api.common.Route`: method, path,
+handler, parameters with their bounds, body and answer schemas, error codes by status), in a
+`ROUTES` table per area (this module's core routes, governance, assets, records, events);
+`create_app` mounts the declarations and `GET /openapi.json` serves the OpenAPI 3.1 document
+computed from the same ones (`chainnode.api.openapi`).  Every list takes `limit` and `cursor`
+(`common.parse_limit`, `bad_limit`; `bad_cursor`) and answers `next_cursor`.
+
 Blocks: height 0 is the genesis state, which has no block and no commit
 certificate; `GET /v1/blocks/0` (and `latest` before the first block) answers
 a small genesis summary `{"height": 0, "hash", "genesis": true, ...}` so that
