@@ -4,7 +4,10 @@ library only at import time, so `chainnode --help` stays fast)."""
 from __future__ import annotations
 
 import argparse
+import logging
 from typing import TYPE_CHECKING, Any
+
+from chainnode.cli.output import add_output_options
 
 if TYPE_CHECKING:
     from chainnode.sdk.client import Client
@@ -69,3 +72,37 @@ def raise_if_failed(document: dict[str, Any]) -> None:
             f"transaction {document['tx_hash']} was committed but failed: {receipt.get('message', '')}",
             code=str(receipt.get("code_name", "failed")),
         )
+
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+VALID_FOR_BLOCKS = 1000
+BATCH_TXS_MAX = 10_000
+DEVNET_VALIDATORS_DEFAULT = 4
+DEVNET_BASE_PORT_DEFAULT = 26600
+LOG_LEVELS = ("debug", "info", "warning", "error")
+# `chainnode.core.statuses.ProposalStatus`, kept here so `chainnode --help` imports nothing more.
+PROPOSAL_STATUSES = ("open", "expired", "executed", "rejected", "failed")
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def add_node_options(parser: argparse.ArgumentParser, *, waits: bool = False) -> None:
+    parser.add_argument(
+        "--node", required=True, metavar="URL", help="the node's API URL, e.g. http://127.0.0.1:26601"
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="seconds to wait for each answer" + (" (and for the commit with --wait)" if waits else ""),
+    )
+    add_output_options(parser)
