@@ -25,7 +25,7 @@ LIMIT_DEFAULT = 100
 LIMIT_MAX = 1000
 
 # The API's stable error codes (`{"error": {"code", "message"}}`) and what each means.  The CLI
-# and the SDK show the same codes (`chainnode.sdk.client.ClientError.code`); the OpenAPI document
+# and the SDK show the same codes (`chainnode.sdk.errors.ClientError.code`); the OpenAPI document
 # lists, per operation and status, the codes it can answer.  Rejections of a transaction add the
 # labels of `chainnode.core.types.ErrorCode` (`bad_signature`, `unknown_signer`, ...).
 ERROR_CODES: Mapping[str, str] = {

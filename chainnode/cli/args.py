@@ -64,7 +64,7 @@ def wait_for_outcome(args: argparse.Namespace, client: Client, document: dict[st
 
 def raise_if_failed(document: dict[str, Any]) -> None:
     """Exit 1 with the receipt's stable code when a committed transaction failed (after printing)."""
-    from chainnode.sdk.client import ClientError
+    from chainnode.sdk.errors import ClientError
 
     if document.get("ok") is False:
         receipt = document.get("receipt") or {}

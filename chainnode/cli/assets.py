@@ -139,7 +139,7 @@ def run_action(args: argparse.Namespace) -> int:
 
 
 def _require(value: Any, what: str) -> Any:
-    from chainnode.sdk.client import ClientError
+    from chainnode.sdk.errors import ClientError
 
     if value is None:
         raise ClientError(f"no {what}", code="not_found", status=404)

@@ -84,7 +84,8 @@ def _submit_file(
     client: Client, signer: Identity, chain_id: str, valid_until: int, args: argparse.Namespace
 ) -> int:
     from chainnode.core.statuses import TxStatus
-    from chainnode.sdk.client import ClientError, build_transaction
+    from chainnode.sdk.client import build_transaction
+    from chainnode.sdk.errors import ClientError
 
     items = _read_tx_file(args.file)
     txs = [

@@ -6,15 +6,49 @@ and change nothing; they live here so the node's runtime only wires and drives.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from chainnode.api.service import ReadinessProblem
 from chainnode.app import authority
 from chainnode.core import metrics
+from chainnode.node.admission import Admission
 from chainnode.node.clock import get_monotonic_ms, get_time_ms
+from chainnode.node.config import NodeConfig
+from chainnode.node.health import DiskSpaceWatch
+from chainnode.node.mempool import Mempool
+from chainnode.node.peer_reports import PeerReports
+from consensus.engine import Engine
+from p2p.http_guard import GuardedAppRunner
+from p2p.transport import Transport
 from storage.ledger import Ledger
 
-if TYPE_CHECKING:
-    from chainnode.node.runtime import Node
+
+class NodeView(Protocol):
+    """The parts of `chainnode.node.runtime.Node` these views read (declared here, their user)."""
+
+    chain_id: str
+    node_id: str
+    genesis_hash: bytes
+    config: NodeConfig
+    engine: Engine
+    mempool: Mempool
+    transport: Transport
+    admission: Admission
+    peer_reports: PeerReports
+    api_runner: GuardedAppRunner | None
+    gc_timer: metrics.GcTimer
+    disk: DiskSpaceWatch
+    certificate_watch: CertificateWatch
+    committed_txs: int
+    evidence_total: int
+    stable_checkpoint: int
+    frames_malformed: int
+
+    @property
+    def ledger(self) -> Ledger: ...
+
+    def get_readiness_problems(self) -> list[ReadinessProblem]: ...
+
 
 EXPIRING_RECOMPUTE_MS = 60_000
 
@@ -38,7 +72,7 @@ class CertificateWatch:
         return items
 
 
-def render_metrics(node: Node) -> str:
+def render_metrics(node: NodeView) -> str:
     """The node's metrics in Prometheus text format."""
     head = node.ledger.get_head()
     sample = metrics.Sample
@@ -127,7 +161,7 @@ def render_metrics(node: Node) -> str:
     return metrics.render(samples, {"chain_id": node.chain_id, "node": node.node_id})
 
 
-def _get_api_connection_samples(node: Node) -> list[metrics.Sample]:
+def _get_api_connection_samples(node: NodeView) -> list[metrics.Sample]:
     """The API's connection limits at work (`p2p.http_guard`); zeros before `start`."""
     guard = None if node.api_runner is None else node.api_runner.guard
     samples = [
@@ -150,7 +184,7 @@ def _get_api_connection_samples(node: Node) -> list[metrics.Sample]:
     return samples
 
 
-def compute_status(node: Node) -> dict[str, Any]:
+def compute_status(node: NodeView) -> dict[str, Any]:
     """The `/v1/status` document."""
     head = node.ledger.get_head()
     return {

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from chainnode.core import types
-from chainnode.sdk.client import AuthoritySigner, Client, ClientError, Identity, build_transaction
+from chainnode.sdk.client import AuthoritySigner, Client, Identity, build_transaction
+from chainnode.sdk.errors import ClientError
 
 MODULE = "assets"
 VALID_FOR_BLOCKS = 1000

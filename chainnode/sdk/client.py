@@ -59,8 +59,9 @@ from chainnode.app.proof import ProofError as ProofError  # noqa: PLC0414
 from chainnode.app.proof import ProofResult as ProofResult  # noqa: PLC0414
 from chainnode.app.proof import verify_proof as verify_proof  # noqa: PLC0414
 from chainnode.core import crypto, identity, types
-from chainnode.core.errors import ChainError, ConfigError, InvariantError
+from chainnode.core.errors import ConfigError, InvariantError
 from chainnode.core.statuses import TxStatus
+from chainnode.sdk.errors import ClientError
 
 NONCE_BITS = 63
 _RESPONSE_BYTES_MAX = 256 * 1024 * 1024
@@ -137,20 +138,6 @@ def build_transaction(
         action=action,
         args=args,
     )
-
-
-class ClientError(ChainError):
-    """A failed API call: the HTTP status (None without an answer), code and message, and the
-    seconds the node asked to wait before trying again (`Retry-After`; None if it did not say)."""
-
-    code = "client_error"
-
-    def __init__(
-        self, message: str, *, code: str, status: int | None = None, retry_after_s: float | None = None
-    ) -> None:
-        super().__init__(message, code=code)
-        self.status = status
-        self.retry_after_s = retry_after_s
 
 
 @dataclass(frozen=True, slots=True)

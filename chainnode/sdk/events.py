@@ -30,10 +30,22 @@ import struct
 import time
 import urllib.parse
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Protocol
 
 from chainnode.app.events import Position, encode_cursor
-from chainnode.sdk.client import Client, ClientError
+from chainnode.sdk.errors import ClientError
+
+
+class EventClient(Protocol):
+    """What the stream needs of `chainnode.sdk.client.Client` (declared here, where it is used)."""
+
+    @property
+    def url(self) -> str: ...
+
+    def send(self, method: str, path: str, body: bytes | None = None) -> Any: ...
+
+    def get_status(self) -> dict[str, Any]: ...
+
 
 _WEBSOCKET_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _HEAD_BYTES_MAX = 64 * 1024
@@ -221,7 +233,7 @@ class EventSocket:
 
 
 def get_events_page(
-    client: Client,
+    client: EventClient,
     *,
     from_cursor: str | None = None,
     module: str | None = None,
@@ -238,7 +250,7 @@ def get_events_page(
 
 
 def read_events(
-    client: Client,
+    client: EventClient,
     *,
     from_cursor: str | None = None,
     module: str | None = None,
@@ -256,14 +268,14 @@ def read_events(
             return
 
 
-def resolve_head_cursor(client: Client) -> str:
+def resolve_head_cursor(client: EventClient) -> str:
     """A cursor just past everything the node has committed now (to follow only new events)."""
     height = int(client.get_status()["height"])
     return encode_cursor(Position(height + 1, 0, 0))
 
 
 def events(
-    client: Client,
+    client: EventClient,
     *,
     from_cursor: str | None = None,
     module: str | None = None,

@@ -30,7 +30,8 @@ from typing import Any
 
 from chainnode.core.errors import ConfigError
 from chainnode.sdk import confidential
-from chainnode.sdk.client import Client, ClientError, Identity, build_transaction
+from chainnode.sdk.client import Client, Identity, build_transaction
+from chainnode.sdk.errors import ClientError
 
 MODULE = "records"
 VALID_FOR_BLOCKS = 1000

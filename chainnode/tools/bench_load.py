@@ -57,7 +57,8 @@ from chainnode.core import identity as pki
 from chainnode.core.errors import ChainError, InvariantError
 from chainnode.core.hexstr import parse_hex
 from chainnode.core.statuses import TxStatus
-from chainnode.sdk.client import Client, ClientError, Identity, Reply
+from chainnode.sdk.client import Client, Identity, Reply
+from chainnode.sdk.errors import ClientError
 from chainnode.tools.devnet import LocalNetwork, load_submitters, submit_all
 
 WORKLOAD_CHUNK_TXS = 10_000

@@ -30,7 +30,8 @@ from chainnode.core import identity as pki
 from chainnode.core import types
 from chainnode.core.errors import ChainError, ConfigError
 from chainnode.core.statuses import TxStatus
-from chainnode.sdk.client import Client, ClientError, Identity, build_transaction
+from chainnode.sdk.client import Client, Identity, build_transaction
+from chainnode.sdk.errors import ClientError
 
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0

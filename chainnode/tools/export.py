@@ -237,7 +237,7 @@ class ApiSource:
         )
 
     def _fetch(self, height: int) -> RawBlock | None:
-        from chainnode.sdk.client import ClientError
+        from chainnode.sdk.errors import ClientError
 
         try:
             answer = self.client.get_block(height)

@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from chainnode.sdk.client import ClientError
+from chainnode.sdk.errors import ClientError
 from tests.cluster.conftest import Cluster
 
 FAKETIME_LIBRARY_GLOBS = (

@@ -44,7 +44,8 @@ import pytest
 from chainnode.app.genesis import Genesis, load_genesis
 from chainnode.core import quorum, types
 from chainnode.core.errors import ChainError
-from chainnode.sdk.client import Client, ClientError, Identity, build_transaction
+from chainnode.sdk.client import Client, Identity, build_transaction
+from chainnode.sdk.errors import ClientError
 from chainnode.tools.devnet import LocalNetwork, load_submitters
 from chainnode.tools.network import init_network
 

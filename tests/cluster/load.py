@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from chainnode.core import types
-from chainnode.sdk.client import ClientError
+from chainnode.sdk.errors import ClientError
 from tests.cluster.conftest import Cluster, build_puts, get_heads, get_valid_until, wait_until
 
 BATCH_TXS = 2

@@ -40,7 +40,8 @@ import pytest
 from chainnode.app.genesis import Genesis, load_genesis
 from chainnode.app.proof import verify_proof
 from chainnode.core import quorum, types
-from chainnode.sdk.client import Client, ClientError, Identity, build_transaction
+from chainnode.sdk.client import Client, Identity, build_transaction
+from chainnode.sdk.errors import ClientError
 from chainnode.tools import hosts
 from chainnode.tools.devnet import load_submitters
 from chainnode.tools.network import init_network

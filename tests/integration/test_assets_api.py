@@ -14,7 +14,8 @@ import pytest
 import cli
 from chainnode.core import crypto, identity
 from chainnode.sdk.assets import Assets
-from chainnode.sdk.client import AuthoritySigner, Client, ClientError, Identity, build_transaction
+from chainnode.sdk.client import AuthoritySigner, Client, Identity, build_transaction
+from chainnode.sdk.errors import ClientError
 from tests.governance_harness import Network
 from tests.integration.api_harness import CHAIN_ID, ServerThread
 from tests.integration.test_governance_api import NetworkService

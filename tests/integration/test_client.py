@@ -15,7 +15,8 @@ import pytest
 
 from chainnode.core import types
 from chainnode.core.errors import ConfigError
-from chainnode.sdk.client import Client, ClientError, Identity, build_transaction
+from chainnode.sdk.client import Client, Identity, build_transaction
+from chainnode.sdk.errors import ClientError
 from tests.factories import build_put, get_free_port, load_entity
 from tests.integration.api_harness import (
     CHAIN_ID,

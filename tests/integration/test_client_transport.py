@@ -11,7 +11,8 @@ from typing import ClassVar
 
 import pytest
 
-from chainnode.sdk.client import Client, ClientError
+from chainnode.sdk.client import Client
+from chainnode.sdk.errors import ClientError
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

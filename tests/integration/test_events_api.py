@@ -25,7 +25,8 @@ from chainnode.api.events import CLOSE_GOING_AWAY, CLOSE_SLOW_SUBSCRIBER, HUB_KE
 from chainnode.api.server import create_app
 from chainnode.app.events import START, Position, decode_cursor, encode_cursor
 from chainnode.sdk import events as sdk_events
-from chainnode.sdk.client import Client, ClientError
+from chainnode.sdk.client import Client
+from chainnode.sdk.errors import ClientError
 from tests.factories import REPO, build_put, load_entity
 from tests.integration.api_harness import CHAIN_ID, SUBMITTER, LocalService, ServerThread
 from tests.tcp_proxy import CuttingProxy

@@ -16,7 +16,8 @@ import pytest
 import cli
 from chainnode.app import genesis, governance
 from chainnode.core import crypto
-from chainnode.sdk.client import Client, ClientError
+from chainnode.sdk.client import Client
+from chainnode.sdk.errors import ClientError
 from tests.governance_harness import Network
 from tests.integration.api_harness import CHAIN_ID, LocalService, ServerThread
 

@@ -13,7 +13,8 @@ import pytest
 
 from chainnode.app.proof import PROOF_FIELDS, compute_proof
 from chainnode.core import crypto, quorum, types
-from chainnode.sdk.client import Client, ClientError, ProofError, verify_proof
+from chainnode.sdk.client import Client, ProofError, verify_proof
+from chainnode.sdk.errors import ClientError
 from chainnode.tools.export import open_ledger_snapshot
 from tests.factories import run_cli_process
 from tests.integration.api_harness import ServerThread
