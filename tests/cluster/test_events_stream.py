@@ -94,6 +94,9 @@ def test_subscriber_gets_every_event_once_through_a_restart_and_two_cuts(cluster
         _wait_received(subscriber, TXS_PER_PHASE // 3, "the subscriber streams")
         assert proxy.cut() >= 1  # first disconnection, mid-stream
         _load(cluster, "after-cut-1", others)
+        # Back on the stream before the crash, so the cut and the crash are two disconnections
+        # (a crash before the reconnect would merge them into one).
+        wait_until(lambda: proxy.connections_accepted >= 2, "the subscriber reconnects", RECEIVE_TIMEOUT_S)
 
         cluster.network.kill(SUBSCRIBED)  # the node it reads from crashes
         _load(cluster, "while-down", others)
