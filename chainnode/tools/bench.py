@@ -69,19 +69,21 @@ from chainnode.core import types
 from chainnode.core.errors import ChainError, ConfigError
 from chainnode.node.config import load_node_config
 from chainnode.tools.bench_load import (
+    BenchError,
+    CommitWatcher,
+    SubmitPlan,
+    run_setup,
+    run_submitter,
+    sign_workload,
+)
+from chainnode.tools.bench_mix import (
     MIX_PILOT,
     MIXES,
     PILOT_MIX,
     READY_TIMEOUT_S,
-    BenchError,
-    CommitWatcher,
-    SubmitPlan,
     WorkItem,
     build_cast,
     compute_setup_phases,
-    run_setup,
-    run_submitter,
-    sign_workload,
 )
 from chainnode.tools.devnet import DevnetError, LocalNetwork, load_submitters
 from chainnode.tools.export import open_ledger_snapshot

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from chainnode.core.errors import ConfigError
-from chainnode.tools import bench, bench_load
+from chainnode.tools import bench, bench_mix
 from cli import main
 from tests.cluster.conftest import find_free_base_port
 
@@ -46,9 +46,9 @@ def _check_report(report: dict[str, object], *, txs: int, rate: str, mix: str) -
         assert report["receipts_ok"] == {"records.put": txs} and report["setup_txs"] == 0
         return
     expected: dict[str, int] = {}
-    for kind in bench_load.PILOT_MIX:
+    for kind in bench_mix.PILOT_MIX:
         name = "assets.transfer" if kind == "assets.transfer_editioned" else kind
-        expected[name] = expected.get(name, 0) + bench_load.count_kind(txs, kind)
+        expected[name] = expected.get(name, 0) + bench_mix.count_kind(txs, kind)
     assert report["receipts_ok"] == expected
     assert report["setup_txs"] > 0 and report["setup_height"] > 0  # type: ignore[operator]
 

@@ -14,7 +14,7 @@ import pytest
 
 from chainnode.app import genesis, records
 from chainnode.core import crypto, identity, types
-from chainnode.tools import bench, bench_load, network, verify_rate
+from chainnode.tools import bench, bench_load, bench_mix, network, verify_rate
 from chainnode.tools.devnet import LocalNetwork, load_submitters
 from tests.governance_harness import Chain, Network
 
@@ -110,50 +110,50 @@ def test_verify_rate_is_measured() -> None:
 
 @pytest.mark.parametrize("sequence", range(40))
 def test_workload_items_are_valid_record_puts(sequence: int) -> None:
-    key, value = bench_load.compute_record_args(sequence, entity_index=3, label="b1")
+    key, value = bench_mix.compute_record_args(sequence, entity_index=3, label="b1")
     records.check_put_args((key, value))  # raises TransactionError when invalid
 
 
 def test_workload_updates_some_keys_and_adds_others() -> None:
-    keys = [bench_load.compute_record_args(sequence, 0, "b1")[0] for sequence in range(400)]
+    keys = [bench_mix.compute_record_args(sequence, 0, "b1")[0] for sequence in range(400)]
     assert len(set(keys)) < len(keys), "meter readings and status updates write new versions"
     assert sum(key.startswith("doc-") for key in keys) == len({k for k in keys if k.startswith("doc-")})
 
 
 def test_pilot_mix_interleaves_every_kind_in_each_period_of_100() -> None:
-    assert sum(bench_load.PILOT_MIX.values()) == bench_load.MIX_PERIOD_TXS
-    assert Counter(kind for kind, _ in bench_load.PILOT_SLOTS) == Counter(bench_load.PILOT_MIX)
+    assert sum(bench_mix.PILOT_MIX.values()) == bench_mix.MIX_PERIOD_TXS
+    assert Counter(kind for kind, _ in bench_mix.PILOT_SLOTS) == Counter(bench_mix.PILOT_MIX)
     # The puts are spread out: no run of other kinds longer than a few transactions.
-    gaps = [i for i, (kind, _) in enumerate(bench_load.PILOT_SLOTS) if kind == "records.put"]
+    gaps = [i for i, (kind, _) in enumerate(bench_mix.PILOT_SLOTS) if kind == "records.put"]
     assert max(b - a for a, b in itertools.pairwise(gaps)) <= 3
-    shares = {kind.split(".")[0]: 0 for kind in bench_load.PILOT_MIX}
-    for kind, count in bench_load.PILOT_MIX.items():
+    shares = {kind.split(".")[0]: 0 for kind in bench_mix.PILOT_MIX}
+    for kind, count in bench_mix.PILOT_MIX.items():
         shares[kind.split(".")[0]] += count
     assert shares == {"records": 90, "assets": 10}
 
 
 @pytest.mark.parametrize("txs", [0, 1, 99, 100, 101, 250, 12_345])
 def test_count_kind_counts_what_the_items_are(txs: int) -> None:
-    cast = bench_load.PilotCast(tuple(f"e{i}" for i in range(7)), (2, 5))
-    seen = Counter(bench_load.compute_pilot_kind(sequence) for sequence in range(txs))
-    assert {kind: bench_load.count_kind(txs, kind) for kind in bench_load.PILOT_MIX} == {
-        kind: seen[kind] for kind in bench_load.PILOT_MIX
+    cast = bench_mix.PilotCast(tuple(f"e{i}" for i in range(7)), (2, 5))
+    seen = Counter(bench_mix.compute_pilot_kind(sequence) for sequence in range(txs))
+    assert {kind: bench_mix.count_kind(txs, kind) for kind in bench_mix.PILOT_MIX} == {
+        kind: seen[kind] for kind in bench_mix.PILOT_MIX
     }
-    assert all(bench_load.compute_item("pilot", s, cast, "b1").signer < 7 for s in range(min(txs, 300)))
+    assert all(bench_mix.compute_item("pilot", s, cast, "b1").signer < 7 for s in range(min(txs, 300)))
 
 
 def test_records_mix_is_the_earlier_workload() -> None:
-    cast = bench_load.PilotCast(tuple(f"e{i}" for i in range(7)), ())
+    cast = bench_mix.PilotCast(tuple(f"e{i}" for i in range(7)), ())
     for sequence in range(50):
-        item = bench_load.compute_item("records", sequence, cast, "b1")
+        item = bench_mix.compute_item("records", sequence, cast, "b1")
         assert (item.signer, item.name) == (sequence % 7, "records.put")
-        assert item.args == bench_load.compute_record_args(sequence, sequence % 7, "b1")
+        assert item.args == bench_mix.compute_record_args(sequence, sequence % 7, "b1")
 
 
 def test_pilot_cast_needs_entities_and_an_issuer() -> None:
-    assert bench_load.PilotCast(("a", "b", "c", "d"), (0,)).find_problem() is None
-    assert bench_load.PilotCast(("a", "b", "c", "d"), ()).find_problem()
-    assert bench_load.PilotCast(("a", "b", "c"), (0,)).find_problem()
+    assert bench_mix.PilotCast(("a", "b", "c", "d"), (0,)).find_problem() is None
+    assert bench_mix.PilotCast(("a", "b", "c", "d"), ()).find_problem()
+    assert bench_mix.PilotCast(("a", "b", "c"), (0,)).find_problem()
 
 
 PILOT_TXS = 3_000  # past 2 x 140 grantee writes, so both set-up grant offsets are written under
@@ -187,17 +187,17 @@ def _run_blocks(chain: Chain, txs: list[types.Transaction], names: list[str], se
 def test_pilot_mix_succeeds_in_any_commit_order(pilot: tuple[Network, LocalNetwork], seed: int) -> None:
     net, local = pilot
     identities = load_submitters(local.directory, local.entity_ids)
-    cast = bench_load.build_cast(identities)
-    assert cast.find_problem() is None and len(cast.issuers) == bench_load.COLLECTIONS_ISSUERS_MAX
+    cast = bench_mix.build_cast(identities)
+    assert cast.find_problem() is None and len(cast.issuers) == bench_mix.COLLECTIONS_ISSUERS_MAX
     chain = Chain(net)
-    nonce = bench_load.SETUP_NONCE_BASE
-    for phase in bench_load.compute_setup_phases(cast, PILOT_TXS, "b1"):
+    nonce = bench_mix.SETUP_NONCE_BASE
+    for phase in bench_mix.compute_setup_phases(cast, PILOT_TXS, "b1"):
         txs = []
         for item in phase:
             txs.append(bench_load.sign_item(identities, item, local.chain_id, nonce))
             nonce += 1
         _run_blocks(chain, txs, [item.name for item in phase], seed)
-    items = [bench_load.compute_item("pilot", sequence, cast, "b1") for sequence in range(PILOT_TXS)]
+    items = [bench_mix.compute_item("pilot", sequence, cast, "b1") for sequence in range(PILOT_TXS)]
     order = list(range(PILOT_TXS))
     random.Random(seed).shuffle(order)
     txs = [bench_load.sign_item(identities, items[i], local.chain_id, i) for i in order]
