@@ -23,6 +23,7 @@ from typing import Any
 
 from cryptography import x509
 
+from chainnode.app.execution import ExecutionResult
 from chainnode.core import crypto, identity, quorum, types
 from chainnode.sdk.client import Identity, build_transaction
 
@@ -96,6 +97,33 @@ def load_validator_keys(network_dir: Path, validators: quorum.ValidatorSet) -> l
 
 
 # ---------------------------------------------------------------- blocks and state
+
+
+def make_executed_block(
+    result: ExecutionResult,
+    txs: Sequence[types.Transaction],
+    *,
+    chain_id: str,
+    height: int,
+    timestamp_ms: int,
+    parent_hash: bytes,
+    validator_set_hash: bytes,
+) -> types.Block:
+    """The block a primary proposes for `txs` (view 0, proposer 0), its roots from `result`."""
+    header = types.BlockHeader(
+        chain_id=chain_id,
+        height=height,
+        view=0,
+        proposer=0,
+        timestamp_ms=timestamp_ms,
+        parent_hash=parent_hash,
+        tx_root=types.compute_tx_root(txs),
+        receipts_root=result.receipts_root,
+        state_root=result.state_root,
+        validator_set_hash=validator_set_hash,
+        tx_count=len(txs),
+    )
+    return types.Block.create(header, txs)
 
 
 def sign_commit_certificate(

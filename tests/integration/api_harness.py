@@ -31,7 +31,7 @@ from chainnode.core.errors import DecodeError
 from chainnode.node.health import Readiness, ReadinessProblem
 from chainnode.node.mempool import Mempool
 from storage.ledger import Ledger
-from tests.factories import Pki, create_pki, sign_commit_certificate
+from tests.factories import Pki, create_pki, make_executed_block, sign_commit_certificate
 
 CHAIN_ID = "test-net"
 ZONE = "beijing"
@@ -239,20 +239,15 @@ class LocalService:
             transactions=txs,
             is_committed=self._is_committed,
         )
-        header = types.BlockHeader(
+        block = make_executed_block(
+            result,
+            txs,
             chain_id=self.chain_id,
             height=height,
-            view=0,
-            proposer=0,
             timestamp_ms=timestamp_ms,
             parent_hash=head.block_hash,
-            tx_root=types.compute_tx_root(txs),
-            receipts_root=result.receipts_root,
-            state_root=result.state_root,
             validator_set_hash=self.validators.compute_hash(),
-            tx_count=len(txs),
         )
-        block = types.Block.create(header, txs)
         certificate = sign_commit_certificate(block, self.validator_keys)
         self.ledger.commit_block(block, certificate, result.receipts, result.write_set)
         self.mempool.remove(tx.hash for tx in txs)

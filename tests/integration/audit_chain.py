@@ -29,7 +29,7 @@ from chainnode.core import crypto, identity, quorum, types
 from chainnode.sdk.client import Identity, build_transaction
 from chainnode.tools.network import init_network
 from storage.ledger import Ledger
-from tests.factories import load_validator_keys, sign_commit_certificate
+from tests.factories import load_validator_keys, make_executed_block, sign_commit_certificate
 
 CHAIN_ID = "audit-net"
 BLOCK_INTERVAL_MS = 10  # a chain of hundreds of blocks stays within the timestamp drift of now
@@ -129,20 +129,15 @@ def commit_block(
         transactions=txs,
         is_committed=ledger.is_committed,
     )
-    header = types.BlockHeader(
+    block = make_executed_block(
+        result,
+        txs,
         chain_id=CHAIN_ID,
         height=height,
-        view=0,
-        proposer=0,
         timestamp_ms=timestamp_ms,
         parent_hash=head.block_hash,
-        tx_root=types.compute_tx_root(txs),
-        receipts_root=result.receipts_root,
-        state_root=result.state_root,
         validator_set_hash=genesis.validators.compute_hash(),
-        tx_count=len(txs),
     )
-    block = types.Block.create(header, txs)
     certificate = sign_commit_certificate(block, keys, signers=3 if height % 2 == 0 else 4)
     ledger.commit_block(block, certificate, result.receipts, result.write_set)
     return block

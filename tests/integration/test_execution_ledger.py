@@ -14,6 +14,7 @@ from chainnode.app import records
 from chainnode.app.execution import Executor, InvalidBlockError, SignatureCache
 from chainnode.core import crypto, quorum, types
 from storage.ledger import Ledger
+from tests.factories import make_executed_block
 from tests.unit.test_execution import CHAIN_ID, GENESIS_ROOT, INITIAL_STATE, NOW_MS, make_tx
 
 ErrorCode = types.ErrorCode
@@ -38,20 +39,15 @@ def test_execute_commit_and_replay_on_a_real_ledger(tmp_path: Path) -> None:
             transactions=[tx],
             is_committed=ledger.is_committed,
         )
-        header = types.BlockHeader(
+        block = make_executed_block(
+            result,
+            [tx],
             chain_id=CHAIN_ID,
             height=1,
-            view=0,
-            proposer=0,
             timestamp_ms=NOW_MS,
             parent_hash=head.block_hash,
-            tx_root=types.compute_tx_root([tx]),
-            receipts_root=result.receipts_root,
-            state_root=result.state_root,
             validator_set_hash=types.ZERO_HASH,
-            tx_count=1,
         )
-        block = types.Block.create(header, [tx])
         certificate = quorum.CommitCertificate(1, 0, block.hash, ())
         assert ledger.commit_block(block, certificate, result.receipts, result.write_set).state_root == (
             result.state_root
