@@ -21,11 +21,14 @@ group with `add_commands` and runs `args.check(args)` (usage checks, exit 2) bef
     chainnode asset collection C --node URL [--limit N] [--cursor CURSOR]
     chainnode asset provenance --node URL --collection C --token T [--limit N] [--cursor CURSOR]
 
-Every action command takes `[--wait] [--json] [--timeout S]` and prints the ids it made or
-touched (`asset_id`, `tx_hash`); `--wait` waits for the commit and fails (exit 1, with the
-receipt's stable code, e.g. `error: asset_frozen: ...`) when the transaction failed.  Queries
-print readable lines, or the API's JSON with `--json`.  `freeze` / `unfreeze` with `--zone-dir`
-sign as the holder's zone authority (`zone_freeze` / `zone_unfreeze`).
+Every action command takes `[--wait] [--json|--text] [--timeout S]` and prints one document
+(`chainnode.cli.output`): the fields of every submitting command (`tx_hash`, `action`, `signer`,
+`status`, `ok`, `height`, `index`, `receipt`) and the ids it made or touched (`asset_id`, the first,
+and `asset_ids`); `--wait` waits for the commit and fails (exit 1, with the receipt's stable code,
+e.g. `error: asset_frozen: ...`) when the transaction failed.  Queries print the API's answer:
+one JSON document with `--json` (or into a pipe), tables and key/value views on a terminal.
+`freeze` / `unfreeze` with `--zone-dir` sign as the holder's zone authority (`zone_freeze` /
+`zone_unfreeze`).
 """
 
 from __future__ import annotations
@@ -35,8 +38,8 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from chainnode.cli.args import parse_positive_int
-from chainnode.cli.output import add_output_options, emit, is_json_output, print_json, print_pairs, print_rows
+from chainnode.cli.args import parse_positive_int, submit_document
+from chainnode.cli.output import add_output_options, emit, print_note, print_pairs, print_rows
 
 KINDS = ("unique", "editioned")  # `chainnode.app.asset_state.KINDS`, kept here for a fast --help
 
@@ -76,17 +79,32 @@ def _open(args: argparse.Namespace) -> Any:
     return Assets(Client(args.node, timeout_s=args.timeout), signer, timeout_s=args.timeout)
 
 
-def _report(args: argparse.Namespace, submitted: Any) -> int:
-    status = "committed" if submitted.status is not None else "pending"
-    answer = {
-        "action": f"assets.{submitted.action}",
-        "asset_id": submitted.asset_ids[0] if submitted.asset_ids else None,
-        "asset_ids": list(submitted.asset_ids),
-        "tx_hash": submitted.tx_hash,
-        "status": status,
-        "height": None if submitted.status is None else submitted.status.get("height"),
-    }
-    emit(args, answer, render=lambda _: print_pairs([(k, v) for k, v in answer.items() if k != "asset_ids"]))
+def _report(args: argparse.Namespace, assets: Any, submitted: Any) -> int:
+    """The submit document (`chainnode.cli.args.submit_document`) with the assets it names."""
+    from chainnode.cli.output import print_note, render_document
+
+    signer = getattr(assets.signer, "entity_id", None) or getattr(assets.signer, "signer_id", None)
+    document = submit_document(submitted.tx_hash, f"assets.{submitted.action}", signer)
+    if submitted.status is not None:
+        receipt = submitted.status.get("receipt") or {}
+        document.update(
+            status=submitted.status.get("status"),
+            ok=receipt.get("code", 0) == 0,
+            height=submitted.status.get("height"),
+            index=submitted.status.get("index"),
+            receipt=receipt,
+        )
+    document["asset_id"] = submitted.asset_ids[0] if submitted.asset_ids else None
+    document["asset_ids"] = list(submitted.asset_ids)
+
+    def render(answer: dict[str, Any]) -> None:
+        render_document(
+            {name: value for name, value in answer.items() if name != "asset_ids"}, title=answer["action"]
+        )
+        if answer["status"] == "pending":
+            print_note("pending: --wait waits for the commit and prints the outcome")
+
+    emit(args, document, render=render)
     return 0
 
 
@@ -132,7 +150,7 @@ def run_action(args: argparse.Namespace) -> int:
     else:
         method = assets.pause if command == "pause" else assets.unpause
         submitted = method(args.collection, wait=wait)
-    return _report(args, submitted)
+    return _report(args, assets, submitted)
 
 
 # ---------------------------------------------------------------- queries
@@ -150,29 +168,28 @@ def run_show(args: argparse.Namespace) -> int:
     asset = _require(
         _open(args).get_asset(args.collection, args.token), f"asset {args.collection}/{args.token}"
     )
-    if is_json_output(args):
-        print_json(asset)
-        return 0
-    print_pairs(
-        [(name, value) for name, value in asset.items() if name not in ("holders", "holders_truncated")]
-    )
-    print()
-    print_rows(asset["holders"], ("holder", "amount", "frozen_by"))
+
+    def render(answer: dict[str, Any]) -> None:
+        print_pairs([(k, v) for k, v in answer.items() if k not in ("holders", "holders_truncated")])
+        print_rows(answer["holders"], ("holder", "amount", "frozen_by"), title="\nholders")
+
+    emit(args, asset, render=render)
     return 0
 
 
 def _print_next(page: dict[str, Any]) -> None:
     if page.get("next_cursor"):
-        print(f"\nmore: --cursor {page['next_cursor']}")
+        print_note(f"more: --cursor {page['next_cursor']}")
 
 
 def run_owned(args: argparse.Namespace) -> int:
     page = _open(args).list_owned(args.entity, limit=args.limit, cursor=args.cursor)
-    if is_json_output(args):
-        print_json(page)
-        return 0
-    print_rows(page["assets"], ("asset_id", "amount", "frozen_by"))
-    _print_next(page)
+
+    def render(answer: dict[str, Any]) -> None:
+        print_rows(answer["assets"], ("asset_id", "amount", "frozen_by"))
+        _print_next(answer)
+
+    emit(args, page, render=render)
     return 0
 
 
@@ -180,27 +197,28 @@ def run_collection(args: argparse.Namespace) -> int:
     assets = _open(args)
     collection = _require(assets.get_collection(args.collection), f"collection {args.collection}")
     page = assets.list_collection_assets(args.collection, limit=args.limit, cursor=args.cursor)
-    if is_json_output(args):
-        print_json({**collection, "assets": page["assets"], "next_cursor": page["next_cursor"]})
-        return 0
-    print_pairs([(name, value) for name, value in collection.items() if name != "stats"])
-    print_pairs(list(collection["stats"].items()))
-    print()
-    print_rows(page["assets"], ("seq", "asset_id", "owner", "units", "burned"))
-    _print_next(page)
+
+    def render(answer: dict[str, Any]) -> None:
+        print_pairs([(k, v) for k, v in answer.items() if k not in ("stats", "assets", "next_cursor")])
+        print_pairs(list(answer["stats"].items()), title="\nstats")
+        print_rows(answer["assets"], ("seq", "asset_id", "owner", "units", "burned"), title="\nassets")
+        _print_next(answer)
+
+    emit(args, {**collection, "assets": page["assets"], "next_cursor": page["next_cursor"]}, render=render)
     return 0
 
 
 def run_provenance(args: argparse.Namespace) -> int:
     page = _open(args).get_provenance(args.collection, args.token, limit=args.limit, cursor=args.cursor)
-    if is_json_output(args):
-        print_json(page)
-        return 0
-    print_rows(
-        [{"#": e["index"], **e} for e in page["entries"]],
-        ("#", "height", "action", "actor", "from", "to", "amount", "tx_hash"),
-    )
-    _print_next(page)
+
+    def render(answer: dict[str, Any]) -> None:
+        print_rows(
+            [{"#": e["index"], **e} for e in answer["entries"]],
+            ("#", "height", "action", "actor", "from", "to", "amount", "tx_hash"),
+        )
+        _print_next(answer)
+
+    emit(args, page, render=render)
     return 0
 
 
@@ -254,7 +272,12 @@ def add_commands(commands: Any) -> None:
         "asset", help="digital assets: collections, mint, transfer, freeze, provenance"
     )
     subcommands = asset.add_subparsers(dest="asset_command", required=True)
+    _add_action_commands(subcommands)
+    _add_query_commands(subcommands)
 
+
+def _add_action_commands(subcommands: Any) -> None:
+    """The commands that sign and submit a transaction."""
     create = _add_action(subcommands, "create-collection", "create a collection (issuer role)")
     create.add_argument("--name", required=True, metavar="NAME", help="the display name")
     create.add_argument("--symbol", required=True, metavar="SYMBOL", help="a short symbol")
@@ -305,6 +328,9 @@ def add_commands(commands: Any) -> None:
     for name, help_text in (("pause", "pause a collection"), ("unpause", "resume a paused collection")):
         _add_action(subcommands, name, help_text)
 
+
+def _add_query_commands(subcommands: Any) -> None:
+    """The commands that read the node."""
     show = subcommands.add_parser("show", help="one asset with its holders")
     _add_common(show)
     show.add_argument("--collection", required=True, metavar="ID", help="the collection's id")
