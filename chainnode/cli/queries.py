@@ -250,6 +250,12 @@ def check_submit_arguments(args: argparse.Namespace) -> None:
 
 
 def add_commands(commands: Any) -> None:
+    """The `tx` and `query` command groups."""
+    _add_tx_commands(commands)
+    _add_query_commands(commands)
+
+
+def _add_tx_commands(commands: Any) -> None:
     tx = commands.add_parser("tx", help="submit transactions, fetch proofs")
     tx_commands = tx.add_subparsers(dest="tx_command", required=True)
     submit = tx_commands.add_parser("submit", help="submit records.put transactions")
@@ -274,6 +280,8 @@ def add_commands(commands: Any) -> None:
     add_node_options(proof)
     proof.set_defaults(run=run_tx_proof)
 
+
+def _add_query_commands(commands: Any) -> None:
     query = commands.add_parser("query", help="read from a node")
     query_commands = query.add_subparsers(dest="what", required=True)
     status = query_commands.add_parser("status", help="the node's status")

@@ -45,7 +45,6 @@ ALLOWED: dict[str, str] = {
     # Split by job in the next commits of issue 12.
     "chainnode/api/events.py": "split pending (issue 12)",
     "chainnode/app/asset_state.py": "split pending (issue 12)",
-    "chainnode/cli/queries.py::add_commands": "split pending (issue 12)",
     "chainnode/core/identity.py": "split pending (issue 12)",
     "chainnode/tools/audit/auditor.py": "split pending (issue 12)",
     "chainnode/tools/audit/auditor.py::Auditor": "split pending (issue 12)",
