@@ -250,7 +250,22 @@ def _check_certificate(
 def verify_proof(
     proof: Mapping[str, Any], genesis: Genesis, validator_sets: ValidatorSets | None = None
 ) -> ProofResult:
-    """Check a proof against the chain that starts at `genesis`; `ProofError` names the failed check."""
+    """Check a proof against the chain that starts at `genesis`; `ProofError` names the failed check.
+
+    Without `validator_sets`, the genesis set is the set of every height (see the module doc).
+    """
+    sets = validator_sets if validator_sets is not None else GenesisValidatorSets(genesis.validators)
+    return verify_proof_for_chain(proof, genesis.chain_id, sets)
+
+
+def verify_proof_for_chain(
+    proof: Mapping[str, Any], chain_id: str, validator_sets: ValidatorSets
+) -> ProofResult:
+    """Check a proof of chain `chain_id` whose validator set at each height `validator_sets` knows.
+
+    A light client's state (`chainnode.light.LightState`) is such a lookup: it knows the set of
+    every height it verified, so a proof of any height up to its latest checks with it alone.
+    """
     if not isinstance(proof, Mapping):
         raise ProofError("format", "a proof is a JSON object")
     missing = [name for name in PROOF_FIELDS if name not in proof]
@@ -259,21 +274,24 @@ def verify_proof(
         raise ProofError("format", f"fields missing {missing} or unknown {extra}")
     if _get_int(proof, "version") != PROOF_VERSION:
         raise ProofError("format", f"unsupported proof version {proof['version']!r}")
-    if proof["chain_id"] != genesis.chain_id:
-        raise ProofError(
-            "chain_id", f"the proof is for chain {proof['chain_id']!r}, not {genesis.chain_id!r}"
-        )
+    if proof["chain_id"] != chain_id:
+        raise ProofError("chain_id", f"the proof is for chain {proof['chain_id']!r}, not {chain_id!r}")
     height, tx_index, tx_count = (_get_int(proof, name) for name in ("height", "tx_index", "tx_count"))
     header, certificate, transaction, receipt = _decode_parts(proof)
     block_hash = header.compute_hash()
-    if header.chain_id != genesis.chain_id or transaction.chain_id != genesis.chain_id:
+    if header.chain_id != chain_id or transaction.chain_id != chain_id:
         raise ProofError("chain_id", "the header or the transaction is for another chain")
     if header.height != height or height < 1:
         raise ProofError("height", f"the header is for height {header.height}, the proof says {height}")
     if _get_hex(proof["block_hash"], "block_hash", 32) != block_hash:
         raise ProofError("block_hash", "block_hash is not the hash of the header")
-    sets = validator_sets if validator_sets is not None else GenesisValidatorSets(genesis.validators)
-    _check_certificate(header, certificate, block_hash, sets.get_validator_set(height))
+    try:
+        validators = validator_sets.get_validator_set(height)
+    except ProofError:
+        raise
+    except ChainError as error:
+        raise ProofError("validator_set", error.message) from error
+    _check_certificate(header, certificate, block_hash, validators)
     if tx_count != header.tx_count:
         raise ProofError("tx_count", f"the header counts {header.tx_count} transactions, not {tx_count}")
     if _get_hex(proof["tx_hash"], "tx_hash", 32) != transaction.hash:
@@ -291,7 +309,7 @@ def verify_proof(
             "receipt_inclusion", f"the receipt is not leaf {tx_index} of the header's receipts root"
         )
     return ProofResult(
-        chain_id=genesis.chain_id,
+        chain_id=chain_id,
         height=height,
         block_hash=block_hash,
         header=header,

@@ -69,17 +69,18 @@ def _subtree_root(hashes: list[bytes]) -> bytes:
     return level[0]
 
 
-def verify_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes) -> bool:
-    """RFC 9162 2.1.3.2: does `proof` show `leaf` at `index` in a tree of `size` with `root`?"""
+def compute_root_from_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[bytes]) -> bytes | None:
+    """RFC 9162 2.1.3.2: the root that `proof` implies for `leaf` at `index` in a tree of `size`;
+    None when the path cannot belong to a tree of that size."""
     if not 0 <= index < size:
-        return False
+        return None
     if any(len(item) != 32 for item in proof):
-        return False
+        return None
     fn, sn = index, size - 1
     result = hash_leaf(leaf)
     for item in proof:
         if sn == 0:
-            return False
+            return None
         if fn & 1 or fn == sn:
             result = hash_node(item, result)
             if not fn & 1:
@@ -90,4 +91,9 @@ def verify_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[bytes],
             result = hash_node(result, item)
         fn >>= 1
         sn >>= 1
-    return sn == 0 and result == root
+    return result if sn == 0 else None
+
+
+def verify_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes) -> bool:
+    """RFC 9162 2.1.3.2: does `proof` show `leaf` at `index` in a tree of `size` with `root`?"""
+    return compute_root_from_inclusion(leaf, index, size, proof) == root

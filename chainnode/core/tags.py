@@ -60,6 +60,10 @@ TAG_ASSET_PROVENANCE = 53
 # Records: a confidential value as the chain holds it, ciphertext and sealed keys
 # (chainnode.sdk.confidential; a record's value is otherwise opaque bytes).
 TAG_SEALED_VALUE = 60
+# Light clients (chainnode.light): what a light client trusts of a chain, and the proof that a
+# block wrote a new validator set.
+TAG_LIGHT_STATE = 70
+TAG_VALIDATOR_CHANGE_PROOF = 71
 
 
 def get_tags() -> dict[str, int]:
