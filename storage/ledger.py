@@ -162,6 +162,7 @@ _TX = b"t"
 _STATE = b"s"
 _EVIDENCE = b"e"
 _CHECKPOINT = b"k"
+_VALIDATOR_CHANGE = b"v"  # + height: the proof that the block changed the validator set (chainnode.light)
 _HEAD = b"mhead"
 _GENESIS = b"mgenesis"
 _FORMAT = b"mformat"
@@ -604,6 +605,15 @@ class Ledger:
             raise self._classify(error, BLOCK_STORE, "read from") from error
         return None if value is None else bytes(value)
 
+    def iter_validator_changes(self) -> Iterator[tuple[int, bytes]]:
+        """(height, encoded proof) of every committed validator-set change recorded, ascending."""
+        committed = self._committed_height()
+        for key, value in self._iterate(MAIN_DATABASE, prefix=_VALIDATOR_CHANGE):
+            height = int(_U64.unpack(key[1:9])[0])
+            if height > committed:
+                break
+            yield height, bytes(value)
+
     def get_state(self, key: bytes) -> bytes | None:
         # Hot keys (signers' entity records, the validator set, records being updated) are
         # read for almost every transaction; `commit_block` keeps this cache exact.
@@ -640,8 +650,13 @@ class Ledger:
         certificate: quorum.CommitCertificate,
         receipts: Sequence[types.Receipt],
         write_set: Mapping[bytes, bytes | None],
+        validator_change: bytes | None = None,
     ) -> Head:
-        """Append `block` on top of the head in one synced batch; returns the new head."""
+        """Append `block` on top of the head in one synced batch; returns the new head.
+
+        `validator_change` is the encoded proof that this block changed the validator set
+        (`chainnode.light.ValidatorChangeProof`), kept beside the head to serve light clients.
+        """
         self._check_writable()
         head = self.get_head()
         header = block.header
@@ -678,6 +693,8 @@ class Ledger:
                     batch.delete(_STATE + key)
                 else:
                     put(_STATE + key, value)
+            if validator_change is not None:
+                put(_VALIDATOR_CHANGE + height_bytes, validator_change)
             new_head = Head(header.height, block.hash, header.state_root, header.timestamp_ms)
             batch.put(_HEAD, new_head.encode())
         self._head = new_head

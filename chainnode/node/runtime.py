@@ -48,6 +48,7 @@ from typing import Any
 from aiohttp import web
 from cryptography import x509
 
+from chainnode import light
 from chainnode.api.events import CommitSignal
 from chainnode.api.server import create_app
 from chainnode.api.service import ReadinessProblem, SubmitResult, TransactionStatus
@@ -381,7 +382,16 @@ class Node:
 
     def _commit(self, block: types.Block, certificate: quorum.CommitCertificate) -> None:
         result = self.application.take_result(block)
-        head = self._ledger.commit_block(block, certificate, result.receipts, result.write_set)
+        change = light.compute_validator_change_proof(
+            block.height, self._ledger.get_head().state_root, result.write_set
+        )
+        head = self._ledger.commit_block(
+            block,
+            certificate,
+            result.receipts,
+            result.write_set,
+            validator_change=None if change is None else change.encode(),
+        )
         if head.state_root != block.header.state_root:
             raise InvariantError(f"block {block.height} committed with another state root than executed")
         self.admission.note_commit(block)
