@@ -5,7 +5,10 @@ start-up and each command imports the SDK (`chainnode.sdk.records`) when it runs
 mounts the commands with `add_commands`.  Writes sign as the entity in `--identity DIR` and
 submit to `--node URL`; `--wait` waits for the commit and fails (exit 1, the receipt's stable
 code: `no_grant`, `grant_expired`, `grant_revoked`, `wrong_right`, ...) when the transaction
-failed.  Every command prints readable lines or a table, or with `--json` the node's JSON.
+failed.  Every command prints one document (`chainnode.cli.output`): with `--json` (or into a
+pipe) the node's JSON, or for a write the fields every submitting command prints (`tx_hash`,
+`action`, `signer`, `status`, `ok`, `height`, `index`, `receipt`); on a terminal a rich
+key/value view or table of the same document.
 
     chainnode records put --identity DIR --node URL --key K (--value V | --value-hex H) [--owner E]
                           [--confidential-to E[,E]]
@@ -39,7 +42,6 @@ from chainnode.cli.output import (
     add_output_options,
     emit,
     is_json_output,
-    print_json,
     print_note,
     print_pairs,
     print_rows,
@@ -91,14 +93,11 @@ def _submit(args: argparse.Namespace, records: Records, action: str, call_args: 
 
 
 def _render_submitted(document: dict[str, Any]) -> None:
-    where = (
-        f" at height {document['height']}"
-        if document["height"] is not None
-        else " (pending; --wait waits for the commit)"
-    )
-    print(f"{document['action']} {document['tx_hash']} {document['status']}{where}")
-    for event in (document.get("receipt") or {}).get("events", []):
-        print(f"  event {event['name']} {event['attributes']}")
+    from chainnode.cli.output import render_document
+
+    render_document(document, title=str(document["action"]))
+    if document["status"] == "pending":
+        print_note("pending: --wait waits for the commit and prints the outcome")
 
 
 # ---------------------------------------------------------------- writes
@@ -177,10 +176,13 @@ def run_get(args: argparse.Namespace) -> int:
             "value": text,
             "sealed_to": confidential.read_recipients(sealed),
         }
-    if is_json_output(args):
-        print_json(record)
-        return 0
-    print_pairs([(k, v) for k, v in _describe(record).items() if k not in ("tx", "value_hex", "document")])
+    emit(
+        args,
+        record,
+        render=lambda answer: print_pairs(
+            [(k, v) for k, v in _describe(answer).items() if k not in ("tx", "value_hex", "document")]
+        ),
+    )
     return 0
 
 
@@ -189,12 +191,12 @@ _HISTORY_COLUMNS = ("version", "height", "writer", "tx", "value")
 
 
 def _print_page(args: argparse.Namespace, page: dict[str, Any], columns: tuple[str, ...]) -> int:
-    if is_json_output(args):
-        print_json(page)
-        return 0
-    print_rows([_describe(item) for item in page.get("items", [])], columns)
-    if page.get("next_cursor") is not None:
-        print(f"(more: --cursor {page['next_cursor']})")
+    def render(answer: dict[str, Any]) -> None:
+        print_rows([_describe(item) for item in answer.get("items", [])], columns)
+        if answer.get("next_cursor") is not None:
+            print_note(f"(more: --cursor {answer['next_cursor']})")
+
+    emit(args, page, render=render)
     return 0
 
 
@@ -213,10 +215,12 @@ def run_history(args: argparse.Namespace) -> int:
 
 def run_grants(args: argparse.Namespace) -> int:
     grants = _records(args, write=False).grants(args.entity)
-    if is_json_output(args):
-        print_json({"owner": args.entity, "grants": grants})
-        return 0
-    print_rows(grants, ("grantee", "prefix", "right", "expires_at_height", "status", "revoked_height"))
+    columns = ("grantee", "prefix", "right", "expires_at_height", "status", "revoked_height")
+    emit(
+        args,
+        {"owner": args.entity, "grants": grants},
+        render=lambda answer: print_rows(answer["grants"], columns),
+    )
     return 0
 
 
@@ -225,34 +229,39 @@ def run_verify(args: argparse.Namespace) -> int:
 
     verification = _records(args, write=False).verify_file(args.file, args.entity, args.key)
     digest = verification.digest
-    if is_json_output(args):
-        print_json(
-            {
-                "file": str(args.file),
-                "sha256": digest.sha256.hex(),
-                "size": digest.size,
-                "entity": args.entity,
-                "key": args.key,
-                "anchored": verification.is_anchored,
-                "anchors": verification.anchors,
-            }
-        )
-    else:
-        print(f"{args.file}: sha256 {digest.sha256.hex()}, {digest.size} bytes")
-        for anchor in verification.anchors:
-            document = anchor["document"]
-            size_note = "" if document["size"] == digest.size else f" (size on chain {document['size']})"
-            print(
-                f"  anchored in {args.entity}/{args.key} version {anchor['version']}"
-                f" at height {anchor['height']}, tx {anchor['tx_hash']}, by {anchor['writer']},"
-                f" {document['media_type']}{size_note}"
-            )
+    document = {
+        "file": str(args.file),
+        "sha256": digest.sha256.hex(),
+        "size": digest.size,
+        "entity": args.entity,
+        "key": args.key,
+        "anchored": verification.is_anchored,
+        "anchors": verification.anchors,
+    }
+    emit(args, document, render=_render_verification)
     if not verification.is_anchored:
         raise ChainError(
             f"{args.file} (sha256 {digest.sha256.hex()}) is not anchored in {args.entity}/{args.key}",
             code="not_anchored",
         )
     return 0
+
+
+def _render_verification(document: dict[str, Any]) -> None:
+    print_pairs([(name, value) for name, value in document.items() if name != "anchors"])
+    rows = [
+        {
+            "version": anchor["version"],
+            "height": anchor["height"],
+            "tx_hash": anchor["tx_hash"],
+            "writer": anchor["writer"],
+            "media_type": anchor["document"]["media_type"],
+            "size_on_chain": anchor["document"]["size"],
+        }
+        for anchor in document["anchors"]
+    ]
+    if rows:
+        print_rows(rows, title=f"\nanchored in {document['entity']}/{document['key']}")
 
 
 # ---------------------------------------------------------------- the parser
