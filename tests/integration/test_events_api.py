@@ -322,7 +322,9 @@ def test_cli_prints_events_and_the_cursor_to_go_on_from(
     served.call(_commit_puts, service, 2, 2, "cli")
     assert main(["events", "--node", served.url, "--json"]) == 0
     out, err = capsys.readouterr()
-    printed = [json.loads(line) for line in out.splitlines()]
+    document = json.loads(out)  # one document: the events, their count and where to go on
+    printed = document["events"]
+    assert document["count"] == len(printed) and document["next"] == err.strip().removeprefix("next: ")
     assert sorted(key for event in printed for key in event["keys"]) == [
         "cli0-0",
         "cli0-1",
@@ -334,8 +336,9 @@ def test_cli_prints_events_and_the_cursor_to_go_on_from(
     served.call(_commit_puts, service, 1, 1, "later")
     assert main(["events", "--node", served.url, "--from", next_cursor, "--module", "records", "--text"]) == 0
     out, _ = capsys.readouterr()
-    lines = out.splitlines()
-    assert len(lines) == 1 and "records.put" in lines[0] and SUBMITTER in lines[0] and "later0-0" in lines[0]
+    lines = out.splitlines()  # the table's header, one event, the note with the next cursor
+    assert lines[0].split() == ["POSITION", "NAME", "ENTITY", "KEYS", "CURSOR"] and len(lines) == 3, out
+    assert "records.put" in lines[1] and SUBMITTER in lines[1] and "later0-0" in lines[1]
     assert main(["events", "--node", served.url, "--from", "not-a-cursor"]) == 1
     assert "bad_cursor" in capsys.readouterr().err
 
