@@ -18,7 +18,7 @@ from chainnode.cli.args import (
     parse_positive_int,
     setup_logging,
 )
-from chainnode.cli.output import add_output_options, emit
+from chainnode.cli.output import add_output_options, emit, get_progress_sink, is_json_output, print_json
 
 if TYPE_CHECKING:
     pass
@@ -87,7 +87,16 @@ def run_devnet(args: argparse.Namespace) -> int:
     setup_logging(args.log_level)
     directory: Path = args.dir or Path("devnet")
     validators, base_port = _check_devnet_directory(directory, args.validators, args.base_port)
-    return devnet.run_devnet(validators=validators, directory=args.dir, txs=args.txs, base_port=base_port)
+    summary = devnet.run_devnet(
+        validators=validators,
+        directory=args.dir,
+        txs=args.txs,
+        base_port=base_port,
+        progress=get_progress_sink(args),
+    )
+    if summary is not None:  # the devnet document; progress went to stderr
+        emit(args, summary.to_json(), title="devnet summary")
+    return EXIT_OK
 
 
 def _check_devnet_directory(
@@ -142,10 +151,13 @@ def run_bench(args: argparse.Namespace) -> int:
             mix=args.mix,
         )
     )
-    print(bench.format_report(report))
+    if is_json_output(args):
+        print_json(report.to_json())
+    else:
+        print(bench.format_report(report))
     if args.out is not None:
         bench.write_report(report, args.out)
-        print(f"report written to {args.out}")
+        print(f"report written to {args.out}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -242,6 +254,7 @@ def add_commands(commands: Any) -> None:
         "an existing --dir keeps its own",
     )
     devnet.add_argument("--log-level", default="info", choices=LOG_LEVELS, help="log from this level")
+    add_output_options(devnet)
     devnet.set_defaults(run=run_devnet)
 
     bench = commands.add_parser("bench", help="measure throughput and latency of a local network")
@@ -278,4 +291,5 @@ def add_commands(commands: Any) -> None:
         "--base-port", type=parse_port, default=27600, metavar="P", help="node i: p2p P+2i, API P+2i+1"
     )
     bench.add_argument("--log-level", default="warning", choices=LOG_LEVELS, help="log from this level")
+    add_output_options(bench)
     bench.set_defaults(run=run_bench)

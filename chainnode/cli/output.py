@@ -191,6 +191,25 @@ def print_note(text: str) -> None:
     _get_console().print(text, style="dim")
 
 
+def get_progress_sink(args: argparse.Namespace) -> Callable[[str], None]:
+    """Where a long-running command (devnet, bench) reports progress: stderr, never the answer on
+    stdout; dim lines through rich when a person watches stderr, plain lines otherwise."""
+    if not sys.stderr.isatty():
+
+        def print_plain(text: str) -> None:
+            print(text, file=sys.stderr, flush=True)
+
+        return print_plain
+    from rich.console import Console
+
+    console = Console(stderr=True, highlight=False)
+
+    def print_dim(text: str) -> None:
+        console.print(text, style="dim")
+
+    return print_dim
+
+
 @contextlib.contextmanager
 def show_progress(args: argparse.Namespace, text: str) -> Iterator[None]:
     """A spinner on stderr while a command waits, when a person is watching (never into a pipe)."""

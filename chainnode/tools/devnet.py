@@ -9,7 +9,9 @@ the cluster tests all use it, so they exercise the same code an operator runs
 already holds a network), start every validator, optionally submit N signed
 `records.put` transactions from the pilot entities through the public API,
 wait until every validator has committed all of them with identical head
-hashes and state roots, print a summary and stop cleanly.
+hashes and state roots, stop cleanly and return a summary (`DevnetSummary`)
+for the command to print.  Progress lines go to a sink the caller gives
+(stderr by default), so the command's stdout holds its one answer.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,8 @@ from chainnode.core.statuses import TxStatus
 from chainnode.sdk.client import Client, Identity, build_transaction
 from chainnode.sdk.errors import ClientError
 
+# Where a long-running job reports what it is doing (a line of text; never the command's answer).
+ProgressSink = Callable[[str], None]
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 SUBMIT_BATCH_TXS = 250
@@ -244,9 +248,14 @@ def submit_all(
 
 
 def wait_for_agreement(
-    network: LocalNetwork, *, committed_target: dict[str, int], timeout_s: float, progress: bool
+    network: LocalNetwork,
+    *,
+    committed_target: dict[str, int],
+    timeout_s: float,
+    progress: ProgressSink | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Wait until every node committed its target and all heads (hash and state root) agree."""
+    """Wait until every node committed its target and all heads (hash and state root) agree;
+    each second the heights so far go to `progress`, when given."""
     deadline = time.monotonic() + timeout_s
     last_print = 0.0
     while True:
@@ -259,10 +268,10 @@ def wait_for_agreement(
         if done and len(heads) == 1:
             return statuses
         now = time.monotonic()
-        if progress and now - last_print >= 1.0:
+        if progress is not None and now - last_print >= 1.0:
             last_print = now
             summary = "  ".join(f"{node_id}: h={s['height']}" for node_id, s in sorted(statuses.items()))
-            print(f"  waiting for commits ... {summary}", flush=True)
+            progress(f"  waiting for commits ... {summary}")
         if now > deadline:
             raise DevnetError(f"validators did not agree within {timeout_s:.0f} s: {statuses}")
         time.sleep(0.05)
@@ -284,13 +293,46 @@ def verify_committed_everywhere(network: LocalNetwork, tx_hashes: Sequence[str])
 # ---------------------------------------------------------------- the devnet command
 
 
-def _ensure_network(directory: Path, validators: int, base_port: int) -> None:
+@dataclass(frozen=True, slots=True)
+class DevnetSummary:
+    """What `devnet --txs N` found once every validator committed the workload."""
+
+    directory: Path
+    validators: int  # every one agreeing on the head below
+    height: int
+    head_hash: str  # hex
+    state_root: str  # hex
+    committed_txs: int  # each verified committed on every validator
+    elapsed_s: float  # from the first submit until every validator committed the last
+    api_urls: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """The devnet command's document (stable field names)."""
+        return {
+            "directory": str(self.directory),
+            "validators": self.validators,
+            "height": self.height,
+            "head_hash": self.head_hash,
+            "state_root": self.state_root,
+            "committed_txs": self.committed_txs,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "tx_per_s": round(self.committed_txs / self.elapsed_s, 1) if self.elapsed_s > 0 else None,
+            "api_urls": list(self.api_urls),
+        }
+
+
+def print_progress(text: str) -> None:
+    """The default progress sink: a line on stderr, so stdout keeps only the command's answer."""
+    print(text, file=sys.stderr, flush=True)
+
+
+def _ensure_network(directory: Path, validators: int, base_port: int, progress: ProgressSink) -> None:
     if (directory / "genesis.json").exists():
-        print(f"using the network in {directory}")
+        progress(f"using the network in {directory}")
         return
     from chainnode.tools.network import init_network
 
-    print(f"initialising a {validators}-validator pilot network in {directory}")
+    progress(f"initialising a {validators}-validator pilot network in {directory}")
     init_network(directory, validators=validators, base_port=base_port)
 
 
@@ -300,28 +342,34 @@ class _Interrupted:
 
 
 def run_devnet(
-    *, validators: int = 4, directory: Path | None = None, txs: int | None = None, base_port: int = 26600
-) -> int:
+    *,
+    validators: int = 4,
+    directory: Path | None = None,
+    txs: int | None = None,
+    base_port: int = 26600,
+    progress: ProgressSink = print_progress,
+) -> DevnetSummary | None:
+    """Start the network in `directory` (written first if new); with `txs`, run that workload and
+    return its summary, else run until SIGINT or SIGTERM (None).  Progress goes to `progress`; a
+    failure raises `DevnetError` (or another `ChainError`) after the validators are stopped."""
     directory = (directory or Path("devnet")).resolve()
-    _ensure_network(directory, validators, base_port)
+    _ensure_network(directory, validators, base_port, progress)
     network = LocalNetwork(directory)
-    print(f"starting {len(network.nodes)} validators ({', '.join(n.node_id for n in network.nodes)})")
+    progress(f"starting {len(network.nodes)} validators ({', '.join(n.node_id for n in network.nodes)})")
     network.start_all()
     try:
         network.wait_ready()
-        print("all validators are up; APIs: " + ", ".join(node.api_url for node in network.nodes))
+        progress("all validators are up; APIs: " + ", ".join(node.api_url for node in network.nodes))
         if txs is None:
-            return _run_until_interrupted(network)
-        return _run_workload(network, txs)
-    except ChainError as error:
-        print(f"error: {error.code}: {error.message}", file=sys.stderr)
-        return 1
+            _run_until_interrupted(network, progress)
+            return None
+        return _run_workload(network, txs, progress)
     finally:
         network.stop_all()
-        print("validators stopped")
+        progress("validators stopped")
 
 
-def _run_until_interrupted(network: LocalNetwork) -> int:
+def _run_until_interrupted(network: LocalNetwork, progress: ProgressSink) -> None:
     interrupted = _Interrupted()
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -329,60 +377,54 @@ def _run_until_interrupted(network: LocalNetwork) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    print("running; press Ctrl-C to stop")
+    progress("running; press Ctrl-C to stop")
     while not interrupted.flag:
         statuses = network.get_statuses()
         summary = "  ".join(
             f"{node_id}: h={s['height']} peers={len(s['peers'])}" for node_id, s in sorted(statuses.items())
         )
-        print(f"  {summary}", flush=True)
+        progress(f"  {summary}")
         for node in network.nodes:
             if not network.is_running(node.node_id):
-                print(f"error: validator {node.node_id} exited; see its node.log", file=sys.stderr)
-                return 1
+                raise DevnetError(f"validator {node.node_id} exited; see its node.log")
         for _ in range(20):
             if interrupted.flag:
                 break
             time.sleep(0.1)
-    return 0
 
 
-def _run_workload(network: LocalNetwork, count: int) -> int:
+def _run_workload(network: LocalNetwork, count: int, progress: ProgressSink) -> DevnetSummary:
     identities = load_submitters(network.directory, network.entity_ids)
     statuses = network.get_statuses()
     baseline = {node_id: s["committed_txs_since_start"] for node_id, s in statuses.items()}
     height = max(s["height"] for s in statuses.values())
     label = f"{int(time.time())}"
-    print(f"signing {count} records.put transactions from {len(identities)} pilot entities")
+    progress(f"signing {count} records.put transactions from {len(identities)} pilot entities")
     transactions = build_record_workload(
         identities, chain_id=network.chain_id, count=count, valid_until=height + 100_000, label=label
     )
     started = time.monotonic()
     accepted = submit_all(network, transactions)
     submitted = time.monotonic()
-    print(f"submitted {accepted}/{count} in {submitted - started:.2f} s; waiting for every validator")
+    progress(f"submitted {accepted}/{count} in {submitted - started:.2f} s; waiting for every validator")
     if accepted != count:
-        print(f"error: {count - accepted} transactions were rejected", file=sys.stderr)
-        return 1
+        raise DevnetError(f"{count - accepted} of {count} transactions were rejected")
     target = {node_id: baseline[node_id] + count for node_id in baseline}
-    statuses = wait_for_agreement(network, committed_target=target, timeout_s=120 + count / 50, progress=True)
+    statuses = wait_for_agreement(
+        network, committed_target=target, timeout_s=120 + count / 50, progress=progress
+    )
     finished = time.monotonic()
     problems = verify_committed_everywhere(network, [tx.hash.hex() for tx in transactions])
     if problems:
-        print(
-            f"error: {len(problems)} transactions are not committed everywhere, e.g. {problems[0]}",
-            file=sys.stderr,
-        )
-        return 1
+        raise DevnetError(f"{len(problems)} transactions are not committed everywhere, e.g. {problems[0]}")
     head = next(iter(statuses.values()))
-    elapsed = finished - started
-    print()
-    print("devnet summary")
-    print(f"  validators           {len(network.nodes)} (all agree)")
-    print(f"  height               {head['height']}")
-    print(f"  head hash            {head['head_hash']}")
-    print(f"  state root           {head['state_root']}")
-    print(f"  committed txs        {count} (verified on every validator)")
-    print(f"  submit -> all commit {elapsed:.2f} s")
-    print(f"  throughput           {count / elapsed:.0f} tx/s")
-    return 0
+    return DevnetSummary(
+        directory=network.directory,
+        validators=len(network.nodes),
+        height=int(head["height"]),
+        head_hash=str(head["head_hash"]),
+        state_root=str(head["state_root"]),
+        committed_txs=count,
+        elapsed_s=finished - started,
+        api_urls=tuple(node.api_url for node in network.nodes),
+    )

@@ -75,6 +75,7 @@ def test_bench_command_at_max_rate_writes_a_coherent_report(
             str(base_port),
             "--out",
             str(out),
+            "--text",  # the readable report (into a pipe the command prints the JSON report)
         ]
     )
     printed = capsys.readouterr().out
