@@ -39,6 +39,8 @@ Commands (`authority ...` and `council ...` are described in `chainnode.cli.gove
                     [--resume CHECKPOINT] [--save-checkpoint CHECKPOINT] [--workers N]
     chainnode verify-proof FILE --genesis G [--checkpoint CHECKPOINT]
     chainnode export --data-dir DIR --out FILE.jsonl [--from H] [--to H] [--genesis G]
+    chainnode relay --from URL --to URL --identity DIR [--module M --entity E] [--state FILE]
+        (`chainnode.cli.relay`)
 """
 
 from __future__ import annotations
@@ -126,6 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     from chainnode.cli import events as cli_events  # standard library only at import time
 
     cli_events.add_commands(commands)
+    from chainnode.cli import relay as cli_relay  # standard library only at import time
+
+    cli_relay.add_commands(commands)
     return parser
 
 
