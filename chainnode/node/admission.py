@@ -58,6 +58,9 @@ class Admission:
         self.gossip_inbox: collections.deque[bytes] = collections.deque()
         self._gossip_arrived = asyncio.Event()
         self.gossip_dropped = 0  # batches (or the rest of an inbox) dropped for back-pressure
+        # For /metrics: new transactions pooled by source ("api", "peer"), refusals by code.
+        self.admitted: collections.Counter[str] = collections.Counter()
+        self.rejected: collections.Counter[str] = collections.Counter()
 
     # ------------------------------------------------------------ clients
 
@@ -74,6 +77,7 @@ class Admission:
     def submit(self, encoded: Sequence[bytes], *, block_txs_max: int) -> list[SubmitResult]:
         busy = self.get_busy_reason(block_txs_max)
         if busy is not None:
+            self.rejected["mempool_full"] += len(encoded)
             if len(encoded) == 1:
                 raise MempoolFullError(busy)
             return [SubmitResult(None, False, "mempool_full", busy) for _ in encoded]
@@ -82,6 +86,7 @@ class Admission:
             try:
                 results.append(self.admit(item, gossip=True))
             except MempoolFullError:
+                self.rejected["mempool_full"] += 1
                 if len(encoded) == 1:
                     raise
                 results.append(SubmitResult(None, False, "mempool_full", "the mempool is full; retry later"))
@@ -108,6 +113,7 @@ class Admission:
         try:
             tx = types.decode_transaction(encoded)
         except DecodeError as error:
+            self.rejected["malformed"] += 1
             return SubmitResult(None, False, "malformed", error.message)
         pooled = self.mempool.get(tx.hash)
         if pooled is not None and pooled.signature == tx.signature:
@@ -131,6 +137,7 @@ class Admission:
             memo=self._memo,
         )
         if code != types.ErrorCode.OK:
+            self.rejected[code.label] += 1
             # Not remembered for a pooled id: the id names the valid pooled transaction, whose
             # status must not read "rejected" once it leaves the pool.
             if code != types.ErrorCode.DUPLICATE and pooled is None:
@@ -139,6 +146,7 @@ class Admission:
         if pooled is not None:
             return SubmitResult(tx.hash, True, "ok", "already pending")
         self.mempool.add(tx)
+        self.admitted["api" if gossip else "peer"] += 1
         if gossip:
             self.gossip_outbox.append(tx.encoded)
         return SubmitResult(tx.hash, True, "ok", "")

@@ -41,6 +41,7 @@ import gc
 import logging
 import random
 import signal
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -156,6 +157,7 @@ class Node:
         self.disk = health.DiskSpaceWatch(config.data_dir, free_bytes_min=config.disk_free_bytes_min)
         self.readiness = self._create_readiness()
         self.commit_signal = CommitSignal()  # wakes the API's event readers after each commit
+        self.node_metrics = status.NodeMetrics(self)  # /metrics; reads the parts above at each scrape
 
     def _create_engine(self, validators: quorum.ValidatorSet) -> Engine:
         """The engine, restored from the ledger's head and our vote log."""
@@ -381,6 +383,7 @@ class Node:
             log.warning("consensus: %s", diagnostic.message)
 
     def _commit(self, block: types.Block, certificate: quorum.CommitCertificate) -> None:
+        started_s = time.perf_counter()
         result = self.application.take_result(block)
         change = light.compute_validator_change_proof(
             block.height, self._ledger.get_head().state_root, result.write_set
@@ -391,6 +394,9 @@ class Node:
             result.receipts,
             result.write_set,
             validator_change=None if change is None else change.encode(),
+        )
+        self.node_metrics.observe_commit(
+            block_timestamp_ms=block.header.timestamp_ms, commit_seconds=time.perf_counter() - started_s
         )
         if head.state_root != block.header.state_root:
             raise InvariantError(f"block {block.height} committed with another state root than executed")
@@ -442,6 +448,7 @@ class Node:
             self.frames_malformed += 1
             log.warning("malformed frame from %s: %s", peer_id, error.message)
             return
+        self.node_metrics.note_message(frame)
         if isinstance(frame, wire.TxBatch):
             self.admission.receive_gossip(frame.transactions)
         elif isinstance(frame, wire.Status):
@@ -534,7 +541,7 @@ class Node:
         return list(self._ledger.iter_evidence())
 
     def render_metrics(self) -> str:
-        return status.render_metrics(self)
+        return self.node_metrics.render()
 
     def get_status(self) -> dict[str, Any]:
         return status.compute_status(self)

@@ -130,7 +130,7 @@ REFUSAL = re.compile(
     r" WARNING [\w.]+: consensus: refused proposal at height \d+: "
     r"block timestamp is (\d+) ms (ahead of|behind) our clock \((\S+) proposed it"
 )
-OFFSET_GAUGE = re.compile(r"^chainnode_clock_offset_milliseconds(?:\{[^}]*\})? (-?\d+)$", re.MULTILINE)
+OFFSET_GAUGE = re.compile(r"^chainnode_clock_offset_milliseconds(?:\{[^}]*\})? (\S+)$", re.MULTILINE)
 
 
 # ---------------------------------------------------------------- reading a node
@@ -163,7 +163,7 @@ def get_readiness_problems(cluster: Cluster, node_id: str) -> dict[str, str]:
 def get_offset_gauge(cluster: Cluster, node_id: str) -> int | None:
     status, text = request_api(cluster, node_id, "GET", "/metrics")
     match = OFFSET_GAUGE.search(text) if status == 200 and isinstance(text, str) else None
-    return None if match is None else int(match.group(1))
+    return None if match is None else int(float(match.group(1)))
 
 
 def get_direction(offset_s: int) -> str:

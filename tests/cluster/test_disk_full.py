@@ -120,8 +120,8 @@ def get_free_bytes_metric(cluster: Cluster, node_id: str) -> int | None:
     status, text = request_api(cluster, node_id, "GET", "/metrics")
     if status != 200 or not isinstance(text, str):
         return None
-    match = re.search(r"^chainnode_disk_free_bytes\{[^}]*\} (\d+)$", text, re.MULTILINE)
-    return None if match is None else int(match.group(1))
+    match = re.search(r"^chainnode_disk_free_bytes\{[^}]*\} (\S+)$", text, re.MULTILINE)
+    return None if match is None else int(float(match.group(1)))
 
 
 def get_height(cluster: Cluster, node_id: str) -> int:
