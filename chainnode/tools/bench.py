@@ -21,7 +21,7 @@ Theory of operation
    blocks every ~20 ms and stamps each transaction with its commit time (the
    last, not the first: the first is the primary of view 0, the busiest node,
    and the watcher's requests should not slow it down).
-5. **The report.**  Latency is commit time minus admitted-submit time
+5. **The report** (`chainnode.tools.bench_report`).  Latency is commit time minus admitted-submit time
    (p50/p95/p99, nearest rank, over all transactions).  Throughput is measured
    over the steady state: from the moment 10% of the workload had committed to
    the moment 90% had, so warm-up and drain do not count; the same window gives
@@ -50,8 +50,6 @@ Every wait is bounded in time and count.
 from __future__ import annotations
 
 import array
-import json
-import math
 import multiprocessing
 import os
 import shutil
@@ -59,8 +57,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -85,15 +82,46 @@ from chainnode.tools.bench_mix import (
     build_cast,
     compute_setup_phases,
 )
+from chainnode.tools.bench_report import (
+    SLICES,
+    BenchReport,
+    ValidatorUsage,
+    compute_latencies_ms,
+    compute_percentile,
+    compute_rank_time,
+    compute_rate,
+    compute_steady_window,
+    compute_sustained_rate,
+    format_report,
+    write_report,
+)
 from chainnode.tools.devnet import DevnetError, LocalNetwork, load_submitters
 from chainnode.tools.export import open_ledger_snapshot
 from chainnode.tools.verify_rate import measure_verify_rate
 
+# What the CLI and the tests import from here, the report's names (now in bench_report) included.
+__all__ = [
+    "BenchConfig",
+    "BenchReport",
+    "ValidatorUsage",
+    "compute_percentile",
+    "compute_rank_time",
+    "compute_rate",
+    "compute_sustained_rate",
+    "count_receipts",
+    "format_report",
+    "get_directory_bytes",
+    "get_machine_cpu_ticks",
+    "get_process_cpu_s",
+    "get_process_rss_peak_bytes",
+    "parse_proc_cpu_s",
+    "parse_proc_rss_peak_bytes",
+    "run_bench",
+    "write_report",
+]
+
 BENCH_CHAIN_ID = "pilot-bench"
 SUBMIT_BATCH_TXS_DEFAULT = 500
-STEADY_SKIP_FRACTION = 0.1
-SUSTAINED_WINDOW_MIN_S = 2.0
-SLICES = 10
 CONNECT_TIMEOUT_S = 30.0
 
 
@@ -109,123 +137,6 @@ class BenchConfig:
     batch_txs: int = SUBMIT_BATCH_TXS_DEFAULT
     timeout_s: float | None = None  # None: scaled with the workload
     mix: str = MIX_PILOT  # `pilot` (records, sharing, assets) or `records` (records.put only)
-
-
-@dataclass(frozen=True, slots=True)
-class ValidatorUsage:
-    """What one validator process consumed during the run."""
-
-    node_id: str
-    cpu_s: float  # user + system CPU seconds from the start signal to the last commit
-    rss_peak_bytes: int  # VmHWM: the process's peak resident set since it started
-    disk_bytes: int  # data directory size at the end
-    disk_bytes_per_tx: float  # data directory growth during the run per committed transaction
-    cpu_us_per_tx: float  # cpu_s per committed transaction
-
-
-@dataclass(frozen=True, slots=True)
-class BenchReport:
-    """The figures of one run; `to_json` is what `--out` receives."""
-
-    validators: int
-    txs: int
-    rate: str  # "max" or the target in tx/s
-    committed_txs: int
-    rejected_txs: int
-    submit_retries: int  # items sent again after a full mempool
-    duration_s: float  # start signal to the last commit
-    committed_tps: float  # over the steady state (10% to 90% committed)
-    sustained_tps: float  # over the steady state while the submitter was still sending (0: too short)
-    sustained_limit_ratio: float  # sustained_tps / limit_tps
-    committed_when_submit_ended: float  # fraction of the workload committed when the submitter finished
-    submitted_tps: float  # admitted transactions per second of submission
-    latency_ms_p50: float
-    latency_ms_p95: float
-    latency_ms_p99: float
-    latency_ms_max: float
-    blocks: int
-    blocks_per_s: float  # over the steady state
-    block_txs_mean: float
-    slice_tps: tuple[float, ...]  # committed rate of each tenth of the workload
-    last_vs_first_slice: float  # last tenth's rate / first tenth's rate - 1 (0.0 when unknown)
-    verify_per_s_single_core: float  # V
-    cpu_count: int  # C
-    limit_tps: float  # C * V / n
-    limit_ratio: float  # committed_tps / limit_tps
-    machine_busy_fraction: float  # share of all cores busy during the run (everything on the box)
-    load_average_before: float
-    validators_agree: bool  # equal height, head hash and state root at the end
-    usage: tuple[ValidatorUsage, ...]
-    workload: str
-    mix: str = MIX_PILOT
-    setup_txs: int = 0  # committed before the clock started (not counted anywhere else)
-    setup_height: int = 0  # the watched node's height when the clock started
-    receipts_ok: dict[str, int] | None = None  # "module.action" -> successful receipts of the workload
-    receipts_failed: dict[str, int] | None = None  # error code name -> failed receipts of the workload
-
-    def to_json(self) -> dict[str, Any]:
-        """The JSON form (tuples become lists), exactly what `--out` writes."""
-        value: dict[str, Any] = json.loads(json.dumps(asdict(self)))
-        return value
-
-
-# ---------------------------------------------------------------- pure figures
-
-
-def compute_percentile(sorted_values: Sequence[float], fraction: float) -> float:
-    """Nearest-rank percentile of an ascending sequence (0.0 when it is empty)."""
-    if not sorted_values:
-        return 0.0
-    rank = max(1, math.ceil(fraction * len(sorted_values)))
-    return float(sorted_values[min(rank, len(sorted_values)) - 1])
-
-
-def compute_rank_time(commits: Sequence[tuple[float, int]], rank: int, started: float) -> float:
-    """When the `rank`-th transaction (1-based, in commit order) committed; `started` for rank 0.
-
-    `commits` are (commit time, transactions) per block, in height order.
-    """
-    if rank <= 0:
-        return started
-    cumulative = 0
-    for stamp, count in commits:
-        cumulative += count
-        if cumulative >= rank:
-            return stamp
-    return math.nan
-
-
-def compute_rate(commits: Sequence[tuple[float, int]], rank_from: int, rank_to: int, started: float) -> float:
-    """Transactions per second between the commits of ranks `rank_from` and `rank_to`.
-
-    0.0 when both ranks fall into one block (no time passes between them) or
-    a rank was never reached.
-    """
-    seconds = compute_rank_time(commits, rank_to, started) - compute_rank_time(commits, rank_from, started)
-    if not seconds > 0:
-        return 0.0
-    return (rank_to - rank_from) / seconds
-
-
-def compute_sustained_rate(
-    commits: Sequence[tuple[float, int]], window_from: float, window_to: float, submit_finished: float
-) -> tuple[float, float]:
-    """(committed tx/s from `window_from` until the submitter finished or `window_to`, whichever
-    comes first; the fraction of the committed transactions that had committed when it finished).
-
-    In a short run the submitter hands every transaction over long before they commit, and the
-    steady window then also measures the nodes draining what they had already admitted
-    (verified): faster than they can take in new work.  The rate is 0.0 when less than
-    `SUSTAINED_WINDOW_MIN_S` remains.
-    """
-    total = sum(count for _, count in commits)
-    done_by_submit_end = sum(count for stamp, count in commits if stamp <= submit_finished)
-    fraction = done_by_submit_end / total if total else 0.0
-    end = min(window_to, submit_finished)
-    if not end - window_from >= SUSTAINED_WINDOW_MIN_S:
-        return 0.0, fraction
-    inside = sum(count for stamp, count in commits if window_from < stamp <= end)
-    return inside / (end - window_from), fraction
 
 
 def parse_proc_cpu_s(stat_text: str, ticks_per_s: int) -> float:
@@ -517,21 +428,10 @@ def _build_report(
     committed = len(watcher.committed_at)
     accepted_at = array.array("d")
     accepted_at.frombytes(tally["accepted_at"])
-    latencies_ms = sorted(
-        (watcher.committed_at[tx_hash] - accepted_at[index]) * 1000
-        for index, tx_hash in enumerate(hashes)
-        if tx_hash in watcher.committed_at and not math.isnan(accepted_at[index])
+    latencies_ms = compute_latencies_ms(watcher.committed_at, accepted_at, hashes)
+    committed_tps, window_from, window_to, steady_blocks = compute_steady_window(
+        commits, committed, started, finished
     )
-    rank_from = math.ceil(committed * STEADY_SKIP_FRACTION)
-    rank_to = math.floor(committed * (1 - STEADY_SKIP_FRACTION))
-    committed_tps = compute_rate(commits, rank_from, rank_to, started)
-    window_from = compute_rank_time(commits, rank_from, started)
-    window_to = compute_rank_time(commits, rank_to, started)
-    steady_blocks = sum(1 for stamp, _ in commits if window_from < stamp <= window_to)
-    if committed_tps == 0.0 and finished > started:
-        # Too few blocks for a steady state (a tiny run): fall back to the whole run.
-        committed_tps = committed / (finished - started)
-        window_from, window_to, steady_blocks = started, finished, len(commits)
     slice_txs = committed / SLICES
     slices = tuple(
         round(compute_rate(commits, round(k * slice_txs), round((k + 1) * slice_txs), started), 1)
@@ -583,58 +483,3 @@ def _describe_workload(mix: str) -> str:
     if mix != MIX_PILOT:
         return "records.put (meter readings, document records, status) from the pilot's submitter entities"
     return "per 100 txs: " + ", ".join(f"{count} {kind}" for kind, count in PILOT_MIX.items())
-
-
-def format_report(report: BenchReport) -> str:
-    """The human-readable table printed on the terminal."""
-    mib = 1024 * 1024
-    lines = [
-        f"chainnode bench: {report.validators} validators, {report.txs} txs, rate {report.rate}, "
-        f"mix {report.mix} ({report.setup_txs} set-up txs committed before the clock)",
-        f"  committed            {report.committed_txs} txs ({report.rejected_txs} rejected, "
-        f"{report.submit_retries} retried after a full mempool) in {report.duration_s:.1f} s",
-        f"  throughput (steady)  {report.committed_tps:.0f} tx/s committed; "
-        f"submitted at {report.submitted_tps:.0f} tx/s",
-        "  while submitting     "
-        + (
-            f"{report.sustained_tps:.0f} tx/s committed ({report.sustained_limit_ratio:.1%} of C*V/n)"
-            if report.sustained_tps > 0
-            else "too short to measure"
-        )
-        + f"; the submitter finished at {report.committed_when_submit_ended:.0%} committed",
-        f"  latency              p50 {report.latency_ms_p50:.0f} ms   p95 {report.latency_ms_p95:.0f} ms   "
-        f"p99 {report.latency_ms_p99:.0f} ms   max {report.latency_ms_max:.0f} ms",
-        f"  blocks               {report.blocks} ({report.blocks_per_s:.1f}/s steady, "
-        f"{report.block_txs_mean:.0f} txs mean)",
-        "  per tenth (tx/s)     "
-        + " ".join(f"{rate:.0f}" for rate in report.slice_tps)
-        + f"   (last vs first {report.last_vs_first_slice:+.1%})",
-        f"  Ed25519 verify V     {report.verify_per_s_single_core:.0f}/s on one core; "
-        f"C = {report.cpu_count} cores",
-        f"  limit C*V/n          {report.limit_tps:.0f} tx/s; committed/limit = {report.limit_ratio:.1%}",
-        f"  machine              {report.machine_busy_fraction:.0%} busy during the run; "
-        f"load average before {report.load_average_before:.2f}",
-        "  agreement            "
-        + ("all validators agree" if report.validators_agree else "VALIDATORS DISAGREE"),
-        "  receipts ok          "
-        + ", ".join(f"{name} {count}" for name, count in (report.receipts_ok or {}).items()),
-        "  receipts failed      "
-        + (", ".join(f"{code} {count}" for code, count in report.receipts_failed.items()) or "none")
-        if report.receipts_failed is not None
-        else "  receipts failed      not counted",
-        "  validator            cpu s   cpu us/tx   peak RSS MiB   disk MiB   disk B/tx",
-    ]
-    for item in report.usage:
-        lines.append(
-            f"  {item.node_id:<18} {item.cpu_s:7.1f}   {item.cpu_us_per_tx:9.0f}   "
-            f"{item.rss_peak_bytes / mib:12.1f}   "
-            f"{item.disk_bytes / mib:8.1f}   {item.disk_bytes_per_tx:9.1f}"
-        )
-    return "\n".join(lines)
-
-
-def write_report(report: BenchReport, path: Path) -> None:
-    try:
-        path.write_text(json.dumps(report.to_json(), indent=2) + "\n")
-    except OSError as error:
-        raise ConfigError(f"cannot write {path}: {error}") from error
