@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cryptography import x509
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from chainnode.api.service import ReadinessProblem
@@ -102,6 +108,10 @@ class NodeMetrics:
     process, and a node exports only its own series."""
 
     def __init__(self, node: NodeView) -> None:
+        # No `<name>_created` series beside each counter and histogram: they tell a scraper
+        # when the process started, which `/v1/status` and the logs already do.  The switch is
+        # the library's, for the process; a node process has no other registry.
+        disable_created_metrics()
         self.registry = CollectorRegistry(auto_describe=False)
         labels = (node.chain_id, node.node_id)
         self._block_commit = Histogram(
@@ -260,7 +270,7 @@ def get_transaction_samples(node: NodeView) -> list[Sample]:
             count,
             {"source": source},
         )
-        for source, count in sorted(admission.admitted.items())
+        for source, count in sorted(({"api": 0, "peer": 0} | dict(admission.admitted)).items())
     ]
     samples += [
         Sample(
