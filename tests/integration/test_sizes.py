@@ -40,13 +40,10 @@ ALLOWED: dict[str, str] = {
     "chainnode/node/config.py::load_node_config": REWORKED,
     "chainnode/node/runtime.py": REWORKED,
     "chainnode/node/runtime.py::Node": REWORKED,
-    "chainnode/node/status.py::render_metrics": REWORKED,
     # Split by job in the next commits of issue 12.
     "chainnode/api/events.py": "split pending (issue 12)",
     "chainnode/app/asset_state.py": "split pending (issue 12)",
     "chainnode/core/identity.py": "split pending (issue 12)",
-    "chainnode/tools/audit/auditor.py": "split pending (issue 12)",
-    "chainnode/tools/audit/auditor.py::Auditor": "split pending (issue 12)",
     "chainnode/tools/network.py": "split pending (issue 12)",
     "storage/ledger.py": "split pending (issue 12)",
     "storage/ledger.py::Ledger": "split pending (issue 12)",

@@ -1,8 +1,16 @@
-"""The auditor's own in-memory state, replayed from the genesis file (or a checkpoint)."""
+"""The auditor's own in-memory state, replayed from the genesis file (or a checkpoint).
+
+The validator set that certifies a height is read from it (`get_validators`), never from the
+source (see "Validator sets" in the package docstring).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+
+from chainnode.core import identity_records, quorum
+from chainnode.core.errors import DecodeError
+from chainnode.tools.audit.report import fail
 
 # ---------------------------------------------------------------- replay state
 
@@ -12,6 +20,7 @@ class ReplayState:
 
     def __init__(self, items: Mapping[bytes, bytes]) -> None:
         self._values = dict(items)
+        self._validator_sets: dict[bytes, quorum.ValidatorSet] = {}  # decoded, by their encoding
 
     def get_state(self, key: bytes) -> bytes | None:
         return self._values.get(key)
@@ -25,3 +34,17 @@ class ReplayState:
 
     def get_sorted_items(self) -> list[tuple[bytes, bytes]]:
         return sorted(self._values.items())
+
+    def get_validators(self, height: int) -> tuple[bytes, quorum.ValidatorSet]:
+        """The validator set of `height`: `val/set` in the replayed state (see the module doc)."""
+        encoded = self.get_state(identity_records.VALIDATOR_SET_KEY) or b""
+        validators = self._validator_sets.get(encoded)
+        if validators is None:
+            try:
+                validators = quorum.decode_validator_set(encoded)
+            except DecodeError as error:
+                raise fail(
+                    height, "validator_set", f"the replayed state holds no validator set: {error}"
+                ) from None
+            self._validator_sets[encoded] = validators
+        return encoded, validators

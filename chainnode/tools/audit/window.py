@@ -1,0 +1,119 @@
+"""Windows of blocks read ahead of re-execution, their signatures handed to the verifier pool.
+
+`WindowReader` is the part of the `Auditor` that reads ahead (see "Parallel signature checks" in
+the package docstring): it fetches up to `WINDOW_SIGNATURES` signatures' worth of blocks from the
+source, decodes them, and submits every transaction signature (with the signer's key in the
+replayed state now) and every commit-certificate signature (with the validator set of the
+replayed state now) to the `SignatureVerifier` as fixed 128-byte items.  A block that does not
+decode keeps its problem in its `LoadedBlock`, raised when the block's turn comes, in order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from chainnode.app.execution import get_entity
+from chainnode.app.genesis import Genesis
+from chainnode.core import quorum, types
+from chainnode.core.errors import DecodeError
+from chainnode.tools.audit.replay import ReplayState
+from chainnode.tools.audit.report import AuditError, fail
+from chainnode.tools.audit.verify import SIGNATURE_ITEM_BYTES, SignatureVerifier, Verified
+from chainnode.tools.export import BlockSource, RawBlock
+
+WINDOW_SIGNATURES = 16_384  # signatures verified ahead of re-execution per window
+WINDOW_FETCH_BLOCKS = 32
+
+
+@dataclass
+class LoadedBlock:
+    """One height of a window: what the source holds, decoded, and where its signatures went."""
+
+    height: int
+    raw: RawBlock | None
+    block: types.Block | None = None
+    certificate: quorum.CommitCertificate | None = None
+    problem: AuditError | None = None
+    tx_items: list[int] = field(default_factory=list)  # item index per transaction, -1 if none
+    tx_keys: list[bytes] = field(default_factory=list)
+    certificate_items: list[int] = field(default_factory=list)  # item index per signature, -1 if none
+    certificate_set: bytes = b""  # encoding of the validator set the pool checked the certificate with
+
+
+@dataclass
+class Window:
+    """The blocks of one window and the pool's pending verdicts on their signatures."""
+
+    loaded: list[LoadedBlock]
+    verified: Verified
+    items: int
+
+
+class WindowReader:
+    """Reads windows ahead of re-execution; the `Auditor` holds the replayed state that they read."""
+
+    genesis: Genesis
+    source: BlockSource
+    state: ReplayState
+
+    def _prepare_window(self, verifier: SignatureVerifier, height_first: int, last: int) -> Window:
+        loaded: list[LoadedBlock] = []
+        items = bytearray()
+        keys: dict[str, bytes | None] = {}
+        height = height_first
+        while height <= last and len(items) < WINDOW_SIGNATURES * SIGNATURE_ITEM_BYTES:
+            heights = list(range(height, min(height + WINDOW_FETCH_BLOCKS, last + 1)))
+            for item_height, raw in zip(heights, self.source.get_blocks(heights), strict=True):
+                entry = LoadedBlock(item_height, raw)
+                self._decode(entry)
+                self._add_items(entry, items, keys)
+                loaded.append(entry)
+            height = heights[-1] + 1
+        return Window(loaded, verifier.submit(bytes(items)), len(items) // SIGNATURE_ITEM_BYTES)
+
+    def _decode(self, entry: LoadedBlock) -> None:
+        if entry.raw is None:
+            entry.problem = fail(entry.height, "block_missing", "the source has no block or certificate")
+            return
+        try:
+            entry.block = types.decode_block(entry.raw.block_encoded, check_body=False)
+        except DecodeError as error:
+            entry.problem = fail(entry.height, "block_decode", error.message)
+            return
+        try:
+            entry.certificate = quorum.decode_commit_certificate(entry.raw.certificate_encoded)
+        except DecodeError as error:
+            entry.problem = fail(entry.height, "certificate_decode", error.message)
+
+    def _add_items(self, entry: LoadedBlock, items: bytearray, keys: dict[str, bytes | None]) -> None:
+        block, certificate = entry.block, entry.certificate
+        if block is None or certificate is None:
+            return
+        for tx in block.transactions:
+            if tx.signer not in keys:
+                signer = get_entity(self.state, tx.signer)
+                keys[tx.signer] = None if signer is None else signer.public_key
+            key = keys[tx.signer]
+            entry.tx_keys.append(key or b"")
+            entry.tx_items.append(-1 if key is None else len(items) // SIGNATURE_ITEM_BYTES)
+            if key is not None:
+                items += key + tx.hash + tx.signature
+        try:
+            entry.certificate_set, validators = self.state.get_validators(entry.height)
+        except AuditError:
+            # Reported in order when the block is checked; nothing to verify ahead.
+            entry.certificate_items = [-1] * len(certificate.signatures)
+            return
+        payload = types.compute_vote_payload(
+            types.VoteKind.COMMIT,
+            self.genesis.chain_id,
+            certificate.view,
+            certificate.height,
+            certificate.block_hash,
+        )
+        for index, signature in certificate.signatures:
+            if index >= validators.size:
+                entry.certificate_items.append(-1)
+                continue
+            entry.certificate_items.append(len(items) // SIGNATURE_ITEM_BYTES)
+            items += validators.validators[index].public_key + payload + signature
