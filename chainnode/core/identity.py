@@ -13,7 +13,8 @@ and carries the pilot claims in a non-critical private extension (`CLAIMS_OID`) 
 DER UTF8String such as `zone=beijing;roles=submitter,validator;sectors=health,education`, so
 `openssl x509 -text` shows it verbatim.  A zone CA carries its zone id the same way (OU and the
 extension, with empty roles and sectors), so the zone of a CA is read from the CA itself and not
-from a name convention.
+from a name convention.  The claims, their format and their strict reading are
+`chainnode.core.claims`'s; this module issues and verifies the certificates that carry them.
 
 The rule that matters beyond ordinary path validation: *a zone authority may only issue for its
 own zone*.  `issue_entity_certificate` refuses to sign such a certificate, and
@@ -32,9 +33,7 @@ breaks a rule raises `IdentityError`; a certificate file that cannot be read rai
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -45,11 +44,19 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from chainnode.core import identity_records
+from chainnode.core.claims import (
+    CLAIMS_OID,
+    NAME_LENGTH_MAX,
+    EntityClaims,
+    check_claims,
+    compute_claims_text,
+    encode_utf8string,
+    is_valid_id,
+    read_claims,
+    read_zone_id,
+)
 from chainnode.core.crypto import PUBLIC_KEY_BYTES, SigningKey
 from chainnode.core.errors import ConfigError, IdentityError
-
-# A private arc under the UUID root 2.25 (ITU-T X.667); the integer is a fixed random UUID.
-CLAIMS_OID = x509.ObjectIdentifier("2.25.156094350042141432107721305136278390519")
 
 ROOT_VALID_DAYS = 3650
 ZONE_VALID_DAYS = 1825
@@ -58,154 +65,39 @@ ENTITY_VALID_DAYS = 365
 # the verifier do not make a fresh certificate "not yet valid".
 NOT_BEFORE_BACKDATE = timedelta(hours=1)
 
-ID_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
-NAME_LENGTH_MAX = 128
+# What callers import from here, the claims' names (now in chainnode.core.claims) included.
+__all__ = [
+    "CLAIMS_OID",
+    "DEFAULT_HOSTS",
+    "ENTITY_VALID_DAYS",
+    "NOT_BEFORE_BACKDATE",
+    "ROOT_VALID_DAYS",
+    "URI_PREFIX",
+    "ZONE_VALID_DAYS",
+    "EntityClaims",
+    "certificate_der",
+    "certificate_from_der",
+    "certificate_from_pem",
+    "certificate_to_pem",
+    "compute_host_names",
+    "create_root_ca",
+    "create_zone_ca",
+    "entity_record_from_certificate",
+    "get_validity_ms",
+    "is_valid_id",
+    "issue_entity_certificate",
+    "load_certificate",
+    "load_certificates",
+    "public_key_of",
+    "read_claims",
+    "read_zone_id",
+    "to_ms",
+    "verify_entity_certificate",
+    "verify_zone_certificate",
+]
+
 URI_PREFIX = "chainnode:entity:"
 DEFAULT_HOSTS = ("localhost", "127.0.0.1")  # the subject alternative names without `hosts`
-
-_UTF8STRING_TAG = 0x0C
-
-
-@dataclass(frozen=True, slots=True)
-class EntityClaims:
-    """What an end-entity certificate asserts about its holder.
-
-    `roles` and `sectors` are normalised to sorted tuples without duplicates, so two claims that
-    say the same thing compare equal and encode the same way.
-    """
-
-    entity_id: str  # lowercase `[a-z0-9-]`, the certificate's CN
-    zone: str  # zone id of the issuing authority
-    roles: tuple[str, ...]  # subset of `identity_records.ROLES`
-    sectors: tuple[str, ...]  # subset of `identity_records.SECTORS`
-    name: str  # display name, the certificate's O
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "roles", tuple(sorted(set(self.roles))))
-        object.__setattr__(self, "sectors", tuple(sorted(set(self.sectors))))
-
-
-# ---------------------------------------------------------------- claims extension
-
-
-def is_valid_id(value: str) -> bool:
-    """True for a lowercase `[a-z0-9-]` identifier of at most 64 characters."""
-    return bool(ID_PATTERN.match(value))
-
-
-def compute_claims_text(zone: str, roles: tuple[str, ...], sectors: tuple[str, ...]) -> str:
-    return f"zone={zone};roles={','.join(roles)};sectors={','.join(sectors)}"
-
-
-def _encode_utf8string(text: str) -> bytes:
-    data = text.encode("utf-8")
-    length = len(data)
-    if length < 0x80:
-        header = bytes([_UTF8STRING_TAG, length])
-    else:
-        length_bytes = length.to_bytes((length.bit_length() + 7) // 8, "big")
-        header = bytes([_UTF8STRING_TAG, 0x80 | len(length_bytes)]) + length_bytes
-    return header + data
-
-
-def _decode_utf8string(der: bytes) -> str:
-    if len(der) < 2 or der[0] != _UTF8STRING_TAG:
-        raise IdentityError("claims extension is not a DER UTF8String")
-    first = der[1]
-    if first < 0x80:
-        length, offset = first, 2
-    else:
-        count = first & 0x7F
-        if count == 0 or count > 2 or len(der) < 2 + count:
-            raise IdentityError("claims extension has a bad DER length")
-        length, offset = int.from_bytes(der[2 : 2 + count], "big"), 2 + count
-        if length < 0x80 or (count == 2 and length < 0x100):
-            raise IdentityError("claims extension has a non-minimal DER length")
-    if len(der) != offset + length:
-        raise IdentityError("claims extension length does not match its content")
-    try:
-        return der[offset:].decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise IdentityError("claims extension is not valid UTF-8") from error
-
-
-def _parse_claims_text(text: str) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
-    parts = text.split(";")
-    keys = [part.partition("=")[0] for part in parts]
-    if keys != ["zone", "roles", "sectors"] or any("=" not in part for part in parts):
-        raise IdentityError(f"claims extension {text!r} is not 'zone=..;roles=..;sectors=..'")
-    values = [part.partition("=")[2] for part in parts]
-    zone = values[0]
-    roles = tuple(values[1].split(",")) if values[1] else ()
-    sectors = tuple(values[2].split(",")) if values[2] else ()
-    return zone, roles, sectors
-
-
-def _read_claims_extension(
-    certificate: x509.Certificate,
-) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
-    try:
-        extension = certificate.extensions.get_extension_for_oid(CLAIMS_OID)
-    except x509.ExtensionNotFound as error:
-        raise IdentityError("certificate has no pilot claims extension") from error
-    except ValueError as error:  # duplicate or unparsable extensions
-        raise IdentityError(f"certificate extensions are malformed: {error}") from error
-    value = extension.value
-    if not isinstance(value, x509.UnrecognizedExtension):
-        raise IdentityError("pilot claims extension has an unexpected type")
-    return _parse_claims_text(_decode_utf8string(value.value))
-
-
-def _get_name_attribute(certificate: x509.Certificate, oid: x509.ObjectIdentifier, what: str) -> str:
-    attributes = certificate.subject.get_attributes_for_oid(oid)
-    if len(attributes) != 1:
-        raise IdentityError(f"certificate subject must have exactly one {what}")
-    value = attributes[0].value
-    if not isinstance(value, str):
-        raise IdentityError(f"certificate subject {what} is not text")
-    return value
-
-
-def _check_claims(claims: EntityClaims) -> None:
-    if not is_valid_id(claims.entity_id):
-        raise IdentityError(f"entity id {claims.entity_id!r} is not lowercase [a-z0-9-]")
-    if not is_valid_id(claims.zone):
-        raise IdentityError(f"zone id {claims.zone!r} is not lowercase [a-z0-9-]")
-    if not claims.name or len(claims.name) > NAME_LENGTH_MAX:
-        raise IdentityError(f"display name of {claims.entity_id} is empty or too long")
-    unknown_roles = set(claims.roles) - identity_records.ROLES
-    if unknown_roles:
-        raise IdentityError(f"unknown role(s) {sorted(unknown_roles)} for {claims.entity_id}")
-    unknown_sectors = set(claims.sectors) - identity_records.SECTORS
-    if unknown_sectors:
-        raise IdentityError(f"unknown sector(s) {sorted(unknown_sectors)} for {claims.entity_id}")
-
-
-def read_claims(certificate: x509.Certificate) -> EntityClaims:
-    """The claims of an end-entity certificate; `IdentityError` if missing or garbled."""
-    zone, roles, sectors = _read_claims_extension(certificate)
-    entity_id = _get_name_attribute(certificate, NameOID.COMMON_NAME, "CN")
-    name = _get_name_attribute(certificate, NameOID.ORGANIZATION_NAME, "O")
-    subject_zone = _get_name_attribute(certificate, NameOID.ORGANIZATIONAL_UNIT_NAME, "OU")
-    if subject_zone != zone:
-        raise IdentityError(f"subject OU {subject_zone!r} disagrees with the claimed zone {zone!r}")
-    claims = EntityClaims(entity_id=entity_id, zone=zone, roles=roles, sectors=sectors, name=name)
-    if claims.roles != roles or claims.sectors != sectors:
-        raise IdentityError("roles and sectors in the claims extension must be sorted and distinct")
-    _check_claims(claims)
-    return claims
-
-
-def read_zone_id(ca_certificate: x509.Certificate) -> str:
-    """The zone id a zone authority CA certificate carries (OU and claims extension)."""
-    zone, roles, sectors = _read_claims_extension(ca_certificate)
-    if roles or sectors:
-        raise IdentityError("a zone CA certificate must not claim roles or sectors")
-    subject_zone = _get_name_attribute(ca_certificate, NameOID.ORGANIZATIONAL_UNIT_NAME, "OU")
-    if subject_zone != zone or not is_valid_id(zone):
-        raise IdentityError(f"zone CA names zone {subject_zone!r} but claims {zone!r}")
-    return zone
-
 
 # ---------------------------------------------------------------- building certificates
 
@@ -336,7 +228,7 @@ def create_zone_ca(
         path_length=0,
         valid_days=valid_days,
     ).add_extension(
-        x509.UnrecognizedExtension(CLAIMS_OID, _encode_utf8string(compute_claims_text(zone_id, (), ()))),
+        x509.UnrecognizedExtension(CLAIMS_OID, encode_utf8string(compute_claims_text(zone_id, (), ()))),
         critical=False,
     )
     return builder.sign(root_private, algorithm=None)
@@ -401,9 +293,7 @@ def _build_entity_certificate(
             critical=False,
         )
         .add_extension(alternative_names, critical=False)
-        .add_extension(
-            x509.UnrecognizedExtension(CLAIMS_OID, _encode_utf8string(claims_text)), critical=False
-        )
+        .add_extension(x509.UnrecognizedExtension(CLAIMS_OID, encode_utf8string(claims_text)), critical=False)
     )
     return builder.sign(zone_private, algorithm=None)
 
@@ -421,7 +311,7 @@ def issue_entity_certificate(
     """Issue an end-entity certificate; a zone authority may only issue for its own zone.
 
     `hosts` (a node's addresses: IP addresses or DNS names) become subject alternative names."""
-    _check_claims(claims)
+    check_claims(claims)
     zone_id = read_zone_id(zone_certificate)
     if claims.zone != zone_id:
         raise IdentityError(f"zone authority {zone_id!r} cannot issue a certificate for zone {claims.zone!r}")
