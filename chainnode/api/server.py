@@ -72,6 +72,7 @@ from aiohttp import web
 from chainnode.api import assets as api_assets
 from chainnode.api import events as api_events
 from chainnode.api import governance as api_governance
+from chainnode.api import light as api_light
 from chainnode.api import records as api_records
 from chainnode.api.common import (
     CURSOR_PARAM,
@@ -586,7 +587,13 @@ def create_app(service: NodeService, *, body_bytes_max: int = 32 * 1024 * 1024) 
     """The API application; run it with `web.AppRunner` on the node's API address."""
     app = web.Application(middlewares=[error_middleware], client_max_size=body_bytes_max)
     app[SERVICE_KEY] = service
-    for module_routes in (ROUTES, api_governance.ROUTES, api_assets.ROUTES, api_records.ROUTES):
+    for module_routes in (
+        ROUTES,
+        api_governance.ROUTES,
+        api_assets.ROUTES,
+        api_records.ROUTES,
+        api_light.ROUTES,
+    ):
         register_routes(app, module_routes)
     api_events.add_routes(app)
     return app

@@ -131,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     from chainnode.cli import relay as cli_relay  # standard library only at import time
 
     cli_relay.add_commands(commands)
+    from chainnode.cli import light as cli_light  # standard library only at import time
+
+    cli_light.add_commands(commands)
     return parser
 
 
