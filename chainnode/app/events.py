@@ -128,6 +128,16 @@ EVENT_SHAPES: dict[str, EventShape] = {
     "assets.unfrozen": EventShape(1, (0,)),  # (asset_id, holder, by)
     "assets.paused": EventShape(1, (0,)),  # (collection, issuer)
     "assets.unpaused": EventShape(1, (0,)),  # (collection, issuer)
+    # Cross-chain exchange (`chainnode.app.xchain.EVENTS`): keyed by the counterparty chain.
+    "xchain.chain_registered": EventShape(None, (0,)),  # (chain, genesis_hash, validators)
+    "xchain.chain_removed": EventShape(None, (0,)),  # (chain,)
+    "xchain.client_updated": EventShape(None, (0, 2)),  # (chain, from, to, header_hash, skipped)
+    "xchain.client_validators_changed": EventShape(None, (0, 1)),  # (chain, from_height, set_hash)
+    "xchain.fork_detected": EventShape(None, (0, 1)),  # (chain, height, known_hash, other_hash)
+    "xchain.imported": EventShape(5, (0, 1)),  # (chain, height, tx_hash, module, action, signer)
+    "xchain.sent": EventShape(2, (0, 1)),  # (dest, seq, sender, payload_hash)
+    "xchain.received": EventShape(2, (0, 1)),  # (source, seq, sender, payload_hash)
+    "xchain.acknowledged": EventShape(None, (0, 1)),  # (dest, seq)
 }
 
 

@@ -53,7 +53,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from chainnode.app import assets, authority, governance, records, records_sharing
+from chainnode.app import assets, authority, governance, records, records_sharing, xchain
 from chainnode.app.state import (
     Action,
     ExecutionContext,
@@ -77,6 +77,7 @@ DEFAULT_ACTIONS: Mapping[tuple[str, str], Action] = {
     **authority.ACTIONS,
     **governance.ACTIONS,
     **assets.ACTIONS,
+    **xchain.ACTIONS,
 }
 
 

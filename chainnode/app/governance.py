@@ -36,6 +36,14 @@ Kinds and payloads (a tuple):
 - `remove_validator (entity_id)`: never below `VALIDATORS_MIN` (4, the smallest set that
   tolerates one Byzantine validator).
 - `set_params (((name, value), ...))`: any of `PARAM_LIMITS`, each within its bounds.
+- `register_chain (chain_id, genesis_hash, validators, genesis_state_root)`: a counterparty
+  chain for cross-chain exchange (`chainnode.app.xchain`): its id, the hash of its genesis, its
+  genesis validator set (`quorum.ValidatorSet.encode()`) and its genesis state root.  Approval
+  starts the chain's on-chain light client at its genesis.  Refused: our own chain id, a chain
+  that is registered, a set that does not decode.  A removed chain may be registered again: its
+  client starts afresh, its imported facts and channel sequence numbers are kept.
+- `remove_chain (chain_id)`: a registered chain; its client stops (updates, imports and sends
+  fail with `unknown_chain`), what was imported stays readable.
 
 State layout (this module owns `gov/` and `val/`):
 
@@ -55,7 +63,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from chainnode.app import genesis
+from chainnode.app import genesis, xchain_registry
 from chainnode.app.state import (
     Action,
     Event,
@@ -83,6 +91,8 @@ PROPOSAL_KINDS = (
     "add_validator",
     "remove_validator",
     "set_params",
+    "register_chain",
+    "remove_chain",
 )
 # (minimum, maximum) of each parameter the council may set; view_timeout_ms 0 means "each
 # node's configured timeout".
@@ -356,6 +366,8 @@ def check_payload(kind: str, payload: tuple[Any, ...]) -> None:
         _check_id(payload[0], "entity id")
     elif kind == "set_params":
         _check_params_payload(payload)
+    elif kind in ("register_chain", "remove_chain"):
+        xchain_registry.check_chain_payload(kind, payload)
     else:
         raise _fail(ErrorCode.BAD_ARGUMENTS, f"unknown proposal kind {kind!r}; known: {list(PROPOSAL_KINDS)}")
 
@@ -495,9 +507,16 @@ def _change_params(overlay: Overlay, payload: tuple[Any, ...]) -> list[Event]:
     return [("governance.params_changed", tuple(payload[0]))]
 
 
-def apply_change(overlay: Overlay, proposal: Proposal, context: ExecutionContext) -> list[Event]:
-    """Carry out an approved proposal; `TransactionError` if it breaks a rule now."""
+def apply_change(
+    overlay: Overlay, proposal: Proposal, context: ExecutionContext, *, chain_id: str = ""
+) -> list[Event]:
+    """Carry out an approved proposal; `TransactionError` if it breaks a rule now.
+    `chain_id` is this chain's (a counterparty may not take it)."""
     kind, payload = proposal.kind, proposal.payload
+    if kind == "register_chain":
+        return xchain_registry.apply_register_chain(overlay, payload, context.height, own_chain_id=chain_id)
+    if kind == "remove_chain":
+        return xchain_registry.apply_remove_chain(overlay, payload[0], context.height)
     if kind == "admit_zone":
         return _change_admit_zone(overlay, payload, context)
     if kind in ("suspend_zone", "reinstate_zone", "remove_zone"):
@@ -521,7 +540,11 @@ def _require_council(overlay: Overlay) -> tuple[int, tuple[str, ...]]:
 
 
 def _close_if_decided(
-    overlay: Overlay, proposal: Proposal, context: ExecutionContext, council: tuple[int, tuple[str, ...]]
+    overlay: Overlay,
+    proposal: Proposal,
+    context: ExecutionContext,
+    council: tuple[int, tuple[str, ...]],
+    chain_id: str,
 ) -> tuple[Proposal, list[Event]]:
     threshold, members = council
     if len(proposal.approvals) >= threshold:
@@ -529,7 +552,7 @@ def _close_if_decided(
         # as failed without leaving half of its writes behind.
         scratch = overlay.child()
         try:
-            events = apply_change(scratch, proposal, context)
+            events = apply_change(scratch, proposal, context, chain_id=chain_id)
         except TransactionError as error:
             failed = replace(
                 proposal, status=ProposalStatus.FAILED, outcome=error.message, closed_height=context.height
@@ -576,8 +599,8 @@ def apply_propose(overlay: Overlay, tx: types.Transaction, context: ExecutionCon
         closed_height=0,
     )
     # A change that breaks a rule now is refused outright rather than left open to fail later.
-    apply_change(overlay.child(), proposal, context)
-    proposal, events = _close_if_decided(overlay, proposal, context, council)
+    apply_change(overlay.child(), proposal, context, chain_id=tx.chain_id)
+    proposal, events = _close_if_decided(overlay, proposal, context, council, tx.chain_id)
     overlay.put(_NEXT_PROPOSAL_KEY, codec.encode(proposal_id + 1))
     overlay.put(compute_proposal_key(proposal_id), proposal.encode())
     proposed: Event = ("governance.proposed", (proposal_id, kind, context.signer.name, expires_at_height))
@@ -606,7 +629,7 @@ def apply_vote(overlay: Overlay, tx: types.Transaction, context: ExecutionContex
     else:
         proposal = replace(proposal, rejections=(*proposal.rejections, member))
     voted: Event = ("governance.voted", (proposal_id, member, approve, len(proposal.approvals), council[0]))
-    proposal, events = _close_if_decided(overlay, proposal, context, council)
+    proposal, events = _close_if_decided(overlay, proposal, context, council, tx.chain_id)
     overlay.put(compute_proposal_key(proposal_id), proposal.encode())
     return [voted, *events]
 

@@ -10,7 +10,8 @@ and runs `args.check(args)` (usage checks, exit 2) before `args.run(args)`.
     chainnode authority register|renew --zone-dir DIR/zones/<z> --cert PEM --node URL [--wait]
     chainnode authority revoke --zone-dir DIR/zones/<z> --entity ID --reason TEXT --node URL [--wait]
     chainnode council propose --member-dir DIR/council/<m> --node URL --kind KIND [--expires-in N]
-                              [--zone-cert PEM --name NAME | --zone ID | --entity ID | --param K=V ...]
+                              [--zone-cert PEM --name NAME | --zone ID | --entity ID | --param K=V ...
+                               | --genesis FILE (register_chain) | --chain ID (remove_chain)]
     chainnode council vote --member-dir DIR/council/<m> --node URL --proposal N (--approve|--reject)
     chainnode council list --node URL [--status open|expired|executed|rejected|failed]
 
@@ -46,6 +47,8 @@ PROPOSAL_KINDS = (
     "add_validator",
     "remove_validator",
     "set_params",
+    "register_chain",
+    "remove_chain",
 )
 _ZONE_KINDS = ("suspend_zone", "reinstate_zone", "remove_zone")
 _VALIDATOR_KINDS = ("add_validator", "remove_validator")
@@ -206,6 +209,13 @@ def _compute_payload(args: argparse.Namespace) -> tuple[Any, ...]:
         return (args.zone,)
     if args.kind in _VALIDATOR_KINDS:
         return (args.entity,)
+    if args.kind == "register_chain":
+        from chainnode.app.genesis import load_genesis
+        from chainnode.app.xchain_registry import compute_register_chain_payload
+
+        return compute_register_chain_payload(load_genesis(args.genesis))
+    if args.kind == "remove_chain":
+        return (args.chain,)
     pairs = []
     for item in args.param:
         name, _, value = item.partition("=")
@@ -270,8 +280,10 @@ def check_propose(args: argparse.Namespace) -> None:
         "set_params": ("param",),
         **{kind: ("zone",) for kind in _ZONE_KINDS},
         **{kind: ("entity",) for kind in _VALIDATOR_KINDS},
+        "register_chain": ("genesis",),
+        "remove_chain": ("chain",),
     }[args.kind]
-    for option in ("zone_cert", "name", "zone", "entity", "param"):
+    for option in ("zone_cert", "name", "zone", "entity", "param", "genesis", "chain"):
         given = bool(getattr(args, option))
         if given != (option in needed):
             flag = "--" + option.replace("_", "-")
@@ -355,6 +367,16 @@ def _add_council_commands(commands: Any) -> None:
     propose.add_argument("--zone", default=None, metavar="ID", help="suspend/reinstate/remove_zone")
     propose.add_argument("--entity", default=None, metavar="ID", help="add/remove_validator")
     propose.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="set_params")
+    propose.add_argument(
+        "--genesis",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="register_chain: the counterparty's genesis",
+    )
+    propose.add_argument(
+        "--chain", default=None, metavar="ID", help="remove_chain: the counterparty's chain id"
+    )
     propose.set_defaults(run=run_propose, check=check_propose, parser=propose)
     vote.add_argument(
         "--proposal", type=parse_positive_int, required=True, metavar="N", help="the proposal's id"

@@ -104,6 +104,18 @@ class ErrorCode(enum.IntEnum):
     NOT_PAUSED = 73
     WRONG_ASSET_KIND = 74  # an action or amount the collection's kind does not allow
 
+    # Cross-chain exchange (issue 14): numbers 80-89 are kept for the xchain module.
+    UNKNOWN_CHAIN = 80  # a counterparty chain that is not registered (or was removed)
+    CLIENT_HALTED = 81  # the chain's light client halted on a fork (two certified headers at a height)
+    BAD_HEADER = 82  # a header the light client refuses: format, chain_id, parent, height or gap
+    BAD_QUORUM = 83  # a certificate that is not a quorum of the trusted set's signatures over the header
+    BAD_VALIDATOR_CHANGE = 84  # a new validator set without a valid proof of the block that wrote it
+    CLIENT_BEHIND = 85  # a proof above the light client's latest height: update the client first
+    BAD_PROOF = 86  # an inclusion proof that does not show what it claims (altered, another chain)
+    SOURCE_TX_FAILED = 87  # the proven source transaction's receipt is a failure
+    ALREADY_IMPORTED = 88  # the source transaction (or message) was imported before
+    OUT_OF_ORDER = 89  # a message whose sequence number is not the next one of its channel
+
     @property
     def label(self) -> str:
         return self.name.lower()
