@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import cast
 
-from chainnode.api.events import CommittedEvent, EventReader
+from chainnode.api.event_reader import CommittedEvent, EventReader
 from chainnode.api.service import LedgerReader
 from chainnode.app.events import START, EventFilter, Position, decode_cursor
 from chainnode.core import types
