@@ -35,6 +35,7 @@ Commands (`authority ...` and `council ...` are described in `chainnode.cli.gove
     chainnode query entity ID|zone ID|zones|validators [--height H]|proposal N|proposals [--status S]
                     |evidence|checkpoint|certificates [--within-days N] --node URL [--limit N --cursor C]
     chainnode --version
+    chainnode completion bash|zsh      (shell code that completes commands and options)
     chainnode audit (--data-dir DIR | --node URL) --genesis G [--report FILE] [--from H] [--to H]
                     [--resume CHECKPOINT] [--save-checkpoint CHECKPOINT] [--workers N]
     chainnode verify-proof FILE --genesis G [--checkpoint CHECKPOINT]
@@ -134,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     from chainnode.cli import light as cli_light  # standard library only at import time
 
     cli_light.add_commands(commands)
+    from chainnode.cli import completion as cli_completion  # standard library only at import time
+
+    cli_completion.add_commands(commands)
     return parser
 
 
@@ -150,6 +154,10 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from chainnode.cli.completion import answer_completion_request, is_completion_request
+
+    if argv is None and is_completion_request():  # the shell asks for completions: answer, exit
+        answer_completion_request(build_parser())
     try:
         args = parse_arguments(argv)
     except SystemExit as exit_request:
