@@ -4,7 +4,7 @@ library only at import time, so `chainnode --help` stays fast)."""
 from __future__ import annotations
 
 import argparse
-import logging
+import sys
 from typing import TYPE_CHECKING, Any
 
 from chainnode.cli.output import add_output_options
@@ -87,10 +87,15 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 PROPOSAL_STATUSES = ("open", "expired", "executed", "rejected", "failed")
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+LOG_FORMATS = ("text", "json")
+
+
+def setup_logging(level: str | None, log_format: str | None = None) -> None:
+    """Logs on stderr (`chainnode.node.logs`); None takes the environment's default, else info/text."""
+    from chainnode.node import logs
+
+    logs.configure_logging(
+        level or logs.get_default_level(), log_format or logs.get_default_format(), stream=sys.stderr
     )
 
 

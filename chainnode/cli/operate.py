@@ -13,6 +13,7 @@ from chainnode.cli.args import (
     DEVNET_BASE_PORT_DEFAULT,
     DEVNET_VALIDATORS_DEFAULT,
     EXIT_OK,
+    LOG_FORMATS,
     LOG_LEVELS,
     parse_port,
     parse_positive_int,
@@ -56,7 +57,7 @@ def run_node(args: argparse.Namespace) -> int:
 
     from chainnode.node import runtime as node
 
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, args.log_format)
     if args.rebuild:
         _set_data_aside_for_rebuild(args.config)
     asyncio.run(node.run_node(args.config))
@@ -219,7 +220,19 @@ def add_commands(commands: Any) -> None:
     node_commands = node.add_subparsers(dest="node_command", required=True)
     run = node_commands.add_parser("run", help="run a validator node until interrupted")
     run.add_argument("--config", type=Path, required=True, metavar="PATH", help="the node's node.toml")
-    run.add_argument("--log-level", default="info", choices=LOG_LEVELS, help="log on stderr from this level")
+    run.add_argument(
+        "--log-level",
+        default=None,
+        choices=LOG_LEVELS,
+        help="log on stderr from this level (default: $CHAINNODE_LOG_LEVEL, else info)",
+    )
+    run.add_argument(
+        "--log-format",
+        default=None,
+        choices=LOG_FORMATS,
+        help="text: one human line per record; json: one JSON object per line with level, logger, "
+        "message, height, view, peer (default: $CHAINNODE_LOG_FORMAT, else text)",
+    )
     run.add_argument(
         "--rebuild",
         action="store_true",

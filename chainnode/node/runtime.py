@@ -59,7 +59,7 @@ from chainnode.app.state import compute_genesis_state_root
 from chainnode.core import identity_records, metrics, quorum, types
 from chainnode.core.crypto import SigningKey
 from chainnode.core.errors import ConfigError, DecodeError, InvariantError, StorageError
-from chainnode.node import health, status, wire
+from chainnode.node import health, logs, status, wire
 from chainnode.node.admission import Admission
 from chainnode.node.application import ChainApplication
 from chainnode.node.clock import get_monotonic_ms, get_time_ms
@@ -158,6 +158,7 @@ class Node:
         self.readiness = self._create_readiness()
         self.commit_signal = CommitSignal()  # wakes the API's event readers after each commit
         self.node_metrics = status.NodeMetrics(self)  # /metrics; reads the parts above at each scrape
+        logs.bind_node_context(lambda: (self._ledger.get_head().height, self.engine.view))
 
     def _create_engine(self, validators: quorum.ValidatorSet) -> Engine:
         """The engine, restored from the ledger's head and our vote log."""
@@ -288,6 +289,7 @@ class Node:
         self._ledger.close()
         self.gc_timer.uninstall()
         log.info("node %s stopped", self.node_id)
+        logs.bind_node_context(None)
 
     async def _run_ticks(self) -> None:
         tick_s = self.config.tick_ms / 1000
@@ -435,7 +437,8 @@ class Node:
         if self.failure is not None:
             return  # stopping: the transport closes soon
         try:
-            self._handle_peer_frame(peer_id, data)
+            with logs.handling_peer(peer_id):
+                self._handle_peer_frame(peer_id, data)
         except (StorageError, OSError) as error:
             # Caught here, where the frame enters the node: the transport would log it as
             # a callback bug and go on reading frames with a head that is not on disk.

@@ -111,7 +111,7 @@ class NodeMetrics:
         # No `<name>_created` series beside each counter and histogram: they tell a scraper
         # when the process started, which `/v1/status` and the logs already do.  The switch is
         # the library's, for the process; a node process has no other registry.
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # the library leaves it unannotated
         self.registry = CollectorRegistry(auto_describe=False)
         labels = (node.chain_id, node.node_id)
         self._block_commit = Histogram(
