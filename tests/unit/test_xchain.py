@@ -558,3 +558,27 @@ def test_proof_arguments_round_trip(pair: tuple[CertifiedChain, CertifiedChain])
     assert xchain_state.decode_proof_args(args) == proof
     assert xchain_state.decode_proof_args(args[:-1]) is None
     assert xchain_state.decode_proof_args((*args[:3], "not bytes", *args[4:])) is None
+
+
+def test_an_acknowledgement_of_another_message_acknowledges_nothing(
+    pair: tuple[CertifiedChain, CertifiedChain], net_b: Network, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """B registered an impostor under A's chain id and received its message 1 (another payload)
+    and its message 2 (one A never sent): proven back to A, neither marks A's messages."""
+    a, _ = pair
+    assert a.run_one(a.entity_tx("fudan", "xchain", "send", "chain-b", b"genuine")).ok
+    impostor = CertifiedChain(Network.create(tmp_path_factory.mktemp("impostor"), chain_id="chain-a"))
+    assert register(impostor, net_b).ok
+    _, proof_1 = commit(impostor, impostor.entity_tx("fudan", "xchain", "send", "chain-b", b"forged"))
+    _, proof_2 = commit(impostor, impostor.entity_tx("fudan", "xchain", "send", "chain-b", b"never sent"))
+    b = CertifiedChain(net_b)
+    assert register(b, impostor.net).ok
+    assert update(b, impostor).ok
+    receiving = [import_tx(b, "chain-a", proof_1), import_tx(b, "chain-a", proof_2)]
+    assert codes(b.run(*receiving)) == [ErrorCode.OK, ErrorCode.OK]
+    assert update(a, b).ok
+    for tx in receiving:
+        receipt = a.run_one(import_tx(a, "chain-b", b.compute_proof(*locate(b, tx))))
+        assert receipt.ok and event_names(receipt) == ["xchain.imported"]
+    assert [m.acknowledged_height for m in xchain_state.list_outbound(a.state, "chain-b")] == [0]
+    assert record_of(a, "chain-b").acknowledged == 0
