@@ -2,14 +2,15 @@
 
 Theory of operation
 -------------------
-`load_pilot` reads `config/pilot.toml` (council, zones, entities) and checks it: lowercase ids,
-known roles and sectors, entities in known zones, no entity claiming the `validator` role (the
-validator nodes are generated here, not listed in the pilot), a council threshold within 1..N.
+`load_pilot` (chainnode.tools.pilot) reads `config/pilot.toml` (council, zones, entities) and
+checks it: lowercase ids, known roles and sectors, entities in known zones, no entity claiming
+the `validator` role (the validator nodes are generated here, not listed in the pilot), a
+council threshold within 1..N.
 
-`init_network` first places every node (`place_nodes`: its hosts entry, see
-`chainnode.tools.hosts`, or 127.0.0.1; ports base+2i and base+2i+1 unless given), refusing
-unknown or missing nodes and two nodes on one host and port before anything is written, and
-notes ports inside the kernel's ephemeral range as warnings.  It then plays every authority
+`init_network` first places every node (`place_nodes`, chainnode.tools.placement: its hosts
+entry, see `chainnode.tools.hosts`, or 127.0.0.1; ports base+2i and base+2i+1 unless given),
+refusing unknown or missing nodes and two nodes on one host and port before anything is
+written, and notes ports inside the kernel's ephemeral range as warnings.  It then plays every authority
 once, offline:
 
 1. the council's root key signs the network root CA;
@@ -49,12 +50,9 @@ import json
 import os
 import re
 import time
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
-from typing import Any
 
 from cryptography import x509
 
@@ -62,39 +60,42 @@ from chainnode.app import genesis
 from chainnode.core import identity, identity_records, quorum
 from chainnode.core.crypto import SigningKey, public_key_to_pem
 from chainnode.core.errors import ChainError, ConfigError
-from chainnode.core.fields import Fields
 from chainnode.node import config
 from chainnode.tools import hosts
+from chainnode.tools.pilot import (
+    DEFAULT_PILOT_PATH,
+    PilotCouncilMember,
+    PilotDefinition,
+    PilotZone,
+    load_pilot,
+    parse_pilot,
+)
+from chainnode.tools.placement import NodePlacement, find_ephemeral_port_warnings, place_nodes
 
-# Shipped as package data of the top-level `config` package, so a plain `pip install .` has it.
-DEFAULT_PILOT_PATH = Path(str(resources.files("config") / "pilot.toml"))
+# What callers and tests import from here, the pilot's and the placement's names included.
+__all__ = [
+    "DEFAULT_PILOT_PATH",
+    "NODES_MAX",
+    "VALIDATORS_MAX",
+    "VALIDATOR_ZONES_FIRST",
+    "NetworkLayout",
+    "NodePlacement",
+    "PilotCouncilMember",
+    "PilotDefinition",
+    "PilotZone",
+    "compute_node_ids",
+    "compute_validator_zones",
+    "find_ephemeral_port_warnings",
+    "init_network",
+    "load_pilot",
+    "parse_pilot",
+    "place_nodes",
+]
+
 VALIDATOR_ZONES_FIRST = ("beijing", "shanghai", "guangdong", "sichuan")
 VALIDATORS_MAX = 100
 NODES_MAX = 200  # validators, spares and observers: every node dials every other
 _CHAIN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-
-
-@dataclass(frozen=True, slots=True)
-class PilotZone:
-    zone_id: str
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class PilotCouncilMember:
-    member_id: str
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class PilotDefinition:
-    """The parsed `pilot.toml`."""
-
-    name: str  # display name of the network; names the root CA
-    zones: tuple[PilotZone, ...]
-    entities: tuple[identity.EntityClaims, ...]
-    council: tuple[PilotCouncilMember, ...]
-    council_threshold: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,101 +113,6 @@ class NetworkLayout:
     entity_ids: tuple[str, ...]  # the pilot entities (validators not included)
     node_roles: tuple[str, ...] = ()  # validator, spare or observer, in node_ids order
     warnings: tuple[str, ...] = ()  # what the operator should know (ports in the ephemeral range)
-
-
-@dataclass(frozen=True, slots=True)
-class NodePlacement:
-    """Where one node runs: what it binds and what its peers dial (see `chainnode.tools.hosts`)."""
-
-    node_id: str
-    role: str  # validator, spare or observer
-    host: str  # advertised
-    listen_host: str
-    p2p_port: int
-    api_port: int
-
-    @property
-    def p2p_address(self) -> str:
-        return hosts.format_address(self.host, self.p2p_port)
-
-    @property
-    def api_address(self) -> str:
-        return hosts.format_address(self.host, self.api_port)
-
-
-# ---------------------------------------------------------------- the pilot definition
-
-
-def _parse_entity(item: Fields, zone_ids: set[str]) -> identity.EntityClaims:
-    claims = identity.EntityClaims(
-        entity_id=item.get_str("id"),
-        zone=item.get_str("zone"),
-        roles=item.get_strings("roles"),
-        sectors=item.get_strings("sectors"),
-        name=item.get_str("name"),
-    )
-    where = f"entity {claims.entity_id!r}"
-    if not identity.is_valid_id(claims.entity_id):
-        raise ConfigError(f"pilot {where}: id must be lowercase [a-z0-9-]")
-    if claims.zone not in zone_ids:
-        raise ConfigError(f"pilot {where}: unknown zone {claims.zone!r}")
-    if set(claims.roles) - identity_records.ROLES or not claims.roles:
-        raise ConfigError(f"pilot {where}: roles {list(claims.roles)} are empty or unknown")
-    if set(claims.sectors) - identity_records.SECTORS or not claims.sectors:
-        raise ConfigError(f"pilot {where}: sectors {list(claims.sectors)} are empty or unknown")
-    if "validator" in claims.roles or claims.entity_id.startswith("validator-"):
-        raise ConfigError(f"pilot {where}: validator nodes are generated, not listed")
-    return claims
-
-
-def _require_distinct(values: list[str], what: str) -> None:
-    if len(set(values)) != len(values):
-        duplicates = sorted({value for value in values if values.count(value) > 1})
-        raise ConfigError(f"pilot lists {what} {duplicates} more than once")
-
-
-def parse_pilot(document: dict[str, Any]) -> PilotDefinition:
-    """Check and convert a parsed pilot TOML document."""
-    fields = Fields(document, "pilot")
-    zones = tuple(PilotZone(item.get_str("id"), item.get_str("name")) for item in fields.get_tables("zones"))
-    for zone in zones:
-        if not identity.is_valid_id(zone.zone_id):
-            raise ConfigError(f"pilot zone {zone.zone_id!r}: id must be lowercase [a-z0-9-]")
-    _require_distinct([zone.zone_id for zone in zones], "zones")
-    zone_ids = {zone.zone_id for zone in zones}
-    entities = tuple(_parse_entity(item, zone_ids) for item in fields.get_tables("entities"))
-    _require_distinct([entity.entity_id for entity in entities], "entities")
-    council_table = fields.get_table("council")
-    council = tuple(
-        PilotCouncilMember(item.get_str("id"), item.get_str("name"))
-        for item in council_table.get_tables("members")
-    )
-    _require_distinct([member.member_id for member in council], "council members")
-    for member in council:
-        if not identity.is_valid_id(member.member_id):
-            raise ConfigError(f"pilot council member {member.member_id!r}: id must be [a-z0-9-]")
-    if not zones:
-        raise ConfigError("pilot defines no zones")
-    return PilotDefinition(
-        name=fields.get_str("name"),
-        zones=zones,
-        entities=entities,
-        council=council,
-        council_threshold=council_table.get_int("threshold", minimum=1, maximum=len(council)),
-    )
-
-
-def load_pilot(path: Path | None = None) -> PilotDefinition:
-    """Read and check `pilot.toml` (by default the one shipped in `config/`)."""
-    pilot_path = DEFAULT_PILOT_PATH if path is None else Path(path)
-    try:
-        with pilot_path.open("rb") as file:
-            document = tomllib.load(file)
-    except OSError as error:
-        raise ConfigError(f"cannot read pilot definition {pilot_path}: {error}") from error
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"pilot definition {pilot_path} is not valid TOML: {error}") from error
-    return parse_pilot(document)
 
 
 # ---------------------------------------------------------------- writing files
@@ -335,67 +241,6 @@ def _node_claims(pilot: PilotDefinition, validators: int, observers: int) -> lis
             )
         )
     return claims
-
-
-def place_nodes(
-    node_ids: list[str],
-    roles: list[str],
-    entries: Sequence[hosts.HostEntry],
-    *,
-    base_port: int,
-    listen_host: str | None,
-) -> list[NodePlacement]:
-    """Each node's addresses: its hosts entry (or 127.0.0.1), ports base+2i and base+2i+1 unless
-    given; ConfigError for an entry naming no node, a node without an entry (when any is given)
-    and two nodes on one host and port."""
-    by_name = {entry.name: entry for entry in entries}
-    unknown = sorted(set(by_name) - set(node_ids))
-    if unknown:
-        raise ConfigError(f"hosts name nodes this network does not have: {unknown} (it has {node_ids})")
-    missing = [node_id for node_id in node_ids if entries and node_id not in by_name]
-    if missing:
-        raise ConfigError(f"hosts give no address for {missing}: name every node or none")
-    placements = []
-    for index, node_id in enumerate(node_ids):
-        entry = by_name.get(node_id, hosts.HostEntry(node_id, "127.0.0.1", None, None, None))
-        own_listen = entry.listen_host or listen_host or hosts.compute_listen_host(entry.host)
-        placements.append(
-            NodePlacement(
-                node_id=node_id,
-                role=roles[index],
-                host=entry.host,
-                listen_host=own_listen,
-                p2p_port=entry.p2p_port if entry.p2p_port is not None else base_port + 2 * index,
-                api_port=entry.api_port if entry.api_port is not None else base_port + 2 * index + 1,
-            )
-        )
-    taken: dict[tuple[str, int], str] = {}
-    for placement in placements:
-        for port in (placement.p2p_port, placement.api_port):
-            other = taken.setdefault((placement.host, port), placement.node_id)
-            if other != placement.node_id or placement.p2p_port == placement.api_port:
-                raise ConfigError(f"{placement.node_id} and {other} both use {placement.host} port {port}")
-    return placements
-
-
-def find_ephemeral_port_warnings(
-    placements: Sequence[NodePlacement], port_range: tuple[int, int] | None
-) -> list[str]:
-    """A warning per node with a port in the kernel's ephemeral range: an outgoing connection
-    may hold that port when the node (re)starts, which then fails to listen."""
-    if port_range is None:
-        return []
-    low, high = port_range
-    warnings = []
-    for placement in placements:
-        inside = [port for port in (placement.p2p_port, placement.api_port) if low <= port <= high]
-        if inside:
-            warnings.append(
-                f"{placement.node_id}: port {', '.join(map(str, inside))} lies in this machine's "
-                f"ephemeral port range {low}-{high}; a restart can fail with 'address already in "
-                f"use' while an outgoing connection holds it (choose ports below {low})"
-            )
-    return warnings
 
 
 def _write_node_configs(out_dir: Path, placements: Sequence[NodePlacement], data_dir: str) -> list[Path]:

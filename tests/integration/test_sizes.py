@@ -41,7 +41,6 @@ ALLOWED: dict[str, str] = {
     "chainnode/node/runtime.py": REWORKED,
     "chainnode/node/runtime.py::Node": REWORKED,
     # Split by job in the next commits of issue 12.
-    "chainnode/tools/network.py": "split pending (issue 12)",
     "storage/ledger.py": "split pending (issue 12)",
     "storage/ledger.py::Ledger": "split pending (issue 12)",
 }
