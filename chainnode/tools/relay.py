@@ -7,16 +7,18 @@ cursor, selects the transactions to carry (`Selection`: every `xchain.send` whos
 is the destination chain, and, if asked, every transaction of a module and entity, such as the
 record writes of one entity), and for each batch of them, in chain order:
 
-1. reads the destination's on-chain light client of the source chain (its height) and brings
-   it up to the highest source height in the batch (`plan_client_updates`): one
-   `xchain.update_client` transaction per certified header, skipping heights while the
-   validator set is unchanged, and stopping at the block that wrote each new validator set
-   so the next header is carried with its change proof (`GET /v1/light/changes`); headers and
-   their commit certificates come from `GET /v1/light/headers`;
+1. brings the destination's on-chain light client of the source chain up to the highest source
+   height in the batch (`plan_client_updates`): `xchain.update_client` transactions of up to
+   `STEPS_MAX` certified headers each (`GET /v1/light/headers`), skipping heights while the
+   validator set is unchanged, and stopping at the block that wrote each new validator set so
+   the next header is carried with its change proof (`GET /v1/light/changes`).  The relayer
+   reads the client's height from the destination (`GET /v1/xchain/chains/{id}`), then follows
+   it in its updates' receipts (`xchain.client_updated`); the client skips any step it is past;
 2. fetches each transaction's inclusion proof (`GET /v1/transactions/{hash}/proof`) and submits
    `xchain.import(source_chain, proof)` for all of them in one batch, then waits for each
    outcome: an OK receipt, or `already_imported` (some relayer, maybe this one before a crash,
-   did it first), both count as done; any other code stops the relayer with that code;
+   did it first), both count as done; `out_of_order` (a message a block put after a later one)
+   is submitted again alone, in order; any other code stops the relayer (`import_refused`);
 3. saves its state (`RelayState`: the events cursor just past the batch's last transaction, the
    hash of that transaction, a count) to a small JSON file, atomically: written to a temporary
    file, synced, renamed over the old one, and the directory synced.
@@ -51,16 +53,21 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from chainnode.app.xchain_state import STEPS_MAX as STEPS_PER_UPDATE_MAX
+from chainnode.app.xchain_state import encode_proof_args
 from chainnode.core import types
 from chainnode.core.errors import ChainError, LocalError
+from chainnode.light import validator_change_proof_from_json
 from chainnode.sdk.client import Client, Identity, build_transaction
 from chainnode.sdk.errors import ClientError
 from chainnode.sdk.events import get_events_page
+from chainnode.tools.relay_select import SelectedTx, Selection, plan_client_updates, select_transactions
 from chainnode.tools.relay_state import RelayState, load_relay_state, save_relay_state
 
 log = logging.getLogger(__name__)
@@ -79,104 +86,18 @@ COMMIT_POLL_MS = 20
 XCHAIN_MODULE = "xchain"
 UPDATE_ACTION = "update_client"
 IMPORT_ACTION = "import"
-SEND_EVENT = "xchain.sent"
+UPDATED_EVENT = "xchain.client_updated"
 ALREADY_IMPORTED = "already_imported"
+OUT_OF_ORDER = "out_of_order"
+CLIENT_BEHIND = "client_behind"
+# Refusals of an update that no retry cures: the operator (or the council) must act.
+PERMANENT_UPDATE_CODES = frozenset({"client_halted", "unknown_chain", "bad_arguments"})
 
 
 class RelayError(LocalError):
     """The relayer cannot go on: the destination refused an update or an import it was sent."""
 
     code = "relay_failed"
-
-
-# ---------------------------------------------------------------- selection
-
-
-@dataclass(frozen=True, slots=True)
-class Selection:
-    """Which source transactions a relayer carries."""
-
-    destination_chain: str  # every xchain send to this chain
-    module: str | None = None  # and, when set, every transaction with an event of this module
-    entity: str | None = None  # ... about or signed by this entity (with `module` or alone)
-
-    def is_selected(self, event: Mapping[str, Any]) -> bool:
-        """Whether the transaction that emitted `event` (an event of `GET /v1/events`) is carried."""
-        if event.get("name") == SEND_EVENT:
-            attributes = event.get("attributes") or []
-            return bool(attributes) and attributes[0] == self.destination_chain
-        if self.module is None and self.entity is None:
-            return False
-        if self.module is not None and event.get("module") != self.module:
-            return False
-        return self.entity is None or self.entity in (event.get("entity"), event.get("signer"))
-
-
-@dataclass(frozen=True, slots=True)
-class SelectedTx:
-    """A source transaction to carry, with where its events put it."""
-
-    tx_hash: str  # hex
-    height: int
-    tx_index: int
-    timestamp_ms: int  # its block's timestamp on the source chain
-    cursor: str  # the cursor just past its last selected event in the page
-
-
-def select_transactions(
-    events: Iterable[Mapping[str, Any]], selection: Selection, *, skip: str = ""
-) -> list[SelectedTx]:
-    """The transactions `selection` carries among `events` (in chain order), each once, except
-    `skip` (the last one already carried, whose events may straddle pages)."""
-    selected: dict[str, SelectedTx] = {}
-    for event in events:
-        tx_hash = str(event["tx_hash"])
-        if tx_hash == skip:
-            continue
-        if tx_hash in selected:
-            selected[tx_hash] = replace(selected[tx_hash], cursor=str(event["cursor"]))
-        elif selection.is_selected(event):
-            selected[tx_hash] = SelectedTx(
-                tx_hash,
-                int(event["height"]),
-                int(event["tx_index"]),
-                int(event["timestamp_ms"]),
-                str(event["cursor"]),
-            )
-    return list(selected.values())
-
-
-# ---------------------------------------------------------------- light-client updates
-
-
-@dataclass(frozen=True, slots=True)
-class UpdateStep:
-    """One header to carry to the destination's light client."""
-
-    height: int
-    change_height: int | None  # the block that wrote this header's new validator set, if any
-
-
-def plan_client_updates(
-    client_height: int, target_height: int, change_heights: Sequence[int]
-) -> list[UpdateStep]:
-    """The headers that take a light client at `client_height` to at least `target_height`.
-
-    A validator-set change written by block c is effective from c + 1; a client may skip
-    heights while the set is unchanged, but must accept header c and then header c + 1 with the
-    proof that block c wrote the new set (`chainnode.light.verify.advance`)."""
-    steps: list[UpdateStep] = []
-    height = client_height
-    for change in sorted(set(change_heights)):
-        if change < height or change >= target_height:
-            continue  # already followed, or effective past what is needed now
-        if change > height:
-            steps.append(UpdateStep(change, None))
-        steps.append(UpdateStep(change + 1, change))
-        height = change + 1
-    if target_height > height:
-        steps.append(UpdateStep(target_height, None))
-    return steps
 
 
 # ---------------------------------------------------------------- the relayer
@@ -205,7 +126,7 @@ class Imported:
 
     source: SelectedTx
     destination_tx: str  # hash (hex) of the import transaction this relayer submitted
-    destination_height: int | None  # its height; None when an earlier import was found
+    destination_height: int | None  # its height (None: refused at admission as already imported)
     already: bool
 
 
@@ -218,7 +139,6 @@ class RelayReport:
     already_imported: int = 0
     updates: int = 0
     stopped: str = ""
-    outcomes: list[Imported] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -279,6 +199,8 @@ class Relayer:
         self.report = RelayReport(
             load_relay_state(config.state_path, self.source_chain, self.destination_chain)
         )
+        self._valid_until = 0  # of the transactions being built (read once per batch)
+        self._client_height = 0  # the destination's client of the source, as last seen (0: unknown)
 
     @property
     def state(self) -> RelayState:
@@ -342,44 +264,73 @@ class Relayer:
     # ------------------------------------------------------------ one batch
 
     def _relay_chunk(self, chunk: Sequence[SelectedTx]) -> None:
+        """Update the client, then import every transaction of `chunk`: one batch, then (for
+        messages a block ordered after a later one: `out_of_order`) one at a time, in order."""
+        self._valid_until = int(self.destination.get_status()["height"]) + VALID_FOR_BLOCKS
         self._update_client(max(item.height for item in chunk))
-        proofs = [self.source.get_proof(item.tx_hash) for item in chunk]
+        proofs = {item.tx_hash: self.source.get_proof(item.tx_hash) for item in chunk}
+        for item in self._import(chunk, proofs):
+            if self._import([item], proofs):
+                raise RelayError(f"message {item.tx_hash} stays out of order", code="import_refused")
+        log.info(
+            "carried %d transactions up to height %d of %s (%d imported, %d found imported)",
+            len(chunk),
+            chunk[-1].height,
+            self.source_chain,
+            self.report.imported,
+            self.report.already_imported,
+        )
+
+    def _import(
+        self, items: Sequence[SelectedTx], proofs: Mapping[str, Mapping[str, Any]]
+    ) -> list[SelectedTx]:
+        """Submit the imports of `items` and wait for each; those refused `out_of_order`."""
         transactions = [
-            self._build(IMPORT_ACTION, (self.source_chain, encode_proof(proof))) for proof in proofs
+            self._build(IMPORT_ACTION, (self.source_chain, encode_proof_args(proofs[item.tx_hash])))
+            for item in items
         ]
         answer = self.destination.submit_batch(transactions)
-        for item, tx, result in zip(chunk, transactions, answer["results"], strict=True):
-            if result["status"] != "pending":
-                error = result.get("error") or {}
-                code = str(error.get("code", "rejected"))
-                if code == ALREADY_IMPORTED:
-                    self._record(Imported(item, tx.hash.hex(), None, already=True))
-                    continue
-                if code in ("mempool_full", "overloaded"):
-                    raise ClientError(f"the destination is busy: {code}", code=code, status=503)
-                message = error.get("message", "")
+        pending: list[tuple[SelectedTx, types.Transaction]] = []
+        for item, tx, result in zip(items, transactions, answer["results"], strict=True):
+            if result["status"] == "pending":
+                pending.append((item, tx))
+                continue
+            error = result.get("error") or {}
+            code = str(error.get("code", "rejected"))
+            if code == ALREADY_IMPORTED:
+                self._record(Imported(item, tx.hash.hex(), None, already=True))
+                continue
+            if code in ("mempool_full", "overloaded"):
+                raise ClientError(f"the destination is busy: {code}", code=code, status=503)
+            raise RelayError(
+                f"the destination refused the import of {item.tx_hash}: {code}: {error.get('message', '')}",
+                code="import_refused",
+            )
+        out_of_order = []
+        for item, tx in pending:
+            answer = self.destination.wait_for_commit(
+                tx.hash.hex(), timeout_s=self.config.timeout_s, poll_ms=COMMIT_POLL_MS
+            )
+            receipt = answer.get("receipt") or {}
+            code_name = receipt.get("code_name")
+            if receipt.get("code") == 0 or code_name == ALREADY_IMPORTED:
+                self._record(
+                    Imported(item, tx.hash.hex(), int(answer["height"]), code_name == ALREADY_IMPORTED)
+                )
+            elif code_name == OUT_OF_ORDER:
+                out_of_order.append(item)
+            elif code_name == CLIENT_BEHIND:
+                self._client_height = 0  # read the client's height again from the next update
+                raise ClientUpdateError(
+                    f"the destination's client is behind {item.height}", code=CLIENT_BEHIND
+                )
+            else:
                 raise RelayError(
-                    f"the destination refused the import of {item.tx_hash}: {code}: {message}",
+                    f"the import of {item.tx_hash} failed on the destination: "
+                    f"{code_name}: {receipt.get('message', '')}",
                     code="import_refused",
                 )
-        for item, tx, result in zip(chunk, transactions, answer["results"], strict=True):
-            if result["status"] == "pending":
-                self._record(self._wait_for_import(item, tx))
-
-    def _wait_for_import(self, item: SelectedTx, tx: types.Transaction) -> Imported:
-        answer = self.destination.wait_for_commit(
-            tx.hash.hex(), timeout_s=self.config.timeout_s, poll_ms=COMMIT_POLL_MS
-        )
-        receipt = answer.get("receipt") or {}
-        if receipt.get("code") == 0:
-            return Imported(item, tx.hash.hex(), int(answer["height"]), already=False)
-        if receipt.get("code_name") == ALREADY_IMPORTED:
-            return Imported(item, tx.hash.hex(), int(answer["height"]), already=True)
-        raise RelayError(
-            f"the import of {item.tx_hash} failed on the destination: "
-            f"{receipt.get('code_name')}: {receipt.get('message', '')}",
-            code="import_refused",
-        )
+        return out_of_order
 
     def _record(self, outcome: Imported) -> None:
         if outcome.already:
@@ -396,69 +347,105 @@ class Relayer:
             module=XCHAIN_MODULE,
             action=action,
             args=args,
-            valid_until=self._get_destination_height() + VALID_FOR_BLOCKS,
+            valid_until=self._valid_until,
         )
-
-    def _get_destination_height(self) -> int:
-        return int(self.destination.get_status()["height"])
 
     # ------------------------------------------------------------ the light client
 
     def _update_client(self, target_height: int) -> None:
-        """Bring the destination's light client of the source chain to `target_height` or above."""
-        client_height = get_client_height(self.destination, self.source_chain)
-        if client_height >= target_height:
+        """Bring the destination's light client of the source chain to `target_height` or above.
+
+        The relayer reads the client's height from the destination (`GET /v1/xchain/chains/{id}`)
+        when it does not know it (at start, after a `client_behind`), and then from the receipts of
+        its own updates (`xchain.client_updated` names the height reached).  Another relayer may
+        have moved the client meanwhile: the client skips every step at or below its height, so a
+        stale height costs a few extra steps, never a refusal."""
+        if self._client_height == 0:
+            self._client_height = get_client_height(self.destination, self.source_chain)
+        if self._client_height >= target_height:
             return
         changes = get_validator_changes(self.source)
-        steps = plan_client_updates(client_height, target_height, sorted(changes))
-        for step in steps:
+        steps = plan_client_updates(self._client_height, target_height, sorted(changes))
+        for start in range(0, len(steps), STEPS_PER_UPDATE_MAX):
             if self.stop.is_set():
-                raise ClientUpdateError("stopping", code="stopping")
-            header, certificate = get_certified_header(self.source, step.height)
-            change = b"" if step.change_height is None else changes[step.change_height]
-            tx = self._build(UPDATE_ACTION, (self.source_chain, header, certificate, change))
-            self.destination.submit(tx)
-            answer = self.destination.wait_for_commit(
-                tx.hash.hex(), timeout_s=self.config.timeout_s, poll_ms=COMMIT_POLL_MS
+                raise ClientUpdateError("stopping before the client is up to date", code="stopping")
+            encoded = []
+            for step in steps[start : start + STEPS_PER_UPDATE_MAX]:
+                header, certificate = get_certified_header(self.source, step.height)
+                change = None if step.change_height is None else changes[step.change_height]
+                encoded.append((header, certificate, change))
+            self._client_height = self._submit_update(tuple(encoded))
+        if self._client_height < target_height:
+            raise ClientUpdateError(
+                f"the client of {self.source_chain} is at {self._client_height}, not {target_height}"
             )
-            receipt = answer.get("receipt") or {}
-            if receipt.get("code") != 0:
-                raise ClientUpdateError(
-                    f"the destination refused header {step.height} of {self.source_chain}: "
-                    f"{receipt.get('code_name')}: {receipt.get('message', '')}"
-                )
-            self.report.updates += 1
+
+    def _submit_update(self, steps: tuple[tuple[bytes, bytes, bytes | None], ...]) -> int:
+        """Submit one `xchain.update_client`; the client's height after it."""
+        tx = self._build(UPDATE_ACTION, (self.source_chain, steps))
+        self.destination.submit(tx)
+        answer = self.destination.wait_for_commit(
+            tx.hash.hex(), timeout_s=self.config.timeout_s, poll_ms=COMMIT_POLL_MS
+        )
+        receipt = answer.get("receipt") or {}
+        if receipt.get("code") != 0:
+            code_name = str(receipt.get("code_name"))
+            message = (
+                f"the destination refused an update of its client of {self.source_chain}: "
+                f"{code_name}: {receipt.get('message', '')}"
+            )
+            if code_name in PERMANENT_UPDATE_CODES:
+                raise RelayError(message, code=code_name)
+            raise ClientUpdateError(message)
+        self.report.updates += 1
+        for event in receipt.get("events", []):
+            if event.get("name") == UPDATED_EVENT and event["attributes"][0] == self.source_chain:
+                return int(event["attributes"][2])
+        raise ClientUpdateError("the update's receipt names no height reached", code="bad_response")
 
 
 # ---------------------------------------------------------------- the nodes' answers
 
 
 def get_client_height(destination: Client, source_chain: str) -> int:
-    """The height of the destination's light client of `source_chain`."""
-    answer = destination.send("GET", f"/v1/xchain/chains/{source_chain}").value
-    return int(answer["light_client"]["height"])
+    """The height of the destination's light client of `source_chain` (`GET /v1/xchain/chains/{id}`);
+    `RelayError` `unknown_chain` when the destination's council has not registered the chain."""
+    try:
+        answer = destination.send("GET", f"/v1/xchain/chains/{urllib.parse.quote(source_chain, safe='')}")
+    except ClientError as error:
+        if error.status == 404:
+            raise RelayError(
+                f"{source_chain!r} is not registered on the destination (its council registers it)",
+                code="unknown_chain",
+            ) from error
+        raise
+    try:
+        return int(answer.value["client"]["height"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ClientError(
+            "the destination's chain answer has no client height", code="bad_response"
+        ) from error
 
 
 def get_validator_changes(source: Client) -> dict[int, bytes]:
     """Every validator-set change of the source chain: the block that wrote it -> its proof."""
-    from chainnode.light import validator_change_proof_from_json
-
     answer = source.send("GET", "/v1/light/changes").value
-    proofs = [validator_change_proof_from_json(item) for item in answer["changes"]]
+    try:
+        proofs = [validator_change_proof_from_json(item) for item in answer["changes"]]
+    except (KeyError, TypeError) as error:
+        raise ClientError("GET /v1/light/changes: not a list of changes", code="bad_response") from error
     return {proof.height: proof.encode() for proof in proofs}
 
 
 def get_certified_header(source: Client, height: int) -> tuple[bytes, bytes]:
     """The encoded header and commit certificate of the source chain at `height`."""
     answer = source.send("GET", f"/v1/light/headers?from={int(height)}&limit=1").value
-    headers = answer["headers"]
-    if not headers or headers[0]["height"] != height:
-        raise ClientError(f"the source has no header at height {height}", code="not_found", status=404)
-    return bytes.fromhex(headers[0]["header"]), bytes.fromhex(headers[0]["certificate"])
-
-
-def encode_proof(proof: Mapping[str, Any]) -> bytes:
-    """A proof as the import transaction carries it."""
-    import json
-
-    return json.dumps(proof, sort_keys=True, separators=(",", ":")).encode()
+    try:
+        item = answer["headers"][0]
+        if item["height"] != height:
+            raise ValueError(f"height {item['height']}")
+        return bytes.fromhex(item["header"]), bytes.fromhex(item["certificate"])
+    except (KeyError, IndexError, TypeError, ValueError) as error:
+        raise ClientError(
+            f"the source has no certified header at height {height} ({error})", code="bad_response"
+        ) from error

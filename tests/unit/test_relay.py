@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from chainnode.app.events import Position, encode_cursor
 from chainnode.core.errors import ConfigError
-from chainnode.tools.relay import (
+from chainnode.tools.relay_select import (
     SEND_EVENT,
     Selection,
     UpdateStep,
