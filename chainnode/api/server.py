@@ -74,6 +74,7 @@ from chainnode.api import events as api_events
 from chainnode.api import governance as api_governance
 from chainnode.api import light as api_light
 from chainnode.api import records as api_records
+from chainnode.api import xchain as api_xchain
 from chainnode.api.common import (
     CURSOR_PARAM,
     LIMIT_PARAM,
@@ -593,6 +594,7 @@ def create_app(service: NodeService, *, body_bytes_max: int = 32 * 1024 * 1024) 
         api_assets.ROUTES,
         api_records.ROUTES,
         api_light.ROUTES,
+        api_xchain.ROUTES,
     ):
         register_routes(app, module_routes)
     api_events.add_routes(app)

@@ -22,6 +22,7 @@ Commands (`authority ...` and `council ...` are described in `chainnode.cli.gove
     chainnode council propose|vote|list --member-dir DIR/council/<member> --node URL ...
     chainnode records put|grant|revoke|anchor|mark-read|get|list|history|grants|verify ...
     chainnode asset create-collection|mint|transfer|...|provenance ...   (`chainnode.cli.assets`)
+    chainnode xchain chains|client CHAIN|fact CHAIN TXHASH|facts|outbound|inbound CHAIN|send DEST ...
     chainnode network init --validators N --out DIR [--chain-id ID] [--base-port P] [--spare-nodes K]
         [--observers K] [--hosts FILE] [--node NAME=HOST[:P2P_PORT[:API_PORT]]]... [--listen HOST]
         [--data-dir PATH]
@@ -135,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     from chainnode.cli import light as cli_light  # standard library only at import time
 
     cli_light.add_commands(commands)
+    from chainnode.cli import xchain as cli_xchain  # standard library only at import time
+
+    cli_xchain.add_commands(commands)
     from chainnode.cli import completion as cli_completion  # standard library only at import time
 
     cli_completion.add_commands(commands)
