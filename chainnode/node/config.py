@@ -27,16 +27,29 @@ Connection limits, all optional (`p2p.http_guard`): `[api]` `connections_max` (d
 (128) inbound peer connections open at once, `inbound_unauthenticated_max` (16) of them before
 their hello is accepted (see `p2p.transport`).
 
+The schema: every key, its kind, bounds, default and meaning are one table, `NODE_TOML_KEYS`;
+the loader refuses a table or key that is not in it (a typo, or a setting of another version,
+would otherwise be ignored without a word) with one line naming it (`api.listn: unknown key`),
+and `render_config_reference` prints it as the README's reference.  Environment overrides, for
+containers: `CHAINNODE_<TABLE>_<KEY>` (`CHAINNODE_API_LISTEN=0.0.0.0:26601`,
+`CHAINNODE_CONSENSUS_TICK_MS=20`, `CHAINNODE_P2P_PEERS` as a TOML inline array) is set over the
+file before any check, so a bad value is refused like one in the file; a variable naming a table
+of node.toml but no key of it is refused, naming the variable.
+
 The loader checks shapes and ranges only.  Whether the certificate, key and genesis files exist
 and agree is checked by whoever opens them (`identity`, `genesis`, the TLS setup).
 """
 
 from __future__ import annotations
 
+import enum
 import json
+import os
 import tomllib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from chainnode.core.errors import ConfigError
 from chainnode.core.fields import Fields
@@ -106,12 +119,181 @@ class NodeConfig:
     api_advertise: str = ""
 
 
+class KeyKind(enum.Enum):
+    """What a `node.toml` value is; how an environment variable's text is read for it."""
+
+    STRING = "string"
+    PATH = "path"  # a string, relative to the directory of node.toml
+    ADDRESS = "host:port"  # IPv6 as [::1]:port
+    INTEGER = "integer"
+    PEERS = "list of {id, address}"  # from the environment: a TOML inline array
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigKey:
+    """One key of `node.toml`: the schema the loader checks, the environment overrides and the
+    reference table (`render_config_reference`) are all read from `NODE_TOML_KEYS`."""
+
+    table: str
+    name: str
+    kind: KeyKind
+    meaning: str
+    default: int | str | None = None  # None: required, unless `optional`
+    minimum: int = 0
+    maximum: int = 0
+    optional: bool = False  # may be absent with no default (advertise, peers)
+
+    @property
+    def path(self) -> str:
+        return f"{self.table}.{self.name}"
+
+    @property
+    def variable(self) -> str:
+        """The environment variable that overrides it: CHAINNODE_<TABLE>_<KEY>."""
+        return f"{ENVIRONMENT_PREFIX}{self.table.upper()}_{self.name.upper()}"
+
+
+ENVIRONMENT_PREFIX = "CHAINNODE_"
+_K = ConfigKey
+_S, _P, _A, _I = KeyKind.STRING, KeyKind.PATH, KeyKind.ADDRESS, KeyKind.INTEGER
+NODE_TOML_KEYS: tuple[ConfigKey, ...] = (
+    _K("node", "id", _S, "Entity id of this node (its certificate's CN)."),
+    _K("node", "data_dir", _P, "The node's LevelDB ledger and state (created if absent)."),
+    _K("node", "genesis", _P, "The network's genesis.json."),
+    _K("tls", "certificate", _P, "The node's own certificate (PEM)."),
+    _K("tls", "chain", _P, "The node's certificate followed by its zone CA's, sent in TLS."),
+    _K("tls", "key", _P, "The node's Ed25519 private key (PEM)."),
+    _K("tls", "root_ca", _P, "The network root CA that every peer must chain to."),
+    _K("p2p", "listen", _A, "What the node binds for peers (0.0.0.0 or [::]: every interface)."),
+    _K("p2p", "advertise", _A, "What peers dial (default: listen; never a wildcard).", optional=True),
+    _K("p2p", "peers", KeyKind.PEERS, "The other nodes: id and advertised p2p address.", optional=True),
+    _K(
+        "p2p",
+        "frame_bytes_max",
+        _I,
+        "Largest frame taken from a peer.",
+        FRAME_BYTES_MAX_DEFAULT,
+        1024,
+        1 << 30,
+    ),
+    _K(
+        "p2p",
+        "inbound_connections_max",
+        _I,
+        "Inbound peer connections open at once.",
+        P2P_INBOUND_CONNECTIONS_MAX_DEFAULT,
+        1,
+        100_000,
+    ),
+    _K(
+        "p2p",
+        "inbound_unauthenticated_max",
+        _I,
+        "Of those, connections whose hello is not yet accepted (at most inbound_connections_max).",
+        P2P_INBOUND_UNAUTHENTICATED_MAX_DEFAULT,
+        1,
+        100_000,
+    ),
+    _K("api", "listen", _A, "What the node binds for the HTTP API."),
+    _K("api", "advertise", _A, "What clients call (default: listen; never a wildcard).", optional=True),
+    _K(
+        "api",
+        "connections_max",
+        _I,
+        "API connections open at once; one more is answered 503 and closed.",
+        API_CONNECTIONS_MAX_DEFAULT,
+        1,
+        1_000_000,
+    ),
+    _K(
+        "api",
+        "request_head_timeout_ms",
+        _I,
+        "From a request head's first byte to its end (slowloris).",
+        API_REQUEST_HEAD_TIMEOUT_MS_DEFAULT,
+        100,
+        600_000,
+    ),
+    _K(
+        "api",
+        "keepalive_timeout_ms",
+        _I,
+        "How long an idle connection is kept.",
+        API_KEEPALIVE_TIMEOUT_MS_DEFAULT,
+        100,
+        86_400_000,
+    ),
+    _K(
+        "consensus",
+        "proposal_delay_ms",
+        _I,
+        "The primary waits this long to batch transactions into a block.",
+        PROPOSAL_DELAY_MS_DEFAULT,
+        0,
+        60_000,
+    ),
+    _K("consensus", "tick_ms", _I, "Consensus timer granularity.", TICK_MS_DEFAULT, 1, 10_000),
+    _K(
+        "consensus",
+        "view_timeout_ms",
+        _I,
+        "A silent primary is replaced after this long, unless the chain parameters set it.",
+        VIEW_TIMEOUT_MS_DEFAULT,
+        50,
+        600_000,
+    ),
+    _K(
+        "mempool",
+        "capacity_txs",
+        _I,
+        "Transactions the mempool holds.",
+        MEMPOOL_CAPACITY_TXS_DEFAULT,
+        1,
+        100_000_000,
+    ),
+    _K(
+        "identity",
+        "certificate_warning_days",
+        _I,
+        "Status and /metrics list certificates expiring within this many days.",
+        CERTIFICATE_WARNING_DAYS_DEFAULT,
+        0,
+        3650,
+    ),
+    _K(
+        "storage",
+        "disk_free_bytes_min",
+        _I,
+        "Less free space under data_dir: a warning and /readyz 503 (0: off; a full disk always stops "
+        "writes).",
+        DISK_FREE_BYTES_MIN_DEFAULT,
+        0,
+        1 << 50,
+    ),
+)
+_KEYS_BY_PATH = {key.path: key for key in NODE_TOML_KEYS}
+_TABLES = tuple(dict.fromkeys(key.table for key in NODE_TOML_KEYS))
+_PEER_KEYS = ("id", "address")
+
+
 def _get_path(table: Fields, key: str, base: Path) -> Path:
     return (base / table.get_str(key)).resolve()
 
 
 def _get_address(table: Fields, key: str) -> tuple[str, int]:
     return parse_address(table.get_str(key), table.get_key_path(key))
+
+
+def _get_int(table: Fields, key: str, *, maximum: int | None = None) -> int:
+    """The integer `key` of `table` within its schema's bounds (or `maximum`), else its default."""
+    schema = _KEYS_BY_PATH[table.get_key_path(key)]
+    assert isinstance(schema.default, int), schema  # the schema's own invariant: integers have defaults
+    return table.get_int(
+        key,
+        default=schema.default,
+        minimum=schema.minimum,
+        maximum=schema.maximum if maximum is None else maximum,
+    )
 
 
 def format_address(host: str, port: int) -> str:
@@ -146,20 +328,78 @@ def _get_advertise(table: Fields, listen: tuple[str, int]) -> str:
     return format_address(host, port)
 
 
-def _read_peers(p2p: Fields) -> tuple[PeerConfig, ...]:
+def _read_peers(p2p: Fields, node_id: str) -> tuple[PeerConfig, ...]:
     peers = []
     for table in p2p.get_tables("peers", required=False):
+        _refuse_unknown(table, _PEER_KEYS)
         host, port = _get_address(table, "address")
         peers.append(PeerConfig(entity_id=table.get_str("id"), host=host, port=port))
     ids = [peer.entity_id for peer in peers]
     if len(set(ids)) != len(ids):
         raise ConfigError("p2p.peers: a peer id is listed twice")
+    if node_id in ids:
+        raise ConfigError(f"p2p.peers: the node {node_id} lists itself as a peer")
     return tuple(peers)
 
 
-def load_node_config(path: Path) -> NodeConfig:
-    """Read `node.toml`; all paths come back absolute."""
-    config_path = Path(path).resolve()
+def _refuse_unknown(table: Fields, known: Sequence[str]) -> None:
+    """A key the node does not read is a typo or a setting of another version: refused, named."""
+    for key in table.value:
+        if key in known:
+            continue
+        if not table.path:
+            raise ConfigError(f"[{key}]: unknown table in node.toml (known tables: {', '.join(known)})")
+        raise ConfigError(
+            f"{table.get_key_path(key)}: unknown key (known in {table.path}: {', '.join(known)})"
+        )
+
+
+def check_known_keys(document: dict[str, Any]) -> None:
+    """Every table and key of `document` is in `NODE_TOML_KEYS` (peer entries: id, address)."""
+    top = Fields(document, "")
+    _refuse_unknown(top, _TABLES)
+    for table_name in _TABLES:
+        table = top.get_table(table_name, required=False)
+        _refuse_unknown(table, [key.name for key in NODE_TOML_KEYS if key.table == table_name])
+
+
+def apply_environment(document: dict[str, Any], environment: Mapping[str, str]) -> dict[str, Any]:
+    """`document` with every `CHAINNODE_<TABLE>_<KEY>` of `environment` set over it (a container's
+    settings).  A variable naming a table of node.toml but none of its keys is refused; variables
+    of other prefixes (`CHAINNODE_LOG_FORMAT`) are not node.toml's and are left alone."""
+    result = {name: dict(value) if isinstance(value, dict) else value for name, value in document.items()}
+    for variable, text in sorted(environment.items()):
+        table_name, _, key_name = variable.removeprefix(ENVIRONMENT_PREFIX).lower().partition("_")
+        if not variable.startswith(ENVIRONMENT_PREFIX) or table_name not in _TABLES:
+            continue
+        schema = _KEYS_BY_PATH.get(f"{table_name}.{key_name}")
+        if schema is None:
+            raise ConfigError(f"{variable}: no key {table_name}.{key_name} in node.toml to override")
+        table = result.setdefault(table_name, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{table_name}: expected a table")
+        table[key_name] = _parse_environment_value(schema, variable, text)
+    return result
+
+
+def _parse_environment_value(schema: ConfigKey, variable: str, text: str) -> object:
+    if schema.kind is KeyKind.INTEGER:
+        try:
+            return int(text.replace("_", ""))
+        except ValueError:
+            raise ConfigError(f"{variable}: expected an integer for {schema.path}, got {text!r}") from None
+    if schema.kind is KeyKind.PEERS:
+        try:
+            return tomllib.loads(f"value = {text}")["value"]
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(
+                f"{variable}: expected a TOML array of {{ id = ..., address = ... }}: {error}"
+            ) from error
+    return text
+
+
+def read_node_document(config_path: Path, environment: Mapping[str, str]) -> dict[str, Any]:
+    """The TOML document of `config_path` with the environment's overrides, its keys checked."""
     try:
         with config_path.open("rb") as file:
             document = tomllib.load(file)
@@ -167,25 +407,23 @@ def load_node_config(path: Path) -> NodeConfig:
         raise ConfigError(f"cannot read node config {config_path}: {error}") from error
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"node config {config_path} is not valid TOML: {error}") from error
+    document = apply_environment(document, environment)
+    check_known_keys(document)
+    return document
+
+
+def load_node_config(path: Path, environment: Mapping[str, str] | None = None) -> NodeConfig:
+    """Read `node.toml` with the `CHAINNODE_<TABLE>_<KEY>` overrides of `environment` (the
+    process's by default); all paths come back absolute."""
+    config_path = Path(path).resolve()
+    document = read_node_document(config_path, os.environ if environment is None else environment)
     base = config_path.parent
     top = Fields(document, "")
-    node = top.get_table("node")
-    tls = top.get_table("tls")
-    p2p = top.get_table("p2p")
-    api = top.get_table("api")
-    consensus = top.get_table("consensus", required=False)
-    mempool = top.get_table("mempool", required=False)
-    identity_table = top.get_table("identity", required=False)
-    storage = top.get_table("storage", required=False)
+    node, tls = top.get_table("node"), top.get_table("tls")
+    p2p, api = top.get_table("p2p"), top.get_table("api")
     p2p_host, p2p_port = _get_address(p2p, "listen")
     api_host, api_port = _get_address(api, "listen")
     node_id = node.get_str("id")
-    peers = _read_peers(p2p)
-    if any(peer.entity_id == node_id for peer in peers):
-        raise ConfigError(f"p2p.peers: the node {node_id} lists itself as a peer")
-    inbound_connections_max = p2p.get_int(
-        "inbound_connections_max", default=P2P_INBOUND_CONNECTIONS_MAX_DEFAULT, minimum=1, maximum=100_000
-    )
     return NodeConfig(
         node_id=node_id,
         config_path=config_path,
@@ -197,50 +435,56 @@ def load_node_config(path: Path) -> NodeConfig:
         root_ca_path=_get_path(tls, "root_ca", base),
         p2p_host=p2p_host,
         p2p_port=p2p_port,
-        peers=peers,
-        frame_bytes_max=p2p.get_int(
-            "frame_bytes_max", default=FRAME_BYTES_MAX_DEFAULT, minimum=1024, maximum=1 << 30
-        ),
+        peers=_read_peers(p2p, node_id),
         api_host=api_host,
         api_port=api_port,
-        proposal_delay_ms=consensus.get_int(
-            "proposal_delay_ms", default=PROPOSAL_DELAY_MS_DEFAULT, minimum=0, maximum=60_000
-        ),
-        tick_ms=consensus.get_int("tick_ms", default=TICK_MS_DEFAULT, minimum=1, maximum=10_000),
-        mempool_capacity_txs=mempool.get_int(
-            "capacity_txs", default=MEMPOOL_CAPACITY_TXS_DEFAULT, minimum=1, maximum=100_000_000
-        ),
-        view_timeout_ms=consensus.get_int(
-            "view_timeout_ms", default=VIEW_TIMEOUT_MS_DEFAULT, minimum=50, maximum=600_000
-        ),
-        certificate_warning_days=identity_table.get_int(
-            "certificate_warning_days", default=CERTIFICATE_WARNING_DAYS_DEFAULT, minimum=0, maximum=3650
-        ),
-        api_connections_max=api.get_int(
-            "connections_max", default=API_CONNECTIONS_MAX_DEFAULT, minimum=1, maximum=1_000_000
-        ),
-        api_request_head_timeout_ms=api.get_int(
-            "request_head_timeout_ms",
-            default=API_REQUEST_HEAD_TIMEOUT_MS_DEFAULT,
-            minimum=100,
-            maximum=600_000,
-        ),
-        api_keepalive_timeout_ms=api.get_int(
-            "keepalive_timeout_ms", default=API_KEEPALIVE_TIMEOUT_MS_DEFAULT, minimum=100, maximum=86_400_000
-        ),
-        p2p_inbound_connections_max=inbound_connections_max,
-        p2p_inbound_unauthenticated_max=p2p.get_int(
-            "inbound_unauthenticated_max",
-            default=P2P_INBOUND_UNAUTHENTICATED_MAX_DEFAULT,
-            minimum=1,
-            maximum=inbound_connections_max,
-        ),
-        disk_free_bytes_min=storage.get_int(
-            "disk_free_bytes_min", default=DISK_FREE_BYTES_MIN_DEFAULT, minimum=0, maximum=1 << 50
-        ),
         p2p_advertise=_get_advertise(p2p, (p2p_host, p2p_port)),
         api_advertise=_get_advertise(api, (api_host, api_port)),
+        **_read_tuning(top),
     )
+
+
+def _read_tuning(top: Fields) -> dict[str, int]:
+    """The optional integers, each within its schema's bounds."""
+    p2p, api = top.get_table("p2p"), top.get_table("api")
+    consensus = top.get_table("consensus", required=False)
+    inbound_connections_max = _get_int(p2p, "inbound_connections_max")
+    return {
+        "frame_bytes_max": _get_int(p2p, "frame_bytes_max"),
+        "p2p_inbound_connections_max": inbound_connections_max,
+        "p2p_inbound_unauthenticated_max": _get_int(
+            p2p, "inbound_unauthenticated_max", maximum=inbound_connections_max
+        ),
+        "api_connections_max": _get_int(api, "connections_max"),
+        "api_request_head_timeout_ms": _get_int(api, "request_head_timeout_ms"),
+        "api_keepalive_timeout_ms": _get_int(api, "keepalive_timeout_ms"),
+        "proposal_delay_ms": _get_int(consensus, "proposal_delay_ms"),
+        "tick_ms": _get_int(consensus, "tick_ms"),
+        "view_timeout_ms": _get_int(consensus, "view_timeout_ms"),
+        "mempool_capacity_txs": _get_int(top.get_table("mempool", required=False), "capacity_txs"),
+        "certificate_warning_days": _get_int(
+            top.get_table("identity", required=False), "certificate_warning_days"
+        ),
+        "disk_free_bytes_min": _get_int(top.get_table("storage", required=False), "disk_free_bytes_min"),
+    }
+
+
+def render_config_reference() -> str:
+    """The reference of every node.toml key, as a Markdown table (for the README)."""
+    rows = ["| key | type | default | environment variable | meaning |", "| --- | --- | --- | --- | --- |"]
+    for key in NODE_TOML_KEYS:
+        absent = "(none)" if key.optional else "required"
+        default = absent if key.default is None else f"`{key.default}`"
+        bounds = f" ({key.minimum}..{key.maximum})" if key.kind is KeyKind.INTEGER else ""
+        cells = (
+            f"`[{key.table}] {key.name}`",
+            f"{key.kind.value}{bounds}",
+            default,
+            f"`{key.variable}`",
+            key.meaning,
+        )
+        rows.append(f"| {' | '.join(cells)} |")
+    return "\n".join(rows) + "\n"
 
 
 def _quote(text: str) -> str:

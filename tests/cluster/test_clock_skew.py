@@ -123,11 +123,12 @@ QUIET_VIEW_BOUND_S = 15.0
 QUIET_COMMIT_TIMEOUT_S = 30.0
 
 CLOCK_WARNING = re.compile(
-    r" WARNING [\w.]+: clock: our clock is (\d+) ms (ahead of|behind) the median of \d+ peers'"
+    r" WARNING [\w.]+(?: \[[^\]]*\])?: "
+    r"clock: our clock is (\d+) ms (ahead of|behind) the median of \d+ peers'"
 )
-CLOCK_AGREES = re.compile(r" INFO [\w.]+: our clock agrees with our peers' again")
+CLOCK_AGREES = re.compile(r" INFO [\w.]+(?: \[[^\]]*\])?: our clock agrees with our peers' again")
 REFUSAL = re.compile(
-    r" WARNING [\w.]+: consensus: refused proposal at height \d+: "
+    r" WARNING [\w.]+(?: \[[^\]]*\])?: consensus: refused proposal at height \d+: "
     r"block timestamp is (\d+) ms (ahead of|behind) our clock \((\S+) proposed it"
 )
 OFFSET_GAUGE = re.compile(r"^chainnode_clock_offset_milliseconds(?:\{[^}]*\})? (\S+)$", re.MULTILINE)
