@@ -9,6 +9,15 @@ The JSON file (`to_json` / `from_json`) is the human-readable carrier of the sam
 certificates as PEM text, keys and hashes as hex.  JSON never defines the hash; the encoding does,
 so reformatting the file does not change the chain.
 
+Upgrades: the genesis names the state machine it was written for (`state_machine`, this
+release's `STATE_MACHINE`) and the state root that state machine computes from it
+(`state_root`), and the hash covers both.  A node of another state machine refuses the genesis
+at start (`load_genesis`) with a message naming both versions, instead of failing replay blocks
+later; a state machine that computes another genesis state refuses it the same way.
+`STATE_MACHINE` changes whenever the rules of execution change (a transaction's outcome, a key's
+encoding), never for anything else.  A genesis written before these fields existed carries
+neither: it keeps its old encoding and hash (its ledgers stay valid) and is not checked.
+
 `initial_state()` is what the state machine holds before block 1: one `ZoneRecord` per zone, one
 `EntityRecord` per entity (validator nodes are entities too), the validator set (also as the
 history entry `val/from/1`, see `chainnode.app.governance.get_validator_set_at`), the root CA
@@ -37,6 +46,8 @@ from chainnode.core.fields import Fields
 from chainnode.core.tags import TAG_GENESIS
 
 VERSION = 1
+VERSION_BOUND = 2  # the encoding that also binds the state machine and the genesis state root
+STATE_MACHINE = "chainnode-state/1"
 GENESIS_FILE_BYTES_MAX = 64 * 1024 * 1024
 
 
@@ -110,13 +121,22 @@ class Genesis:
     entities: tuple[identity_records.EntityRecord, ...]  # including the validator nodes
     validators: quorum.ValidatorSet
     params: ChainParams
+    state_machine: str = STATE_MACHINE  # "" in a genesis written before the field existed
+    state_root: bytes = b""  # the genesis state root; computed when not given (see the module doc)
+
+    def __post_init__(self) -> None:
+        if self.state_machine and not self.state_root:
+            from chainnode.app.state import compute_genesis_state_root
+
+            object.__setattr__(self, "state_root", compute_genesis_state_root(self.initial_state()))
 
     def encode(self) -> bytes:
         """The canonical encoding that `compute_hash` commits to."""
+        bound = (self.state_machine, self.state_root) if self.state_machine else ()
         return codec.encode(
             (
                 TAG_GENESIS,
-                VERSION,
+                VERSION_BOUND if self.state_machine else VERSION,
                 self.chain_id,
                 self.genesis_time_ms,
                 self.root_certificate,
@@ -126,6 +146,7 @@ class Genesis:
                 tuple(entity.encode() for entity in self.entities),
                 self.validators.encode(),
                 self.params.to_fields(),
+                *bound,
             )
         )
 
@@ -191,6 +212,9 @@ class Genesis:
                 "view_timeout_ms": self.params.view_timeout_ms,
             },
         }
+        if self.state_machine:
+            document["state_machine"] = self.state_machine
+            document["state_root"] = self.state_root.hex()
         return json.dumps(document, indent=1, ensure_ascii=False) + "\n"
 
     @classmethod
@@ -290,6 +314,9 @@ def _genesis_from_document(fields: Fields) -> Genesis:
         entities=entities,
         validators=quorum.ValidatorSet(tuple(validator_list)),
         params=params,
+        # Both or neither: a genesis written before the binding existed has neither.
+        state_machine=fields.get_str("state_machine") if fields.has("state_root") else "",
+        state_root=fields.get_hex("state_root", length=32) if fields.has("state_machine") else b"",
     )
 
 
@@ -371,6 +398,27 @@ def verify_genesis(genesis: Genesis) -> None:
     _verify_validators(genesis)
     if genesis.params.tx_bytes_max > types.TX_BYTES_MAX:
         raise ConfigError(f"genesis tx_bytes_max exceeds the codec limit {types.TX_BYTES_MAX}")
+    _verify_state_machine(genesis)
+
+
+def _verify_state_machine(genesis: Genesis) -> None:
+    """The genesis was written for this state machine, which computes the state root it names."""
+    if not genesis.state_machine:
+        return  # written before the binding existed (see the module doc)
+    if genesis.state_machine != STATE_MACHINE:
+        raise ConfigError(
+            f"genesis of chain {genesis.chain_id!r} is for state machine {genesis.state_machine!r}; this "
+            f"node runs {STATE_MACHINE!r}: run the release that wrote the genesis, or start a new chain"
+        )
+    from chainnode.app.state import compute_genesis_state_root
+
+    computed = compute_genesis_state_root(genesis.initial_state())
+    if genesis.state_root != computed:
+        raise ConfigError(
+            f"genesis of chain {genesis.chain_id!r} names state root {genesis.state_root.hex()[:16]}...; "
+            f"this state machine computes {computed.hex()[:16]}... from it: the genesis was written by "
+            "another state machine or edited"
+        )
 
 
 def load_genesis(path: Path) -> Genesis:

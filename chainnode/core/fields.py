@@ -47,6 +47,10 @@ class Fields:
         """The full path of `key` in this table, as error messages name it."""
         return f"{self.path}.{key}" if self.path else key
 
+    def has(self, key: str) -> bool:
+        """Whether the table holds `key` (for fields that are optional as a pair, say)."""
+        return key in self.value
+
     def _get(self, key: str, default: Any) -> Any:
         if key in self.value:
             return self.value[key]

@@ -185,3 +185,60 @@ def test_load_genesis_refuses_unreadable_files(tmp_path: Path) -> None:
     (tmp_path / "list.json").write_text("[]")
     with pytest.raises(ConfigError):
         genesis.load_genesis(tmp_path / "list.json")
+
+
+# ---------------------------------------------------------------- the state machine it binds
+
+
+def _load_document(tmp_path: Path, document: dict[str, Any]) -> genesis.Genesis:
+    path = tmp_path / "genesis.json"
+    path.write_text(json.dumps(document))
+    return genesis.load_genesis(path)
+
+
+def test_the_hash_binds_the_state_machine_and_the_genesis_state_root(
+    chain_genesis: genesis.Genesis, tmp_path: Path
+) -> None:
+    from chainnode.app.state import compute_genesis_state_root
+
+    assert chain_genesis.state_machine == genesis.STATE_MACHINE
+    assert chain_genesis.state_root == compute_genesis_state_root(chain_genesis.initial_state())
+    fields = codec.decode(chain_genesis.encode())
+    assert fields[1] == genesis.VERSION_BOUND and fields[-2:] == (
+        genesis.STATE_MACHINE,
+        chain_genesis.state_root,
+    )
+    assert (
+        replace(chain_genesis, state_machine="chainnode-state/0").compute_hash()
+        != chain_genesis.compute_hash()
+    )
+    assert replace(chain_genesis, state_root=bytes(32)).compute_hash() != chain_genesis.compute_hash()
+    document = json.loads(chain_genesis.to_json())
+    assert _load_document(tmp_path, document) == chain_genesis
+
+
+def test_a_genesis_of_another_state_machine_is_refused_with_both_versions(
+    chain_genesis: genesis.Genesis, tmp_path: Path
+) -> None:
+    document = json.loads(chain_genesis.to_json())
+    with pytest.raises(ConfigError) as refused:
+        _load_document(tmp_path, {**document, "state_machine": "chainnode-state/0"})
+    assert "'chainnode-state/0'" in refused.value.message and genesis.STATE_MACHINE in refused.value.message
+    # The same machine name with a state root it does not compute: written by another machine, or edited.
+    with pytest.raises(ConfigError, match="this state machine computes"):
+        _load_document(tmp_path, {**document, "state_root": "00" * 32})
+
+
+def test_a_genesis_written_before_the_binding_keeps_its_hash(
+    chain_genesis: genesis.Genesis, tmp_path: Path
+) -> None:
+    document = json.loads(chain_genesis.to_json())
+    del document["state_machine"], document["state_root"]
+    legacy = _load_document(tmp_path, document)
+    assert (legacy.state_machine, legacy.state_root) == ("", b"")
+    fields = codec.decode(legacy.encode())
+    assert fields[1] == genesis.VERSION and len(fields) == 11  # the encoding (and hash) of before
+    assert "state_machine" not in json.loads(legacy.to_json())
+    # Half of the pair is a malformed file, not a legacy one.
+    with pytest.raises(ConfigError):
+        _load_document(tmp_path, {**document, "state_machine": genesis.STATE_MACHINE})
