@@ -13,6 +13,12 @@ spent as much CPU in compaction as in the node at the end).  Keys of the block
 store start with the height, so each file it writes lies after every earlier
 one and LevelDB moves files down the levels without rewriting them.
 
+The parts.  `Ledger` (here: open, genesis and head, reads, `commit_block`) is built from
+`storage.databases.LedgerDatabases` (the databases, the one write path, checked reads and
+iterations), `storage.consistency.ConsistencyChecks` (the check at open) and
+`storage.consensus_log.ConsensusLog` (the vote log, evidence, checkpoints); the keys below
+are named once, in `storage.layout`; `storage.rebuild` sets a damaged data directory aside.
+
 Main database keys (a one-byte prefix, then fixed-width big-endian integers,
 a fixed-width hash, or a raw state key, so byte order is height order):
 
@@ -134,49 +140,61 @@ open would hide.
 
 from __future__ import annotations
 
-import contextlib
-import shutil
-import struct
-import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
 
 import plyvel
 
-from chainnode.core import codec, quorum, types
+from chainnode.core import quorum, types
 from chainnode.core.errors import DecodeError, StorageCorruptError, StorageError
-from storage.leveldb import (
-    check_iteration_end,
-    claim_path,
-    classify_storage_error,
-    open_database,
-    release_path,
+from storage.consensus_log import ConsensusLog
+from storage.consistency import CONSISTENCY_CHECK_BLOCKS, ConsistencyChecks
+from storage.layout import (
+    BLOCK_HASH_PREFIX,
+    BLOCK_STORE,
+    BLOCK_SUFFIX,
+    BLOCKS_DIRECTORY,
+    CERTIFICATE_SUFFIX,
+    FORMAT_KEY,
+    FORMAT_VERSION,
+    GENESIS_KEY,
+    HEAD_KEY,
+    LOCATION,
+    MAIN_DATABASE,
+    RECEIPT_SUFFIX,
+    STATE_PREFIX,
+    TX_PREFIX,
+    U32,
+    U64,
+    VALIDATOR_CHANGE_PREFIX,
+    VOTE_LOG,
+    VOTES_DIRECTORY,
+    Head,
+    Write,
+    WriteObserver,
+    check_invariant,
+    decode_head,
 )
+from storage.leveldb import claim_path, open_database
+from storage.rebuild import set_aside_for_rebuild
 from storage.tx_filter import TxFilter
 
-_BLOCK_HASH = b"h"
-_TX = b"t"
-_STATE = b"s"
-_EVIDENCE = b"e"
-_CHECKPOINT = b"k"
-_VALIDATOR_CHANGE = b"v"  # + height: the proof that the block changed the validator set (chainnode.light)
-_HEAD = b"mhead"
-_GENESIS = b"mgenesis"
-_FORMAT = b"mformat"
-FORMAT_VERSION = b"3"  # 1: blocks, certificates and receipts in the main database; 2: votes there
-BLOCKS_DIRECTORY = "blocks"
-VOTES_DIRECTORY = "votes"  # keys: _VOTE_KEY
-# The databases by name, as a `Write` names them.
-MAIN_DATABASE = "main"
-BLOCK_STORE = "blocks"
-VOTE_LOG = "votes"
-# In the block store, after the height:
-_BLOCK = b"b"
-_CERTIFICATE = b"c"
-_RECEIPT = b"r"
+# What the node, the tools and the tests import from here, the parts' names included.
+__all__ = [
+    "BLOCKS_DIRECTORY",
+    "BLOCK_STORE",
+    "CONSISTENCY_CHECK_BLOCKS",
+    "FORMAT_VERSION",
+    "MAIN_DATABASE",
+    "VOTES_DIRECTORY",
+    "VOTE_LOG",
+    "Head",
+    "Ledger",
+    "Write",
+    "WriteObserver",
+    "set_aside_for_rebuild",
+]
 
 BLOOM_FILTER_BITS = 10  # per key: about 1% false positives
 BLOCK_CACHE_BYTES = 16 * 1024 * 1024
@@ -189,87 +207,9 @@ BLOCK_STORE_WRITE_BUFFER_BYTES = 8 * 1024 * 1024
 # The vote log holds a few live entries; what it flushes is almost all deleted already.
 VOTE_LOG_WRITE_BUFFER_BYTES = 4 * 1024 * 1024
 STATE_CACHE_ENTRIES_MAX = 20_000  # state reads cached in memory, first in first out
-# Blocks below the head whose certificate, indexes and parent link are checked at open.
-CONSISTENCY_CHECK_BLOCKS = 16
-
-_U64 = struct.Struct(">Q")
-_LOCATION = struct.Struct(">QI")  # height, index
-_U32 = struct.Struct(">I")
-_VOTE_KEY = struct.Struct(">QQI")  # height, view, kind
-_EVIDENCE_KEY = struct.Struct(">QIIQ")  # height, validator, kind, view
 
 
-@dataclass(frozen=True, slots=True)
-class Head:
-    """The last committed block; height 0 is genesis."""
-
-    height: int
-    block_hash: bytes  # at height 0, the genesis hash
-    state_root: bytes  # state commitment after this block
-    timestamp_ms: int  # the block's timestamp (genesis time at height 0)
-
-    def encode(self) -> bytes:
-        return codec.encode((self.height, self.block_hash, self.state_root, self.timestamp_ms))
-
-
-def _decode_head(data: bytes) -> Head:
-    fields = codec.expect_tuple(codec.decode(data), "head", 4)
-    if len(fields) != 4:
-        raise DecodeError("head: expected 4 fields")
-    return Head(
-        codec.expect_int(fields[0], "head height"),
-        codec.expect_bytes(fields[1], "head block hash", 32),
-        codec.expect_bytes(fields[2], "head state root", 32),
-        codec.expect_int(fields[3], "head timestamp"),
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class Write:
-    """One batch the ledger wrote, as its `write_observer` sees it once LevelDB has returned."""
-
-    database: str  # MAIN_DATABASE, BLOCK_STORE or VOTE_LOG
-    sync: bool  # written with `sync=True`: on disk before the write returned
-    keys: tuple[bytes, ...]  # the keys put or deleted, in the batch's order
-
-
-# Called after each write (see `Ledger._write_batch`); for tests of durability and order.
-WriteObserver = Callable[[Write], None]
-
-
-class _Batch(Protocol):
-    """What a caller of `Ledger._write_batch` fills: plyvel's WriteBatch, or a recording one."""
-
-    def put(self, key: bytes, value: bytes) -> None: ...
-
-    def delete(self, key: bytes) -> None: ...
-
-
-class _RecordingBatch:
-    """A write batch that also keeps the keys it was given, for the write observer."""
-
-    __slots__ = ("_batch", "keys")
-
-    def __init__(self, batch: Any) -> None:
-        self._batch = batch
-        self.keys: list[bytes] = []
-
-    def put(self, key: bytes, value: bytes) -> None:
-        self.keys.append(key)
-        self._batch.put(key, value)
-
-    def delete(self, key: bytes) -> None:
-        self.keys.append(key)
-        self._batch.delete(key)
-
-
-def _invariant(condition: bool, message: str) -> None:
-    """An assertion about our own state that stays on in production."""
-    if not condition:
-        raise AssertionError(message)
-
-
-class Ledger:
+class Ledger(ConsensusLog, ConsistencyChecks):
     """Blocks, certificates, receipts, the tx index, state and the vote log of one node."""
 
     def __init__(
@@ -309,15 +249,15 @@ class Ledger:
             # files (replaying a 1M-transaction run's writes: 41 -> 17 us per tx).
             compression=None,
         )
-        stored = self._get(_HEAD)
+        stored = self._get(HEAD_KEY)
         if stored is not None:
             try:
-                self._head = _decode_head(stored)
+                self._head = decode_head(stored)
             except DecodeError as error:
                 raise StorageCorruptError(
                     f"corrupt head in the ledger at {self.path}: {error.message}"
                 ) from error
-            stored_format = self._get(_FORMAT)
+            stored_format = self._get(FORMAT_KEY)
             if stored_format != FORMAT_VERSION:
                 raise StorageError(
                     f"the ledger at {self.path} has layout version "
@@ -357,172 +297,22 @@ class Ledger:
             self.prune_votes(self._head.height + 1)
         self._tx_filter = self._load_tx_filter()
 
-    def _find_consistency_problem(self, head: Head) -> str | None:
-        """What disagrees with the head among what the ledger stores, described (see the module
-        docstring, "Consistency at open"); None when all agrees."""
-        height_max = self._get_stored_height_max()
-        if height_max is not None and height_max > head.height + 1:
-            # One height above the head is a crash between a commit's two batches; more is not.
-            return (
-                f"the block store holds blocks up to height {height_max}, the head is at {head.height}: "
-                "the main database lost committed blocks"
-            )
-        if head.height == 0:
-            is_genesis = self._get(_GENESIS) == head.block_hash
-            return None if is_genesis else "the head at height 0 is not the genesis"
-        later: types.BlockHeader | None = None
-        for height in range(head.height, max(head.height - CONSISTENCY_CHECK_BLOCKS, 0), -1):
-            stored = self._get_stored(height, _BLOCK)
-            if stored is None:
-                return f"block {height} is missing from the block store (the head is at {head.height})"
-            try:
-                header, tx_hashes = types.decode_block_summary(stored)
-            except DecodeError as error:
-                return f"the stored block {height} does not decode: {error.message}"
-            block_hash = header.compute_hash()
-            if header.height != height:
-                return f"the block stored at height {height} is block {header.height}"
-            if later is None:
-                if block_hash != head.block_hash:
-                    return (
-                        f"the head names block {head.block_hash.hex()}, "
-                        f"the block store holds {block_hash.hex()} at height {height}"
-                    )
-                if header.state_root != head.state_root:
-                    return (
-                        f"the stored state root {head.state_root.hex()} is not the head block's "
-                        f"{header.state_root.hex()}"
-                    )
-            elif later.parent_hash != block_hash:
-                return f"block {height + 1} does not name the stored block {height} as its parent"
-            problem = self._find_block_entries_problem(height, block_hash, tx_hashes)
-            if problem is not None:
-                return problem
-            later = header
-        return None
-
-    def _find_block_entries_problem(
-        self, height: int, block_hash: bytes, tx_hashes: list[bytes]
-    ) -> str | None:
-        """The certificate, receipts and index entries of the committed block `height`, checked."""
-        encoded = self._get_stored(height, _CERTIFICATE)
-        if encoded is None:
-            return f"the commit certificate of block {height} is missing"
-        try:
-            certificate = quorum.decode_commit_certificate(encoded)
-        except DecodeError as error:
-            return f"the commit certificate of block {height} does not decode: {error.message}"
-        if (certificate.height, certificate.block_hash) != (height, block_hash):
-            return f"the commit certificate stored at height {height} certifies another block"
-        if self._get(_BLOCK_HASH + block_hash) != _U64.pack(height):
-            return f"the block-hash index does not place block {height} at its height"
-        if tx_hashes and self.get_receipt(height, len(tx_hashes) - 1) is None:
-            return f"the receipts of block {height} are missing"
-        for index, tx_hash in enumerate(tx_hashes):
-            if self._get(_TX + tx_hash) != _LOCATION.pack(height, index):
-                return (
-                    f"the tx index does not place transaction {tx_hash.hex()} "
-                    f"at height {height}, index {index}"
-                )
-        return None
-
-    def _get_stored_height_max(self) -> int | None:
-        """The highest height with an entry in the block store (committed or not)."""
-        for key in self._iterate(BLOCK_STORE, include_value=False, reverse=True):
-            return int(_U64.unpack(key[:8])[0])
-        return None
-
     def _load_tx_filter(self) -> TxFilter:
         """The filter of every committed id, from the tx index (keys only; ~1 s per million)."""
         tx_filter = TxFilter()
-        for key in self._iterate(MAIN_DATABASE, prefix=_TX, include_value=False):
+        for key in self._iterate(MAIN_DATABASE, prefix=TX_PREFIX, include_value=False):
             tx_filter.add(bytes(key[1:]))
         return tx_filter
 
-    def close(self) -> None:
-        # Also on a half-opened ledger (`__init__` failed): only what was opened is there.
-        for name in ("_votes", "_blocks", "_db"):
-            database = getattr(self, name, None)
-            if database is not None and not database.closed:
-                database.close()
-        if self._claimed is not None:
-            release_path(self._claimed)
-            self._claimed = None
-
     def _delete_blocks_above(self, height: int) -> None:
         """Forget block-store entries above the head: a crash came between the two batches."""
-        self._delete_range(BLOCK_STORE, start=_U64.pack(height + 1), sync=True)
-
-    def _get_database_path(self, name: str) -> Path:
-        if name == BLOCK_STORE:
-            return self.path / BLOCKS_DIRECTORY
-        return self.path / VOTES_DIRECTORY if name == VOTE_LOG else self.path
-
-    def _classify(self, error: plyvel.Error, database_name: str, action: str) -> StorageError:
-        return classify_storage_error(error, self._get_database_path(database_name), action)
-
-    def _get_database(self, name: str) -> plyvel.DB:
-        if name == MAIN_DATABASE:
-            return self._db
-        if name == BLOCK_STORE:
-            return self._blocks
-        _invariant(name == VOTE_LOG, f"no database {name!r}")
-        return self._get_vote_log()
-
-    @contextlib.contextmanager
-    def _write_batch(self, database_name: str, *, sync: bool) -> Iterator[_Batch]:
-        """The one way the ledger writes: fill the batch in the `with` block; it is written
-        (all or nothing) when the block ends without an exception, then the observer is told.
-
-        Every write goes through here, so a test that watches the observer sees each one with
-        the database it went to and whether it was synced: a write that skipped this function,
-        or one made with `sync=False` where durability is claimed, fails such a test.
-        """
-        batch = self._get_database(database_name).write_batch(sync=sync)
-        observer = self.write_observer
-        recording = None if observer is None else _RecordingBatch(batch)
-        yield batch if recording is None else recording
-        try:
-            batch.write()
-        except plyvel.Error as error:
-            raise self._classify(error, database_name, "write to") from error
-        if observer is not None:
-            assert recording is not None
-            observer(Write(database_name, sync, tuple(recording.keys)))
-
-    def _iterate(self, database_name: str, **options: Any) -> Iterator[Any]:
-        """A plyvel iterator over one database, checksummed, with its errors typed, and checked
-        at its end: plyvel can end an iteration on an error without a word (see
-        `storage.leveldb.check_iteration_end`), and a vote log, tx filter or state listing that
-        silently lost its tail is worse than one that fails."""
-        database = self._get_database(database_name)
-        yielded = False
-        try:
-            with database.iterator(verify_checksums=True, **options) as iterator:
-                for item in iterator:
-                    yielded = True
-                    yield item
-            check_iteration_end(database, yielded=yielded, **options)
-        except plyvel.Error as error:
-            raise self._classify(error, database_name, "read from") from error
-
-    def _delete_range(
-        self, database_name: str, *, start: bytes | None = None, stop: bytes | None = None, sync: bool
-    ) -> None:
-        """Delete the keys in [start, stop) (None: unbounded) in one batch."""
-        with self._write_batch(database_name, sync=sync) as batch:
-            for key in self._iterate(database_name, start=start, stop=stop, include_value=False):
-                batch.delete(key)
+        self._delete_range(BLOCK_STORE, start=U64.pack(height + 1), sync=True)
 
     def __enter__(self) -> Ledger:
         return self
 
     def __exit__(self, *_: object) -> None:
         self.close()
-
-    def _check_writable(self) -> None:
-        if self.read_only:
-            raise StorageError(f"the ledger at {self.path} is open read-only")
 
     # ------------------------------------------------------------ genesis and head
 
@@ -541,19 +331,19 @@ class Ledger:
         self._check_writable()
         if self._head is not None:
             raise StorageError(f"the ledger at {self.path} is already initialized")
-        _invariant(len(genesis_hash) == 32 and len(state_root) == 32, "genesis hashes are 32 bytes")
+        check_invariant(len(genesis_hash) == 32 and len(state_root) == 32, "genesis hashes are 32 bytes")
         head = Head(0, genesis_hash, state_root, genesis_time_ms)
         with self._write_batch(MAIN_DATABASE, sync=True) as batch:
             for key, value in initial_state.items():
-                batch.put(_STATE + key, value)
-            batch.put(_GENESIS, genesis_hash)
-            batch.put(_FORMAT, FORMAT_VERSION)
-            batch.put(_HEAD, head.encode())
+                batch.put(STATE_PREFIX + key, value)
+            batch.put(GENESIS_KEY, genesis_hash)
+            batch.put(FORMAT_KEY, FORMAT_VERSION)
+            batch.put(HEAD_KEY, head.encode())
         self._head = head
         self._state_cache.clear()
 
     def get_genesis_hash(self) -> bytes:
-        genesis_hash = self._get(_GENESIS)
+        genesis_hash = self._get(GENESIS_KEY)
         if genesis_hash is None:
             raise StorageError(f"the ledger at {self.path} is not initialized")
         return genesis_hash
@@ -567,49 +357,36 @@ class Ledger:
 
     def get_block(self, height: int) -> bytes | None:
         """The encoded block at `height` (none at genesis height 0)."""
-        return self._get_stored(height, _BLOCK)
+        return self._get_stored(height, BLOCK_SUFFIX)
 
     def get_block_height(self, block_hash: bytes) -> int | None:
-        stored = self._get(_BLOCK_HASH + block_hash)
-        return None if stored is None else int(_U64.unpack(stored)[0])
+        stored = self._get(BLOCK_HASH_PREFIX + block_hash)
+        return None if stored is None else int(U64.unpack(stored)[0])
 
     def get_certificate(self, height: int) -> bytes | None:
-        return self._get_stored(height, _CERTIFICATE)
+        return self._get_stored(height, CERTIFICATE_SUFFIX)
 
     def get_tx_location(self, tx_hash: bytes) -> tuple[int, int] | None:
         """(height, index in block) of a committed transaction."""
         if not self._tx_filter.might_contain(tx_hash):
             return None
-        stored = self._get(_TX + tx_hash)
+        stored = self._get(TX_PREFIX + tx_hash)
         if stored is None:
             return None
-        height, index = _LOCATION.unpack(stored)
+        height, index = LOCATION.unpack(stored)
         return int(height), int(index)
 
     def is_committed(self, tx_hash: bytes) -> bool:
-        return self._tx_filter.might_contain(tx_hash) and self._get(_TX + tx_hash) is not None
+        return self._tx_filter.might_contain(tx_hash) and self._get(TX_PREFIX + tx_hash) is not None
 
     def get_receipt(self, height: int, index: int) -> bytes | None:
-        return self._get_stored(height, _RECEIPT + _U32.pack(index)) if 0 <= index < 2**32 else None
-
-    def _committed_height(self) -> int:
-        return -1 if self._head is None else self._head.height
-
-    def _get_stored(self, height: int, suffix: bytes) -> bytes | None:
-        """A block-store entry of a committed height (entries above the head are not committed)."""
-        if not 0 < height <= self._committed_height():
-            return None
-        try:
-            value = self._blocks.get(_U64.pack(height) + suffix, verify_checksums=True)
-        except plyvel.Error as error:
-            raise self._classify(error, BLOCK_STORE, "read from") from error
-        return None if value is None else bytes(value)
+        return self._get_stored(height, RECEIPT_SUFFIX + U32.pack(index)) if 0 <= index < 2**32 else None
 
     def iter_validator_changes(self) -> Iterator[tuple[int, bytes]]:
         """(height, encoded proof) of every committed validator-set change recorded, ascending."""
         committed = self._committed_height()
-        for key, value in self._iterate(MAIN_DATABASE, prefix=_VALIDATOR_CHANGE):
-            height = int(_U64.unpack(key[1:9])[0])
+        for key, value in self._iterate(MAIN_DATABASE, prefix=VALIDATOR_CHANGE_PREFIX):
+            height = int(U64.unpack(key[1:9])[0])
             if height > committed:
                 break
             yield height, bytes(value)
@@ -621,7 +398,7 @@ class Ledger:
             return self._state_cache[key]
         except KeyError:
             pass
-        value = self._get(_STATE + key)
+        value = self._get(STATE_PREFIX + key)
         if len(self._state_cache) >= STATE_CACHE_ENTRIES_MAX:
             self._state_cache.popitem(last=False)
         self._state_cache[key] = value
@@ -629,18 +406,8 @@ class Ledger:
 
     def iter_state(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         """State entries whose key starts with `prefix`, in key order (keys without the keyspace byte)."""
-        for key, value in self._iterate(MAIN_DATABASE, prefix=_STATE + prefix):
+        for key, value in self._iterate(MAIN_DATABASE, prefix=STATE_PREFIX + prefix):
             yield bytes(key[1:]), bytes(value)
-
-    def _get(self, key: bytes) -> bytes | None:
-        """A value of the main database.  Checksummed: a damaged table block raises rather than
-        hands out altered bytes (the tables are not compressed, so a flipped byte in a value
-        would otherwise come back as a value)."""
-        try:
-            value = self._db.get(key, verify_checksums=True)
-        except plyvel.Error as error:
-            raise self._classify(error, MAIN_DATABASE, "read from") from error
-        return None if value is None else bytes(value)
 
     # ------------------------------------------------------------ commit
 
@@ -660,43 +427,43 @@ class Ledger:
         self._check_writable()
         head = self.get_head()
         header = block.header
-        _invariant(header.height == head.height + 1, f"block {header.height} on head {head.height}")
-        _invariant(header.parent_hash == head.block_hash, f"block {header.height}: wrong parent hash")
-        _invariant(certificate.block_hash == block.hash, "the certificate certifies another block")
-        _invariant(certificate.height == header.height, "the certificate is for another height")
-        _invariant(len(receipts) == len(block.transactions), "one receipt per transaction")
+        check_invariant(header.height == head.height + 1, f"block {header.height} on head {head.height}")
+        check_invariant(header.parent_hash == head.block_hash, f"block {header.height}: wrong parent hash")
+        check_invariant(certificate.block_hash == block.hash, "the certificate certifies another block")
+        check_invariant(certificate.height == header.height, "the certificate is for another height")
+        check_invariant(len(receipts) == len(block.transactions), "one receipt per transaction")
         tx_hashes = [tx.hash for tx in block.transactions]
-        _invariant(
+        check_invariant(
             [receipt.tx_hash for receipt in receipts] == tx_hashes,
             "the receipts are not for the block's transactions, in order",
         )
-        _invariant(len(set(tx_hashes)) == len(tx_hashes), "a transaction appears twice in the block")
-        height_bytes = _U64.pack(header.height)
+        check_invariant(len(set(tx_hashes)) == len(tx_hashes), "a transaction appears twice in the block")
+        height_bytes = U64.pack(header.height)
         # The block store first: until the main batch moves the head, what this batch wrote
         # is above the head, never served, and deleted at the next open if a crash comes now.
         with self._write_batch(BLOCK_STORE, sync=True) as batch:
-            batch.put(height_bytes + _BLOCK, block.encoded)
-            batch.put(height_bytes + _CERTIFICATE, certificate.encode())
-            receipt_prefix = height_bytes + _RECEIPT
+            batch.put(height_bytes + BLOCK_SUFFIX, block.encoded)
+            batch.put(height_bytes + CERTIFICATE_SUFFIX, certificate.encode())
+            receipt_prefix = height_bytes + RECEIPT_SUFFIX
             put = batch.put
             for index, receipt in enumerate(receipts):
-                put(receipt_prefix + _U32.pack(index), receipt.encoded)
+                put(receipt_prefix + U32.pack(index), receipt.encoded)
         with self._write_batch(MAIN_DATABASE, sync=True) as batch:
-            batch.put(_BLOCK_HASH + block.hash, height_bytes)
+            batch.put(BLOCK_HASH_PREFIX + block.hash, height_bytes)
             put = batch.put
-            pack_location = _LOCATION.pack
+            pack_location = LOCATION.pack
             height = header.height
             for index, tx_hash in enumerate(tx_hashes):
-                put(_TX + tx_hash, pack_location(height, index))
+                put(TX_PREFIX + tx_hash, pack_location(height, index))
             for key, value in write_set.items():
                 if value is None:
-                    batch.delete(_STATE + key)
+                    batch.delete(STATE_PREFIX + key)
                 else:
-                    put(_STATE + key, value)
+                    put(STATE_PREFIX + key, value)
             if validator_change is not None:
-                put(_VALIDATOR_CHANGE + height_bytes, validator_change)
+                put(VALIDATOR_CHANGE_PREFIX + height_bytes, validator_change)
             new_head = Head(header.height, block.hash, header.state_root, header.timestamp_ms)
-            batch.put(_HEAD, new_head.encode())
+            batch.put(HEAD_KEY, new_head.encode())
         self._head = new_head
         add_to_filter = self._tx_filter.add
         for tx_hash in tx_hashes:
@@ -707,117 +474,3 @@ class Ledger:
         # Only now that the head is durable: the votes of the committed height are done with.
         self.prune_votes(header.height + 1)
         return new_head
-
-    # ------------------------------------------------------------ consensus vote log
-
-    def _get_vote_log(self) -> plyvel.DB:
-        self._check_writable()
-        assert self._votes is not None, "a writable ledger has its vote log open"
-        return self._votes
-
-    def put_vote(self, height: int, view: int, kind: int, payload: bytes) -> None:
-        """Persist one of this node's votes durably, before it is sent."""
-        with self._write_batch(VOTE_LOG, sync=True) as batch:
-            batch.put(_VOTE_KEY.pack(height, view, kind), payload)
-
-    def get_votes(self, height_min: int) -> list[tuple[int, int, int, bytes]]:
-        """Logged votes at `height_min` and above, as (height, view, kind, payload) in key order."""
-        votes: list[tuple[int, int, int, bytes]] = []
-        for key, payload in self._iterate(VOTE_LOG, start=_U64.pack(max(height_min, 0))):
-            height, view, kind = _VOTE_KEY.unpack(key)
-            votes.append((int(height), int(view), int(kind), bytes(payload)))
-        return votes
-
-    def put_evidence(self, height: int, validator: int, kind: int, view: int, payload: bytes) -> bool:
-        """Keep one proof of equivocation per (height, validator, kind, view); False if already kept."""
-        self._check_writable()
-        key = _EVIDENCE + _EVIDENCE_KEY.pack(height, validator, kind, view)
-        if self._get(key) is not None:
-            return False
-        with self._write_batch(MAIN_DATABASE, sync=True) as batch:
-            batch.put(key, payload)
-        return True
-
-    def iter_evidence(self) -> Iterator[bytes]:
-        """Every kept proof of equivocation, by height."""
-        for payload in self._iterate(MAIN_DATABASE, prefix=_EVIDENCE, include_key=False):
-            yield bytes(payload)
-
-    def put_checkpoint(self, height: int, payload: bytes) -> None:
-        """Keep a stable checkpoint (2f+1 signatures over the block, hence the state root, at `height`)."""
-        self._check_writable()
-        with self._write_batch(MAIN_DATABASE, sync=True) as batch:
-            batch.put(_CHECKPOINT + _U64.pack(height), payload)
-
-    def get_latest_checkpoint(self) -> bytes | None:
-        for payload in self._iterate(MAIN_DATABASE, prefix=_CHECKPOINT, include_key=False, reverse=True):
-            return bytes(payload)
-        return None
-
-    def prune_votes(self, height_below: int) -> None:
-        """Forget votes below `height_below` (at each commit, at a stable checkpoint, at open)."""
-        self._delete_range(VOTE_LOG, stop=_U64.pack(max(height_below, 0)), sync=False)
-
-
-# ------------------------------------------------------------ rebuilding from the peers
-
-# Files of a LevelDB directory that are not data: the lock and LevelDB's own info logs.
-_NOT_DATA_FILES = frozenset({"LOCK", "LOG", "LOG.old"})
-
-
-def set_aside_for_rebuild(data_dir: Path, *, now_s: float) -> Path | None:
-    """Move a node's damaged data directory to `<data_dir>.corrupt-<UTC time>` and give the new,
-    empty one the node's vote log; where the old one went (None: there was no data directory).
-
-    The node then starts on an empty ledger and catches up from its peers, which verifies each
-    block's commit certificate.  The vote log is carried over because a validator that forgot
-    its votes could sign a different block at a height and view where it already voted; so it
-    must read back whole first (paranoid open, every checksum), or nothing moves and
-    `StorageCorruptError` says so.  A data directory in use (a node running on it) is refused
-    with `StorageLockedError`, by the ledger's claim in this process and LevelDB's lock in another.
-    """
-    data_dir = Path(data_dir)
-    if not data_dir.exists():
-        return None
-    ledger_dir = data_dir / "ledger"
-    votes_dir = ledger_dir / VOTES_DIRECTORY
-    claimed = claim_path(ledger_dir)
-    try:
-        has_votes = votes_dir.is_dir()
-        if has_votes:
-            _check_vote_log_reads_back(votes_dir)
-        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now_s))
-        aside = data_dir.with_name(f"{data_dir.name}.corrupt-{stamp}")
-        if aside.exists():
-            raise StorageError(f"cannot set {data_dir} aside: {aside} already exists")
-        data_dir.rename(aside)
-        data_dir.mkdir()
-        if has_votes:
-            shutil.copytree(
-                aside / "ledger" / VOTES_DIRECTORY,
-                votes_dir,
-                ignore=lambda _, names: _NOT_DATA_FILES & set(names),
-            )
-    finally:
-        release_path(claimed)
-    return aside
-
-
-def _check_vote_log_reads_back(votes_dir: Path) -> None:
-    try:
-        database = open_database(votes_dir, create=False)
-        try:
-            votes = 0
-            with database.iterator(verify_checksums=True) as iterator:
-                for _ in iterator:
-                    votes += 1
-            check_iteration_end(database, yielded=votes > 0)
-        except plyvel.Error as error:
-            raise classify_storage_error(error, votes_dir, "read from") from error
-        finally:
-            database.close()
-    except StorageCorruptError as error:
-        raise StorageCorruptError(
-            f"cannot rebuild: the vote log at {votes_dir} is damaged too, and a validator that forgot "
-            f"its votes could sign twice at a height it already voted at [{error.message}]"
-        ) from error

@@ -30,7 +30,8 @@ from chainnode.core.errors import (
 )
 from chainnode.node.config import load_node_config
 from chainnode.tools.network import init_network
-from storage.ledger import Head, Ledger, _decode_head, set_aside_for_rebuild
+from storage.layout import decode_head
+from storage.ledger import Head, Ledger, set_aside_for_rebuild
 from storage.leveldb import classify_storage_error
 from tests.factories import run_cli_process
 from tests.integration.test_ledger import commit_chain, initialize, make_block, make_tx
@@ -180,12 +181,12 @@ def _move_tx_index(database: plyvel.DB) -> None:
 
 
 def _replace_head_state_root(database: plyvel.DB) -> None:
-    head = _decode_head(bytes(database.get(b"mhead")))
+    head = decode_head(bytes(database.get(b"mhead")))
     database.put(b"mhead", Head(head.height, head.block_hash, bytes(32), head.timestamp_ms).encode())
 
 
 def _replace_head_block_hash(database: plyvel.DB) -> None:
-    head = _decode_head(bytes(database.get(b"mhead")))
+    head = decode_head(bytes(database.get(b"mhead")))
     database.put(b"mhead", Head(head.height, bytes(32), head.state_root, head.timestamp_ms).encode())
 
 
@@ -415,7 +416,7 @@ def test_a_flipped_byte_in_the_middle_of_the_write_ahead_log_fails_the_open(tmp_
     database = plyvel.DB(str(tmp_path / "copy"))
     try:
         lost = [h for h in range(1, heights + 1) if database.get(b"t" + make_tx(2 * h).hash) is None]
-        head = _decode_head(bytes(database.get(b"mhead")))
+        head = decode_head(bytes(database.get(b"mhead")))
     finally:
         database.close()
     assert lost and max(lost) < heights - 16 and head.height == heights, (lost, head.height)

@@ -34,7 +34,8 @@ from chainnode.tools.devnet import LocalNetwork
 from chainnode.tools.network import init_network
 from consensus.events import Tick
 from consensus.messages import LOG_KIND_PREPARED, PrePrepare, ViewChange, Vote
-from storage.ledger import _VOTE_KEY, BLOCK_STORE, MAIN_DATABASE, VOTE_LOG, Write
+from storage.layout import VOTE_KEY
+from storage.ledger import BLOCK_STORE, MAIN_DATABASE, VOTE_LOG, Write
 from tests.factories import build_put, load_entity
 
 CHAIN_ID = "durability-net"
@@ -136,7 +137,7 @@ def test_votes_are_synced_before_they_are_sent_and_blocks_before_the_head(
         if not isinstance(event, Sent):
             continue
         synced = {
-            _VOTE_KEY.unpack(key)
+            VOTE_KEY.unpack(key)
             for earlier in network.history[:position]
             if isinstance(earlier, Written)
             and earlier.node == event.sender

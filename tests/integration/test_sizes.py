@@ -40,9 +40,6 @@ ALLOWED: dict[str, str] = {
     "chainnode/node/config.py::load_node_config": REWORKED,
     "chainnode/node/runtime.py": REWORKED,
     "chainnode/node/runtime.py::Node": REWORKED,
-    # Split by job in the next commits of issue 12.
-    "storage/ledger.py": "split pending (issue 12)",
-    "storage/ledger.py::Ledger": "split pending (issue 12)",
 }
 
 

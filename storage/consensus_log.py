@@ -1,0 +1,74 @@
+"""The ledger's consensus records: this node's vote log, proofs of equivocation, stable checkpoints.
+
+Theory of operation: a validator persists each of its votes before it sends it (`put_vote`,
+one synced batch per vote, in the vote log database) and reads them back after a restart
+(`get_votes`), so it never signs two different blocks for one height and view.  The votes of a
+height are pruned once it commits, at a stable checkpoint and at open; that deletion is not
+synced (losing it in a crash only keeps old votes longer).  Proofs of equivocation
+(`put_evidence`, one per height, validator, kind and view) and stable checkpoints
+(`put_checkpoint`) are kept in the main database, synced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from storage.databases import LedgerDatabases
+from storage.layout import (
+    CHECKPOINT_PREFIX,
+    EVIDENCE_KEY,
+    EVIDENCE_PREFIX,
+    MAIN_DATABASE,
+    U64,
+    VOTE_KEY,
+    VOTE_LOG,
+)
+
+
+class ConsensusLog(LedgerDatabases):
+    """The vote log, the evidence and the checkpoints of one node's ledger."""
+
+    def put_vote(self, height: int, view: int, kind: int, payload: bytes) -> None:
+        """Persist one of this node's votes durably, before it is sent."""
+        with self._write_batch(VOTE_LOG, sync=True) as batch:
+            batch.put(VOTE_KEY.pack(height, view, kind), payload)
+
+    def get_votes(self, height_min: int) -> list[tuple[int, int, int, bytes]]:
+        """Logged votes at `height_min` and above, as (height, view, kind, payload) in key order."""
+        votes: list[tuple[int, int, int, bytes]] = []
+        for key, payload in self._iterate(VOTE_LOG, start=U64.pack(max(height_min, 0))):
+            height, view, kind = VOTE_KEY.unpack(key)
+            votes.append((int(height), int(view), int(kind), bytes(payload)))
+        return votes
+
+    def put_evidence(self, height: int, validator: int, kind: int, view: int, payload: bytes) -> bool:
+        """Keep one proof of equivocation per (height, validator, kind, view); False if already kept."""
+        self._check_writable()
+        key = EVIDENCE_PREFIX + EVIDENCE_KEY.pack(height, validator, kind, view)
+        if self._get(key) is not None:
+            return False
+        with self._write_batch(MAIN_DATABASE, sync=True) as batch:
+            batch.put(key, payload)
+        return True
+
+    def iter_evidence(self) -> Iterator[bytes]:
+        """Every kept proof of equivocation, by height."""
+        for payload in self._iterate(MAIN_DATABASE, prefix=EVIDENCE_PREFIX, include_key=False):
+            yield bytes(payload)
+
+    def put_checkpoint(self, height: int, payload: bytes) -> None:
+        """Keep a stable checkpoint (2f+1 signatures over the block, hence the state root, at `height`)."""
+        self._check_writable()
+        with self._write_batch(MAIN_DATABASE, sync=True) as batch:
+            batch.put(CHECKPOINT_PREFIX + U64.pack(height), payload)
+
+    def get_latest_checkpoint(self) -> bytes | None:
+        for payload in self._iterate(
+            MAIN_DATABASE, prefix=CHECKPOINT_PREFIX, include_key=False, reverse=True
+        ):
+            return bytes(payload)
+        return None
+
+    def prune_votes(self, height_below: int) -> None:
+        """Forget votes below `height_below` (at each commit, at a stable checkpoint, at open)."""
+        self._delete_range(VOTE_LOG, stop=U64.pack(max(height_below, 0)), sync=False)
