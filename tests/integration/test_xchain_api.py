@@ -13,9 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 import cli
+from chainnode.api import xchain as api_xchain
 from chainnode.core import types
 from chainnode.sdk.client import Client, Identity, build_transaction
 from chainnode.sdk.errors import ClientError
@@ -50,6 +52,13 @@ def nodes(net_a: Network, net_b: Network, tmp_path: Path) -> Iterator[tuple[Serv
     finally:
         service_a.close()
         service_b.close()
+
+
+def conforms(path: str, answer: Any) -> Any:
+    """`answer` after checking it against the 200 schema its route declares (the OpenAPI document's)."""
+    (route,) = [route for route in api_xchain.ROUTES if route.path == path]
+    jsonschema.Draft202012Validator(dict(route.responses[200])).validate(answer)
+    return answer
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> Any:
@@ -105,7 +114,7 @@ def test_a_record_and_a_message_cross_from_a_to_b_and_the_ack_comes_back(
     client_a, client_b = Client(a.url), Client(b.url)
     register(capsys, net_b, b.url, net_a)
     register(capsys, net_a, a.url, net_b)
-    chains = run_cli(capsys, "xchain", "chains", "--node", b.url)
+    chains = conforms("/v1/xchain/chains", run_cli(capsys, "xchain", "chains", "--node", b.url))
     assert [(c["chain_id"], c["status"], c["client"]["height"]) for c in chains["chains"]] == [
         ("chain-a", "registered", 0)
     ]
@@ -138,6 +147,7 @@ def test_a_record_and_a_message_cross_from_a_to_b_and_the_ack_comes_back(
     )
     assert sent["ok"] and sent["seq"] == 1
     outbound = run_cli(capsys, "xchain", "outbound", "chain-b", "--node", a.url)
+    conforms("/v1/xchain/chains/{chain}/outbound", outbound)
     assert [(m["seq"], m["sender"], m["acknowledged"]) for m in outbound["messages"]] == [(1, "fudan", False)]
 
     # The relay to B: headers and proofs from A's API, verified by B in execution.
@@ -202,12 +212,15 @@ def check_b_holds_the_fact_and_the_message(
     delivered_hash: str,
 ) -> None:
     """B's CLI (over its API): the client at the proofs' height, two facts, one message delivered."""
-    client = run_cli(capsys, "xchain", "client", "chain-a", "--node", url)
+    client = conforms(
+        "/v1/xchain/chains/{chain}", run_cli(capsys, "xchain", "client", "chain-a", "--node", url)
+    )
     assert client["client"]["height"] == int(send_proof["height"]) and client["fork"] is None
     head = types.decode_block_header(bytes.fromhex(client["head"]["header"]))
     assert head.compute_hash().hex() == client["client"]["header_hash"] == send_proof["block_hash"]
     assert (client["facts"], client["delivered"]) == (2, 1)
     fact = run_cli(capsys, "xchain", "fact", "chain-a", put_hash, "--node", url)
+    conforms("/v1/xchain/chains/{chain}/facts/{tx_hash}", fact)
     assert (fact["height"], fact["module"], fact["signer"], fact["importer"]) == (
         put_proof["height"],
         "records",
@@ -219,10 +232,12 @@ def check_b_holds_the_fact_and_the_message(
         {"name": "records.put", "attributes": ["pku", "discharge-2026-001", 1]}
     ]
     facts = run_cli(capsys, "xchain", "facts", "chain-a", "--node", url, "--limit", "1")
+    conforms("/v1/xchain/chains/{chain}/facts", facts)
     assert [f["tx_hash"] for f in facts["facts"]] == [put_hash] and facts["next_cursor"] == "1"
     second = run_cli(capsys, "xchain", "facts", "chain-a", "--node", url, "--cursor", "1")
     assert [f["tx_hash"] for f in second["facts"]] == [sent["tx_hash"]] and second["next_cursor"] is None
     inbound = run_cli(capsys, "xchain", "inbound", "chain-a", "--node", url)
+    conforms("/v1/xchain/chains/{chain}/inbound", inbound)
     assert [(m["seq"], m["sender"], bytes.fromhex(m["payload"])) for m in inbound["messages"]] == [
         (1, "fudan", b"claim 2026-001")
     ]

@@ -582,3 +582,39 @@ def test_an_acknowledgement_of_another_message_acknowledges_nothing(
         assert receipt.ok and event_names(receipt) == ["xchain.imported"]
     assert [m.acknowledged_height for m in xchain_state.list_outbound(a.state, "chain-b")] == [0]
     assert record_of(a, "chain-b").acknowledged == 0
+
+
+def test_every_event_is_declared_with_its_arity_and_shape(
+    pair: tuple[CertifiedChain, CertifiedChain],
+) -> None:
+    """The events the module emits (in a run with every kind) are the declared ones, with the
+    declared number of attributes, and each has a subscriber shape whose positions exist."""
+    from chainnode.app import events
+
+    a, b = pair
+    sent, proof = commit(a, a.entity_tx("fudan", "xchain", "send", "chain-b", b"m"))
+    assert update(b, a).ok
+    delivered = import_tx(b, "chain-a", proof)
+    assert b.run_one(delivered).ok
+    assert update(a, b).ok
+    assert a.run_one(import_tx(a, "chain-b", b.compute_proof(*locate(b, delivered)))).ok
+    assert council_decides(b, "remove_chain", ("chain-a",)).ok
+    emitted = {
+        name: attributes
+        for chain in (a, b)
+        for receipts in chain.receipts.values()
+        for receipt in receipts
+        for name, attributes in receipt.events
+        if name.startswith("xchain.")
+    }
+    assert set(emitted) == set(xchain.EVENTS) - {"xchain.client_validators_changed", "xchain.fork_detected"}
+    for name, attributes in emitted.items():
+        assert len(attributes) == len(xchain.EVENTS[name]), name
+    for name, declared in xchain.EVENTS.items():
+        shape = events.EVENT_SHAPES[name]
+        assert shape.entity is None or shape.entity < len(declared), name
+        assert all(index < len(declared) for index in shape.keys), name
+    assert events.compute_entity_and_keys("xchain.sent", sent.events[0][1], "fudan") == (
+        "fudan",
+        ("chain-b", "1"),
+    )
