@@ -37,7 +37,7 @@ ALLOWED: dict[str, str] = {
     "chainnode/app/governance.py": REWORKED,
     "chainnode/cli/operate.py::add_commands": REWORKED,
     "chainnode/core/types.py": REWORKED,
-    "chainnode/node/config.py::load_node_config": REWORKED,
+    "chainnode/node/config.py": REWORKED,
     "chainnode/node/runtime.py": REWORKED,
     "chainnode/node/runtime.py::Node": REWORKED,
 }
