@@ -618,3 +618,30 @@ def test_every_event_is_declared_with_its_arity_and_shape(
         "fudan",
         ("chain-b", "1"),
     )
+
+
+def test_the_council_command_takes_a_genesis_for_register_chain_and_a_chain_for_remove_chain(
+    net_a: Network, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from chainnode.cli import governance as cli_governance
+    from chainnode.cli.main import parse_arguments
+
+    common = ["council", "propose", "--member-dir", "m", "--node", "http://127.0.0.1:1"]
+    genesis_file = str(net_a.directory / "genesis.json")
+    args = parse_arguments([*common, "--kind", "register_chain", "--genesis", genesis_file])
+    payload = cli_governance._compute_payload(args)
+    assert payload == xchain_registry.compute_register_chain_payload(net_a.genesis)
+    assert payload[1] == net_a.genesis.compute_hash() and payload[2] == net_a.genesis.validators.encode()
+    assert cli_governance._compute_payload(
+        parse_arguments([*common, "--kind", "remove_chain", "--chain", "chain-a"])
+    ) == ("chain-a",)
+    for wrong in (
+        ["--kind", "register_chain"],
+        ["--kind", "register_chain", "--genesis", genesis_file, "--chain", "chain-a"],
+        ["--kind", "remove_chain", "--genesis", genesis_file],
+        ["--kind", "add_validator", "--entity", "v", "--chain", "chain-a"],
+    ):
+        with pytest.raises(SystemExit) as usage:
+            parse_arguments([*common, *wrong])
+        assert usage.value.code == 2, wrong
+    assert "--genesis" in capsys.readouterr().err
