@@ -11,7 +11,8 @@ are faulty (a quorum of them could certify anything, and the client would follow
 
 **Counterparty chains** are registered by the council (`governance` proposals `register_chain`
 with the chain's id, genesis hash, genesis validator set and genesis state root, and
-`remove_chain`).  Approval starts the chain's light client at its genesis
+`remove_chain`; `chainnode council propose --kind register_chain --genesis FILE` computes them
+from the counterparty's genesis file).  Approval starts the chain's light client at its genesis
 (`chainnode.light.start_light_state`); removal stops it (updates, imports and sends fail with
 `unknown_chain`) and keeps what was imported readable.
 
@@ -61,8 +62,10 @@ payload hash, acknowledges nothing.
 over `PAYLOAD_BYTES_MAX`).  A refusal's message starts with the name of the failed check
 (`quorum: ...`, `tx_inclusion: ...`, `chain_id: ...`), so a relayer can tell them apart.
 
-The state layout and the records are in `chainnode.app.xchain_state`.  Size limit: an import
-carries the source transaction inside its own, so a source transaction within about 3 KB of
+The state layout and the records are in `chainnode.app.xchain_state`; registration and removal
+(carried out by governance) in `chainnode.app.xchain_registry`.  Size limit: an import carries
+the source transaction inside its own, with about 1 KB more for a 4-validator source (header,
+certificate at ~70 bytes per signature, two Merkle paths), so a source transaction that close to
 `tx_bytes_max` cannot be imported.
 """
 
