@@ -645,3 +645,36 @@ def test_the_council_command_takes_a_genesis_for_register_chain_and_a_chain_for_
             parse_arguments([*common, *wrong])
         assert usage.value.code == 2, wrong
     assert "--genesis" in capsys.readouterr().err
+
+
+def test_the_client_follows_4_to_5_a_key_rotation_and_back_to_4_in_one_sparse_update(
+    pair: tuple[CertifiedChain, CertifiedChain], net_a: Network
+) -> None:
+    a, b = pair
+    certificate, key = net_a.issue(
+        "beijing", "validator-05", roles=("observer", "validator"), sectors=("government",)
+    )
+    assert a.run_one(a.zone_tx("beijing", "register", certificate)).ok
+    a.add_key("validator-05", key)
+    assert council_decides(a, "add_validator", ("validator-05",)).ok
+    _, era_5 = commit(a, a.put("pku", "era-5"))
+    renewed, new_key = net_a.issue(
+        "beijing", "validator-05", roles=("observer", "validator"), sectors=("government",)
+    )
+    assert a.run_one(a.zone_tx("beijing", "renew", renewed)).ok
+    a.add_key("validator-05", new_key)
+    _, rotated = commit(a, a.put("pku", "era-rotated"))
+    assert council_decides(a, "remove_validator", ("validator-05",)).ok
+    _, era_4 = commit(a, a.put("pku", "era-4-again"))
+    assert len(a.changes) == 3
+    steps = steps_to(a, client_of(b, "chain-a"), a.height)
+    # Each change block and the one after it (the last of which is the head): 6 of the chain's blocks.
+    assert len(steps) == 6 < a.height
+    updated = update(b, a)
+    assert updated.ok, updated.message
+    assert event_names(updated).count("xchain.client_validators_changed") == 3
+    client = client_of(b, "chain-a")
+    assert [start for start, _ in client.sets] == [1, *(height + 1 for height in sorted(a.changes))]
+    assert client.validators() == governance.get_validator_set(a.state)
+    receipts = b.run(*(import_tx(b, "chain-a", proof) for proof in (era_5, rotated, era_4)))
+    assert codes(receipts) == [ErrorCode.OK] * 3, [r.message for r in receipts]
