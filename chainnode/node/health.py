@@ -31,11 +31,11 @@ from __future__ import annotations
 import enum
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 from chainnode.api.service import ReadinessProblem
-from chainnode.core import metrics
+from chainnode.core import metrics, quorum
 from chainnode.core.errors import DiskFullError, StorageError
 
 log = logging.getLogger("chainnode.node.health")
@@ -47,6 +47,7 @@ DISK_SPACE_LOW = "disk_space_low"  # less than `[storage] disk_free_bytes_min` f
 DISK_SPACE_UNKNOWN = "disk_space_unknown"  # statvfs failed on the data directory
 CATCHING_UP = "catching_up"  # peers report heights well above ours
 CLOCK_SKEW = "clock_skew"  # our wall clock is further from our peers' than a block's time may drift
+NO_QUORUM = "no_quorum"  # this node and the validators it is connected to are fewer than a quorum
 
 DISK_CHECK_INTERVAL_MS = 5_000
 # Below this the next block might not fit (a block may hold 4 MiB of transactions by default,
@@ -77,6 +78,22 @@ class Readiness:
             if message is not None:
                 problems.append(ReadinessProblem(name, message, blocks_writes))
         return problems
+
+
+def find_quorum_problem(
+    connected: Collection[str], validators: quorum.ValidatorSet, own_id: str
+) -> str | None:
+    """Not ready while this node (if it votes) and the validators it has a live connection to
+    are fewer than a quorum: it could neither help commit a block nor learn that one committed,
+    so what it serves may be stale however recent its last block looks."""
+    reachable = sum(1 for entity_id in connected if validators.index_of(entity_id) is not None)
+    voting = 1 if validators.index_of(own_id) is not None else 0
+    if reachable + voting >= validators.quorum:
+        return None
+    return (
+        f"connected to {reachable} of {validators.size} validators (a quorum is {validators.quorum}"
+        f"{', this node included' if voting else ''})"
+    )
 
 
 def get_free_bytes(path: Path) -> int:

@@ -36,7 +36,11 @@ class PeerReports:
         heights = [
             height for height, heard_ms in self._heights.values() if now_ms - heard_ms <= PEER_HEIGHT_FRESH_MS
         ]
-        if not heights or max(heights) - own_height < CATCHING_UP_BLOCKS_MIN:
+        if not heights:
+            # Not one peer has said its height yet (at start, or cut off): nothing says we are
+            # caught up, so a node started late is never ready before its first peer report.
+            return f"catching up: at height {own_height}, no peer has reported its height yet"
+        if max(heights) - own_height < CATCHING_UP_BLOCKS_MIN:
             return None
         return f"catching up: at height {own_height}, a peer reported height {max(heights)}"
 

@@ -515,6 +515,12 @@ class Node:
             lambda: reports.find_catch_up_problem(self._ledger.get_head().height, get_monotonic_ms()),
         )
         readiness.add_check(health.CLOCK_SKEW, lambda: reports.find_clock_problem(get_monotonic_ms()))
+        readiness.add_check(
+            health.NO_QUORUM,
+            lambda: health.find_quorum_problem(
+                self.transport.connected_peers(), self.engine.validators, self.node_id
+            ),
+        )
         return readiness
 
     def _find_storage_failure(self) -> str | None:

@@ -7,6 +7,13 @@ nodes on one chain.
 - Logs: a validator restarted with `--log-format json --log-level debug` writes only JSON lines,
   each with its level, logger, message and the chain's context (height, view, and the peer
   whose frame was being handled); it exits 0 on SIGTERM.
+- The data directory: a second `node run` on a running node's data directory is refused in one
+  line naming it (LevelDB's lock), and the running node is unharmed; SIGTERM under a steady
+  client load ends a validator with exit code 0, twice, and `chainnode audit` of every ledger is
+  clean afterwards.
+- Readiness: a validator started late against a chain that moved on is not ready while it is
+  cut off from its peers (no quorum, no peer height heard), and once it reaches them, not before
+  it is within `CATCHING_UP_BLOCKS_MIN` blocks of them.
 """
 
 from __future__ import annotations
@@ -17,11 +24,16 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from chainnode.node.config import load_node_config
+from chainnode.node.peer_reports import CATCHING_UP_BLOCKS_MIN
 from tests.cluster.conftest import (
     Cluster,
     build_puts,
@@ -31,11 +43,15 @@ from tests.cluster.conftest import (
     wait_for_same_head,
     wait_until,
 )
+from tests.cluster.load import SteadyLoad
+from tests.factories import get_free_port
 
 pytestmark = pytest.mark.cluster
 
 WAIT_S = 30.0
 STOP_TIMEOUT_S = 20.0
+AUDIT = (sys.executable, "-m", "cli", "audit", "--workers", "0", "--json")
+CUT_OFF_WATCH_S = 1.5  # a cut-off node is watched this long: /readyz must say 503 throughout
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +60,11 @@ def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         yield started
 
 
-def start_node(cluster: Cluster, node_id: str, log_path: Path, *options: str) -> subprocess.Popen[bytes]:
-    """`chainnode node run` of `node_id` with `options`, its stderr (the log) into `log_path`;
-    the cluster's teardown stops it like the others."""
+def start_node(
+    cluster: Cluster, node_id: str, log_path: Path, *options: str, environment: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """`chainnode node run` of `node_id` with `options` (and `environment` added), its output (the
+    log) into `log_path`; the cluster's teardown stops it like the others."""
     config_path = cluster.network.get_node(node_id).config_path
     with log_path.open("ab") as log_file:
         process = subprocess.Popen(
@@ -54,7 +72,7 @@ def start_node(cluster: Cluster, node_id: str, log_path: Path, *options: str) ->
             stdout=log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(environment or {})},
         )
     cluster.network.processes[node_id] = process
     return process
@@ -126,3 +144,118 @@ def test_text_logs_show_the_context_in_brackets(cluster: Cluster) -> None:
     assert (
         started and " INFO chainnode.node.runtime [height=0 view=0]: node validator-02 started" in started[0]
     )
+
+
+# ---------------------------------------------------------------- the data directory
+
+
+def get_api(cluster: Cluster, node_id: str, path: str) -> tuple[int | None, Any]:
+    """(status, decoded JSON) of a GET; (None, reason) when nothing answers."""
+    url = cluster.network.get_node(node_id).api_url + path
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+    except OSError as error:
+        return None, repr(error)
+
+
+def free_ports_environment() -> dict[str, str]:
+    return {
+        "CHAINNODE_API_LISTEN": f"127.0.0.1:{get_free_port()}",
+        "CHAINNODE_P2P_LISTEN": f"127.0.0.1:{get_free_port()}",
+    }
+
+
+def audit(cluster: Cluster, data_dir: Path) -> dict[str, Any]:
+    """`chainnode audit --data-dir` (a copy is audited: the node may be running); its report."""
+    result = subprocess.run(
+        [*AUDIT, "--data-dir", str(data_dir), "--genesis", str(cluster.directory / "genesis.json")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    report: dict[str, Any] = json.loads(result.stdout)
+    return report
+
+
+def get_data_dir(cluster: Cluster, node_id: str) -> Path:
+    return load_node_config(cluster.network.get_node(node_id).config_path, environment={}).data_dir
+
+
+def test_a_second_process_on_a_running_nodes_data_dir_is_refused(cluster: Cluster) -> None:
+    node_id = "validator-01"
+    config_path = cluster.network.get_node(node_id).config_path
+    result = subprocess.run(
+        [sys.executable, "-m", "cli", "node", "run", "--config", str(config_path)],
+        capture_output=True,
+        text=True,
+        timeout=WAIT_S,
+        check=False,
+        env={**os.environ, **free_ports_environment()},  # its own ports: the ledger is what clashes
+    )
+    output = (result.stdout + result.stderr).strip().splitlines()
+    assert result.returncode == 1, output
+    assert "Traceback" not in "\n".join(output), output
+    assert output[-1].startswith("error: storage_locked: "), output
+    assert str(get_data_dir(cluster, node_id)) in output[-1] and "locked by another process" in output[-1]
+    commit_puts(cluster, node_id, 2, "after-lock")  # the running node is unharmed
+
+
+def test_sigterm_under_load_exits_0_and_every_ledger_audits_clean(cluster: Cluster) -> None:
+    told: list[str] = []
+    with SteadyLoad(cluster, told, label="sigterm", targets=["validator-01", "validator-02"]) as load:
+        for node_id in ("validator-03", "validator-04"):
+            load.wait_for_told(20, f"before {node_id} is stopped")
+            assert stop_node(cluster, node_id) == 0
+            load.wait_for_told(10, f"while {node_id} is stopped")
+            cluster.network.start(node_id)
+            cluster.network.wait_ready([node_id], timeout_s=WAIT_S)
+        load.wait_for_told(10, "with every validator back")
+        assert load.stop() == 0
+    height = wait_for_same_head(cluster, cluster.node_ids, WAIT_S)[0]
+    for node_id in cluster.node_ids:
+        report = audit(cluster, get_data_dir(cluster, node_id))
+        assert report["result"] == "ok" and report["height_to"] >= height, (node_id, report)
+
+
+# ---------------------------------------------------------------- readiness
+
+
+def test_readyz_turns_ready_only_after_catch_up(cluster: Cluster, tmp_path: Path) -> None:
+    node_id = "validator-04"
+    assert stop_node(cluster, node_id) == 0
+    stopped_height = int(cluster.client("validator-01").get_status()["height"])
+    for block in range(CATCHING_UP_BLOCKS_MIN + 5):  # one transaction, one block, each
+        commit_puts(cluster, "validator-01", 1, f"late-{block}")
+    chain_height = int(cluster.client("validator-01").get_status()["height"])
+    assert chain_height >= stopped_height + CATCHING_UP_BLOCKS_MIN + 5
+
+    # Cut off (listening where nobody dials, dialing nobody): alive, never ready.
+    cut_off = {**free_ports_environment(), "CHAINNODE_P2P_PEERS": "[]"}
+    cut_off["CHAINNODE_API_LISTEN"] = cluster.network.get_node(node_id).api_url.removeprefix("http://")
+    start_node(cluster, node_id, tmp_path / "cut-off.log", environment=cut_off)
+    cluster.network.wait_ready([node_id], timeout_s=WAIT_S)
+    deadline = time.monotonic() + CUT_OFF_WATCH_S
+    while time.monotonic() < deadline:
+        status, body = get_api(cluster, node_id, "/readyz")
+        assert status == 503, body
+        assert {"no_quorum", "catching_up"} <= set(body["problems"]), body
+        time.sleep(0.05)
+    assert stop_node(cluster, node_id) == 0
+
+    # With its peers: each /readyz 200 comes with a height within the catch-up margin.
+    cluster.network.start(node_id)
+    cluster.network.wait_ready([node_id], timeout_s=WAIT_S)
+    answers: list[tuple[int | None, int]] = []
+    deadline = time.monotonic() + WAIT_S
+    while not answers or answers[-1][0] != 200:
+        assert time.monotonic() < deadline, f"never ready: {answers[-3:]}"
+        status, _ = get_api(cluster, node_id, "/readyz")
+        answers.append((status, int(cluster.client(node_id).get_status()["height"])))
+    assert answers[-1][1] > chain_height - CATCHING_UP_BLOCKS_MIN, answers
+    assert answers[0][1] < chain_height or answers[0][0] == 503, answers
+    wait_for_same_head(cluster, cluster.node_ids, WAIT_S)
