@@ -18,6 +18,7 @@ nodes on one chain.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import signal
@@ -209,16 +210,23 @@ def test_sigterm_under_load_exits_0_and_every_ledger_audits_clean(cluster: Clust
     told: list[str] = []
     with SteadyLoad(cluster, told, label="sigterm", targets=["validator-01", "validator-02"]) as load:
         for node_id in ("validator-03", "validator-04"):
-            load.wait_for_told(20, f"before {node_id} is stopped")
+            load.wait_for_told(8, f"before {node_id} is stopped")
             assert stop_node(cluster, node_id) == 0
-            load.wait_for_told(10, f"while {node_id} is stopped")
+            load.wait_for_told(4, f"while {node_id} is stopped")
             cluster.network.start(node_id)
             cluster.network.wait_ready([node_id], timeout_s=WAIT_S)
-        load.wait_for_told(10, "with every validator back")
+        load.wait_for_told(4, "with every validator back")
         assert load.stop() == 0
     height = wait_for_same_head(cluster, cluster.node_ids, WAIT_S)[0]
-    for node_id in cluster.node_ids:
-        report = audit(cluster, get_data_dir(cluster, node_id))
+    with concurrent.futures.ThreadPoolExecutor(len(cluster.node_ids)) as pool:
+        reports = dict(
+            zip(
+                cluster.node_ids,
+                pool.map(lambda node_id: audit(cluster, get_data_dir(cluster, node_id)), cluster.node_ids),
+                strict=True,
+            )
+        )
+    for node_id, report in reports.items():
         assert report["result"] == "ok" and report["height_to"] >= height, (node_id, report)
 
 
@@ -229,10 +237,10 @@ def test_readyz_turns_ready_only_after_catch_up(cluster: Cluster, tmp_path: Path
     node_id = "validator-04"
     assert stop_node(cluster, node_id) == 0
     stopped_height = int(cluster.client("validator-01").get_status()["height"])
-    for block in range(CATCHING_UP_BLOCKS_MIN + 5):  # one transaction, one block, each
+    for block in range(CATCHING_UP_BLOCKS_MIN + 2):  # one transaction, one block, each
         commit_puts(cluster, "validator-01", 1, f"late-{block}")
     chain_height = int(cluster.client("validator-01").get_status()["height"])
-    assert chain_height >= stopped_height + CATCHING_UP_BLOCKS_MIN + 5
+    assert chain_height >= stopped_height + CATCHING_UP_BLOCKS_MIN + 2
 
     # Cut off (listening where nobody dials, dialing nobody): alive, never ready.
     cut_off = {**free_ports_environment(), "CHAINNODE_P2P_PEERS": "[]"}
