@@ -163,12 +163,12 @@ def _get_console() -> Any:
 def print_pairs(pairs: Sequence[tuple[str, Any]], *, title: str | None = None) -> None:
     from rich.table import Table
 
-    table = Table(title=title, show_header=False, box=None, title_justify="left", pad_edge=False)
+    table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column(overflow="fold")
     for name, value in pairs:
         table.add_row(get_display_name(name, [value]), format_value(name, value))
-    _get_console().print(table)
+    _print_titled(table, title)
 
 
 def print_rows(
@@ -178,12 +178,20 @@ def print_rows(
     from rich.table import Table
 
     names = list(columns) if columns is not None else get_table_columns(rows)
-    table = Table(title=title, box=None, title_justify="left", pad_edge=False, header_style="bold")
+    table = Table(box=None, pad_edge=False, header_style="bold")
     for name in names:
         table.add_column(get_display_name(name, [row.get(name) for row in rows]).upper(), overflow="fold")
     for row in rows:
         table.add_row(*(format_value(name, row.get(name), shorten=True) for name in names))
-    _get_console().print(table)
+    _print_titled(table, title)
+
+
+def _print_titled(table: Any, title: str | None) -> None:
+    """The title on its own line (a table's own title would wrap at the table's width)."""
+    console = _get_console()
+    if title is not None:
+        console.print(title, style="bold", highlight=False, markup=False)
+    console.print(table)
 
 
 def print_note(text: str) -> None:
