@@ -1,7 +1,7 @@
 """The `chainnode relay` command: carry transactions of one chain into another (issue 14).
 
     chainnode relay --from URL --to URL --identity DIR [--module M] [--entity E] [--state FILE]
-        [--batch N] [--page N] [--wait-ms W] [--timeout S] [--retries N] [--until-caught-up]
+        [--batch N] [--page N] [--threads N] [--wait-ms W] [--timeout S] [--retries N] [--until-caught-up]
     chainnode relay --bench N --writer DIR --from URL --to URL --identity DIR [--state FILE]
 
 `--from` is a node of the source chain, `--to` a node of the destination chain, `--identity` an
@@ -63,6 +63,7 @@ def run_relay(args: argparse.Namespace) -> int:
         wait_ms=args.wait_ms,
         timeout_s=args.timeout,
         retries_max=args.retries,
+        fetch_threads=args.threads,
         stop_when_caught_up=args.until_caught_up,
     )
     source = Client(args.source, timeout_s=args.timeout + args.wait_ms / 1000)
@@ -125,6 +126,13 @@ def add_commands(commands: Any) -> None:
     )
     parser.add_argument(
         "--retries", type=int, default=30, metavar="N", help="failed rounds in a row before exit 1"
+    )
+    parser.add_argument(
+        "--threads",
+        type=parse_positive_int,
+        default=4,
+        metavar="N",
+        help="concurrent proof reads and commit waits",
     )
     parser.add_argument(
         "--until-caught-up", action="store_true", help="stop once every committed event is read"

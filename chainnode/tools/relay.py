@@ -51,18 +51,19 @@ looked at between requests: the relayer saves what is done and returns.
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import threading
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from chainnode.app.xchain_state import STEPS_MAX as STEPS_PER_UPDATE_MAX
 from chainnode.app.xchain_state import encode_proof_args
 from chainnode.core import types
-from chainnode.core.errors import ChainError, LocalError
+from chainnode.core.errors import ChainError, InvariantError, LocalError
 from chainnode.light import validator_change_proof_from_json
 from chainnode.sdk.client import Client, Identity, build_transaction
 from chainnode.sdk.errors import ClientError
@@ -71,6 +72,8 @@ from chainnode.tools.relay_select import SelectedTx, Selection, plan_client_upda
 from chainnode.tools.relay_state import RelayState, load_relay_state, save_relay_state
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+R = TypeVar("R")
 
 EVENTS_PER_PAGE_DEFAULT = 500
 BATCH_TXS_MAX_DEFAULT = 200
@@ -81,6 +84,7 @@ BACKOFF_S_DEFAULT = 0.2
 BACKOFF_MAX_S_DEFAULT = 5.0
 VALID_FOR_BLOCKS = 1_000
 COMMIT_POLL_MS = 20
+FETCH_THREADS_DEFAULT = 4
 
 # The xchain module's names (chainnode.app.xchain): actions, events, receipt codes.
 XCHAIN_MODULE = "xchain"
@@ -118,6 +122,7 @@ class RelayConfig:
     backoff_s: float = BACKOFF_S_DEFAULT
     backoff_max_s: float = BACKOFF_MAX_S_DEFAULT
     stop_when_caught_up: bool = False  # return once every committed event is read (bench, tests)
+    fetch_threads: int = FETCH_THREADS_DEFAULT  # concurrent proof reads and commit waits
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +205,9 @@ class Relayer:
             load_relay_state(config.state_path, self.source_chain, self.destination_chain)
         )
         self._valid_until = 0  # of the transactions being built (read once per batch)
+        # Proof reads and commit waits of a batch run on a few threads (the client keeps one
+        # connection per thread): one at a time, the round trips dominate a batch.  Made by `run`.
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._client_height = 0  # the destination's client of the source, as last seen (0: unknown)
 
     @property
@@ -209,6 +217,19 @@ class Relayer:
     def run(self) -> RelayReport:
         """Relay until stopped (or caught up, with `stop_when_caught_up`); raises the last error
         after `retries_max` failed rounds in a row, or at once for a refused import."""
+        with concurrent.futures.ThreadPoolExecutor(self.config.fetch_threads, "relay") as pool:
+            self._pool = pool
+            try:
+                return self._run_rounds()
+            finally:
+                self._pool = None
+
+    def _map(self, function: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        if self._pool is None:
+            raise InvariantError("the relayer's threads exist while it runs")
+        return list(self._pool.map(function, items))
+
+    def _run_rounds(self) -> RelayReport:
         failures = 0
         delay_s = self.config.backoff_s
         while not self.stop.is_set():
@@ -268,7 +289,8 @@ class Relayer:
         messages a block ordered after a later one: `out_of_order`) one at a time, in order."""
         self._valid_until = int(self.destination.get_status()["height"]) + VALID_FOR_BLOCKS
         self._update_client(max(item.height for item in chunk))
-        proofs = {item.tx_hash: self.source.get_proof(item.tx_hash) for item in chunk}
+        fetched = self._map(self.source.get_proof, [item.tx_hash for item in chunk])
+        proofs = dict(zip((item.tx_hash for item in chunk), fetched, strict=True))
         for item in self._import(chunk, proofs):
             if self._import([item], proofs):
                 raise RelayError(f"message {item.tx_hash} stays out of order", code="import_refused")
@@ -307,10 +329,13 @@ class Relayer:
                 code="import_refused",
             )
         out_of_order = []
-        for item, tx in pending:
-            answer = self.destination.wait_for_commit(
+        answers = self._map(
+            lambda tx: self.destination.wait_for_commit(
                 tx.hash.hex(), timeout_s=self.config.timeout_s, poll_ms=COMMIT_POLL_MS
-            )
+            ),
+            [tx for _, tx in pending],
+        )
+        for (item, tx), answer in zip(pending, answers, strict=True):
             receipt = answer.get("receipt") or {}
             code_name = receipt.get("code_name")
             if receipt.get("code") == 0 or code_name == ALREADY_IMPORTED:
