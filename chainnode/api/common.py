@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from chainnode.api.service import NodeService
-from chainnode.core.errors import RemoteError
+from chainnode.api.service import NodeService, ReadinessProblem
+from chainnode.core.errors import ChainError, DecodeError, RemoteError, ValidationError
 
 _HEIGHT_DIGITS_MAX = 20
 _NAME_CHARS_MAX = 128
@@ -184,3 +184,21 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
 
 def get_service(request: web.Request) -> NodeService:
     return request.app[SERVICE_KEY]
+
+
+def find_write_problems(service: NodeService) -> list[ReadinessProblem]:
+    """The readiness problems that keep the node from writing (it then refuses submissions)."""
+    return [problem for problem in service.get_readiness_problems() if problem.blocks_writes]
+
+
+def compute_error_status(error: ChainError) -> int:
+    """The HTTP status of a typed error: 4xx for the client's fault, 503 when full, 500 ours."""
+    if error.code == "mempool_full":
+        return 503
+    if isinstance(error, (DecodeError,)):
+        return 400
+    if isinstance(error, ValidationError):
+        return 422
+    if isinstance(error, RemoteError):
+        return 400
+    return 500

@@ -10,7 +10,8 @@ import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 
-from chainnode.api.server import SUBMIT_TXS_MAX, create_app
+from chainnode.api.chain import SUBMIT_TXS_MAX
+from chainnode.api.server import create_app
 from chainnode.api.service import SubmitResult
 from chainnode.core import quorum, types
 from chainnode.node.mempool import MempoolFullError
