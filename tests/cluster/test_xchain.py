@@ -24,6 +24,7 @@ its place in a state file.  The tests share the two networks and run in file ord
    fact each, one `xchain.imported` event each on B, none missing).
 5. A's council adds the spare validator; records written on A after the change (certified by the
    five) are carried too, and B's client of A has taken the new set with its proof.
+6. `chainnode relay --bench` carries its records and reports imports per second and delays.
 
 Everything is checked through the nodes' HTTP APIs.  Every wait is a deadline loop.
 """
@@ -75,6 +76,7 @@ RECORDS_MID_STREAM = 40
 RECORDS_AFTER_CHANGE = 5
 KILL_AFTER_IMPORTS = 8
 RELAY_BATCH = 4
+BENCH_RECORDS = 20
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -569,3 +571,37 @@ def test_exchange_continues_after_a_changes_its_validator_set(exchange: Exchange
     assert report["stopped"] == "signal", report
     # The restarted relayer re-submitted what its state did not record and found it imported.
     assert report["already_imported"] >= exchange.carried_before_restart >= KILL_AFTER_IMPORTS, report
+
+
+def test_relay_bench_reports_its_figures(exchange: Exchange) -> None:
+    """`chainnode relay --bench` on the two networks: every record carried, and the figures."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cli",
+            "relay",
+            "--bench",
+            str(BENCH_RECORDS),
+            "--writer",
+            str(exchange.a.directory / "entities" / exchange.writer.entity_id),
+            "--from",
+            exchange.a.network.nodes[2].api_url,
+            "--to",
+            exchange.b.network.nodes[3].api_url,
+            "--identity",
+            str(exchange.relayer_directory),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    assert report["records"] == BENCH_RECORDS, report
+    assert report["imports_per_s"] > 0, report
+    assert report["delay_records"] == BENCH_RECORDS, report
+    assert 0 < report["delay_p50_ms"] <= report["delay_p99_ms"] <= report["delay_max_ms"], report

@@ -11,7 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from chainnode.app.events import Position, encode_cursor
+from chainnode.cli.main import main
 from chainnode.core.errors import ConfigError
+from chainnode.tools.relay_bench import compute_percentile
 from chainnode.tools.relay_select import (
     SEND_EVENT,
     Selection,
@@ -262,3 +264,39 @@ def test_an_unreadable_state_file_is_a_config_error(tmp_path: Path, content: byt
 def test_state_json_round_trips(cursor: str | None, last: str, relayed: int) -> None:
     state = RelayState(SOURCE, DESTINATION, cursor, last, relayed)
     assert parse_relay_state(json.loads(json.dumps(state.to_json()))) == state
+
+
+# ---------------------------------------------------------------- the bench's figures and the command
+
+
+@pytest.mark.parametrize(
+    ("values", "percent", "expected"),
+    [
+        ([], 50, None),
+        ([7], 99, 7),
+        ([5, 1, 4, 2, 3], 50, 3),
+        (list(range(1, 101)), 99, 99),
+        (list(range(1, 101)), 100, 100),
+        ([10, 20], 50, 10),
+    ],
+)
+def test_percentiles_are_nearest_rank(values: list[int], percent: float, expected: int | None) -> None:
+    assert compute_percentile(values, percent) == expected
+
+
+def test_bench_without_a_writer_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        [
+            "relay",
+            "--from",
+            "http://127.0.0.1:1",
+            "--to",
+            "http://127.0.0.1:2",
+            "--identity",
+            "x",
+            "--bench",
+            "5",
+        ]
+    )
+    assert code == 2
+    assert "--bench needs --writer" in capsys.readouterr().err
