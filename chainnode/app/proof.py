@@ -32,8 +32,10 @@ state the verifier may not hold, and the validators re-executed the block
 Validator sets: the set of a height comes from a `ValidatorSets` lookup.  With
 the genesis alone (`GenesisValidatorSets`) that is the genesis set, right up to
 the first council-approved change; a proof from after a change then fails the
-`validator_set` check, never passes.  For later heights, `StateValidatorSets`
-reads the validator-set history (`chainnode.app.governance.get_validator_set_at`)
+`validator_set` check, never passes.  For later heights, a light client's state
+(`chainnode.light.LightState`) knows the set of every height it followed, or
+`chainnode.tools.audit.StateValidatorSets` reads the validator-set history
+(`chainnode.app.governance.get_validator_set_at`)
 from a state the verifier replayed itself: the checkpoint of an audit
 (`chainnode verify-proof --checkpoint`), which is exact up to the height after
 the checkpoint; later heights are refused, because a change committed after
@@ -46,7 +48,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from chainnode.app.state import StateReader
 from chainnode.core import merkle, quorum, types
 from chainnode.core.errors import ChainError, StorageError, ValidationError
 from chainnode.core.hexstr import HexError, parse_hex
@@ -97,29 +98,6 @@ class GenesisValidatorSets:
 
     def get_validator_set(self, height: int) -> quorum.ValidatorSet:
         return self.validators
-
-
-class StateValidatorSets:
-    """Validator sets from the history in a replayed state, exact up to `height_max` (see the module doc)."""
-
-    def __init__(self, state: StateReader, height_max: int) -> None:
-        self.state = state
-        self.height_max = height_max
-
-    def get_validator_set(self, height: int) -> quorum.ValidatorSet:
-        from chainnode.app import governance
-
-        if height > self.height_max:
-            raise ProofError(
-                "validator_set",
-                f"height {height} is past what the replayed state knows ({self.height_max}); audit further",
-            )
-        try:
-            return governance.get_validator_set_at(self.state, height)
-        except ChainError as error:
-            raise ProofError(
-                "validator_set", f"no validator set for height {height}: {error.message}"
-            ) from error
 
 
 @dataclass(frozen=True, slots=True)

@@ -86,8 +86,7 @@ def run_verify_proof(args: argparse.Namespace) -> int:
         raise ConfigError(f"cannot read the proof {args.file}: {error}") from error
     validator_sets = None
     if args.checkpoint is not None:
-        from chainnode.app.proof import StateValidatorSets
-        from chainnode.tools.audit import ReplayState, load_checkpoint
+        from chainnode.tools.audit import ReplayState, StateValidatorSets, load_checkpoint
 
         checkpoint = load_checkpoint(args.checkpoint)
         if checkpoint.genesis_hash != genesis.compute_hash():

@@ -152,8 +152,7 @@ def test_verify_proof_command(chain: BuiltChain, proof: dict[str, Any], tmp_path
 
 
 def test_validator_sets_from_an_audit_checkpoint(chain: BuiltChain, proof: dict[str, Any]) -> None:
-    from chainnode.app.proof import StateValidatorSets
-    from chainnode.tools.audit import Auditor, ReplayState
+    from chainnode.tools.audit import Auditor, ReplayState, StateValidatorSets
     from chainnode.tools.export import LedgerSource
 
     with open_ledger_snapshot(chain.data_dir) as ledger:

@@ -65,7 +65,7 @@ state root (the chained commitment is not a state tree).
 
 from chainnode.tools.audit.auditor import Auditor, audit_chain
 from chainnode.tools.audit.checkpoint import Checkpoint, decode_checkpoint, load_checkpoint, save_checkpoint
-from chainnode.tools.audit.replay import ReplayState
+from chainnode.tools.audit.replay import ReplayState, StateValidatorSets
 from chainnode.tools.audit.report import AuditError, AuditReport, Failure
 from chainnode.tools.audit.verify import SignatureVerifier, verify_signature_batch
 
@@ -77,6 +77,7 @@ __all__ = [
     "Failure",
     "ReplayState",
     "SignatureVerifier",
+    "StateValidatorSets",
     "audit_chain",
     "decode_checkpoint",
     "load_checkpoint",

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from chainnode.app import governance
+from chainnode.app.proof import ProofError
+from chainnode.app.state import StateReader
 from chainnode.core import identity_records, quorum
-from chainnode.core.errors import DecodeError
+from chainnode.core.errors import ChainError, DecodeError
 from chainnode.tools.audit.report import fail
 
 # ---------------------------------------------------------------- replay state
@@ -48,3 +51,29 @@ class ReplayState:
                 ) from None
             self._validator_sets[encoded] = validators
         return encoded, validators
+
+
+# ---------------------------------------------------------------- validator sets for proofs
+
+
+class StateValidatorSets:
+    """Validator sets from the history in a replayed state (an audit checkpoint's), exact up to
+    `height_max`: the `ValidatorSets` lookup of `chainnode.app.proof` for proofs of later heights
+    than the genesis set certifies (see "Validator sets" in that module's docstring)."""
+
+    def __init__(self, state: StateReader, height_max: int) -> None:
+        self.state = state
+        self.height_max = height_max
+
+    def get_validator_set(self, height: int) -> quorum.ValidatorSet:
+        if height > self.height_max:
+            raise ProofError(
+                "validator_set",
+                f"height {height} is past what the replayed state knows ({self.height_max}); audit further",
+            )
+        try:
+            return governance.get_validator_set_at(self.state, height)
+        except ChainError as error:
+            raise ProofError(
+                "validator_set", f"no validator set for height {height}: {error.message}"
+            ) from error
