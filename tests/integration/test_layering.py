@@ -10,6 +10,7 @@ so the seeded simulator can drive it.
 from __future__ import annotations
 
 import ast
+import json
 import os
 import shutil
 import subprocess
@@ -100,3 +101,70 @@ def test_the_scan_sees_imports_inside_functions(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
     bad.write_text("def f():\n    import asyncio\n    from time import monotonic\n")
     assert {name for name, _ in imports_of(bad)} == {"asyncio", "time"}
+
+
+# ---------------------------------------------------------------- no import circles
+
+
+_CIRCLES_SCRIPT = """
+import json, sys
+import grimp
+
+graph = grimp.build_graph(*sys.argv[1:], cache_dir=None)
+circles, state, path = [], {}, []  # state: 1 on the current path, 2 done
+
+
+def visit(module):
+    state[module] = 1
+    path.append(module)
+    for imported in sorted(graph.find_modules_directly_imported_by(module)):
+        if state.get(imported) == 1:
+            circles.append([*path[path.index(imported):], imported])
+        elif imported not in state:
+            visit(imported)
+    path.pop()
+    state[module] = 2
+
+
+sys.setrecursionlimit(10_000)
+for module in sorted(graph.modules):
+    if module not in state:
+        visit(module)
+print(json.dumps(circles))
+"""
+
+
+def find_circles(root: Path) -> list[list[str]]:
+    """Every import circle between modules of the house at `root` (imports inside functions
+    included), found on the graph of grimp, the library import-linter itself reads the tree with
+    (in a child process, so that it reads `root` and not the modules this process imported)."""
+    result = subprocess.run(
+        [sys.executable, "-c", _CIRCLES_SCRIPT, *PACKAGES],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    circles: list[list[str]] = json.loads(result.stdout)
+    return circles
+
+
+def test_no_import_circle_on_the_real_tree() -> None:
+    assert find_circles(ROOT) == []
+
+
+def test_a_planted_circle_is_found(tmp_path: Path) -> None:
+    copy = tmp_path / "house"
+    for package in PACKAGES:
+        shutil.copytree(ROOT / package, copy / package, ignore=shutil.ignore_patterns("__pycache__"))
+    quorum = copy / "chainnode" / "core" / "quorum.py"
+    # A function-level import back up: quorum imports codec, so codec importing quorum closes a circle.
+    codec = copy / "chainnode" / "core" / "codec.py"
+    codec.write_text(
+        codec.read_text() + "\n\ndef _planted() -> None:\n    from chainnode.core import quorum  # noqa\n"
+    )
+    assert quorum.exists()
+    circles = find_circles(copy)
+    assert any(circle[0] in ("chainnode.core.codec", "chainnode.core.quorum") for circle in circles), circles
