@@ -25,6 +25,7 @@ VARIABLES = {
     "$U": "devnet/entities/tsinghua",
     "$member": "miit",
     "$n": "01",
+    "$TX": "ab" * 32,
     "URL": NODE_URL,  # in `--node URL`
 }
 _CUT = re.compile(r"\s(#|\||>|2>|&|;)")
