@@ -35,7 +35,6 @@ ALLOWED: dict[str, str] = {
     "consensus/engine.py::Engine": REWORKED,
     "chainnode/app/governance.py": REWORKED,
     "chainnode/cli/operate.py::add_commands": REWORKED,
-    "chainnode/core/types.py": REWORKED,
     "chainnode/node/config.py": REWORKED,
     "chainnode/node/runtime.py": REWORKED,
     "chainnode/node/runtime.py::Node": REWORKED,
