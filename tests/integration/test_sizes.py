@@ -31,8 +31,12 @@ REWORKED = "(being reworked, see issue 12 note)"
 # Every item over a limit, with the reason it is better whole.  An entry whose item is within its
 # limits again fails `test_no_allowlist_entry_is_stale`: delete it in the same commit.
 ALLOWED: dict[str, str] = {
-    "consensus/engine.py": REWORKED,
-    "consensus/engine.py::Engine": REWORKED,
+    # The protocol is one state machine: every handler reads and writes the same round, view and
+    # vote state, and its safety argument (persist before send, one commit point, the view-change
+    # rules) is read top to bottom in one class.  What is not the protocol already lives beside it:
+    # events, effects, messages, the vote buffer, rounds, view-change proofs, checkpoints, catch-up.
+    "consensus/engine.py": "one protocol state machine (see the Engine entry)",
+    "consensus/engine.py::Engine": "the PBFT protocol as one sans-I/O state machine over shared round state",
     "chainnode/app/governance.py": REWORKED,
     "chainnode/cli/operate.py::add_commands": REWORKED,
     "chainnode/node/config.py": REWORKED,
