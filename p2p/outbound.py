@@ -2,13 +2,20 @@
 
 Theory of operation
 -------------------
-Application messages flow on the dialer's connection only, so each peer has one
-`OutboundPeer`: a bounded queue that `offer` fills without blocking, and one task
+Application messages flow on the dialer's connection, so each peer of the static list has
+one `OutboundPeer`: a bounded queue that `offer` fills without blocking, and one task
 (`run`, for the transport's lifetime) that connects, runs the dialer's side of the
 handshake (`p2p.handshake`, fed by `p2p.websocket.run_handshake`) and then drains the
-queue with a writer task while a reader task watches for the peer closing.  The listener
-must stay silent on this connection: a frame from it is a protocol violation and closes
-the connection (4400).
+queue with a writer task while a reader task reads the listener's side.  A listener that
+dials us too stays silent on this connection; one that does not (our address is not in its
+static list: we joined after its list was written, as an observer registered later does)
+sends us its frames back on it (`ReturnPath`), and the reader delivers them like any inbound
+frame: a text frame or an invalid message closes the connection (4400).
+
+`ReturnPath` is the listener's side of that: a bounded queue and one writer task on the
+inbound connection of a peer that is not in the static list, for as long as the connection
+lives.  Frames queued on it are lost when it closes (the peer redials and catches up from
+the status it is sent on connecting), so it delivers at most once.
 
 Messages queued while disconnected stay queued and go out after the next handshake; a
 frame whose write failed is kept and sent first on the next connection, so delivery is at
@@ -26,6 +33,7 @@ import random
 from collections.abc import Callable
 
 import aiohttp
+from aiohttp import web
 
 from p2p.config import PeerAddress, TransportConfig
 from p2p.handshake import CLOSE_CODE_PROTOCOL, Accept, Handshake, Hello, Refuse
@@ -59,10 +67,12 @@ class OutboundPeer:
         own_hello: Hello,
         authorize: Authorize,
         on_connected: Callable[[str], None],
+        on_frame: Callable[[str, bytes], bool],
         metrics: dict[str, int],
         rng: random.Random,
     ) -> None:
-        """`authorize` and `on_connected` must not raise; `metrics` is the transport's."""
+        """`authorize`, `on_connected` and `on_frame` (False: the peer sent an invalid message)
+        must not raise; `metrics` is the transport's."""
         self.peer = peer
         self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=config.queue_messages_max)
         self.ws: aiohttp.ClientWebSocketResponse | None = None
@@ -71,6 +81,7 @@ class OutboundPeer:
         self._own_hello = own_hello
         self._authorize = authorize
         self._on_connected = on_connected
+        self._on_frame = on_frame
         self._metrics = metrics
         self._rng = rng
         # A frame whose write failed; sent first on the next connection.
@@ -179,13 +190,24 @@ class OutboundPeer:
             logger.info("p2p: outbound connection to %s closed (%s)", peer_id, ws.close_code)
 
     async def _watch(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        """Read the listener's side, which must stay silent; returns when the connection ends."""
-        message = await ws.receive()
-        if message.type in (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT):
-            count_violation(self._metrics, self.peer.entity_id, "sent a frame on our outbound connection")
-            await ws.close(code=CLOSE_CODE_PROTOCOL, message=b"the listener must not send")
-        elif message.type is aiohttp.WSMsgType.ERROR:
-            logger.info("p2p: outbound connection to %s failed: %r", self.peer.entity_id, message.data)
+        """Read the listener's side (frames it sends back, see the module doc); returns when the
+        connection ends."""
+        peer_id = self.peer.entity_id
+        while True:
+            message = await ws.receive()
+            if message.type is aiohttp.WSMsgType.BINARY:
+                self._metrics["frames_received"] += 1
+                if not self._on_frame(peer_id, message.data):
+                    await close_socket(ws, CLOSE_CODE_PROTOCOL, "invalid message")
+                    return
+            elif message.type is aiohttp.WSMsgType.TEXT:
+                count_violation(self._metrics, peer_id, "sent a text frame")
+                await close_socket(ws, CLOSE_CODE_PROTOCOL, "text frames are refused")
+                return
+            else:
+                if message.type is aiohttp.WSMsgType.ERROR:
+                    logger.info("p2p: outbound connection to %s failed: %r", peer_id, message.data)
+                return
 
     async def _write_frames(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         while True:
@@ -199,4 +221,35 @@ class OutboundPeer:
                 # Keep the frame for the next connection, whatever ended this one.
                 self._carry = data
                 raise
+            self._metrics["frames_sent"] += 1
+
+
+class ReturnPath:
+    """Frames for a peer that dialed us and that we do not dial, sent on its own connection."""
+
+    def __init__(
+        self, peer_id: str, ws: web.WebSocketResponse, config: TransportConfig, metrics: dict[str, int]
+    ):
+        self.peer_id = peer_id
+        self.ws = ws
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=config.queue_messages_max)
+        self._metrics = metrics
+
+    def offer(self, data: bytes) -> bool:
+        """Queue `data` without blocking; False when the queue is full."""
+        try:
+            self.queue.put_nowait(data)
+        except asyncio.QueueFull:
+            return False
+        return True
+
+    async def run(self) -> None:
+        """Drain the queue into the connection until it fails or the task is cancelled."""
+        while True:
+            data = await self.queue.get()
+            try:
+                await self.ws.send_bytes(data)
+            except (ConnectionError, aiohttp.ClientError, RuntimeError) as error:
+                logger.info("p2p: sending back to %s failed: %r", self.peer_id, error)
+                return
             self._metrics["frames_sent"] += 1

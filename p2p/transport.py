@@ -4,10 +4,14 @@ Theory of operation
 -------------------
 Each node listens on its p2p port (HTTPS, websocket route `/p2p`) and dials
 every peer in its static list.  Application messages flow on the dialer's
-connection only: A -> B travels on the connection A dialed, B -> A on the one B
+connection: A -> B travels on the connection A dialed, B -> A on the one B
 dialed.  There is therefore no duplicate-connection logic, and each direction
-reconnects on its own.  The listener never sends application frames; it only
-answers the handshake.  This module is the listener and the public face;
+reconnects on its own.  A listener sends application frames only to a peer it
+does not dial (one not in its static list, such as an observer registered after
+the list was written): those go back on the peer's own connection
+(`p2p.outbound.ReturnPath`), so a node can join a running network by dialing it,
+without a change to anyone's list.  The on-chain peer policy (`authorize`) decides
+who may connect either way.  This module is the listener and the public face;
 `p2p.outbound` holds the dialers, with their queues and reconnects.
 
 Trust is established in two layers:
@@ -83,7 +87,7 @@ from p2p.http_guard import (
     GuardedAppRunner,
     mark_authenticated,
 )
-from p2p.outbound import OutboundPeer, compute_backoff_delay_ms
+from p2p.outbound import OutboundPeer, ReturnPath, compute_backoff_delay_ms
 from p2p.tls import create_client_context, create_server_context
 from p2p.websocket import (
     CLOSE_REASON_BYTES_MAX,
@@ -171,12 +175,14 @@ class Transport:
                 own_hello=self._own_hello,
                 authorize=self._get_authorization_refusal,
                 on_connected=self._notify_connected,
+                on_frame=self._deliver,
                 metrics=self.metrics,
                 rng=shared_rng,
             )
             for peer in config.peers
         }
         self._inbound: dict[str, web.WebSocketResponse] = {}
+        self._return_paths: dict[str, ReturnPath] = {}  # inbound peers we do not dial
         self._inbound_sockets: set[web.WebSocketResponse] = set()
         self._dialers: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -276,20 +282,24 @@ class Transport:
 
     def send(self, peer_id: str, data: bytes) -> bool:
         """Queue `data` for `peer_id` without blocking; False (and counted) if dropped."""
-        outbound = self._outbound.get(peer_id)
-        if outbound is None or len(data) > self._config.frame_bytes_max or not outbound.offer(data):
+        path: OutboundPeer | ReturnPath | None = self._outbound.get(peer_id) or self._return_paths.get(
+            peer_id
+        )
+        if path is None or len(data) > self._config.frame_bytes_max or not path.offer(data):
             self.metrics["frames_dropped"] += 1
             return False
         return True
 
     def broadcast(self, data: bytes) -> None:
-        """Queue `data` for every peer in the static list."""
-        for peer_id in self._outbound:
+        """Queue `data` for every peer in the static list and every peer we send back to."""
+        for peer_id in [*self._outbound, *self._return_paths]:
             self.send(peer_id, data)
 
     def connected_peers(self) -> list[str]:
-        """Peers with a live outbound connection that completed its handshake."""
-        return sorted(peer_id for peer_id, outbound in self._outbound.items() if outbound.ws is not None)
+        """Peers we can send to: a live outbound connection that completed its handshake, or a
+        handshaken inbound one of a peer we do not dial."""
+        live = [peer_id for peer_id, outbound in self._outbound.items() if outbound.ws is not None]
+        return sorted([*live, *self._return_paths])
 
     def inbound_peers(self) -> list[str]:
         """Peers whose inbound connection to us completed its handshake."""
@@ -297,8 +307,10 @@ class Transport:
 
     def get_queue_length(self, peer_id: str) -> int:
         """How many messages wait for `peer_id` (0 for an unknown peer)."""
-        outbound = self._outbound.get(peer_id)
-        return 0 if outbound is None else outbound.queue.qsize()
+        path: OutboundPeer | ReturnPath | None = self._outbound.get(peer_id) or self._return_paths.get(
+            peer_id
+        )
+        return 0 if path is None else path.queue.qsize()
 
     def disconnect(self, peer_id: str) -> None:
         """Close both connections with `peer_id`.
@@ -376,6 +388,13 @@ class Transport:
         self._inbound[peer_id] = ws
         self.metrics["connections_accepted"] += 1
         logger.info("p2p: %s accepted inbound connection from %s", self._config.entity_id, peer_id)
+        return_path: ReturnPath | None = None
+        writer: asyncio.Task[None] | None = None
+        if peer_id not in self._outbound:
+            return_path = ReturnPath(peer_id, ws, self._config, self.metrics)
+            self._return_paths[peer_id] = return_path
+            writer = asyncio.create_task(return_path.run(), name=f"p2p-return-{peer_id}")
+            self._notify_connected(peer_id)
         try:
             while not self._stopping:
                 message = await ws.receive()
@@ -396,6 +415,11 @@ class Transport:
         finally:
             if self._inbound.get(peer_id) is ws:
                 del self._inbound[peer_id]
+            if return_path is not None and self._return_paths.get(peer_id) is return_path:
+                del self._return_paths[peer_id]
+            if writer is not None:
+                writer.cancel()
+                await asyncio.gather(writer, return_exceptions=True)
             logger.info("p2p: inbound connection from %s closed", peer_id)
 
     def _on_tls_error(self, error: Exception) -> None:

@@ -663,3 +663,62 @@ async def test_inbound_connections_over_the_limits_are_refused_while_peers_are_s
         for ws in (peer, *silent):
             if ws is not None:
                 await ws.close()
+
+
+# ---------------------------------------------------------------- a peer that is in nobody's list
+
+
+async def test_a_peer_outside_the_static_list_is_answered_on_its_own_connection(
+    pki: dict[str, NodeFiles], nodes: list[Node]
+) -> None:
+    """node-c joins a running pair by dialing both; neither lists it, yet both reach it (the way a
+    node registered after the others' lists were written joins), and it reaches them."""
+    mesh = await start_mesh(pki, nodes, ["node-a", "node-b"])
+    await wait_connected(mesh)
+    ports = {name: node.t.get_listen_port() for name, node in mesh.items()}
+    late = Node(pki["node-c"], make_config(pki["node-c"], "node-c", get_free_port(), ports))
+    nodes.append(late)
+    await late.start()
+    for name, node in mesh.items():
+        await wait_until(lambda node=node: "node-c" in node.t.connected_peers(), f"{name} can send to node-c")
+        assert "node-c" in node.connected  # told, so the node can send it its status
+    assert late.t.connected_peers() == ["node-a", "node-b"]
+    # Point to point and broadcast, both ways.
+    assert mesh["node-a"].t.send("node-c", b"a-to-c")
+    mesh["node-b"].t.broadcast(b"b-to-all")
+    received = sorted(await late.receive(2))
+    assert received == [("node-a", b"a-to-c"), ("node-b", b"b-to-all")]
+    assert sorted(await mesh["node-a"].receive(1)) == [("node-b", b"b-to-all")]
+    assert late.t.send("node-a", b"c-to-a")
+    assert await mesh["node-a"].receive(1) == [("node-c", b"c-to-a")]
+    # When node-c leaves, the path back goes with its connection: nothing is queued for it.
+    await late.t.stop()
+    await wait_until(lambda: "node-c" not in mesh["node-a"].t.connected_peers(), "node-a forgets node-c")
+    assert not mesh["node-a"].t.send("node-c", b"gone")
+
+
+async def test_an_invalid_frame_sent_back_closes_that_connection(
+    pki: dict[str, NodeFiles], nodes: list[Node]
+) -> None:
+    """Frames a listener sends back are checked like inbound ones: an invalid message closes that
+    connection (4400), counted, and the dialer reconnects."""
+    listener = await start_listener(pki, nodes)
+    dialer = Node(pki["node-b"], make_config(pki["node-b"], "node-b", get_free_port(), {}))
+
+    def reject(peer_id: str, data: bytes) -> None:
+        if data == b"bad":
+            raise DecodeError("not a message")
+        dialer.received.put_nowait((peer_id, data))
+
+    dialer.on_message = reject  # type: ignore[method-assign]
+    dialer.config = replace(
+        dialer.config, peers=(PeerAddress("node-a", "127.0.0.1", listener.t.get_listen_port()),)
+    )
+    nodes.append(dialer)
+    await dialer.start()
+    await wait_until(lambda: "node-b" in listener.t.connected_peers(), "node-a can send to node-b")
+    assert listener.t.send("node-b", b"bad")
+    await wait_until(lambda: dialer.t.metrics["protocol_violations"] >= 1, "node-b counts the violation")
+    await wait_until(lambda: "node-b" in listener.t.connected_peers(), "node-b redials")
+    assert listener.t.send("node-b", b"good")
+    assert await dialer.receive(1) == [("node-a", b"good")]
