@@ -295,15 +295,16 @@ def verify_committed_everywhere(network: LocalNetwork, tx_hashes: Sequence[str])
 
 @dataclass(frozen=True, slots=True)
 class DevnetSummary:
-    """What `devnet --txs N` found once every validator committed the workload."""
+    """What a devnet run ended with: with `--txs N`, once every validator committed the workload
+    (and agrees on the head below); without, when it was stopped (the first validator's head)."""
 
     directory: Path
-    validators: int  # every one agreeing on the head below
+    validators: int
     height: int
     head_hash: str  # hex
     state_root: str  # hex
-    committed_txs: int  # each verified committed on every validator
-    elapsed_s: float  # from the first submit until every validator committed the last
+    committed_txs: int  # --txs: each verified committed on every validator; else since the start
+    elapsed_s: float  # --txs: from the first submit until every validator committed the last
     api_urls: tuple[str, ...]
 
     def to_json(self) -> dict[str, Any]:
@@ -348,10 +349,14 @@ def run_devnet(
     txs: int | None = None,
     base_port: int = 26600,
     progress: ProgressSink = print_progress,
-) -> DevnetSummary | None:
+) -> DevnetSummary:
     """Start the network in `directory` (written first if new); with `txs`, run that workload and
-    return its summary, else run until SIGINT or SIGTERM (None).  Progress goes to `progress`; a
-    failure raises `DevnetError` (or another `ChainError`) after the validators are stopped."""
+    return its summary, else run until SIGINT or SIGTERM and return what the network holds then.
+    Progress goes to `progress`; a failure raises `DevnetError` (or another `ChainError`) after
+    the validators are stopped."""
+    # SIGTERM while the network starts stops it like Ctrl-C does (the validators are stopped below);
+    # once it runs, `_run_until_interrupted` turns either signal into a clean stop with a summary.
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     directory = (directory or Path("devnet")).resolve()
     _ensure_network(directory, validators, base_port, progress)
     network = LocalNetwork(directory)
@@ -361,15 +366,20 @@ def run_devnet(
         network.wait_ready()
         progress("all validators are up; APIs: " + ", ".join(node.api_url for node in network.nodes))
         if txs is None:
-            _run_until_interrupted(network, progress)
-            return None
+            return _run_until_interrupted(network, progress)
         return _run_workload(network, txs, progress)
     finally:
         network.stop_all()
         progress("validators stopped")
 
 
-def _run_until_interrupted(network: LocalNetwork, progress: ProgressSink) -> None:
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _run_until_interrupted(network: LocalNetwork, progress: ProgressSink) -> DevnetSummary:
+    """Report the heights every 2 s until SIGINT or SIGTERM; then what the first validator that
+    answered last holds (its head, and the transactions it committed while the devnet ran)."""
     interrupted = _Interrupted()
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -378,12 +388,16 @@ def _run_until_interrupted(network: LocalNetwork, progress: ProgressSink) -> Non
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     progress("running; press Ctrl-C to stop")
+    started = time.monotonic()
+    last: dict[str, Any] | None = None
     while not interrupted.flag:
         statuses = network.get_statuses()
         summary = "  ".join(
             f"{node_id}: h={s['height']} peers={len(s['peers'])}" for node_id, s in sorted(statuses.items())
         )
         progress(f"  {summary}")
+        if statuses:
+            last = statuses[min(statuses)]
         for node in network.nodes:
             if not network.is_running(node.node_id):
                 raise DevnetError(f"validator {node.node_id} exited; see its node.log")
@@ -391,6 +405,24 @@ def _run_until_interrupted(network: LocalNetwork, progress: ProgressSink) -> Non
             if interrupted.flag:
                 break
             time.sleep(0.1)
+    if last is None:
+        raise DevnetError("stopped before any validator answered")
+    return _summarise(network, last, committed_txs=int(last["committed_txs_since_start"]), started=started)
+
+
+def _summarise(
+    network: LocalNetwork, head: dict[str, Any], *, committed_txs: int, started: float
+) -> DevnetSummary:
+    return DevnetSummary(
+        directory=network.directory,
+        validators=len(network.nodes),
+        height=int(head["height"]),
+        head_hash=str(head["head_hash"]),
+        state_root=str(head["state_root"]),
+        committed_txs=committed_txs,
+        elapsed_s=time.monotonic() - started,
+        api_urls=tuple(node.api_url for node in network.nodes),
+    )
 
 
 def _run_workload(network: LocalNetwork, count: int, progress: ProgressSink) -> DevnetSummary:
@@ -413,18 +445,8 @@ def _run_workload(network: LocalNetwork, count: int, progress: ProgressSink) -> 
     statuses = wait_for_agreement(
         network, committed_target=target, timeout_s=120 + count / 50, progress=progress
     )
-    finished = time.monotonic()
+    summary = _summarise(network, next(iter(statuses.values())), committed_txs=count, started=started)
     problems = verify_committed_everywhere(network, [tx.hash.hex() for tx in transactions])
     if problems:
         raise DevnetError(f"{len(problems)} transactions are not committed everywhere, e.g. {problems[0]}")
-    head = next(iter(statuses.values()))
-    return DevnetSummary(
-        directory=network.directory,
-        validators=len(network.nodes),
-        height=int(head["height"]),
-        head_hash=str(head["head_hash"]),
-        state_root=str(head["state_root"]),
-        committed_txs=count,
-        elapsed_s=finished - started,
-        api_urls=tuple(node.api_url for node in network.nodes),
-    )
+    return summary

@@ -4,7 +4,8 @@ One four-validator network (the module's `cluster`) serves every test here; each
 this process (`cli.main`) once with `--json`, where stdout must be exactly one JSON document with
 the documented field names, and where it makes sense once more with `--text`, where stdout must
 be the readable view (not JSON) naming what the document holds.  `devnet` itself runs as a child
-process on a fresh directory: its answer on stdout, its progress on stderr.
+process on a fresh directory: its answer on stdout, its progress on stderr, with `--txs` and when
+stopped by a signal.
 """
 
 from __future__ import annotations
@@ -12,13 +13,17 @@ from __future__ import annotations
 import json
 import random
 import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import cli
-from tests.cluster.conftest import Cluster, find_free_base_port
+from tests import factories
+from tests.cluster.conftest import Cluster, find_free_base_port, wait_until
 from tests.factories import run_cli_process
 
 pytestmark = pytest.mark.cluster
@@ -212,10 +217,25 @@ def test_proof_audit_and_export(cluster: Cluster, tmp_path: Path, capsys: pytest
 
 def test_devnet_prints_one_document_and_progress_on_stderr(tmp_path: Path) -> None:
     base_port = find_free_base_port(8, random.Random())
-    argv = ("devnet", "--dir", str(tmp_path / "net"), "--txs", "5", "--base-port", str(base_port))
-    result = run_cli_process(*argv, "--log-level", "warning", "--json", timeout_s=120)
+    argv = ("devnet", "--dir", str(tmp_path / "net"), "--base-port", str(base_port), "--log-level", "warning")
+    result = run_cli_process(*argv, "--txs", "5", "--json", timeout_s=120)
     assert result.returncode == 0, result.stdout + result.stderr
     summary = json.loads(result.stdout)
     assert summary["validators"] == 4 and summary["committed_txs"] == 5 and len(summary["head_hash"]) == 64
     assert len(summary["api_urls"]) == 4 and summary["height"] >= 1
     assert "all validators are up" in result.stderr and "validators stopped" in result.stderr
+    # Without --txs it runs until stopped, then prints the same document for the head it holds.
+    out, err = tmp_path / "devnet.out", tmp_path / "devnet.err"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        running = subprocess.Popen(
+            [sys.executable, "-m", "cli", *argv, "--json"], cwd=factories.REPO, stdout=stdout, stderr=stderr
+        )
+        try:
+            wait_until(lambda: "press Ctrl-C to stop" in err.read_text(), "the devnet runs", 60)
+        finally:
+            running.send_signal(signal.SIGTERM)
+            running.wait(timeout=60)
+    assert running.returncode == 0, out.read_text() + err.read_text()
+    stopped = json.loads(out.read_text())
+    assert stopped["height"] >= summary["height"] and stopped["committed_txs"] == 0, stopped
+    assert "validators stopped" in err.read_text()
