@@ -162,7 +162,126 @@ def run_bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------- status and backup
+
+
+def run_status(args: argparse.Namespace) -> int:
+    """One view (two readings `--interval` apart, for the rates), or `--watch` until Ctrl-C."""
+    import time
+
+    from chainnode.core.errors import ConfigError
+    from chainnode.sdk.client import Client
+    from chainnode.tools import node_status
+
+    if args.interval <= 0:
+        raise ConfigError(f"--interval must be positive, not {args.interval}")
+    client = Client(args.node, timeout_s=args.timeout)
+    if args.watch:
+        return _watch_status(args, client)
+    first = node_status.take_sample(client)
+    time.sleep(args.interval)
+    view = node_status.compute_view(first, node_status.take_sample(client))
+    emit(args, view, title=f"node {view['node_id']} of {view['chain_id']}")
+    return EXIT_OK
+
+
+def _watch_status(args: argparse.Namespace, client: Any) -> int:
+    """Readings every `--interval`: a live terminal view, or one JSON line each."""
+    import contextlib
+    import time
+
+    from chainnode.sdk.errors import ClientError
+    from chainnode.tools import node_status
+
+    live: Any = None
+    if not is_json_output(args):
+        from rich.live import Live
+
+        live = Live(_render_status(None), auto_refresh=False)
+    previous: node_status.StatusSample | None = None
+    readings = 0
+    with live if live is not None else contextlib.nullcontext(), contextlib.suppress(KeyboardInterrupt):
+        while args.count is None or readings < args.count:
+            if readings:
+                time.sleep(args.interval)
+            readings += 1
+            try:
+                current = node_status.take_sample(client)
+            except ClientError as error:  # a node restarting: say so and keep watching
+                view: dict[str, Any] = {"error": error.code, "message": error.message}
+                previous = None
+            else:
+                view, previous = node_status.compute_view(previous, current), current
+            if live is None:
+                print(json.dumps(view), flush=True)
+            else:
+                live.update(_render_status(view), refresh=True)
+    return EXIT_OK
+
+
+def _render_status(view: dict[str, Any] | None) -> Any:
+    """The live view: the node's figures, then the certificates expiring (rich renderables)."""
+    from rich.console import Group
+    from rich.table import Table
+
+    from chainnode.cli.output import format_value
+
+    figures = Table(show_header=False, box=None, title="chainnode status", title_justify="left")
+    if view is None:
+        figures.add_row("waiting for the first reading…")
+        return figures
+    for name in ("node_id", "chain_id", "ready", "height", "view", "changing_view", "peers_connected"):
+        figures.add_row(name, format_value(name, view.get(name)))
+    for name in ("peers", "mempool_txs", "tx_per_s", "blocks_per_s", "clock_offset_ms", "error", "message"):
+        if name in view:
+            figures.add_row(name, format_value(name, view[name]))
+    certificates = view.get("expiring_certificates") or []
+    if not certificates:
+        figures.add_row("expiring_certificates", f"none within {view.get('certificate_warning_days')} days")
+        return figures
+    expiring = Table("subject", "kind", "zone", "not_after", "in days", title="certificates expiring")
+    for item in certificates:
+        expiring.add_row(
+            str(item["subject"]),
+            str(item["kind"]),
+            str(item["zone"]),
+            format_value("not_after_ms", item["not_after_ms"]),
+            str(item["expires_in_days"]),
+        )
+    return Group(figures, expiring)
+
+
+def run_backup(args: argparse.Namespace) -> int:
+    from chainnode.tools.backup import back_up
+
+    report = back_up(args.data_dir, args.out)
+    emit(
+        args,
+        {
+            "out_dir": str(report.out_dir),
+            "height": report.height,
+            "block_hash": report.block_hash.hex(),
+            "state_root": report.state_root.hex(),
+            "keys": report.keys,
+            "bytes_written": report.bytes_written,
+            "attempts": report.attempts,
+            "elapsed_s": round(report.elapsed_s, 3),
+        },
+        title=f"backup of {args.data_dir} at height {report.height} written to {report.out_dir}",
+    )
+    return EXIT_OK
+
+
 def add_commands(commands: Any) -> None:
+    _add_network_commands(commands)
+    _add_node_commands(commands)
+    _add_devnet_command(commands)
+    _add_bench_command(commands)
+    _add_status_command(commands)
+    _add_backup_command(commands)
+
+
+def _add_network_commands(commands: Any) -> None:
     network = commands.add_parser("network", help="bootstrap a network")
     network_commands = network.add_subparsers(dest="network_command", required=True)
     init = network_commands.add_parser("init", help="write keys, certificates, genesis and configs")
@@ -216,6 +335,8 @@ def add_commands(commands: Any) -> None:
     add_output_options(init)
     init.set_defaults(run=run_network_init)
 
+
+def _add_node_commands(commands: Any) -> None:
     node = commands.add_parser("node", help="run a node")
     node_commands = node.add_subparsers(dest="node_command", required=True)
     run = node_commands.add_parser("run", help="run a validator node until interrupted")
@@ -240,6 +361,8 @@ def add_commands(commands: Any) -> None:
     )
     run.set_defaults(run=run_node)
 
+
+def _add_devnet_command(commands: Any) -> None:
     devnet = commands.add_parser("devnet", help="run a local network in one command")
     devnet.add_argument(
         "--validators",
@@ -270,6 +393,8 @@ def add_commands(commands: Any) -> None:
     add_output_options(devnet)
     devnet.set_defaults(run=run_devnet)
 
+
+def _add_bench_command(commands: Any) -> None:
     bench = commands.add_parser("bench", help="measure throughput and latency of a local network")
     bench.add_argument("--validators", type=parse_positive_int, default=4, metavar="N", help="validators")
     bench.add_argument(
@@ -306,3 +431,50 @@ def add_commands(commands: Any) -> None:
     bench.add_argument("--log-level", default="warning", choices=LOG_LEVELS, help="log from this level")
     add_output_options(bench)
     bench.set_defaults(run=run_bench)
+
+
+def _add_status_command(commands: Any) -> None:
+    status = commands.add_parser("status", help="a node's height, view, peers, mempool, tx/s, certificates")
+    status.add_argument("--node", required=True, metavar="URL", help="the node's API URL")
+    status.add_argument(
+        "--watch", action="store_true", help="keep watching: a live view (JSON: one line per reading)"
+    )
+    status.add_argument(
+        "--interval",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="seconds between readings (rates are measured over it)",
+    )
+    status.add_argument(
+        "--count",
+        type=parse_positive_int,
+        default=None,
+        metavar="N",
+        help="with --watch: stop after N readings",
+    )
+    status.add_argument(
+        "--timeout", type=float, default=10.0, metavar="S", help="seconds to wait for each answer"
+    )
+    add_output_options(status)
+    status.set_defaults(run=run_status)
+
+
+def _add_backup_command(commands: Any) -> None:
+    backup = commands.add_parser("backup", help="a consistent copy of a node's ledger, also while it runs")
+    backup.add_argument(
+        "--data-dir",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="the node's data directory (holding ledger/)",
+    )
+    backup.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        metavar="DIR",
+        help="a new (or empty) directory: a node data directory",
+    )
+    add_output_options(backup)
+    backup.set_defaults(run=run_backup)

@@ -86,11 +86,12 @@ def copy_ledger_directory(source: Path, target: Path) -> None:
     block store before its head moves in the main database, so the copied block
     store holds every block up to the copied head.
     """
-    _copy_database(source, target)
-    _copy_database(source / BLOCKS_DIRECTORY, target / BLOCKS_DIRECTORY)
+    copy_database(source, target)
+    copy_database(source / BLOCKS_DIRECTORY, target / BLOCKS_DIRECTORY)
 
 
-def _copy_database(source: Path, target: Path) -> None:
+def copy_database(source: Path, target: Path) -> None:
+    """The data files of one (possibly live) LevelDB database, the manifest first (see the module doc)."""
     target.mkdir(parents=True, exist_ok=True)
     for path in sorted(source.iterdir(), key=_copy_order):
         if path.name in _NOT_DATA or not path.is_file():

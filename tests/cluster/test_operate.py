@@ -11,6 +11,10 @@ nodes on one chain.
   line naming it (LevelDB's lock), and the running node is unharmed; SIGTERM under a steady
   client load ends a validator with exit code 0, twice, and `chainnode audit` of every ledger is
   clean afterwards.
+- Operator commands: `chainnode status` of a node under load (once, `--watch --json` lines,
+  the live view), of a node that is not there; `chainnode backup` of a running validator under
+  load audits clean, matches the chain, refuses a non-empty target, and the validator restarted
+  on it catches up and commits new blocks.
 - Readiness: a validator started late against a chain that moved on is not ready while it is
   cut off from its peers (no quorum, no peer height heard), and once it reaches them, not before
   it is within `CATCHING_UP_BLOCKS_MIN` blocks of them.
@@ -267,3 +271,76 @@ def test_readyz_turns_ready_only_after_catch_up(cluster: Cluster, tmp_path: Path
     assert answers[-1][1] > chain_height - CATCHING_UP_BLOCKS_MIN, answers
     assert answers[0][1] < chain_height or answers[0][0] == 503, answers
     wait_for_same_head(cluster, cluster.node_ids, WAIT_S)
+
+
+# ---------------------------------------------------------------- operator commands
+
+
+def run_cli(*argv: str, timeout_s: float = WAIT_S) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *argv], capture_output=True, text=True, timeout=timeout_s, check=False
+    )
+
+
+def test_status_shows_a_node_under_load_once_and_watching(cluster: Cluster) -> None:
+    url = cluster.network.get_node("validator-01").api_url
+    told: list[str] = []
+    with SteadyLoad(cluster, told, label="status", targets=["validator-01", "validator-02"]) as load:
+        load.wait_for_told(4, "before the status is read")
+        once = run_cli("status", "--node", url, "--json", "--interval", "0.5")
+        watched = run_cli("status", "--node", url, "--watch", "--count", "3", "--interval", "0.3", "--json")
+        live = run_cli("status", "--node", url, "--watch", "--count", "2", "--interval", "0.2", "--text")
+        assert load.stop() == 0
+    assert once.returncode == 0, once.stderr
+    view = json.loads(once.stdout)
+    assert (view["node_id"], view["chain_id"], view["ready"]) == ("validator-01", cluster.chain_id, True)
+    assert view["peers_connected"] == 3 and sorted(view["peers"]) == cluster.node_ids[1:]
+    assert view["height"] >= 1 and isinstance(view["mempool_txs"], int) and view["view"] >= 0
+    assert view["tx_per_s"] > 0, view  # the load commits transactions all along
+    assert view["expiring_certificates"] == [] and view["certificate_warning_days"] == 30
+    assert watched.returncode == 0, watched.stderr
+    readings = [json.loads(line) for line in watched.stdout.splitlines()]
+    assert len(readings) == 3 and readings[0]["tx_per_s"] is None  # no rate from one reading
+    assert all(isinstance(reading["tx_per_s"], float) for reading in readings[1:]), readings
+    assert [r["height"] for r in readings] == sorted(r["height"] for r in readings)
+    assert live.returncode == 0, live.stderr
+    assert "height" in live.stdout and "tx_per_s" in live.stdout and "validator-01" in live.stdout
+
+
+def test_status_of_a_node_that_does_not_answer_is_one_error_line() -> None:
+    result = run_cli("status", "--node", f"http://127.0.0.1:{get_free_port()}", "--json")
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith("error: unreachable: cannot reach"), result.stderr
+
+
+def test_backup_of_a_running_node_audits_clean_and_a_node_starts_from_it(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    node_id = "validator-03"
+    out = tmp_path / "backup"
+    told: list[str] = []
+    with SteadyLoad(cluster, told, label="backup", targets=["validator-01", "validator-02"]) as load:
+        load.wait_for_told(6, "before the backup")
+        result = run_cli(
+            "backup", "--data-dir", str(get_data_dir(cluster, node_id)), "--out", str(out), "--json"
+        )
+        load.wait_for_told(4, "after the backup")  # the node went on committing
+        assert load.stop() == 0
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["height"] >= 1 and report["keys"] > 0 and report["out_dir"] == str(out.resolve())
+    assert cluster.client(node_id).get_block(report["height"])["hash"] == report["block_hash"]
+    audited = audit(cluster, out)
+    assert audited["result"] == "ok" and audited["height_to"] == report["height"], audited
+    again = run_cli("backup", "--data-dir", str(get_data_dir(cluster, node_id)), "--out", str(out))
+    assert again.returncode == 1 and "is not an empty directory" in again.stderr, again.stderr
+
+    # The validator restarts on the backup: it catches up and votes on new blocks.
+    assert stop_node(cluster, node_id) == 0
+    start_node(cluster, node_id, tmp_path / "restored.log", environment={"CHAINNODE_NODE_DATA_DIR": str(out)})
+    cluster.network.wait_ready([node_id], timeout_s=WAIT_S)
+    commit_puts(cluster, "validator-01", 3, "after-restore")
+    height = wait_for_same_head(cluster, cluster.node_ids, WAIT_S)[0]
+    assert height > report["height"]
+    status = cluster.client(node_id).get_status()
+    assert status["height"] == height and status["committed_txs_since_start"] >= 3

@@ -38,8 +38,6 @@ ALLOWED: dict[str, str] = {
     "consensus/engine.py": "one protocol state machine (see the Engine entry)",
     "consensus/engine.py::Engine": "the PBFT protocol as one sans-I/O state machine over shared round state",
     "chainnode/app/governance.py": REWORKED,
-    "chainnode/cli/operate.py::add_commands": REWORKED,
-    "chainnode/node/config.py": REWORKED,
     "chainnode/node/runtime.py": REWORKED,
     "chainnode/node/runtime.py::Node": REWORKED,
 }
