@@ -6,7 +6,8 @@
 
 `--from` is a node of the source chain, `--to` a node of the destination chain, `--identity` an
 entity of the destination chain (its `cert.pem` and `key.pem`) that signs the header updates
-and imports.  Every `xchain.send` to the destination chain is carried; `--module` and
+and imports.  Every `xchain.send` to the destination chain is carried, and every delivery of
+the destination's messages (so a relayer from B to A acknowledges on A what A sent); `--module` and
 `--entity` add the transactions with an event of that module and/or about that entity (e.g.
 `--module records --entity E`: E's record writes).  `--state` is the file where the relayer
 keeps its place (written atomically after every batch); run the command again with the same file

@@ -4,8 +4,9 @@ Theory of operation
 -------------------
 A relayer reads the committed events of a source chain (`GET /v1/events`, long-polled) from a
 cursor, selects the transactions to carry (`Selection`: every `xchain.send` whose destination
-is the destination chain, and, if asked, every transaction of a module and entity, such as the
-record writes of one entity), and for each batch of them, in chain order:
+is the destination chain, every import that delivered one of the destination's messages here,
+which carried back acknowledges it there, and, if asked, every transaction of a module and
+entity, such as the record writes of one entity), and for each batch of them, in chain order:
 
 1. brings the destination's on-chain light client of the source chain up to the highest source
    height in the batch (`plan_client_updates`): `xchain.update_client` transactions of up to

@@ -15,7 +15,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-SEND_EVENT = "xchain.sent"  # attributes (dest, seq, sender, payload hash): `chainnode.app.xchain`
+# `chainnode.app.xchain`'s message events: a send names its destination first, a delivery its source.
+SEND_EVENT = "xchain.sent"  # (dest, seq, sender, payload hash)
+RECEIVED_EVENT = "xchain.received"  # (source, seq, sender, payload hash)
 
 
 # ---------------------------------------------------------------- selection
@@ -25,13 +27,15 @@ SEND_EVENT = "xchain.sent"  # attributes (dest, seq, sender, payload hash): `cha
 class Selection:
     """Which source transactions a relayer carries."""
 
-    destination_chain: str  # every xchain send to this chain
+    destination_chain: str  # every send to this chain, and every delivery of its messages (acks)
     module: str | None = None  # and, when set, every transaction with an event of this module
     entity: str | None = None  # ... about or signed by this entity (with `module` or alone)
 
     def is_selected(self, event: Mapping[str, Any]) -> bool:
         """Whether the transaction that emitted `event` (an event of `GET /v1/events`) is carried."""
-        if event.get("name") == SEND_EVENT:
+        if event.get("name") in (SEND_EVENT, RECEIVED_EVENT):
+            # A message to the destination, or the delivery here of one of its messages (carried
+            # back, the delivery acknowledges the message on the chain that sent it).
             attributes = event.get("attributes") or []
             return bool(attributes) and attributes[0] == self.destination_chain
         if self.module is None and self.entity is None:

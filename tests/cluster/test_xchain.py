@@ -12,7 +12,8 @@ its place in a state file.  The tests share the two networks and run in file ord
    A's council registers B the same way (an entity of A may only send to a registered chain).
 2. E writes a record on A and sends a message to B; the relayer carries both: B's state holds the
    imported fact with A's height, block hash and the record write's events, and the message is
-   delivered as B's inbound message 1 of channel A.
+   delivered as B's inbound message 1 of channel A.  A second relayer, from B to A, carries B's
+   delivery back: A's outbound message 1 is acknowledged.
 3. Forgeries submitted straight to B by another entity of B are refused with stable codes: the
    record altered (`bad_proof`, tx_inclusion), the certificate re-signed by non-validators
    (`bad_proof`, certificate), a header of a third chain C, certified by C's own validators,
@@ -179,6 +180,7 @@ class Exchange:
     b: Cluster
     work: Path
     writer: Identity  # an entity of A whose record writes are carried
+    back_relayer_id: str  # an entity of A that signs the acknowledgements carried back from B
     relayer_directory: Path  # an entity of B that signs the relayer's transactions
     forger: Identity  # another entity of B, submitting forgeries by hand
     state_path: Path
@@ -211,6 +213,7 @@ def exchange(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exchange]:
         b=b,
         work=work,
         writer=submitters_a[0],
+        back_relayer_id=submitters_a[1].entity_id,
         relayer_directory=b.directory / "entities" / relayer_id,
         forger=Identity.load(b.directory / "entities" / forger_id),
         state_path=work / "relay-state.json",
@@ -437,6 +440,39 @@ def test_relayer_carries_a_record_and_a_message_from_a_to_b(exchange: Exchange) 
     assert [(e["attributes"][0], e["attributes"][1], e["attributes"][2]) for e in received] == [
         (CHAIN_A, 1, exchange.writer.entity_id)
     ], received
+
+
+def test_a_relayer_back_from_b_acknowledges_the_message_on_a(exchange: Exchange) -> None:
+    """B's import that delivered message 1 of A, carried back to A by a relayer from B to A that
+    runs until caught up, marks the message acknowledged on A."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cli",
+            "relay",
+            "--from",
+            exchange.b.network.nodes[0].api_url,
+            "--to",
+            exchange.a.network.nodes[1].api_url,
+            "--identity",
+            str(exchange.a.directory / "entities" / exchange.back_relayer_id),
+            "--state",
+            str(exchange.work / "relay-back-state.json"),
+            "--until-caught-up",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    assert (report["imported"], report["stopped"]) == (1, "caught_up"), report
+    outbound = exchange.client_a.send("GET", f"/v1/xchain/chains/{CHAIN_B}/outbound").value
+    assert [(m["seq"], m["acknowledged"]) for m in outbound["messages"]] == [(1, True)], outbound
 
 
 def test_forged_imports_and_headers_are_refused(exchange: Exchange) -> None:

@@ -15,6 +15,7 @@ from chainnode.cli.main import main
 from chainnode.core.errors import ConfigError
 from chainnode.tools.relay_bench import compute_percentile
 from chainnode.tools.relay_select import (
+    RECEIVED_EVENT,
     SEND_EVENT,
     Selection,
     UpdateStep,
@@ -67,12 +68,23 @@ def make_event(
 
 def test_sends_to_the_destination_are_carried_and_sends_elsewhere_are_not() -> None:
     events = [
-        make_event(3, 0, 0, SEND_EVENT, attributes=(DESTINATION, 1, "00")),
-        make_event(3, 1, 0, SEND_EVENT, attributes=("chain-c", 1, "00")),
+        make_event(3, 0, 0, SEND_EVENT, attributes=(DESTINATION, 1, "hospital-01", "00")),
+        make_event(3, 1, 0, SEND_EVENT, attributes=("chain-c", 1, "hospital-01", "00")),
         make_event(4, 0, 0, "records.put", attributes=("hospital-01", "k", 1)),
     ]
     selected = select_transactions(events, Selection(DESTINATION))
     assert [(item.height, item.tx_index) for item in selected] == [(3, 0)]
+
+
+def test_deliveries_of_the_destinations_messages_are_carried_back_as_acknowledgements() -> None:
+    events = [
+        make_event(5, 0, 0, "xchain.imported", attributes=(DESTINATION, 3, "ab", "xchain", "send", "x")),
+        make_event(5, 0, 1, RECEIVED_EVENT, attributes=(DESTINATION, 1, "court-02", "00")),
+        make_event(5, 1, 0, "xchain.imported", attributes=("chain-c", 3, "cd", "xchain", "send", "y")),
+        make_event(5, 1, 1, RECEIVED_EVENT, attributes=("chain-c", 1, "court-03", "00")),
+    ]
+    selected = select_transactions(events, Selection(DESTINATION))
+    assert [(item.height, item.tx_index, item.cursor) for item in selected] == [(5, 0, events[1]["cursor"])]
 
 
 @pytest.mark.parametrize(
