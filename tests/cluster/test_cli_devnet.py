@@ -129,6 +129,37 @@ def test_asset_commands(cluster: Cluster, capsys: pytest.CaptureFixture[str]) ->
     assert "ACTION" in run_text(capsys, "asset", "provenance", *where)
 
 
+def test_every_asset_action_prints_the_submit_document(
+    cluster: Cluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    node = (*_node(cluster), "--wait", "--collection", "cli-more")
+    issuer = ("--identity", _entity(cluster, ISSUER), *node)
+    holder = ("--identity", _entity(cluster, SUBMITTER), *node)
+    token = ("--token", "t-1")
+    steps: list[tuple[str, tuple[str | Path, ...], str]] = [
+        ("create-collection", (*issuer, "--name", "More", "--symbol", "MORE"), "cli-more"),
+        ("mint", (*issuer, *token, "--owner", SUBMITTER, "--metadata-hash", "cd" * 32), "cli-more/t-1"),
+        ("approve", (*holder, *token, "--spender", "pku"), "cli-more/t-1"),
+        ("approve", (*holder, *token, "--clear"), "cli-more/t-1"),
+        ("approve-all", (*holder, "--operator", "pku"), "cli-more"),
+        ("approve-all", (*holder, "--operator", "pku", "--revoke"), "cli-more"),
+        ("freeze", (*issuer, *token, "--holder", SUBMITTER), "cli-more/t-1"),
+        ("unfreeze", (*issuer, *token, "--holder", SUBMITTER), "cli-more/t-1"),
+        ("pause", issuer, "cli-more"),
+        ("unpause", issuer, "cli-more"),
+        ("burn", (*holder, *token), "cli-more/t-1"),
+    ]
+    for command, argv, asset_id in steps:
+        document = run_json(capsys, "asset", command, *argv)
+        assert set(document) == SUBMIT_FIELDS | {"asset_id", "asset_ids"}, command
+        _check_committed(document, f"assets.{command.replace('-', '_')}")
+        assert document["asset_id"] == asset_id, (command, document)
+    provenance = run_json(capsys, "asset", "provenance", *_node(cluster), "--collection", "cli-more", *token)
+    assert [entry["action"] for entry in provenance["entries"]] == [
+        "mint", "approve", "approve", "freeze", "unfreeze", "burn",
+    ]  # fmt: skip
+
+
 def test_authority_commands(cluster: Cluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     zone = ("--zone-dir", cluster.directory / "zones" / ZONE)
     issue = (
