@@ -284,6 +284,9 @@ def add_commands(commands: Any) -> None:
 def _add_network_commands(commands: Any) -> None:
     network = commands.add_parser("network", help="bootstrap a network")
     network_commands = network.add_subparsers(dest="network_command", required=True)
+    from chainnode.cli import join as cli_join  # standard library only at import time
+
+    cli_join.add_network_commands(network_commands)
     init = network_commands.add_parser("init", help="write keys, certificates, genesis and configs")
     init.add_argument(
         "--validators", type=parse_positive_int, required=True, metavar="N", help="genesis validators (4..)"
