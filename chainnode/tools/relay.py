@@ -55,18 +55,17 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import threading
-import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 from chainnode.app.xchain_state import STEPS_MAX as STEPS_PER_UPDATE_MAX
-from chainnode.app.xchain_state import encode_proof_args
 from chainnode.core import types
 from chainnode.core.errors import ChainError, InvariantError, LocalError
-from chainnode.light import validator_change_proof_from_json
-from chainnode.sdk.client import Client, Identity, build_transaction
+from chainnode.sdk import light as light_sdk
+from chainnode.sdk import xchain as xchain_sdk
+from chainnode.sdk.client import Client, Identity
 from chainnode.sdk.errors import ClientError
 from chainnode.sdk.events import get_events_page
 from chainnode.tools.relay_select import SelectedTx, Selection, plan_client_updates, select_transactions
@@ -87,14 +86,13 @@ VALID_FOR_BLOCKS = 1_000
 COMMIT_POLL_MS = 20
 FETCH_THREADS_DEFAULT = 4
 
-# The xchain module's names (chainnode.app.xchain): actions, events, receipt codes.
-XCHAIN_MODULE = "xchain"
-UPDATE_ACTION = "update_client"
-IMPORT_ACTION = "import"
+# The xchain module's names (chainnode.app.xchain): an event and receipt codes.
 UPDATED_EVENT = "xchain.client_updated"
 ALREADY_IMPORTED = "already_imported"
 OUT_OF_ORDER = "out_of_order"
 CLIENT_BEHIND = "client_behind"
+# Failures without an answer, which a later try may not meet (a node restarting, a cut connection).
+TRANSIENT_CLIENT_CODES = frozenset({"unreachable", "timeout", "bad_response"})
 # Refusals of an update that no retry cures: the operator (or the council) must act.
 PERMANENT_UPDATE_CODES = frozenset({"client_halted", "unknown_chain", "bad_arguments"})
 
@@ -170,7 +168,9 @@ def _is_transient(error: ChainError) -> bool:
     if isinstance(error, ClientUpdateError):
         return True
     if isinstance(error, ClientError):
-        return error.status is None or error.status >= 500 or error.status == 429
+        if error.status is None:
+            return error.code in TRANSIENT_CLIENT_CODES
+        return error.status >= 500 or error.status == 429
     return False
 
 
@@ -309,7 +309,13 @@ class Relayer:
     ) -> list[SelectedTx]:
         """Submit the imports of `items` and wait for each; those refused `out_of_order`."""
         transactions = [
-            self._build(IMPORT_ACTION, (self.source_chain, encode_proof_args(proofs[item.tx_hash])))
+            xchain_sdk.build_import_transaction(
+                self.identity,
+                self.source_chain,
+                proofs[item.tx_hash],
+                chain_id=self.destination_chain,
+                valid_until=self._valid_until,
+            )
             for item in items
         ]
         answer = self.destination.submit_batch(transactions)
@@ -366,16 +372,6 @@ class Relayer:
         if self.on_imported is not None:
             self.on_imported(outcome)
 
-    def _build(self, action: str, args: Sequence[Any]) -> types.Transaction:
-        return build_transaction(
-            self.identity,
-            chain_id=self.destination_chain,
-            module=XCHAIN_MODULE,
-            action=action,
-            args=args,
-            valid_until=self._valid_until,
-        )
-
     # ------------------------------------------------------------ the light client
 
     def _update_client(self, target_height: int) -> None:
@@ -408,7 +404,13 @@ class Relayer:
 
     def _submit_update(self, steps: tuple[tuple[bytes, bytes, bytes | None], ...]) -> int:
         """Submit one `xchain.update_client`; the client's height after it."""
-        tx = self._build(UPDATE_ACTION, (self.source_chain, steps))
+        tx = xchain_sdk.build_update_client_transaction(
+            self.identity,
+            self.source_chain,
+            steps,
+            chain_id=self.destination_chain,
+            valid_until=self._valid_until,
+        )
         self.destination.submit(tx)
         answer = self.destination.wait_for_commit(
             tx.hash.hex(), timeout_s=self.config.timeout_s, poll_ms=COMMIT_POLL_MS
@@ -436,17 +438,14 @@ class Relayer:
 def get_client_height(destination: Client, source_chain: str) -> int:
     """The height of the destination's light client of `source_chain` (`GET /v1/xchain/chains/{id}`);
     `RelayError` `unknown_chain` when the destination's council has not registered the chain."""
+    chain = xchain_sdk.Xchain(destination).get_chain(source_chain)
+    if chain is None or chain.get("status") != "registered":
+        raise RelayError(
+            f"{source_chain!r} is not registered on the destination (its council registers it)",
+            code="unknown_chain",
+        )
     try:
-        answer = destination.send("GET", f"/v1/xchain/chains/{urllib.parse.quote(source_chain, safe='')}")
-    except ClientError as error:
-        if error.status == 404:
-            raise RelayError(
-                f"{source_chain!r} is not registered on the destination (its council registers it)",
-                code="unknown_chain",
-            ) from error
-        raise
-    try:
-        return int(answer.value["client"]["height"])
+        return int(chain["client"]["height"])
     except (KeyError, TypeError, ValueError) as error:
         raise ClientError(
             "the destination's chain answer has no client height", code="bad_response"
@@ -454,18 +453,13 @@ def get_client_height(destination: Client, source_chain: str) -> int:
 
 
 def get_validator_changes(source: Client) -> dict[int, bytes]:
-    """Every validator-set change of the source chain: the block that wrote it -> its proof."""
-    answer = source.send("GET", "/v1/light/changes").value
-    try:
-        proofs = [validator_change_proof_from_json(item) for item in answer["changes"]]
-    except (KeyError, TypeError) as error:
-        raise ClientError("GET /v1/light/changes: not a list of changes", code="bad_response") from error
-    return {proof.height: proof.encode() for proof in proofs}
+    """Every validator-set change of the source chain: the block that wrote it -> its encoded proof."""
+    return {height: proof.encode() for height, proof in light_sdk.get_validator_changes(source).items()}
 
 
 def get_certified_header(source: Client, height: int) -> tuple[bytes, bytes]:
     """The encoded header and commit certificate of the source chain at `height`."""
-    answer = source.send("GET", f"/v1/light/headers?from={int(height)}&limit=1").value
+    answer = light_sdk.get_light_headers(source, height, 1)
     try:
         item = answer["headers"][0]
         if item["height"] != height:
