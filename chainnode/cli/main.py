@@ -26,7 +26,9 @@ Commands (`authority ...` and `council ...` are described in `chainnode.cli.gove
     chainnode network init --validators N --out DIR [--chain-id ID] [--base-port P] [--spare-nodes K]
         [--observers K] [--hosts FILE] [--node NAME=HOST[:P2P_PORT[:API_PORT]]]... [--listen HOST]
         [--data-dir PATH]
-    chainnode node run --config PATH [--rebuild]
+    chainnode node run --config PATH [--rebuild] [--log-format text|json] [--log-level L]
+    chainnode status --node URL [--watch [--count N]] [--interval S]   (`chainnode.cli.operate`)
+    chainnode backup --data-dir DIR --out DIR2   (a running node's ledger; `chainnode.tools.backup`)
     chainnode devnet [--validators 4] [--dir DIR] [--txs N] [--base-port P]
         (an existing DIR runs as written: another --validators or --base-port is refused)
     chainnode bench [--validators 4] [--txs N] [--rate R|max] [--out FILE] [--dir DIR] [--base-port P]
