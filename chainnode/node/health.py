@@ -21,6 +21,12 @@ ERROR when the disk is full, INFO when it recovers), never once per check.  Belo
 `DISK_FREE_BYTES_WRITABLE_MIN` the disk counts as full: the next commit would fail, and an
 idle node would otherwise not learn that until then.
 
+Being current is two checks: `NO_QUORUM` (`find_quorum_problem`: this node, if it votes, and the
+validators it is connected to are fewer than a quorum, so it could neither help commit a block
+nor learn that one committed) and `CATCHING_UP` (`chainnode.node.peer_reports`: a peer reported a
+height well above ours, or no peer has reported one yet, as at start), so a node started late is
+ready only once it has heard its peers and caught up with them.
+
 A write that actually fails is not this module's business: the node stops on it at once
 (see `chainnode.node.runtime`); `describe_storage_failure` only words the error for its one log line
 and its exit message.
