@@ -45,6 +45,8 @@ Commands (`authority ...` and `council ...` are described in `chainnode.cli.gove
     chainnode export --data-dir DIR --out FILE.jsonl [--from H] [--to H] [--genesis G]
     chainnode relay --from URL --to URL --identity DIR [--module M --entity E] [--state FILE]
         (`chainnode.cli.relay`)
+    chainnode light sync|status|verify-proof ... --state DIR   (`chainnode.cli.light`)
+    chainnode events --node URL [--from CURSOR|head] [--module M] [--entity E] [--limit N] [--follow]
 """
 
 from __future__ import annotations
