@@ -34,7 +34,7 @@ and `render_config_reference` prints it as the README's reference.  Environment 
 containers: `CHAINNODE_<TABLE>_<KEY>` (`CHAINNODE_API_LISTEN=0.0.0.0:26601`,
 `CHAINNODE_CONSENSUS_TICK_MS=20`, `CHAINNODE_P2P_PEERS` as a TOML inline array) is set over the
 file before any check, so a bad value is refused like one in the file; a variable naming a table
-of node.toml but no key of it is refused, naming the variable.
+of node.toml but no key of it is ignored with a warning naming it (see `apply_environment`).
 
 The loader checks shapes and ranges only.  Whether the certificate, key and genesis files exist
 and agree is checked by whoever opens them (`identity`, `genesis`, the TLS setup).
@@ -43,6 +43,7 @@ and agree is checked by whoever opens them (`identity`, `genesis`, the TLS setup
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -74,6 +75,8 @@ from chainnode.node.config_schema import (
     KeyKind,
     render_config_reference,
 )
+
+log = logging.getLogger("chainnode.node.config")
 
 # Re-exported: the defaults and the schema are read from here too (tests, network init).
 __all__ = [
@@ -241,8 +244,10 @@ def check_known_keys(document: dict[str, Any]) -> None:
 
 def apply_environment(document: dict[str, Any], environment: Mapping[str, str]) -> dict[str, Any]:
     """`document` with every `CHAINNODE_<TABLE>_<KEY>` of `environment` set over it (a container's
-    settings).  A variable naming a table of node.toml but none of its keys is refused; variables
-    of other prefixes (`CHAINNODE_LOG_FORMAT`) are not node.toml's and are left alone."""
+    settings).  Variables of other prefixes (`CHAINNODE_LOG_FORMAT`) are not node.toml's and are
+    left alone.  One naming a table of node.toml but none of its keys is a typo or another tool's
+    setting (the image's `CHAINNODE_API_PORT`, read by its HEALTHCHECK): it is ignored with a
+    warning naming it, rather than refused, so such a setting cannot keep a node from starting."""
     result = {name: dict(value) if isinstance(value, dict) else value for name, value in document.items()}
     for variable, text in sorted(environment.items()):
         table_name, _, key_name = variable.removeprefix(ENVIRONMENT_PREFIX).lower().partition("_")
@@ -250,7 +255,8 @@ def apply_environment(document: dict[str, Any], environment: Mapping[str, str]) 
             continue
         schema = KEYS_BY_PATH.get(f"{table_name}.{key_name}")
         if schema is None:
-            raise ConfigError(f"{variable}: no key {table_name}.{key_name} in node.toml to override")
+            log.warning("%s is ignored: node.toml has no key %s.%s", variable, table_name, key_name)
+            continue
         table = result.setdefault(table_name, {})
         if not isinstance(table, dict):
             raise ConfigError(f"{table_name}: expected a table")
