@@ -109,7 +109,17 @@ def _report(args: argparse.Namespace, assets: Any, submitted: Any) -> int:
 
 
 def run_action(args: argparse.Namespace) -> int:
+    from chainnode.cli.output import show_progress
+
     assets = _open(args)
+    doing = "waiting for the commit" if args.wait else "submitting"
+    with show_progress(args, f"{args.asset_command}: {doing}…"):
+        submitted = _submit_action(args, assets)
+    return _report(args, assets, submitted)
+
+
+def _submit_action(args: argparse.Namespace, assets: Any) -> Any:
+    """Sign and submit the action `args` names (with `--wait`, until it is committed)."""
     wait = args.wait
     command = args.asset_command
     if command == "create-collection":
@@ -150,7 +160,7 @@ def run_action(args: argparse.Namespace) -> int:
     else:
         method = assets.pause if command == "pause" else assets.unpause
         submitted = method(args.collection, wait=wait)
-    return _report(args, assets, submitted)
+    return submitted
 
 
 # ---------------------------------------------------------------- queries
