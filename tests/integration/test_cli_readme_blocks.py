@@ -81,6 +81,16 @@ def _move_ports(script: str, base: int) -> str:
     return re.sub(r"\b266(0\d|1\d)\b", move, script)
 
 
+def test_a_marker_skips_only_the_block_right_after_it() -> None:
+    text = (
+        "```sh\necho one\n```\n"
+        "<!-- readme-test: skip (needs other hosts) -->\n```sh\necho two\n```\n"
+        "<!-- readme-test: skip (a marker before prose marks nothing) -->\nprose\n```sh\necho three\n```\n"
+        "```text\necho four\n```\n"
+    )
+    assert find_runnable_blocks(text) == ["echo one\n", "echo three\n"]
+
+
 def test_the_markers_leave_the_walkthrough_runnable() -> None:
     text = (factories.REPO / "README.md").read_text(encoding="utf-8")
     blocks = find_runnable_blocks(text)
