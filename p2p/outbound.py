@@ -28,22 +28,23 @@ handshake).  Tasks: the one `run` task, and two per live connection; none per me
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 from aiohttp import web
 
 from p2p.config import PeerAddress, TransportConfig
-from p2p.handshake import CLOSE_CODE_PROTOCOL, Accept, Handshake, Hello, Refuse
+from p2p.handshake import Accept, Handshake, Hello, Refuse
 from p2p.websocket import (
     CLOSE_TIMEOUT_S,
     Authorize,
     HandshakeEnd,
     close_socket,
-    count_violation,
     format_url,
+    read_frames,
     run_handshake,
 )
 
@@ -192,22 +193,7 @@ class OutboundPeer:
     async def _watch(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         """Read the listener's side (frames it sends back, see the module doc); returns when the
         connection ends."""
-        peer_id = self.peer.entity_id
-        while True:
-            message = await ws.receive()
-            if message.type is aiohttp.WSMsgType.BINARY:
-                self._metrics["frames_received"] += 1
-                if not self._on_frame(peer_id, message.data):
-                    await close_socket(ws, CLOSE_CODE_PROTOCOL, "invalid message")
-                    return
-            elif message.type is aiohttp.WSMsgType.TEXT:
-                count_violation(self._metrics, peer_id, "sent a text frame")
-                await close_socket(ws, CLOSE_CODE_PROTOCOL, "text frames are refused")
-                return
-            else:
-                if message.type is aiohttp.WSMsgType.ERROR:
-                    logger.info("p2p: outbound connection to %s failed: %r", peer_id, message.data)
-                return
+        await read_frames(ws, self.peer.entity_id, self._on_frame, self._metrics, errors_are_violations=False)
 
     async def _write_frames(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         while True:
@@ -242,6 +228,33 @@ class ReturnPath:
         except asyncio.QueueFull:
             return False
         return True
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open_if(
+        cls,
+        condition: bool,
+        peer_id: str,
+        ws: web.WebSocketResponse,
+        config: TransportConfig,
+        metrics: dict[str, int],
+        paths: dict[str, ReturnPath],
+    ) -> AsyncIterator[None]:
+        """When `condition`: a return path for `peer_id` in `paths` with its writer, for the
+        duration of the block (removed and its writer stopped on the way out)."""
+        if not condition:
+            yield
+            return
+        path = cls(peer_id, ws, config, metrics)
+        paths[peer_id] = path
+        writer = asyncio.create_task(path.run(), name=f"p2p-return-{peer_id}")
+        try:
+            yield
+        finally:
+            if paths.get(peer_id) is path:
+                del paths[peer_id]
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
 
     async def run(self) -> None:
         """Drain the queue into the connection until it fails or the task is cancelled."""

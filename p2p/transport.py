@@ -98,6 +98,7 @@ from p2p.websocket import (
     close_socket,
     compute_close_reason,
     count_violation,
+    read_frames,
     run_handshake,
 )
 
@@ -380,7 +381,8 @@ class Transport:
         return None  # refused, or the peer left first
 
     async def _serve_inbound(self, peer_id: str, ws: web.WebSocketResponse) -> None:
-        """Deliver the binary frames of an accepted inbound connection until it closes."""
+        """Deliver the binary frames of an accepted inbound connection until it closes; a peer we
+        do not dial is sent to on this connection while it lasts."""
         previous = self._inbound.get(peer_id)
         if previous is not None:
             # The peer redialed; its old connection is dead or dying.
@@ -388,38 +390,19 @@ class Transport:
         self._inbound[peer_id] = ws
         self.metrics["connections_accepted"] += 1
         logger.info("p2p: %s accepted inbound connection from %s", self._config.entity_id, peer_id)
-        return_path: ReturnPath | None = None
-        writer: asyncio.Task[None] | None = None
-        if peer_id not in self._outbound:
-            return_path = ReturnPath(peer_id, ws, self._config, self.metrics)
-            self._return_paths[peer_id] = return_path
-            writer = asyncio.create_task(return_path.run(), name=f"p2p-return-{peer_id}")
-            self._notify_connected(peer_id)
+        sends_back = peer_id not in self._outbound
+        paths = self._return_paths
         try:
-            while not self._stopping:
-                message = await ws.receive()
-                if message.type is aiohttp.WSMsgType.BINARY:
-                    self.metrics["frames_received"] += 1
-                    if not self._deliver(peer_id, message.data):
-                        await close_socket(ws, CLOSE_CODE_PROTOCOL, "invalid message")
-                        return
-                elif message.type is aiohttp.WSMsgType.TEXT:
-                    count_violation(self.metrics, peer_id, "sent a text frame")
-                    await close_socket(ws, CLOSE_CODE_PROTOCOL, "text frames are refused")
-                    return
-                elif message.type is aiohttp.WSMsgType.ERROR:
-                    count_violation(self.metrics, peer_id, f"broke the websocket protocol: {message.data}")
-                    return
-                else:
-                    return
+            async with ReturnPath.open_if(sends_back, peer_id, ws, self._config, self.metrics, paths):
+                if sends_back:
+                    self._notify_connected(peer_id)
+                stopping = lambda: self._stopping  # noqa: E731
+                await read_frames(
+                    ws, peer_id, self._deliver, self.metrics, errors_are_violations=True, is_stopping=stopping
+                )
         finally:
             if self._inbound.get(peer_id) is ws:
                 del self._inbound[peer_id]
-            if return_path is not None and self._return_paths.get(peer_id) is return_path:
-                del self._return_paths[peer_id]
-            if writer is not None:
-                writer.cancel()
-                await asyncio.gather(writer, return_exceptions=True)
             logger.info("p2p: inbound connection from %s closed", peer_id)
 
     def _on_tls_error(self, error: Exception) -> None:

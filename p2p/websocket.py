@@ -19,7 +19,7 @@ from aiohttp import web
 
 from chainnode.core.errors import IdentityError, InvariantError
 from p2p.config import PeerAddress
-from p2p.handshake import Accept, AskAuthorization, AwaitFrame, Handshake, Refuse
+from p2p.handshake import CLOSE_CODE_PROTOCOL, Accept, AskAuthorization, AwaitFrame, Handshake, Refuse
 from p2p.tls import get_entity_id, get_peer_certificate_der
 
 # The transport's one logger, whichever of its modules writes.
@@ -99,3 +99,39 @@ def count_violation(metrics: dict[str, int], peer_id: str, what: str) -> None:
     """Count and log a peer's breach of the protocol after its handshake."""
     metrics["protocol_violations"] += 1
     logger.warning("p2p: closing the connection with %s, which %s", peer_id, what)
+
+
+async def read_frames(
+    ws: Socket,
+    peer_id: str,
+    deliver: Callable[[str, bytes], bool],
+    metrics: dict[str, int],
+    *,
+    errors_are_violations: bool,
+    is_stopping: Callable[[], bool] = lambda: False,
+) -> None:
+    """Hand each binary frame of a handshaken connection to `deliver` until the connection ends.
+
+    `deliver` answers False for an invalid message: the connection is closed (4400), as it is for
+    a text frame, which is counted as a violation.  A websocket error ends the reading; it counts
+    as a violation when `errors_are_violations` (on a connection the peer dialed, where it is the
+    peer's framing that broke), and is logged otherwise.
+    """
+    while not is_stopping():
+        message = await ws.receive()
+        if message.type is aiohttp.WSMsgType.BINARY:
+            metrics["frames_received"] += 1
+            if not deliver(peer_id, message.data):
+                await close_socket(ws, CLOSE_CODE_PROTOCOL, "invalid message")
+                return
+        elif message.type is aiohttp.WSMsgType.TEXT:
+            count_violation(metrics, peer_id, "sent a text frame")
+            await close_socket(ws, CLOSE_CODE_PROTOCOL, "text frames are refused")
+            return
+        else:
+            if message.type is aiohttp.WSMsgType.ERROR:
+                if errors_are_violations:
+                    count_violation(metrics, peer_id, f"broke the websocket protocol: {message.data}")
+                else:
+                    logger.info("p2p: connection with %s failed: %r", peer_id, message.data)
+            return

@@ -64,32 +64,20 @@ def _write_private(path: Path, data: bytes) -> None:
         file.write(data)
 
 
-def add_observer(network_dir: Path, spec: str, *, zone: str, data_dir: str = "data") -> JoinedNode:
-    """Write an observer node for the network in `network_dir` (see the module doc).
-
-    `spec` is `NAME=HOST:P2P_PORT:API_PORT [listen=HOST]` (`chainnode.tools.hosts`); the ports are
-    required, since the network's own port plan is not known here.
-    """
-    network_dir = network_dir.resolve()
-    entry = hosts.parse_node_spec(spec, "--node")
-    if entry.p2p_port is None or entry.api_port is None:
-        raise ConfigError("--node: give both ports, NAME=HOST:P2P_PORT:API_PORT")
-    document = _read_network(network_dir)
-    nodes = [node for node in document["nodes"] if isinstance(node, dict)]
-    if any(node.get("id") == entry.name for node in nodes):
-        raise ConfigError(f"the network already has a node {entry.name!r}")
-    zone_dir = network_dir / "zones" / zone
+def _write_identity(
+    zone_dir: Path, node_dir: Path, entry: hosts.HostEntry, zone: str, listen_host: str
+) -> None:
+    """A fresh key and the zone authority's certificate for it (role `observer`, the node's hosts
+    as subject alternative names), written as `network init` writes a node's."""
     try:
         zone_certificate = identity.load_certificate(zone_dir / "ca.pem")
         zone_key = crypto.SigningKey.load(zone_dir / "ca.key.pem")
     except (OSError, ConfigError) as error:
         raise ConfigError(f"zone {zone!r}: cannot load its authority from {zone_dir}: {error}") from error
-    node_dir = network_dir / "nodes" / entry.name
     try:
         node_dir.mkdir(parents=True)
     except FileExistsError as error:
         raise ConfigError(f"{node_dir} exists; choose another node name") from error
-    listen_host = entry.listen_host or hosts.compute_listen_host(entry.host)
     names = [entry.host] + ([listen_host] if listen_host not in hosts.WILDCARD_HOSTS else [])
     if entry.host == "127.0.0.1":
         names.append("localhost")
@@ -108,6 +96,25 @@ def add_observer(network_dir: Path, spec: str, *, zone: str, data_dir: str = "da
     (node_dir / "cert.pem").write_bytes(certificate_pem)
     (node_dir / "chain.pem").write_bytes(certificate_pem + identity.certificate_to_pem(zone_certificate))
     _write_private(node_dir / "key.pem", key.to_pem())
+
+
+def add_observer(network_dir: Path, spec: str, *, zone: str, data_dir: str = "data") -> JoinedNode:
+    """Write an observer node for the network in `network_dir` (see the module doc).
+
+    `spec` is `NAME=HOST:P2P_PORT:API_PORT [listen=HOST]` (`chainnode.tools.hosts`); the ports are
+    required, since the network's own port plan is not known here.
+    """
+    network_dir = network_dir.resolve()
+    entry = hosts.parse_node_spec(spec, "--node")
+    if entry.p2p_port is None or entry.api_port is None:
+        raise ConfigError("--node: give both ports, NAME=HOST:P2P_PORT:API_PORT")
+    document = _read_network(network_dir)
+    nodes = [node for node in document["nodes"] if isinstance(node, dict)]
+    if any(node.get("id") == entry.name for node in nodes):
+        raise ConfigError(f"the network already has a node {entry.name!r}")
+    node_dir = network_dir / "nodes" / entry.name
+    listen_host = entry.listen_host or hosts.compute_listen_host(entry.host)
+    _write_identity(network_dir / "zones" / zone, node_dir, entry, zone, listen_host)
     p2p_address = hosts.format_address(entry.host, entry.p2p_port)
     api_address = hosts.format_address(entry.host, entry.api_port)
     peers = [(str(node["id"]), str(node["p2p_address"])) for node in nodes]
