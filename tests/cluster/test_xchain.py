@@ -21,11 +21,15 @@ its place in a state file.  The tests share the two networks and run in file ord
    chain_id), a header of A certified by non-validators (`bad_quorum`), and the genuine proof
    again (`already_imported`).
 4. N records are written on A; the relayer (with small batches) is SIGKILLed while it carries
-   them and started again on the same state file: each of the N is imported exactly once (one
-   fact each, one `xchain.imported` event each on B, none missing).
-5. A's council adds the spare validator; records written on A after the change (certified by the
+   them, its state file is put back to an earlier save (as after a crash between imports and the
+   save that records them) and it is started again: each of the N is imported exactly once (one
+   fact each, one `xchain.imported` event each on B, none missing), the re-submitted ones
+   reported `already_imported`.
+5. The B node the relayer submits to stops while records wait: the relayer retries with backoff
+   and carries them when the node is back.
+6. A's council adds the spare validator; records written on A after the change (certified by the
    five) are carried too, and B's client of A has taken the new set with its proof.
-6. `chainnode relay --bench` carries its records and reports imports per second and delays.
+7. `chainnode relay --bench` carries its records and reports imports per second and delays.
 
 Everything is checked through the nodes' HTTP APIs.  Every wait is a deadline loop.
 """
@@ -78,6 +82,8 @@ RECORDS_AFTER_CHANGE = 5
 KILL_AFTER_IMPORTS = 8
 RELAY_BATCH = 4
 BENCH_RECORDS = 20
+RECORDS_TARGET_DOWN = 3
+RELAY_TARGET_NODE = 1  # the relayer submits to B's validator-02; the tests read B through validator-03
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -125,7 +131,7 @@ class RelayProcess:
                     "--from",
                     exchange.a.network.nodes[0].api_url,
                     "--to",
-                    exchange.b.network.nodes[1].api_url,
+                    exchange.b.network.nodes[RELAY_TARGET_NODE].api_url,
                     "--identity",
                     str(exchange.relayer_directory),
                     "--module",
@@ -167,9 +173,18 @@ class RelayProcess:
     def assert_running(self) -> None:
         assert self.process is not None and self.process.poll() is None, self.read_log()
 
-    def read_log(self) -> str:
+    def read_log(self, since: int = 0) -> str:
+        """The log from byte `since` on (its last 6000 characters)."""
         path = self.exchange.work / "relay.log"
-        return path.read_text(errors="replace")[-6000:] if path.exists() else "(no relay log)"
+        if not path.exists():
+            return "(no relay log)"
+        with path.open("rb") as log_file:
+            log_file.seek(since)
+            return log_file.read().decode(errors="replace")[-6000:]
+
+    def get_log_size(self) -> int:
+        path = self.exchange.work / "relay.log"
+        return path.stat().st_size if path.exists() else 0
 
 
 @dataclass
@@ -194,7 +209,7 @@ class Exchange:
 
     @property
     def client_b(self) -> Client:
-        return self.b.client("validator-02", timeout_s=COMMIT_TIMEOUT_S)
+        return self.b.client("validator-03", timeout_s=COMMIT_TIMEOUT_S)  # not the relayer's node
 
 
 @pytest.fixture(scope="module")
@@ -578,6 +593,28 @@ def test_relayer_killed_mid_stream_loses_and_duplicates_nothing(exchange: Exchan
     print(
         f"killed after {carried_at_kill} of {RECORDS_MID_STREAM} imports, state put back to {carried_at_save}"
     )
+
+
+def test_relayer_rides_out_its_destination_node_going_down(exchange: Exchange) -> None:
+    """The node the relayer submits to (B's validator-02) stops while records wait: the relayer
+    keeps retrying with backoff (it does not exit) and carries them once the node is back."""
+    relay = exchange.relay
+    assert relay is not None
+    target = exchange.b.network.nodes[RELAY_TARGET_NODE].node_id
+    log_size = relay.get_log_size()
+    exchange.b.network.stop(target)
+    tx_hashes = write_records(exchange, "target-down", RECORDS_TARGET_DOWN)
+
+    def is_retrying() -> bool:
+        relay.assert_running()
+        return "relay round failed" in relay.read_log(log_size)
+
+    wait_until(is_retrying, "the relayer retries", CARRY_TIMEOUT_S)
+    assert [tx_hash for tx_hash in tx_hashes if get_imported_events(exchange)[tx_hash]] == []
+    exchange.b.network.start(target)
+    exchange.b.network.wait_ready([target], timeout_s=READY_TIMEOUT_S)
+    wait_for_facts(exchange, tx_hashes, "the records are carried once the node is back")
+    assert [get_imported_events(exchange)[tx_hash] for tx_hash in tx_hashes] == [1] * RECORDS_TARGET_DOWN
 
 
 def test_exchange_continues_after_a_changes_its_validator_set(exchange: Exchange) -> None:
