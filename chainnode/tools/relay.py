@@ -162,7 +162,7 @@ def _chunks(items: Sequence[SelectedTx], size: int) -> list[Sequence[SelectedTx]
     return [items[start : start + size] for start in range(0, len(items), size)]
 
 
-def _is_transient(error: ChainError) -> bool:
+def is_transient_failure(error: ChainError) -> bool:
     """A failure that trying again later can cure: no answer, a busy or failing node, or a client
     update that raced another relayer's (the round reads the client again)."""
     if isinstance(error, ClientUpdateError):
@@ -237,7 +237,7 @@ class Relayer:
             try:
                 caught_up = self._run_round()
             except ChainError as error:
-                if not _is_transient(error) or failures >= self.config.retries_max:
+                if not is_transient_failure(error) or failures >= self.config.retries_max:
                     raise
                 failures += 1
                 log.warning("relay round failed (%d in a row), again in %.1f s: %s", failures, delay_s, error)

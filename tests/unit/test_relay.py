@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 
 from chainnode.app.events import Position, encode_cursor
 from chainnode.cli.main import main
-from chainnode.core.errors import ConfigError
+from chainnode.core.errors import ChainError, ConfigError
+from chainnode.sdk.errors import ClientError
+from chainnode.tools.relay import ClientUpdateError, RelayError, is_transient_failure
 from chainnode.tools.relay_bench import compute_percentile
 from chainnode.tools.relay_select import (
     RECEIVED_EVENT,
@@ -312,3 +314,26 @@ def test_bench_without_a_writer_is_a_usage_error(capsys: pytest.CaptureFixture[s
     )
     assert code == 2
     assert "--bench needs --writer" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- which failures are retried
+
+
+@pytest.mark.parametrize(
+    ("error", "retried"),
+    [
+        (ClientError("connection refused", code="unreachable"), True),
+        (ClientError("no answer", code="timeout"), True),
+        (ClientError("cut short", code="bad_response"), True),
+        (ClientError("busy", code="mempool_full", status=503), True),
+        (ClientError("slow down", code="too_many_requests", status=429), True),
+        (ClientError("node failed", code="internal", status=500), True),
+        (ClientError("not a proof", code="bad_proof"), False),
+        (ClientError("bad cursor", code="bad_cursor", status=400), False),
+        (ClientUpdateError("raced another relayer"), True),
+        (RelayError("refused", code="import_refused"), False),
+        (RelayError("not registered", code="unknown_chain"), False),
+    ],
+)
+def test_only_failures_a_later_try_can_cure_are_retried(error: ChainError, retried: bool) -> None:
+    assert is_transient_failure(error) is retried
