@@ -89,9 +89,24 @@ def run_relay(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# (option, attribute, lowest, highest): what the API and the relayer's bounds allow.
+_RANGES = (
+    ("--page", "page", 1, 1000),  # the events API answers at most 1000 per page
+    ("--batch", "batch", 1, 1000),
+    ("--threads", "threads", 1, 32),
+    ("--wait-ms", "wait_ms", 0, 30_000),  # the events API waits at most 30 s
+    ("--retries", "retries", 0, 1000),
+    ("--timeout", "timeout", 0.1, 600.0),
+)
+
+
 def check_relay_arguments(args: argparse.Namespace) -> None:
+    """Usage errors (exit 2): `--bench` without `--writer`, a bound outside its range."""
     if args.bench is not None and args.writer is None:
         args.parser.error("--bench needs --writer DIR (an entity of the source chain)")
+    for option, name, lowest, highest in _RANGES:
+        if not lowest <= getattr(args, name) <= highest:
+            args.parser.error(f"{option} must be within {lowest}..{highest}, got {getattr(args, name)}")
 
 
 def add_commands(commands: Any) -> None:

@@ -298,6 +298,18 @@ def test_percentiles_are_nearest_rank(values: list[int], percent: float, expecte
     assert compute_percentile(values, percent) == expected
 
 
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--page", "1001"), ("--batch", "0"), ("--threads", "64"), ("--wait-ms", "-1"), ("--retries", "-2")],
+)
+def test_relay_bounds_outside_their_range_are_usage_errors(
+    option: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["relay", "--from", "http://127.0.0.1:1", "--to", "http://127.0.0.1:2", "--identity", "x"]
+    assert main([*argv, option, value]) == 2
+    assert option in capsys.readouterr().err
+
+
 def test_bench_without_a_writer_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     code = main(
         [
