@@ -98,22 +98,30 @@ def load_relay_state(path: Path, source_chain: str, destination_chain: str) -> R
 
 def save_relay_state(path: Path, state: RelayState) -> None:
     """Replace the file at `path` with `state` atomically: a reader (or a restart after a crash at
-    any point) finds either the old state or the new one, whole."""
+    any point) finds either the old state or the new one, whole.  `ConfigError` when it cannot be
+    written (a missing directory, no permission, a full disk)."""
     data = json.dumps(state.to_json(), sort_keys=True).encode() + b"\n"
     directory = path.parent
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except OSError as error:
+        raise ConfigError(f"cannot write the relay state beside {path}: {error}") from error
     try:
         with os.fdopen(descriptor, "wb") as file:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
+        directory_descriptor = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(directory_descriptor)
+        finally:
+            os.close(directory_descriptor)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise ConfigError(f"cannot write the relay state {path}: {error}") from error
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
-    directory_descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(directory_descriptor)
-    finally:
-        os.close(directory_descriptor)

@@ -242,6 +242,11 @@ def test_the_state_of_another_relay_is_refused(tmp_path: Path) -> None:
     assert refused.value.code == "relay_state_mismatch"
 
 
+def test_a_state_that_cannot_be_written_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot write the relay state"):
+        save_relay_state(tmp_path / "missing" / "relay.json", RelayState(SOURCE, DESTINATION, None, "", 0))
+
+
 def _good_json() -> dict[str, Any]:
     return RelayState(SOURCE, DESTINATION, None, "", 0).to_json()
 
