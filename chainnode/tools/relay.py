@@ -31,23 +31,27 @@ were imported before the crash come back `already_imported` and count as done: n
 twice (the destination records each source transaction once).  A transaction whose events
 straddle two pages is carried once: the state's `last_relayed` is skipped when it reappears.
 
-Why it needs no trust.  A relayer holds no key that the destination trusts for anything but
-paying its own transactions' way through admission: everything it carries is checked inside
-the destination's block execution.  A header advances the light client only with a quorum of
-COMMIT signatures of the validator set the client already trusts (or, at a set change, of the
-set proven to have been written by the previous certified block); an import is accepted only
-with an inclusion proof of the transaction and its receipt under a header the client has
-accepted.  So a relayer that lies (alters a record, forges a certificate, brings a header of
-another chain, replays an import) gets its transaction refused with a stable code, and a
-relayer that stops, crashes or withholds only delays delivery: anyone else can run one from
-the same events and finish the work, and the destination's once-only record of imports makes
-their overlap harmless.
+Why it needs no trust.  A relayer's key only signs its own transactions (it is an entity with
+the submitter role on the destination); the destination trusts it for nothing, and everything it
+carries is checked inside the destination's block execution, by every validator.  A header
+advances the light client only with a quorum of COMMIT signatures of the validator set the
+client already trusts (or, at a set change, of the set proven to have been written by the
+previous certified block); an import is accepted only with an inclusion proof of the transaction
+and its receipt under a header the client has accepted.  So a relayer that lies (alters a
+record, forges a certificate, brings a header of another chain, replays an import) gets its
+transaction refused with a stable code, and a relayer that stops, crashes or withholds only
+delays delivery: anyone else can run one from the same events and finish the work, and the
+destination's once-only record of imports makes their overlap harmless.  Nor can it reorder
+messages: a message is delivered only as the next of its channel.  What is left to trust is the
+source chain's own assumption, that fewer than a third of its validators are faulty at any
+height.
 
 Bounds: events are read `events_per_page` at a time with a long poll of `wait_ms`; at most
-`batch_txs_max` imports per batch; every request has a timeout; a failed round is tried again
-after a pause that doubles from `backoff_s` up to `backoff_max_s`, and `retries_max` failures
-in a row stop the relayer with the last error.  `stop` (set by SIGTERM or SIGINT in the CLI) is
-looked at between requests: the relayer saves what is done and returns.
+`batch_txs_max` imports per batch, their proofs read and commits awaited on `fetch_threads`
+threads; every request has a timeout; a failed round is tried again after a pause that doubles
+from `backoff_s` up to `backoff_max_s`, and `retries_max` failures in a row stop the relayer
+with the last error.  `stop` (set by SIGTERM or SIGINT in the CLI) is looked at between
+requests: the relayer saves what is done and returns.
 """
 
 from __future__ import annotations
