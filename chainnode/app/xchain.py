@@ -30,7 +30,7 @@ from the counterparty's genesis file).  Approval starts the chain's light client
   each other).  The latest accepted header and its certificate are kept (`xc/h/<chain>`) so that
   a fork at that height can be shown with both headers.
 - `import(source_chain, proof)`: `proof` is an inclusion proof (`GET /v1/transactions/{hash}/proof`
-  on a node of the source chain) in the argument form of `xchain_state.encode_proof_args`.  A
+  on a node of the source chain) in the argument form of `xchain_args.encode_proof_args`.  A
   proof above the client's height fails with `client_behind` (the relayer updates the client
   first); otherwise `chainnode.app.proof.verify_proof_for_chain` checks it against the light
   state (the header's certificate by the set of its height, the transaction and receipt by
@@ -62,11 +62,12 @@ payload hash, acknowledges nothing.
 over `PAYLOAD_BYTES_MAX`).  A refusal's message starts with the name of the failed check
 (`quorum: ...`, `tx_inclusion: ...`, `chain_id: ...`), so a relayer can tell them apart.
 
-The state layout and the records are in `chainnode.app.xchain_state`; registration and removal
-(carried out by governance) in `chainnode.app.xchain_registry`.  Size limit: an import carries
-the source transaction inside its own, with about 1 KB more for a 4-validator source (header,
-certificate at ~70 bytes per signature, two Merkle paths), so a source transaction that close to
-`tx_bytes_max` cannot be imported.
+The state layout and its readers are in `chainnode.app.xchain_state`, the records in
+`chainnode.app.xchain_records`, the argument forms in `chainnode.app.xchain_args`; registration
+and removal (carried out by governance) in `chainnode.app.xchain_registry`.  Size limit: an
+import carries the source transaction inside its own, with about 1 KB more for a 4-validator
+source (header, certificate at ~70 bytes per signature, two Merkle paths), so a source
+transaction that close to `tx_bytes_max` cannot be imported.
 """
 
 from __future__ import annotations
