@@ -358,9 +358,9 @@ def _acknowledge(
     return record, events
 
 
-def apply_import(overlay: Overlay, tx: types.Transaction, context: ExecutionContext) -> Sequence[Event]:
-    source_chain, proof_args = tx.args
-    record = _require_chain(overlay, source_chain)
+def _verify_import(overlay: Overlay, source_chain: str, proof_args: Any) -> proofs.ProofResult:
+    """The source transaction an import proves: the proof checked against the chain's light
+    client, and the transaction's receipt a success."""
     client = _require_client(overlay, source_chain)
     proof = decode_proof_args(proof_args)
     assert proof is not None, "checked by check_import_args"
@@ -377,12 +377,24 @@ def apply_import(overlay: Overlay, tx: types.Transaction, context: ExecutionCont
     except light.LightError as error:
         raise _fail(ErrorCode.BAD_PROOF, f"{error.check}: {error.message}") from error
     receipt = result.receipt
-    source_tx = result.transaction
     if not receipt.ok:
         raise _fail(
             ErrorCode.SOURCE_TX_FAILED,
             f"the source transaction failed on {source_chain!r} (code {receipt.code}: {receipt.message})",
         )
+    return result
+
+
+def _record_fact(
+    overlay: Overlay,
+    record: ChainRecord,
+    result: proofs.ProofResult,
+    tx: types.Transaction,
+    context: ExecutionContext,
+) -> tuple[ChainRecord, Event]:
+    """Record the proven source transaction as the chain's next fact, once."""
+    source_chain = record.chain_id
+    source_tx = result.transaction
     fact_key = compute_fact_key(source_chain, source_tx.hash)
     if overlay.get_state(fact_key) is not None:
         raise _fail(
@@ -399,7 +411,7 @@ def apply_import(overlay: Overlay, tx: types.Transaction, context: ExecutionCont
         action=source_tx.action,
         signer=source_tx.signer,
         args_hash=compute_args_hash(source_tx.args),
-        events=receipt.events,
+        events=result.receipt.events,
         importer=tx.signer,
         local_height=context.height,
         local_tx_hash=tx.hash,
@@ -407,20 +419,27 @@ def apply_import(overlay: Overlay, tx: types.Transaction, context: ExecutionCont
     )
     overlay.put(fact_key, fact.encode())
     overlay.put(compute_fact_index_key(source_chain, index), source_tx.hash)
-    record = replace(record, facts=index)
-    events: list[Event] = [
+    imported: Event = (
+        "xchain.imported",
         (
-            "xchain.imported",
-            (
-                source_chain,
-                result.height,
-                source_tx.hash,
-                source_tx.module,
-                source_tx.action,
-                source_tx.signer,
-            ),
-        )
-    ]
+            source_chain,
+            result.height,
+            source_tx.hash,
+            source_tx.module,
+            source_tx.action,
+            source_tx.signer,
+        ),
+    )
+    return replace(record, facts=index), imported
+
+
+def apply_import(overlay: Overlay, tx: types.Transaction, context: ExecutionContext) -> Sequence[Event]:
+    source_chain, proof_args = tx.args
+    record = _require_chain(overlay, source_chain)
+    result = _verify_import(overlay, source_chain, proof_args)
+    source_tx = result.transaction
+    record, imported = _record_fact(overlay, record, result, tx, context)
+    events: list[Event] = [imported]
     if source_tx.module == MODULE and source_tx.action == "send" and source_tx.args[:1] == (tx.chain_id,):
         record, delivered = _deliver(overlay, record, result, tx, context)
         events += delivered
