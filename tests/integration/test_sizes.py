@@ -37,7 +37,6 @@ ALLOWED: dict[str, str] = {
     # events, effects, messages, the vote buffer, rounds, view-change proofs, checkpoints, catch-up.
     "consensus/engine.py": "one protocol state machine (see the Engine entry)",
     "consensus/engine.py::Engine": "the PBFT protocol as one sans-I/O state machine over shared round state",
-    "chainnode/app/governance.py": REWORKED,
     "chainnode/node/runtime.py": REWORKED,
     "chainnode/node/runtime.py::Node": REWORKED,
 }
