@@ -57,8 +57,8 @@ State layout (this module owns `gov/` and `val/`):
 
 Where it lives: this module checks the arguments and carries out `propose` and `vote`; the
 `Proposal` record, its keys and readers are in `chainnode.app.governance_proposals`, the
-readers and writer of the identity records, the validator set and the chain parameters in
-`chainnode.app.governance_state`, the changes an approved proposal makes in
+readers of the identity records, the validator set and the chain parameters (and the validator
+set's writer) in `chainnode.app.governance_state`, the changes an approved proposal makes in
 `chainnode.app.governance_changes`.  Every public name of those modules that callers use is
 re-exported here.
 """

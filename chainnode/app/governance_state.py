@@ -1,5 +1,6 @@
-"""The state that governance reads and writes besides its proposals: the identity records (entities,
-zones, the council), the validator set and its history, and the chain parameters.
+"""The state that governance reads besides its proposals (the identity records of entities, zones
+and the council, the validator set and its history, the chain parameters) and the one writer of
+the validator set.
 
 Theory of operation: every reader is a point read that decodes one value with the record's
 strict decoder; only genesis and the state machine write these keys, so a value that does not
