@@ -176,7 +176,7 @@ from storage.layout import (
     check_invariant,
     decode_head,
 )
-from storage.leveldb import claim_path, open_database
+from storage.leveldb import claim_path, compute_prefix_end, open_database
 from storage.rebuild import set_aside_for_rebuild
 from storage.tx_filter import TxFilter
 
@@ -404,9 +404,17 @@ class Ledger(ConsensusLog, ConsistencyChecks):
         self._state_cache[key] = value
         return value
 
-    def iter_state(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        """State entries whose key starts with `prefix`, in key order (keys without the keyspace byte)."""
-        for key, value in self._iterate(MAIN_DATABASE, prefix=STATE_PREFIX + prefix):
+    def iter_state(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """State entries whose key starts with `prefix`, in key order (keys without the keyspace
+        byte), from the first key >= `start` when given: LevelDB seeks there, so a page that
+        resumes after a cursor reads only its own entries, not every key before the cursor."""
+        if start is None or start <= prefix:
+            iterated = self._iterate(MAIN_DATABASE, prefix=STATE_PREFIX + prefix)
+        else:
+            iterated = self._iterate(
+                MAIN_DATABASE, start=STATE_PREFIX + start, stop=compute_prefix_end(STATE_PREFIX + prefix)
+            )
+        for key, value in iterated:
             yield bytes(key[1:]), bytes(value)
 
     # ------------------------------------------------------------ commit

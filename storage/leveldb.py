@@ -173,7 +173,7 @@ def check_iteration_end(
     nothing, one read where it began (which loads the block, unless a Bloom filter answers).
     """
     if prefix is not None:
-        start, stop = prefix, _increment(prefix)
+        start, stop = prefix, compute_prefix_end(prefix)
     if reverse:
         probe = database.iterator(start=start, include_value=False, verify_checksums=True)
     else:
@@ -207,7 +207,7 @@ def _unescape(escaped: bytes) -> bytes:
     return _ESCAPED_BYTE.sub(lambda match: bytes([int(match.group(1), 16)]), escaped)
 
 
-def _increment(prefix: bytes) -> bytes | None:
+def compute_prefix_end(prefix: bytes) -> bytes | None:
     """The first key after every key that starts with `prefix` (None: there is none)."""
     stripped = prefix.rstrip(b"\xff")
     return stripped[:-1] + bytes([stripped[-1] + 1]) if stripped else None

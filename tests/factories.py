@@ -150,9 +150,9 @@ class MapState:
     def get_state(self, key: bytes) -> bytes | None:
         return self.values.get(key)
 
-    def iter_state(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+    def iter_state(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
         for key in sorted(self.values):
-            if key.startswith(prefix):
+            if key.startswith(prefix) and (start is None or key >= start):
                 yield key, self.values[key]
 
     def apply(self, write_set: dict[bytes, bytes | None]) -> None:

@@ -281,7 +281,7 @@ class StateIterator(Protocol):
     """A state reader that can list a key prefix in key order (the ledger, `MapState`)."""
 
     def get_state(self, key: bytes) -> bytes | None: ...
-    def iter_state(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]: ...
+    def iter_state(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,14 +320,13 @@ def list_owned(state: StateIterator, holder: str, *, after: str, limit: int) -> 
     """The holder's holdings in (collection, token) order, from after the asset id `after`
     (`<collection>/<token>`, "" for the first page), at most `limit`."""
     prefix = compute_owned_prefix(holder)
-    start = b""
+    start = None
     if after:
         collection_id, _, token_id = after.partition("/")
-        start = _join(collection_id, token_id)
+        # The first key after the cursor's (ids hold no NUL): the ledger seeks there.
+        start = prefix + _join(collection_id, token_id) + b"\x00"
     found: list[Holding] = []
-    for key, value in state.iter_state(prefix):
-        if start and key[len(prefix) :] <= start:
-            continue  # TODO(issue 13): a start key for iter_state would make this O(page)
+    for key, value in state.iter_state(prefix, start=start):
         _decode_marker(value)
         collection_id, token_id = _split_suffix(key, prefix, 2)
         found.append(_holding(state, holder, collection_id, token_id))
@@ -336,11 +335,15 @@ def list_owned(state: StateIterator, holder: str, *, after: str, limit: int) -> 
     return found
 
 
-def list_holders(state: StateIterator, collection_id: str, token_id: str, *, limit: int) -> list[Holding]:
-    """The holders of an asset in id order, at most `limit`."""
+def list_holders(
+    state: StateIterator, collection_id: str, token_id: str, *, after: str = "", limit: int
+) -> list[Holding]:
+    """The holders of an asset in id order, after the holder id `after` ("" for the first
+    page), at most `limit`."""
     prefix = compute_holders_prefix(collection_id, token_id)
+    start = prefix + after.encode() + b"\x00" if after else None
     found: list[Holding] = []
-    for key, _ in state.iter_state(prefix):
+    for key, _ in state.iter_state(prefix, start=start):
         (holder,) = _split_suffix(key, prefix, 1)
         found.append(_holding(state, holder, collection_id, token_id))
         if len(found) >= limit:

@@ -94,10 +94,10 @@ class RecordVersion:
 
 
 class StateIterator(Protocol):
-    """A state reader that can list a key prefix (the ledger)."""
+    """A state reader that can list a key prefix from a start key (the ledger)."""
 
     def get_state(self, key: bytes) -> bytes | None: ...
-    def iter_state(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]: ...
+    def iter_state(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]: ...
 
 
 # ---------------------------------------------------------------- keys and checks
@@ -200,12 +200,11 @@ def list_records(
     `after_key` (the cursor: the last key of the previous page), in key order, at most `limit`."""
     found: list[RecordVersion] = []
     namespace = compute_latest_key(entity, "")
-    after = after_key.encode()
-    for state_key, _ in state.iter_state(compute_latest_key(entity, prefix)):
+    # The first key after the cursor: keys hold no NUL, so none sorts between the two.  The
+    # ledger seeks there, so a page reads its own keys, not every key before the cursor.
+    start = compute_latest_key(entity, after_key) + b"\x00" if after_key else None
+    for state_key, _ in state.iter_state(compute_latest_key(entity, prefix), start=start):
         key_bytes = state_key[len(namespace) :]
-        if key_bytes <= after:
-            # Skipped by a walk from the prefix's start: `iter_state` takes no start key.
-            continue
         record = get_record(state, entity, key_bytes.decode())
         if record is not None:
             found.append(record)

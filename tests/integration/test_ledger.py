@@ -165,6 +165,27 @@ def test_iter_state_returns_a_prefix_in_key_order(tmp_path: Path) -> None:
         assert list(ledger.iter_state(b"nothing/")) == []
 
 
+def test_iter_state_from_a_start_key_seeks_there_and_stays_in_the_prefix(tmp_path: Path) -> None:
+    with Ledger(tmp_path / "db") as ledger:
+        initialize(ledger)
+        write_set: dict[bytes, bytes | None] = {b"rec/b": b"2", b"rec/a": b"1", b"red": b"x", b"rec/c": b"3"}
+        ledger.commit_block(*make_block(ledger.get_head(), [], write_set), write_set)
+        assert [key for key, _ in ledger.iter_state(b"rec/", start=b"rec/b")] == [
+            b"rec/b",
+            b"rec/c",
+            b"rec/old",
+        ]
+        assert [key for key, _ in ledger.iter_state(b"rec/", start=b"rec/b\x00")] == [b"rec/c", b"rec/old"]
+        assert list(ledger.iter_state(b"rec/", start=b"rec/zz")) == []
+        assert list(ledger.iter_state(b"rec/", start=b"rec0")) == [], "a start past the prefix ends it"
+        assert [key for key, _ in ledger.iter_state(b"rec/", start=b"a")] == [
+            b"rec/a",
+            b"rec/b",
+            b"rec/c",
+            b"rec/old",
+        ]
+
+
 @pytest.mark.parametrize("fault", ["wrong_parent", "wrong_height", "wrong_certificate", "duplicate_tx"])
 def test_refused_commit_writes_nothing(tmp_path: Path, fault: str) -> None:
     path = tmp_path / "db"
