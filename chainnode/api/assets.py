@@ -9,8 +9,9 @@ default `common.LIMIT_DEFAULT`) and an opaque `cursor` taken from the previous p
 - `GET /v1/collections/{collection}`: the collection and its statistics.
 - `GET /v1/collections/{collection}/assets[?limit&cursor]`: its assets in mint order, burned
   ones included.
-- `GET /v1/collections/{collection}/assets/{token}`: one asset with its holders (at most
-  `HOLDERS_MAX`) and their freezes.
+- `GET /v1/collections/{collection}/assets/{token}[?limit&cursor]`: one asset with a page of
+  its holders and their freezes, in holder id order (the cursor: the last holder id seen;
+  `holders_truncated` says whether `next_cursor` leads to more).
 - `GET /v1/collections/{collection}/assets/{token}/provenance[?limit&cursor]`: every action
   that touched the asset, oldest first, with height and tx hash.
 - `GET /v1/entities/{id}/assets[?limit&cursor]`: what an entity holds.
@@ -53,9 +54,8 @@ from chainnode.api.forms import (
 )
 from chainnode.api.service import LedgerReader
 from chainnode.app import asset_state
+from chainnode.core.claims import is_valid_id
 from chainnode.core.errors import RemoteError
-
-HOLDERS_MAX = 100
 
 
 def _not_found(message: str) -> web.Response:
@@ -186,12 +186,20 @@ async def handle_asset(request: web.Request) -> web.Response:
     asset = _find_asset(ledger, request)
     if asset is None:
         return _not_found(f"no asset {request.match_info['collection']}/{request.match_info['token']}")
+    limit = parse_limit(request)
+    after = request.query.get("cursor", "")
+    if after and not is_valid_id(after):
+        raise RemoteError("cursor must be a holder id from a previous page", code="bad_cursor")
     answer = compute_asset_json(asset)
+    # One more than the page tells whether another page follows without a second read.
     holders = asset_state.list_holders(
-        _get_iterator(ledger), asset.collection_id, asset.token_id, limit=HOLDERS_MAX + 1
+        _get_iterator(ledger), asset.collection_id, asset.token_id, after=after, limit=limit + 1
     )
-    answer["holders"] = [compute_holding_json(holding) for holding in holders[:HOLDERS_MAX]]
-    answer["holders_truncated"] = len(holders) > HOLDERS_MAX
+    page = holders[:limit]
+    more = len(holders) > limit
+    answer["holders"] = [compute_holding_json(holding) for holding in page]
+    answer["holders_truncated"] = more
+    answer["next_cursor"] = page[-1].holder if more else None
     return json_response(answer)
 
 
@@ -262,22 +270,21 @@ COLLECTION_SCHEMA = compute_object_schema(
         ),
     }
 )
-ASSET_SCHEMA = compute_object_schema(
-    {
-        "asset_id": STRING,
-        "collection": STRING,
-        "token": STRING,
-        "seq": INTEGER,
-        "metadata_hash": HEX,
-        "uri": compute_nullable_schema(STRING),
-        "minted_height": INTEGER,
-        "units": INTEGER,
-        "burned": BOOLEAN,
-        "owner": compute_nullable_schema(STRING),
-        "approved": compute_nullable_schema(STRING),
-        "provenance_entries": INTEGER,
-    }
-)
+_ASSET_FIELDS = {
+    "asset_id": STRING,
+    "collection": STRING,
+    "token": STRING,
+    "seq": INTEGER,
+    "metadata_hash": HEX,
+    "uri": compute_nullable_schema(STRING),
+    "minted_height": INTEGER,
+    "units": INTEGER,
+    "burned": BOOLEAN,
+    "owner": compute_nullable_schema(STRING),
+    "approved": compute_nullable_schema(STRING),
+    "provenance_entries": INTEGER,
+}
+ASSET_SCHEMA = compute_object_schema(_ASSET_FIELDS)
 HOLDING_SCHEMA = compute_object_schema(
     {
         "asset_id": STRING,
@@ -300,16 +307,18 @@ PROVENANCE_SCHEMA = compute_object_schema(
         "tx_hash": HASH,
     }
 )
-_ASSET_WITH_HOLDERS_SCHEMA = {
-    "allOf": [
-        ASSET_SCHEMA,
-        compute_object_schema(
-            {"holders": compute_array_schema(HOLDING_SCHEMA), "holders_truncated": BOOLEAN}
-        ),
-    ]
-}
+_ASSET_WITH_HOLDERS_SCHEMA = compute_object_schema(
+    {
+        **_ASSET_FIELDS,
+        "holders": compute_array_schema(HOLDING_SCHEMA),
+        "holders_truncated": BOOLEAN,
+        "next_cursor": compute_nullable_schema(STRING),
+    }
+)
 # `<collection>/<token>` (`asset_state.is_valid_collection_id`, `is_valid_token_id`), or empty.
 _ASSET_ID_PATTERN = "^([a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?/[A-Za-z0-9._-]{1,64})?$"
+# An entity id (`chainnode.core.claims.ID_PATTERN`), or empty.
+_HOLDER_ID_PATTERN = "^([a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?)?$"
 _COLLECTION_PARAM = path_param("collection", "collection id")
 _TOKEN_PARAM = path_param("token", "token id")
 _NOT_FOUND = {404: ("not_found",)}
@@ -339,10 +348,19 @@ ROUTES: tuple[Route, ...] = (
         "GET",
         "/v1/collections/{collection}/assets/{token}",
         handle_asset,
-        f"One asset with its holders (at most {HOLDERS_MAX}) and their freezes",
-        params=(_COLLECTION_PARAM, _TOKEN_PARAM),
+        "One asset with a page of its holders and their freezes (the cursor: the last holder id seen)",
+        params=(
+            _COLLECTION_PARAM,
+            _TOKEN_PARAM,
+            LIMIT_PARAM,
+            query_param(
+                "cursor",
+                "the previous page's next_cursor, the last holder id seen (absent or empty: the first page)",
+                {"type": "string", "pattern": _HOLDER_ID_PATTERN},
+            ),
+        ),
         responses={200: _ASSET_WITH_HOLDERS_SCHEMA},
-        errors={400: ("bad_request",), **_NOT_FOUND, 501: ("not_implemented",)},
+        errors={400: ("bad_request", *PAGE_ERRORS[400]), **_NOT_FOUND, 501: ("not_implemented",)},
         tag="assets",
     ),
     Route(

@@ -255,8 +255,32 @@ class Assets:
         """One page: {"assets": [...], "next_cursor"}; ClientError `not_found` for no such collection."""
         return self._get_page(f"/v1/collections/{_quote(collection_id)}/assets" + _page_query(limit, cursor))
 
-    def get_asset(self, collection_id: str, token_id: str) -> dict[str, Any] | None:
-        return self._get(f"/v1/collections/{_quote(collection_id)}/assets/{_quote(token_id)}")
+    def get_asset(
+        self,
+        collection_id: str,
+        token_id: str,
+        *,
+        holders_limit: int | None = None,
+        holders_cursor: str | None = None,
+    ) -> dict[str, Any] | None:
+        """The asset with a page of its holders ("holders", "next_cursor": the last holder id
+        when more follow); None for no such asset."""
+        path = f"/v1/collections/{_quote(collection_id)}/assets/{_quote(token_id)}"
+        return self._get(path + _page_query(holders_limit, holders_cursor))
+
+    def iter_holders(
+        self, collection_id: str, token_id: str, *, limit: int = 100
+    ) -> Iterator[dict[str, Any]]:
+        """Every holder of the asset in holder id order, page after page."""
+        cursor: str | None = None
+        while True:
+            asset = self.get_asset(collection_id, token_id, holders_limit=limit, holders_cursor=cursor)
+            if asset is None:
+                raise ClientError(f"no asset {collection_id}/{token_id}", code="not_found", status=404)
+            yield from asset["holders"]
+            cursor = asset.get("next_cursor")
+            if not cursor:
+                return
 
     def get_provenance(
         self, collection_id: str, token_id: str, *, limit: int | None = None, cursor: str | None = None

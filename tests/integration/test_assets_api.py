@@ -248,6 +248,18 @@ def test_editioned_batches_operators_and_pages_through_the_sdk(
     page = fudan.list_owned("fudan", limit=1, cursor=page["next_cursor"])
     assert [(a["asset_id"], a["amount"]) for a in page["assets"]] == [("tickets/day-2", 5)]
     assert fudan.list_owned("fudan", limit=1, cursor=page["next_cursor"])["assets"] == []
+    # An asset's holders, paged in holder id order.
+    holders = pku.get_asset("tickets", "day-1", holders_limit=1)
+    assert holders is not None
+    assert [(h["holder"], h["amount"]) for h in holders["holders"]] == [("fudan", 4)]
+    assert holders["next_cursor"] == "fudan" and holders["holders_truncated"] is True
+    holders = pku.get_asset("tickets", "day-1", holders_limit=1, holders_cursor="fudan")
+    assert holders is not None and [h["holder"] for h in holders["holders"]] == ["pku"]
+    assert holders["next_cursor"] is None and holders["holders_truncated"] is False
+    assert [h["holder"] for h in pku.iter_holders("tickets", "day-1", limit=1)] == ["fudan", "pku"]
+    with pytest.raises(ClientError) as refused_cursor:
+        pku.get_asset("tickets", "day-1", holders_cursor="Not An Id")
+    assert (refused_cursor.value.status, refused_cursor.value.code) == (400, "bad_cursor")
     stats = issuer.get_collection("tickets")
     assert stats is not None and stats["stats"]["units"] == 30 and stats["stats"]["tokens_burned"] == 1
     issuer.pause("tickets", wait=True)

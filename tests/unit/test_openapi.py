@@ -67,7 +67,6 @@ NOT_LISTS = {
     ("get", "/v1/transactions/{hash}/proof"),  # one proof's branches
     ("get", "/v1/blocks/{height}"),  # one block's transactions
     ("get", "/v1/checkpoints/latest"),  # one checkpoint's signatures
-    ("get", "/v1/collections/{collection}/assets/{token}"),  # one asset's holders, at most 100
     ("post", "/v1/transactions"),  # a batch's results, one per submitted item
     ("get", "/v1/light/changes"),  # every validator-set change: council decisions, few
 }
