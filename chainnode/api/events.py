@@ -37,6 +37,10 @@ first event of the message it did not take (a client resumes from the cursor of 
 it received, which the server cannot know better).  At most `subscribers_max` websockets are
 open (one more is answered 503 `too_many_subscribers` with `Retry-After`), and at shutdown each
 is closed with 1001 and the same resume reason, and long polls return at once.
+
+Metrics.  The hub counts what `/metrics` shows of it (`compute_subscriber_samples`, read by
+`chainnode.node.status` at each scrape): the subscribers connected (a gauge), and those dropped
+as too slow and refused as too many (counters).
 """
 
 from __future__ import annotations
@@ -74,6 +78,7 @@ from chainnode.api.forms import (
 )
 from chainnode.app import events as chain_events
 from chainnode.core.errors import RemoteError
+from chainnode.core.metrics import Sample
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +134,8 @@ class EventHub:
         self.limits = limits
         self.reader = EventReader(lambda: app[SERVICE_KEY].ledger, limits.cache_events_max)
         self.subscribers: set[web.WebSocketResponse] = set()
+        self.subscribers_dropped_slow = 0
+        self.subscribers_refused = 0
         self._closing: asyncio.Future[None] | None = None
 
     def get_closing(self) -> asyncio.Future[None]:
@@ -158,6 +165,31 @@ class EventHub:
 
 
 HUB_KEY = web.AppKey("events_hub", EventHub)
+
+
+def compute_subscriber_samples(hub: EventHub | None) -> list[Sample]:
+    """The subscribers connected, and how many were dropped as slow or refused as too many
+    (zeros without a hub: an application not started yet)."""
+    return [
+        Sample(
+            "chainnode_event_subscribers",
+            "gauge",
+            "Event websocket subscribers connected (at most subscribers_max).",
+            0 if hub is None else len(hub.subscribers),
+        ),
+        Sample(
+            "chainnode_event_subscribers_dropped_slow_total",
+            "counter",
+            "Event websocket subscribers dropped because they did not take a message in time.",
+            0 if hub is None else hub.subscribers_dropped_slow,
+        ),
+        Sample(
+            "chainnode_event_subscribers_refused_total",
+            "counter",
+            "Event websocket subscribers refused because subscribers_max were connected.",
+            0 if hub is None else hub.subscribers_refused,
+        ),
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,6 +306,7 @@ async def handle_events_ws(request: web.Request) -> web.StreamResponse:
     limits = hub.limits
     query = _parse_query(request, service.ledger.get_head().height)
     if len(hub.subscribers) >= limits.subscribers_max or hub.is_closing:
+        hub.subscribers_refused += 1
         return json_response(
             error_body("too_many_subscribers", f"at most {limits.subscribers_max} event subscribers"),
             status=503,
@@ -319,6 +352,7 @@ async def handle_events_ws(request: web.Request) -> web.StreamResponse:
                 limits.close_timeout_ms / 1000,
             )
     except _SlowSubscriberError:
+        hub.subscribers_dropped_slow += 1
         logger.info("dropped a slow event subscriber at %s", chain_events.encode_cursor(position))
         await _close(
             request,

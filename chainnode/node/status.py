@@ -27,6 +27,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from chainnode.api.events import HUB_KEY, compute_subscriber_samples
 from chainnode.api.service import ReadinessProblem
 from chainnode.app import authority
 from chainnode.core import metrics
@@ -175,6 +176,7 @@ class NodeCollector:
         yield from compute_families(get_storage_samples(node), common)
         yield from compute_families(get_certificate_samples(node, self._certificate_expiry_s), common)
         yield from compute_families(get_api_connection_samples(node), common)
+        yield from compute_families(get_event_subscriber_samples(node), common)
         yield from compute_families(node.gc_timer.samples(), common)
         ready = int(not node.get_readiness_problems())
         yield from compute_families(
@@ -410,6 +412,12 @@ def get_api_connection_samples(node: NodeView) -> list[Sample]:
         for name in ("connections_refused", "request_heads_timed_out")
     ]
     return samples
+
+
+def get_event_subscriber_samples(node: NodeView) -> list[Sample]:
+    """The events websocket's subscribers (`chainnode.api.events.EventHub`); zeros before `start`."""
+    app = None if node.api_runner is None else node.api_runner.app
+    return compute_subscriber_samples(None if app is None else app.get(HUB_KEY))
 
 
 def compute_status(node: NodeView) -> dict[str, Any]:

@@ -21,7 +21,14 @@ import pytest
 from aiohttp import WSMsgType, WSServerHandshakeError
 from aiohttp.test_utils import TestClient, TestServer
 
-from chainnode.api.events import CLOSE_GOING_AWAY, CLOSE_SLOW_SUBSCRIBER, HUB_KEY, EventLimits
+from chainnode.api.events import (
+    CLOSE_GOING_AWAY,
+    CLOSE_SLOW_SUBSCRIBER,
+    HUB_KEY,
+    EventHub,
+    EventLimits,
+    compute_subscriber_samples,
+)
 from chainnode.api.server import create_app
 from chainnode.app.events import START, Position, decode_cursor, encode_cursor
 from chainnode.sdk import events as sdk_events
@@ -79,6 +86,10 @@ async def _read_all(http: TestClient[Any, Any], limit: int, **query: Any) -> lis
         if page["caught_up"] and not page["events"]:
             return found
     raise AssertionError("paging did not end")
+
+
+def _get_subscriber_metrics(hub: EventHub) -> dict[str, float]:
+    return {sample.name: sample.value for sample in compute_subscriber_samples(hub)}
 
 
 def _position(event: dict[str, Any]) -> Position:
@@ -222,6 +233,9 @@ async def test_slow_subscriber_is_dropped_with_its_resume_cursor(
     resume_from = reason["resume_from"]
     assert decode_cursor(resume_from) == START  # its first message was never taken whole
     assert len(received) < 600
+    metrics = _get_subscriber_metrics(http.app[HUB_KEY])
+    assert metrics["chainnode_event_subscribers_dropped_slow_total"] == 1
+    assert metrics["chainnode_event_subscribers_refused_total"] == 0
     # Resuming from the reason's cursor loses nothing.
     async with http.ws_connect("/v1/events/ws", params={"from": resume_from}) as ws:
         events, _ = await _receive_events(ws, 600)
@@ -239,6 +253,11 @@ async def test_subscribers_are_bounded_and_closed_at_shutdown(service: LocalServ
         with pytest.raises(WSServerHandshakeError) as refused:
             await session.ws_connect(url)
         assert refused.value.status == 503
+        assert _get_subscriber_metrics(app[HUB_KEY]) == {
+            "chainnode_event_subscribers": LIMITS.subscribers_max,
+            "chainnode_event_subscribers_dropped_slow_total": 0,
+            "chainnode_event_subscribers_refused_total": 1,
+        }
         await server.close()  # the node shuts down: every subscriber hears where to resume
         for ws in open_sockets:
             message = await asyncio.wait_for(ws.receive(), 10)
@@ -247,6 +266,7 @@ async def test_subscribers_are_bounded_and_closed_at_shutdown(service: LocalServ
             assert message.type == WSMsgType.CLOSE and message.data == CLOSE_GOING_AWAY
             assert json.loads(message.extra)["resume_from"] == encode_cursor(START)
             await ws.close()
+    assert _get_subscriber_metrics(app[HUB_KEY])["chainnode_event_subscribers"] == 0
 
 
 @pytest.fixture
