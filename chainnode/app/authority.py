@@ -37,7 +37,7 @@ from h + 1.
 Sectors: `records.put_sector(sector, key, value)` (role `submitter`) writes a versioned record in
 the shared namespace `sector:<sector>` of the `records` module (read it with
 `records.get_record(state, "sector:<sector>", key)`); the signer's certificate must carry that
-sector (`missing_sector`).  Each version's tx hash identifies its writer.
+sector (`missing_sector`).  Each version records its writer (the signer).
 
 `find_expiring_certificates` lists the entity and zone CA certificates that expire within a window,
 for status pages and metrics, so that an expiring certificate never surprises an operator.
@@ -342,7 +342,11 @@ def apply_put_sector(overlay: Overlay, tx: types.Transaction, context: Execution
             ErrorCode.MISSING_SECTOR,
             f"records.put_sector in {sector!r} needs that sector, which {tx.signer!r} lacks",
         )
-    version = records.write_version(overlay, SECTOR_NAMESPACE_PREFIX + sector, key, value, context, tx.hash)
+    # A sector namespace has no owner: every version names its writer, as a grantee's does.
+    namespace = SECTOR_NAMESPACE_PREFIX + sector
+    version = records.write_version_by(
+        overlay, namespace, key, value, context, tx.hash, writer=tx.signer, document=None
+    )
     return [("records.put_sector", (sector, key, version, tx.signer))]
 
 

@@ -84,12 +84,14 @@ class RecordVersion:
     value: bytes
     height: int  # height of the block that committed this version
     tx_hash: bytes  # the transaction that wrote it
-    writer: str = ""  # the grantee that wrote it; "" when written by the namespace's own writer
+    # Who wrote it when not the namespace's owner: a grantee, or the member of a sector that
+    # wrote a sector namespace (which has no owner); "" when the owner wrote it.
+    writer: str = ""
     document: Document | None = None  # set for an anchored document
 
     @property
     def written_by(self) -> str:
-        """Who wrote this version (for a sector namespace, see the transaction's signer)."""
+        """Who wrote this version."""
         return self.writer or self.entity
 
 

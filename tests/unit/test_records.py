@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from chainnode.app import events, records, records_sharing
-from chainnode.app.execution import Executor, SignatureCache
+from chainnode.app.execution import DEFAULT_ACTIONS, Executor, SignatureCache
 from chainnode.app.state import compute_genesis_state_root
 from chainnode.cli import records as cli_records
 from chainnode.core import identity_records, types
@@ -172,6 +172,34 @@ def test_owner_writes_its_own_namespace_with_put_to_and_anchor_without_a_grant()
     chain.ok("hospital", "put_to", "hospital", "k", b"v")
     chain.ok("hospital", "anchor", *anchor_args(key="k"))
     assert [item.writer for item in records.get_history(chain.state, "hospital", "k")] == ["", ""]
+
+
+# Every records action that writes a version, with a write by an entity other than the
+# namespace's owner: (signer, action, args, namespace, key).  A new write action must join it.
+WRITES_BY_OTHERS = {
+    "put_to": ("university", "put_to", ("hospital", "trial-7.a", b"x"), "hospital", "trial-7.a"),
+    "anchor": ("university", "anchor", anchor_args(key="trial-7.b"), "hospital", "trial-7.b"),
+    "put_sector": ("clinic", "put_sector", ("health", "beds", b"3"), "sector:health", "beds"),
+}
+
+
+def test_every_write_by_another_entity_is_recorded_with_its_writer() -> None:
+    writing = {
+        action
+        for (module, action) in DEFAULT_ACTIONS
+        if module == "records" and action not in ("grant", "revoke", "mark_read")
+    }
+    assert writing == {"put", *WRITES_BY_OTHERS}, "a records write action is not covered here"
+    chain = Chain()
+    chain.ok("hospital", "grant", "university", "trial-7.", "write", 100)
+    for signer, action, args, namespace, key in WRITES_BY_OTHERS.values():
+        chain.ok(signer, action, *args)
+        record = records.get_record(chain.state, namespace, key)
+        assert record is not None and (record.writer, record.written_by) == (signer, signer), action
+    # A second writer of the same sector namespace is told apart from the first.
+    chain.ok("hospital", "put_sector", "health", "beds", b"4")
+    history = records.get_history(chain.state, "sector:health", "beds")
+    assert [item.written_by for item in history] == ["clinic", "hospital"]
 
 
 def test_list_records_pages_by_prefix_with_a_cursor() -> None:
