@@ -8,11 +8,23 @@ read.  `read_page` scans forward from a cursor and stops after about `scan_txs_m
 transactions, so a filtered read of a long chain is bounded and goes on from its `next` cursor.
 Nothing here does I/O beyond the ledger reads; the HTTP and websocket endpoints over it are
 `chainnode.api.events`'.
+
+Cursors bound to the chain.  A position alone (`chainnode.app.events.encode_cursor`, version 1)
+means something on every chain, so a cursor kept from another chain's node (a relayer or a
+subscriber pointed at the wrong URL, a chain reset with the same id) would be read at a
+meaningless position without a word.  The cursors this node gives out are version 2: the
+position followed by the first `CHAIN_TAG_BYTES` bytes of the chain's genesis hash (the hash
+of its genesis file, so it tells apart chains that share an id).  `decode_cursor` refuses a
+version 2 cursor of another chain with `bad_cursor`, naming both chains' tags; a version 1
+cursor is still taken as a position (clients that saved one keep working), and every answer
+hands them a version 2 cursor to go on from.
 """
 
 from __future__ import annotations
 
+import binascii
 import json
+import struct
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +34,50 @@ from chainnode.api.service import LedgerReader
 from chainnode.app import events as chain_events
 from chainnode.core import types
 from chainnode.core.errors import StorageError
+
+BOUND_CURSOR_VERSION = 2
+CHAIN_TAG_BYTES = 8
+# version, height, tx index, event index, the chain's tag (the genesis hash's first bytes)
+_BOUND_CURSOR = struct.Struct(f">BQII{CHAIN_TAG_BYTES}s")
+BOUND_CURSOR_CHARS = 2 * _BOUND_CURSOR.size
+
+
+def compute_chain_tag(genesis_hash: bytes) -> bytes:
+    """The chain's tag in its cursors: the first `CHAIN_TAG_BYTES` bytes of its genesis hash."""
+    return genesis_hash[:CHAIN_TAG_BYTES]
+
+
+def encode_bound_cursor(position: chain_events.Position, chain_tag: bytes) -> str:
+    """A cursor of `position` on the chain tagged `chain_tag` (version 2: see the docstring)."""
+    return _BOUND_CURSOR.pack(
+        BOUND_CURSOR_VERSION, position.height, position.tx_index, position.event_index, chain_tag
+    ).hex()
+
+
+def decode_bound_cursor(text: str, chain_tag: bytes) -> chain_events.Position:
+    """The position a cursor names on the chain tagged `chain_tag`: a version 2 cursor of this
+    chain, or a version 1 cursor (unbound); `BadCursorError` for anything else, with a cursor
+    of another chain told apart."""
+    if len(text) != BOUND_CURSOR_CHARS:
+        return chain_events.decode_cursor(text)
+    shown = text[:60]
+    if not text.isascii() or text != text.lower():
+        raise chain_events.BadCursorError(f"a cursor is lowercase hex, got {shown!r}")
+    try:
+        data = binascii.unhexlify(text)
+    except (binascii.Error, ValueError):
+        raise chain_events.BadCursorError(f"a cursor is lowercase hex, got {shown!r}") from None
+    version, height, tx_index, event_index, tag = _BOUND_CURSOR.unpack(data)
+    if version != BOUND_CURSOR_VERSION:
+        raise chain_events.BadCursorError(f"cursor version {version} is not {BOUND_CURSOR_VERSION}")
+    if tag != chain_tag:
+        raise chain_events.BadCursorError(
+            f"the cursor is from another chain (genesis hash {tag.hex()}...); "
+            f"this node's chain has genesis hash {chain_tag.hex()}..."
+        )
+    if height < 1:
+        raise chain_events.BadCursorError("a cursor's height is at least 1")
+    return chain_events.Position(height, tx_index, event_index)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,11 +107,12 @@ def _compute_event_text(
     attributes: tuple[object, ...],
     tx: types.Transaction,
     timestamp_ms: int,
+    chain_tag: bytes,
 ) -> tuple[str, str, str]:
     module, action = chain_events.split_name(name)
     entity, keys = chain_events.compute_entity_and_keys(name, attributes, tx.signer)
     body = {
-        "cursor": chain_events.encode_cursor(position.get_next()),
+        "cursor": encode_bound_cursor(position.get_next(), chain_tag),
         "height": position.height,
         "tx_index": position.tx_index,
         "event_index": position.event_index,
@@ -80,6 +137,22 @@ class EventReader:
         self._cache_events_max = cache_events_max
         self._cache: OrderedDict[int, tuple[CommittedEvent, ...]] = OrderedDict()
         self._cached_events = 0
+        self._chain_tag: bytes | None = None
+
+    @property
+    def chain_tag(self) -> bytes:
+        """This chain's tag in cursors (its genesis hash never changes: read once)."""
+        if self._chain_tag is None:
+            self._chain_tag = compute_chain_tag(self._get_ledger().get_genesis_hash())
+        return self._chain_tag
+
+    def encode_cursor(self, position: chain_events.Position) -> str:
+        """The cursor of `position` on this chain."""
+        return encode_bound_cursor(position, self.chain_tag)
+
+    def decode_cursor(self, text: str) -> chain_events.Position:
+        """The position of a cursor of this chain (or an unbound one); `BadCursorError` else."""
+        return decode_bound_cursor(text, self.chain_tag)
 
     def get_height_events(self, height: int) -> tuple[CommittedEvent, ...]:
         """Every event of a committed height, in order."""
@@ -101,7 +174,7 @@ class EventReader:
             for event_index, (name, attributes) in enumerate(receipt.events):
                 position = chain_events.Position(height, tx_index, event_index)
                 module, entity, text = _compute_event_text(
-                    position, name, attributes, tx, block.header.timestamp_ms
+                    position, name, attributes, tx, block.header.timestamp_ms, self.chain_tag
                 )
                 found.append(CommittedEvent(position, module, entity, tx.signer, text))
         result = tuple(found)

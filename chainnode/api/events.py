@@ -1,5 +1,7 @@
 """HTTP endpoints for committed events: a page with long-poll, and a websocket that replays then
 streams.  Both resume from a cursor (`chainnode.app.events`), lose nothing and repeat nothing.
+The cursors they give are bound to this chain (`chainnode.api.event_reader`): a cursor of
+another chain is refused 400 `bad_cursor`; an unbound cursor of the first form is still taken.
 
 Theory of operation
 -------------------
@@ -67,7 +69,7 @@ from chainnode.api.common import (
     query_param,
     register_routes,
 )
-from chainnode.api.event_reader import EventReader, Page
+from chainnode.api.event_reader import BOUND_CURSOR_CHARS, EventReader, Page
 from chainnode.api.forms import (
     ANY,
     HASH,
@@ -198,14 +200,14 @@ class _Query:
     event_filter: chain_events.EventFilter
 
 
-def _parse_query(request: web.Request, head: int) -> _Query:
+def _parse_query(request: web.Request, head: int, reader: EventReader) -> _Query:
     text = request.query.get("from", "")
     if text == "":
         start = chain_events.START
     elif text == "head":
         start = chain_events.Position(head + 1, 0, 0)
     else:
-        start = chain_events.decode_cursor(text)
+        start = reader.decode_cursor(text)
     event_filter = chain_events.EventFilter(
         module=chain_events.parse_filter_value(request.query.get("module"), "module"),
         entity=chain_events.parse_filter_value(request.query.get("entity"), "entity"),
@@ -213,10 +215,10 @@ def _parse_query(request: web.Request, head: int) -> _Query:
     return _Query(start, event_filter)
 
 
-def _compute_page_text(page: Page, *, kind: str | None = None) -> str:
+def _compute_page_text(page: Page, reader: EventReader, *, kind: str | None = None) -> str:
     prefix = "" if kind is None else f'"type":"{kind}",'
     joined = ",".join(event.text for event in page.events)
-    cursor = chain_events.encode_cursor(page.next)
+    cursor = reader.encode_cursor(page.next)
     caught_up = "true" if page.caught_up else "false"
     tail = f'"next":"{cursor}","head":{page.head},"caught_up":{caught_up}'
     return f'{{{prefix}"events":[{joined}],{tail}}}'
@@ -225,7 +227,7 @@ def _compute_page_text(page: Page, *, kind: str | None = None) -> str:
 async def handle_events(request: web.Request) -> web.Response:
     service = get_service(request)
     hub = request.app[HUB_KEY]
-    query = _parse_query(request, service.ledger.get_head().height)
+    query = _parse_query(request, service.ledger.get_head().height, hub.reader)
     limit = parse_limit(request)
     wait_ms = parse_natural(request.query.get("wait_ms", "0"), "wait_ms", code="bad_request")
     if wait_ms > WAIT_MS_MAX:
@@ -240,7 +242,7 @@ async def handle_events(request: web.Request) -> web.Response:
             break
         await hub.wait_for_commit(service.wait_for_commit(page.head, remaining_s), remaining_s)
         page = hub.reader.read_page(page.next, query.event_filter, limit=limit, scan_txs_max=scan)
-    return web.Response(text=_compute_page_text(page), content_type="application/json")
+    return web.Response(text=_compute_page_text(page, hub.reader), content_type="application/json")
 
 
 class _SlowSubscriberError(Exception):
@@ -273,10 +275,8 @@ async def _close(
         transport.abort()  # a subscriber that takes nothing does not keep its buffers
 
 
-def _compute_reason(code: str, position: chain_events.Position) -> str:
-    return json.dumps(
-        {"code": code, "resume_from": chain_events.encode_cursor(position)}, separators=(",", ":")
-    )
+def _compute_reason(code: str, position: chain_events.Position, reader: EventReader) -> str:
+    return json.dumps({"code": code, "resume_from": reader.encode_cursor(position)}, separators=(",", ":"))
 
 
 async def _accept_subscriber(request: web.Request, hub: EventHub) -> web.WebSocketResponse:
@@ -304,7 +304,7 @@ async def handle_events_ws(request: web.Request) -> web.StreamResponse:
     service = get_service(request)
     hub = request.app[HUB_KEY]
     limits = hub.limits
-    query = _parse_query(request, service.ledger.get_head().height)
+    query = _parse_query(request, service.ledger.get_head().height, hub.reader)
     if len(hub.subscribers) >= limits.subscribers_max or hub.is_closing:
         hub.subscribers_refused += 1
         return json_response(
@@ -325,7 +325,7 @@ async def handle_events_ws(request: web.Request) -> web.StreamResponse:
                 position, query.event_filter, limit=limits.batch_events_max, scan_txs_max=limits.scan_txs_max
             )
             if page.events:
-                await _send(ws, _compute_page_text(page, kind="events"), send_timeout_s)
+                await _send(ws, _compute_page_text(page, hub.reader, kind="events"), send_timeout_s)
                 last_sent = loop.time()
             position = page.next
             if not page.caught_up:
@@ -335,7 +335,7 @@ async def handle_events_ws(request: web.Request) -> web.StreamResponse:
             if idle_s >= heartbeat_s:
                 heartbeat = {
                     "type": "heartbeat",
-                    "next": chain_events.encode_cursor(position),
+                    "next": hub.reader.encode_cursor(position),
                     "head": page.head,
                 }
                 await _send(ws, json.dumps(heartbeat, separators=(",", ":")), send_timeout_s)
@@ -348,17 +348,17 @@ async def handle_events_ws(request: web.Request) -> web.StreamResponse:
                 request,
                 ws,
                 CLOSE_GOING_AWAY,
-                _compute_reason("shutting_down", position),
+                _compute_reason("shutting_down", position, hub.reader),
                 limits.close_timeout_ms / 1000,
             )
     except _SlowSubscriberError:
         hub.subscribers_dropped_slow += 1
-        logger.info("dropped a slow event subscriber at %s", chain_events.encode_cursor(position))
+        logger.info("dropped a slow event subscriber at %s", hub.reader.encode_cursor(position))
         await _close(
             request,
             ws,
             CLOSE_SLOW_SUBSCRIBER,
-            _compute_reason("slow_subscriber", position),
+            _compute_reason("slow_subscriber", position, hub.reader),
             limits.close_timeout_ms / 1000,
         )
     except ConnectionError:
@@ -406,7 +406,11 @@ _STREAM_PARAMS = (
         "from",
         "the cursor to read from: an event's cursor or a page's next (absent: the chain's start; "
         "'head': after the current head)",
-        {"type": "string", "pattern": f"^(01[0-9a-f]{{{chain_events.CURSOR_CHARS - 2}}}|head)?$"},
+        {
+            "type": "string",
+            "pattern": f"^(01[0-9a-f]{{{chain_events.CURSOR_CHARS - 2}}}"
+            f"|02[0-9a-f]{{{BOUND_CURSOR_CHARS - 2}}}|head)?$",
+        },
     ),
     query_param("module", "only this module's events", _FILTER_SCHEMA),
     query_param("entity", "only events about or signed by this entity", _FILTER_SCHEMA),

@@ -8,7 +8,9 @@ be further on when a filter skipped events) and, whenever the websocket ends -- 
 restarted, the network dropped, the node dropped us as a slow subscriber, or nothing came
 for `idle_timeout_s` (the node sends a heartbeat every few seconds) -- it connects again from
 that cursor, after a pause that doubles up to `reconnect_delay_max_s`.  It never trusts the
-cursor in a close reason over its own: the node cannot know what reached us.  A refusal that
+cursor in a close reason over its own: the node cannot know what reached us.  Cursors are
+opaque: the node's are bound to its chain (`chainnode.api.event_reader`), so a cursor kept
+from another chain is refused (`bad_cursor`) instead of read at a meaningless position.  A refusal that
 will not change by retrying (a bad cursor or filter: HTTP 400) raises `ClientError`; a node
 with too many subscribers (503) is tried again after its `Retry-After`.
 
@@ -32,7 +34,6 @@ import urllib.parse
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-from chainnode.app.events import Position, encode_cursor
 from chainnode.sdk.errors import ClientError
 
 
@@ -43,8 +44,6 @@ class EventClient(Protocol):
     def url(self) -> str: ...
 
     def send(self, method: str, path: str, body: bytes | None = None) -> Any: ...
-
-    def get_status(self) -> dict[str, Any]: ...
 
 
 _WEBSOCKET_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -269,9 +268,9 @@ def read_events(
 
 
 def resolve_head_cursor(client: EventClient) -> str:
-    """A cursor just past everything the node has committed now (to follow only new events)."""
-    height = int(client.get_status()["height"])
-    return encode_cursor(Position(height + 1, 0, 0))
+    """A cursor just past everything the node has committed now (to follow only new events):
+    the node's own, so it is bound to the node's chain like every cursor it gives."""
+    return str(get_events_page(client, from_cursor="head", limit=1)["next"])
 
 
 def events(

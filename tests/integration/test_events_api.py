@@ -21,6 +21,7 @@ import pytest
 from aiohttp import WSMsgType, WSServerHandshakeError
 from aiohttp.test_utils import TestClient, TestServer
 
+from chainnode.api.event_reader import compute_chain_tag, decode_bound_cursor, encode_bound_cursor
 from chainnode.api.events import (
     CLOSE_GOING_AWAY,
     CLOSE_SLOW_SUBSCRIBER,
@@ -30,7 +31,7 @@ from chainnode.api.events import (
     compute_subscriber_samples,
 )
 from chainnode.api.server import create_app
-from chainnode.app.events import START, Position, decode_cursor, encode_cursor
+from chainnode.app.events import START, BadCursorError, Position, encode_cursor
 from chainnode.sdk import events as sdk_events
 from chainnode.sdk.client import Client
 from chainnode.sdk.errors import ClientError
@@ -88,6 +89,14 @@ async def _read_all(http: TestClient[Any, Any], limit: int, **query: Any) -> lis
     raise AssertionError("paging did not end")
 
 
+def _decode(service: LocalService, cursor: str) -> Position:
+    return decode_bound_cursor(cursor, compute_chain_tag(service.ledger.get_genesis_hash()))
+
+
+def _encode(service: LocalService, position: Position) -> str:
+    return encode_bound_cursor(position, compute_chain_tag(service.ledger.get_genesis_hash()))
+
+
 def _get_subscriber_metrics(hub: EventHub) -> dict[str, float]:
     return {sample.name: sample.value for sample in compute_subscriber_samples(hub)}
 
@@ -103,7 +112,7 @@ async def test_pages_hold_every_event_once_in_order(
     whole = await _get(http, limit=1000)
     assert whole["caught_up"] is True and whole["head"] == 3
     assert len(whole["events"]) == 12
-    assert decode_cursor(whole["next"]) == Position(4, 0, 0)
+    assert _decode(service, whole["next"]) == Position(4, 0, 0)
     positions = [_position(event) for event in whole["events"]]
     assert positions == sorted(positions) and len(set(positions)) == 12
     first = whole["events"][0]
@@ -111,7 +120,7 @@ async def test_pages_hold_every_event_once_in_order(
     assert first["entity"] == SUBMITTER and first["signer"] == SUBMITTER
     assert first["keys"] == [first["attributes"][1]]
     for event in whole["events"]:
-        assert decode_cursor(event["cursor"]) == _position(event).get_next()
+        assert _decode(service, event["cursor"]) == _position(event).get_next()
     for limit in (1, 5, 12):
         assert await _read_all(http, limit) == whole["events"]
     # Resuming from an event's cursor starts right after it.
@@ -127,7 +136,7 @@ async def test_filters(http: TestClient[Any, Any], service: LocalService) -> Non
     for query in ({"module": "assets"}, {"entity": "someone-else"}):
         page = await _get(http, limit=10, **query)
         assert page["events"] == [] and page["caught_up"] is True
-        assert decode_cursor(page["next"]) == Position(3, 0, 0)
+        assert _decode(service, page["next"]) == Position(3, 0, 0)
 
 
 async def test_bad_queries_are_typed_errors(http: TestClient[Any, Any], service: LocalService) -> None:
@@ -152,9 +161,27 @@ async def test_bad_queries_are_typed_errors(http: TestClient[Any, Any], service:
 
 
 async def test_a_cursor_past_the_head_waits_there(http: TestClient[Any, Any], service: LocalService) -> None:
-    ahead = encode_cursor(Position(10, 0, 0))
+    ahead = _encode(service, Position(10, 0, 0))
     page = await _get(http, **{"from": ahead})
     assert page == {"events": [], "next": ahead, "head": 0, "caught_up": True}
+    # A cursor of the old form (a position, no chain) is still taken, and answered in the new.
+    page = await _get(http, **{"from": encode_cursor(Position(10, 0, 0))})
+    assert page == {"events": [], "next": ahead, "head": 0, "caught_up": True}
+
+
+async def test_a_cursor_of_another_chain_is_refused(
+    http: TestClient[Any, Any], service: LocalService
+) -> None:
+    _commit_puts(service, blocks=1, per_block=2)
+    ours = (await _get(http, limit=1))["events"][0]["cursor"]
+    assert _decode(service, ours) == Position(1, 0, 1)
+    other_chain = encode_bound_cursor(Position(1, 0, 1), b"\x5a" * 8)
+    for path in ("/v1/events", "/v1/events/ws"):
+        response = await http.get(path, params={"from": other_chain})
+        assert response.status == 400, path
+        error = (await response.json())["error"]
+        assert error["code"] == "bad_cursor" and "another chain" in error["message"], error
+    assert (await _get(http, **{"from": ours}))["events"][0]["cursor"] != ours
 
 
 async def test_long_poll_wakes_on_commit_and_times_out(
@@ -198,12 +225,12 @@ async def test_websocket_replays_then_streams_live(http: TestClient[Any, Any], s
         replayed, _ = await _receive_events(ws, 6)
         assert replayed == expected
         heartbeat = await _receive_json(ws)
-        assert heartbeat == {"type": "heartbeat", "next": encode_cursor(Position(3, 0, 0)), "head": 2}
+        assert heartbeat == {"type": "heartbeat", "next": _encode(service, Position(3, 0, 0)), "head": 2}
         _commit_puts(service, blocks=1, per_block=2, prefix="live")
         live, message = await _receive_events(ws, 2)
         assert sorted(key for event in live for key in event["keys"]) == ["live0-0", "live0-1"]
         assert [_position(event).height for event in live] == [3, 3]
-        assert message["next"] == encode_cursor(Position(4, 0, 0))
+        assert message["next"] == _encode(service, Position(4, 0, 0))
     # From an event's cursor: the events after it, none before and not it.
     async with http.ws_connect("/v1/events/ws", params={"from": expected[3]["cursor"]}) as ws:
         resumed, _ = await _receive_events(ws, 4)
@@ -231,7 +258,7 @@ async def test_slow_subscriber_is_dropped_with_its_resume_cursor(
     reason = json.loads(closed.value.reason)
     assert reason["code"] == "slow_subscriber"
     resume_from = reason["resume_from"]
-    assert decode_cursor(resume_from) == START  # its first message was never taken whole
+    assert _decode(service, resume_from) == START  # its first message was never taken whole
     assert len(received) < 600
     metrics = _get_subscriber_metrics(http.app[HUB_KEY])
     assert metrics["chainnode_event_subscribers_dropped_slow_total"] == 1
@@ -264,7 +291,7 @@ async def test_subscribers_are_bounded_and_closed_at_shutdown(service: LocalServ
             while message.type == WSMsgType.TEXT:
                 message = await asyncio.wait_for(ws.receive(), 10)
             assert message.type == WSMsgType.CLOSE and message.data == CLOSE_GOING_AWAY
-            assert json.loads(message.extra)["resume_from"] == encode_cursor(START)
+            assert json.loads(message.extra)["resume_from"] == _encode(service, START)
             await ws.close()
     assert _get_subscriber_metrics(app[HUB_KEY])["chainnode_event_subscribers"] == 0
 
@@ -314,6 +341,17 @@ def test_sdk_stream_survives_cut_connections(
     assert received == expected
 
 
+def test_sdk_head_cursor_is_the_nodes_own_bound_to_its_chain(
+    served: ServerThread, service: LocalService
+) -> None:
+    served.call(_commit_puts, service, 1, 2, "old")
+    with Client(served.url) as client:
+        head = sdk_events.resolve_head_cursor(client)
+    assert _decode(service, head) == Position(2, 0, 0)
+    with pytest.raises(BadCursorError):
+        decode_bound_cursor(head, b"\x00" * 8)
+
+
 def test_sdk_refuses_a_bad_cursor(served: ServerThread) -> None:
     with Client(served.url) as client, pytest.raises(ClientError) as refused:
         next(client.events(from_cursor="bad"))
@@ -329,7 +367,7 @@ async def test_a_filtered_read_scans_a_bounded_stretch(
     page = await _get(http, module="assets", limit=10, wait_ms=5_000)
     # Two heights scanned (3 events + 1 each), nothing found, not at the head: no waiting.
     assert page["events"] == [] and page["caught_up"] is False
-    assert decode_cursor(page["next"]) == Position(3, 0, 0)
+    assert _decode(service, page["next"]) == Position(3, 0, 0)
     assert time.monotonic() - started < 4
     assert len(await _read_all(http, 10, module="records")) == 12
 
@@ -352,7 +390,7 @@ def test_cli_prints_events_and_the_cursor_to_go_on_from(
         "cli1-1",
     ]
     next_cursor = err.strip().removeprefix("next: ")
-    assert decode_cursor(next_cursor) == Position(3, 0, 0)
+    assert _decode(service, next_cursor) == Position(3, 0, 0)
     served.call(_commit_puts, service, 1, 1, "later")
     assert main(["events", "--node", served.url, "--from", next_cursor, "--module", "records", "--text"]) == 0
     out, _ = capsys.readouterr()

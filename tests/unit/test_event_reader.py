@@ -7,14 +7,25 @@ import json
 from dataclasses import dataclass, field
 from typing import cast
 
-from chainnode.api.event_reader import CommittedEvent, EventReader
+import pytest
+
+from chainnode.api.event_reader import (
+    BOUND_CURSOR_CHARS,
+    CommittedEvent,
+    EventReader,
+    compute_chain_tag,
+    decode_bound_cursor,
+    encode_bound_cursor,
+)
 from chainnode.api.service import LedgerReader
-from chainnode.app.events import START, EventFilter, Position, decode_cursor
+from chainnode.app.events import START, BadCursorError, EventFilter, Position, encode_cursor
 from chainnode.core import types
 from tests.factories import make_key, make_tx
 
 CHAIN_ID = "reader-test"
 KEY = make_key("reader")
+GENESIS_HASH = bytes(range(32))
+CHAIN_TAG = compute_chain_tag(GENESIS_HASH)
 
 
 @dataclass
@@ -61,6 +72,9 @@ class MemoryLedger:
     def get_head(self) -> _Head:
         return _Head(len(self.blocks))
 
+    def get_genesis_hash(self) -> bytes:
+        return GENESIS_HASH
+
     def get_block(self, height: int) -> bytes | None:
         self.block_reads += 1
         return self.blocks.get(height)
@@ -104,7 +118,7 @@ def test_every_event_in_order_and_the_failed_transaction_has_none() -> None:
         ["c/1"],
     )
     assert minted["signer"] == "signer-2-1" and minted["timestamp_ms"] == 1002
-    assert decode_cursor(minted["cursor"]) == Position(2, 1, 2)
+    assert decode_bound_cursor(minted["cursor"], CHAIN_TAG) == Position(2, 1, 2)
 
 
 def test_every_start_gives_the_events_from_there() -> None:
@@ -164,3 +178,46 @@ def test_the_cache_is_bounded_and_serves_repeated_reads() -> None:
     assert ledger.block_reads == 3  # the newest height is still cached
     reader.read_page(START, EventFilter(), limit=100, scan_txs_max=100)
     assert ledger.block_reads > 3  # the oldest were evicted to stay within 4 entries
+
+
+# ---------------------------------------------------------------- cursors bound to the chain
+
+
+def test_a_bound_cursor_round_trips_and_keeps_the_order_of_positions() -> None:
+    first, second = Position(7, 0xAB, 0xCD), Position(7, 0xAB, 0xCE)
+    text = encode_bound_cursor(first, CHAIN_TAG)
+    assert len(text) == BOUND_CURSOR_CHARS and text == text.lower() and text.startswith("02")
+    assert decode_bound_cursor(text, CHAIN_TAG) == first
+    assert text < encode_bound_cursor(second, CHAIN_TAG)
+
+
+def test_an_unbound_cursor_of_the_old_form_is_still_a_position() -> None:
+    assert decode_bound_cursor(encode_cursor(Position(9, 1, 2)), CHAIN_TAG) == Position(9, 1, 2)
+
+
+GOOD = encode_bound_cursor(Position(7, 0xAB, 0xCD), CHAIN_TAG)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (encode_bound_cursor(Position(7, 1, 2), b"\xee" * 8), "another chain"),
+        (GOOD.upper(), "lowercase hex"),
+        ("zz" + GOOD[2:], "lowercase hex"),
+        ("03" + GOOD[2:], "version 3"),
+        (encode_bound_cursor(Position(0, 0, 0), CHAIN_TAG), "height is at least 1"),
+        (GOOD[:-2], "characters"),
+        (GOOD + "00", "characters"),
+    ],
+)
+def test_a_cursor_of_another_chain_or_form_is_refused(text: str, message: str) -> None:
+    with pytest.raises(BadCursorError) as refused:
+        decode_bound_cursor(text, CHAIN_TAG)
+    assert message in refused.value.message and refused.value.code == "bad_cursor"
+
+
+def test_the_reader_gives_cursors_of_its_chain() -> None:
+    reader = EventReader(lambda: cast(LedgerReader, _build()), cache_events_max=100)
+    first = json.loads(reader.get_height_events(1)[0].text)
+    assert first["cursor"] == encode_bound_cursor(Position(1, 0, 1), CHAIN_TAG)
+    assert reader.decode_cursor(first["cursor"]) == Position(1, 0, 1)
