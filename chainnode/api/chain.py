@@ -10,7 +10,13 @@ check (signature, signer, replay, module rules) against the committed state and 
 node's mempool, from where it is gossiped; it is not yet committed, and a node that dies before
 gossiping it loses it, so a client that must know waits for `GET /v1/transactions/{hash}` to say
 `committed` (the SDK's and the CLI's `--wait`) and resubmits otherwise (an id is committed at
-most once).  A full mempool answers 503 with `Retry-After` (a batch answers 200 with the items
+most once).  With `?wait=replicated` (and `wait_ms`, default 5000) the answer waits until a
+quorum of the validators hold the transaction in their mempools (`chainnode.node.replication`):
+a 202 then also says `"replicated": true` and how many validators hold it (`holders`; null if it
+was committed first), and no f crashes can lose it.  When the quorum does not answer in time,
+504 `not_replicated`: the transaction is in this node's mempool, and submitting it again (at
+once, or to another node) is safe.  A batch waits for each accepted item and marks it
+`"replicated": true|false`.  A full mempool answers 503 with `Retry-After` (a batch answers 200 with the items
 refused as `mempool_full` and the same header, so the client learns which items were pooled);
 one that is refused answers 400 when it is not a well-formed encoding (`malformed`,
 `too_large`, `bad_hex`) and 422 when it is well-formed but breaks a rule (bad signature,
@@ -27,6 +33,7 @@ cheap way to follow commits).
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -39,6 +46,7 @@ from chainnode.api.common import (
     get_service,
     json_response,
     parse_height,
+    parse_natural,
     path_param,
     query_param,
     read_json_object,
@@ -67,6 +75,8 @@ from chainnode.core.statuses import TxStatus
 
 SUBMIT_TXS_MAX = 10_000
 RETRY_AFTER_S = 1
+REPLICATION_WAIT_MS_DEFAULT = 5_000
+REPLICATION_WAIT_MS_MAX = 60_000
 # Rejection codes that mean "this is not a transaction at all" rather than
 # "this transaction breaks a rule"; they answer 400 instead of 422.
 _MALFORMED_CODES = frozenset({"malformed", "too_large", "bad_hex", "bad_request"})
@@ -82,19 +92,29 @@ def _compute_submit_item(result: SubmitResult) -> dict[str, Any]:
     return item
 
 
-def _submit_single(service: NodeService, text: Any) -> web.Response:
+async def _submit_single(service: NodeService, text: Any, wait_s: float | None) -> web.Response:
     try:
         encoded = parse_hex(text, "tx")
-        (result,) = service.submit_transactions([encoded])
+        (result,) = service.submit_transactions([encoded], replicate=wait_s is not None)
     except ChainError as error:
         if error.code == "mempool_full" or not isinstance(error, RemoteError):
             raise
         return json_response(
             error_body(error.code, error.message, hash=None), status=compute_error_status(error)
         )
+    tx_hash = result.tx_hash.hex() if result.tx_hash is not None else None
+    if result.accepted and wait_s is not None and result.tx_hash is not None:
+        holders = await service.wait_for_replication(result.tx_hash, wait_s)
+        if holders is None:
+            message = (
+                f"a quorum of validators did not confirm holding it within {wait_s:g} s; resubmitting is safe"
+            )
+            return json_response(error_body("not_replicated", message, hash=tx_hash), status=504)
+        item = _compute_submit_item(result)
+        item.update(replicated=True, holders=holders if holders >= 0 else None)
+        return json_response(item, status=202)
     if result.accepted:
         return json_response(_compute_submit_item(result), status=202)
-    tx_hash = result.tx_hash.hex() if result.tx_hash is not None else None
     if result.code == "mempool_full":
         return json_response(
             error_body(result.code, result.message, hash=tx_hash),
@@ -105,7 +125,7 @@ def _submit_single(service: NodeService, text: Any) -> web.Response:
     return json_response(error_body(result.code, result.message, hash=tx_hash), status=status)
 
 
-def _submit_batch(service: NodeService, items: Any) -> web.Response:
+async def _submit_batch(service: NodeService, items: Any, wait_s: float | None) -> web.Response:
     if not isinstance(items, list) or not items:
         raise RemoteError("txs must be a non-empty list of hex strings", code="bad_request")
     if len(items) > SUBMIT_TXS_MAX:
@@ -121,7 +141,7 @@ def _submit_batch(service: NodeService, items: Any) -> web.Response:
             results.append(None)
         except RemoteError as error:
             results.append(SubmitResult(None, False, error.code, error.message))
-    admitted = service.submit_transactions(encoded) if encoded else []
+    admitted = service.submit_transactions(encoded, replicate=wait_s is not None) if encoded else []
     if len(admitted) != len(encoded):
         raise LocalError(
             f"the node answered {len(admitted)} results for {len(encoded)} transactions", code="internal"
@@ -131,14 +151,44 @@ def _submit_batch(service: NodeService, items: Any) -> web.Response:
     accepted = sum(1 for result in merged if result.accepted)
     # Items refused only because the pool is full may be retried: say when.
     is_full = any(result.code == "mempool_full" for result in merged)
+    answers = [_compute_submit_item(result) for result in merged]
+    if wait_s is not None:
+        waited: list[tuple[dict[str, Any], bytes]] = [
+            (answer, result.tx_hash)
+            for answer, result in zip(answers, merged, strict=True)
+            if result.accepted and result.tx_hash is not None
+        ]
+        holders = await asyncio.gather(
+            *(service.wait_for_replication(tx_hash, wait_s) for _, tx_hash in waited)
+        )
+        for (answer, _), count in zip(waited, holders, strict=True):
+            answer["replicated"] = count is not None
     return json_response(
         {
             "accepted": accepted,
             "rejected": len(merged) - accepted,
-            "results": [_compute_submit_item(result) for result in merged],
+            "results": answers,
         },
         headers={"Retry-After": str(RETRY_AFTER_S)} if is_full else None,
     )
+
+
+def _parse_replication_wait(request: web.Request) -> float | None:
+    """Seconds to wait for replication (`?wait=replicated[&wait_ms=N]`), or None not to wait."""
+    wait = request.query.get("wait")
+    if wait is None:
+        if "wait_ms" in request.query:
+            raise RemoteError("wait_ms goes with wait=replicated", code="bad_request")
+        return None
+    if wait != "replicated":
+        raise RemoteError(f"wait must be 'replicated', got {wait[:40]!r}", code="bad_request")
+    text = request.query.get("wait_ms")
+    wait_ms = (
+        REPLICATION_WAIT_MS_DEFAULT if text is None else parse_natural(text, "wait_ms", code="bad_request")
+    )
+    if not 1 <= wait_ms <= REPLICATION_WAIT_MS_MAX:
+        raise RemoteError(f"wait_ms must be 1..{REPLICATION_WAIT_MS_MAX}, got {wait_ms}", code="bad_request")
+    return wait_ms / 1000
 
 
 async def handle_submit(request: web.Request) -> web.Response:
@@ -153,12 +203,13 @@ async def handle_submit(request: web.Request) -> web.Response:
         # Refuse before reading and decoding the body: a client flooding a busy node
         # must not cost it the work the refusal is meant to spare.
         raise RemoteError(busy, code="mempool_full")
+    wait_s = _parse_replication_wait(request)
     body = await read_json_object(request)
     keys = set(body)
     if keys == {"tx"}:
-        return _submit_single(get_service(request), body["tx"])
+        return await _submit_single(get_service(request), body["tx"], wait_s)
     if keys == {"txs"}:
-        return _submit_batch(get_service(request), body["txs"])
+        return await _submit_batch(get_service(request), body["txs"], wait_s)
     raise RemoteError('the body must be {"tx": hex} or {"txs": [hex, ...]}', code="bad_request")
 
 
@@ -280,6 +331,19 @@ ROUTES: tuple[Route, ...] = (
         "/v1/transactions",
         handle_submit,
         "Submit one transaction (202) or a batch (200, a result per item)",
+        params=(
+            query_param(
+                "wait",
+                "replicated: answer once a quorum of validators' mempools hold it",
+                {"enum": ["replicated"]},
+            ),
+            query_param(
+                "wait_ms",
+                f"how long to wait for replication, 1..{REPLICATION_WAIT_MS_MAX} "
+                f"(default {REPLICATION_WAIT_MS_DEFAULT})",
+                {"type": "integer", "minimum": 1, "maximum": REPLICATION_WAIT_MS_MAX},
+            ),
+        ),
         request_body=_SUBMIT_BODY_SCHEMA,
         responses={200: SUBMIT_BATCH_SCHEMA, 202: SUBMIT_ITEM_SCHEMA},
         errors={
@@ -287,6 +351,7 @@ ROUTES: tuple[Route, ...] = (
             413: ("too_large",),
             422: TX_ERROR_CODES,
             503: ("mempool_full", "storage_unavailable"),
+            504: ("not_replicated",),
         },
     ),
     Route(

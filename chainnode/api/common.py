@@ -42,6 +42,7 @@ ERROR_CODES: Mapping[str, str] = {
     "too_many": "more transactions in one request than the node takes",
     "mempool_full": "the node's mempool is full; retry after Retry-After",
     "storage_unavailable": "the node cannot write its ledger; take the transaction to another node",
+    "not_replicated": "a quorum of validators did not confirm holding the transaction in time; resubmit",
     "too_many_subscribers": "the node serves as many event subscribers as it takes",
     "not_implemented": "this node's ledger cannot list state",
     "internal": "the node failed; see its log",

@@ -225,7 +225,7 @@ CHECKPOINT_SCHEMA = compute_object_schema(
 ITEM_ERROR_SCHEMA = compute_object_schema({"code": STRING, "message": STRING})
 SUBMIT_ITEM_SCHEMA = compute_object_schema(
     {"hash": compute_nullable_schema(HASH), "status": {"enum": [TxStatus.PENDING, TxStatus.REJECTED]}},
-    {"error": ITEM_ERROR_SCHEMA},
+    {"error": ITEM_ERROR_SCHEMA, "replicated": BOOLEAN, "holders": compute_nullable_schema(INTEGER)},
 )
 SUBMIT_BATCH_SCHEMA = compute_object_schema(
     {"accepted": INTEGER, "rejected": INTEGER, "results": compute_array_schema(SUBMIT_ITEM_SCHEMA)}

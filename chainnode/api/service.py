@@ -86,9 +86,15 @@ class NodeService(Protocol):
         view, peers, mempool_txs, genesis_hash."""
         ...
 
-    def submit_transactions(self, encoded: Sequence[bytes]) -> list[SubmitResult]:
+    def submit_transactions(self, encoded: Sequence[bytes], *, replicate: bool = False) -> list[SubmitResult]:
         """Decode and admit each transaction; one result per input, in order.  May raise
-        `chainnode.node.mempool.MempoolFullError` for the whole batch."""
+        `chainnode.node.mempool.MempoolFullError` for the whole batch.  With `replicate`, the
+        accepted ones are gossiped asking peers to say they hold them (`wait_for_replication`)."""
+        ...
+
+    async def wait_for_replication(self, tx_hash: bytes, timeout_s: float) -> int | None:
+        """Once a quorum of validators' mempools hold the transaction: how many do (-1 once it
+        is committed); None after `timeout_s` (`chainnode.node.replication`)."""
         ...
 
     def get_transaction_status(self, tx_hash: bytes) -> TransactionStatus: ...

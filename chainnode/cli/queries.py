@@ -147,7 +147,14 @@ def run_tx_submit(args: argparse.Namespace) -> int:
         args=(args.key, args.value.encode("utf-8")),
         valid_until=valid_until,
     )
-    document = submit_document(client.submit(tx), "records.put", tx.signer)
+    if args.replicated:
+        answer = client.submit_replicated(tx, wait_ms=int(args.timeout * 1000))
+        document = {
+            **submit_document(str(answer["hash"]), "records.put", tx.signer),
+            "holders": answer.get("holders"),
+        }
+    else:
+        document = submit_document(client.submit(tx), "records.put", tx.signer)
     if args.wait:
         document = wait_for_outcome(args, client, document)
     emit(args, document, title="records.put")
@@ -247,6 +254,8 @@ def check_submit_arguments(args: argparse.Namespace) -> None:
         parser.error("use either --key/--value or --file, not both")
     if args.file is None and (args.key is None or args.value is None):
         parser.error("give --key K --value V, or --file TXS")
+    if args.replicated and args.file is not None:
+        parser.error("--replicated takes one transaction (--key/--value), not --file")
 
 
 def add_commands(commands: Any) -> None:
@@ -271,6 +280,11 @@ def _add_tx_commands(commands: Any) -> None:
     submit.add_argument("--value", metavar="V", help="the record's value (UTF-8 text)")
     submit.add_argument("--file", type=Path, metavar="TXS", help="JSON Lines of key/value")
     submit.add_argument("--wait", action="store_true", help="wait for the commit and print the outcome")
+    submit.add_argument(
+        "--replicated",
+        action="store_true",
+        help="return once a quorum of validators' mempools hold it (this node crashing cannot lose it)",
+    )
     submit.set_defaults(run=run_tx_submit, parser=submit)
     proof = tx_commands.add_parser("proof", help="fetch a committed transaction's inclusion proof")
     proof.add_argument("hash", type=_tx_hash, metavar="HASH")

@@ -50,6 +50,10 @@ TAG_EVIDENCE = 39
 # The p2p handshake (p2p.transport).
 TAG_HELLO = 40
 TAG_HELLO_ACK = 41
+# Frames between nodes, continued (chainnode.node.wire): gossip whose sender waits to hear which
+# peers pooled it, and the answer.
+TAG_TX_BATCH_ACKED = 42
+TAG_TX_ACK = 43
 
 # Digital assets: what the `assets` module stores in state (chainnode.app.asset_state).
 TAG_ASSET_COLLECTION = 50

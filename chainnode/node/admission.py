@@ -10,6 +10,11 @@ One error channel: every verdict on a transaction is a `SubmitResult` (accepted,
 rejection code and message); only a full mempool, a verdict on the whole request rather than on
 one transaction, is raised (`MempoolFullError`, answered 503 with `Retry-After`).
 
+Replication: a submission that waits for a quorum of validators' mempools
+(`chainnode.node.replication`) is gossiped in a batch that asks for an answer
+(`replicate_outbox`); a batch that asks is admitted from its own inbox, and the ids pooled
+(or already held) are answered to its sender (`take_acks`).
+
 Back-pressure: gossiped transactions wait in a bounded inbox and are admitted in slices between
 other events, so consensus messages never wait behind a backlog of signature checks; while the
 inbox or the mempool is deep, the API refuses new submissions before reading them.
@@ -56,6 +61,11 @@ class Admission:
         self._rejected: collections.OrderedDict[bytes, tuple[str, str]] = collections.OrderedDict()
         self.gossip_outbox: list[bytes] = []  # admitted from clients, to be gossiped at the next tick
         self.gossip_inbox: collections.deque[bytes] = collections.deque()
+        # Submissions that wait for replication, gossiped asking for an answer; gossip that
+        # asked, with its sender; the answers owed, by peer.
+        self.replicate_outbox: list[bytes] = []
+        self.acked_inbox: collections.deque[tuple[str, bytes]] = collections.deque()
+        self._acks_owed: dict[str, list[bytes]] = {}
         self._gossip_arrived = asyncio.Event()
         self.gossip_dropped = 0  # batches (or the rest of an inbox) dropped for back-pressure
         # For /metrics: new transactions pooled by source ("api", "peer"), refusals by code.
@@ -74,7 +84,9 @@ class Admission:
             )
         return None
 
-    def submit(self, encoded: Sequence[bytes], *, block_txs_max: int) -> list[SubmitResult]:
+    def submit(
+        self, encoded: Sequence[bytes], *, block_txs_max: int, replicate: bool = False
+    ) -> list[SubmitResult]:
         busy = self.get_busy_reason(block_txs_max)
         if busy is not None:
             self.rejected["mempool_full"] += len(encoded)
@@ -84,7 +96,7 @@ class Admission:
         results = []
         for item in encoded:
             try:
-                results.append(self.admit(item, gossip=True))
+                results.append(self.admit(item, gossip=True, replicate=replicate))
             except MempoolFullError:
                 self.rejected["mempool_full"] += 1
                 if len(encoded) == 1:
@@ -108,8 +120,9 @@ class Admission:
 
     # ------------------------------------------------------------ the check
 
-    def admit(self, encoded: bytes, *, gossip: bool) -> SubmitResult:
-        """Decode, check and pool one transaction; `MempoolFullError` propagates."""
+    def admit(self, encoded: bytes, *, gossip: bool, replicate: bool = False) -> SubmitResult:
+        """Decode, check and pool one transaction; `MempoolFullError` propagates.  With
+        `replicate`, an accepted one (new or already pending) is gossiped asking for answers."""
         try:
             tx = types.decode_transaction(encoded)
         except DecodeError as error:
@@ -119,6 +132,8 @@ class Admission:
         if pooled is not None and pooled.signature == tx.signature:
             # The same bytes as the pooled transaction (the id covers the body, and the
             # signature is the rest), which passed every check: nothing to check again.
+            if replicate:
+                self.replicate_outbox.append(pooled.encoded)
             return SubmitResult(tx.hash, True, "ok", "already pending")
         if pooled is None:
             # Refuse before the signature check: a full pool must not cost CPU per item.
@@ -144,11 +159,13 @@ class Admission:
                 self._remember_rejection(tx.hash, code.label, message)
             return SubmitResult(tx.hash, False, code.label, message)
         if pooled is not None:
+            if replicate:
+                self.replicate_outbox.append(pooled.encoded)
             return SubmitResult(tx.hash, True, "ok", "already pending")
         self.mempool.add(tx)
         self.admitted["api" if gossip else "peer"] += 1
         if gossip:
-            self.gossip_outbox.append(tx.encoded)
+            (self.replicate_outbox if replicate else self.gossip_outbox).append(tx.encoded)
         return SubmitResult(tx.hash, True, "ok", "")
 
     def note_commit(self, block: types.Block) -> None:
@@ -168,8 +185,26 @@ class Admission:
         outbox, self.gossip_outbox = self.gossip_outbox, []
         return outbox
 
-    def receive_gossip(self, transactions: Sequence[bytes]) -> None:
-        if len(self.gossip_inbox) + len(transactions) > GOSSIP_INBOX_TXS_MAX:
+    def take_replicate_gossip(self) -> list[bytes]:
+        """What clients submitted waiting for replication since the last call, to broadcast
+        asking for answers."""
+        outbox, self.replicate_outbox = self.replicate_outbox, []
+        return outbox
+
+    def take_acks(self) -> dict[str, list[bytes]]:
+        """The ids pooled from batches that asked for an answer, by the peer to answer."""
+        acks, self._acks_owed = self._acks_owed, {}
+        return acks
+
+    def receive_gossip(
+        self, transactions: Sequence[bytes], *, peer_id: str = "", wants_ack: bool = False
+    ) -> None:
+        waiting = len(self.gossip_inbox) + len(self.acked_inbox)
+        if wants_ack and waiting + len(transactions) <= GOSSIP_INBOX_TXS_MAX:
+            self.acked_inbox.extend((peer_id, item) for item in transactions)
+            self._gossip_arrived.set()
+            return
+        if waiting + len(transactions) > GOSSIP_INBOX_TXS_MAX:
             # Back-pressure, not the peer's fault: the batch reaches us again in
             # the primary's proposal (or the sender's re-gossip).
             self.gossip_dropped += 1
@@ -182,16 +217,32 @@ class Admission:
         while True:
             await self._gossip_arrived.wait()
             self._gossip_arrived.clear()
-            while self.gossip_inbox:
+            while self.gossip_inbox or self.acked_inbox:
                 self.admit_gossip_slice()
                 await asyncio.sleep(0)
 
     def admit_gossip_slice(self) -> None:
+        if self.acked_inbox:
+            self._admit_acked_slice()
+            return
         inbox = self.gossip_inbox
         try:
             for _ in range(min(ADMIT_SLICE_TXS, len(inbox))):
                 self.admit(inbox.popleft(), gossip=False)
         except MempoolFullError:
             # The rest would be refused as well; it reaches us again in proposals.
+            self.gossip_dropped += 1
+            inbox.clear()
+
+    def _admit_acked_slice(self) -> None:
+        """Admit gossip that asked for an answer; owe its sender the ids now pooled."""
+        inbox = self.acked_inbox
+        try:
+            for _ in range(min(ADMIT_SLICE_TXS, len(inbox))):
+                peer_id, encoded = inbox.popleft()
+                result = self.admit(encoded, gossip=False)
+                if result.accepted and result.tx_hash is not None:
+                    self._acks_owed.setdefault(peer_id, []).append(result.tx_hash)
+        except MempoolFullError:
             self.gossip_dropped += 1
             inbox.clear()

@@ -67,6 +67,7 @@ from chainnode.node.config import NodeConfig, load_node_config
 from chainnode.node.mempool import Mempool
 from chainnode.node.peer_reports import PeerReports
 from chainnode.node.peers import PEER_AFFECTING_PREFIXES, PeerPolicy
+from chainnode.node.replication import ReplicationWaiters
 from consensus.effects import (
     Broadcast,
     CommitBlock,
@@ -157,6 +158,9 @@ class Node:
         self.disk = health.DiskSpaceWatch(config.data_dir, free_bytes_min=config.disk_free_bytes_min)
         self.readiness = self._create_readiness()
         self.commit_signal = CommitSignal()  # wakes the API's event readers after each commit
+        self.replication = ReplicationWaiters(
+            lambda: self.get_validator_set(self._ledger.get_head().height + 1), self.node_id
+        )
         self.node_metrics = status.NodeMetrics(self)  # /metrics; reads the parts above at each scrape
         logs.bind_node_context(lambda: (self._ledger.get_head().height, self.engine.view))
 
@@ -308,9 +312,7 @@ class Node:
                 # unseen until shutdown, and the engine would never tick again.
                 self._stop_on_storage_failure(error)
                 return
-            gossip = self.admission.take_gossip()
-            if gossip:
-                self.transport.broadcast(wire.encode_tx_batch(gossip))
+            self._send_gossip()
             if now_ms - status_sent_ms >= STATUS_INTERVAL_MS:
                 status_sent_ms = now_ms
                 self.transport.broadcast(wire.encode_status(self.engine.head.height, get_time_ms()))
@@ -321,6 +323,17 @@ class Node:
             if get_monotonic_ms() - disk_checked_ms >= health.DISK_CHECK_INTERVAL_MS:
                 disk_checked_ms = get_monotonic_ms()
                 self.disk.check()
+
+    def _send_gossip(self) -> None:
+        """What clients submitted since the last tick, and the answers owed to peers' batches."""
+        gossip = self.admission.take_gossip()
+        if gossip:
+            self.transport.broadcast(wire.encode_tx_batch(gossip))
+        replicate = self.admission.take_replicate_gossip()
+        if replicate:
+            self.transport.broadcast(wire.encode_tx_batch(replicate, wants_ack=True))
+        for peer_id, tx_hashes in self.admission.take_acks().items():
+            self.transport.send(peer_id, wire.encode_tx_ack(tx_hashes))
 
     def _regossip_oldest(self) -> None:
         """Offer our oldest pending transactions again.
@@ -403,6 +416,7 @@ class Node:
         if head.state_root != block.header.state_root:
             raise InvariantError(f"block {block.height} committed with another state root than executed")
         self.admission.note_commit(block)
+        self.replication.note_committed(tx.hash for tx in block.transactions)
         self.committed_txs += len(block.transactions)
         self.commit_signal.notify()
         if any(key.startswith(PEER_AFFECTING_PREFIXES) for key in result.write_set):
@@ -453,7 +467,9 @@ class Node:
             return
         self.node_metrics.note_message(frame)
         if isinstance(frame, wire.TxBatch):
-            self.admission.receive_gossip(frame.transactions)
+            self.admission.receive_gossip(frame.transactions, peer_id=peer_id, wants_ack=frame.wants_ack)
+        elif isinstance(frame, wire.TxAck):
+            self.replication.note_ack(peer_id, frame.tx_hashes)
         elif isinstance(frame, wire.Status):
             self.peer_reports.note(
                 peer_id,
@@ -536,9 +552,12 @@ class Node:
     def get_busy_reason(self) -> str | None:
         return self.admission.get_busy_reason(self.application.get_chain_params().block_txs_max)
 
-    def submit_transactions(self, encoded: Sequence[bytes]) -> list[SubmitResult]:
+    def submit_transactions(self, encoded: Sequence[bytes], *, replicate: bool = False) -> list[SubmitResult]:
         block_txs_max = self.application.get_chain_params().block_txs_max
-        return self.admission.submit(encoded, block_txs_max=block_txs_max)
+        return self.admission.submit(encoded, block_txs_max=block_txs_max, replicate=replicate)
+
+    async def wait_for_replication(self, tx_hash: bytes, timeout_s: float) -> int | None:
+        return await self.replication.wait(tx_hash, timeout_s)
 
     def get_transaction_status(self, tx_hash: bytes) -> TransactionStatus:
         return self.admission.get_transaction_status(tx_hash)

@@ -3,7 +3,10 @@
 Each frame is one canonical msgpack array whose tag says what it is:
 consensus messages (`consensus.messages.MESSAGE_TAGS`: pre-prepare, vote,
 view change, new view), a peer's committed height (status), block-sync
-requests and responses, and batches of gossiped transactions.
+requests and responses, and batches of gossiped transactions.  A batch sent with
+`TAG_TX_BATCH_ACKED` asks the receiver to answer a `TxAck` naming the ones it
+pooled (or already held); the node sends such batches for submissions that wait
+until a quorum of validators' mempools hold them (`chainnode.node.replication`).
 `decode_frame` is strict and raises `DecodeError` on anything else; the node
 drops such frames and counts them, it never crashes on them.
 """
@@ -15,7 +18,14 @@ from dataclasses import dataclass
 from chainnode.core import codec, quorum, types
 from chainnode.core.codec import expect_bytes, expect_int, expect_tuple
 from chainnode.core.errors import DecodeError
-from chainnode.core.tags import TAG_BLOCK_REQUEST, TAG_BLOCK_RESPONSE, TAG_STATUS, TAG_TX_BATCH
+from chainnode.core.tags import (
+    TAG_BLOCK_REQUEST,
+    TAG_BLOCK_RESPONSE,
+    TAG_STATUS,
+    TAG_TX_ACK,
+    TAG_TX_BATCH,
+    TAG_TX_BATCH_ACKED,
+)
 from consensus.messages import MESSAGE_TAGS, Message, decode_message_fields
 
 VERSION = 1
@@ -45,9 +55,15 @@ class BlockResponse:
 @dataclass(frozen=True, slots=True)
 class TxBatch:
     transactions: tuple[bytes, ...]  # encoded, decoded and admitted one by one by the receiver
+    wants_ack: bool = False  # answer a TxAck naming those pooled
 
 
-Frame = Message | Status | BlockRequest | BlockResponse | TxBatch
+@dataclass(frozen=True, slots=True)
+class TxAck:
+    tx_hashes: tuple[bytes, ...]  # of a TxBatch that wanted an answer: the ones now in our mempool
+
+
+Frame = Message | Status | BlockRequest | BlockResponse | TxBatch | TxAck
 
 
 def encode_status(height: int, wall_ms: int) -> bytes:
@@ -63,8 +79,12 @@ def encode_block_response(items: list[tuple[bytes, bytes]]) -> bytes:
     return codec.encode((TAG_BLOCK_RESPONSE, VERSION, tuple(items)))
 
 
-def encode_tx_batch(transactions: list[bytes]) -> bytes:
-    return codec.encode((TAG_TX_BATCH, VERSION, tuple(transactions)))
+def encode_tx_batch(transactions: list[bytes], *, wants_ack: bool = False) -> bytes:
+    return codec.encode((TAG_TX_BATCH_ACKED if wants_ack else TAG_TX_BATCH, VERSION, tuple(transactions)))
+
+
+def encode_tx_ack(tx_hashes: list[bytes]) -> bytes:
+    return codec.encode((TAG_TX_ACK, VERSION, tuple(tx_hashes)))
 
 
 def decode_frame(data: bytes, *, frame_bytes_max: int) -> Frame:
@@ -96,10 +116,15 @@ def decode_frame(data: bytes, *, frame_bytes_max: int) -> Frame:
             certificate = quorum.decode_commit_certificate(expect_bytes(pair[1], "response certificate"))
             blocks.append((block, certificate))
         return BlockResponse(tuple(blocks))
-    if tag == TAG_TX_BATCH:
-        fields = codec.expect_struct(value, TAG_TX_BATCH, VERSION, 3, "tx batch")
+    if tag in (TAG_TX_BATCH, TAG_TX_BATCH_ACKED):
+        fields = codec.expect_struct(value, tag, VERSION, 3, "tx batch")
         items = expect_tuple(fields[2], "tx batch", TX_BATCH_MAX)
         return TxBatch(
-            tuple(expect_bytes(item, "gossiped tx", length_max=types.TX_BYTES_MAX) for item in items)
+            tuple(expect_bytes(item, "gossiped tx", length_max=types.TX_BYTES_MAX) for item in items),
+            wants_ack=tag == TAG_TX_BATCH_ACKED,
         )
+    if tag == TAG_TX_ACK:
+        fields = codec.expect_struct(value, TAG_TX_ACK, VERSION, 3, "tx ack")
+        items = expect_tuple(fields[2], "tx ack", TX_BATCH_MAX)
+        return TxAck(tuple(expect_bytes(item, "acked tx hash", 32) for item in items))
     raise DecodeError(f"frame: unknown type tag {tag!r}")

@@ -312,6 +312,19 @@ class Client:
             raise ClientError("the node's answer has no transaction hash", code="bad_response")
         return str(answer["hash"])
 
+    def submit_replicated(self, tx: types.Transaction, *, wait_ms: int = 5_000) -> dict[str, Any]:
+        """Submit one transaction and return once a quorum of validators' mempools hold it:
+        {"hash", "status": "pending", "replicated": true, "holders"}.  ClientError
+        `not_replicated` (504) when they do not within `wait_ms`; submitting again is safe."""
+        answer = self._request(
+            "POST", f"/v1/transactions?wait=replicated&wait_ms={int(wait_ms)}", {"tx": tx.encoded.hex()}
+        )
+        if not isinstance(answer, dict) or answer.get("replicated") is not True:
+            raise ClientError(
+                "the node's answer does not say the transaction is replicated", code="bad_response"
+            )
+        return answer
+
     def submit_batch(self, txs: Sequence[types.Transaction]) -> dict[str, Any]:
         """Submit up to 10,000 transactions: {"accepted", "rejected", "results": [...]}."""
         answer = self._request("POST", "/v1/transactions", {"txs": [tx.encoded.hex() for tx in txs]})

@@ -150,7 +150,11 @@ class LocalService:
             "genesis_hash": self.genesis_hash.hex(),
         }
 
-    def submit_transactions(self, encoded: Sequence[bytes]) -> list[SubmitResult]:
+    async def wait_for_replication(self, tx_hash: bytes, timeout_s: float) -> int | None:
+        """This service has no peers: no quorum of validators can say it holds anything."""
+        return None
+
+    def submit_transactions(self, encoded: Sequence[bytes], *, replicate: bool = False) -> list[SubmitResult]:
         height = self.ledger.get_head().height + 1
         results = []
         for data in encoded:

@@ -252,11 +252,11 @@ async def test_mempool_full_is_503_with_retry_after(tmp_path: Path) -> None:
 class _PerItemFullService(LocalService):
     """Reports a full pool per item, as the node does for a batch."""
 
-    def submit_transactions(self, encoded: Sequence[bytes]) -> list[SubmitResult]:
+    def submit_transactions(self, encoded: Sequence[bytes], *, replicate: bool = False) -> list[SubmitResult]:
         results = []
         for item in encoded:
             try:
-                results.extend(super().submit_transactions([item]))
+                results.extend(super().submit_transactions([item], replicate=replicate))
             except MempoolFullError as error:
                 results.append(SubmitResult(None, False, error.code, error.message))
         return results
