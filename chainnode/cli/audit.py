@@ -80,10 +80,7 @@ def run_verify_proof(args: argparse.Namespace) -> int:
     from chainnode.core.errors import ConfigError
 
     genesis = load_genesis(args.genesis)
-    try:
-        proof = json.loads(args.file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise ConfigError(f"cannot read the proof {args.file}: {error}") from error
+    proof = read_proof_file(args.file)
     validator_sets = None
     if args.checkpoint is not None:
         from chainnode.tools.audit import ReplayState, StateValidatorSets, load_checkpoint
@@ -93,22 +90,33 @@ def run_verify_proof(args: argparse.Namespace) -> int:
             raise ConfigError(f"{args.checkpoint} is a checkpoint of another chain")
         validator_sets = StateValidatorSets(ReplayState(dict(checkpoint.state)), checkpoint.height + 1)
     result = verify_proof(proof, genesis, validator_sets)
-    emit(
-        args,
-        {
-            "valid": True,
-            "chain_id": result.chain_id,
-            "height": result.height,
-            "block_hash": result.block_hash.hex(),
-            "tx_hash": result.transaction.hash.hex(),
-            "tx_index": result.tx_index,
-            "receipt_code": result.receipt.code,
-            "receipt_message": result.receipt.message,
-            "commit_signatures": result.signatures,
-        },
-        title="the proof is valid",
-    )
+    emit(args, compute_proof_document(result), title="the proof is valid")
     return EXIT_OK
+
+
+def compute_proof_document(result: Any) -> dict[str, Any]:
+    """What a verified proof (`chainnode.app.proof.ProofResult`) shows: one document."""
+    return {
+        "valid": True,
+        "chain_id": result.chain_id,
+        "height": result.height,
+        "block_hash": result.block_hash.hex(),
+        "tx_hash": result.transaction.hash.hex(),
+        "tx_index": result.tx_index,
+        "receipt_code": result.receipt.code,
+        "receipt_message": result.receipt.message,
+        "commit_signatures": result.signatures,
+    }
+
+
+def read_proof_file(path: Path) -> Any:
+    """The JSON of a proof file (`chainnode tx proof --out`); `ConfigError` if it cannot be read."""
+    from chainnode.core.errors import ConfigError
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise ConfigError(f"cannot read the proof {path}: {error}") from error
 
 
 def run_export(args: argparse.Namespace) -> int:

@@ -16,7 +16,6 @@ to DIR/evidence/ and halts the client: `sync` exits 1 and says where the evidenc
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -70,14 +69,12 @@ def run_status(args: argparse.Namespace) -> int:
 def run_verify_proof(args: argparse.Namespace) -> int:
     from chainnode.app.genesis import load_genesis
     from chainnode.app.proof import verify_proof_for_chain
+    from chainnode.cli.audit import compute_proof_document, read_proof_file
     from chainnode.cli.output import emit
     from chainnode.core.errors import ConfigError
     from chainnode.light.store import LightStore
 
-    try:
-        proof = json.loads(args.file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise ConfigError(f"cannot read the proof {args.file}: {error}") from error
+    proof = read_proof_file(args.file)
     genesis = load_genesis(args.genesis)
     store = LightStore(args.state)
     if args.node is not None:
@@ -93,22 +90,12 @@ def run_verify_proof(args: argparse.Namespace) -> int:
     if state.genesis_hash != genesis.compute_hash():
         raise ConfigError(f"{args.state} follows another chain than {args.genesis}")
     result = verify_proof_for_chain(proof, state.chain_id, state)
-    emit(
-        args,
-        {
-            "valid": True,
-            "chain_id": result.chain_id,
-            "height": result.height,
-            "block_hash": result.block_hash.hex(),
-            "tx_hash": result.transaction.hash.hex(),
-            "tx_index": result.tx_index,
-            "receipt_code": result.receipt.code,
-            "signatures": result.signatures,
-            "validator_set_hash": state.get_validator_set(result.height).compute_hash().hex(),
-            "light_height": state.height,
-        },
-        title="proof verified",
-    )
+    document = {
+        **compute_proof_document(result),
+        "validator_set_hash": state.get_validator_set(result.height).compute_hash().hex(),
+        "light_height": state.height,
+    }
+    emit(args, document, title="the proof is valid")
     return EXIT_OK
 
 
