@@ -55,7 +55,7 @@ def run_network_init(args: argparse.Namespace) -> int:
 def run_node(args: argparse.Namespace) -> int:
     import asyncio
 
-    from chainnode.node import runtime as node
+    from chainnode.node import process as node
 
     setup_logging(args.log_level, args.log_format)
     if args.rebuild:

@@ -9,7 +9,7 @@ receiver to answer which transactions it pooled (`wire.TxBatch(wants_ack=True)` 
 and answers the client only once the validators that hold it (this node too, when it is one)
 reach the quorum of the validator set of the next height (`chainnode.core.quorum`).  From then
 on f crashes cannot lose it: at least f + 1 of the validators that hold it are honest and up,
-so it reaches a proposal (each re-gossips what it holds, see `Node._regossip_oldest`).  It is
+so it reaches a proposal (each re-gossips what it holds, see `PeerTraffic.regossip_oldest`).  It is
 still pending, not committed: commitment is `GET /v1/transactions/{hash}`.
 
 `ReplicationWaiters` is the bookkeeping: one waiter per transaction a client waits for, the set

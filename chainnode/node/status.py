@@ -6,7 +6,7 @@ only wires and drives.  `/metrics` is a prometheus-client `CollectorRegistry` of
 (never the library's global one: a test process runs several nodes).  Its `NodeCollector` reads
 the parts at each scrape, so a gauge is never stale and nothing is counted twice; what cannot be
 read afterwards is observed as it happens: the two commit-latency histograms at the commit point
-(`NodeMetrics.observe_commit`, called by the runtime after the ledger's synced write) and the
+(`NodeMetrics.observe_commit`, called by `chainnode.node.effects` after the synced write) and the
 peers' messages by kind.  Every series carries the labels `chain_id` and `node`.
 """
 
@@ -61,11 +61,15 @@ class NodeView(Protocol):
     gc_timer: metrics.GcTimer
     disk: DiskSpaceWatch
     certificate_watch: CertificateWatch
-    committed_txs: int
-    evidence_total: int
-    stable_checkpoint: int
-    frames_malformed: int
 
+    @property
+    def committed_txs(self) -> int: ...
+    @property
+    def evidence_total(self) -> int: ...
+    @property
+    def stable_checkpoint(self) -> int: ...
+    @property
+    def frames_malformed(self) -> int: ...
     @property
     def ledger(self) -> Ledger: ...
 

@@ -82,7 +82,7 @@ class InMemoryNetwork:
             if not self.in_flight:
                 return
             sent = self.in_flight.popleft()
-            self.nodes[sent.peer]._on_peer_frame(sent.sender, sent.frame)
+            self.nodes[sent.peer].traffic.on_peer_frame(sent.sender, sent.frame)
         raise AssertionError("the nodes kept sending")
 
 

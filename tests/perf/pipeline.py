@@ -37,7 +37,8 @@ from chainnode.app import governance
 from chainnode.core import quorum
 from chainnode.node import wire
 from chainnode.node.config import load_node_config
-from chainnode.node.runtime import Node, configure_gc
+from chainnode.node.process import configure_gc
+from chainnode.node.runtime import Node
 from chainnode.tools.bench import BENCH_CHAIN_ID
 from chainnode.tools.bench_load import sign_workload
 from chainnode.tools.devnet import LocalNetwork
@@ -81,7 +82,7 @@ def run_pipeline(directory: Path, txs: int, profile: str | None = None) -> dict[
 
     def gossip() -> None:
         frame = wire.encode_tx_batch(primary.admission.take_gossip())
-        replica._on_peer_frame(network.nodes[0].node_id, frame)
+        replica.traffic.on_peer_frame(network.nodes[0].node_id, frame)
         while replica.admission.gossip_inbox:
             replica.admission.admit_gossip_slice()
 
@@ -111,8 +112,8 @@ def run_pipeline(directory: Path, txs: int, profile: str | None = None) -> dict[
         assert problem is None, problem
         # The ledger keeps what it is given; a real certificate is the engine's business.
         certificate = quorum.CommitCertificate(block.height, 0, block.hash, ((0, bytes(64)),))
-        timed("primary", "commit", primary._commit, block, certificate)
-        timed("replica", "commit", replica._commit, decoded, certificate)
+        timed("primary", "commit", primary.effects._commit, block, certificate)
+        timed("replica", "commit", replica.effects._commit, decoded, certificate)
     assert replica.ledger.get_head() == primary.ledger.get_head()
     primary.ledger.close()
     replica.ledger.close()
