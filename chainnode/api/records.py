@@ -13,11 +13,16 @@ the declarations that also describe them in `/openapi.json`.  Every list is pagi
   cursor is the last version number seen).
 - `GET /v1/records/{entity}/{key}/anchors?sha256=HEX[&limit&cursor]`: the versions that anchor
   a document with that SHA-256 (an empty list when none does).
-- `GET /v1/records/{entity}/{key}/reads[?limit&cursor]`: who marked which version as read.
+- `GET /v1/records/{entity}/{key}/reads[?limit&cursor]`: who marked which version as read, by
+  reader (the cursor is the last reader seen).
 - `GET /v1/records/{entity}?prefix=&limit=&cursor=`: the latest version of each key that
   starts with `prefix`, in key order (the cursor is the last key seen).
-- `GET /v1/grants/{owner}[?limit&cursor]`: every grant the owner made, with its status at the next height
-  (`active`, `expired` or `revoked`).
+- `GET /v1/grants/{owner}[?limit&cursor]`: every grant the owner made, by grantee and prefix,
+  with its status at the next height (`active`, `expired` or `revoked`); the cursor is the last
+  grant seen, `<grantee>/<prefix>`.
+
+Prefix listings, reads and grants start reading the ledger at the cursor (`iter_state`'s start
+key), so a page costs its own size however deep it is.
 
 Listing needs a ledger that can iterate a key prefix (`iter_state`); a reader that cannot
 answers 501.
@@ -58,6 +63,7 @@ from chainnode.api.forms import (
 )
 from chainnode.api.service import LedgerReader
 from chainnode.app import records, records_sharing
+from chainnode.core.claims import is_valid_id
 from chainnode.core.errors import RemoteError
 from chainnode.core.hexstr import parse_hex
 
@@ -173,9 +179,15 @@ async def handle_anchors(request: web.Request) -> web.Response:
 
 async def handle_reads(request: web.Request) -> web.Response:
     entity, key = _get_entity_and_key(request)
-    markers, next_cursor = compute_offset_page(
-        records_sharing.list_read_markers(_get_lister(get_service(request).ledger), entity, key), request
-    )
+    limit = parse_limit(request)
+    after = request.query.get("cursor", "")
+    if after and not is_valid_id(after):
+        raise RemoteError("cursor must be a reader's entity id from a previous page", code="bad_cursor")
+    lister = _get_lister(get_service(request).ledger)
+    # One more than the page tells whether another follows.
+    found = records_sharing.list_read_markers(lister, entity, key, after=after, limit=limit + 1)
+    markers = found[:limit]
+    next_cursor = markers[-1].reader if len(found) > limit else None
     return json_response(
         {
             "next_cursor": next_cursor,
@@ -210,11 +222,22 @@ async def handle_list(request: web.Request) -> web.Response:
 
 async def handle_grants(request: web.Request) -> web.Response:
     owner = check_name(request.match_info["owner"], "owner")
+    limit = parse_limit(request)
+    cursor = request.query.get("cursor", "")
+    after_grantee, slash, after_prefix = cursor.partition("/")
+    if cursor and not (
+        slash and records.is_valid_name(after_grantee) and records.is_valid_prefix(after_prefix)
+    ):
+        raise RemoteError(
+            "cursor must be the last grant of a previous page, <grantee>/<prefix>", code="bad_cursor"
+        )
     ledger = get_service(request).ledger
     next_height = ledger.get_head().height + 1
-    grants, next_cursor = compute_offset_page(
-        records_sharing.list_grants(_get_lister(ledger), owner), request
+    found = records_sharing.list_grants(
+        _get_lister(ledger), owner, after_grantee=after_grantee, after_prefix=after_prefix, limit=limit + 1
     )
+    grants = found[:limit]
+    next_cursor = f"{grants[-1].grantee}/{grants[-1].prefix}" if len(found) > limit else None
     return json_response(
         {
             "owner": owner,
@@ -257,6 +280,8 @@ GRANT_SCHEMA = compute_object_schema(
 _READ_SCHEMA = compute_object_schema(
     {"reader": STRING, "version": INTEGER, "height": INTEGER, "tx_hash": HASH}
 )
+# An entity id (`chainnode.core.claims.ID_PATTERN`), or empty.
+_ENTITY_ID_PATTERN = "^([a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?)?$"
 _ENTITY_PARAM = path_param("entity", "the namespace owner's entity id")
 _KEY_PARAM = path_param("key", "a record key")
 _LIST_ERRORS = {400: ("bad_request", *PAGE_ERRORS[400]), 501: ("not_implemented",)}
@@ -331,8 +356,17 @@ ROUTES: tuple[Route, ...] = (
         "GET",
         "/v1/records/{entity}/{key}/reads",
         handle_reads,
-        "Who marked which version of a record as read",
-        params=(_ENTITY_PARAM, _KEY_PARAM, LIMIT_PARAM, CURSOR_PARAM),
+        "Who marked which version of a record as read, by reader (the cursor: the last reader seen)",
+        params=(
+            _ENTITY_PARAM,
+            _KEY_PARAM,
+            LIMIT_PARAM,
+            query_param(
+                "cursor",
+                "the previous page's next_cursor, the last reader seen (absent or empty: the first page)",
+                {"type": "string", "pattern": _ENTITY_ID_PATTERN},
+            ),
+        ),
         responses={200: compute_page_schema("reads", _READ_SCHEMA)},
         errors=_LIST_ERRORS,
         tag="records",
@@ -341,8 +375,21 @@ ROUTES: tuple[Route, ...] = (
         "GET",
         "/v1/grants/{owner}",
         handle_grants,
-        "Every grant an owner made, with its status at the next height",
-        params=(path_param("owner", "the granting entity's id"), LIMIT_PARAM, CURSOR_PARAM),
+        "Every grant an owner made, with its status at the next height (the cursor: the last grant seen)",
+        params=(
+            path_param("owner", "the granting entity's id"),
+            LIMIT_PARAM,
+            query_param(
+                "cursor",
+                "the previous page's next_cursor, the last grant seen as <grantee>/<prefix> "
+                "(absent or empty: the first page)",
+                {
+                    "type": "string",
+                    "maxLength": 2 * records.KEY_CHARS_MAX + 1,
+                    "pattern": "^([^/]+/[ -.0-~]*)?$",
+                },
+            ),
+        ),
         responses={200: compute_page_schema("grants", GRANT_SCHEMA, owner=STRING)},
         errors=_LIST_ERRORS,
         tag="records",

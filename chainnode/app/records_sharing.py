@@ -142,20 +142,41 @@ def get_grants(state: StateReader, owner: str, grantee: str) -> list[Grant]:
     return _decode_grants(owner, grantee, stored)
 
 
-def list_grants(state: StateIterator, owner: str) -> list[Grant]:
-    """Every grant `owner` made (active, expired or revoked), by grantee and prefix."""
+def list_grants(
+    state: StateIterator,
+    owner: str,
+    *,
+    after_grantee: str = "",
+    after_prefix: str = "",
+    limit: int | None = None,
+) -> list[Grant]:
+    """Every grant `owner` made (active, expired or revoked), by grantee and prefix, after the
+    grant (`after_grantee`, `after_prefix`) when `after_grantee` is given (the cursor: the last
+    grant of the previous page), at most `limit` (None: all).  The ledger seeks to the cursor's
+    grantee, so a page reads its own grants and those of one grantee, not every one before."""
     found: list[Grant] = []
     namespace = compute_grant_key(owner, "")
-    for state_key, stored in state.iter_state(namespace):
-        found.extend(_decode_grants(owner, state_key[len(namespace) :].decode(), stored))
+    start = compute_grant_key(owner, after_grantee) if after_grantee else None
+    for state_key, stored in state.iter_state(namespace, start=start):
+        grantee = state_key[len(namespace) :].decode()
+        for grant in _decode_grants(owner, grantee, stored):
+            if grantee == after_grantee and grant.prefix <= after_prefix:
+                continue  # on the previous page
+            found.append(grant)
+            if limit is not None and len(found) >= limit:
+                return found
     return found
 
 
-def list_read_markers(state: StateIterator, owner: str, key: str) -> list[ReadMarker]:
-    """Who marked which version of a record as read, by reader."""
+def list_read_markers(
+    state: StateIterator, owner: str, key: str, *, after: str = "", limit: int | None = None
+) -> list[ReadMarker]:
+    """Who marked which version of a record as read, by reader, after the reader `after` (""
+    for the first page), at most `limit` (None: all); the ledger seeks to the cursor."""
     found: list[ReadMarker] = []
     namespace = compute_marker_key(owner, key, "")
-    for state_key, stored in state.iter_state(namespace):
+    start = compute_marker_key(owner, key, after) + b"\x00" if after else None
+    for state_key, stored in state.iter_state(namespace, start=start):
         reader = state_key[len(namespace) :].decode()
         try:
             fields = expect_tuple(codec.decode(stored), "read marker", 3)
@@ -167,6 +188,8 @@ def list_read_markers(state: StateIterator, owner: str, key: str) -> list[ReadMa
         except DecodeError as error:
             raise StorageError(f"corrupt read marker {owner}/{key}/{reader}: {error.message}") from error
         found.append(ReadMarker(owner, key, reader, version, height, tx_hash))
+        if limit is not None and len(found) >= limit:
+            break
     return found
 
 

@@ -248,6 +248,26 @@ def test_sdk_sector_grant_read_markers_and_pages(server: ServerThread, tmp_path:
     clinic.mark_read(HOSPITAL, "referral-3", 1, wait=True)
     (read,) = hospital.reads(HOSPITAL, "referral-3")
     assert (read["reader"], read["version"]) == (CLINIC, 1)
+    # Grants and read markers page by key: the cursor is the last grant or reader seen.
+    hospital.grant(CLINIC, "notes-", "read-marker", 10_000, wait=True)
+    hospital.grant(CLINIC, "lab-", "write", 10_000, wait=True)
+    hospital.mark_read(HOSPITAL, "referral-3", 1, wait=True)
+    grants, cursor, cursors = [], "", []
+    for _ in range(5):
+        page = client.send("GET", f"/v1/grants/{HOSPITAL}?limit=1&cursor={cursor}").value
+        grants.extend((grant["grantee"], grant["prefix"]) for grant in page["grants"])
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+        cursors.append(cursor)
+    assert grants == [(CLINIC, "lab-"), (CLINIC, "notes-"), ("sector:health", "referral-")]
+    assert cursors == [f"{CLINIC}/lab-", f"{CLINIC}/notes-"]
+    assert [(grant["grantee"], grant["prefix"]) for grant in hospital.grants(HOSPITAL)] == grants
+    first = client.send("GET", f"/v1/records/{HOSPITAL}/referral-3/reads?limit=1").value
+    readers = sorted([CLINIC, HOSPITAL])
+    assert [item["reader"] for item in first["reads"]] == readers[:1] and first["next_cursor"] == readers[0]
+    rest = client.send("GET", f"/v1/records/{HOSPITAL}/referral-3/reads?limit=1&cursor={readers[0]}").value
+    assert [item["reader"] for item in rest["reads"]] == readers[1:] and rest["next_cursor"] is None
 
     note = tmp_path / "note.txt"
     note.write_text("consent form signed\n")
@@ -334,6 +354,9 @@ def test_confidential_value_opens_for_its_recipients_only(
         (f"/v1/records/{HOSPITAL}/k/anchors", 400, "bad_hex"),
         (f"/v1/records/{HOSPITAL}/k?version=0", 400, "bad_version"),
         (f"/v1/records/{HOSPITAL}/missing", 404, "not_found"),
+        (f"/v1/grants/{HOSPITAL}?cursor=5", 400, "bad_cursor"),
+        (f"/v1/grants/{HOSPITAL}?cursor=a/b/c", 400, "bad_cursor"),
+        (f"/v1/records/{HOSPITAL}/k/reads?cursor=Not-An-Id", 400, "bad_cursor"),
     ],
 )
 def test_bad_queries_have_stable_codes(server: ServerThread, path: str, status: int, code: str) -> None:

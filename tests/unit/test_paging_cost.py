@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from chainnode.app import asset_state, records
+from chainnode.app import asset_state, records, records_sharing
 from chainnode.app.state import Overlay
+from chainnode.core import codec
 from tests.factories import MapState
 from tests.unit.test_records import Chain
 
@@ -76,3 +77,46 @@ def test_a_page_of_holders_after_a_deep_cursor_reads_only_its_page() -> None:
     assert counting.entries_read <= LIMIT
     first = asset_state.list_holders(counting, "tickets", "t-0000", limit=2)
     assert [holding.holder for holding in first] == ["holder-0000", "holder-0001"]
+
+
+def _grant(prefix: str, right: str) -> tuple[object, ...]:
+    # The stored form of one grant: prefix, right, expiry, granted and revoked heights, tx hash.
+    return (prefix, right, 100, 1, 0, b"\x01" * 32)
+
+
+def test_a_page_of_grants_after_a_deep_cursor_reads_only_its_page() -> None:
+    state = MapState({})
+    grantees = [f"grantee-{index:04d}" for index in range(ENTRIES)]
+    for grantee in grantees:
+        grants = [_grant("trial-", "write")]
+        if grantee == "grantee-0250":
+            grants.insert(0, _grant("other-", "read-marker"))  # two grants of one grantee
+        state.values[records_sharing.compute_grant_key("hospital", grantee)] = codec.encode(tuple(grants))
+    counting = CountingState(state)
+    page = records_sharing.list_grants(counting, "hospital", after_grantee="grantee-0250", limit=LIMIT)
+    assert [(grant.grantee, grant.prefix) for grant in page[:2]] == [
+        ("grantee-0250", "other-"),
+        ("grantee-0250", "trial-"),
+    ]
+    assert [grant.grantee for grant in page[2:]] == grantees[251 : 251 + LIMIT - 2]
+    assert counting.entries_read <= LIMIT
+    after_one = records_sharing.list_grants(
+        counting, "hospital", after_grantee="grantee-0250", after_prefix="other-", limit=2
+    )
+    assert [(grant.grantee, grant.prefix) for grant in after_one] == [
+        ("grantee-0250", "trial-"),
+        ("grantee-0251", "trial-"),
+    ]
+
+
+def test_a_page_of_read_markers_after_a_deep_cursor_reads_only_its_page() -> None:
+    state = MapState({})
+    readers = [f"reader-{index:04d}" for index in range(ENTRIES)]
+    for reader in readers:
+        state.values[records_sharing.compute_marker_key("hospital", "k", reader)] = codec.encode(
+            (1, 5, b"\x01" * 32)
+        )
+    counting = CountingState(state)
+    page = records_sharing.list_read_markers(counting, "hospital", "k", after="reader-0250", limit=LIMIT)
+    assert [marker.reader for marker in page] == readers[251 : 251 + LIMIT]
+    assert counting.entries_read <= LIMIT
