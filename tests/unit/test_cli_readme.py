@@ -41,6 +41,7 @@ def find_readme_commands(text: str) -> list[str]:
             command = line[start:]
             cut = _CUT.search(command)
             command = command[: cut.start()] if cut else command
+            command = re.sub(r"\$\([^)]*\)", "SUBSTITUTED", command)  # `$(date +%F)` in an argument
             if "[" in command or re.search(r"\w\|\w", command):
                 continue  # a synopsis, not a command
             for name in sorted(VARIABLES, key=len, reverse=True):
