@@ -12,7 +12,8 @@ the declarations that also describe them in `/openapi.json`.  Every list is pagi
 - `GET /v1/records/{entity}/{key}/history?limit=&cursor=`: every version, oldest first (the
   cursor is the last version number seen).
 - `GET /v1/records/{entity}/{key}/anchors?sha256=HEX[&limit&cursor]`: the versions that anchor
-  a document with that SHA-256 (an empty list when none does).
+  a document with that SHA-256 (an empty list when none does; the cursor is the last version
+  seen).
 - `GET /v1/records/{entity}/{key}/reads[?limit&cursor]`: who marked which version as read, by
   reader (the cursor is the last reader seen).
 - `GET /v1/records/{entity}?prefix=&limit=&cursor=`: the latest version of each key that
@@ -42,7 +43,6 @@ from chainnode.api.common import (
     Param,
     Route,
     check_name,
-    compute_offset_page,
     error_body,
     get_service,
     json_response,
@@ -165,9 +165,14 @@ async def handle_history(request: web.Request) -> web.Response:
 async def handle_anchors(request: web.Request) -> web.Response:
     entity, key = _get_entity_and_key(request)
     sha256 = parse_hex(request.query.get("sha256", ""), "sha256", length=records.SHA256_BYTES)
-    found, next_cursor = compute_offset_page(
-        records.find_anchors(get_service(request).ledger, entity, key, sha256), request
+    limit = parse_limit(request)
+    after = parse_offset_cursor(request)  # the last version seen
+    # One more than the page tells whether another follows.
+    matches = records.find_anchors(
+        get_service(request).ledger, entity, key, sha256, after_version=after, limit=limit + 1
     )
+    found = matches[:limit]
+    next_cursor = str(found[-1].version) if len(matches) > limit else None
     return json_response(
         {
             "sha256": sha256.hex(),
@@ -340,7 +345,7 @@ ROUTES: tuple[Route, ...] = (
         "GET",
         "/v1/records/{entity}/{key}/anchors",
         handle_anchors,
-        "The versions of a record that anchor a document with this SHA-256",
+        "The versions of a record that anchor a document with a SHA-256 (the cursor: the last version seen)",
         params=(
             _ENTITY_PARAM,
             _KEY_PARAM,

@@ -183,15 +183,30 @@ def get_history(
     return found
 
 
-def find_anchors(state: StateReader, entity: str, key: str, sha256: bytes) -> list[RecordVersion]:
-    """Every version of a record that anchors a document with this SHA-256, oldest first."""
+def find_anchors(
+    state: StateReader,
+    entity: str,
+    key: str,
+    sha256: bytes,
+    *,
+    after_version: int = 0,
+    limit: int | None = None,
+) -> list[RecordVersion]:
+    """The versions of a record after `after_version` that anchor a document with this
+    SHA-256, oldest first, at most `limit` (None: all).  Versions are point reads from the
+    cursor on, so a page does not read the versions before it."""
     found: list[RecordVersion] = []
-    after = 0
+    after = after_version
+    batch = 256 if limit is None else min(256, limit + 1)
     while True:
-        page = get_history(state, entity, key, after_version=after, limit=256)
+        page = get_history(state, entity, key, after_version=after, limit=batch)
         if not page:
             return found
-        found.extend(item for item in page if item.document is not None and item.document.sha256 == sha256)
+        for item in page:
+            if item.document is not None and item.document.sha256 == sha256:
+                found.append(item)
+                if limit is not None and len(found) >= limit:
+                    return found
         after = page[-1].version
 
 

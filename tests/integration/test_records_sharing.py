@@ -275,6 +275,15 @@ def test_sdk_sector_grant_read_markers_and_pages(server: ServerThread, tmp_path:
     assert digest.media_type == "text/plain"
     hospital.anchor("consent-9", digest, wait=True)
     assert hospital.verify_file(note, HOSPITAL, "consent-9").is_anchored
+    # Anchors page by version: the cursor is the last version seen.
+    hospital.put("consent-9", b"a value between the anchors", wait=True)
+    hospital.anchor("consent-9", digest, wait=True)
+    path = f"/v1/records/{HOSPITAL}/consent-9/anchors?sha256={digest.sha256.hex()}&limit=1"
+    first = client.send("GET", path).value
+    assert [item["version"] for item in first["anchors"]] == [1] and first["next_cursor"] == "1"
+    rest = client.send("GET", path + "&cursor=1").value
+    assert [item["version"] for item in rest["anchors"]] == [3] and rest["next_cursor"] is None
+    assert [item["version"] for item in hospital.find_anchors(HOSPITAL, "consent-9", digest.sha256)] == [1, 3]
     assert not hospital.verify_file(note, HOSPITAL, "referral-3").is_anchored
 
 

@@ -12,7 +12,7 @@ from chainnode.app import asset_state, records, records_sharing
 from chainnode.app.state import Overlay
 from chainnode.core import codec
 from tests.factories import MapState
-from tests.unit.test_records import Chain
+from tests.unit.test_records import DOCUMENT_SHA256, Chain, anchor_args
 
 ENTRIES = 300
 LIMIT = 10
@@ -24,8 +24,10 @@ class CountingState:
     def __init__(self, state: MapState) -> None:
         self.state = state
         self.entries_read = 0
+        self.point_reads = 0
 
     def get_state(self, key: bytes) -> bytes | None:
+        self.point_reads += 1
         return self.state.get_state(key)
 
     def iter_state(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
@@ -120,3 +122,18 @@ def test_a_page_of_read_markers_after_a_deep_cursor_reads_only_its_page() -> Non
     page = records_sharing.list_read_markers(counting, "hospital", "k", after="reader-0250", limit=LIMIT)
     assert [marker.reader for marker in page] == readers[251 : 251 + LIMIT]
     assert counting.entries_read <= LIMIT
+
+
+def test_a_page_of_anchors_after_a_deep_cursor_reads_only_the_versions_after_it() -> None:
+    chain = Chain()
+    txs = []
+    for index in range(ENTRIES // 2):  # versions alternate: a value, then an anchor of the document
+        txs.append(chain.tx("hospital", "put", "scan", f"value {index}".encode()))
+        txs.append(chain.tx("hospital", "anchor", *anchor_args(key="scan")))
+    chain.run(*txs)
+    counting = CountingState(chain.state)
+    page = records.find_anchors(counting, "hospital", "scan", DOCUMENT_SHA256, after_version=250, limit=LIMIT)
+    assert [item.version for item in page] == list(range(252, 252 + 2 * LIMIT, 2))
+    assert counting.point_reads <= 3 * LIMIT
+    every = records.find_anchors(chain.state, "hospital", "scan", DOCUMENT_SHA256)
+    assert [item.version for item in every] == list(range(2, ENTRIES + 1, 2))
