@@ -47,7 +47,9 @@ from chainnode.core.tags import TAG_GENESIS
 
 VERSION = 1
 VERSION_BOUND = 2  # the encoding that also binds the state machine and the genesis state root
-STATE_MACHINE = "chainnode-state/1"
+# The rules of execution this release runs; a new name whenever an outcome or a key changes:
+# 1, the first with the binding; 2, records.put_sector records the member that wrote each version.
+STATE_MACHINE = "chainnode-state/2"
 GENESIS_FILE_BYTES_MAX = 64 * 1024 * 1024
 
 
