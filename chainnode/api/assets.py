@@ -33,9 +33,9 @@ from chainnode.api.common import (
     PAGE_ERRORS,
     Route,
     check_name,
-    error_body,
-    get_service,
+    get_ledger,
     json_response,
+    not_found,
     parse_limit,
     parse_natural,
     path_param,
@@ -56,14 +56,6 @@ from chainnode.api.service import LedgerReader
 from chainnode.app import asset_state
 from chainnode.core.claims import is_valid_id
 from chainnode.core.errors import RemoteError
-
-
-def _not_found(message: str) -> web.Response:
-    return json_response(error_body("not_found", message), status=404)
-
-
-def _get_ledger(request: web.Request) -> LedgerReader:
-    return get_service(request).ledger
 
 
 def _get_iterator(ledger: LedgerReader) -> asset_state.StateIterator:
@@ -157,19 +149,19 @@ def _find_asset(ledger: LedgerReader, request: web.Request) -> asset_state.Asset
 
 
 async def handle_collection(request: web.Request) -> web.Response:
-    collection = _find_collection(_get_ledger(request), request)
+    collection = _find_collection(get_ledger(request), request)
     if collection is None:
-        return _not_found(f"no collection {request.match_info['collection']!r}")
+        return not_found(f"no collection {request.match_info['collection']!r}")
     return json_response(compute_collection_json(collection))
 
 
 async def handle_collection_assets(request: web.Request) -> web.Response:
-    ledger = _get_ledger(request)
+    ledger = get_ledger(request)
     limit = parse_limit(request)
     after = _parse_index_cursor(request)
     collection = _find_collection(ledger, request)
     if collection is None:
-        return _not_found(f"no collection {request.match_info['collection']!r}")
+        return not_found(f"no collection {request.match_info['collection']!r}")
     found = asset_state.list_collection_assets(ledger, collection, after=after, limit=limit)
     last = found[-1].seq if found else after
     return json_response(
@@ -182,10 +174,10 @@ async def handle_collection_assets(request: web.Request) -> web.Response:
 
 
 async def handle_asset(request: web.Request) -> web.Response:
-    ledger = _get_ledger(request)
+    ledger = get_ledger(request)
     asset = _find_asset(ledger, request)
     if asset is None:
-        return _not_found(f"no asset {request.match_info['collection']}/{request.match_info['token']}")
+        return not_found(f"no asset {request.match_info['collection']}/{request.match_info['token']}")
     limit = parse_limit(request)
     after = request.query.get("cursor", "")
     if after and not is_valid_id(after):
@@ -204,12 +196,12 @@ async def handle_asset(request: web.Request) -> web.Response:
 
 
 async def handle_provenance(request: web.Request) -> web.Response:
-    ledger = _get_ledger(request)
+    ledger = get_ledger(request)
     limit = parse_limit(request)
     after = _parse_index_cursor(request)
     asset = _find_asset(ledger, request)
     if asset is None:
-        return _not_found(f"no asset {request.match_info['collection']}/{request.match_info['token']}")
+        return not_found(f"no asset {request.match_info['collection']}/{request.match_info['token']}")
     entries = asset_state.list_provenance(ledger, asset, after=after, limit=limit)
     last = entries[-1].index if entries else after
     return json_response(
@@ -222,7 +214,7 @@ async def handle_provenance(request: web.Request) -> web.Response:
 
 
 async def handle_owned(request: web.Request) -> web.Response:
-    ledger = _get_ledger(request)
+    ledger = get_ledger(request)
     holder = check_name(request.match_info["id"], "entity id")
     limit = parse_limit(request)
     after = request.query.get("cursor", "")

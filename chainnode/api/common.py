@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from chainnode.api.service import NodeService, ReadinessProblem
+from chainnode.api.service import LedgerReader, NodeService, ReadinessProblem
 from chainnode.core.errors import ChainError, DecodeError, RemoteError, ValidationError
 
 _HEIGHT_DIGITS_MAX = 20
@@ -185,6 +185,16 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
 
 def get_service(request: web.Request) -> NodeService:
     return request.app[SERVICE_KEY]
+
+
+def get_ledger(request: web.Request) -> LedgerReader:
+    """The committed state and chain the request reads."""
+    return get_service(request).ledger
+
+
+def not_found(message: str) -> web.Response:
+    """404 `not_found` with `message`: an object this node does not hold."""
+    return json_response(error_body("not_found", message), status=404)
 
 
 def find_write_problems(service: NodeService) -> list[ReadinessProblem]:

@@ -41,9 +41,9 @@ from chainnode.api.common import (
     Route,
     check_name,
     compute_offset_page,
-    error_body,
-    get_service,
+    get_ledger,
     json_response,
+    not_found,
     parse_limit,
     parse_natural,
     path_param,
@@ -69,14 +69,6 @@ from chainnode.core.statuses import ProposalStatus
 
 WITHIN_DAYS_MAX = 36_500
 DAY_MS = 86_400_000
-
-
-def _not_found(message: str) -> web.Response:
-    return json_response(error_body("not_found", message), status=404)
-
-
-def _get_ledger(request: web.Request) -> LedgerReader:
-    return get_service(request).ledger
 
 
 def _iter_state(ledger: LedgerReader, prefix: bytes) -> Any:
@@ -172,16 +164,16 @@ def compute_proposal_json(proposal: governance.Proposal, next_height: int) -> di
 
 
 async def handle_entity(request: web.Request) -> web.Response:
-    ledger = _get_ledger(request)
+    ledger = get_ledger(request)
     entity_id = check_name(request.match_info["id"], "entity id")
     entity = governance.get_entity_record(ledger, entity_id)
     if entity is None:
-        return _not_found(f"no registered entity {entity_id!r}")
+        return not_found(f"no registered entity {entity_id!r}")
     return json_response(compute_entity_json(entity, governance.get_validator_set(ledger)))
 
 
 async def handle_zones(request: web.Request) -> web.Response:
-    ledger = _get_ledger(request)
+    ledger = get_ledger(request)
     values = [value for _, value in _iter_state(ledger, b"id/z/")]
     page, next_cursor = compute_offset_page(values, request)
     zones = [identity_records.decode_zone_record(value) for value in page]
@@ -190,14 +182,14 @@ async def handle_zones(request: web.Request) -> web.Response:
 
 async def handle_zone(request: web.Request) -> web.Response:
     zone_id = check_name(request.match_info["id"], "zone id")
-    zone = governance.get_zone_record(_get_ledger(request), zone_id)
+    zone = governance.get_zone_record(get_ledger(request), zone_id)
     if zone is None:
-        return _not_found(f"no admitted zone {zone_id!r}")
+        return not_found(f"no admitted zone {zone_id!r}")
     return json_response(compute_zone_json(zone))
 
 
 async def handle_validators(request: web.Request) -> web.Response:
-    ledger = _get_ledger(request)
+    ledger = get_ledger(request)
     height_text = request.query.get("height")
     if height_text is None:
         height = _get_next_height(ledger)
@@ -209,7 +201,7 @@ async def handle_validators(request: web.Request) -> web.Response:
 
 
 async def handle_proposals(request: web.Request) -> web.Response:
-    ledger = _get_ledger(request)
+    ledger = get_ledger(request)
     status = request.query.get("status")
     if status is not None and status not in set(ProposalStatus):
         choices = sorted(str(choice) for choice in ProposalStatus)
@@ -245,16 +237,16 @@ async def handle_proposals(request: web.Request) -> web.Response:
 
 
 async def handle_proposal(request: web.Request) -> web.Response:
-    ledger = _get_ledger(request)
+    ledger = get_ledger(request)
     proposal_id = parse_natural(request.match_info["id"], "proposal id", code="bad_request")
     proposal = governance.get_proposal(ledger, proposal_id)
     if proposal is None:
-        return _not_found(f"no proposal {proposal_id}")
+        return not_found(f"no proposal {proposal_id}")
     return json_response(compute_proposal_json(proposal, _get_next_height(ledger)))
 
 
 async def handle_expiring(request: web.Request) -> web.Response:
-    ledger = _get_ledger(request)
+    ledger = get_ledger(request)
     within_days = parse_natural(request.query.get("within_days", "30"), "within_days", code="bad_request")
     if within_days > WITHIN_DAYS_MAX:
         raise RemoteError(f"within_days must be at most {WITHIN_DAYS_MAX}", code="bad_request")

@@ -36,9 +36,9 @@ from chainnode.api.common import (
     Route,
     check_name,
     compute_offset_page,
-    error_body,
-    get_service,
+    get_ledger,
     json_response,
+    not_found,
     parse_limit,
     parse_offset_cursor,
     path_param,
@@ -59,15 +59,6 @@ from chainnode.api.forms import (
 from chainnode.api.service import LedgerReader
 from chainnode.app import xchain_state
 from chainnode.core.hexstr import parse_hex
-
-
-def _not_found(message: str) -> web.Response:
-    return json_response(error_body("not_found", message), status=404)
-
-
-def _get_ledger(request: web.Request) -> LedgerReader:
-    return get_service(request).ledger
-
 
 # ---------------------------------------------------------------- JSON forms
 
@@ -148,11 +139,11 @@ def _find_chain(ledger: LedgerReader, request: web.Request) -> xchain_state.Chai
 
 
 def _no_chain(request: web.Request) -> web.Response:
-    return _not_found(f"no registered chain {request.match_info['chain']!r}")
+    return not_found(f"no registered chain {request.match_info['chain']!r}")
 
 
 async def handle_chains(request: web.Request) -> web.Response:
-    ledger = _get_ledger(request)
+    ledger = get_ledger(request)
     page, next_cursor = compute_offset_page(xchain_state.get_chain_ids(ledger), request)
     chains = []
     for chain in page:
@@ -163,7 +154,7 @@ async def handle_chains(request: web.Request) -> web.Response:
 
 
 async def handle_chain(request: web.Request) -> web.Response:
-    ledger = _get_ledger(request)
+    ledger = get_ledger(request)
     record = _find_chain(ledger, request)
     if record is None:
         return _no_chain(request)
@@ -187,7 +178,7 @@ async def handle_chain(request: web.Request) -> web.Response:
 
 
 async def handle_facts(request: web.Request) -> web.Response:
-    ledger = _get_ledger(request)
+    ledger = get_ledger(request)
     limit = parse_limit(request)
     after = parse_offset_cursor(request)
     record = _find_chain(ledger, request)
@@ -205,19 +196,19 @@ async def handle_facts(request: web.Request) -> web.Response:
 
 
 async def handle_fact(request: web.Request) -> web.Response:
-    ledger = _get_ledger(request)
+    ledger = get_ledger(request)
     tx_hash = parse_hex(request.match_info["tx_hash"], "tx_hash", length=32, lowercase=True)
     record = _find_chain(ledger, request)
     if record is None:
         return _no_chain(request)
     fact = xchain_state.get_fact(ledger, record.chain_id, tx_hash)
     if fact is None:
-        return _not_found(f"no fact of transaction {tx_hash.hex()} imported from {record.chain_id!r}")
+        return not_found(f"no fact of transaction {tx_hash.hex()} imported from {record.chain_id!r}")
     return json_response(compute_fact_json(fact))
 
 
 async def handle_outbound(request: web.Request) -> web.Response:
-    ledger = _get_ledger(request)
+    ledger = get_ledger(request)
     limit = parse_limit(request)
     after = parse_offset_cursor(request)
     record = _find_chain(ledger, request)
@@ -235,7 +226,7 @@ async def handle_outbound(request: web.Request) -> web.Response:
 
 
 async def handle_inbound(request: web.Request) -> web.Response:
-    ledger = _get_ledger(request)
+    ledger = get_ledger(request)
     limit = parse_limit(request)
     after = parse_offset_cursor(request)
     record = _find_chain(ledger, request)
