@@ -283,6 +283,12 @@ def run_cli(*argv: str, timeout_s: float = WAIT_S) -> subprocess.CompletedProces
 
 def test_status_shows_a_node_under_load_once_and_watching(cluster: Cluster) -> None:
     url = cluster.network.get_node("validator-01").api_url
+    # An earlier test restarted a validator: validator-01 may still be in its redial back-off.
+    wait_until(
+        lambda: sorted(cluster.client("validator-01").get_status()["peers"]) == cluster.node_ids[1:],
+        "validator-01 is connected to the three others again",
+        30.0,
+    )
     told: list[str] = []
     with SteadyLoad(cluster, told, label="status", targets=["validator-01", "validator-02"]) as load:
         load.wait_for_told(4, "before the status is read")
