@@ -18,6 +18,9 @@ def stream() -> Iterator[io.StringIO]:
     root = logging.getLogger()
     saved = (list(root.handlers), root.level)
     output = io.StringIO()
+    # A node built in this process by an earlier test (integration tests run first in CI) bound
+    # its context; these tests start from none.
+    logs.bind_node_context(None)
     yield output
     logs.bind_node_context(None)
     root.handlers[:] = saved[0]
