@@ -72,6 +72,8 @@ def run_chains(args: argparse.Namespace) -> int:
     page = _open(args).get_chains(limit=args.limit, cursor=args.cursor)
 
     def render(answer: dict[str, Any]) -> None:
+        if not answer["chains"]:
+            print_note("no counterparty chain is registered (the council registers one: register_chain)")
         print_rows([_client_row(chain) for chain in answer["chains"]])
         _print_next(answer)
 
