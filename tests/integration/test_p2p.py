@@ -682,7 +682,8 @@ async def test_a_peer_outside_the_static_list_is_answered_on_its_own_connection(
     for name, node in mesh.items():
         await wait_until(lambda node=node: "node-c" in node.t.connected_peers(), f"{name} can send to node-c")
         assert "node-c" in node.connected  # told, so the node can send it its status
-    assert late.t.connected_peers() == ["node-a", "node-b"]
+    # The listeners accept before the dialer has read their acknowledgements: wait for its side too.
+    await wait_until(lambda: late.t.connected_peers() == ["node-a", "node-b"], "node-c's dials are up")
     # Point to point and broadcast, both ways.
     assert mesh["node-a"].t.send("node-c", b"a-to-c")
     mesh["node-b"].t.broadcast(b"b-to-all")
