@@ -25,6 +25,7 @@ characters 400 `bad_hex`.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -177,21 +178,35 @@ async def handle_chain(request: web.Request) -> web.Response:
     return json_response(answer)
 
 
-async def handle_facts(request: web.Request) -> web.Response:
+async def _answer_page(
+    request: web.Request,
+    field: str,
+    read: Callable[..., Sequence[Any]],
+    count_of: Callable[[xchain_state.ChainRecord], int],
+    to_json: Callable[[Any], dict[str, Any]],
+) -> web.Response:
+    """One page of a chain's dense sequence (facts by import index, messages by seq): the items
+    after the cursor, and the cursor of the next page while the sequence goes on."""
     ledger = get_ledger(request)
     limit = parse_limit(request)
     after = parse_offset_cursor(request)
     record = _find_chain(ledger, request)
     if record is None:
         return _no_chain(request)
-    facts = xchain_state.list_facts(ledger, record.chain_id, after=after, limit=limit)
-    last = facts[-1].index if facts else after
+    items = read(ledger, record.chain_id, after=after, limit=limit)
+    last = after + len(items)  # the sequences have no holes: the last item's index or seq
     return json_response(
         {
             "chain": record.chain_id,
-            "facts": [compute_fact_json(fact) for fact in facts],
-            "next_cursor": str(last) if last < record.facts else None,
+            field: [to_json(item) for item in items],
+            "next_cursor": str(last) if last < count_of(record) else None,
         }
+    )
+
+
+async def handle_facts(request: web.Request) -> web.Response:
+    return await _answer_page(
+        request, "facts", xchain_state.list_facts, lambda record: record.facts, compute_fact_json
     )
 
 
@@ -208,38 +223,14 @@ async def handle_fact(request: web.Request) -> web.Response:
 
 
 async def handle_outbound(request: web.Request) -> web.Response:
-    ledger = get_ledger(request)
-    limit = parse_limit(request)
-    after = parse_offset_cursor(request)
-    record = _find_chain(ledger, request)
-    if record is None:
-        return _no_chain(request)
-    messages = xchain_state.list_outbound(ledger, record.chain_id, after=after, limit=limit)
-    last = messages[-1].seq if messages else after
-    return json_response(
-        {
-            "chain": record.chain_id,
-            "messages": [compute_outbound_json(message) for message in messages],
-            "next_cursor": str(last) if last < record.sent else None,
-        }
+    return await _answer_page(
+        request, "messages", xchain_state.list_outbound, lambda record: record.sent, compute_outbound_json
     )
 
 
 async def handle_inbound(request: web.Request) -> web.Response:
-    ledger = get_ledger(request)
-    limit = parse_limit(request)
-    after = parse_offset_cursor(request)
-    record = _find_chain(ledger, request)
-    if record is None:
-        return _no_chain(request)
-    messages = xchain_state.list_inbound(ledger, record.chain_id, after=after, limit=limit)
-    last = messages[-1].seq if messages else after
-    return json_response(
-        {
-            "chain": record.chain_id,
-            "messages": [compute_inbound_json(message) for message in messages],
-            "next_cursor": str(last) if last < record.delivered else None,
-        }
+    return await _answer_page(
+        request, "messages", xchain_state.list_inbound, lambda record: record.delivered, compute_inbound_json
     )
 
 

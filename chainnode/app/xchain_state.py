@@ -28,6 +28,7 @@ state machine writes these keys, so a value that does not decode is a corrupt da
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from chainnode import light
@@ -236,19 +237,40 @@ def get_fact(state: StateReader, chain: str, tx_hash: bytes) -> Fact | None:
     return found
 
 
-def list_facts(state: StateReader, chain: str, *, after: int = 0, limit: int = 100) -> list[Fact]:
-    """Facts imported from `chain` after the `after`-th, in import order, at most `limit`."""
+def _list_sequence(
+    state: StateReader,
+    chain: str,
+    count_of: Callable[[ChainRecord], int],
+    get_item: Callable[[int], Any],
+    after: int,
+    limit: int,
+    what: tuple[str, str],
+) -> list[Any]:
+    """Items `after + 1 ..` of one of `chain`'s dense sequences (at most `limit`, up to its count);
+    a missing one is corrupt state."""
     record = get_chain(state, chain)
     if record is None:
         return []
     found = []
-    for index in range(after + 1, min(record.facts, after + limit) + 1):
-        tx_hash = state.get_state(compute_fact_index_key(chain, index))
-        fact = None if tx_hash is None else get_fact(state, chain, tx_hash)
-        if fact is None:
-            raise StorageError(f"corrupt facts of {chain!r} in state: fact {index} is missing")
-        found.append(fact)
+    for position in range(after + 1, min(count_of(record), after + limit) + 1):
+        item = get_item(position)
+        if item is None:
+            raise StorageError(f"corrupt {what[0]} in state: {what[1]} {position} is missing")
+        found.append(item)
     return found
+
+
+def list_facts(state: StateReader, chain: str, *, after: int = 0, limit: int = 100) -> list[Fact]:
+    """Facts imported from `chain` after the `after`-th, in import order, at most `limit`."""
+
+    def get_indexed(index: int) -> Fact | None:
+        tx_hash = state.get_state(compute_fact_index_key(chain, index))
+        return None if tx_hash is None else get_fact(state, chain, tx_hash)
+
+    facts: list[Fact] = _list_sequence(
+        state, chain, lambda record: record.facts, get_indexed, after, limit, (f"facts of {chain!r}", "fact")
+    )
+    return facts
 
 
 def get_outbound_message(state: StateReader, chain: str, seq: int) -> OutboundMessage | None:
@@ -273,27 +295,27 @@ def list_outbound(
     state: StateReader, chain: str, *, after: int = 0, limit: int = 100
 ) -> list[OutboundMessage]:
     """Messages sent to `chain` with seq above `after`, in seq order, at most `limit`."""
-    record = get_chain(state, chain)
-    if record is None:
-        return []
-    found = []
-    for seq in range(after + 1, min(record.sent, after + limit) + 1):
-        message = get_outbound_message(state, chain, seq)
-        if message is None:
-            raise StorageError(f"corrupt channel to {chain!r} in state: message {seq} is missing")
-        found.append(message)
-    return found
+    messages: list[OutboundMessage] = _list_sequence(
+        state,
+        chain,
+        lambda record: record.sent,
+        lambda seq: get_outbound_message(state, chain, seq),
+        after,
+        limit,
+        (f"channel to {chain!r}", "message"),
+    )
+    return messages
 
 
 def list_inbound(state: StateReader, chain: str, *, after: int = 0, limit: int = 100) -> list[InboundMessage]:
     """Messages delivered from `chain` with seq above `after`, in seq order, at most `limit`."""
-    record = get_chain(state, chain)
-    if record is None:
-        return []
-    found = []
-    for seq in range(after + 1, min(record.delivered, after + limit) + 1):
-        message = get_inbound_message(state, chain, seq)
-        if message is None:
-            raise StorageError(f"corrupt channel from {chain!r} in state: message {seq} is missing")
-        found.append(message)
-    return found
+    messages: list[InboundMessage] = _list_sequence(
+        state,
+        chain,
+        lambda record: record.delivered,
+        lambda seq: get_inbound_message(state, chain, seq),
+        after,
+        limit,
+        (f"channel from {chain!r}", "message"),
+    )
+    return messages
