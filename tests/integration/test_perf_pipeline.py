@@ -11,3 +11,8 @@ def test_the_pipeline_tool_commits_the_workload_on_both_nodes(tmp_path: Path) ->
     seconds = run_pipeline(tmp_path / "network", 300)
     assert set(seconds) == set(PHASES)
     assert all(spent > 0 for spent in seconds.values()), seconds
+
+
+def test_the_pipeline_tool_runs_the_pilot_mix_after_its_set_up(tmp_path: Path) -> None:
+    seconds = run_pipeline(tmp_path / "network", 300, mix="pilot")
+    assert all(spent > 0 for spent in seconds.values()), seconds

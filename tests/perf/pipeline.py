@@ -1,6 +1,7 @@
 """The hot path of two validators in one process, timed phase by phase (a developer's tool).
 
-    python -m tests.perf.pipeline [--txs 30000] [--profile replica|primary]
+    python -m tests.perf.pipeline [--txs 30000] [--mix pilot|records] [--profile replica|primary]
+                                    [--sort tottime|cumulative]
 
 A fresh bench network (`chainnode.tools.network.init_network`) and the bench's own signed
 workload; two real `Node`s over real LevelDB, not started (no sockets, no consensus
@@ -40,8 +41,15 @@ from chainnode.node.config import load_node_config
 from chainnode.node.process import configure_gc
 from chainnode.node.runtime import Node
 from chainnode.tools.bench import BENCH_CHAIN_ID
-from chainnode.tools.bench_load import sign_workload
-from chainnode.tools.devnet import LocalNetwork
+from chainnode.tools.bench_load import sign_item, sign_workload
+from chainnode.tools.bench_mix import (
+    MIX_PILOT,
+    MIX_RECORDS,
+    SETUP_NONCE_BASE,
+    build_cast,
+    compute_setup_phases,
+)
+from chainnode.tools.devnet import LocalNetwork, load_submitters
 from chainnode.tools.network import init_network
 from chainnode.tools.verify_rate import measure_verify_rate
 from consensus.messages import PrePrepare
@@ -57,17 +65,38 @@ PHASES = (
 )
 
 
-def run_pipeline(directory: Path, txs: int, profile: str | None = None) -> dict[tuple[str, str], float]:
-    """Build the network in `directory` (fresh), run `txs` transactions; seconds per phase."""
+def _sign_setup(network: LocalNetwork, txs: int) -> list[list[bytes]]:
+    """The pilot mix's set-up phases, signed, each a block's worth of encoded transactions."""
+    identities = load_submitters(network.directory, network.entity_ids)
+    nonce = SETUP_NONCE_BASE
+    phases = []
+    for phase in compute_setup_phases(build_cast(identities), txs, "pipeline"):
+        signed = []
+        for item in phase:
+            signed.append(sign_item(identities, item, network.chain_id, nonce).encode())
+            nonce += 1
+        phases.append(signed)
+    return phases
+
+
+def run_pipeline(
+    directory: Path, txs: int, profile: str | None = None, mix: str = MIX_RECORDS, sort: str = "tottime"
+) -> dict[tuple[str, str], float]:
+    """Build the network in `directory` (fresh), run `txs` transactions of `mix`; seconds per phase.
+
+    The pilot mix's set-up (entities' grants, collections, the minted pool) is committed
+    first, a phase per block, untimed, as the bench commits it before its clock starts."""
     init_network(directory, validators=4, chain_id=BENCH_CHAIN_ID, base_port=29600)
     network = LocalNetwork(directory)
-    chunk_paths, _ = sign_workload(network, txs, label="pipeline")
+    setup = _sign_setup(network, txs) if mix == MIX_PILOT else []
+    chunk_paths, _ = sign_workload(network, txs, label="pipeline", mix=mix)
     encoded = [bytes.fromhex(line) for path in chunk_paths for line in path.read_text().split()]
     primary = Node(load_node_config(network.nodes[0].config_path))
     replica = Node(load_node_config(network.nodes[1].config_path))
     configure_gc()
     profiler = cProfile.Profile() if profile else None
     seconds = {phase: 0.0 for phase in PHASES}
+    untimed = dict(seconds)  # where the set-up's seconds go
 
     def timed(role: str, phase: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         profiling = profiler is not None and role == profile
@@ -77,7 +106,7 @@ def run_pipeline(directory: Path, txs: int, profile: str | None = None) -> dict[
         result = call(*args, **kwargs)
         if profiling:
             profiler.disable()
-        seconds[(role, phase)] += time.process_time() - started
+        tally[(role, phase)] += time.process_time() - started
         return result
 
     def gossip() -> None:
@@ -87,8 +116,11 @@ def run_pipeline(directory: Path, txs: int, profile: str | None = None) -> dict[
             replica.admission.admit_gossip_slice()
 
     block_txs = governance.get_chain_params(primary.ledger, primary.genesis.params).block_txs_max
-    for start in range(0, len(encoded), block_txs):
-        results = timed("primary", "submit", primary.submit_transactions, encoded[start : start + block_txs])
+    batches = [(False, phase) for phase in setup]
+    batches += [(True, encoded[start : start + block_txs]) for start in range(0, len(encoded), block_txs)]
+    for counted, batch in batches:
+        tally = seconds if counted else untimed  # the set-up runs the same path, untimed
+        results = timed("primary", "submit", primary.submit_transactions, batch)
         assert all(result.accepted for result in results), [r for r in results if not r.accepted][:1]
         timed("replica", "gossip", gossip)
         head = primary.ledger.get_head()
@@ -118,7 +150,7 @@ def run_pipeline(directory: Path, txs: int, profile: str | None = None) -> dict[
     primary.ledger.close()
     replica.ledger.close()
     if profiler is not None:
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+        pstats.Stats(profiler).sort_stats(sort).print_stats(30)
     return seconds
 
 
@@ -126,10 +158,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--txs", type=int, default=30_000)
     parser.add_argument("--profile", choices=("primary", "replica"))
+    parser.add_argument("--mix", choices=(MIX_PILOT, MIX_RECORDS), default=MIX_RECORDS)
+    parser.add_argument("--sort", default="tottime", help="the profile's order (pstats): tottime, cumulative")
     args = parser.parse_args()
     verify_us = 1e6 / measure_verify_rate()
     with tempfile.TemporaryDirectory(prefix="chainnode-pipeline-") as directory:
-        seconds = run_pipeline(Path(directory), args.txs, args.profile)
+        seconds = run_pipeline(Path(directory), args.txs, args.profile, args.mix, args.sort)
     for role in ("primary", "replica"):
         total = 0.0
         for (phase_role, phase), spent in seconds.items():
