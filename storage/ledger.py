@@ -473,9 +473,7 @@ class Ledger(ConsensusLog, ConsistencyChecks):
             new_head = Head(header.height, block.hash, header.state_root, header.timestamp_ms)
             batch.put(HEAD_KEY, new_head.encode())
         self._head = new_head
-        add_to_filter = self._tx_filter.add
-        for tx_hash in tx_hashes:
-            add_to_filter(tx_hash)
+        self._tx_filter.add_many(tx_hashes)
         for key, value in write_set.items():
             if key in self._state_cache:
                 self._state_cache[key] = value

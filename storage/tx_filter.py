@@ -6,6 +6,7 @@ Why the ledger keeps one, and what it costs: `storage.ledger`, "Committed-transa
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 
 
 class TxFilter:
@@ -49,6 +50,29 @@ class TxFilter:
         bits[c >> 3] |= 1 << (c & 7)
         bits[d >> 3] |= 1 << (d & 7)
         self._filled += 1
+
+    def add_many(self, tx_hashes: Sequence[bytes]) -> None:
+        """`add` for each of `tx_hashes` (a block's), with the lookups done once."""
+        unpack = self._WORDS.unpack
+        start = 0
+        while start < len(tx_hashes):
+            if self._filled >= self._capacity:
+                self._add_layer(self.GROWTH * self._capacity)
+            bits, mask = self._layers[-1]
+            chunk = tx_hashes[start : start + self._capacity - self._filled]
+            for tx_hash in chunk:
+                assert len(tx_hash) == 32, "transaction ids are SHA-256 hashes"
+                a, b, c, d = unpack(tx_hash)
+                a &= mask
+                b &= mask
+                c &= mask
+                d &= mask
+                bits[a >> 3] |= 1 << (a & 7)
+                bits[b >> 3] |= 1 << (b & 7)
+                bits[c >> 3] |= 1 << (c & 7)
+                bits[d >> 3] |= 1 << (d & 7)
+            self._filled += len(chunk)
+            start += len(chunk)
 
     def might_contain(self, tx_hash: bytes) -> bool:
         if len(tx_hash) != 32:

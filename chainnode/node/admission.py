@@ -94,9 +94,10 @@ class Admission:
                 raise MempoolFullError(busy)
             return [SubmitResult(None, False, "mempool_full", busy) for _ in encoded]
         results = []
+        height, now_ms = self._get_check_point()
         for item in encoded:
             try:
-                results.append(self.admit(item, gossip=True, replicate=replicate))
+                results.append(self._admit_at(item, height, now_ms, gossip=True, replicate=replicate))
             except MempoolFullError:
                 self.rejected["mempool_full"] += 1
                 if len(encoded) == 1:
@@ -123,6 +124,20 @@ class Admission:
     def admit(self, encoded: bytes, *, gossip: bool, replicate: bool = False) -> SubmitResult:
         """Decode, check and pool one transaction; `MempoolFullError` propagates.  With
         `replicate`, an accepted one (new or already pending) is gossiped asking for answers."""
+        height, now_ms = self._get_check_point()
+        return self._admit_at(encoded, height, now_ms, gossip=gossip, replicate=replicate)
+
+    def _get_check_point(self) -> tuple[int, int]:
+        """The height and the clock a transaction is checked at: the next height, now.
+
+        Read once per request or gossip slice, not per transaction: nothing commits while
+        one runs (it never yields to the loop), and the clock moves by milliseconds at most
+        over one, far below a certificate's validity period."""
+        return self._ledger.get_head().height + 1, get_time_ms()
+
+    def _admit_at(
+        self, encoded: bytes, height: int, now_ms: int, *, gossip: bool, replicate: bool = False
+    ) -> SubmitResult:
         try:
             tx = types.decode_transaction(encoded)
         except DecodeError as error:
@@ -142,12 +157,11 @@ class Admission:
         # does not cover the signature, so answering "pending" would vouch for a forgery.
         # Refusing it outright would be wrong the other way: Ed25519 signing is deterministic,
         # but a signer with randomised nonces makes another valid signature of the same body.
-        head = self._ledger.get_head()
         code, message = self._executor.check_transaction(
             self._ledger,
             tx,
-            height=head.height + 1,
-            timestamp_ms=get_time_ms(),
+            height=height,
+            timestamp_ms=now_ms,
             is_committed=self._ledger.is_committed,
             memo=self._memo,
         )
@@ -162,7 +176,7 @@ class Admission:
             if replicate:
                 self.replicate_outbox.append(pooled.encoded)
             return SubmitResult(tx.hash, True, "ok", "already pending")
-        self.mempool.add(tx)
+        self.mempool.add(tx, room_checked=True)
         self.admitted["api" if gossip else "peer"] += 1
         if gossip:
             (self.replicate_outbox if replicate else self.gossip_outbox).append(tx.encoded)
@@ -226,9 +240,10 @@ class Admission:
             self._admit_acked_slice()
             return
         inbox = self.gossip_inbox
+        height, now_ms = self._get_check_point()
         try:
             for _ in range(min(ADMIT_SLICE_TXS, len(inbox))):
-                self.admit(inbox.popleft(), gossip=False)
+                self._admit_at(inbox.popleft(), height, now_ms, gossip=False)
         except MempoolFullError:
             # The rest would be refused as well; it reaches us again in proposals.
             self.gossip_dropped += 1
@@ -237,10 +252,11 @@ class Admission:
     def _admit_acked_slice(self) -> None:
         """Admit gossip that asked for an answer; owe its sender the ids now pooled."""
         inbox = self.acked_inbox
+        height, now_ms = self._get_check_point()
         try:
             for _ in range(min(ADMIT_SLICE_TXS, len(inbox))):
                 peer_id, encoded = inbox.popleft()
-                result = self.admit(encoded, gossip=False)
+                result = self._admit_at(encoded, height, now_ms, gossip=False)
                 if result.accepted and result.tx_hash is not None:
                     self._acks_owed.setdefault(peer_id, []).append(result.tx_hash)
         except MempoolFullError:

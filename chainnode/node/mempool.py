@@ -66,12 +66,16 @@ class Mempool:
         if self._size_bytes + tx_bytes > self.capacity_bytes:
             raise MempoolFullError(f"the mempool holds its maximum of {self.capacity_bytes} bytes")
 
-    def add(self, tx: types.Transaction) -> bool:
-        """Pool `tx`; False if it is already pooled, `MempoolFullError` when there is no room."""
+    def add(self, tx: types.Transaction, *, room_checked: bool = False) -> bool:
+        """Pool `tx`; False if it is already pooled, `MempoolFullError` when there is no room.
+
+        `room_checked`: the caller has just called `check_room` for `tx` and added nothing
+        since (admission does, before its signature check), so the room is not checked twice."""
         if tx.hash in self._transactions:
             return False
         tx_bytes = len(tx.encoded)
-        self.check_room(tx_bytes)
+        if not room_checked:
+            self.check_room(tx_bytes)
         self._transactions[tx.hash] = tx
         self._size_bytes += tx_bytes
         self._valid_until_min = min(self._valid_until_min, tx.valid_until)

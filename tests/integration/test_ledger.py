@@ -484,6 +484,26 @@ def test_tx_filter_has_no_false_negatives_while_it_grows_and_few_false_positives
     assert false_positives < 0.01 * len(others), false_positives
 
 
+def test_adding_a_block_of_ids_at_once_sets_the_same_bits_as_adding_them_one_by_one() -> None:
+    """`add_many` (the commit path) against `add`, across a layer boundary and in odd chunks."""
+
+    class SmallFilter(TxFilter):
+        CAPACITY_MIN = 1000
+
+    rng = random.Random(11)
+    added = [rng.randbytes(32) for _ in range(3 * SmallFilter.CAPACITY_MIN + 17)]
+    one_by_one = SmallFilter()
+    for tx_hash in added:
+        one_by_one.add(tx_hash)
+    at_once = SmallFilter()
+    for start in range(0, len(added), 777):
+        at_once.add_many(added[start : start + 777])
+    assert at_once.layers == one_by_one.layers == 2
+    assert at_once._layers == one_by_one._layers
+    assert (at_once._filled, at_once._capacity) == (one_by_one._filled, one_by_one._capacity)
+    assert all(at_once.might_contain(tx_hash) for tx_hash in added)
+
+
 def test_committed_ids_are_known_after_reopening_and_others_are_not(tmp_path: Path) -> None:
     path = tmp_path / "db"
     commit_chain(path, 5)
