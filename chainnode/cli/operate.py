@@ -1,4 +1,5 @@
-"""Commands an operator runs: `network init`, `node run`, `devnet`, `bench`."""
+"""Commands an operator runs: `network init`, `node run`, `devnet`, `bench` (its options and command in
+`chainnode.cli.bench`)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from chainnode.cli.args import (
     parse_positive_int,
     setup_logging,
 )
-from chainnode.cli.output import add_output_options, emit, get_progress_sink, is_json_output, print_json
+from chainnode.cli.bench import add_bench_command
+from chainnode.cli.output import add_output_options, emit, get_progress_sink, is_json_output
 
 if TYPE_CHECKING:
     pass
@@ -130,36 +132,6 @@ def _check_devnet_directory(
             f"{directory} already holds a network on ports from {existing_port}, not {base_port}; {remedy}"
         )
     return existing, existing_port
-
-
-def _rate(text: str) -> int | None:
-    """`max` (None: as fast as the nodes accept) or a positive number of transactions per second."""
-    return None if text == "max" else parse_positive_int(text)
-
-
-def run_bench(args: argparse.Namespace) -> int:
-    from chainnode.tools import bench
-
-    setup_logging(args.log_level)
-    report = bench.run_bench(
-        bench.BenchConfig(
-            validators=args.validators,
-            txs=args.txs,
-            rate_tps=args.rate,
-            directory=args.dir,
-            base_port=args.base_port,
-            batch_txs=args.batch,
-            mix=args.mix,
-        )
-    )
-    if is_json_output(args):
-        print_json(report.to_json())
-    else:
-        print(bench.format_report(report))
-    if args.out is not None:
-        bench.write_report(report, args.out)
-        print(f"report written to {args.out}", file=sys.stderr)
-    return EXIT_OK
 
 
 # ---------------------------------------------------------------- status and backup
@@ -276,7 +248,7 @@ def add_commands(commands: Any) -> None:
     _add_network_commands(commands)
     _add_node_commands(commands)
     _add_devnet_command(commands)
-    _add_bench_command(commands)
+    add_bench_command(commands)  # in chainnode.cli.bench, with its options
     _add_status_command(commands)
     _add_backup_command(commands)
 
@@ -395,45 +367,6 @@ def _add_devnet_command(commands: Any) -> None:
     devnet.add_argument("--log-level", default="info", choices=LOG_LEVELS, help="log from this level")
     add_output_options(devnet)
     devnet.set_defaults(run=run_devnet)
-
-
-def _add_bench_command(commands: Any) -> None:
-    bench = commands.add_parser("bench", help="measure throughput and latency of a local network")
-    bench.add_argument("--validators", type=parse_positive_int, default=4, metavar="N", help="validators")
-    bench.add_argument(
-        "--txs", type=parse_positive_int, default=10_000, metavar="N", help="transactions to submit"
-    )
-    bench.add_argument(
-        "--rate",
-        type=_rate,
-        default=None,
-        metavar="R|max",
-        help="submit R tx/s, or as fast as the nodes accept (max, the default)",
-    )
-    bench.add_argument(
-        "--batch", type=parse_positive_int, default=500, metavar="N", help="transactions per submit request"
-    )
-    bench.add_argument(
-        "--mix",
-        choices=["pilot", "records"],
-        default="pilot",
-        help="pilot: 80%% records.put, 10%% record sharing, 10%% assets (the default); "
-        "records: records.put only, the workload of the earlier figures",
-    )
-    bench.add_argument("--out", type=Path, default=None, metavar="FILE", help="write the JSON report")
-    bench.add_argument(
-        "--dir",
-        type=Path,
-        default=None,
-        metavar="DIR",
-        help="a fresh directory for the network (default: a temporary one)",
-    )
-    bench.add_argument(
-        "--base-port", type=parse_port, default=27600, metavar="P", help="node i: p2p P+2i, API P+2i+1"
-    )
-    bench.add_argument("--log-level", default="warning", choices=LOG_LEVELS, help="log from this level")
-    add_output_options(bench)
-    bench.set_defaults(run=run_bench)
 
 
 def _add_status_command(commands: Any) -> None:

@@ -7,16 +7,21 @@ Theory of operation
 1. **Set-up, not timed.**  A fresh pilot network is written into a temporary
    directory (or `--dir`), this machine's single-core Ed25519 verification
    rate V is measured with PyNaCl, and the whole workload is signed (see
-   `chainnode.tools.bench_load`: the `pilot` mix of records, record sharing and
-   digital assets, or `records` alone, the workload of the earlier figures).
+   `chainnode.tools.bench_load`: the `realistic` mix of records, document
+   anchors, grants, assets and council votes, the `pilot` mix of records, record
+   sharing and digital assets, or `records` alone, the workload of the earlier
+   figures).
 2. **The validators** are started as OS processes by `devnet.LocalNetwork`,
    exactly as an operator runs them (real mutual TLS, real LevelDB).  For the
-   `pilot` mix the set-up (collections, grants, the assets the workload moves)
-   is committed before the clock starts.
+   `realistic` and `pilot` mixes the set-up (collections, grants, the assets
+   the workload moves, the proposals the council votes on) is committed before
+   the clock starts.
 3. **The load** (`chainnode.tools.bench_load`): a separate submitter process posts
    pre-signed batches through the public API, at a fixed rate or as fast as
    accepted (backing off per `Retry-After` on a full mempool), and records
-   when each transaction was admitted.
+   when each transaction was admitted.  With a duration (`--duration`) it
+   stops sending once the duration has passed; `--txs` is then the cap of
+   signed transactions, and the run counts only what was sent.
 4. **The watcher** (a thread of this process) follows the last validator's
    blocks every ~20 ms and stamps each transaction with its commit time (the
    last, not the first: the first is the primary of view 0, the busiest node,
@@ -50,6 +55,7 @@ Every wait is bounded in time and count.
 from __future__ import annotations
 
 import array
+import math
 import multiprocessing
 import os
 import shutil
@@ -69,23 +75,24 @@ from chainnode.tools.bench_load import (
     BenchError,
     CommitWatcher,
     SubmitPlan,
+    load_signers,
     run_setup,
     run_submitter,
     sign_workload,
 )
 from chainnode.tools.bench_mix import (
-    MIX_PILOT,
+    MIX_DEFAULT,
     MIXES,
-    PILOT_MIX,
     READY_TIMEOUT_S,
     WorkItem,
-    build_cast,
     compute_setup_phases,
+    describe_workload,
 )
 from chainnode.tools.bench_report import (
     SLICES,
     BenchReport,
     ValidatorUsage,
+    compute_busy_fraction,
     compute_latencies_ms,
     compute_percentile,
     compute_rank_time,
@@ -95,7 +102,7 @@ from chainnode.tools.bench_report import (
     format_report,
     write_report,
 )
-from chainnode.tools.devnet import DevnetError, LocalNetwork, load_submitters
+from chainnode.tools.devnet import DevnetError, LocalNetwork
 from chainnode.tools.export import open_ledger_snapshot
 from chainnode.tools.verify_rate import measure_verify_rate
 
@@ -116,12 +123,14 @@ __all__ = [
     "get_process_rss_peak_bytes",
     "parse_proc_cpu_s",
     "parse_proc_rss_peak_bytes",
+    "resolve_txs",
     "run_bench",
     "write_report",
 ]
 
 BENCH_CHAIN_ID = "pilot-bench"
 SUBMIT_BATCH_TXS_DEFAULT = 500
+TXS_DEFAULT = 10_000
 CONNECT_TIMEOUT_S = 30.0
 
 
@@ -130,13 +139,24 @@ class BenchConfig:
     """What to run."""
 
     validators: int = 4
-    txs: int = 10_000
+    txs: int = TXS_DEFAULT
     rate_tps: int | None = None  # None: submit as fast as the nodes accept
     directory: Path | None = None  # None: a temporary directory, removed after a successful run
     base_port: int = 27600
     batch_txs: int = SUBMIT_BATCH_TXS_DEFAULT
     timeout_s: float | None = None  # None: scaled with the workload
-    mix: str = MIX_PILOT  # `pilot` (records, sharing, assets) or `records` (records.put only)
+    mix: str = MIX_DEFAULT  # `realistic`, `pilot` (records, sharing, assets) or `records` (puts only)
+    duration_s: float | None = None  # submit until it has passed; `txs` is then the cap (None: all txs)
+
+
+def resolve_txs(txs: int | None, rate_tps: int | None, duration_s: float | None) -> int:
+    """The transactions to sign: `--txs` when given; with `--duration` and a rate, what the rate
+    sends in the duration; otherwise the default 10 000 (at max rate with a duration: the cap)."""
+    if txs is not None:
+        return txs
+    if duration_s is not None and rate_tps is not None:
+        return max(1, math.ceil(rate_tps * duration_s))
+    return TXS_DEFAULT
 
 
 def parse_proc_cpu_s(stat_text: str, ticks_per_s: int) -> float:
@@ -190,7 +210,9 @@ def run_bench(config: BenchConfig) -> BenchReport:
     if config.rate_tps is not None and config.rate_tps < 1:
         raise ConfigError("the rate must be a positive number of tx/s, or max")
     if config.mix not in MIXES:
-        raise ConfigError(f"the mix is one of {', '.join(MIXES)}, not {config.mix!r}")
+        raise ConfigError(f"the workload is one of {', '.join(MIXES)}, not {config.mix!r}")
+    if config.duration_s is not None and not config.duration_s > 0:
+        raise ConfigError("the duration must be a positive number of seconds")
     temporary = config.directory is None
     directory = (
         Path(tempfile.mkdtemp(prefix="chainnode-bench-")) if temporary else Path(config.directory or ".")
@@ -223,14 +245,12 @@ def run_bench(config: BenchConfig) -> BenchReport:
 
 
 def _plan_setup(network: LocalNetwork, config: BenchConfig, label: str) -> list[list[WorkItem]]:
-    """The pilot mix's set-up phases (none for the records mix)."""
-    if config.mix != MIX_PILOT:
-        return []
-    cast = build_cast(load_submitters(network.directory, network.entity_ids))
-    problem = cast.find_problem()
+    """The mix's set-up phases (none for the records mix)."""
+    _, cast = load_signers(network.directory, network.entity_ids)
+    problem = cast.find_problem(config.mix)
     if problem is not None:
-        raise ConfigError(f"{problem}; use --mix records for this network")
-    return compute_setup_phases(cast, config.txs, label)
+        raise ConfigError(f"{problem}; use --workload records for this network")
+    return compute_setup_phases(cast, config.txs, label, config.mix)
 
 
 def count_receipts(data_dir: Path, *, height_after: int) -> tuple[dict[str, int], dict[str, int]]:
@@ -306,6 +326,7 @@ def _measure(
         config.txs,
         config.batch_txs,
         config.rate_tps,
+        config.duration_s,
     )
     context = multiprocessing.get_context("spawn")
     parent_pipe, child_pipe = context.Pipe()
@@ -327,7 +348,7 @@ def _measure(
         tally = _wait_until_committed(network, config, parent_pipe, submitter, watcher)
         finished = watcher.commits[-1][0] if watcher.commits else time.monotonic()
         usage = _get_usage(network, data_dirs, baseline, len(watcher.committed_at))
-        busy = _compute_busy_fraction(baseline.machine_ticks, get_machine_cpu_ticks())
+        busy = compute_busy_fraction(baseline.machine_ticks, get_machine_cpu_ticks())
         watcher.stop.set()
         watcher_thread.join(timeout=10)
     finally:
@@ -349,7 +370,8 @@ def _wait_until_committed(
     watcher: CommitWatcher,
 ) -> dict[str, Any]:
     """Block until every admitted transaction is committed on the watched node; the submit tally."""
-    timeout_s = config.timeout_s if config.timeout_s is not None else 120.0 + config.txs / 500
+    default_s = 120.0 + (config.duration_s or 0.0) + config.txs / 500
+    timeout_s = config.timeout_s if config.timeout_s is not None else default_s
     deadline = time.monotonic() + timeout_s
     tally: dict[str, Any] | None = None
     while True:
@@ -357,7 +379,7 @@ def _wait_until_committed(
             tally = pipe.recv()
         elif tally is not None:
             time.sleep(0.1)
-        expected = config.txs - (int(tally["rejected"]) if tally is not None else 0)
+        expected = int(tally["sent"]) - int(tally["rejected"]) if tally is not None else config.txs
         if tally is not None and len(watcher.committed_at) >= expected:
             return tally
         if watcher.error:
@@ -392,11 +414,6 @@ def _get_usage(
             )
         )
     return tuple(usage)
-
-
-def _compute_busy_fraction(before: tuple[int, int], after: tuple[int, int]) -> float:
-    total = after[1] - before[1]
-    return round((after[0] - before[0]) / total, 3) if total > 0 else 0.0
 
 
 def _wait_agreement(network: LocalNetwork, timeout_s: float) -> bool:
@@ -443,10 +460,10 @@ def _build_report(
     sustained_tps, committed_when_submit_ended = compute_sustained_rate(
         commits, window_from, window_to, float(tally["finished"])
     )
-    accepted = config.txs - int(tally["rejected"])
+    accepted = int(tally["sent"]) - int(tally["rejected"])
     return BenchReport(
         validators=config.validators,
-        txs=config.txs,
+        txs=int(tally["sent"]),
         rate="max" if config.rate_tps is None else str(config.rate_tps),
         committed_txs=committed,
         rejected_txs=int(tally["rejected"]),
@@ -474,12 +491,7 @@ def _build_report(
         load_average_before=round(load_average, 2),
         validators_agree=agree,
         usage=usage,
-        workload=_describe_workload(config.mix),
+        workload=describe_workload(config.mix),
         mix=config.mix,
+        duration_target_s=config.duration_s,
     )
-
-
-def _describe_workload(mix: str) -> str:
-    if mix != MIX_PILOT:
-        return "records.put (meter readings, document records, status) from the pilot's submitter entities"
-    return "per 100 txs: " + ", ".join(f"{count} {kind}" for kind, count in PILOT_MIX.items())

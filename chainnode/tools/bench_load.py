@@ -4,13 +4,16 @@ Theory of operation
 -------------------
 `sign_workload` signs the whole workload before any clock starts, spread over
 C spawned worker processes, into hex files (one transaction per line) under
-`DIR/workload/`.  Two mixes.  `records` (the workload of the earlier figures):
+`DIR/workload/`.  Three mixes.  `records` (the workload of the earlier figures):
 `records.put` from every pilot entity with the submitter role: meter readings
 that update a few keys per entity again and again (new versions), document
 records (hash, URI, type of an off-chain document) under fresh keys, and status
-updates.  `pilot` (the default, `PILOT_MIX`): 80% of the same puts, 10% record
-sharing (grantee writes and anchors, new grants) and 10% digital assets (mints,
-transfers of unique and editioned assets, approvals, freezes).
+updates.  `pilot` (`PILOT_MIX`): 80% of the same puts, 10% record sharing
+(grantee writes and anchors, new grants) and 10% digital assets (mints,
+transfers of unique and editioned assets, approvals, freezes).  `realistic`
+(the default, `REALISTIC_MIX`): per 1000, 700 puts, 150 document anchors, 30
+grants, 60 mints, 59 transfers and one council vote, signed with the council
+member's key from `DIR/council/<member>/key.pem` (`load_signers`).
 
 The submitter sends batch k to node k mod n, and the nodes' mempools interleave
 them, so the timed transactions commit in no order the workload can rely on.
@@ -25,7 +28,9 @@ SDK's client (`Client.send`, the SDK's one request, on a keep-alive connection;
 the hex lines are joined into the body as they are, much cheaper than encoding
 megabytes of JSON), batch k to node k mod n, one thread and one connection per
 node.  With a rate R batch k leaves at `start + k * batch / R`; without one each
-thread sends as soon as the previous answer arrived.  Items refused for a full
+thread sends as soon as the previous answer arrived.  With a duration
+(`--duration`) a thread stops before the first batch that would leave after it
+(`is_submit_over`); the signed workload is then only the cap.  Items refused for a full
 mempool (a 503, or `mempool_full` items in a batch answer) are sent again after
 the `Retry-After` the node advertised.  It records, per transaction, when the
 request that admitted it was sent (`time.monotonic()`, one clock for all
@@ -46,15 +51,17 @@ import multiprocessing
 import os
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+from chainnode.app import genesis
 from chainnode.core import types
 from chainnode.core.errors import ChainError
 from chainnode.core.hexstr import parse_hex
 from chainnode.core.statuses import TxStatus
-from chainnode.sdk.client import Client, Identity, Reply
+from chainnode.sdk.client import AuthoritySigner, Client, Identity, Reply
 from chainnode.sdk.errors import ClientError
 from chainnode.tools.bench_mix import (
     MIX_RECORDS,
@@ -82,20 +89,34 @@ class BenchError(ChainError):
     code = "bench"
 
 
-_worker_identities: list[Identity] = []
+Signer = Identity | AuthoritySigner
+
+_worker_identities: list[Signer] = []
 _worker_cast: list[PilotCast] = []
 
 
+def load_signers(directory: Path, entity_ids: Sequence[str]) -> tuple[list[Signer], PilotCast]:
+    """Every signer of the mixes, indexed as `WorkItem.signer` counts (the submitter entities,
+    then the council members in genesis order, from `council/<member>/key.pem`), and the cast."""
+    identities = load_submitters(directory, entity_ids)
+    chain_genesis = genesis.load_genesis(directory / "genesis.json")
+    council = tuple(member.member_id for member in chain_genesis.council)
+    members = [AuthoritySigner.load_council(directory / "council" / member, member) for member in council]
+    return [*identities, *members], build_cast(identities, council, chain_genesis.council_threshold)
+
+
 def _load_worker_identities(directory: str, entity_ids: list[str]) -> None:
-    _worker_identities[:] = load_submitters(Path(directory), entity_ids)
-    _worker_cast[:] = [build_cast(_worker_identities)]
+    signers, cast = load_signers(Path(directory), entity_ids)
+    _worker_identities[:] = signers
+    _worker_cast[:] = [cast]
 
 
-def sign_item(identities: list[Identity], item: WorkItem, chain_id: str, nonce: int) -> types.Transaction:
+def sign_item(identities: Sequence[Signer], item: WorkItem, chain_id: str, nonce: int) -> types.Transaction:
+    who = identities[item.signer]
     return types.Transaction.create(
-        identities[item.signer].key,
+        who.key,
         chain_id=chain_id,
-        signer=identities[item.signer].entity_id,
+        signer=who.entity_id if isinstance(who, Identity) else who.signer_id,
         nonce=nonce,
         valid_until=VALID_UNTIL_HEIGHT,
         module=item.module,
@@ -124,7 +145,7 @@ def sign_workload(
     """Sign `count` transactions of `mix` in parallel; the chunk files (in order) and every tx hash.
 
     The default is the records mix, which needs no set-up (`tests/perf/pipeline.py` runs it on
-    nodes that commit nothing else); the pilot mix needs `run_setup` committed first."""
+    nodes that commit nothing else); the pilot and realistic mixes need `run_setup` committed first."""
     workload_dir = network.directory / "workload"
     workload_dir.mkdir(exist_ok=True)
     tasks = [
@@ -152,7 +173,7 @@ def sign_workload(
 def run_setup(network: LocalNetwork, phases: list[list[WorkItem]], timeout_s: float) -> int:
     """Sign, submit and commit the set-up phase by phase (each before the next), before any
     clock starts; every receipt must succeed.  The watched (last) node's height afterwards."""
-    identities = load_submitters(network.directory, network.entity_ids)
+    identities, _ = load_signers(network.directory, network.entity_ids)
     deadline = time.monotonic() + timeout_s
     nonce = SETUP_NONCE_BASE
     with Client(network.nodes[-1].api_url, timeout_s=HTTP_TIMEOUT_S) as client:
@@ -183,6 +204,7 @@ class SubmitPlan:
     txs: int
     batch_txs: int
     rate_tps: int | None
+    duration_s: float | None = None  # stop before the first batch due after it (None: send all)
 
 
 @dataclass(slots=True)
@@ -190,6 +212,7 @@ class _SubmitTally:
     """One submit thread's counts; `accepted_at` is shared (each thread writes its own positions)."""
 
     accepted_at: array.array[float]
+    sent: int = 0  # transactions of the batches this thread sent (all of them unless a duration ended it)
     rejected: int = 0
     retries: int = 0
     full_answers: int = 0
@@ -256,12 +279,27 @@ def _run_submit_thread(
     nodes = len(plan.api_urls)
     with Client(plan.api_urls[node_position], timeout_s=HTTP_TIMEOUT_S) as client:
         for batch_index in range(node_position, len(batches), nodes):
-            if plan.rate_tps is not None:
-                due = started + batch_index * plan.batch_txs / plan.rate_tps
-                time.sleep(max(0.0, due - time.monotonic()))
+            due = started if plan.rate_tps is None else started + batch_index * plan.batch_txs / plan.rate_tps
+            if is_submit_over(plan.duration_s, started, due):
+                return
+            time.sleep(max(0.0, due - time.monotonic()))
             first = batch_index * plan.batch_txs
             items = batches[batch_index]
+            tally.sent += len(items)
             _submit_one_batch(client, list(range(first, first + len(items))), items, tally)
+
+
+def is_submit_over(
+    duration_s: float | None, started: float, due: float, clock: Callable[[], float] | None = None
+) -> bool:
+    """Whether the submitter, which started at `started`, stops before a batch due to leave at
+    `due` (its place at a fixed rate; `started` at max): with a duration, when the batch would
+    leave (now, or later at its due time) once the duration has passed.  Never without one.
+    `clock` defaults to `time.monotonic`."""
+    if duration_s is None:
+        return False
+    now = time.monotonic() if clock is None else clock()
+    return max(due, now) - started >= duration_s
 
 
 def run_submitter(plan: SubmitPlan, pipe: Connection) -> None:
@@ -292,6 +330,7 @@ def run_submitter(plan: SubmitPlan, pipe: Connection) -> None:
             "started": started,
             "finished": time.monotonic(),
             "accepted_at": accepted_at.tobytes(),
+            "sent": sum(tally.sent for tally in tallies),
             "rejected": sum(tally.rejected for tally in tallies),
             "retries": sum(tally.retries for tally in tallies),
             "full_answers": sum(tally.full_answers for tally in tallies),

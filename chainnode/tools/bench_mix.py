@@ -1,10 +1,12 @@
 """The bench's workloads, as data: which transaction comes at each position of a run.
 
 `records` is the earlier workload (records.put from every submitter); `pilot` mixes, per 100
-transactions, 80 records.put, 10 of record sharing and 10 of assets, with what they depend on
-(collections, grants, the minted assets they move) in set-up phases committed before the clock
-starts, so that no timed transaction depends on another and every commit order is valid.  Pure:
-signing and submitting are `chainnode.tools.bench_load`'s.
+transactions, 80 records.put, 10 of record sharing and 10 of assets; `realistic` (the default,
+`REALISTIC_MIX`) mixes, per 1000, records.put, document anchors, grants, asset mints and
+transfers and one governance vote.  What they depend on (collections, grants, the minted assets
+they move, the council's open proposals) is in set-up phases committed before the clock starts,
+so that no timed transaction depends on another and every commit order is valid.  Pure: signing
+and submitting are `chainnode.tools.bench_load`'s.
 """
 
 from __future__ import annotations
@@ -29,10 +31,13 @@ SUBMIT_ATTEMPTS_MAX = 1_000
 METER_KEYS_PER_ENTITY = 20
 
 
+MIX_REALISTIC = "realistic"
 MIX_PILOT = "pilot"
 MIX_RECORDS = "records"
-MIXES = (MIX_PILOT, MIX_RECORDS)
-MIX_PERIOD_TXS = 100
+MIXES = (MIX_REALISTIC, MIX_PILOT, MIX_RECORDS)
+MIX_DEFAULT = MIX_REALISTIC
+MIX_PERIOD_TXS = 100  # the pilot mix's period
+REALISTIC_PERIOD_TXS = 1000
 # The pilot mix: transactions of each kind in every 100 of the timed workload.  Every kind is
 # valid whatever order the validators commit it in (see `compute_pilot_item`), given the set-up.
 PILOT_MIX: dict[str, int] = {
@@ -47,6 +52,20 @@ PILOT_MIX: dict[str, int] = {
     "assets.approve_all": 1,  # an operator for a collection (always valid, never used)
     "assets.freeze": 1,  # the issuer freezes a holding nothing else touches
 }
+# The realistic mix: transactions of each kind in every 1000 of the timed workload.  The vote
+# comes first so that it is placed early in the period (83rd): a run of 100 txs holds one.
+REALISTIC_MIX: dict[str, int] = {
+    "governance.vote": 1,  # a council member's first vote on a proposal opened in the set-up
+    "records.put": 700,  # own namespace: meter readings, document records, status
+    "records.anchor": 150,  # document anchors: half in the signer's namespace, half as a grantee
+    "records.grant": 30,  # new grants to pairs no timed write depends on
+    "assets.mint": 60,  # fresh token ids into the issuer's unique collection
+    "assets.transfer": 59,  # a unique asset minted in the set-up, moved once by its owner
+}
+# A set-up proposal that never reaches its threshold (see `PilotCast.count_votes_per_proposal`);
+# were it executed it would change nothing (0 is the genesis default).
+PROPOSAL_PAYLOAD = ("set_params", ((("view_timeout_ms", 0),),))
+PROPOSAL_EXPIRES_AT_HEIGHT = 1_000_000  # = PROPOSAL_LIFETIME_BLOCKS_MAX: valid from height 0
 COLLECTIONS_ISSUERS_MAX = 8  # issuers that create a unique and an editioned collection each
 SETUP_NONCE_BASE = 1 << 60  # set-up nonces, apart from the timed workload's sequence numbers
 SHARED_PREFIX = "shared."
@@ -67,20 +86,46 @@ def _spread_slots(mix: dict[str, int]) -> tuple[tuple[str, int], ...]:
 PILOT_SLOTS = _spread_slots(PILOT_MIX)
 if len(PILOT_SLOTS) != MIX_PERIOD_TXS:
     raise InvariantError(f"the pilot mix must name {MIX_PERIOD_TXS} transactions per period")
+REALISTIC_SLOTS = _spread_slots(REALISTIC_MIX)
+if len(REALISTIC_SLOTS) != REALISTIC_PERIOD_TXS:
+    raise InvariantError(f"the realistic mix must name {REALISTIC_PERIOD_TXS} transactions per period")
+# The kinds per period of each mix that has a table, and the order they come in.
+MIX_TABLES: dict[str, dict[str, int]] = {MIX_PILOT: PILOT_MIX, MIX_REALISTIC: REALISTIC_MIX}
+_SLOTS: dict[str, tuple[tuple[str, int], ...]] = {MIX_PILOT: PILOT_SLOTS, MIX_REALISTIC: REALISTIC_SLOTS}
 
 
 @dataclass(frozen=True, slots=True)
 class PilotCast:
-    """Who does what: the submitter entities (in the network's order) and the issuers among them."""
+    """Who does what: the submitter entities (in the network's order), the issuers among them and
+    the council (member ids in genesis order, threshold M).  A `WorkItem.signer` below
+    len(entity_ids) is an entity, from there on council member signer - len(entity_ids)."""
 
     entity_ids: tuple[str, ...]
     issuers: tuple[int, ...]  # indexes into entity_ids of the issuers that own collections
+    council: tuple[str, ...] = ()
+    council_threshold: int = 0
 
-    def find_problem(self) -> str | None:
-        """Why the pilot mix cannot run with this cast, or None."""
+    def find_problem(self, mix: str = MIX_PILOT) -> str | None:
+        """Why `mix` cannot run with this cast, or None."""
+        if mix == MIX_RECORDS:
+            return None
         if len(self.entity_ids) < 4 or not self.issuers:
-            return "the pilot mix needs 4 submitter entities and an issuer among them"
+            return f"the {mix} mix needs 4 submitter entities and an issuer among them"
+        if mix == MIX_REALISTIC and self.count_votes_per_proposal() < 1:
+            return "the realistic mix needs a council whose proposals stay open after a vote (M >= 2)"
         return None
+
+    def count_votes_per_proposal(self) -> int:
+        """How many members may vote on one proposal of its proposer (member 0) and leave it open:
+        at most M - 2 approvals (with the proposer's, M - 1) and N - M rejections, each member once."""
+        members, threshold = len(self.council), self.council_threshold
+        if threshold < 2:
+            return 0  # the proposer's own approval decides it
+        return max(0, min(members - 1, threshold - 2 + members - threshold))
+
+    def get_council_signer(self, member: int) -> int:
+        """The `WorkItem.signer` of council member `member` (its index in `council`)."""
+        return len(self.entity_ids) + member
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,10 +142,26 @@ class WorkItem:
         return f"{self.module}.{self.action}"
 
 
-def build_cast(identities: list[Identity]) -> PilotCast:
-    """The cast of the pilot mix from the submitter identities (`load_submitters`, in its order)."""
+def build_cast(
+    identities: list[Identity], council: tuple[str, ...] = (), council_threshold: int = 0
+) -> PilotCast:
+    """The cast of the mixes from the submitter identities (`load_submitters`, in its order) and
+    the council (genesis order and threshold; only the realistic mix needs it)."""
     issuers = [i for i, who in enumerate(identities) if "issuer" in pki.read_claims(who.certificate).roles]
-    return PilotCast(tuple(who.entity_id for who in identities), tuple(issuers[:COLLECTIONS_ISSUERS_MAX]))
+    return PilotCast(
+        tuple(who.entity_id for who in identities),
+        tuple(issuers[:COLLECTIONS_ISSUERS_MAX]),
+        council,
+        council_threshold,
+    )
+
+
+def compute_kind_rank(mix: str, sequence: int) -> tuple[str, int]:
+    """(kind, rank) of timed transaction `sequence` of a mix with a table: the rank counts the
+    kind's transactions from the start."""
+    slots = _SLOTS[mix]
+    kind, slot_rank = slots[sequence % len(slots)]
+    return kind, sequence // len(slots) * MIX_TABLES[mix][kind] + slot_rank
 
 
 def compute_pilot_kind(sequence: int) -> str:
@@ -108,10 +169,17 @@ def compute_pilot_kind(sequence: int) -> str:
     return PILOT_SLOTS[sequence % MIX_PERIOD_TXS][0]
 
 
-def count_kind(txs: int, kind: str) -> int:
-    """How many transactions of `kind` the first `txs` of the pilot mix hold."""
-    full, rest = divmod(txs, MIX_PERIOD_TXS)
-    return full * PILOT_MIX[kind] + sum(1 for slot_kind, _ in PILOT_SLOTS[:rest] if slot_kind == kind)
+def count_kind(txs: int, kind: str, mix: str = MIX_PILOT) -> int:
+    """How many transactions of `kind` the first `txs` of `mix` (the pilot mix) hold."""
+    slots, table = _SLOTS[mix], MIX_TABLES[mix]
+    full, rest = divmod(txs, len(slots))
+    return full * table.get(kind, 0) + sum(1 for slot_kind, _ in slots[:rest] if slot_kind == kind)
+
+
+def count_proposals(cast: PilotCast, txs: int, mix: str) -> int:
+    """The proposals the set-up opens for the votes of the first `txs` transactions of `mix`."""
+    votes = count_kind(txs, "governance.vote", mix) if mix in MIX_TABLES else 0
+    return -(-votes // cast.count_votes_per_proposal()) if votes else 0
 
 
 def compute_record_args(sequence: int, entity_index: int, label: str) -> tuple[str, bytes]:
@@ -240,6 +308,26 @@ def _build_freeze(sequence: int, rank: int, cast: PilotCast, label: str) -> Work
     return WorkItem(issuer, "assets", "freeze", (collection, token, cast.entity_ids[owner]))
 
 
+def _build_realistic_anchor(sequence: int, rank: int, cast: PilotCast, label: str) -> WorkItem:
+    """Even ranks: the signer anchors a document in its own namespace; odd: a grantee's anchor."""
+    if rank % 2:
+        return _build_anchor(sequence, rank // 2, cast, label)
+    entity = rank // 2 % len(cast.entity_ids)
+    key, digest = f"anchor-{label}-{rank:08d}", _hash(label, "own-anchor", rank)
+    uri = f"https://files.example/{label}/own-{rank}.pdf"
+    return WorkItem(
+        entity, "records", "anchor", (cast.entity_ids[entity], key, digest, "application/pdf", 2048, uri)
+    )
+
+
+def _build_vote(sequence: int, rank: int, cast: PilotCast, label: str) -> WorkItem:
+    """Member 1 + slot votes on set-up proposal 1 + rank // per (proposal ids count from 1 on the
+    bench's fresh chain): the first M - 2 slots approve, the rest reject, so it stays open."""
+    proposal, slot = divmod(rank, cast.count_votes_per_proposal())
+    approve = slot < cast.council_threshold - 2
+    return WorkItem(cast.get_council_signer(1 + slot), "governance", "vote", (1 + proposal, approve))
+
+
 _PILOT_BUILDERS: dict[str, Callable[[int, int, PilotCast, str], WorkItem]] = {
     "records.put": _build_put,
     "records.put_to": _build_put_to,
@@ -254,6 +342,17 @@ _PILOT_BUILDERS: dict[str, Callable[[int, int, PilotCast, str], WorkItem]] = {
 }
 if set(_PILOT_BUILDERS) != set(PILOT_MIX):
     raise InvariantError("every kind of the pilot mix needs a builder")
+_REALISTIC_BUILDERS: dict[str, Callable[[int, int, PilotCast, str], WorkItem]] = {
+    "records.put": _build_put,
+    "records.anchor": _build_realistic_anchor,
+    "records.grant": _build_grant,
+    "assets.mint": _build_mint,
+    "assets.transfer": _build_transfer,
+    "governance.vote": _build_vote,
+}
+if set(_REALISTIC_BUILDERS) != set(REALISTIC_MIX):
+    raise InvariantError("every kind of the realistic mix needs a builder")
+_BUILDERS = {MIX_PILOT: _PILOT_BUILDERS, MIX_REALISTIC: _REALISTIC_BUILDERS}
 
 
 def compute_pilot_item(sequence: int, cast: PilotCast, label: str) -> WorkItem:
@@ -265,14 +364,16 @@ def compute_pilot_item(sequence: int, cast: PilotCast, label: str) -> WorkItem:
     transfer, approve and freeze pools is touched by one timed transaction only; an editioned
     holder sends at most the units the set-up minted to it and never receives its own token.
     """
-    kind, slot_rank = PILOT_SLOTS[sequence % MIX_PERIOD_TXS]
-    rank = sequence // MIX_PERIOD_TXS * PILOT_MIX[kind] + slot_rank
+    kind, rank = compute_kind_rank(MIX_PILOT, sequence)
     return _PILOT_BUILDERS[kind](sequence, rank, cast, label)
 
 
-def compute_setup_phases(cast: PilotCast, txs: int, label: str) -> list[list[WorkItem]]:
-    """What the pilot mix's timed transactions rely on, in phases each committed before the next:
-    collections and grants, then the mints of every asset the timed workload moves or freezes."""
+def compute_setup_phases(cast: PilotCast, txs: int, label: str, mix: str = MIX_PILOT) -> list[list[WorkItem]]:
+    """What the timed transactions of `mix` (the pilot mix; the records mix needs nothing) rely on,
+    in phases each committed before the next: collections, grants and the council's proposals,
+    then the mints of every asset the timed workload moves or freezes."""
+    if mix not in MIX_TABLES:
+        return []
     count = len(cast.entity_ids)
     collections, grants = [], []
     for issuer_rank, issuer in enumerate(cast.issuers):
@@ -288,23 +389,36 @@ def compute_setup_phases(cast: PilotCast, txs: int, label: str) -> list[list[Wor
             prefix = f"{SHARED_PREFIX}{cast.entity_ids[grantee]}."
             args = (cast.entity_ids[grantee], prefix, "write", VALID_UNTIL_HEIGHT)
             grants.append(WorkItem(owner, "records", "grant", args))
+    # Every proposal by member 0: whatever order they commit in, ids 1..P are alike.
+    proposal = WorkItem(
+        cast.get_council_signer(0), "governance", "propose", (*PROPOSAL_PAYLOAD, PROPOSAL_EXPIRES_AT_HEIGHT)
+    )
+    proposals = [proposal] * count_proposals(cast, txs, mix)
+    return [collections + grants + proposals, _compute_setup_mints(cast, txs, label, mix)]
+
+
+def _compute_setup_mints(cast: PilotCast, txs: int, label: str, mix: str) -> list[WorkItem]:
+    """The mint batches of the unique assets the timed transactions of `mix` move, approve or
+    freeze (one each) and of the editioned tokens its holders send."""
+    count = len(cast.entity_ids)
     items_by_collection: dict[str, list[tuple[Any, ...]]] = {}
     for pool, kind in (("t", "assets.transfer"), ("a", "assets.approve"), ("f", "assets.freeze")):
-        for rank in range(count_kind(txs, kind)):
+        for rank in range(count_kind(txs, kind, mix)):
             collection, token, owner = _pool_token(cast, pool, rank)
             item = (token, cast.entity_ids[owner], 1, _hash(label, pool, rank), "")
             items_by_collection.setdefault(collection, []).append(item)
-    units = count_kind(txs, "assets.transfer_editioned") // count + 1
-    for holder in range(count):
-        collection, token = _editioned_token(cast, holder)
-        item = (token, cast.entity_ids[holder], units, _hash(label, "e", holder), "")
-        items_by_collection.setdefault(collection, []).append(item)
+    if "assets.transfer_editioned" in MIX_TABLES[mix]:
+        units = count_kind(txs, "assets.transfer_editioned", mix) // count + 1
+        for holder in range(count):
+            collection, token = _editioned_token(cast, holder)
+            item = (token, cast.entity_ids[holder], units, _hash(label, "e", holder), "")
+            items_by_collection.setdefault(collection, []).append(item)
     issuer_of = {
         _collection(cast, k, kind): cast.issuers[k]
         for k in range(len(cast.issuers))
         for kind in ("unique", "editioned")
     }
-    mints = [
+    return [
         WorkItem(
             issuer_of[collection],
             "assets",
@@ -314,12 +428,24 @@ def compute_setup_phases(cast: PilotCast, txs: int, label: str) -> list[list[Wor
         for collection, items in items_by_collection.items()
         for start in range(0, len(items), MINT_BATCH_ITEMS)
     ]
-    return [collections + grants, mints]
 
 
 def compute_item(mix: str, sequence: int, cast: PilotCast, label: str) -> WorkItem:
-    """Timed transaction `sequence` of `mix`."""
-    if mix == MIX_PILOT:
-        return compute_pilot_item(sequence, cast, label)
+    """Timed transaction `sequence` of `mix`.
+
+    Each kind's `rank` counts its transactions from the start (see `compute_pilot_item` for why
+    any commit order is valid); the realistic mix's votes are each a member's first on its
+    proposal, never enough to close it (`PilotCast.count_votes_per_proposal`)."""
+    if mix in _BUILDERS:
+        kind, rank = compute_kind_rank(mix, sequence)
+        return _BUILDERS[mix][kind](sequence, rank, cast, label)
     entity = sequence % len(cast.entity_ids)
     return WorkItem(entity, "records", "put", compute_record_args(sequence, entity, label))
+
+
+def describe_workload(mix: str) -> str:
+    """The report's "workload" text: the mix's proportions."""
+    if mix not in MIX_TABLES:
+        return "records.put (meter readings, document records, status) from the pilot's submitter entities"
+    table = MIX_TABLES[mix]
+    return f"per {sum(table.values())} txs: " + ", ".join(f"{count} {kind}" for kind, count in table.items())

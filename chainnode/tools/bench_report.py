@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from chainnode.core.errors import ConfigError
-from chainnode.tools.bench_mix import MIX_PILOT
+from chainnode.tools.bench_mix import MIX_DEFAULT
 
 STEADY_SKIP_FRACTION = 0.1
 SUSTAINED_WINDOW_MIN_S = 2.0
@@ -55,7 +55,7 @@ class BenchReport:
     """The figures of one run; `to_json` is what `--out` receives."""
 
     validators: int
-    txs: int
+    txs: int  # transactions submitted (with a duration: sent before it passed, at most the signed cap)
     rate: str  # "max" or the target in tx/s
     committed_txs: int
     rejected_txs: int
@@ -84,16 +84,23 @@ class BenchReport:
     validators_agree: bool  # equal height, head hash and state root at the end
     usage: tuple[ValidatorUsage, ...]
     workload: str
-    mix: str = MIX_PILOT
+    mix: str = MIX_DEFAULT
     setup_txs: int = 0  # committed before the clock started (not counted anywhere else)
     setup_height: int = 0  # the watched node's height when the clock started
     receipts_ok: dict[str, int] | None = None  # "module.action" -> successful receipts of the workload
     receipts_failed: dict[str, int] | None = None  # error code name -> failed receipts of the workload
+    duration_target_s: float | None = None  # --duration: submit until it passed (None: a fixed --txs)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form (tuples become lists), exactly what `--out` writes."""
         value: dict[str, Any] = json.loads(json.dumps(asdict(self)))
         return value
+
+
+def compute_busy_fraction(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """The share of all cores busy between two (busy, total) readings of /proc/stat."""
+    total = after[1] - before[1]
+    return round((after[0] - before[0]) / total, 3) if total > 0 else 0.0
 
 
 def compute_percentile(sorted_values: Sequence[float], fraction: float) -> float:
@@ -190,7 +197,8 @@ def format_report(report: BenchReport) -> str:
     mib = 1024 * 1024
     lines = [
         f"chainnode bench: {report.validators} validators, {report.txs} txs, rate {report.rate}, "
-        f"mix {report.mix} ({report.setup_txs} set-up txs committed before the clock)",
+        + ("" if report.duration_target_s is None else f"for {report.duration_target_s:g} s, ")
+        + f"mix {report.mix} ({report.setup_txs} set-up txs committed before the clock)",
         f"  committed            {report.committed_txs} txs ({report.rejected_txs} rejected, "
         f"{report.submit_retries} retried after a full mempool) in {report.duration_s:.1f} s",
         f"  throughput (steady)  {report.committed_tps:.0f} tx/s committed; "

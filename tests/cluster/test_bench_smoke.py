@@ -4,7 +4,9 @@ No timing is asserted (the machine is shared); the test checks that a run
 completes and that its report is coherent: everything committed, latencies
 ordered, every validator measured, a positive ratio to the verification limit,
 and every receipt of the workload a success, counted by module and action: the
-pilot mix (the default) with each of its kinds, the records mix with puts only.
+realistic mix (the default) with each of its kinds, a council vote included, the
+pilot mix (chosen with the deprecated `--mix`), the records mix with puts only, and
+a `--duration` run that stops sending when the duration has passed.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ TXS = 300
 
 def _check_report(report: dict[str, object], *, txs: int, rate: str, mix: str) -> None:
     assert report["txs"] == txs and report["rate"] == rate and report["mix"] == mix
+    assert report["workload"] == bench_mix.describe_workload(mix)
     assert report["committed_txs"] == txs and report["rejected_txs"] == 0
     p50, p95, p99 = report["latency_ms_p50"], report["latency_ms_p95"], report["latency_ms_p99"]
     assert isinstance(p50, float) and isinstance(p95, float) and isinstance(p99, float)
@@ -46,21 +49,25 @@ def _check_report(report: dict[str, object], *, txs: int, rate: str, mix: str) -
         assert report["receipts_ok"] == {"records.put": txs} and report["setup_txs"] == 0
         return
     expected: dict[str, int] = {}
-    for kind in bench_mix.PILOT_MIX:
+    for kind in bench_mix.MIX_TABLES[mix]:
         name = "assets.transfer" if kind == "assets.transfer_editioned" else kind
-        expected[name] = expected.get(name, 0) + bench_mix.count_kind(txs, kind)
-    assert report["receipts_ok"] == expected
+        expected[name] = expected.get(name, 0) + bench_mix.count_kind(txs, kind, mix)
+    assert report["receipts_ok"] == dict(sorted(expected.items()))
+    assert all(count > 0 for count in expected.values()), "every kind of the mix ran"
     assert report["setup_txs"] > 0 and report["setup_height"] > 0  # type: ignore[operator]
 
 
+@pytest.mark.parametrize(("option", "mix"), [("--workload", "realistic"), ("--mix", "pilot")])
 def test_bench_command_at_max_rate_writes_a_coherent_report(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, mix: str
 ) -> None:
     base_port = find_free_base_port(2 * VALIDATORS, random.Random())
     out = tmp_path / "report.json"
     code = main(
         [
             "bench",
+            option,
+            mix,
             "--validators",
             str(VALIDATORS),
             "--txs",
@@ -81,20 +88,28 @@ def test_bench_command_at_max_rate_writes_a_coherent_report(
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert "committed/limit" in printed and "validator-04" in printed
-    assert "mix pilot" in printed and "receipts failed      none" in printed
-    _check_report(json.loads(out.read_text()), txs=TXS, rate="max", mix="pilot")
+    assert f"mix {mix}" in printed and "receipts failed      none" in printed
+    report = json.loads(out.read_text())
+    _check_report(report, txs=TXS, rate="max", mix=mix)
+    assert report["duration_target_s"] is None
 
 
-def test_bench_at_a_fixed_rate(tmp_path: Path) -> None:
+def test_bench_at_a_fixed_rate_for_a_duration(tmp_path: Path) -> None:
     base_port = find_free_base_port(2 * VALIDATORS, random.Random())
     report = bench.run_bench(
         bench.BenchConfig(
-            validators=VALIDATORS, txs=TXS, rate_tps=200, base_port=base_port, batch_txs=20, mix="records"
+            validators=VALIDATORS,
+            txs=TXS,
+            rate_tps=200,
+            base_port=base_port,
+            batch_txs=20,
+            mix="records",
+            duration_s=1.0,
         )
     )
-    _check_report(report.to_json(), txs=TXS, rate="200", mix="records")
-    # At 200 tx/s the 300 transactions take about 1.5 s to submit.
-    assert report.submitted_tps <= 400
+    # At 200 tx/s in batches of 20 the batches due at 0.0, 0.1, ... 0.9 s leave: 200 of the 300.
+    _check_report(report.to_json(), txs=200, rate="200", mix="records")
+    assert report.duration_target_s == 1.0 and report.submitted_tps <= 400
 
 
 def test_bench_refuses_a_directory_that_holds_a_network(tmp_path: Path) -> None:

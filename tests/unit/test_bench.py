@@ -1,19 +1,27 @@
 """The benchmark's pure figures and its readers of /proc, on real inputs; its workload mixes,
-and the pilot mix's set-up and timed transactions executed by the real `Executor` in shuffled
-orders over a real pilot network's genesis state, every receipt a success."""
+and the pilot and realistic mixes' set-up and timed transactions executed by the real `Executor`
+in shuffled orders over a real pilot network's genesis state, every receipt a success; the
+submitter's stop rule for `--duration` (an injected clock) and the `bench` command's options."""
 
 from __future__ import annotations
 
+import argparse
+import array
 import itertools
 import math
 import os
 import random
+import types as types_module
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 
-from chainnode.app import genesis, records
+from chainnode.app import genesis, governance, records
+from chainnode.cli.main import build_parser
 from chainnode.core import crypto, identity, types
+from chainnode.core.errors import ConfigError
+from chainnode.core.statuses import ProposalStatus
 from chainnode.tools import bench, bench_load, bench_mix, network, verify_rate
 from chainnode.tools.devnet import LocalNetwork, load_submitters
 from tests.governance_harness import Chain, Network
@@ -209,9 +217,9 @@ def test_pilot_mix_succeeds_in_any_commit_order(pilot: tuple[Network, LocalNetwo
     }
 
 
-def test_report_formats_and_serialises() -> None:
+def _sample_report() -> bench.BenchReport:
     usage = (bench.ValidatorUsage("validator-01", 1.5, 80 * 1024 * 1024, 4096, 900.0, 150.0),)
-    report = bench.BenchReport(
+    return bench.BenchReport(
         validators=4,
         txs=10,
         rate="max",
@@ -245,6 +253,10 @@ def test_report_formats_and_serialises() -> None:
         receipts_ok={"records.put": 9, "assets.mint": 1},
         receipts_failed={},
     )
+
+
+def test_report_formats_and_serialises() -> None:
+    report = _sample_report()
     text = bench.format_report(report)
     assert "validator-01" in text and "p99 3 ms" in text
     assert "receipts ok          records.put 9, assets.mint 1" in text
@@ -252,3 +264,204 @@ def test_report_formats_and_serialises() -> None:
     assert "too short to measure; the submitter finished at 25% committed" in text
     assert "(last vs first -10.0%)" in text
     assert report.to_json()["usage"][0]["rss_peak_bytes"] == 80 * 1024 * 1024
+
+
+# ---------------------------------------------------------------- the realistic mix
+
+COUNCIL = tuple(f"c{i:02d}" for i in range(15))
+
+
+def _realistic_cast(members: int = 15, threshold: int = 10) -> bench_mix.PilotCast:
+    return bench_mix.PilotCast(tuple(f"e{i}" for i in range(7)), (2, 5), COUNCIL[:members], threshold)
+
+
+def test_realistic_mix_has_every_kind_in_its_proportions() -> None:
+    table = bench_mix.REALISTIC_MIX
+    assert sum(table.values()) == bench_mix.REALISTIC_PERIOD_TXS == 1000
+    assert set(table) == {
+        "records.put",
+        "records.anchor",
+        "records.grant",
+        "assets.mint",
+        "assets.transfer",
+        "governance.vote",
+    }
+    assert table["governance.vote"] == 1 and table["records.put"] >= 500  # a few votes, mostly puts
+    assert Counter(kind for kind, _ in bench_mix.REALISTIC_SLOTS) == Counter(table)
+    cast = _realistic_cast()
+    items = [bench_mix.compute_item("realistic", sequence, cast, "b1") for sequence in range(2000)]
+    assert Counter(item.name for item in items) == Counter({kind: 2 * count for kind, count in table.items()})
+    # The report names the proportions; the vote is placed early, so that a small run holds one.
+    assert bench_mix.describe_workload("realistic") == "per 1000 txs: " + ", ".join(
+        f"{count} {kind}" for kind, count in table.items()
+    )
+    assert [item.name for item in items[:100]].count("governance.vote") == 1
+
+
+@pytest.mark.parametrize("txs", [0, 83, 84, 999, 1000, 12_345])
+def test_realistic_count_kind_counts_what_the_items_are(txs: int) -> None:
+    seen = Counter(bench_mix.compute_kind_rank("realistic", sequence)[0] for sequence in range(txs))
+    counted = {kind: bench_mix.count_kind(txs, kind, "realistic") for kind in bench_mix.REALISTIC_MIX}
+    assert counted == {kind: seen[kind] for kind in bench_mix.REALISTIC_MIX}
+
+
+@pytest.mark.parametrize(("members", "threshold"), [(15, 10), (4, 3), (5, 2), (3, 3)])
+def test_realistic_votes_are_first_votes_that_leave_set_up_proposals_open(
+    members: int, threshold: int
+) -> None:
+    cast = _realistic_cast(members, threshold)
+    txs = 40_000
+    votes = [
+        bench_mix.compute_item("realistic", sequence, cast, "b1")
+        for sequence in range(txs)
+        if bench_mix.compute_kind_rank("realistic", sequence)[0] == "governance.vote"
+    ]
+    assert len(votes) == 40
+    proposals = [
+        item for phase in bench_mix.compute_setup_phases(cast, txs, "b1", "realistic") for item in phase
+    ]
+    proposals = [item for item in proposals if item.name == "governance.propose"]
+    assert len(proposals) == bench_mix.count_proposals(cast, txs, "realistic") >= 1
+    assert {item.signer for item in proposals} == {cast.get_council_signer(0)}  # ids 1..P alike
+    ballots: dict[int, list[tuple[int, bool]]] = {}
+    for item in votes:
+        proposal_id, approve = item.args
+        ballots.setdefault(proposal_id, []).append((item.signer, approve))
+    assert set(ballots) <= set(range(1, len(proposals) + 1))
+    for ballot in ballots.values():
+        voters = [signer for signer, _ in ballot]
+        assert len(set(voters)) == len(voters) and cast.get_council_signer(0) not in voters
+        assert all(cast.get_council_signer(1) <= s < cast.get_council_signer(members) for s in voters)
+        assert 1 + sum(approve for _, approve in ballot) < threshold  # the proposer approved it
+        assert sum(not approve for _, approve in ballot) <= members - threshold
+
+
+def test_realistic_mix_needs_a_council_that_can_vote() -> None:
+    assert _realistic_cast().find_problem("realistic") is None
+    assert _realistic_cast(15, 1).find_problem("realistic")  # the proposal would execute at once
+    assert _realistic_cast(2, 2).find_problem("realistic")  # the one vote would decide it
+    assert _realistic_cast(2, 2).find_problem("pilot") is None
+    assert bench_mix.PilotCast(("a",), ()).find_problem("records") is None
+
+
+def test_set_up_of_the_other_mixes_opens_no_proposal() -> None:
+    cast = _realistic_cast()
+    names = {item.name for phase in bench_mix.compute_setup_phases(cast, 5000, "b1") for item in phase}
+    assert "governance.propose" not in names and "assets.mint_batch" in names
+    assert bench_mix.compute_setup_phases(cast, 5000, "b1", "records") == []
+
+
+REALISTIC_TXS = 3_000
+REALISTIC_VOTE_TXS = 30_000  # the votes of 30 000 txs: 3 proposals of the pilot council, 13 votes each
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_realistic_mix_succeeds_in_any_commit_order(pilot: tuple[Network, LocalNetwork], seed: int) -> None:
+    net, local = pilot
+    signers, cast = bench_load.load_signers(local.directory, local.entity_ids)
+    assert cast.find_problem("realistic") is None and cast.council_threshold == 10 and len(cast.council) == 15
+    chain = Chain(net)
+    nonce = bench_mix.SETUP_NONCE_BASE
+    for phase in bench_mix.compute_setup_phases(cast, REALISTIC_VOTE_TXS, "b1", "realistic"):
+        txs = []
+        for item in phase:
+            txs.append(bench_load.sign_item(signers, item, local.chain_id, nonce))
+            nonce += 1
+        _run_blocks(chain, txs, [item.name for item in phase], seed)
+    sequences = [
+        sequence
+        for sequence in range(REALISTIC_VOTE_TXS)
+        if sequence < REALISTIC_TXS
+        or bench_mix.compute_kind_rank("realistic", sequence)[0] == "governance.vote"
+    ]
+    items = {s: bench_mix.compute_item("realistic", s, cast, "b1") for s in sequences}
+    random.Random(seed).shuffle(sequences)
+    txs = [bench_load.sign_item(signers, items[s], local.chain_id, s) for s in sequences]
+    ok = _run_blocks(chain, txs, [items[s].name for s in sequences], seed)
+    assert ok == Counter(item.name for item in items.values())
+    assert set(ok) == set(bench_mix.REALISTIC_MIX) and ok["governance.vote"] == 30
+    # 30 votes on 3 proposals, each still open: no vote closed one that a later vote needed.
+    assert governance.get_proposal_count(chain.state) == 3
+    for proposal_id in (1, 2, 3):
+        proposal = governance.get_proposal(chain.state, proposal_id)
+        assert proposal is not None and proposal.status == ProposalStatus.OPEN
+
+
+# ---------------------------------------------------------------- --duration, --workload, --mix
+
+
+@pytest.mark.parametrize(
+    ("duration_s", "due", "now", "over"),
+    [
+        (None, 0.0, 1e9, False),  # without a duration every batch is sent
+        (10.0, 100.0, 109.9, False),  # at max rate: the clock decides
+        (10.0, 100.0, 110.0, True),
+        (10.0, 109.0, 101.0, False),  # at a fixed rate: a batch due before the end is sent
+        (10.0, 110.5, 101.0, True),  # one due after it is not, though the clock is early
+    ],
+)
+def test_submitter_stops_when_the_duration_has_passed(
+    duration_s: float | None, due: float, now: float, over: bool
+) -> None:
+    assert bench_load.is_submit_over(duration_s, 100.0, due, clock=lambda: now) is over
+
+
+def test_submit_threads_stop_at_the_duration_with_an_injected_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The submit loop at 100 tx/s, batches of 10, 1 s: the batches due at 0.0 .. 0.9 s are sent."""
+    clock = [0.0]
+    sent: list[list[int]] = []
+    fake_time = types_module.SimpleNamespace(
+        monotonic=lambda: clock[0], sleep=lambda seconds: clock.__setitem__(0, clock[0] + seconds)
+    )
+    monkeypatch.setattr(bench_load, "time", fake_time)
+    monkeypatch.setattr(
+        bench_load, "_submit_one_batch", lambda client, positions, items, tally: sent.append(positions)
+    )
+    plan = bench_load.SubmitPlan(("http://127.0.0.1:9",), (), 1000, 10, 100, duration_s=1.0)
+    tally = bench_load._SubmitTally(array.array("d"))
+    batches = [[f"tx{i}" for i in range(start, start + 10)] for start in range(0, 1000, 10)]
+    bench_load._run_submit_thread(plan, 0, batches, 0.0, tally)
+    assert len(sent) == 10 and tally.sent == 100 and sent[-1][0] == 90
+    unlimited = bench_load._SubmitTally(array.array("d"))
+    bench_load._run_submit_thread(replace(plan, duration_s=None), 0, batches, clock[0], unlimited)
+    assert unlimited.sent == 1000
+
+
+@pytest.mark.parametrize(
+    ("txs", "rate", "duration_s", "expected"),
+    [(500, None, None, 500), (None, None, None, 10_000), (None, 200, 30.0, 6000), (None, None, 30.0, 10_000)],
+)
+def test_txs_to_sign(txs: int | None, rate: int | None, duration_s: float | None, expected: int) -> None:
+    assert bench.resolve_txs(txs, rate, duration_s) == expected
+
+
+@pytest.mark.parametrize("duration_s", [0.0, -1.0])
+def test_bench_refuses_a_duration_that_is_not_positive(duration_s: float) -> None:
+    with pytest.raises(ConfigError, match="duration"):
+        bench.run_bench(bench.BenchConfig(txs=10, duration_s=duration_s))
+
+
+def _parse_bench(*argv: str) -> argparse.Namespace:
+    return build_parser().parse_args(["bench", *argv])
+
+
+def test_bench_options_workload_duration_and_the_deprecated_mix(capsys: pytest.CaptureFixture[str]) -> None:
+    args = _parse_bench()
+    assert (args.workload, args.duration, args.txs) == ("realistic", None, None)
+    assert _parse_bench("--workload", "pilot").workload == "pilot"
+    assert capsys.readouterr().err == ""
+    assert _parse_bench("--mix", "records").workload == "records"  # the old spelling still works
+    assert "--mix is deprecated; use --workload" in capsys.readouterr().err
+    args = _parse_bench("--duration", "90", "--rate", "100")
+    assert (args.duration, args.rate) == (90.0, 100)
+    for bad in (["--duration", "0"], ["--duration", "soon"], ["--workload", "heavy"]):
+        with pytest.raises(SystemExit):
+            _parse_bench(*bad)
+    assert "bench: error" in capsys.readouterr().err
+
+
+def test_report_states_the_duration_target() -> None:
+    report = replace(_sample_report(), duration_target_s=60.0, mix="realistic")
+    assert "rate max, for 60 s, mix realistic" in bench.format_report(report)
+    assert report.to_json()["duration_target_s"] == 60.0
+    assert _sample_report().to_json()["duration_target_s"] is None
