@@ -54,6 +54,11 @@ TAG_HELLO_ACK = 41
 # peers pooled it, and the answer.
 TAG_TX_BATCH_ACKED = 42
 TAG_TX_ACK = 43
+# A proposal that names its transactions by id, a request for the bodies a replica lacks, and
+# the answer (chainnode.node.proposals).
+TAG_COMPACT_PRE_PREPARE = 44
+TAG_TX_FETCH = 45
+TAG_TX_BODIES = 46
 
 # Digital assets: what the `assets` module stores in state (chainnode.app.asset_state).
 TAG_ASSET_COLLECTION = 50

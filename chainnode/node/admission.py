@@ -235,6 +235,12 @@ class Admission:
                 self.admit_gossip_slice()
                 await asyncio.sleep(0)
 
+    def admit_waiting_gossip(self) -> None:
+        """Admit every gossiped transaction still waiting, now (a proposal that names them by id
+        has arrived: `chainnode.node.proposals`)."""
+        while self.gossip_inbox or self.acked_inbox:
+            self.admit_gossip_slice()
+
     def admit_gossip_slice(self) -> None:
         if self.acked_inbox:
             self._admit_acked_slice()

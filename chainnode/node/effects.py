@@ -9,7 +9,9 @@ commit point, one atomic ledger batch (synced) before the next event runs.  What
 that instant happens there and nowhere else: the light client's validator-change proof is written
 with the block, the commit-latency histograms are observed after the synced write, the mempool and
 the replication waiters learn what committed, the API's event readers are woken, and a block that
-changed the PKI or the chain parameters takes effect from the next height.
+changed the PKI or the chain parameters takes effect from the next height.  Our own proposal is
+sent as transaction ids (`chainnode.node.proposals`), after the gossip we owe, so on each link
+the bodies of our clients' transactions travel ahead of the ids that name them.
 
 `restore_engine` is the same I/O read back: the engine resumes from the ledger's head, its
 certificate's view and the vote log of the height in progress.
@@ -37,6 +39,7 @@ from chainnode.node.application import ChainApplication
 from chainnode.node.clock import get_monotonic_ms, get_time_ms
 from chainnode.node.config import NodeConfig
 from chainnode.node.peers import PEER_AFFECTING_PREFIXES, PeerPolicy
+from chainnode.node.proposals import ProposalRelay
 from chainnode.node.replication import ReplicationWaiters
 from chainnode.node.status import NodeMetrics
 from consensus.effects import (
@@ -52,7 +55,7 @@ from consensus.effects import (
 )
 from consensus.engine import Engine
 from consensus.events import ChainHead, EngineConfig, Event, Tick
-from consensus.messages import compute_log_key, decode_log_record
+from consensus.messages import Message, PrePrepare, compute_log_key, decode_log_record
 from p2p.transport import Transport
 from storage.ledger import Ledger
 
@@ -130,8 +133,12 @@ class EngineEffects:
         on_chain_params: Callable[[], None],
         is_stopped: Callable[[], bool],
         stable_checkpoint: int,
+        proposals: ProposalRelay,
+        flush_gossip: Callable[[], None],
     ) -> None:
         self.engine = engine
+        self._proposals = proposals
+        self._flush_gossip = flush_gossip
         self._ledger = ledger
         self._transport = transport
         self._application = application
@@ -166,9 +173,9 @@ class EngineEffects:
                 height, view, kind = compute_log_key(effect.message)
                 self._ledger.put_vote(height, view, kind, effect.message.encode())
             elif isinstance(effect, Broadcast):
-                self._transport.broadcast(effect.message.encode())
+                self._transport.broadcast(self._encode(effect.message))
             elif isinstance(effect, SendTo):
-                self._transport.send(effect.peer, effect.message.encode())
+                self._transport.send(effect.peer, self._encode(effect.message))
             elif isinstance(effect, CommitBlock):
                 self._commit(effect.block, effect.certificate)
             elif isinstance(effect, RequestBlocks):
@@ -184,6 +191,13 @@ class EngineEffects:
                 self.stable_checkpoint = checkpoint.height
             elif isinstance(effect, Diagnostic):
                 self._log_diagnostic(effect)
+
+    def _encode(self, message: Message) -> bytes:
+        """A message's frame; our own proposal goes as ids, behind the gossip we owe."""
+        if isinstance(message, PrePrepare):
+            self._flush_gossip()
+            return self._proposals.encode(message)
+        return message.encode()
 
     def _log_diagnostic(self, diagnostic: Diagnostic) -> None:
         """News at INFO; warnings (a proposer's clock, say) at WARNING at most once per interval,

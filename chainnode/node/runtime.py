@@ -175,6 +175,8 @@ class Node:
             on_chain_params=self._apply_chain_params,
             is_stopped=self._is_stopped,
             stable_checkpoint=stable_checkpoint,
+            proposals=self.traffic.proposals,
+            flush_gossip=self.traffic.send_gossip,
         )
 
     def _step(self, event: Event) -> None:

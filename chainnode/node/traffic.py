@@ -5,8 +5,10 @@ policy's) and is its receiver: each frame is decoded and dispatched in the trans
 callback, on the node's one asyncio loop.  Gossiped transactions go to admission, replication
 acknowledgements to the replication waiters, block requests are served from the ledger, and what
 concerns consensus (a peer's status, blocks for catch-up, protocol messages) is handed to the
-engine through `step`.  Outbound, it sends what admission gathered since the last tick (gossip,
-gossip that asks for answers, the answers owed) and re-offers the oldest pending transactions.
+engine through `step`; a compact proposal is rebuilt first (`chainnode.node.proposals`, which
+also answers peers' fetches for bodies).  Outbound, it sends what admission gathered since the
+last tick (gossip, gossip that asks for answers, the answers owed) and re-offers the oldest
+pending transactions.
 What the engine itself sends goes out through `chainnode.node.effects`, in the engine's order.
 
 What a peer sends can be garbage: a frame that fails to decode is counted (`frames_malformed`)
@@ -30,6 +32,7 @@ from chainnode.node.config import NodeConfig
 from chainnode.node.mempool import Mempool
 from chainnode.node.peer_reports import PeerReports
 from chainnode.node.peers import PeerPolicy
+from chainnode.node.proposals import ProposalRelay
 from chainnode.node.replication import ReplicationWaiters
 from chainnode.node.status import NodeMetrics
 from consensus.engine import Engine
@@ -96,6 +99,7 @@ class PeerTraffic:
             on_message=self.on_peer_frame,
             on_connected=self.on_peer_connected,
         )
+        self.proposals = ProposalRelay(mempool=mempool, admission=admission, send=self.transport.send)
 
     # ------------------------------------------------------------ outbound
 
@@ -163,8 +167,23 @@ class PeerTraffic:
             self._serve_blocks(peer_id, frame)
         elif isinstance(frame, wire.BlockResponse):
             self._step(BlocksReceived(peer_id, frame.blocks))
+        elif isinstance(frame, (wire.CompactPrePrepare, wire.TxFetch, wire.TxBodies)):
+            self._handle_proposal_frame(peer_id, frame)
         else:
             self._step(MessageReceived(peer_id, frame))
+
+    def _handle_proposal_frame(
+        self, peer_id: str, frame: wire.CompactPrePrepare | wire.TxFetch | wire.TxBodies
+    ) -> None:
+        if isinstance(frame, wire.TxFetch):
+            self.proposals.on_fetch(peer_id, frame)
+            return
+        if isinstance(frame, wire.CompactPrePrepare):
+            message = self.proposals.on_compact(peer_id, frame)
+        else:
+            message = self.proposals.on_bodies(peer_id, frame)
+        if message is not None:
+            self._step(MessageReceived(peer_id, message))
 
     def _serve_blocks(self, peer_id: str, request: wire.BlockRequest) -> None:
         items: list[tuple[bytes, bytes]] = []

@@ -7,6 +7,9 @@ requests and responses, and batches of gossiped transactions.  A batch sent with
 `TAG_TX_BATCH_ACKED` asks the receiver to answer a `TxAck` naming the ones it
 pooled (or already held); the node sends such batches for submissions that wait
 until a quorum of validators' mempools hold them (`chainnode.node.replication`).
+A primary sends its proposal as a `CompactPrePrepare`: the header and the transaction
+ids, which replicas fill from their mempools, fetching the bodies they lack with
+`TxFetch` / `TxBodies` (`chainnode.node.proposals`).
 `decode_frame` is strict and raises `DecodeError` on anything else; the node
 drops such frames and counts them, it never crashes on them.
 """
@@ -14,25 +17,30 @@ drops such frames and counts them, it never crashes on them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from chainnode.core import codec, quorum, types
+from chainnode.core import codec, crypto, quorum, types
 from chainnode.core.codec import expect_bytes, expect_int, expect_tuple
 from chainnode.core.errors import DecodeError
 from chainnode.core.tags import (
     TAG_BLOCK_REQUEST,
     TAG_BLOCK_RESPONSE,
+    TAG_COMPACT_PRE_PREPARE,
     TAG_STATUS,
     TAG_TX_ACK,
     TAG_TX_BATCH,
     TAG_TX_BATCH_ACKED,
+    TAG_TX_BODIES,
+    TAG_TX_FETCH,
 )
-from consensus.messages import MESSAGE_TAGS, Message, decode_message_fields
+from consensus.messages import MESSAGE_TAGS, Message, PrePrepare, decode_message_fields
 
 VERSION = 1
 
 TX_BATCH_MAX = 10_000
 GOSSIP_BYTES_MAX = 4 * 1024 * 1024
 BLOCKS_PER_RESPONSE_MAX = 64
+BLOCK_TXS_MAX = 1_000_000  # what `types.decode_block` accepts
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +71,38 @@ class TxAck:
     tx_hashes: tuple[bytes, ...]  # of a TxBatch that wanted an answer: the ones now in our mempool
 
 
-Frame = Message | Status | BlockRequest | BlockResponse | TxBatch | TxAck
+@dataclass(frozen=True, slots=True)
+class CompactPrePrepare:
+    """A `PrePrepare` whose block travels as its header and its transactions' ids."""
+
+    view: int
+    height: int
+    proposer: int
+    header: types.BlockHeader
+    tx_ids: tuple[bytes, ...]  # in block order; `header.tx_count` of them
+    signature: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class TxFetch:
+    """The bodies of a proposed block's transactions at `indexes`, please."""
+
+    block_hash: bytes
+    indexes: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TxBodies:
+    """The answer to a `TxFetch`: encoded transactions at `indexes` of the block."""
+
+    block_hash: bytes
+    indexes: tuple[int, ...]
+    bodies: tuple[bytes, ...]  # one per index
+
+
+Frame = (
+    Message | Status | BlockRequest | BlockResponse | TxBatch | TxAck | CompactPrePrepare | TxFetch | TxBodies
+)
 
 
 def encode_status(height: int, wall_ms: int) -> bytes:
@@ -85,6 +124,30 @@ def encode_tx_batch(transactions: list[bytes], *, wants_ack: bool = False) -> by
 
 def encode_tx_ack(tx_hashes: list[bytes]) -> bytes:
     return codec.encode((TAG_TX_ACK, VERSION, tuple(tx_hashes)))
+
+
+def encode_compact_pre_prepare(message: PrePrepare) -> bytes:
+    block = message.block
+    return codec.encode(
+        (
+            TAG_COMPACT_PRE_PREPARE,
+            VERSION,
+            message.view,
+            message.height,
+            message.proposer,
+            block.header.to_fields(),
+            tuple(tx.hash for tx in block.transactions),
+            message.signature,
+        )
+    )
+
+
+def encode_tx_fetch(block_hash: bytes, indexes: list[int]) -> bytes:
+    return codec.encode((TAG_TX_FETCH, VERSION, block_hash, tuple(indexes)))
+
+
+def encode_tx_bodies(block_hash: bytes, indexes: list[int], bodies: list[bytes]) -> bytes:
+    return codec.encode((TAG_TX_BODIES, VERSION, block_hash, tuple(indexes), tuple(bodies)))
 
 
 def decode_frame(data: bytes, *, frame_bytes_max: int) -> Frame:
@@ -127,4 +190,43 @@ def decode_frame(data: bytes, *, frame_bytes_max: int) -> Frame:
         fields = codec.expect_struct(value, TAG_TX_ACK, VERSION, 3, "tx ack")
         items = expect_tuple(fields[2], "tx ack", TX_BATCH_MAX)
         return TxAck(tuple(expect_bytes(item, "acked tx hash", 32) for item in items))
+    if tag in (TAG_COMPACT_PRE_PREPARE, TAG_TX_FETCH, TAG_TX_BODIES):
+        return _decode_proposal_frame(tag, value)
     raise DecodeError(f"frame: unknown type tag {tag!r}")
+
+
+def _decode_proposal_frame(tag: int, value: tuple[Any, ...]) -> Frame:
+    if tag == TAG_COMPACT_PRE_PREPARE:
+        fields = codec.expect_struct(value, TAG_COMPACT_PRE_PREPARE, VERSION, 8, "compact pre-prepare")
+        header = types.block_header_from_fields(fields[5])
+        ids = expect_tuple(fields[6], "compact pre-prepare tx ids", BLOCK_TXS_MAX)
+        tx_ids = tuple(expect_bytes(item, "compact pre-prepare tx id", 32) for item in ids)
+        if len(tx_ids) != header.tx_count:
+            raise DecodeError(
+                f"compact pre-prepare: header counts {header.tx_count} transactions, not {len(ids)}"
+            )
+        return CompactPrePrepare(
+            expect_int(fields[2], "pre-prepare view"),
+            expect_int(fields[3], "pre-prepare height"),
+            expect_int(fields[4], "pre-prepare proposer", 0, 1023),
+            header,
+            tx_ids,
+            expect_bytes(fields[7], "pre-prepare signature", crypto.SIGNATURE_BYTES),
+        )
+    if tag == TAG_TX_FETCH:
+        fields = codec.expect_struct(value, TAG_TX_FETCH, VERSION, 4, "tx fetch")
+        items = expect_tuple(fields[3], "tx fetch indexes", BLOCK_TXS_MAX)
+        return TxFetch(
+            expect_bytes(fields[2], "tx fetch block hash", 32),
+            tuple(expect_int(item, "tx fetch index", 0, BLOCK_TXS_MAX - 1) for item in items),
+        )
+    fields = codec.expect_struct(value, TAG_TX_BODIES, VERSION, 5, "tx bodies")
+    indexes = expect_tuple(fields[3], "tx bodies indexes", BLOCK_TXS_MAX)
+    bodies = expect_tuple(fields[4], "tx bodies", BLOCK_TXS_MAX)
+    if len(indexes) != len(bodies):
+        raise DecodeError(f"tx bodies: {len(indexes)} indexes for {len(bodies)} bodies")
+    return TxBodies(
+        expect_bytes(fields[2], "tx bodies block hash", 32),
+        tuple(expect_int(item, "tx bodies index", 0, BLOCK_TXS_MAX - 1) for item in indexes),
+        tuple(expect_bytes(item, "tx body", length_max=types.TX_BYTES_MAX) for item in bodies),
+    )

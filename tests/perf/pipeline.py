@@ -11,7 +11,7 @@ timing): validator-01 plays the primary, validator-02 a replica.  Per block of
     primary  submit    the API path: decode, admission checks, signature, pool, gossip queue
     replica  gossip    the gossiped batch frame decoded and admitted
     primary  propose   select, execute, build the block
-    replica  decode    the pre-prepare frame (the block inside it) decoded
+    replica  decode    the compact pre-prepare frame decoded, its block rebuilt from the mempool
     replica  execute   the proposal executed and checked against its header
     both     commit    the block and its results written to the ledger
 
@@ -79,6 +79,13 @@ def _sign_setup(network: LocalNetwork, txs: int) -> list[list[bytes]]:
     return phases
 
 
+def _rebuild(replica: Node, primary_id: str, frame: bytes) -> PrePrepare | None:
+    """What the replica does with a compact pre-prepare: decode it, rebuild it from the mempool."""
+    compact = wire.decode_frame(frame, frame_bytes_max=1 << 26)
+    assert isinstance(compact, wire.CompactPrePrepare)
+    return replica.traffic.proposals.on_compact(primary_id, compact)
+
+
 def run_pipeline(
     directory: Path, txs: int, profile: str | None = None, mix: str = MIX_RECORDS, sort: str = "tottime"
 ) -> dict[tuple[str, str], float]:
@@ -136,9 +143,14 @@ def run_pipeline(
         )
         assert block is not None
         # The primary's signature is not checked here (the engine does that): any 64 bytes.
-        frame = PrePrepare(0, block.height, 0, block, bytes(64)).encode()
-        message = timed("replica", "decode", wire.decode_frame, frame, frame_bytes_max=1 << 26)
-        assert isinstance(message, PrePrepare)
+        frame = timed(
+            "primary",
+            "propose",
+            primary.traffic.proposals.encode,
+            PrePrepare(0, block.height, 0, block, bytes(64)),
+        )
+        message = timed("replica", "decode", _rebuild, replica, network.nodes[0].node_id, frame)
+        assert isinstance(message, PrePrepare) and message.block.encoded == block.encoded
         decoded = message.block
         problem = timed("replica", "execute", replica.application.find_block_problem, decoded)
         assert problem is None, problem
