@@ -7,7 +7,9 @@ written to LevelDB (synced) before it is broadcast, a committed block is one
 atomic batch before the next event runs.  The parts each have one job and a
 module of their own: `EngineEffects` (driving the engine, its effects and the
 one commit point), `PeerTraffic` (`chainnode.node.traffic`: the transport, the
-frames peers send, gossip out and block sync), `ChainApplication` (the engine's
+frames peers send, gossip out and block sync), `CatchUpVerifier`
+(`chainnode.node.catch_up_verify`: fetched blocks' signatures verified in a
+process pool before the engine commits them), `ChainApplication` (the engine's
 Application: proposals and re-execution), `Admission` (the mempool's gate and
 the gossip in and out), `PeerPolicy` (who may connect), `chainnode.node.status`
 (the status document and metrics) and `chainnode.node.health` (readiness).
@@ -62,6 +64,7 @@ from chainnode.core.errors import ConfigError, StorageError
 from chainnode.node import effects, health, logs, status, wire
 from chainnode.node.admission import Admission
 from chainnode.node.application import ChainApplication
+from chainnode.node.catch_up_verify import CatchUpVerifier, get_workers_setting
 from chainnode.node.clock import get_monotonic_ms, get_time_ms
 from chainnode.node.config import NodeConfig
 from chainnode.node.mempool import Mempool
@@ -136,6 +139,14 @@ class Node:
             lambda: self.get_validator_set(self._ledger.get_head().height + 1), self.node_id
         )
         self.node_metrics = status.NodeMetrics(self)  # /metrics; reads the parts at each scrape
+        self.catch_up = CatchUpVerifier(
+            signatures=self.executor.signatures,
+            state=self._ledger,
+            get_head_height=lambda: self._ledger.get_head().height,
+            step=self._step,
+            on_storage_failure=self._stop_on_storage_failure,
+            workers=get_workers_setting(),
+        )
         self.traffic = self._create_traffic()
         self.transport = self.traffic.transport
         self.effects = self._create_effects(stable_checkpoint)
@@ -158,6 +169,7 @@ class Node:
             step=self._step,  # `effects` is built next: it sends through this transport
             is_stopped=self._is_stopped,
             on_storage_failure=self._stop_on_storage_failure,
+            receive_blocks=self.catch_up.receive,
         )
 
     def _create_effects(self, stable_checkpoint: int) -> effects.EngineEffects:
@@ -252,6 +264,7 @@ class Node:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.catch_up.close()  # before the ledger closes: it steps the engine
         if self.api_runner is not None:
             await self.api_runner.cleanup()
         await self.transport.stop()

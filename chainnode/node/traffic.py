@@ -5,10 +5,11 @@ policy's) and is its receiver: each frame is decoded and dispatched in the trans
 callback, on the node's one asyncio loop.  Gossiped transactions go to admission, replication
 acknowledgements to the replication waiters, block requests are served from the ledger, and what
 concerns consensus (a peer's status, blocks for catch-up, protocol messages) is handed to the
-engine through `step`; a compact proposal is rebuilt first (`chainnode.node.proposals`, which
-also answers peers' fetches for bodies).  Outbound, it sends what admission gathered since the
-last tick (gossip, gossip that asks for answers, the answers owed) and re-offers the oldest
-pending transactions.
+engine through `step` (block responses through `chainnode.node.catch_up_verify` first, which
+verifies their signatures on all cores); a compact proposal is rebuilt first
+(`chainnode.node.proposals`, which also answers peers' fetches for bodies).  Outbound, it sends
+what admission gathered since the last tick (gossip, gossip that asks for answers, the answers
+owed) and re-offers the oldest pending transactions.
 What the engine itself sends goes out through `chainnode.node.effects`, in the engine's order.
 
 What a peer sends can be garbage: a frame that fails to decode is counted (`frames_malformed`)
@@ -27,6 +28,7 @@ from collections.abc import Callable
 from chainnode.core.errors import DecodeError, StorageError
 from chainnode.node import logs, wire
 from chainnode.node.admission import Admission
+from chainnode.node.catch_up_verify import CertifiedBlocks
 from chainnode.node.clock import get_monotonic_ms, get_time_ms
 from chainnode.node.config import NodeConfig
 from chainnode.node.mempool import Mempool
@@ -67,6 +69,7 @@ class PeerTraffic:
         step: Callable[[Event], None],
         is_stopped: Callable[[], bool],
         on_storage_failure: Callable[[Exception], None],
+        receive_blocks: Callable[[str, CertifiedBlocks], None] | None = None,
     ) -> None:
         self._frame_bytes_max = config.frame_bytes_max
         self._engine = engine
@@ -79,6 +82,8 @@ class PeerTraffic:
         self._step = step
         self._is_stopped = is_stopped
         self._on_storage_failure = on_storage_failure
+        # Block responses go through the catch-up verifier when there is one (the node's).
+        self._receive_blocks = receive_blocks or (lambda peer, blocks: step(BlocksReceived(peer, blocks)))
         self.frames_malformed = 0
         self.transport = Transport(
             TransportConfig(
@@ -166,7 +171,7 @@ class PeerTraffic:
         elif isinstance(frame, wire.BlockRequest):
             self._serve_blocks(peer_id, frame)
         elif isinstance(frame, wire.BlockResponse):
-            self._step(BlocksReceived(peer_id, frame.blocks))
+            self._receive_blocks(peer_id, frame.blocks)
         elif isinstance(frame, (wire.CompactPrePrepare, wire.TxFetch, wire.TxBodies)):
             self._handle_proposal_frame(peer_id, frame)
         else:

@@ -1,0 +1,142 @@
+"""How fast a validator on an empty data directory catches up (a developer's tool).
+
+    python -m tests.perf.catch_up --dir DIR [--txs 20000] [--workers N] [--base-port P]
+
+First a chain: `chainnode bench --validators 4 --txs N --workload records --dir DIR` (skipped when
+DIR already holds a network, so a second run reuses the same chain).  Then the network again,
+with validator-04's data directory emptied (its node.toml, key and certificates kept, as the
+wiped-validator cluster test does): the other three start first, and the time runs from
+validator-04's process start until its height reaches theirs.  The chain's transactions over
+that time are the catch-up rate, printed with its ratio to C x V (C = `os.cpu_count()`,
+V = `chainnode.tools.verify_rate.measure_verify_rate()`, one core's Ed25519 verifications per
+second): 1.0 would be every core doing nothing but verifying.
+
+`--workers N` sets `CHAINNODE_CATCH_UP_WORKERS` for validator-04 (`chainnode.node.catch_up_verify`):
+0 turns the pool off (every signature verified at execution, on the node's one thread, as before
+the pool); unset, one worker per core.  Validators 01-03 run with the default either way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from chainnode.core import types
+from chainnode.node.catch_up_verify import WORKERS_ENV
+from chainnode.node.config import load_node_config
+from chainnode.sdk.errors import ClientError
+from chainnode.tools.devnet import LocalNetwork
+from chainnode.tools.verify_rate import measure_verify_rate
+from storage.ledger import Ledger
+
+WIPED = "validator-04"
+POLL_S = 0.05
+CATCH_UP_TIMEOUT_S = 900.0
+
+
+def build_chain(directory: Path, txs: int, base_port: int) -> None:
+    command = [sys.executable, "-m", "cli", "bench", "--validators", "4", "--txs", str(txs)]
+    command += ["--workload", "records", "--dir", str(directory), "--base-port", str(base_port)]
+    print("building the chain:", " ".join(command[2:]), flush=True)
+    subprocess.run(command, check=True)
+
+
+def count_txs(data_dir: Path) -> tuple[int, int]:
+    """(height, transactions in blocks 1..height) of the ledger in `data_dir`."""
+    ledger = Ledger(data_dir / "ledger", read_only=True)
+    try:
+        height = ledger.get_head().height
+        total = 0
+        for block_height in range(1, height + 1):
+            encoded = ledger.get_block(block_height)
+            assert encoded is not None
+            total += types.decode_block(encoded, check_body=False).header.tx_count
+    finally:
+        ledger.close()
+    return height, total
+
+
+def get_height(network: LocalNetwork, node_id: str) -> int:
+    try:
+        return int(network.client(node_id, timeout_s=2.0).get_status()["height"])
+    except ClientError:
+        return -1
+
+
+def restore_env(name: str, saved: str | None) -> None:
+    if saved is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = saved
+
+
+def catch_up(network: LocalNetwork, workers: int | None) -> tuple[int, float, float]:
+    """Start the others, then the wiped validator; (target height, s to reach it, s from its
+    first block to it)."""
+    others = [node.node_id for node in network.nodes if node.node_id != WIPED]
+    for node_id in others:
+        network.start(node_id)
+    network.wait_ready(others)
+    target = min(get_height(network, node_id) for node_id in others)
+    saved = os.environ.get(WORKERS_ENV)
+    if workers is not None:
+        os.environ[WORKERS_ENV] = str(workers)
+    try:
+        started = time.monotonic()
+        network.start(WIPED)
+    finally:
+        if workers is not None:
+            restore_env(WORKERS_ENV, saved)
+    first_block: float | None = None
+    while time.monotonic() - started < CATCH_UP_TIMEOUT_S:
+        height = get_height(network, WIPED)
+        if height > 0 and first_block is None:
+            first_block = time.monotonic()
+        if height >= target:
+            done = time.monotonic()
+            return target, done - started, done - (first_block or started)
+        if not network.is_running(WIPED):
+            raise SystemExit(f"{WIPED} exited; see its node.log")
+        time.sleep(POLL_S)
+    raise SystemExit(f"{WIPED} did not reach height {target} in {CATCH_UP_TIMEOUT_S:.0f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--dir", type=Path, required=True, help="the network (built there if absent)")
+    parser.add_argument("--txs", type=int, default=20_000, help="transactions in the chain built")
+    parser.add_argument("--workers", type=int, default=None, help=f"{WORKERS_ENV} for {WIPED} (0: no pool)")
+    parser.add_argument("--base-port", type=int, default=28600, help="the bench network's base port")
+    args = parser.parse_args()
+    directory = args.dir.resolve()
+    if not (directory / "genesis.json").exists():
+        build_chain(directory, args.txs, args.base_port)
+    network = LocalNetwork(directory)
+    data_dir = load_node_config(network.get_node(WIPED).config_path).data_dir
+    shutil.rmtree(data_dir, ignore_errors=True)  # node.toml, key and certificates stay beside it
+    verify_rate = measure_verify_rate()
+    try:
+        target, elapsed_s, from_first_s = catch_up(network, args.workers)
+    finally:
+        network.stop_all()
+    height, txs = count_txs(data_dir)
+    cores = os.cpu_count() or 1
+    rate = txs / elapsed_s
+    pool = "default (one worker per core)" if args.workers is None else str(args.workers)
+    print(f"{WIPED} caught up {height} blocks ({txs} txs; target {target}), workers {pool}")
+    print(f"  {elapsed_s:.2f} s from its process start ({from_first_s:.2f} s from its first block)")
+    print(f"  {rate:.0f} tx/s; C x V = {cores} x {verify_rate:.0f} = {cores * verify_rate:.0f}/s")
+    print(f"  ratio to C x V: {rate / (cores * verify_rate):.3f}")
+    steady = txs / from_first_s
+    print(f"  from the first block: {steady:.0f} tx/s, ratio {steady / (cores * verify_rate):.3f}")
+
+
+if __name__ == "__main__":
+    main()
