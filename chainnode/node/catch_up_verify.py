@@ -40,6 +40,8 @@ import concurrent.futures
 import logging
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Callable, Sequence
 
 from chainnode.app import authority
@@ -56,6 +58,7 @@ SIGNATURE_ITEM_BYTES = 128  # public key 32, message (the tx hash) 32, signature
 BATCH_ITEMS = 512  # items per pool task
 POOL_TXS_MIN = 256  # fewer transactions than this go to the engine without the pool
 CHUNK_TXS_MAX = SIGNATURE_CACHE_ENTRIES_MAX // 2  # marked ahead of execution at most
+PARENT_POLL_S = 1.0
 WORKERS_ENV = "CHAINNODE_CATCH_UP_WORKERS"  # 0 turns the pool off; unset: one worker per core
 
 CertifiedBlocks = tuple[tuple[types.Block, quorum.CommitCertificate], ...]
@@ -71,6 +74,18 @@ def verify_signature_batch(batch: bytes) -> bytes:
         public_key, message = batch[start : start + 32], batch[start + 32 : start + 64]
         flags[position] = crypto.verify(public_key, message, batch[start + 64 : start + 128])
     return bytes(flags)
+
+
+def watch_parent(parent_pid: int) -> None:
+    """A worker's initializer: exit when the node is gone (a SIGKILLed node cannot shut its pool
+    down, and an idle worker would wait on its queue for ever)."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_POLL_S)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def get_workers_setting() -> int:
@@ -243,7 +258,10 @@ class CatchUpVerifier:
     def _get_pool(self) -> concurrent.futures.ProcessPoolExecutor:
         if self._pool is None:
             self._pool = concurrent.futures.ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=multiprocessing.get_context("spawn")
+                max_workers=self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=watch_parent,
+                initargs=(os.getpid(),),
             )
             log.info("catch-up: verifying fetched blocks' signatures in %d worker processes", self.workers)
         return self._pool
