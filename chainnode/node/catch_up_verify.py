@@ -19,11 +19,12 @@ cache only saves work, it decides nothing.
 The cache is first in, first out and holds `SIGNATURE_CACHE_ENTRIES_MAX` entries (40,000), and a
 response may carry 64 full blocks (64 x `block_txs_max`, 128,000 transactions with the default
 2,000): marked at once, the first blocks' entries would be gone before they execute.  So a
-response is handed over in chunks of whole blocks of at most `CHUNK_TXS_MAX` transactions (half
-the cache): a chunk is marked and stepped in one synchronous stretch (the engine commits every
-block of it before the loop runs anything else), so only its own entries, and the few its
-execution adds, are in the cache's way.  Every chunk of a response is sent to the pool at once,
-so the workers verify the next chunks while this thread executes the first.
+response is handed over in chunks of whole blocks of at most `CHUNK_TXS_MAX` transactions (4,096,
+a tenth of the cache; a bigger block goes alone): a chunk is marked and stepped in one synchronous
+stretch (the engine commits every block of it before the loop runs anything else), so only its
+own entries, and the few its execution adds, are in the cache's way.  Every chunk of a response
+is sent to the pool at once, so the workers verify the next chunks while this thread executes
+one; small chunks let execution start after little verification.
 
 One response is verified at a time; one more may wait (a response that arrives while one is in
 flight), and any beyond that is dropped and counted (`responses_dropped`): the engine's
@@ -57,7 +58,7 @@ log = logging.getLogger("chainnode.node.runtime")
 SIGNATURE_ITEM_BYTES = 128  # public key 32, message (the tx hash) 32, signature 64
 BATCH_ITEMS = 512  # items per pool task
 POOL_TXS_MIN = 256  # fewer transactions than this go to the engine without the pool
-CHUNK_TXS_MAX = SIGNATURE_CACHE_ENTRIES_MAX // 2  # marked ahead of execution at most
+CHUNK_TXS_MAX = min(4_096, SIGNATURE_CACHE_ENTRIES_MAX // 2)  # marked ahead of execution at most
 PARENT_POLL_S = 1.0
 WORKERS_ENV = "CHAINNODE_CATCH_UP_WORKERS"  # 0 turns the pool off; unset: one worker per core
 
