@@ -6,7 +6,8 @@ First a chain: `chainnode bench --validators 4 --txs N --workload records --dir 
 DIR already holds a network, so a second run reuses the same chain).  Then the network again,
 with validator-04's data directory emptied (its node.toml, key and certificates kept, as the
 wiped-validator cluster test does): the other three start first, and the time runs from
-validator-04's process start until its height reaches theirs.  The chain's transactions over
+validator-04's process start until its height reaches theirs (a second figure starts at its API's
+first answer, leaving Python's start-up and the ledger's creation out).  The chain's transactions over
 that time are the catch-up rate, printed with its ratio to C x V (C = `os.cpu_count()`,
 V = `chainnode.tools.verify_rate.measure_verify_rate()`, one core's Ed25519 verifications per
 second): 1.0 would be every core doing nothing but verifying.
@@ -42,8 +43,10 @@ CATCH_UP_TIMEOUT_S = 900.0
 def build_chain(directory: Path, txs: int, base_port: int) -> None:
     command = [sys.executable, "-m", "cli", "bench", "--validators", "4", "--txs", str(txs)]
     command += ["--workload", "records", "--dir", str(directory), "--base-port", str(base_port)]
-    print("building the chain:", " ".join(command[2:]), flush=True)
-    subprocess.run(command, check=True)
+    report = directory.parent / f"{directory.name}-bench.txt"
+    print(f"building the chain: {' '.join(command[2:])} (its report: {report})", flush=True)
+    with report.open("w") as out:
+        subprocess.run(command, check=True, stdout=out)
 
 
 def count_txs(data_dir: Path) -> tuple[int, int]:
@@ -76,8 +79,8 @@ def restore_env(name: str, saved: str | None) -> None:
 
 
 def catch_up(network: LocalNetwork, workers: int | None) -> tuple[int, float, float]:
-    """Start the others, then the wiped validator; (target height, s to reach it, s from its
-    first block to it)."""
+    """Start the others, then the wiped validator; (target height, s from its process start to
+    that height, s from its API's first answer to that height)."""
     others = [node.node_id for node in network.nodes if node.node_id != WIPED]
     for node_id in others:
         network.start(node_id)
@@ -92,14 +95,14 @@ def catch_up(network: LocalNetwork, workers: int | None) -> tuple[int, float, fl
     finally:
         if workers is not None:
             restore_env(WORKERS_ENV, saved)
-    first_block: float | None = None
+    answered: float | None = None
     while time.monotonic() - started < CATCH_UP_TIMEOUT_S:
         height = get_height(network, WIPED)
-        if height > 0 and first_block is None:
-            first_block = time.monotonic()
+        if height >= 0 and answered is None:
+            answered = time.monotonic()
         if height >= target:
             done = time.monotonic()
-            return target, done - started, done - (first_block or started)
+            return target, done - started, done - (answered or started)
         if not network.is_running(WIPED):
             raise SystemExit(f"{WIPED} exited; see its node.log")
         time.sleep(POLL_S)
@@ -123,19 +126,21 @@ def main() -> None:
     shutil.rmtree(data_dir, ignore_errors=True)  # node.toml, key and certificates stay beside it
     verify_rate = measure_verify_rate()
     try:
-        target, elapsed_s, from_first_s = catch_up(network, args.workers)
+        target, elapsed_s, from_ready_s = catch_up(network, args.workers)
     finally:
         network.stop_all()
     height, txs = count_txs(data_dir)
     cores = os.cpu_count() or 1
-    rate = txs / elapsed_s
     pool = "default (one worker per core)" if args.workers is None else str(args.workers)
     print(f"{WIPED} caught up {height} blocks ({txs} txs; target {target}), workers {pool}")
-    print(f"  {elapsed_s:.2f} s from its process start ({from_first_s:.2f} s from its first block)")
-    print(f"  {rate:.0f} tx/s; C x V = {cores} x {verify_rate:.0f} = {cores * verify_rate:.0f}/s")
-    print(f"  ratio to C x V: {rate / (cores * verify_rate):.3f}")
-    steady = txs / from_first_s
-    print(f"  from the first block: {steady:.0f} tx/s, ratio {steady / (cores * verify_rate):.3f}")
+    print(f"  {elapsed_s:.2f} s from its process start, {from_ready_s:.2f} s from its API's first answer")
+    for label, seconds in (
+        ("from its process start", elapsed_s),
+        ("from its API's first answer", from_ready_s),
+    ):
+        rate = txs / seconds
+        ratio = rate / (cores * verify_rate)
+        print(f"  {label}: {rate:.0f} tx/s, ratio to C x V = {cores} x {verify_rate:.0f}/s: {ratio:.3f}")
 
 
 if __name__ == "__main__":
