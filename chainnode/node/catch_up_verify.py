@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import itertools
 import logging
 import multiprocessing
 import os
@@ -221,7 +222,7 @@ class CatchUpVerifier:
     async def _hand_over(self, peer_id: str, blocks: CertifiedBlocks) -> None:
         """Verify `blocks` chunk by chunk in the pool, mark what verified, step the engine."""
         head_height = self._get_head_height()
-        committed = tuple(item for item in blocks if item[0].height <= head_height)
+        committed = tuple(itertools.takewhile(lambda item: item[0].height <= head_height, blocks))
         chunks = split_into_chunks(blocks[len(committed) :], self.chunk_txs_max)
         signers: dict[str, bytes | None] = {}
         pending = [Chunk(chunk, self._state, signers) for chunk in chunks]
