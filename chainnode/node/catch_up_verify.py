@@ -42,52 +42,25 @@ import itertools
 import logging
 import multiprocessing
 import os
-import threading
-import time
 from collections.abc import Callable, Sequence
 
 from chainnode.app import authority
 from chainnode.app.execution import SIGNATURE_CACHE_ENTRIES_MAX, SignatureCache
 from chainnode.app.state import StateReader
-from chainnode.core import crypto, quorum, types
+from chainnode.core import quorum, types
 from chainnode.core.errors import StorageError
 from chainnode.node import logs
+from chainnode.node.signature_worker import SIGNATURE_ITEM_BYTES, verify_signature_batch, watch_parent
 from consensus.events import BlocksReceived, Event
 
 log = logging.getLogger("chainnode.node.runtime")
 
-SIGNATURE_ITEM_BYTES = 128  # public key 32, message (the tx hash) 32, signature 64
 BATCH_ITEMS = 512  # items per pool task
 POOL_TXS_MIN = 256  # fewer transactions than this go to the engine without the pool
 CHUNK_TXS_MAX = min(4_096, SIGNATURE_CACHE_ENTRIES_MAX // 2)  # marked ahead of execution at most
-PARENT_POLL_S = 1.0
 WORKERS_ENV = "CHAINNODE_CATCH_UP_WORKERS"  # 0 turns the pool off; unset: one worker per core
 
 CertifiedBlocks = tuple[tuple[types.Block, quorum.CommitCertificate], ...]
-
-
-def verify_signature_batch(batch: bytes) -> bytes:
-    """One byte per 128-byte item of `batch`: 1 when the signature verifies.  Runs in pool workers.
-
-    The same items as `chainnode.tools.audit.verify` (which the node layer may not import)."""
-    flags = bytearray(len(batch) // SIGNATURE_ITEM_BYTES)
-    for position in range(len(flags)):
-        start = position * SIGNATURE_ITEM_BYTES
-        public_key, message = batch[start : start + 32], batch[start + 32 : start + 64]
-        flags[position] = crypto.verify(public_key, message, batch[start + 64 : start + 128])
-    return bytes(flags)
-
-
-def watch_parent(parent_pid: int) -> None:
-    """A worker's initializer: exit when the node is gone (a SIGKILLed node cannot shut its pool
-    down, and an idle worker would wait on its queue for ever)."""
-
-    def watch() -> None:
-        while os.getppid() == parent_pid:
-            time.sleep(PARENT_POLL_S)
-        os._exit(0)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def get_workers_setting() -> int:
