@@ -142,6 +142,7 @@ async def test_the_pool_marks_exactly_the_valid_signatures_and_execution_refuses
         setup.bad_tx.hash, signer.public_key, setup.bad_tx.signature
     )
     verifier = setup.node.catch_up
+    assert verifier._pool is None  # closed: its workers are gone
     assert verifier.responses_verified == 1
     assert setup.chunks == [2, 2, 2, 1]  # whole blocks, at most 250 transactions a chunk
     # Every transaction of heights 1-6 was in the cache when the engine got its block: the pool
@@ -155,6 +156,15 @@ async def test_the_pool_marks_exactly_the_valid_signatures_and_execution_refuses
     assert last.pop(setup.bad_tx.hash) is False
     assert all(last.values())
     assert verifier.txs_marked == GOOD_HEIGHTS * TXS_PER_BLOCK + TXS_PER_BLOCK - 1
+
+
+async def test_without_the_pool_execution_verifies_every_signature_itself(setup: Setup) -> None:
+    setup.node.catch_up.workers = 0  # CHAINNODE_CATCH_UP_WORKERS=0
+    await setup.deliver(setup.frames[0])
+    assert setup.chunks == [GOOD_HEIGHTS + 1]  # the whole response in one step, as before the pool
+    assert not any(cached for _, _, cached in setup.seen)  # nothing verified ahead
+    assert setup.node.ledger.get_head().height == GOOD_HEIGHTS  # the same outcome
+    assert setup.node.catch_up.responses_verified == 0
 
 
 async def test_one_response_waits_and_a_third_is_dropped(setup: Setup) -> None:
