@@ -40,9 +40,18 @@ UNPACK_OPTIONS: dict[str, Any] = {
 Value = None | bool | int | str | bytes | tuple["Value", ...]
 
 
+# One packer for the process: `msgpack.packb` builds a new `Packer` per call, which is half
+# the cost of encoding a receipt or a state leaf (0.8 us against 0.4), and a block encodes
+# several per transaction.  Sharing it is safe: `pack` runs in one C call under the GIL (no
+# Python code runs inside it for the types allowed here), returns the bytes and empties its
+# buffer, also when it raises.
+_PACKER = msgpack.Packer(use_bin_type=True, autoreset=True)
+pack = _PACKER.pack
+
+
 def encode(value: Any) -> bytes:
     """Encode a value built from None, bool, int, str, bytes, tuples and lists."""
-    return msgpack.packb(value, use_bin_type=True)  # type: ignore[no-any-return]
+    return pack(value)  # type: ignore[no-any-return]
 
 
 def decode(data: bytes, *, bytes_max: int = DECODE_BYTES_MAX) -> Any:

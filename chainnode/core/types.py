@@ -155,7 +155,7 @@ def decode_transaction(data: bytes) -> Transaction:
 
 _UNPACK_OPTIONS = codec.UNPACK_OPTIONS
 _unpackb = msgpack.unpackb
-_packb = msgpack.packb
+_pack = codec.pack
 
 
 def _decode_transaction_fast(data: bytes) -> Transaction | None:
@@ -199,7 +199,7 @@ def _decode_transaction_fast(data: bytes) -> Transaction | None:
     for item in args:
         if type(item) not in _FLAT_ARG_TYPES:
             return None  # nested or unusual arguments: the general path checks them
-    if _packb(value, use_bin_type=True) != data:
+    if _pack(value) != data:
         return None
     tx_hash = crypto.hash_tagged("tx", _compute_body_encoding(value, data))
     return Transaction(chain_id, signer, nonce, valid_until, module, action, args, signature, tx_hash, data)

@@ -276,3 +276,13 @@ def test_signing_key_pem_round_trip() -> None:
     assert crypto.SigningKey.from_pem(KEY.to_pem()).public_key == KEY.public_key
     assert crypto.public_key_from_pem(crypto.public_key_to_pem(KEY.public_key)) == KEY.public_key
     assert not crypto.verify(b"short", b"m", b"\x00" * 64)
+
+
+def test_the_shared_packer_starts_clean_after_a_value_it_refused() -> None:
+    """`codec.encode` reuses one packer: a refusal half-way through a value must leave nothing
+    in its buffer for the next encoding."""
+    assert codec.encode((1, "a")) == msgpack.packb((1, "a"), use_bin_type=True)
+    with pytest.raises(TypeError):
+        codec.encode((b"x" * 100, "half-way", object()))
+    for value in ((), (1, b"x", "y", None, True, (2, (3,))), "z" * 40):
+        assert codec.encode(value) == msgpack.packb(value, use_bin_type=True)
