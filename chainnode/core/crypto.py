@@ -36,11 +36,15 @@ def sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
 
 
+_DOMAIN_PREFIXES = {tag: b"chainnode/" + tag.encode() + b"\x00" for tag in DOMAIN_TAGS}
+
+
 def hash_tagged(tag: str, data: bytes) -> bytes:
     """SHA-256 of `chainnode/<tag>` NUL `data`."""
-    if tag not in DOMAIN_TAGS:
+    prefix = _DOMAIN_PREFIXES.get(tag)
+    if prefix is None:
         raise ValueError(f"unknown hash domain {tag!r}")
-    return hashlib.sha256(b"chainnode/" + tag.encode() + b"\x00" + data).digest()
+    return hashlib.sha256(prefix + data).digest()
 
 
 class SigningKey:
