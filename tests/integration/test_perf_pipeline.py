@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.perf.pipeline import PHASES, run_pipeline
 
 
@@ -13,6 +15,7 @@ def test_the_pipeline_tool_commits_the_workload_on_both_nodes(tmp_path: Path) ->
     assert all(spent > 0 for spent in seconds.values()), seconds
 
 
-def test_the_pipeline_tool_runs_the_pilot_mix_after_its_set_up(tmp_path: Path) -> None:
-    seconds = run_pipeline(tmp_path / "network", 300, mix="pilot")
+@pytest.mark.parametrize("mix", ["pilot", "realistic"])
+def test_the_pipeline_tool_runs_a_mix_after_its_set_up(tmp_path: Path, mix: str) -> None:
+    seconds = run_pipeline(tmp_path / "network", 300, mix=mix)
     assert all(spent > 0 for spent in seconds.values()), seconds

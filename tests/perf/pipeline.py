@@ -1,6 +1,6 @@
 """The hot path of two validators in one process, timed phase by phase (a developer's tool).
 
-    python -m tests.perf.pipeline [--txs 30000] [--mix pilot|records] [--profile replica|primary]
+    python -m tests.perf.pipeline [--txs 30000] [--mix realistic|pilot|records] [--profile replica|primary]
                                     [--sort tottime|cumulative]
 
 A fresh bench network (`chainnode.tools.network.init_network`) and the bench's own signed
@@ -41,15 +41,9 @@ from chainnode.node.config import load_node_config
 from chainnode.node.process import configure_gc
 from chainnode.node.runtime import Node
 from chainnode.tools.bench import BENCH_CHAIN_ID
-from chainnode.tools.bench_load import sign_item, sign_workload
-from chainnode.tools.bench_mix import (
-    MIX_PILOT,
-    MIX_RECORDS,
-    SETUP_NONCE_BASE,
-    build_cast,
-    compute_setup_phases,
-)
-from chainnode.tools.devnet import LocalNetwork, load_submitters
+from chainnode.tools.bench_load import load_signers, sign_item, sign_workload
+from chainnode.tools.bench_mix import MIX_RECORDS, MIXES, SETUP_NONCE_BASE, compute_setup_phases
+from chainnode.tools.devnet import LocalNetwork
 from chainnode.tools.network import init_network
 from chainnode.tools.verify_rate import measure_verify_rate
 from consensus.messages import PrePrepare
@@ -65,15 +59,15 @@ PHASES = (
 )
 
 
-def _sign_setup(network: LocalNetwork, txs: int) -> list[list[bytes]]:
-    """The pilot mix's set-up phases, signed, each a block's worth of encoded transactions."""
-    identities = load_submitters(network.directory, network.entity_ids)
+def _sign_setup(network: LocalNetwork, txs: int, mix: str) -> list[list[bytes]]:
+    """The mix's set-up phases, signed, each a block's worth of encoded transactions."""
+    signers, cast = load_signers(network.directory, network.entity_ids)
     nonce = SETUP_NONCE_BASE
     phases = []
-    for phase in compute_setup_phases(build_cast(identities), txs, "pipeline"):
+    for phase in compute_setup_phases(cast, txs, "pipeline", mix):
         signed = []
         for item in phase:
-            signed.append(sign_item(identities, item, network.chain_id, nonce).encode())
+            signed.append(sign_item(signers, item, network.chain_id, nonce).encode())
             nonce += 1
         phases.append(signed)
     return phases
@@ -91,11 +85,11 @@ def run_pipeline(
 ) -> dict[tuple[str, str], float]:
     """Build the network in `directory` (fresh), run `txs` transactions of `mix`; seconds per phase.
 
-    The pilot mix's set-up (entities' grants, collections, the minted pool) is committed
+    A mix's set-up (entities' grants, collections, the minted pool, open proposals) is committed
     first, a phase per block, untimed, as the bench commits it before its clock starts."""
     init_network(directory, validators=4, chain_id=BENCH_CHAIN_ID, base_port=29600)
     network = LocalNetwork(directory)
-    setup = _sign_setup(network, txs) if mix == MIX_PILOT else []
+    setup = _sign_setup(network, txs, mix) if mix != MIX_RECORDS else []
     chunk_paths, _ = sign_workload(network, txs, label="pipeline", mix=mix)
     encoded = [bytes.fromhex(line) for path in chunk_paths for line in path.read_text().split()]
     primary = Node(load_node_config(network.nodes[0].config_path))
@@ -170,7 +164,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--txs", type=int, default=30_000)
     parser.add_argument("--profile", choices=("primary", "replica"))
-    parser.add_argument("--mix", choices=(MIX_PILOT, MIX_RECORDS), default=MIX_RECORDS)
+    parser.add_argument("--mix", choices=MIXES, default=MIX_RECORDS)
     parser.add_argument("--sort", default="tottime", help="the profile's order (pstats): tottime, cumulative")
     args = parser.parse_args()
     verify_us = 1e6 / measure_verify_rate()
