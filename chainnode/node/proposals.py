@@ -62,18 +62,25 @@ class ProposalRelay:
     """Sends own proposals compactly; rebuilds peers' compact proposals; answers fetches."""
 
     def __init__(
-        self, *, mempool: Mempool, admission: Admission, send: Callable[[str, bytes], object]
+        self,
+        *,
+        mempool: Mempool,
+        admission: Admission,
+        send: Callable[[str, bytes], object],
+        get_head_height: Callable[[], int],
     ) -> None:
         self._mempool = mempool
+        self._get_head_height = get_head_height
         self._admission = admission
         self._send = send
         self._recent: OrderedDict[bytes, types.Block] = OrderedDict()
         self._waiting: dict[str, _Waiting] = {}
         # For tests and operators: proposals rebuilt whole from the mempool, with fetched
-        # bodies, and dropped; bodies fetched and served.
+        # bodies, dropped, and ignored as stale; bodies fetched and served.
         self.rebuilt_from_pool = 0
         self.rebuilt_with_fetch = 0
         self.dropped = 0
+        self.stale = 0
         self.bodies_fetched = 0
         self.bodies_served = 0
 
@@ -97,7 +104,14 @@ class ProposalRelay:
     # ------------------------------------------------------------ inbound
 
     def on_compact(self, peer_id: str, proposal: wire.CompactPrePrepare) -> PrePrepare | None:
-        """The `PrePrepare` if the mempool holds every transaction; else None, and a fetch is sent."""
+        """The `PrePrepare` if the mempool holds every transaction; else None, and a fetch is sent.
+
+        A proposal for a height already committed here (a primary re-sends its proposal until
+        its height commits) is dropped unread: its transactions left the mempool at the commit,
+        and fetching them would only feed the engine a message it ignores."""
+        if proposal.height <= self._get_head_height():
+            self.stale += 1
+            return None
         self._admission.admit_waiting_gossip()
         pooled = self._mempool.get
         transactions: list[types.Transaction | None] = [pooled(tx_id) for tx_id in proposal.tx_ids]

@@ -104,7 +104,12 @@ class PeerTraffic:
             on_message=self.on_peer_frame,
             on_connected=self.on_peer_connected,
         )
-        self.proposals = ProposalRelay(mempool=mempool, admission=admission, send=self.transport.send)
+        self.proposals = ProposalRelay(
+            mempool=mempool,
+            admission=admission,
+            send=self.transport.send,
+            get_head_height=lambda: ledger.get_head().height,
+        )
 
     # ------------------------------------------------------------ outbound
 

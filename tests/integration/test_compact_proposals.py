@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from chainnode.core import types
+from chainnode.core import quorum, types
 from chainnode.core.errors import DecodeError
 from chainnode.node import wire
 from chainnode.node.config import load_node_config
@@ -200,3 +200,19 @@ def test_compact_frames_decode_strictly(pair: Pair) -> None:
     uneven = wire.codec.encode((wire.TAG_TX_BODIES, wire.VERSION, bytes(32), (0, 1), (b"x",)))
     with pytest.raises(DecodeError, match="2 indexes for 1 bodies"):
         wire.decode_frame(uneven, frame_bytes_max=1 << 20)
+
+
+def test_a_proposal_for_a_height_already_committed_is_dropped_unread(pair: Pair) -> None:
+    txs = _puts(_directory(pair), 6)
+    for tx in txs:
+        assert pair.replica.admission.admit(tx.encoded, gossip=False).accepted
+    message = pair.propose(txs)
+    pair.send_compact(message)
+    assert [m.block.hash for m in pair.delivered] == [message.block.hash]
+    certificate = quorum.CommitCertificate(message.height, 0, message.block.hash, ((0, bytes(64)),))
+    assert pair.replica.application.find_block_problem(pair.delivered[0].block) is None
+    pair.replica.effects._commit(pair.delivered[0].block, certificate)  # the replica commits it
+    pair.send_compact(message)  # the primary re-sends it: nothing fetched, nothing delivered
+    assert len(pair.delivered) == 1
+    assert pair.kinds_sent() == []
+    assert pair.replica.traffic.proposals.stale == 1
