@@ -58,6 +58,8 @@ log = logging.getLogger("chainnode.node.runtime")
 BATCH_ITEMS = 512  # items per pool task
 POOL_TXS_MIN = 256  # fewer transactions than this go to the engine without the pool
 CHUNK_TXS_MAX = min(4_096, SIGNATURE_CACHE_ENTRIES_MAX // 2)  # marked ahead of execution at most
+# A peer this many blocks ahead starts the pool's workers before the blocks arrive.
+WARM_BLOCKS_BEHIND = 4
 WORKERS_ENV = "CHAINNODE_CATCH_UP_WORKERS"  # 0 turns the pool off; unset: one worker per core
 
 CertifiedBlocks = tuple[tuple[types.Block, quorum.CommitCertificate], ...]
@@ -157,6 +159,21 @@ class CatchUpVerifier:
     @property
     def is_busy(self) -> bool:
         return self._task is not None
+
+    def note_peer_height(self, height: int) -> None:
+        """A peer's committed height (its status): when it is `WARM_BLOCKS_BEHIND` or more above
+        ours, start the pool's workers now, so that their start-up (~0.4 s each for a spawned
+        interpreter) overlaps the block request instead of delaying the first response."""
+        if self.workers <= 0 or self._pool is not None:
+            return
+        if height - self._get_head_height() < WARM_BLOCKS_BEHIND:
+            return
+        try:
+            pool = self._get_pool()
+            for _ in range(self.workers):
+                pool.submit(verify_signature_batch, b"")  # spawns the workers; verifies nothing
+        except (OSError, RuntimeError) as error:
+            log.warning("catch-up pool unavailable, blocks are verified at execution: %s", error)
 
     def receive(self, peer_id: str, blocks: CertifiedBlocks) -> None:
         """A peer's block response, on the loop (from `PeerTraffic`)."""

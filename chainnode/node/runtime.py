@@ -170,6 +170,7 @@ class Node:
             is_stopped=self._is_stopped,
             on_storage_failure=self._stop_on_storage_failure,
             receive_blocks=self.catch_up.receive,
+            note_peer_height=self.catch_up.note_peer_height,
         )
 
     def _create_effects(self, stable_checkpoint: int) -> effects.EngineEffects:

@@ -70,6 +70,7 @@ class PeerTraffic:
         is_stopped: Callable[[], bool],
         on_storage_failure: Callable[[Exception], None],
         receive_blocks: Callable[[str, CertifiedBlocks], None] | None = None,
+        note_peer_height: Callable[[int], None] | None = None,
     ) -> None:
         self._frame_bytes_max = config.frame_bytes_max
         self._engine = engine
@@ -84,6 +85,8 @@ class PeerTraffic:
         self._on_storage_failure = on_storage_failure
         # Block responses go through the catch-up verifier when there is one (the node's).
         self._receive_blocks = receive_blocks or (lambda peer, blocks: step(BlocksReceived(peer, blocks)))
+        # A peer's committed height, as its status gives it (the catch-up verifier warms up).
+        self._note_peer_height = note_peer_height or (lambda height: None)
         self.frames_malformed = 0
         self.transport = Transport(
             TransportConfig(
@@ -172,6 +175,7 @@ class PeerTraffic:
                 own_wall_ms=get_time_ms(),
                 now_ms=get_monotonic_ms(),
             )
+            self._note_peer_height(frame.height)
             self._step(PeerStatus(peer_id, frame.height))
         elif isinstance(frame, wire.BlockRequest):
             self._serve_blocks(peer_id, frame)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from chainnode.app.execution import SIGNATURE_CACHE_ENTRIES_MAX, Executor, Signa
 from chainnode.app.genesis import ChainParams, load_genesis
 from chainnode.core import types
 from chainnode.node import catch_up_verify, wire
+from chainnode.node.catch_up_verify import WARM_BLOCKS_BEHIND
+from chainnode.node.clock import get_time_ms
 from chainnode.node.config import load_node_config
 from chainnode.node.runtime import Node
 from chainnode.tools.devnet import LocalNetwork
@@ -191,3 +194,24 @@ def test_a_response_of_full_blocks_is_handed_over_in_chunks_the_cache_holds() ->
     assert full_response_txs > SIGNATURE_CACHE_ENTRIES_MAX  # so the chunks are needed
     # A chunk, and what executing its last block adds, fit in the cache.
     assert catch_up_verify.CHUNK_TXS_MAX + block_txs_max <= SIGNATURE_CACHE_ENTRIES_MAX
+
+
+async def test_a_peer_far_enough_ahead_starts_the_workers_before_any_block_arrives(setup: Setup) -> None:
+    node = setup.node
+    try:
+        # One block behind is normal for a moment (the commit votes are in flight): no pool.
+        node.traffic.on_peer_frame(SOURCE, wire.encode_status(1, get_time_ms()))
+        assert node.catch_up._pool is None
+        node.traffic.on_peer_frame(SOURCE, wire.encode_status(WARM_BLOCKS_BEHIND, get_time_ms()))
+        pool = node.catch_up._pool
+        assert pool is not None
+        deadline = time.monotonic() + 30
+        while len(pool._processes) < 2 and time.monotonic() < deadline:  # spawned, not on demand
+            await asyncio.sleep(0.05)
+        assert len(pool._processes) == 2
+        await setup.deliver(setup.frames[0])  # the response then uses the running pool
+        assert node.catch_up._pool is pool
+        assert node.ledger.get_head().height == GOOD_HEIGHTS
+        assert node.catch_up.responses_verified == 1
+    finally:
+        await node.catch_up.close()
