@@ -120,3 +120,19 @@ def public_key_from_pem(pem: bytes) -> bytes:
     if not isinstance(key, ed25519.Ed25519PublicKey):
         raise ConfigError("the public key is not an Ed25519 key")
     return key.public_bytes_raw()
+
+
+# Signature checks in bulk, for process pools (PyNaCl holds the GIL): the auditor's
+# (`chainnode.tools.audit.verify`) and a catching-up node's (`chainnode.node.catch_up_verify`).
+SIGNATURE_ITEM_BYTES = 128  # public key 32, message 32, signature 64
+
+
+def verify_signature_batch(batch: bytes) -> bytes:
+    """One byte per 128-byte item of `batch` (public key, message, signature): 1 when the
+    signature verifies."""
+    flags = bytearray(len(batch) // SIGNATURE_ITEM_BYTES)
+    for position in range(len(flags)):
+        start = position * SIGNATURE_ITEM_BYTES
+        public_key, message = batch[start : start + 32], batch[start + 32 : start + 64]
+        flags[position] = verify(public_key, message, batch[start + 64 : start + 128])
+    return bytes(flags)

@@ -48,9 +48,10 @@ from chainnode.app import authority
 from chainnode.app.execution import SIGNATURE_CACHE_ENTRIES_MAX, SignatureCache
 from chainnode.app.state import StateReader
 from chainnode.core import quorum, types
+from chainnode.core.crypto import SIGNATURE_ITEM_BYTES, verify_signature_batch
 from chainnode.core.errors import StorageError
 from chainnode.node import logs
-from chainnode.node.signature_worker import SIGNATURE_ITEM_BYTES, verify_signature_batch, watch_parent
+from chainnode.node.signature_worker import watch_parent
 from consensus.events import BlocksReceived, Event
 
 log = logging.getLogger("chainnode.node.runtime")

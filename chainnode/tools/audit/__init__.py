@@ -63,11 +63,12 @@ root, so it continues the same chain; it cannot re-derive the state from the
 state root (the chained commitment is not a state tree).
 """
 
+from chainnode.core.crypto import verify_signature_batch
 from chainnode.tools.audit.auditor import Auditor, audit_chain
 from chainnode.tools.audit.checkpoint import Checkpoint, decode_checkpoint, load_checkpoint, save_checkpoint
 from chainnode.tools.audit.replay import ReplayState, StateValidatorSets
 from chainnode.tools.audit.report import AuditError, AuditReport, Failure
-from chainnode.tools.audit.verify import SignatureVerifier, verify_signature_batch
+from chainnode.tools.audit.verify import SignatureVerifier
 
 __all__ = [
     "AuditError",

@@ -5,24 +5,10 @@ from __future__ import annotations
 import multiprocessing
 from multiprocessing.pool import AsyncResult, Pool
 
-from chainnode.core import crypto
+from chainnode.core.crypto import SIGNATURE_ITEM_BYTES, verify_signature_batch
 
-SIGNATURE_ITEM_BYTES = 128  # public key 32, message 32, signature 64
 BATCH_ITEMS = 1024  # items per pool task
 POOL_WAIT_S = 600.0
-
-
-# ---------------------------------------------------------------- signature verification
-
-
-def verify_signature_batch(batch: bytes) -> bytes:
-    """One byte per 128-byte item of `batch`: 1 when the signature verifies.  Runs in pool workers."""
-    flags = bytearray(len(batch) // SIGNATURE_ITEM_BYTES)
-    for position in range(len(flags)):
-        start = position * SIGNATURE_ITEM_BYTES
-        public_key, message = batch[start : start + 32], batch[start + 32 : start + 64]
-        flags[position] = crypto.verify(public_key, message, batch[start + 64 : start + 128])
-    return bytes(flags)
 
 
 class Verified:

@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from chainnode.app.execution import get_entity
 from chainnode.app.genesis import Genesis
 from chainnode.core import quorum, types
+from chainnode.core.crypto import SIGNATURE_ITEM_BYTES
 from chainnode.core.errors import DecodeError
 from chainnode.tools.audit.replay import ReplayState
 from chainnode.tools.audit.report import AuditError, fail
-from chainnode.tools.audit.verify import SIGNATURE_ITEM_BYTES, SignatureVerifier, Verified
+from chainnode.tools.audit.verify import SignatureVerifier, Verified
 from chainnode.tools.export import BlockSource, RawBlock
 
 WINDOW_SIGNATURES = 16_384  # signatures verified ahead of re-execution per window
