@@ -140,6 +140,7 @@ open would hide.
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -207,6 +208,7 @@ BLOCK_STORE_WRITE_BUFFER_BYTES = 8 * 1024 * 1024
 # The vote log holds a few live entries; what it flushes is almost all deleted already.
 VOTE_LOG_WRITE_BUFFER_BYTES = 4 * 1024 * 1024
 STATE_CACHE_ENTRIES_MAX = 20_000  # state reads cached in memory, first in first out
+TX_FILTER_LOAD_CHUNK = 4096  # committed ids read from the index per `TxFilter.add_many` at start-up
 
 
 class Ledger(ConsensusLog, ConsistencyChecks):
@@ -300,8 +302,9 @@ class Ledger(ConsensusLog, ConsistencyChecks):
     def _load_tx_filter(self) -> TxFilter:
         """The filter of every committed id, from the tx index (keys only; ~1 s per million)."""
         tx_filter = TxFilter()
-        for key in self._iterate(MAIN_DATABASE, prefix=TX_PREFIX, include_value=False):
-            tx_filter.add(bytes(key[1:]))
+        keys = self._iterate(MAIN_DATABASE, prefix=TX_PREFIX, include_value=False)
+        while chunk := [bytes(key[1:]) for key in itertools.islice(keys, TX_FILTER_LOAD_CHUNK)]:
+            tx_filter.add_many(chunk)
         return tx_filter
 
     def _delete_blocks_above(self, height: int) -> None:

@@ -35,24 +35,12 @@ class TxFilter:
         self._filled = 0
 
     def add(self, tx_hash: bytes) -> None:
-        assert len(tx_hash) == 32, "transaction ids are SHA-256 hashes"
-        if self._filled >= self._capacity:
-            self._add_layer(self.GROWTH * self._capacity)
-        bits, mask = self._layers[-1]
-        # The four positions unrolled (this and `might_contain` run for every transaction).
-        a, b, c, d = self._WORDS.unpack(tx_hash)
-        a &= mask
-        b &= mask
-        c &= mask
-        d &= mask
-        bits[a >> 3] |= 1 << (a & 7)
-        bits[b >> 3] |= 1 << (b & 7)
-        bits[c >> 3] |= 1 << (c & 7)
-        bits[d >> 3] |= 1 << (d & 7)
-        self._filled += 1
+        self.add_many((tx_hash,))
 
     def add_many(self, tx_hashes: Sequence[bytes]) -> None:
-        """`add` for each of `tx_hashes` (a block's), with the lookups done once."""
+        """Add each of `tx_hashes` (a block's, or a chunk of the index at start-up), with the
+        lookups done once; the four bit positions unrolled (this and `might_contain` run for
+        every transaction)."""
         unpack = self._WORDS.unpack
         start = 0
         while start < len(tx_hashes):
