@@ -4,7 +4,14 @@ Theory of operation: a validator persists each of its votes before it sends it (
 one synced batch per vote, in the vote log database) and reads them back after a restart
 (`get_votes`), so it never signs two different blocks for one height and view.  The votes of a
 height are pruned once it commits, at a stable checkpoint and at open; that deletion is not
-synced (losing it in a crash only keeps old votes longer).  Proofs of equivocation
+synced (losing it in a crash only keeps old votes longer).  The log's live data is a few votes
+and at most one prepared certificate, but every certificate carries its whole block, so about as
+many bytes pass through the log as through the block store; LevelDB keeps deleted entries on disk
+until a compaction happens to merge them with their deletions, and a file moved down to a level
+that nothing later overlaps (keys are height first) is never merged again.  So once
+`VOTE_LOG_COMPACT_BYTES` were logged, `prune_votes` compacts the pruned range: the deleted
+entries leave the disk (a 100k-transaction bench left 23 MB of them per node, 230 bytes per
+transaction; compacting 16 MB of them takes ~25 ms).  Proofs of equivocation
 (`put_evidence`, one per height, validator, kind and view) and stable checkpoints
 (`put_checkpoint`) are kept in the main database, synced.
 """
@@ -25,13 +32,20 @@ from storage.layout import (
 )
 
 
+# Bytes logged between two compactions of the pruned part of the vote log (module docstring).
+VOTE_LOG_COMPACT_BYTES = 16 * 1024 * 1024
+
+
 class ConsensusLog(LedgerDatabases):
     """The vote log, the evidence and the checkpoints of one node's ledger."""
+
+    _vote_bytes_logged = 0  # since the vote log was last compacted (per instance once written)
 
     def put_vote(self, height: int, view: int, kind: int, payload: bytes) -> None:
         """Persist one of this node's votes durably, before it is sent."""
         with self._write_batch(VOTE_LOG, sync=True) as batch:
             batch.put(VOTE_KEY.pack(height, view, kind), payload)
+        self._vote_bytes_logged += len(payload)
 
     def get_votes(self, height_min: int) -> list[tuple[int, int, int, bytes]]:
         """Logged votes at `height_min` and above, as (height, view, kind, payload) in key order."""
@@ -71,4 +85,8 @@ class ConsensusLog(LedgerDatabases):
 
     def prune_votes(self, height_below: int) -> None:
         """Forget votes below `height_below` (at each commit, at a stable checkpoint, at open)."""
-        self._delete_range(VOTE_LOG, stop=U64.pack(max(height_below, 0)), sync=False)
+        stop = U64.pack(max(height_below, 0))
+        self._delete_range(VOTE_LOG, stop=stop, sync=False)
+        if self._vote_bytes_logged >= VOTE_LOG_COMPACT_BYTES:
+            self._vote_bytes_logged = 0
+            self._compact_range(VOTE_LOG, stop=stop)

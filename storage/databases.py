@@ -143,6 +143,13 @@ class LedgerDatabases:
             for key in self._iterate(database_name, start=start, stop=stop, include_value=False):
                 batch.delete(key)
 
+    def _compact_range(self, database_name: str, *, stop: bytes) -> None:
+        """Compact the keys below `stop` now (in this thread), so deleted entries leave the disk."""
+        try:
+            self._get_database(database_name).compact_range(stop=stop)
+        except plyvel.Error as error:
+            raise self._classify(error, database_name, "compact") from error
+
     def _check_writable(self) -> None:
         if self.read_only:
             raise StorageError(f"the ledger at {self.path} is open read-only")

@@ -103,9 +103,10 @@ the database's path and LevelDB's message with the OS error; at open, at every
 read and at every write.  Every database is opened with `paranoid_checks` (a
 damaged write-ahead log fails the open instead of silently losing the batches
 in the rest of its 32 KB block; compactions verify what they read), and every
-read verifies the checksums of the table blocks it loads: the tables are not
-compressed, so without it one flipped byte in a stored value would be served as
-the value.  At open, the size of every table file is compared with the size the
+read verifies the checksums of the table blocks it loads: the main database's
+tables are not compressed, and Snappy (the block store's) keeps incompressible
+runs such as signatures as they are and has no checksum of its own, so without
+it one flipped byte in a stored value would be served as the value.  At open, the size of every table file is compared with the size the
 manifest recorded (LevelDB itself would find a truncated table only at the
 first read of it).  And every iteration is checked at its end: plyvel ends one
 that stopped on a damaged block as if it were complete (see
@@ -269,14 +270,15 @@ class Ledger(ConsensusLog, ConsistencyChecks):
                     "older ledger, there is nobody to catch up from: write the network anew)"
                 )
         # Read by height (catch-up, the API, audits), rarely: a small cache, no filter.
-        # No Snappy either: compressing every flushed block cost ~2% of a validator's
-        # CPU, for data that is mostly signatures and hashes.
+        # Snappy: this database is written once and never merged (its keys start with the
+        # height), so each byte is compressed once; blocks and receipts shrink by 42% (a
+        # 100k-transaction bench: 347 -> 202 bytes per transaction).
         self._blocks = open_database(
             self.path / BLOCKS_DIRECTORY,
             create=not self.read_only,
             lru_cache_size=BLOCK_STORE_CACHE_BYTES,
             write_buffer_size=BLOCK_STORE_WRITE_BUFFER_BYTES,
-            compression=None,
+            compression="snappy",
         )
         # Only a node writes and reads its vote log: a read-only ledger (audits, exports,
         # copies of a data directory) does without it.

@@ -17,6 +17,7 @@ import pytest
 from chainnode.app.state import compute_genesis_state_root, compute_state_root
 from chainnode.core import crypto, quorum, types
 from chainnode.core.errors import StorageError, StorageLockedError
+from storage.consensus_log import VOTE_LOG_COMPACT_BYTES
 from storage.ledger import BLOCK_STORE, MAIN_DATABASE, VOTE_LOG, Head, Ledger, Write
 from storage.tx_filter import TxFilter
 from tests import factories
@@ -251,6 +252,29 @@ def test_vote_log_put_get_prune_in_height_order(tmp_path: Path) -> None:
         # The vote log and the other keyspaces do not overlap.
         initialize(ledger)
         assert ledger.get_head().height == 0
+
+
+def test_pruned_votes_leave_the_disk(tmp_path: Path) -> None:
+    """Each height logs a prepared certificate as large as its block; once the height is pruned,
+    its bytes must not stay on disk (they once were 230 bytes per transaction of a bench)."""
+    path = tmp_path / "db"
+    certificate = os.urandom(256 * 1024)
+    with Ledger(path) as ledger:
+        height = 1
+        for _ in range(2):
+            logged = 0
+            while logged < VOTE_LOG_COMPACT_BYTES:
+                for kind in (1, 2, 3):
+                    ledger.put_vote(height, 0, kind, b"vote %d" % kind)
+                ledger.put_vote(height, 0, 9, certificate)
+                logged += len(certificate) + 18
+                ledger.prune_votes(height + 1)
+                height += 1
+            # The prune that passed VOTE_LOG_COMPACT_BYTES compacted: nothing of the ~16 MB
+            # logged stays (LevelDB alone keeps its 4 MB write-ahead log and level-0 files).
+            assert _log_bytes(path / "votes") < 256 * 1024, height
+        ledger.put_vote(height, 0, 2, b"live")
+        assert ledger.get_votes(0) == [(height, 0, 2, b"live")]
 
 
 def test_second_handle_in_this_process_is_refused(tmp_path: Path) -> None:
