@@ -150,6 +150,15 @@ def test_votes_are_synced_before_they_are_sent_and_blocks_before_the_head(
             checked += 1
     # Each validator signs a prepare and a commit (and the primary its pre-prepare), to 3 peers.
     assert checked >= 4 * 3 * 2
+    # The prepared certificate and the COMMIT it enables share one synced batch (one sync).
+    for node in nodes:
+        vote_writes = [
+            [VOTE_KEY.unpack(key)[2] for key in event.write.keys]
+            for event in network.history
+            if isinstance(event, Written) and event.node == node.node_id and event.write.database == VOTE_LOG
+            and event.write.sync
+        ]
+        assert [LOG_KIND_PREPARED, int(types.VoteKind.COMMIT)] in vote_writes, (node.node_id, vote_writes)
 
     for node in nodes:
         commit_writes = [
