@@ -40,6 +40,9 @@ class ConsensusLog(LedgerDatabases):
     """The vote log, the evidence and the checkpoints of one node's ledger."""
 
     _vote_bytes_logged = 0  # since the vote log was last compacted (per instance once written)
+    # No vote is logged below this height (it was pruned): each prune starts its walk here
+    # instead of at the log's first key, over every deletion not yet compacted away.
+    _votes_pruned_below = 0
 
     def put_vote(self, height: int, view: int, kind: int, payload: bytes) -> None:
         """Persist one of this node's votes durably, before it is sent."""
@@ -53,6 +56,7 @@ class ConsensusLog(LedgerDatabases):
             for height, view, kind, payload in votes:
                 batch.put(VOTE_KEY.pack(height, view, kind), payload)
                 self._vote_bytes_logged += len(payload)
+                self._votes_pruned_below = min(self._votes_pruned_below, height)
 
     def get_votes(self, height_min: int) -> list[tuple[int, int, int, bytes]]:
         """Logged votes at `height_min` and above, as (height, view, kind, payload) in key order."""
@@ -92,8 +96,12 @@ class ConsensusLog(LedgerDatabases):
 
     def prune_votes(self, height_below: int) -> None:
         """Forget votes below `height_below` (at each commit, at a stable checkpoint, at open)."""
-        stop = U64.pack(max(height_below, 0))
-        self._delete_range(VOTE_LOG, stop=stop, sync=False)
+        height_below = max(height_below, 0)
+        if height_below <= self._votes_pruned_below:
+            return
+        stop = U64.pack(height_below)
+        self._delete_range(VOTE_LOG, start=U64.pack(self._votes_pruned_below), stop=stop, sync=False)
+        self._votes_pruned_below = height_below
         if self._vote_bytes_logged >= VOTE_LOG_COMPACT_BYTES:
             self._vote_bytes_logged = 0
             self._compact_range(VOTE_LOG, stop=stop)

@@ -254,6 +254,19 @@ def test_vote_log_put_get_prune_in_height_order(tmp_path: Path) -> None:
         assert ledger.get_head().height == 0
 
 
+def test_a_prune_after_a_vote_below_the_last_prune_still_forgets_it(tmp_path: Path) -> None:
+    """A prune walks from the height the last one stopped at; a vote logged below it (never
+    done by the engine, which votes above the head only) must still be pruned."""
+    with Ledger(tmp_path / "db") as ledger:
+        ledger.put_vote(10, 0, 2, b"p10")
+        ledger.prune_votes(20)
+        assert ledger.get_votes(0) == []
+        ledger.put_vote(5, 0, 2, b"p5")
+        ledger.put_vote(25, 0, 2, b"p25")
+        ledger.prune_votes(20)
+        assert ledger.get_votes(0) == [(25, 0, 2, b"p25")]
+
+
 def test_pruned_votes_leave_the_disk(tmp_path: Path) -> None:
     """Each height logs a prepared certificate as large as its block; once the height is pruned,
     its bytes must not stay on disk (they once were 230 bytes per transaction of a bench)."""
