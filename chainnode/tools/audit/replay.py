@@ -6,7 +6,7 @@ source (see "Validator sets" in the package docstring).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from chainnode.app import governance
 from chainnode.app.proof import ProofError
@@ -24,19 +24,24 @@ class ReplayState:
     def __init__(self, items: Mapping[bytes, bytes]) -> None:
         self._values = dict(items)
         self._validator_sets: dict[bytes, quorum.ValidatorSet] = {}  # decoded, by their encoding
+        # Sorted once for both readers at the end (the stored-state check and the checkpoint).
+        self._sorted_items: list[tuple[bytes, bytes]] | None = None
 
     def get_state(self, key: bytes) -> bytes | None:
         return self._values.get(key)
 
     def apply_write_set(self, write_set: Mapping[bytes, bytes | None]) -> None:
+        self._sorted_items = None
         for key, value in write_set.items():
             if value is None:
                 self._values.pop(key, None)
             else:
                 self._values[key] = value
 
-    def get_sorted_items(self) -> list[tuple[bytes, bytes]]:
-        return sorted(self._values.items())
+    def get_sorted_items(self) -> Sequence[tuple[bytes, bytes]]:
+        if self._sorted_items is None:
+            self._sorted_items = sorted(self._values.items())
+        return self._sorted_items
 
     def get_validators(self, height: int) -> tuple[bytes, quorum.ValidatorSet]:
         """The validator set of `height`: `val/set` in the replayed state (see the module doc)."""
