@@ -34,7 +34,7 @@ from storage.layout import (
 from storage.leveldb import check_iteration_end, classify_storage_error, release_path
 
 
-class _Batch(Protocol):
+class Batch(Protocol):
     """What a caller of `Ledger._write_batch` fills: plyvel's WriteBatch, or a recording one."""
 
     def put(self, key: bytes, value: bytes) -> None: ...
@@ -99,7 +99,7 @@ class LedgerDatabases:
         return self._get_vote_log()
 
     @contextlib.contextmanager
-    def _write_batch(self, database_name: str, *, sync: bool) -> Iterator[_Batch]:
+    def _write_batch(self, database_name: str, *, sync: bool) -> Iterator[Batch]:
         """The one way the ledger writes: fill the batch in the `with` block; it is written
         (all or nothing) when the block ends without an exception, then the observer is told.
 

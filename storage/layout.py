@@ -26,7 +26,9 @@ VALIDATOR_CHANGE_PREFIX = b"v"
 HEAD_KEY = b"mhead"
 GENESIS_KEY = b"mgenesis"
 FORMAT_KEY = b"mformat"
-FORMAT_VERSION = b"3"  # 1: blocks, certificates and receipts in the main database; 2: votes there
+# 1: blocks, certificates and receipts in the main database; 2: votes there; 3: history
+# values in the main database
+FORMAT_VERSION = b"4"
 BLOCKS_DIRECTORY = "blocks"
 VOTES_DIRECTORY = "votes"  # keys: VOTE_KEY
 # The databases by name, as a `Write` names them.
@@ -37,6 +39,7 @@ VOTE_LOG = "votes"
 BLOCK_SUFFIX = b"b"
 CERTIFICATE_SUFFIX = b"c"
 RECEIPT_SUFFIX = b"r"
+HISTORY_SUFFIX = b"h"  # + seq:u32: a history value (storage.ledger, "History values")
 
 U64 = struct.Struct(">Q")
 LOCATION = struct.Struct(">QI")  # height, index

@@ -24,7 +24,7 @@ a fixed-width hash, or a raw state key, so byte order is height order):
 
     h  block_hash:32                   -> height:u64
     t  tx_hash:32                      -> height:u64 index:u32
-    s  state key                       -> state value
+    s  state key                       -> state value (a history key's: a pointer, `storage.history`)
     e  height:u64 validator:u32 kind:u32 view:u64 -> encoded Evidence (equivocation proof)
     k  height:u64                      -> stable checkpoint: encoded (height, block hash, signatures)
     m  name                            -> metadata: b"mhead" (Head), b"mgenesis" (genesis hash),
@@ -35,13 +35,14 @@ Block store keys (height first):
     height:u64 b                       -> encoded Block
     height:u64 c                       -> encoded CommitCertificate
     height:u64 r index:u32             -> encoded Receipt
+    height:u64 h seq:u32               -> a history value written by block `height` (`storage.history`)
 
 Vote log keys:
 
     height:u64 view:u64 kind:u32       -> vote payload (this node's consensus log)
 
-Atomicity.  `commit_block` writes the block, its certificate and receipts to
-the block store in one synced batch, then the tx index, the state write set,
+Atomicity.  `commit_block` writes the block, its certificate, receipts and
+history values to the block store in one synced batch, then the tx index, the state write set,
 the hash index and the new head to the main database in ONE
 `WriteBatch(sync=True)`.  The head in the main database is the commit point:
 after a crash (process or power) the node is at the old head or at the new
@@ -106,19 +107,20 @@ in the rest of its 32 KB block; compactions verify what they read), and every
 read verifies the checksums of the table blocks it loads: the main database's
 tables are not compressed, and Snappy (the block store's) keeps incompressible
 runs such as signatures as they are and has no checksum of its own, so without
-it one flipped byte in a stored value would be served as the value.  At open, the size of every table file is compared with the size the
-manifest recorded (LevelDB itself would find a truncated table only at the
-first read of it).  And every iteration is checked at its end: plyvel ends one
-that stopped on a damaged block as if it were complete (see
-`storage.leveldb.check_iteration_end`), which would hand out a vote log, a tx
-filter or a state listing without its tail.  Cost, measured with `python -m tests.perf.pipeline --txs
-30000` (three alternating runs each way, on a shared 2-core machine where runs
-vary by ~10%): commit 11.4 -> 10.7 and execute 24.6 -> 24.8 CPU us per
-transaction, that is no difference within the noise; with `--txs 100000` (two
-runs each way) commit 12.8 -> 11.4, execute 26.1 -> 22.8, noise again.  In such
-runs a read seldom loads a table block (the hot state is cached, the tx filter
-answers the misses); where one does, verifying the block costs ~1 us (random
-reads of 60 MB of tables with a 16 MB block cache: 3.6 -> 4.7 us per read).
+it one flipped byte in a stored value would be served as the value.  At open,
+the size of every table file is compared with the size the manifest recorded
+(LevelDB itself would find a truncated table only at the first read of it).
+And every iteration is checked at its end: plyvel ends one that stopped on a damaged
+block as if it were complete (see `storage.leveldb.check_iteration_end`), which
+would hand out a vote log, a tx filter or a state listing without its tail. Cost,
+measured with `python -m tests.perf.pipeline --txs 30000` (three alternating runs
+each way, on a shared 2-core machine where runs vary by ~10%): commit 11.4 -> 10.7
+and execute 24.6 -> 24.8 CPU us per transaction, that is no difference within the
+noise; with `--txs 100000` (two runs each way) commit 12.8 -> 11.4, execute 26.1 ->
+22.8, noise again. In such runs a read seldom loads a table block (the hot state is
+cached, the tx filter answers the misses); where one does, verifying the block costs
+~1 us (random reads of 60 MB of tables with a 16 MB block cache: 3.6 -> 4.7 us per
+read).
 
 Consistency at open.  Checksums catch damaged bytes, not lost ones: a file
 restored from an older copy, or a log that LevelDB skipped, leaves a ledger
@@ -152,6 +154,7 @@ from chainnode.core import quorum, types
 from chainnode.core.errors import DecodeError, StorageCorruptError, StorageError
 from storage.consensus_log import ConsensusLog
 from storage.consistency import CONSISTENCY_CHECK_BLOCKS, ConsistencyChecks
+from storage.history import APPEND_ONLY_PREFIXES, HistoryValues
 from storage.layout import (
     BLOCK_HASH_PREFIX,
     BLOCK_STORE,
@@ -212,7 +215,7 @@ STATE_CACHE_ENTRIES_MAX = 20_000  # state reads cached in memory, first in first
 TX_FILTER_LOAD_CHUNK = 4096  # committed ids read from the index per `TxFilter.add_many` at start-up
 
 
-class Ledger(ConsensusLog, ConsistencyChecks):
+class Ledger(ConsensusLog, ConsistencyChecks, HistoryValues):
     """Blocks, certificates, receipts, the tx index, state and the vote log of one node."""
 
     def __init__(
@@ -338,9 +341,10 @@ class Ledger(ConsensusLog, ConsistencyChecks):
             raise StorageError(f"the ledger at {self.path} is already initialized")
         check_invariant(len(genesis_hash) == 32 and len(state_root) == 32, "genesis hashes are 32 bytes")
         head = Head(0, genesis_hash, state_root, genesis_time_ms)
+        pointers = self._put_history_values(0, initial_state)
         with self._write_batch(MAIN_DATABASE, sync=True) as batch:
             for key, value in initial_state.items():
-                batch.put(STATE_PREFIX + key, value)
+                batch.put(STATE_PREFIX + key, pointers.get(key, value))
             batch.put(GENESIS_KEY, genesis_hash)
             batch.put(FORMAT_KEY, FORMAT_VERSION)
             batch.put(HEAD_KEY, head.encode())
@@ -404,6 +408,8 @@ class Ledger(ConsensusLog, ConsistencyChecks):
         except KeyError:
             pass
         value = self._get(STATE_PREFIX + key)
+        if value is not None and key.startswith(APPEND_ONLY_PREFIXES):
+            value = self._get_history_value(key, value)
         if len(self._state_cache) >= STATE_CACHE_ENTRIES_MAX:
             self._state_cache.popitem(last=False)
         self._state_cache[key] = value
@@ -420,7 +426,11 @@ class Ledger(ConsensusLog, ConsistencyChecks):
                 MAIN_DATABASE, start=STATE_PREFIX + start, stop=compute_prefix_end(STATE_PREFIX + prefix)
             )
         for key, value in iterated:
-            yield bytes(key[1:]), bytes(value)
+            state_key = bytes(key[1:])
+            if state_key.startswith(APPEND_ONLY_PREFIXES):
+                yield state_key, self._get_history_value(state_key, value)
+            else:
+                yield state_key, bytes(value)
 
     # ------------------------------------------------------------ commit
 
@@ -461,6 +471,7 @@ class Ledger(ConsensusLog, ConsistencyChecks):
             put = batch.put
             for index, receipt in enumerate(receipts):
                 put(receipt_prefix + U32.pack(index), receipt.encoded)
+            pointers = self._add_history_values(batch, header.height, write_set)
         with self._write_batch(MAIN_DATABASE, sync=True) as batch:
             batch.put(BLOCK_HASH_PREFIX + block.hash, height_bytes)
             put = batch.put
@@ -468,11 +479,12 @@ class Ledger(ConsensusLog, ConsistencyChecks):
             height = header.height
             for index, tx_hash in enumerate(tx_hashes):
                 put(TX_PREFIX + tx_hash, pack_location(height, index))
+            get_pointer = pointers.get
             for key, value in write_set.items():
                 if value is None:
                     batch.delete(STATE_PREFIX + key)
                 else:
-                    put(STATE_PREFIX + key, value)
+                    put(STATE_PREFIX + key, get_pointer(key, value))
             if validator_change is not None:
                 put(VALIDATOR_CHANGE_PREFIX + height_bytes, validator_change)
             new_head = Head(header.height, block.hash, header.state_root, header.timestamp_ms)

@@ -85,7 +85,7 @@ def _is_corruption(lowered: str) -> bool:
     return "corruption" in lowered or "checksum mismatch" in lowered or missing_table
 
 
-def open_database(path: Path, *, create: bool, **options: int | None) -> plyvel.DB:
+def open_database(path: Path, *, create: bool, **options: int | str | None) -> plyvel.DB:
     try:
         # `paranoid_checks`: a damaged write-ahead log fails the open instead of being
         # skipped (LevelDB would otherwise drop every batch in the rest of the damaged 32 KB

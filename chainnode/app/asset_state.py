@@ -60,6 +60,7 @@ from chainnode.app.asset_records import (
     is_valid_token_id,
 )
 from chainnode.app.state import Overlay, StateReader
+from chainnode.core import keyspaces
 from chainnode.core.errors import DecodeError, StorageError
 
 # What callers import from here, the records' names (now in chainnode.app.asset_records) included.
@@ -119,7 +120,7 @@ _BALANCE_PREFIX = b"ast/b/"
 _OWNED_PREFIX = b"ast/o/"
 _FREEZE_PREFIX = b"ast/f/"
 _OPERATOR_PREFIX = b"ast/a/"
-_HISTORY_PREFIX = b"ast/h/"
+_HISTORY_PREFIX = keyspaces.ASSET_HISTORY_PREFIX  # written once per entry
 
 _Value = TypeVar("_Value")
 

@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from chainnode.app.state import Action, Event, ExecutionContext, Overlay, StateReader, TransactionError
-from chainnode.core import codec, types
+from chainnode.core import codec, keyspaces, types
 from chainnode.core.codec import expect_bytes, expect_int, expect_str, expect_tuple
 from chainnode.core.errors import DecodeError, StorageError
 
@@ -61,7 +61,7 @@ DOCUMENT_BYTES_MAX = 2**63 - 1
 SHA256_BYTES = 32
 
 _LATEST_PREFIX = b"rec/v/"
-_HISTORY_PREFIX = b"rec/h/"
+_HISTORY_PREFIX = keyspaces.RECORD_HISTORY_PREFIX  # written once per version
 
 
 @dataclass(frozen=True, slots=True)

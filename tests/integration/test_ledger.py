@@ -16,7 +16,8 @@ import pytest
 
 from chainnode.app.state import compute_genesis_state_root, compute_state_root
 from chainnode.core import crypto, quorum, types
-from chainnode.core.errors import StorageError, StorageLockedError
+from chainnode.core.errors import StorageCorruptError, StorageError, StorageLockedError
+from chainnode.core.keyspaces import ASSET_HISTORY_PREFIX, RECORD_HISTORY_PREFIX
 from storage.consensus_log import VOTE_LOG_COMPACT_BYTES
 from storage.ledger import BLOCK_STORE, MAIN_DATABASE, VOTE_LOG, Head, Ledger, Write
 from storage.tx_filter import TxFilter
@@ -447,6 +448,50 @@ def test_cached_state_reads_follow_every_commit(tmp_path: Path) -> None:
         assert ledger.get_state(b"doomed") is None
 
 
+def test_history_values_live_in_the_block_store_behind_pointers(tmp_path: Path) -> None:
+    """Keys of a history keyspace keep a 12-byte pointer in the main database; the value is in
+    the block store under the height that wrote it, and every read follows the pointer."""
+    path = tmp_path / "db"
+    history = {
+        RECORD_HISTORY_PREFIX + b"pumch\x00meter-1\x00" + (1).to_bytes(8, "big"): b"reading one" * 20,
+        RECORD_HISTORY_PREFIX + b"pumch\x00meter-1\x00" + (2).to_bytes(8, "big"): b"reading two" * 20,
+        ASSET_HISTORY_PREFIX + b"coll\x00token\x00" + (1).to_bytes(4, "big"): b"minted" * 30,
+    }
+    genesis_history = {RECORD_HISTORY_PREFIX + b"genesis\x00key\x00" + bytes(8): b"from genesis" * 10}
+    with Ledger(path) as ledger:
+        ledger.initialize(
+            genesis_hash=GENESIS_HASH,
+            genesis_time_ms=GENESIS_TIME_MS,
+            initial_state={**INITIAL_STATE, **genesis_history},
+            state_root=compute_genesis_state_root({**INITIAL_STATE, **genesis_history}),
+        )
+        write_set: dict[bytes, bytes | None] = {**history, b"rec/v/pumch\x00meter-1": b"\x00" * 7 + b"\x02"}
+        ledger.commit_block(*make_block(ledger.get_head(), [make_tx(1)], write_set), write_set)
+    expected = {**genesis_history, **history}
+    with Ledger(path) as ledger:  # a fresh handle: nothing cached
+        for key, value in expected.items():
+            assert ledger.get_state(key) == value
+        records = {key: value for key, value in expected.items() if key.startswith(b"rec/h/")}
+        assert dict(ledger.iter_state(b"rec/h/")) == records
+        latest = {b"rec/v/pumch\x00meter-1": bytes(7) + b"\x02"}
+        assert dict(ledger.iter_state(b"")) == {**INITIAL_STATE, **expected, **latest}
+        assert ledger.get_state(b"rec/v/pumch\x00meter-1") == bytes(7) + b"\x02", "other keys stay inline"
+    main, blocks = plyvel.DB(str(path)), plyvel.DB(str(path / "blocks"))
+    try:
+        for key, value in expected.items():
+            pointer = main.get(b"s" + key)
+            assert pointer is not None and len(pointer) == 12 and value not in pointer
+            height, seq = int.from_bytes(pointer[:8], "big"), int.from_bytes(pointer[8:], "big")
+            assert height == (0 if key in genesis_history else 1)
+            assert blocks.get(pointer[:8] + b"h" + pointer[8:]) == value, (height, seq)
+        blocks.delete((1).to_bytes(8, "big") + b"h" + (1).to_bytes(4, "big"), sync=True)
+    finally:
+        main.close()
+        blocks.close()
+    with Ledger(path, read_only=True) as ledger, pytest.raises(StorageCorruptError, match="is missing from"):
+        ledger.get_state(list(history)[1])
+
+
 def test_block_store_entries_above_the_head_are_never_served_and_go_at_reopen(tmp_path: Path) -> None:
     """A crash between the block-store batch and the main batch leaves entries above the head."""
     path = tmp_path / "db"
@@ -501,7 +546,7 @@ def test_a_ledger_of_the_older_layout_is_refused_with_a_clear_error(tmp_path: Pa
     database = plyvel.DB(str(path))
     database.put(b"mformat", b"2", sync=True)  # layout 2: the vote log in the main database
     database.close()
-    with pytest.raises(StorageError, match=r"layout version 2, this node reads version 3"):
+    with pytest.raises(StorageError, match=r"layout version 2, this node reads version 4"):
         Ledger(path)
 
 

@@ -155,7 +155,9 @@ def test_votes_are_synced_before_they_are_sent_and_blocks_before_the_head(
         vote_writes = [
             [VOTE_KEY.unpack(key)[2] for key in event.write.keys]
             for event in network.history
-            if isinstance(event, Written) and event.node == node.node_id and event.write.database == VOTE_LOG
+            if isinstance(event, Written)
+            and event.node == node.node_id
+            and event.write.database == VOTE_LOG
             and event.write.sync
         ]
         assert [LOG_KIND_PREPARED, int(types.VoteKind.COMMIT)] in vote_writes, (node.node_id, vote_writes)

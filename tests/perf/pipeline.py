@@ -1,7 +1,7 @@
 """The hot path of two validators in one process, timed phase by phase (a developer's tool).
 
     python -m tests.perf.pipeline [--txs 30000] [--mix realistic|pilot|records] [--profile replica|primary]
-                                    [--sort tottime|cumulative]
+                                    [--sort tottime|cumulative] [--block-txs N]
 
 A fresh bench network (`chainnode.tools.network.init_network`) and the bench's own signed
 workload; two real `Node`s over real LevelDB, not started (no sockets, no consensus
@@ -81,7 +81,12 @@ def _rebuild(replica: Node, primary_id: str, frame: bytes) -> PrePrepare | None:
 
 
 def run_pipeline(
-    directory: Path, txs: int, profile: str | None = None, mix: str = MIX_RECORDS, sort: str = "tottime"
+    directory: Path,
+    txs: int,
+    profile: str | None = None,
+    mix: str = MIX_RECORDS,
+    sort: str = "tottime",
+    block_txs: int | None = None,
 ) -> dict[tuple[str, str], float]:
     """Build the network in `directory` (fresh), run `txs` transactions of `mix`; seconds per phase.
 
@@ -116,7 +121,7 @@ def run_pipeline(
         while replica.admission.gossip_inbox:
             replica.admission.admit_gossip_slice()
 
-    block_txs = governance.get_chain_params(primary.ledger, primary.genesis.params).block_txs_max
+    block_txs = block_txs or governance.get_chain_params(primary.ledger, primary.genesis.params).block_txs_max
     batches = [(False, phase) for phase in setup]
     batches += [(True, encoded[start : start + block_txs]) for start in range(0, len(encoded), block_txs)]
     for counted, batch in batches:
@@ -166,10 +171,15 @@ def main() -> None:
     parser.add_argument("--profile", choices=("primary", "replica"))
     parser.add_argument("--mix", choices=MIXES, default=MIX_RECORDS)
     parser.add_argument("--sort", default="tottime", help="the profile's order (pstats): tottime, cumulative")
+    parser.add_argument(
+        "--block-txs", type=int, help="transactions per block (default: the chain's block_txs_max)"
+    )
     args = parser.parse_args()
     verify_us = 1e6 / measure_verify_rate()
     with tempfile.TemporaryDirectory(prefix="chainnode-pipeline-") as directory:
-        seconds = run_pipeline(Path(directory), args.txs, args.profile, args.mix, args.sort)
+        seconds = run_pipeline(
+            Path(directory), args.txs, args.profile, args.mix, args.sort, block_txs=args.block_txs
+        )
     for role in ("primary", "replica"):
         total = 0.0
         for (phase_role, phase), spent in seconds.items():

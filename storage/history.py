@@ -1,0 +1,75 @@
+"""History values: the ledger keeps the values of the state's history keyspaces in the block store.
+
+Theory of operation: Records' versions and assets' provenance entries
+(`chainnode.core.keyspaces.APPEND_ONLY_PREFIXES`) are written once and never
+again, but their keys name a record or an asset, so in the main database they
+land all over the key range, and LevelDB merged every one of them again at
+each level as the chain grew: they were 60% of that database's bytes, and its
+compaction work per transaction grew 3.5 times from the first 100k
+transactions of a 1M run to the last (`python -m tests.perf.storage_growth`).
+So their values go to the block store, under the height of the block that
+wrote them (height order: written once, never merged, Snappy-compressed), and
+the main database keeps a 12-byte pointer under the key.  `get_state` and
+`iter_state` follow the pointer; what they return is unchanged, as are the
+state root and everything the application sees.  A history key written again
+(the application promises it never is) would only leave its old value behind.
+The block store's entries above the head are deleted at open (`storage.ledger`), those of
+history values with the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import plyvel
+
+from chainnode.core.errors import StorageCorruptError
+from chainnode.core.keyspaces import APPEND_ONLY_PREFIXES
+from storage.databases import Batch, LedgerDatabases
+from storage.layout import BLOCK_STORE, HISTORY_SUFFIX, LOCATION, U32, U64
+
+__all__ = ["APPEND_ONLY_PREFIXES", "HistoryValues"]
+
+
+class HistoryValues(LedgerDatabases):
+    """Writing history values to the block store and following their pointers back."""
+
+    def _put_history_values(self, height: int, state: Mapping[bytes, bytes | None]) -> dict[bytes, bytes]:
+        """`_add_history_values` in a synced block-store batch of its own (genesis), if any."""
+        if not any(key.startswith(APPEND_ONLY_PREFIXES) for key in state):
+            return {}
+        with self._write_batch(BLOCK_STORE, sync=True) as batch:
+            return self._add_history_values(batch, height, state)
+
+    @staticmethod
+    def _add_history_values(
+        batch: Batch, height: int, state: Mapping[bytes, bytes | None]
+    ) -> dict[bytes, bytes]:
+        """Put the history values of `state` into a block-store batch; their pointers by key."""
+        pointers: dict[bytes, bytes] = {}
+        prefix = U64.pack(height) + HISTORY_SUFFIX
+        for key, value in state.items():
+            if value is not None and key.startswith(APPEND_ONLY_PREFIXES):
+                seq = len(pointers)
+                batch.put(prefix + U32.pack(seq), value)
+                pointers[key] = LOCATION.pack(height, seq)
+        return pointers
+
+    def _get_history_value(self, key: bytes, pointer: bytes) -> bytes:
+        """The value a history key's pointer names in the block store (see "History values")."""
+        if len(pointer) != LOCATION.size:
+            raise StorageCorruptError(
+                f"the ledger at {self.path}: the pointer of history key {key!r} is {len(pointer)} bytes, "
+                f"not {LOCATION.size}"
+            )
+        height, seq = LOCATION.unpack(pointer)
+        try:
+            value = self._blocks.get(U64.pack(height) + HISTORY_SUFFIX + U32.pack(seq), verify_checksums=True)
+        except plyvel.Error as error:
+            raise self._classify(error, BLOCK_STORE, "read from") from error
+        if value is None or height > self._committed_height():
+            raise StorageCorruptError(
+                f"the ledger at {self.path}: the value of history key {key!r} (height {height}, "
+                f"entry {seq}) is missing from the block store"
+            )
+        return bytes(value)
