@@ -31,7 +31,6 @@ from storage.layout import (
     VOTE_LOG,
 )
 
-
 # Bytes logged between two compactions of the pruned part of the vote log (module docstring).
 VOTE_LOG_COMPACT_BYTES = 16 * 1024 * 1024
 
