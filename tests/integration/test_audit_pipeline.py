@@ -70,15 +70,16 @@ def test_windows_are_small_and_each_is_verified_before_the_one_before_it_execute
 
 
 def test_each_transaction_is_decoded_once(chain: BuiltChain, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every decode, shared (memoised) or not, ends in decode_transaction_unshared.
     decoded: list[bytes] = []
-    decode = types.decode_transaction
+    decode = types.decode_transaction_unshared
 
     def counting_decode(data: bytes) -> types.Transaction:
         decoded.append(bytes(data))
         return decode(data)
 
-    monkeypatch.setattr(types, "decode_transaction", counting_decode)
-    # Decoding memoises live transactions; clear it, so a second decode would count here.
+    monkeypatch.setattr(types, "decode_transaction_unshared", counting_decode)
+    # Empty the memo of live transactions, so a second, shared decode would count here too.
     monkeypatch.setattr(types, "_LIVE", {})
     _audit(chain)
     assert len(decoded) == HEIGHTS * TXS_PER_BLOCK

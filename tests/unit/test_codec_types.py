@@ -160,6 +160,20 @@ def test_transaction_decoder_refuses_wrong_shapes() -> None:
         types.decode_transaction(b"\x00" * (types.TX_BYTES_MAX + 1))
 
 
+def test_the_unshared_decoder_gives_the_same_transaction_as_a_new_object() -> None:
+    tx = make_tx(nonce=4242)
+    shared = types.decode_transaction(tx.encoded)
+    unshared = types.decode_transaction_unshared(bytes(bytearray(tx.encoded)))
+    assert unshared == shared == tx and unshared is not shared
+    assert types._decode_transaction_fast(tx.encoded) == unshared
+    for bad in (b"\x00" * (types.TX_BYTES_MAX + 1), tx.encoded[:-1], b"\x9a"):
+        with pytest.raises(DecodeError) as shared_error:
+            types.decode_transaction(bad)
+        with pytest.raises(DecodeError) as unshared_error:
+            types.decode_transaction_unshared(bad)
+        assert str(unshared_error.value) == str(shared_error.value)
+
+
 def _decode_general(data: bytes) -> types.Transaction:
     fields = codec.decode_struct(data, tags.TAG_TX, types.VERSION, 10, "transaction")
     return types.transaction_from_fields(fields, data)
@@ -229,6 +243,10 @@ def test_block_round_trip_checks_the_body_against_the_header() -> None:
     )
     block = types.Block.create(header, txs)
     assert types.decode_block(block.encoded) == block
+    unshared = types.decode_block(block.encoded, share_transactions=False)
+    assert unshared == block
+    shared = types.decode_block(block.encoded)
+    assert all(a is not b for a, b in zip(unshared.transactions, shared.transactions, strict=True))
     dropped = types.Block.create(header, txs[:2])
     with pytest.raises(DecodeError, match="counts 3"):
         types.decode_block(dropped.encoded)

@@ -95,7 +95,10 @@ class WindowReader:
             entry.problem = fail(entry.height, "block_missing", "the source has no block or certificate")
             return
         try:
-            entry.block = types.decode_block(entry.raw.block_encoded, check_body=False)
+            # Each transaction is decoded here, once, and that object is what is re-executed.
+            entry.block = types.decode_block(
+                entry.raw.block_encoded, check_body=False, share_transactions=False
+            )
         except DecodeError as error:
             entry.problem = fail(entry.height, "block_decode", error.message)
             return
