@@ -4,15 +4,20 @@ Theory of operation: Records' versions and assets' provenance entries
 (`chainnode.core.keyspaces.APPEND_ONLY_PREFIXES`) are written once and never
 again, but their keys name a record or an asset, so in the main database they
 land all over the key range, and LevelDB merged every one of them again at
-each level as the chain grew: they were 60% of that database's bytes, and its
-compaction work per transaction grew 3.5 times from the first 100k
-transactions of a 1M run to the last (`python -m tests.perf.storage_growth`).
+each level as the chain grew: they were 60% of that database's bytes, and what
+its compactions wrote per 100k transactions grew from 74 MB over the first 100k
+of a 1M-transaction chain to 214-274 MB over the last ones
+(`python -m tests.perf.storage_growth`, the realistic mix).
 So their values go to the block store, under the height of the block that
 wrote them (height order: written once, never merged, Snappy-compressed), and
 the main database keeps a 12-byte pointer under the key.  `get_state` and
 `iter_state` follow the pointer; what they return is unchanged, as are the
 state root and everything the application sees.  A history key written again
 (the application promises it never is) would only leave its old value behind.
+Measured with that tool over 1M transactions: the main database's compactions wrote
+802 MB instead of 1,743 (15 MB over the first 100k, 118 over the last), the ledger is
+386 bytes per transaction instead of 422, and the node's thread costs the same (the
+pointer costs one more block-store read only when a history value is read).
 The block store's entries above the head are deleted at open (`storage.ledger`), those of
 history values with the rest.
 """
