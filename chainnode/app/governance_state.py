@@ -14,6 +14,7 @@ of operation.
 from __future__ import annotations
 
 import bisect
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -28,6 +29,14 @@ _VALIDATOR_CHANGES_KEY = b"val/changes"
 _Record = TypeVar("_Record")
 
 
+# Decoded records by (decoder, stored bytes), oldest first.  A record decodes the same way
+# every time (the decoders are pure, the records frozen), and the same few (recipients' entity
+# records, their zones, the chain parameters) are read for many transactions: an asset mint or
+# transfer decoded its recipient's entity and zone records anew each time (~25 us each).
+DECODED_RECORDS_MAX = 4096
+_decoded: OrderedDict[tuple[Callable[[bytes], object], bytes], object] = OrderedDict()
+
+
 def get_decoded(
     state: StateReader, key: bytes, decode: Callable[[bytes], _Record], what: str
 ) -> _Record | None:
@@ -35,11 +44,20 @@ def get_decoded(
     stored = state.get_state(key)
     if stored is None:
         return None
+    memo_key = (decode, stored)
     try:
-        return decode(stored)
+        return _decoded[memo_key]  # type: ignore[return-value]  # stored by this decoder, below
+    except KeyError:
+        pass
+    try:
+        record = decode(stored)
     except DecodeError as error:
         # Only genesis and the state machine write these keys: a bad value is a corrupt data directory.
         raise StorageError(f"corrupt {what} in state: {error.message}") from error
+    if len(_decoded) >= DECODED_RECORDS_MAX:
+        _decoded.popitem(last=False)
+    _decoded[memo_key] = record
+    return record
 
 
 def get_entity_record(state: StateReader, entity_id: str) -> identity_records.EntityRecord | None:

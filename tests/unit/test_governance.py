@@ -9,6 +9,7 @@ import pytest
 from chainnode.app import genesis, governance
 from chainnode.app.execution import InvalidBlockError
 from chainnode.core import codec, crypto, identity, identity_records, quorum, types
+from chainnode.core.errors import StorageError
 from tests.factories import MapState
 from tests.governance_harness import Chain, Network, codes, event_names
 
@@ -294,3 +295,34 @@ def test_the_cli_offers_exactly_the_proposal_kinds_governance_knows() -> None:
     from chainnode.cli import governance as cli_governance
 
     assert cli_governance.PROPOSAL_KINDS == governance.PROPOSAL_KINDS
+
+
+def test_decoded_records_are_memoised_by_their_bytes_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from chainnode.app import governance_state
+
+    monkeypatch.setattr(governance_state, "DECODED_RECORDS_MAX", 4)
+    monkeypatch.setattr(governance_state, "_decoded", type(governance_state._decoded)())
+    records = {
+        f"entity-{n}": identity_records.EntityRecord(
+            f"entity-{n}", "beijing", bytes([n]) * 32, ("submitter",), ("education",), 0, 10**13, False, b""
+        )
+        for n in range(6)
+    }
+    state = MapState({identity_records.entity_key(name): record.encode() for name, record in records.items()})
+    first = governance_state.get_entity_record(state, "entity-0")
+    assert first == records["entity-0"]
+    assert governance_state.get_entity_record(state, "entity-0") is first, "the same bytes decode once"
+    # New bytes under the same key (a revocation, say) decode anew: the memo is keyed by bytes.
+    changed = identity_records.EntityRecord(
+        "entity-0", "beijing", bytes(32), ("submitter",), ("education",), 0, 10**13, True, b""
+    )
+    state.values[identity_records.entity_key("entity-0")] = changed.encode()
+    assert governance_state.get_entity_record(state, "entity-0") == changed
+    for name in list(records)[1:]:
+        assert governance_state.get_entity_record(state, name) == records[name]
+    assert len(governance_state._decoded) == 4, "bounded: the oldest go first"
+    # Bytes that do not decode are never memoised: each read says the state is corrupt.
+    state.values[identity_records.entity_key("entity-5")] = b"\x93\x01\x02"
+    for _ in range(2):
+        with pytest.raises(StorageError, match="corrupt entity"):
+            governance_state.get_entity_record(state, "entity-5")
