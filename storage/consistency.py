@@ -14,26 +14,24 @@ from __future__ import annotations
 
 from chainnode.core import quorum, types
 from chainnode.core.errors import DecodeError
-from storage.databases import LedgerDatabases
 from storage.layout import (
     BLOCK_HASH_PREFIX,
     BLOCK_STORE,
     BLOCK_SUFFIX,
     CERTIFICATE_SUFFIX,
     GENESIS_KEY,
-    LOCATION,
     RECEIPT_SUFFIX,
-    TX_PREFIX,
     U32,
     U64,
     Head,
 )
+from storage.tx_index import TxIndex
 
 # Blocks below the head whose certificate, indexes and parent link are checked at open.
 CONSISTENCY_CHECK_BLOCKS = 16
 
 
-class ConsistencyChecks(LedgerDatabases):
+class ConsistencyChecks(TxIndex):
     """What a writable open checks before the node may serve the ledger."""
 
     def _find_consistency_problem(self, head: Head) -> str | None:
@@ -98,7 +96,7 @@ class ConsistencyChecks(LedgerDatabases):
         if tx_hashes and self._get_stored(height, RECEIPT_SUFFIX + U32.pack(len(tx_hashes) - 1)) is None:
             return f"the receipts of block {height} are missing"
         for index, tx_hash in enumerate(tx_hashes):
-            if self._get(TX_PREFIX + tx_hash) != LOCATION.pack(height, index):
+            if not self._has_tx_at(tx_hash, height, index):
                 return (
                     f"the tx index does not place transaction {tx_hash.hex()} "
                     f"at height {height}, index {index}"

@@ -23,7 +23,8 @@ Main database keys (a one-byte prefix, then fixed-width big-endian integers,
 a fixed-width hash, or a raw state key, so byte order is height order):
 
     h  block_hash:32                   -> height:u64
-    t  tx_hash:32                      -> height:u64 index:u32
+    t  epoch:u32 tx_hash:32            -> height:u64 index:u32 (`storage.tx_index`)
+    T  epoch:u32                       -> the epoch's first height:u64
     s  state key                       -> state value (a history key's: a pointer, `storage.history`)
     e  height:u64 validator:u32 kind:u32 view:u64 -> encoded Evidence (equivocation proof)
     k  height:u64                      -> stable checkpoint: encoded (height, block hash, signatures)
@@ -143,7 +144,6 @@ open would hide.
 
 from __future__ import annotations
 
-import itertools
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -165,11 +165,9 @@ from storage.layout import (
     FORMAT_VERSION,
     GENESIS_KEY,
     HEAD_KEY,
-    LOCATION,
     MAIN_DATABASE,
     RECEIPT_SUFFIX,
     STATE_PREFIX,
-    TX_PREFIX,
     U32,
     U64,
     VALIDATOR_CHANGE_PREFIX,
@@ -293,6 +291,7 @@ class Ledger(ConsensusLog, ConsistencyChecks, HistoryValues):
                 write_buffer_size=VOTE_LOG_WRITE_BUFFER_BYTES,
                 compression=None,
             )
+        self._load_tx_epochs()
         if self._head is not None and not self.read_only:
             problem = self._find_consistency_problem(self._head)
             if problem is not None:
@@ -307,8 +306,7 @@ class Ledger(ConsensusLog, ConsistencyChecks, HistoryValues):
     def _load_tx_filter(self) -> TxFilter:
         """The filter of every committed id, from the tx index (keys only; ~1 s per million)."""
         tx_filter = TxFilter()
-        keys = self._iterate(MAIN_DATABASE, prefix=TX_PREFIX, include_value=False)
-        while chunk := [bytes(key[1:]) for key in itertools.islice(keys, TX_FILTER_LOAD_CHUNK)]:
+        for chunk in self._iter_tx_ids(TX_FILTER_LOAD_CHUNK):
             tx_filter.add_many(chunk)
         return tx_filter
 
@@ -379,14 +377,10 @@ class Ledger(ConsensusLog, ConsistencyChecks, HistoryValues):
         """(height, index in block) of a committed transaction."""
         if not self._tx_filter.might_contain(tx_hash):
             return None
-        stored = self._get(TX_PREFIX + tx_hash)
-        if stored is None:
-            return None
-        height, index = LOCATION.unpack(stored)
-        return int(height), int(index)
+        return self._find_tx_location(tx_hash)
 
     def is_committed(self, tx_hash: bytes) -> bool:
-        return self._tx_filter.might_contain(tx_hash) and self._get(TX_PREFIX + tx_hash) is not None
+        return self._tx_filter.might_contain(tx_hash) and self._find_tx_location(tx_hash) is not None
 
     def get_receipt(self, height: int, index: int) -> bytes | None:
         return self._get_stored(height, RECEIPT_SUFFIX + U32.pack(index)) if 0 <= index < 2**32 else None
@@ -474,11 +468,8 @@ class Ledger(ConsensusLog, ConsistencyChecks, HistoryValues):
             pointers = self._add_history_values(batch, header.height, write_set)
         with self._write_batch(MAIN_DATABASE, sync=True) as batch:
             batch.put(BLOCK_HASH_PREFIX + block.hash, height_bytes)
+            added = self._add_tx_entries(batch, header.height, tx_hashes)
             put = batch.put
-            pack_location = LOCATION.pack
-            height = header.height
-            for index, tx_hash in enumerate(tx_hashes):
-                put(TX_PREFIX + tx_hash, pack_location(height, index))
             get_pointer = pointers.get
             for key, value in write_set.items():
                 if value is None:
@@ -490,6 +481,7 @@ class Ledger(ConsensusLog, ConsistencyChecks, HistoryValues):
             new_head = Head(header.height, block.hash, header.state_root, header.timestamp_ms)
             batch.put(HEAD_KEY, new_head.encode())
         self._head = new_head
+        self._note_tx_entries(added)
         self._tx_filter.add_many(tx_hashes)
         for key, value in write_set.items():
             if key in self._state_cache:

@@ -18,6 +18,7 @@ from chainnode.app.state import compute_genesis_state_root, compute_state_root
 from chainnode.core import crypto, quorum, types
 from chainnode.core.errors import StorageCorruptError, StorageError, StorageLockedError
 from chainnode.core.keyspaces import ASSET_HISTORY_PREFIX, RECORD_HISTORY_PREFIX
+from storage import tx_index
 from storage.consensus_log import VOTE_LOG_COMPACT_BYTES
 from storage.ledger import BLOCK_STORE, MAIN_DATABASE, VOTE_LOG, Head, Ledger, Write
 from storage.tx_filter import TxFilter
@@ -448,6 +449,41 @@ def test_cached_state_reads_follow_every_commit(tmp_path: Path) -> None:
         assert ledger.get_state(b"doomed") is None
 
 
+def test_the_tx_index_opens_a_new_epoch_after_tx_epoch_txs_and_finds_every_transaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Entries are keyed epoch first; a block opens a new epoch once the open one holds
+    TX_EPOCH_TXS; lookups find transactions of every epoch, also after a reopen."""
+    monkeypatch.setattr(tx_index, "TX_EPOCH_TXS", 3)
+    path = tmp_path / "db"
+    commit_chain(path, 5)  # two transactions a block: epochs open at heights 3 and 5
+    main = plyvel.DB(str(path))
+    try:
+        epochs = {
+            int.from_bytes(key[1:5], "big"): int.from_bytes(value, "big")
+            for key, value in main.iterator(prefix=b"T")
+        }
+        placed = {
+            key[5:]: int.from_bytes(key[1:5], "big")
+            for key in main.iterator(prefix=b"t", include_value=False)
+        }
+    finally:
+        main.close()
+    assert epochs == {1: 3, 2: 5}
+    for height in range(1, 6):
+        expected_epoch = 0 if height < 3 else 1 if height < 5 else 2
+        assert placed[make_tx(2 * height).hash] == expected_epoch, height
+        assert placed[make_tx(2 * height + 1).hash] == expected_epoch, height
+    commit_chain(path, 2)  # reopened: the open epoch's count (2 at height 5) carries on
+    with Ledger(path) as ledger:
+        assert ledger._tx_epoch_starts == [0, 3, 5, 7]
+        for height in range(1, 8):
+            for nonce in (2 * height, 2 * height + 1):
+                assert ledger.get_tx_location(make_tx(nonce).hash) == (height, nonce - 2 * height)
+                assert ledger.is_committed(make_tx(nonce).hash)
+        assert ledger.get_tx_location(make_tx(1).hash) is None
+
+
 def test_history_values_live_in_the_block_store_behind_pointers(tmp_path: Path) -> None:
     """Keys of a history keyspace keep a 12-byte pointer in the main database; the value is in
     the block store under the height that wrote it, and every read follows the pointer."""
@@ -546,7 +582,7 @@ def test_a_ledger_of_the_older_layout_is_refused_with_a_clear_error(tmp_path: Pa
     database = plyvel.DB(str(path))
     database.put(b"mformat", b"2", sync=True)  # layout 2: the vote log in the main database
     database.close()
-    with pytest.raises(StorageError, match=r"layout version 2, this node reads version 4"):
+    with pytest.raises(StorageError, match=r"layout version 2, this node reads version 5"):
         Ledger(path)
 
 
@@ -625,8 +661,8 @@ def test_commit_syncs_the_block_store_then_the_head_then_forgets_the_votes(tmp_p
             True,
             (
                 b"h" + block.hash,
-                b"t" + transactions[0].hash,
-                b"t" + transactions[1].hash,
+                b"t" + bytes(4) + transactions[0].hash,  # epoch 0
+                b"t" + bytes(4) + transactions[1].hash,
                 b"sk",
                 b"mhead",
             ),
