@@ -24,14 +24,14 @@ history values with the rest.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 import plyvel
 
 from chainnode.core.errors import StorageCorruptError
 from chainnode.core.keyspaces import APPEND_ONLY_PREFIXES
 from storage.databases import Batch, LedgerDatabases
-from storage.layout import BLOCK_STORE, HISTORY_SUFFIX, LOCATION, U32, U64
+from storage.layout import BLOCK_STORE, HISTORY_SUFFIX, LOCATION, MAIN_DATABASE, STATE_PREFIX, U32, U64
 
 __all__ = ["APPEND_ONLY_PREFIXES", "HistoryValues"]
 
@@ -78,3 +78,42 @@ class HistoryValues(LedgerDatabases):
                 f"entry {seq}) is missing from the block store"
             )
         return bytes(value)
+
+    def get_state_items(self) -> list[tuple[bytes, bytes]]:
+        """The whole state in key order, as `iter_state(b"")` yields it, with the history values
+        read in one pass over the block store in height order instead of one random read each
+        (an auditor compares a node's whole state: at a million history values, ~8 s of reads)."""
+        items: list[list[bytes]] = []
+        waiting: dict[bytes, int] = {}  # pointer -> position in items
+        for key, value in self._iterate(MAIN_DATABASE, prefix=STATE_PREFIX):
+            state_key = bytes(key[1:])
+            if state_key.startswith(APPEND_ONLY_PREFIXES):
+                pointer = bytes(value)
+                if len(pointer) != LOCATION.size or pointer in waiting:
+                    return [(state_key, value) for state_key, value in self._iter_resolved()]
+                waiting[pointer] = len(items)
+            items.append([state_key, bytes(value)])
+        committed = self._committed_height()
+        for height_bytes in sorted({pointer[:8] for pointer in waiting}):
+            if int(U64.unpack(height_bytes)[0]) > committed:
+                break
+            prefix = height_bytes + HISTORY_SUFFIX
+            for key, value in self._iterate(BLOCK_STORE, prefix=prefix):
+                position = waiting.pop(height_bytes + bytes(key[len(prefix) :]), None)
+                if position is not None:
+                    items[position][1] = bytes(value)
+        if waiting:
+            # The first missing one, named as a point read names it.
+            position = min(waiting.values())
+            self._get_history_value(items[position][0], items[position][1])
+        return [(key, value) for key, value in items]
+
+    def _iter_resolved(self) -> Iterator[tuple[bytes, bytes]]:
+        """Every state entry, each history pointer followed by a point read (damaged pointers
+        raise there, named)."""
+        for key, value in self._iterate(MAIN_DATABASE, prefix=STATE_PREFIX):
+            state_key = bytes(key[1:])
+            if state_key.startswith(APPEND_ONLY_PREFIXES):
+                yield state_key, self._get_history_value(state_key, bytes(value))
+            else:
+                yield state_key, bytes(value)

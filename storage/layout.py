@@ -17,7 +17,8 @@ from chainnode.core import codec
 from chainnode.core.errors import DecodeError
 
 BLOCK_HASH_PREFIX = b"h"
-TX_PREFIX = b"t"  # + epoch:u32 + tx hash (storage.tx_index)
+# + epoch:u32 + tx hash (storage.tx_index); below every other prefix of the main database
+TX_PREFIX = b"I"
 TX_EPOCH_PREFIX = b"T"  # + epoch:u32 -> the epoch's first height (storage.tx_index)
 STATE_PREFIX = b"s"
 EVIDENCE_PREFIX = b"e"
@@ -28,8 +29,8 @@ HEAD_KEY = b"mhead"
 GENESIS_KEY = b"mgenesis"
 FORMAT_KEY = b"mformat"
 # 1: blocks, certificates and receipts in the main database; 2: votes there; 3: history
-# values in the main database; 4: the tx index keyed by id alone
-FORMAT_VERSION = b"5"
+# values in the main database; 4: the tx index keyed by id alone; 5: by epoch, under b"t"
+FORMAT_VERSION = b"6"
 BLOCKS_DIRECTORY = "blocks"
 VOTES_DIRECTORY = "votes"  # keys: VOTE_KEY
 # The databases by name, as a `Write` names them.

@@ -23,7 +23,7 @@ Main database keys (a one-byte prefix, then fixed-width big-endian integers,
 a fixed-width hash, or a raw state key, so byte order is height order):
 
     h  block_hash:32                   -> height:u64
-    t  epoch:u32 tx_hash:32            -> height:u64 index:u32 (`storage.tx_index`)
+    I  epoch:u32 tx_hash:32            -> height:u64 index:u32 (`storage.tx_index`)
     T  epoch:u32                       -> the epoch's first height:u64
     s  state key                       -> state value (a history key's: a pointer, `storage.history`)
     e  height:u64 validator:u32 kind:u32 view:u64 -> encoded Evidence (equivocation proof)
@@ -378,6 +378,14 @@ class Ledger(ConsensusLog, ConsistencyChecks, HistoryValues):
         if not self._tx_filter.might_contain(tx_hash):
             return None
         return self._find_tx_location(tx_hash)
+
+    def is_tx_at(self, tx_hash: bytes, height: int, index: int) -> bool:
+        """Whether the tx index places `tx_hash` at (height, index) (one read: an auditor's check)."""
+        return self._has_tx_at(tx_hash, height, index)
+
+    def count_tx_index(self) -> int:
+        """Entries in the tx index (an auditor compares them with the transactions committed)."""
+        return self._count_tx_entries()
 
     def is_committed(self, tx_hash: bytes) -> bool:
         return self._tx_filter.might_contain(tx_hash) and self._find_tx_location(tx_hash) is not None

@@ -7,13 +7,17 @@ database's compactions wrote (`python -m tests.perf.storage_growth`, the realist
 with it, 329 without).  So the index is cut into epochs of `TX_EPOCH_TXS` transactions and keyed
 epoch first:
 
-    t  epoch:u32 tx_hash:32            -> height:u64 index:u32
+    I  epoch:u32 tx_hash:32            -> height:u64 index:u32
     T  epoch:u32                       -> height:u64, the first height of the epoch
 
 A block's transactions all go to the epoch open when it commits; a new epoch opens at the first
 block committed after the open one holds `TX_EPOCH_TXS` or more, in the same batch as that
 block's entries.  New entries land in the newest epoch's small key range, after every older one,
-so the files of older epochs are not merged again.  The epochs' first heights are few (one per
+so the files of older epochs are not merged again.  For that the prefix `I` sorts below every
+other key of the main database: LevelDB merges a new file with every older file whose key range
+overlaps its range, from its smallest key to its largest, and a file of new entries under `t`
+(after the state's `s`) spanned every older epoch (keyed so, the index still cost 93% of what
+it did keyed by id alone).  The epochs' first heights are few (one per
 65,536 transactions) and kept in memory; the open epoch's count is counted at open.
 
 Reads.  The epoch of a known height is found by bisection (`_has_tx_at`, the open's consistency
@@ -87,6 +91,9 @@ class TxIndex(LedgerDatabases):
             self._tx_epoch_starts.append(height)
             self._tx_epoch_count = 0
         self._tx_epoch_count += count
+
+    def _count_tx_entries(self) -> int:
+        return sum(1 for _ in self._iterate(MAIN_DATABASE, prefix=TX_PREFIX, include_value=False))
 
     def _find_tx_location(self, tx_hash: bytes) -> tuple[int, int] | None:
         """(height, index) of `tx_hash` from the index, asking the epochs newest first."""

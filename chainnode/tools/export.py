@@ -188,15 +188,18 @@ class LedgerSource:
         """The receipts the node stored for the block at `height`."""
         return [self.ledger.get_receipt(height, index) for index in range(count)]
 
-    def get_tx_location(self, tx_hash: bytes) -> tuple[int, int] | None:
-        return self.ledger.get_tx_location(tx_hash)
+    def is_tx_at(self, tx_hash: bytes, height: int, index: int) -> bool:
+        return self.ledger.is_tx_at(tx_hash, height, index)
+
+    def count_tx_index(self) -> int:
+        return self.ledger.count_tx_index()
 
     def get_block_height(self, block_hash: bytes) -> int | None:
         return self.ledger.get_block_height(block_hash)
 
     def iter_state(self) -> Iterator[tuple[bytes, bytes]]:
-        """The node's stored state, in key order."""
-        return self.ledger.iter_state(b"")
+        """The node's stored state, in key order (history values read in height order)."""
+        return iter(self.ledger.get_state_items())
 
 
 def _parse_hex_field(value: Any, what: str) -> bytes:

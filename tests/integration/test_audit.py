@@ -430,3 +430,20 @@ def test_audit_command_clean_and_tampered(chain: BuiltChain, data_dir: Path, tmp
         timeout_s=120,
     )
     assert usage.returncode == 1 and "checkpoint at height 3" in usage.stderr
+
+
+def test_a_missing_tx_index_entry_fails_at_its_transaction(chain: BuiltChain, data_dir: Path) -> None:
+    tx = types.decode_block(_read(data_dir, block_key(5))).transactions[2]
+    _rewrite(data_dir, ("", b"I" + bytes(4) + tx.hash), None)  # epoch 0 (storage.tx_index)
+    report, _ = _audit(chain, data_dir)
+    _expect_failure(report, 5, "tx_index", 2)
+
+
+def test_an_extra_tx_index_entry_in_another_epoch_fails_at_the_end(chain: BuiltChain, data_dir: Path) -> None:
+    """Every transaction's own entry is right; a second one, in a later epoch, is where a lookup
+    by id would look first: the count of entries at the end catches it."""
+    tx = types.decode_block(_read(data_dir, block_key(5))).transactions[2]
+    _rewrite(data_dir, ("", b"I" + (1).to_bytes(4, "big") + tx.hash), (9).to_bytes(8, "big") + bytes(4))
+    report, _ = _audit(chain, data_dir)
+    _expect_failure(report, HEIGHTS, "tx_index", blocks=HEIGHTS)
+    assert report.failure is not None and "holds 73 entries" in report.failure.reason

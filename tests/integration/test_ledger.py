@@ -465,7 +465,7 @@ def test_the_tx_index_opens_a_new_epoch_after_tx_epoch_txs_and_finds_every_trans
         }
         placed = {
             key[5:]: int.from_bytes(key[1:5], "big")
-            for key in main.iterator(prefix=b"t", include_value=False)
+            for key in main.iterator(prefix=b"I", include_value=False)
         }
     finally:
         main.close()
@@ -511,6 +511,7 @@ def test_history_values_live_in_the_block_store_behind_pointers(tmp_path: Path) 
         assert dict(ledger.iter_state(b"rec/h/")) == records
         latest = {b"rec/v/pumch\x00meter-1": bytes(7) + b"\x02"}
         assert dict(ledger.iter_state(b"")) == {**INITIAL_STATE, **expected, **latest}
+        assert ledger.get_state_items() == list(ledger.iter_state(b"")), "one pass in height order"
         assert ledger.get_state(b"rec/v/pumch\x00meter-1") == bytes(7) + b"\x02", "other keys stay inline"
     main, blocks = plyvel.DB(str(path)), plyvel.DB(str(path / "blocks"))
     try:
@@ -524,8 +525,11 @@ def test_history_values_live_in_the_block_store_behind_pointers(tmp_path: Path) 
     finally:
         main.close()
         blocks.close()
-    with Ledger(path, read_only=True) as ledger, pytest.raises(StorageCorruptError, match="is missing from"):
-        ledger.get_state(list(history)[1])
+    with Ledger(path, read_only=True) as ledger:
+        with pytest.raises(StorageCorruptError, match="is missing from"):
+            ledger.get_state(list(history)[1])
+        with pytest.raises(StorageCorruptError, match=r"pumch\\x00meter-1\\x00.*is missing from"):
+            ledger.get_state_items()
 
 
 def test_block_store_entries_above_the_head_are_never_served_and_go_at_reopen(tmp_path: Path) -> None:
@@ -582,7 +586,7 @@ def test_a_ledger_of_the_older_layout_is_refused_with_a_clear_error(tmp_path: Pa
     database = plyvel.DB(str(path))
     database.put(b"mformat", b"2", sync=True)  # layout 2: the vote log in the main database
     database.close()
-    with pytest.raises(StorageError, match=r"layout version 2, this node reads version 5"):
+    with pytest.raises(StorageError, match=r"layout version 2, this node reads version 6"):
         Ledger(path)
 
 
@@ -661,8 +665,8 @@ def test_commit_syncs_the_block_store_then_the_head_then_forgets_the_votes(tmp_p
             True,
             (
                 b"h" + block.hash,
-                b"t" + bytes(4) + transactions[0].hash,  # epoch 0
-                b"t" + bytes(4) + transactions[1].hash,
+                b"I" + bytes(4) + transactions[0].hash,  # epoch 0
+                b"I" + bytes(4) + transactions[1].hash,
                 b"sk",
                 b"mhead",
             ),

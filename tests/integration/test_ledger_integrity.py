@@ -173,7 +173,7 @@ def _edit(path: Path, store: str, edit: Callable[[plyvel.DB], None]) -> None:
 
 def _first_tx_key(database: plyvel.DB, height: int) -> bytes:
     """The tx-index key of the first transaction of block `height` (see `commit_chain`)."""
-    return b"t" + bytes(4) + make_tx(2 * height).hash  # epoch 0 (storage.tx_index)
+    return b"I" + bytes(4) + make_tx(2 * height).hash  # epoch 0 (storage.tx_index)
 
 
 def _move_tx_index(database: plyvel.DB) -> None:
@@ -428,7 +428,7 @@ def test_a_flipped_byte_in_the_middle_of_the_write_ahead_log_fails_the_open(tmp_
     database = plyvel.DB(str(tmp_path / "copy"))
     try:
         lost = [
-            h for h in range(1, heights + 1) if database.get(b"t" + bytes(4) + make_tx(2 * h).hash) is None
+            h for h in range(1, heights + 1) if database.get(b"I" + bytes(4) + make_tx(2 * h).hash) is None
         ]
         head = decode_head(bytes(database.get(b"mhead")))
     finally:
@@ -472,12 +472,18 @@ def test_a_damaged_end_of_the_tx_index_is_never_read_as_fewer_transactions(tmp_p
     path = tmp_path / "db"
     commit_chain(path, 40)
     _compact(path)
-    tx_keys = _iterate_raw(path, prefix=b"t")
-    # The last key of the database, so the last entry of its last table block.
+    tx_keys = _iterate_raw(path, prefix=b"I")
+    # The last entry of the index (its keys sort first in the database: `storage.tx_index`).
     _flip_inside(path, tx_keys[-1][-20:])
     shutil.copytree(path, tmp_path / "copy")
-    read = _iterate_raw(tmp_path / "copy", prefix=b"t")
-    assert read == tx_keys[: len(read)] and len(read) < len(tx_keys), "plyvel alone: fewer ids, no error"
+    # plyvel alone: the iteration ends early without a word if the damaged block ends its table
+    # file (the vote-log test above shows that case), or raises if more blocks follow.
+    try:
+        read = _iterate_raw(tmp_path / "copy", prefix=b"I")
+    except plyvel.CorruptionError:
+        pass
+    else:
+        assert read == tx_keys[: len(read)] and len(read) < len(tx_keys), "fewer ids, no error"
 
     # Read-only: no consistency check at open, only the iteration that builds the filter.
     with pytest.raises(StorageCorruptError, match="checksum mismatch"):
