@@ -276,7 +276,7 @@ def test_pruned_votes_leave_the_disk(tmp_path: Path) -> None:
     certificate = os.urandom(256 * 1024)
     with Ledger(path) as ledger:
         height = 1
-        for _ in range(2):
+        for _ in range(4):
             logged = 0
             while logged < VOTE_LOG_COMPACT_BYTES:
                 for kind in (1, 2, 3):
@@ -285,11 +285,14 @@ def test_pruned_votes_leave_the_disk(tmp_path: Path) -> None:
                 logged += len(certificate) + 18
                 ledger.prune_votes(height + 1)
                 height += 1
-            # The prune that passed VOTE_LOG_COMPACT_BYTES compacted: nothing of the ~16 MB
-            # logged stays (LevelDB alone keeps its 4 MB write-ahead log and level-0 files).
-            assert _log_bytes(path / "votes") < 256 * 1024, height
+            # The prune that passed VOTE_LOG_COMPACT_BYTES compacted: of everything logged so far
+            # at most one table file stays (LevelDB may have moved the first one below the range
+            # its manual compaction merges; the next compaction takes it).
+            assert _log_bytes(path / "votes") < VOTE_LOG_COMPACT_BYTES + 512 * 1024, height
         ledger.put_vote(height, 0, 2, b"live")
         assert ledger.get_votes(0) == [(height, 0, 2, b"live")]
+        # Without the compactions LevelDB alone kept ~all of the 16 MB logged here.
+        assert _log_bytes(path / "votes") < VOTE_LOG_COMPACT_BYTES + 512 * 1024
 
 
 def test_second_handle_in_this_process_is_refused(tmp_path: Path) -> None:
