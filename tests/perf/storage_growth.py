@@ -68,7 +68,8 @@ def get_directory_bytes(directory: Path) -> int:
     return sum(path.stat().st_size for path in directory.rglob("*") if path.is_file())
 
 
-def run(directory: Path, txs: int, mix: str) -> None:
+def run(directory: Path, txs: int, mix: str) -> list[dict[str, float]]:
+    """Build the network in `directory`, commit `txs` transactions of `mix`; the rows printed."""
     init_network(directory, validators=4, chain_id=BENCH_CHAIN_ID, base_port=29500)
     network = LocalNetwork(directory)
     setup = _sign_setup(network, txs, mix) if mix != "records" else []
@@ -105,6 +106,7 @@ def run(directory: Path, txs: int, mix: str) -> None:
     before_mb = get_compacted_mb(node)
     before_wall = time.monotonic()
     start_bytes = get_directory_bytes(data_dir)
+    rows: list[dict[str, float]] = []
     done = counted = 0
     next_report = tenth
     for start in range(0, len(encoded), block_txs):
@@ -128,8 +130,11 @@ def run(directory: Path, txs: int, mix: str) -> None:
                 f"   {disk / done:9.0f} {time.monotonic() - before_wall:7.1f}",
                 flush=True,
             )
+            rows.append({"txs": done, "compacted_mb": mb[1] - before_mb[1], "disk_bytes_per_tx": disk / done})
             before_cpu, before_mb, before_wall = cpu, mb, time.monotonic()
+    assert node.ledger.get_head().height > 0
     node.ledger.close()
+    return rows
 
 
 def main() -> None:
