@@ -96,7 +96,7 @@ class ConsistencyChecks(TxIndex):
         if tx_hashes and self._get_stored(height, RECEIPT_SUFFIX + U32.pack(len(tx_hashes) - 1)) is None:
             return f"the receipts of block {height} are missing"
         for index, tx_hash in enumerate(tx_hashes):
-            if not self._has_tx_at(tx_hash, height, index):
+            if not self.is_tx_at(tx_hash, height, index):
                 return (
                     f"the tx index does not place transaction {tx_hash.hex()} "
                     f"at height {height}, index {index}"

@@ -90,7 +90,7 @@ class HistoryValues(LedgerDatabases):
             if state_key.startswith(APPEND_ONLY_PREFIXES):
                 pointer = bytes(value)
                 if len(pointer) != LOCATION.size or pointer in waiting:
-                    return [(state_key, value) for state_key, value in self._iter_resolved()]
+                    return list(self._resolve(self._iterate(MAIN_DATABASE, prefix=STATE_PREFIX)))
                 waiting[pointer] = len(items)
             items.append([state_key, bytes(value)])
         committed = self._committed_height()
@@ -108,10 +108,10 @@ class HistoryValues(LedgerDatabases):
             self._get_history_value(items[position][0], items[position][1])
         return [(key, value) for key, value in items]
 
-    def _iter_resolved(self) -> Iterator[tuple[bytes, bytes]]:
-        """Every state entry, each history pointer followed by a point read (damaged pointers
-        raise there, named)."""
-        for key, value in self._iterate(MAIN_DATABASE, prefix=STATE_PREFIX):
+    def _resolve(self, iterated: Iterator[tuple[bytes, bytes]]) -> Iterator[tuple[bytes, bytes]]:
+        """State entries of the main database (`s` + key, stored value) as (key, value), each
+        history pointer followed by a point read (a damaged pointer raises there, named)."""
+        for key, value in iterated:
             state_key = bytes(key[1:])
             if state_key.startswith(APPEND_ONLY_PREFIXES):
                 yield state_key, self._get_history_value(state_key, bytes(value))

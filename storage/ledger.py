@@ -181,7 +181,6 @@ from storage.layout import (
 )
 from storage.leveldb import claim_path, compute_prefix_end, open_database
 from storage.rebuild import set_aside_for_rebuild
-from storage.tx_filter import TxFilter
 
 # What the node, the tools and the tests import from here, the parts' names included.
 __all__ = [
@@ -210,7 +209,6 @@ BLOCK_STORE_WRITE_BUFFER_BYTES = 8 * 1024 * 1024
 # The vote log holds a few live entries; what it flushes is almost all deleted already.
 VOTE_LOG_WRITE_BUFFER_BYTES = 4 * 1024 * 1024
 STATE_CACHE_ENTRIES_MAX = 20_000  # state reads cached in memory, first in first out
-TX_FILTER_LOAD_CHUNK = 4096  # committed ids read from the index per `TxFilter.add_many` at start-up
 
 
 class Ledger(ConsensusLog, ConsistencyChecks, HistoryValues):
@@ -291,7 +289,7 @@ class Ledger(ConsensusLog, ConsistencyChecks, HistoryValues):
                 write_buffer_size=VOTE_LOG_WRITE_BUFFER_BYTES,
                 compression=None,
             )
-        self._load_tx_epochs()
+        self._load_tx_index()
         if self._head is not None and not self.read_only:
             problem = self._find_consistency_problem(self._head)
             if problem is not None:
@@ -301,14 +299,6 @@ class Ledger(ConsensusLog, ConsistencyChecks, HistoryValues):
                 )
             self._delete_blocks_above(self._head.height)
             self.prune_votes(self._head.height + 1)
-        self._tx_filter = self._load_tx_filter()
-
-    def _load_tx_filter(self) -> TxFilter:
-        """The filter of every committed id, from the tx index (keys only; ~1 s per million)."""
-        tx_filter = TxFilter()
-        for chunk in self._iter_tx_ids(TX_FILTER_LOAD_CHUNK):
-            tx_filter.add_many(chunk)
-        return tx_filter
 
     def _delete_blocks_above(self, height: int) -> None:
         """Forget block-store entries above the head: a crash came between the two batches."""
@@ -373,23 +363,6 @@ class Ledger(ConsensusLog, ConsistencyChecks, HistoryValues):
     def get_certificate(self, height: int) -> bytes | None:
         return self._get_stored(height, CERTIFICATE_SUFFIX)
 
-    def get_tx_location(self, tx_hash: bytes) -> tuple[int, int] | None:
-        """(height, index in block) of a committed transaction."""
-        if not self._tx_filter.might_contain(tx_hash):
-            return None
-        return self._find_tx_location(tx_hash)
-
-    def is_tx_at(self, tx_hash: bytes, height: int, index: int) -> bool:
-        """Whether the tx index places `tx_hash` at (height, index) (one read: an auditor's check)."""
-        return self._has_tx_at(tx_hash, height, index)
-
-    def count_tx_index(self) -> int:
-        """Entries in the tx index (an auditor compares them with the transactions committed)."""
-        return self._count_tx_entries()
-
-    def is_committed(self, tx_hash: bytes) -> bool:
-        return self._tx_filter.might_contain(tx_hash) and self._find_tx_location(tx_hash) is not None
-
     def get_receipt(self, height: int, index: int) -> bytes | None:
         return self._get_stored(height, RECEIPT_SUFFIX + U32.pack(index)) if 0 <= index < 2**32 else None
 
@@ -427,12 +400,7 @@ class Ledger(ConsensusLog, ConsistencyChecks, HistoryValues):
             iterated = self._iterate(
                 MAIN_DATABASE, start=STATE_PREFIX + start, stop=compute_prefix_end(STATE_PREFIX + prefix)
             )
-        for key, value in iterated:
-            state_key = bytes(key[1:])
-            if state_key.startswith(APPEND_ONLY_PREFIXES):
-                yield state_key, self._get_history_value(state_key, value)
-            else:
-                yield state_key, bytes(value)
+        return self._resolve(iterated)
 
     # ------------------------------------------------------------ commit
 
@@ -476,7 +444,7 @@ class Ledger(ConsensusLog, ConsistencyChecks, HistoryValues):
             pointers = self._add_history_values(batch, header.height, write_set)
         with self._write_batch(MAIN_DATABASE, sync=True) as batch:
             batch.put(BLOCK_HASH_PREFIX + block.hash, height_bytes)
-            added = self._add_tx_entries(batch, header.height, tx_hashes)
+            opened = self._add_tx_entries(batch, header.height, tx_hashes)
             put = batch.put
             get_pointer = pointers.get
             for key, value in write_set.items():
@@ -489,8 +457,7 @@ class Ledger(ConsensusLog, ConsistencyChecks, HistoryValues):
             new_head = Head(header.height, block.hash, header.state_root, header.timestamp_ms)
             batch.put(HEAD_KEY, new_head.encode())
         self._head = new_head
-        self._note_tx_entries(added)
-        self._tx_filter.add_many(tx_hashes)
+        self._note_tx_entries(opened, header.height, tx_hashes)
         for key, value in write_set.items():
             if key in self._state_cache:
                 self._state_cache[key] = value

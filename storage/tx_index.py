@@ -36,48 +36,52 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from chainnode.core.errors import StorageCorruptError
 from storage.databases import Batch, LedgerDatabases
 from storage.layout import LOCATION, MAIN_DATABASE, TX_EPOCH_PREFIX, TX_PREFIX, U32, U64
+from storage.tx_filter import TxFilter
 
 TX_EPOCH_TXS = 65_536  # transactions an epoch holds before the next block opens a new one
+TX_FILTER_LOAD_CHUNK = 4096  # committed ids read from the index per `TxFilter.add_many` at open
 
 
 class TxIndex(LedgerDatabases):
-    """The epoch-keyed tx index of one ledger (see the module docstring)."""
+    """The epoch-keyed tx index of one ledger and its in-memory filter (see the module docstring)."""
 
     _tx_epoch_starts: list[int]  # the first height of each epoch, ascending
     _tx_epoch_count: int  # transactions in the newest epoch
+    _tx_entries: int  # entries in the index: counted at open, kept at each commit
+    _tx_filter: TxFilter  # every committed id (see "Committed-transaction filter" in storage.ledger)
 
-    def _load_tx_epochs(self) -> None:
-        """Read the epochs' first heights and count the newest epoch's entries."""
+    def _load_tx_index(self) -> None:
+        """Read the epochs' first heights, count the newest epoch's entries, and build the filter
+        of every committed id from the index's keys (~1 s per million), counting them."""
         starts = [0]
         for key, value in self._iterate(MAIN_DATABASE, prefix=TX_EPOCH_PREFIX):
             epoch = int(U32.unpack(key[1:5])[0])
             if epoch != len(starts):
-                raise self._tx_index_corrupt(f"epoch {epoch} follows epoch {len(starts) - 1}")
+                raise StorageCorruptError(
+                    f"the tx index of the ledger at {self.path} is damaged: "
+                    f"epoch {epoch} follows epoch {len(starts) - 1}"
+                )
             starts.append(int(U64.unpack(value)[0]))
         self._tx_epoch_starts = starts
         newest = TX_PREFIX + U32.pack(len(starts) - 1)
         self._tx_epoch_count = sum(
             1 for _ in self._iterate(MAIN_DATABASE, prefix=newest, include_value=False)
         )
-
-    def _tx_index_corrupt(self, problem: str) -> StorageCorruptError:
-        return StorageCorruptError(f"the tx index of the ledger at {self.path} is damaged: {problem}")
-
-    def _iter_tx_ids(self, chunk: int) -> Iterator[list[bytes]]:
-        """Every indexed id, `chunk` at a time (the ledger's filter is built from them at open)."""
+        self._tx_filter = TxFilter()
+        self._tx_entries = 0
         keys = self._iterate(MAIN_DATABASE, prefix=TX_PREFIX, include_value=False)
-        while ids := [bytes(key[5:]) for key in itertools.islice(keys, chunk)]:
-            yield ids
+        while chunk := [bytes(key[5:]) for key in itertools.islice(keys, TX_FILTER_LOAD_CHUNK)]:
+            self._tx_filter.add_many(chunk)
+            self._tx_entries += len(chunk)
 
-    def _add_tx_entries(self, batch: Batch, height: int, tx_hashes: Sequence[bytes]) -> Any:
-        """Put the entries of block `height` into the main batch; what `_note_tx_entries` applies
-        to memory once the batch is written."""
+    def _add_tx_entries(self, batch: Batch, height: int, tx_hashes: Sequence[bytes]) -> bool:
+        """Put the entries of block `height` into the main batch; whether they open a new epoch
+        (for `_note_tx_entries`, once the batch is written)."""
         epoch = len(self._tx_epoch_starts) - 1
         opened = self._tx_epoch_count >= TX_EPOCH_TXS and bool(tx_hashes)
         if opened:
@@ -88,20 +92,22 @@ class TxIndex(LedgerDatabases):
         pack_location = LOCATION.pack
         for index, tx_hash in enumerate(tx_hashes):
             put(prefix + tx_hash, pack_location(height, index))
-        return (opened, height, len(tx_hashes))
+        return opened
 
-    def _note_tx_entries(self, added: Any) -> None:
-        opened, height, count = added
+    def _note_tx_entries(self, opened: bool, height: int, tx_hashes: Sequence[bytes]) -> None:
+        """What `_add_tx_entries` wrote, in memory, after its batch was written."""
         if opened:
             self._tx_epoch_starts.append(height)
             self._tx_epoch_count = 0
-        self._tx_epoch_count += count
+        self._tx_epoch_count += len(tx_hashes)
+        self._tx_entries += len(tx_hashes)
+        self._tx_filter.add_many(tx_hashes)
 
-    def _count_tx_entries(self) -> int:
-        return sum(1 for _ in self._iterate(MAIN_DATABASE, prefix=TX_PREFIX, include_value=False))
-
-    def _find_tx_location(self, tx_hash: bytes) -> tuple[int, int] | None:
-        """(height, index) of `tx_hash` from the index, asking the epochs newest first."""
+    def get_tx_location(self, tx_hash: bytes) -> tuple[int, int] | None:
+        """(height, index in block) of a committed transaction: the filter, then the epochs
+        newest first."""
+        if not self._tx_filter.might_contain(tx_hash):
+            return None
         for epoch in range(len(self._tx_epoch_starts) - 1, -1, -1):
             stored = self._get(TX_PREFIX + U32.pack(epoch) + tx_hash)
             if stored is not None:
@@ -109,7 +115,16 @@ class TxIndex(LedgerDatabases):
                 return int(height), int(index)
         return None
 
-    def _has_tx_at(self, tx_hash: bytes, height: int, index: int) -> bool:
-        """Whether the index places `tx_hash` at (height, index): one read, in that height's epoch."""
+    def is_committed(self, tx_hash: bytes) -> bool:
+        return self.get_tx_location(tx_hash) is not None
+
+    def is_tx_at(self, tx_hash: bytes, height: int, index: int) -> bool:
+        """Whether the index places `tx_hash` at (height, index): one read, in that height's epoch
+        (the open's consistency check, an auditor's check)."""
         epoch = bisect.bisect_right(self._tx_epoch_starts, height) - 1
         return self._get(TX_PREFIX + U32.pack(epoch) + tx_hash) == LOCATION.pack(height, index)
+
+    def count_tx_index(self) -> int:
+        """Entries in the tx index: those its keys held at open, plus every commit's since (an
+        auditor compares them with the transactions of the chain)."""
+        return self._tx_entries
