@@ -19,13 +19,16 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 
 from chainnode.app.execution import ExecutionResult
 from chainnode.core import crypto, identity, quorum, types
 from chainnode.sdk.client import Identity, build_transaction
+
+if TYPE_CHECKING:
+    from chainnode.node.runtime import Node
 
 REPO = Path(__file__).resolve().parents[1]
 VALID_UNTIL_FAR = 10**6  # a height no test chain reaches
@@ -257,3 +260,18 @@ async def wait_until(predicate: Callable[[], bool], what: str, timeout_s: float 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting until {what}")
         await asyncio.sleep(POLL_S)
+
+
+def propose_next_block(node: Node) -> types.Block:
+    """What a `chainnode.node.runtime.Node` proposes on its head as the primary of view 0, with a
+    timestamp 100 ms after the head's (tests and tools drive unstarted nodes with it)."""
+    head = node.ledger.get_head()
+    block = node.application.propose_block(
+        height=head.height + 1,
+        view=0,
+        proposer=0,
+        timestamp_ms=head.timestamp_ms + 100,
+        parent_hash=head.block_hash,
+    )
+    assert block is not None, "the pool holds nothing to propose"
+    return block

@@ -23,7 +23,7 @@ from chainnode.tools.devnet import LocalNetwork
 from chainnode.tools.network import init_network
 from consensus.events import Event, MessageReceived
 from consensus.messages import PrePrepare
-from tests.factories import build_put, load_entity
+from tests.factories import build_put, load_entity, propose_next_block
 
 CHAIN_ID = "compact-test"
 
@@ -61,15 +61,7 @@ class Pair:
     def propose(self, transactions: list[types.Transaction]) -> PrePrepare:
         for tx in transactions:
             assert self.primary.admission.admit(tx.encoded, gossip=False).accepted
-        head = self.primary.ledger.get_head()
-        block = self.primary.application.propose_block(
-            height=head.height + 1,
-            view=0,
-            proposer=0,
-            timestamp_ms=head.timestamp_ms + 100,
-            parent_hash=head.block_hash,
-        )
-        assert block is not None
+        block = propose_next_block(self.primary)
         return PrePrepare(0, block.height, 0, block, bytes(64))  # the engine checks signatures
 
     def send_compact(self, message: PrePrepare) -> None:

@@ -47,6 +47,7 @@ from chainnode.tools.devnet import LocalNetwork
 from chainnode.tools.network import init_network
 from chainnode.tools.verify_rate import measure_verify_rate
 from consensus.messages import PrePrepare
+from tests.factories import propose_next_block
 
 PHASES = (
     ("primary", "submit"),
@@ -59,7 +60,7 @@ PHASES = (
 )
 
 
-def _sign_setup(network: LocalNetwork, txs: int, mix: str) -> list[list[bytes]]:
+def sign_setup(network: LocalNetwork, txs: int, mix: str) -> list[list[bytes]]:
     """The mix's set-up phases, signed, each a block's worth of encoded transactions."""
     signers, cast = load_signers(network.directory, network.entity_ids)
     nonce = SETUP_NONCE_BASE
@@ -94,7 +95,7 @@ def run_pipeline(
     first, a phase per block, untimed, as the bench commits it before its clock starts."""
     init_network(directory, validators=4, chain_id=BENCH_CHAIN_ID, base_port=29600)
     network = LocalNetwork(directory)
-    setup = _sign_setup(network, txs, mix) if mix != MIX_RECORDS else []
+    setup = sign_setup(network, txs, mix) if mix != MIX_RECORDS else []
     chunk_paths, _ = sign_workload(network, txs, label="pipeline", mix=mix)
     encoded = [bytes.fromhex(line) for path in chunk_paths for line in path.read_text().split()]
     primary = Node(load_node_config(network.nodes[0].config_path))
@@ -129,18 +130,7 @@ def run_pipeline(
         results = timed("primary", "submit", primary.submit_transactions, batch)
         assert all(result.accepted for result in results), [r for r in results if not r.accepted][:1]
         timed("replica", "gossip", gossip)
-        head = primary.ledger.get_head()
-        block = timed(
-            "primary",
-            "propose",
-            primary.application.propose_block,
-            height=head.height + 1,
-            view=0,
-            proposer=0,
-            timestamp_ms=head.timestamp_ms + 100,
-            parent_hash=head.block_hash,
-        )
-        assert block is not None
+        block = timed("primary", "propose", propose_next_block, primary)
         # The primary's signature is not checked here (the engine does that): any 64 bytes.
         frame = timed(
             "primary",

@@ -35,7 +35,8 @@ from chainnode.tools.bench_load import sign_workload
 from chainnode.tools.bench_mix import MIX_REALISTIC, MIXES
 from chainnode.tools.devnet import LocalNetwork
 from chainnode.tools.network import init_network
-from tests.perf.pipeline import _sign_setup
+from tests.factories import propose_next_block
+from tests.perf.pipeline import sign_setup
 
 TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
@@ -72,7 +73,7 @@ def run(directory: Path, txs: int, mix: str) -> list[dict[str, float]]:
     """Build the network in `directory`, commit `txs` transactions of `mix`; the rows printed."""
     init_network(directory, validators=4, chain_id=BENCH_CHAIN_ID, base_port=29500)
     network = LocalNetwork(directory)
-    setup = _sign_setup(network, txs, mix) if mix != "records" else []
+    setup = sign_setup(network, txs, mix) if mix != "records" else []
     chunk_paths, _ = sign_workload(network, txs, label="growth", mix=mix)
     encoded = [bytes.fromhex(line) for path in chunk_paths for line in path.read_text().split()]
     node = Node(load_node_config(network.nodes[0].config_path))
@@ -85,15 +86,8 @@ def run(directory: Path, txs: int, mix: str) -> list[dict[str, float]]:
         results = node.submit_transactions(batch)
         assert all(result.accepted for result in results), [r for r in results if not r.accepted][:1]
         node.admission.take_gossip()
-        head = node.ledger.get_head()
-        block = node.application.propose_block(
-            height=head.height + 1,
-            view=0,
-            proposer=0,
-            timestamp_ms=head.timestamp_ms + 100,
-            parent_hash=head.block_hash,
-        )
-        assert block is not None and len(block.transactions) == len(batch)
+        block = propose_next_block(node)
+        assert len(block.transactions) == len(batch)
         certificate = quorum.CommitCertificate(block.height, 0, block.hash, ((0, bytes(64)),))
         node.effects._commit(block, certificate)
 
