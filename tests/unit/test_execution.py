@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -9,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chainnode.app import records
+from chainnode.app import execution, records
 from chainnode.app.execution import (
     ExecutionResult,
     Executor,
@@ -152,6 +153,51 @@ def test_signature_cache_is_bounded_and_first_in_first_out() -> None:
     cache.mark_verified(b"\x0a" * 32, b"k", b"s")
     assert not cache.is_verified(b"\x02" * 32, b"k", b"s")
     assert not cache.is_verified(b"\x01" * 32, b"other-key", b"s")
+
+
+def _counting_put_action(calls: list[tuple[object, ...]]) -> dict[tuple[str, str], Any]:
+    """The action table with `records.put` whose argument check records each call."""
+    put = records.ACTIONS[("records", "put")]
+
+    def check_args(args: tuple[object, ...]) -> None:
+        calls.append(args)
+        put.check_args(args)
+
+    return {("records", "put"): dataclasses.replace(put, check_args=check_args)}
+
+
+def test_arguments_checked_at_admission_are_not_checked_again_in_the_block() -> None:
+    calls: list[tuple[object, ...]] = []
+    executor = Executor(CHAIN_ID, SignatureCache(), actions=_counting_put_action(calls))
+    admitted, fresh = make_tx(nonce=31), make_tx(nonce=32)
+    state = MapState(INITIAL_STATE)
+    code, _ = executor.check_transaction(
+        state, admitted, height=HEIGHT, timestamp_ms=NOW_MS, is_committed=never_committed
+    )
+    assert code == ErrorCode.OK and len(calls) == 1
+    result = execute([admitted, fresh], executor=executor)
+    assert [receipt.code for receipt in result.receipts] == [0, 0]
+    assert calls == [admitted.args, fresh.args], "the admitted one once, the new one once"
+    execute([make_tx(nonce=33), admitted], executor=executor)
+    assert len(calls) == 3
+
+
+def test_arguments_that_failed_are_checked_again_and_the_memo_is_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(execution, "ARGS_CHECKED_MAX", 2)
+    calls: list[tuple[object, ...]] = []
+    executor = Executor(CHAIN_ID, SignatureCache(), actions=_counting_put_action(calls))
+    bad = make_tx(args=("", b"v"))
+    for _ in range(2):
+        assert execute([bad], executor=executor).receipts[0].code == int(ErrorCode.BAD_ARGUMENTS)
+    assert len(calls) == 2, "a failure is not remembered"
+    first, second, third = (make_tx(nonce=40 + index) for index in range(3))
+    execute([first, second, third], executor=executor)
+    assert len(calls) == 5
+    execute([first], executor=executor)  # the oldest went when the third came
+    execute([third], executor=executor)  # still remembered
+    assert len(calls) == 6
 
 
 # ------------------------------------------------------------------ failed receipts
