@@ -99,6 +99,7 @@ from chainnode.tools.bench_report import (
     compute_rate,
     compute_steady_window,
     compute_sustained_rate,
+    compute_verify_figures,
     format_report,
     write_report,
 )
@@ -115,6 +116,7 @@ __all__ = [
     "compute_rank_time",
     "compute_rate",
     "compute_sustained_rate",
+    "compute_verify_figures",
     "count_receipts",
     "format_report",
     "get_directory_bytes",
@@ -236,9 +238,18 @@ def run_bench(config: BenchConfig) -> BenchReport:
         raise BenchError(f"{error.message} (network kept in {directory})") from error
     finally:
         network.stop_all()
+    verify_rate_after = measure_verify_rate()  # the validators are gone: the machine is quiet again
+    drift, cpu_in_verifications = compute_verify_figures(report.usage, verify_rate, verify_rate_after)
     watched = load_node_config(network.nodes[-1].config_path).data_dir
     ok, failed = count_receipts(watched, height_after=report.setup_height)
-    report = replace(report, receipts_ok=ok, receipts_failed=failed)
+    report = replace(
+        report,
+        receipts_ok=ok,
+        receipts_failed=failed,
+        verify_per_s_single_core_after=round(verify_rate_after, 0),
+        verify_drift=drift,
+        cpu_per_tx_in_verifications=cpu_in_verifications,
+    )
     if temporary:
         shutil.rmtree(directory, ignore_errors=True)
     return report

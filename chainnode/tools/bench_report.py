@@ -34,6 +34,10 @@ from chainnode.core.errors import ConfigError
 from chainnode.tools.bench_mix import MIX_DEFAULT
 
 STEADY_SKIP_FRACTION = 0.1
+# V is measured before the validators start and again after they stop; a machine whose speed
+# moved more than this between the two (another tenant, a host that throttles) is named in the
+# table, as its ratio to C x V / n is then off by as much.
+VERIFY_DRIFT_WARN = 0.10
 SUSTAINED_WINDOW_MIN_S = 2.0
 SLICES = 10
 
@@ -90,11 +94,31 @@ class BenchReport:
     receipts_ok: dict[str, int] | None = None  # "module.action" -> successful receipts of the workload
     receipts_failed: dict[str, int] | None = None  # error code name -> failed receipts of the workload
     duration_target_s: float | None = None  # --duration: submit until it passed (None: a fixed --txs)
+    verify_per_s_single_core_after: float = 0.0  # V again, once the validators stopped (0: not measured)
+    verify_drift: float = 0.0  # V after / V before - 1: how far the machine's speed moved
+    # A validator's CPU per transaction counted in single-core verifications (mean over the
+    # validators, with the mean of both V): what the ratio to C x V / n inverts, and steadier
+    # than either when the machine's speed moves, as CPU time and 1 / V move together.
+    cpu_per_tx_in_verifications: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
         """The JSON form (tuples become lists), exactly what `--out` writes."""
         value: dict[str, Any] = json.loads(json.dumps(asdict(self)))
         return value
+
+
+def compute_verify_figures(
+    usage: Sequence[ValidatorUsage], verify_before: float, verify_after: float
+) -> tuple[float, float]:
+    """(drift of V between the two measurements, mean CPU per tx in verifications)."""
+    if verify_before <= 0 or verify_after <= 0:
+        return 0.0, 0.0
+    drift = verify_after / verify_before - 1
+    cpu_us = [item.cpu_us_per_tx for item in usage if item.cpu_us_per_tx > 0]
+    if not cpu_us:
+        return round(drift, 3), 0.0
+    verify_mean = (verify_before + verify_after) / 2
+    return round(drift, 3), round(sum(cpu_us) / len(cpu_us) * verify_mean / 1e6, 3)
 
 
 def compute_busy_fraction(before: tuple[int, int], after: tuple[int, int]) -> float:
@@ -217,11 +241,18 @@ def format_report(report: BenchReport) -> str:
         "  per tenth (tx/s)     "
         + " ".join(f"{rate:.0f}" for rate in report.slice_tps)
         + f"   (last vs first {report.last_vs_first_slice:+.1%})",
-        f"  Ed25519 verify V     {report.verify_per_s_single_core:.0f}/s on one core; "
-        f"C = {report.cpu_count} cores",
+        f"  Ed25519 verify V     {report.verify_per_s_single_core:.0f}/s on one core"
+        + (
+            f" ({report.verify_per_s_single_core_after:.0f}/s after the run, {report.verify_drift:+.1%})"
+            if report.verify_per_s_single_core_after > 0
+            else ""
+        )
+        + f"; C = {report.cpu_count} cores",
         f"  limit C*V/n          {report.limit_tps:.0f} tx/s; committed/limit = {report.limit_ratio:.1%}",
         f"  machine              {report.machine_busy_fraction:.0%} busy during the run; "
         f"load average before {report.load_average_before:.2f}",
+        f"  cpu per tx           {report.cpu_per_tx_in_verifications:.2f} single-core verifications' worth "
+        "per validator (1.00 would be the bound)",
         "  agreement            "
         + ("all validators agree" if report.validators_agree else "VALIDATORS DISAGREE"),
         "  receipts ok          "
@@ -232,6 +263,12 @@ def format_report(report: BenchReport) -> str:
         else "  receipts failed      not counted",
         "  validator            cpu s   cpu us/tx   peak RSS MiB   disk MiB   disk B/tx",
     ]
+    if abs(report.verify_drift) > VERIFY_DRIFT_WARN:
+        lines.insert(
+            1,
+            f"  WARNING: V moved {report.verify_drift:+.0%} during the run (the machine's speed changed): "
+            "the ratio to C*V/n is off by as much; the cpu per tx in verifications is steadier",
+        )
     for item in report.usage:
         lines.append(
             f"  {item.node_id:<18} {item.cpu_s:7.1f}   {item.cpu_us_per_tx:9.0f}   "

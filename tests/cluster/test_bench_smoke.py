@@ -37,6 +37,8 @@ def _check_report(report: dict[str, object], *, txs: int, rate: str, mix: str) -
     assert 0 <= p50 <= p95 <= p99 <= report["latency_ms_max"]  # type: ignore[operator]
     assert report["committed_tps"] > 0 and report["limit_ratio"] > 0  # type: ignore[operator]
     assert report["verify_per_s_single_core"] > 0 and report["cpu_count"] >= 1  # type: ignore[operator]
+    assert report["verify_per_s_single_core_after"] > 0  # type: ignore[operator]
+    assert report["cpu_per_tx_in_verifications"] > 0  # type: ignore[operator]
     assert report["blocks"] >= 1 and report["block_txs_mean"] > 0  # type: ignore[operator]
     assert report["validators_agree"] is True
     usage = report["usage"]

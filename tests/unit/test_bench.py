@@ -266,6 +266,27 @@ def test_report_formats_and_serialises() -> None:
     assert report.to_json()["usage"][0]["rss_peak_bytes"] == 80 * 1024 * 1024
 
 
+def test_verify_figures_give_the_drift_and_the_cpu_in_verifications() -> None:
+    usage = (
+        bench.ValidatorUsage("validator-01", 1.0, 1, 1, 1.0, 100.0),
+        bench.ValidatorUsage("validator-02", 1.0, 1, 1, 1.0, 140.0),
+    )
+    # Mean CPU 120 us a transaction, mean V 20,000/s: 2.4 verifications' worth.
+    assert bench.compute_verify_figures(usage, 16_000.0, 24_000.0) == (0.5, 2.4)
+    assert bench.compute_verify_figures(usage, 20_000.0, 0.0) == (0.0, 0.0)  # not measured after
+    assert bench.compute_verify_figures((), 20_000.0, 19_000.0) == (-0.05, 0.0)
+
+
+def test_report_names_a_machine_whose_speed_moved() -> None:
+    steady = replace(_sample_report(), verify_per_s_single_core_after=19_000.0, verify_drift=-0.05)
+    text = bench.format_report(steady)
+    assert "20000/s on one core (19000/s after the run, -5.0%)" in text
+    assert "WARNING" not in text
+    moved = replace(steady, verify_per_s_single_core_after=15_000.0, verify_drift=-0.25)
+    assert "WARNING: V moved -25% during the run" in bench.format_report(moved)
+    assert bench.format_report(moved).splitlines()[1].startswith("  WARNING")
+
+
 # ---------------------------------------------------------------- the realistic mix
 
 COUNCIL = tuple(f"c{i:02d}" for i in range(15))
