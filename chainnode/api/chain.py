@@ -28,7 +28,9 @@ Blocks: height 0 is the genesis state, which has no block and no commit certific
 `GET /v1/blocks/0` (and `latest` before the first block) answers a small genesis summary
 `{"height": 0, "hash", "genesis": true, ...}` so that clients can always follow the head.
 `?transactions=hashes` lists only the transaction hashes and leaves out the raw encodings (a
-cheap way to follow commits).
+cheap way to follow commits).  `?wait_ms=W` (at most `BLOCK_WAIT_MS_MAX`) asks for a height above
+the head and answers when it commits, or 404 after W: a follower asks for head + 1 and learns of
+each commit as it happens, without polling.
 """
 
 from __future__ import annotations
@@ -77,6 +79,9 @@ SUBMIT_TXS_MAX = 10_000
 RETRY_AFTER_S = 1
 REPLICATION_WAIT_MS_DEFAULT = 5_000
 REPLICATION_WAIT_MS_MAX = 60_000
+# `GET /v1/blocks/{height}?wait_ms=W`: a follower asks for the next height and the answer comes
+# when it commits (or 404 after W), instead of polling the status.
+BLOCK_WAIT_MS_MAX = 30_000
 # Rejection codes that mean "this is not a transaction at all" rather than
 # "this transaction breaks a rule"; they answer 400 instead of 422.
 _MALFORMED_CODES = frozenset({"malformed", "too_large", "bad_hex", "bad_request"})
@@ -266,12 +271,32 @@ def _compute_genesis_json(ledger: LedgerReader) -> dict[str, Any]:
     }
 
 
+async def _wait_for_height(service: NodeService, height: int, timeout_s: float) -> int:
+    """The head's height once it reaches `height`, or when `timeout_s` has passed."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        head_height = service.ledger.get_head().height
+        remaining_s = deadline - loop.time()
+        if head_height >= height or remaining_s <= 0:
+            return head_height
+        await service.wait_for_commit(head_height, remaining_s)
+
+
 async def handle_block(request: web.Request) -> web.Response:
     service = get_service(request)
     ledger = service.ledger
     text = request.match_info["height"]
+    view = request.query.get("transactions", "full")
+    if view not in ("full", "hashes"):
+        raise RemoteError(f"transactions must be 'full' or 'hashes', got {view[:40]!r}", code="bad_request")
+    wait_ms = parse_natural(request.query.get("wait_ms", "0"), "wait_ms", code="bad_request")
+    if wait_ms > BLOCK_WAIT_MS_MAX:
+        raise RemoteError(f"wait_ms must be at most {BLOCK_WAIT_MS_MAX}, got {wait_ms}", code="bad_request")
     head_height = ledger.get_head().height
     height = head_height if text == "latest" else parse_height(text)
+    if height > head_height and wait_ms > 0:
+        head_height = await _wait_for_height(service, height, wait_ms / 1000)
     if height == 0:
         return json_response(_compute_genesis_json(ledger))
     block_encoded = ledger.get_block(height) if height <= head_height else None
@@ -281,9 +306,6 @@ async def handle_block(request: web.Request) -> web.Response:
             error_body("not_found", f"no block at height {height}; the head is {head_height}"),
             status=404,
         )
-    view = request.query.get("transactions", "full")
-    if view not in ("full", "hashes"):
-        raise RemoteError(f"transactions must be 'full' or 'hashes', got {view[:40]!r}", code="bad_request")
     certificate = quorum.decode_commit_certificate(certificate_encoded)
     validators = service.get_validator_set(height)
     if view == "hashes":
@@ -387,6 +409,11 @@ ROUTES: tuple[Route, ...] = (
                 "transactions",
                 "full (default) or hashes only",
                 {"enum": ["full", "hashes"], "default": "full"},
+            ),
+            query_param(
+                "wait_ms",
+                f"wait up to this long for a height above the head to commit, 0..{BLOCK_WAIT_MS_MAX}",
+                {"type": "integer", "minimum": 0, "maximum": BLOCK_WAIT_MS_MAX, "default": 0},
             ),
         ),
         responses={200: BLOCK_SCHEMA},

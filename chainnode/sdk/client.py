@@ -336,9 +336,16 @@ class Client:
         """The status of a transaction; ClientError `not_found` (404) if the node never saw it."""
         return self._get_object(f"/v1/transactions/{urllib.parse.quote(tx_hash_hex, safe='')}")
 
-    def get_block(self, height: int | str = "latest", *, hashes_only: bool = False) -> dict[str, Any]:
-        """A block; with `hashes_only` its transactions are listed by hash alone (the cheap form)."""
-        query = "?transactions=hashes" if hashes_only else ""
+    def get_block(
+        self, height: int | str = "latest", *, hashes_only: bool = False, wait_ms: int = 0
+    ) -> dict[str, Any]:
+        """A block; with `hashes_only` its transactions are listed by hash alone (the cheap form).
+        With `wait_ms`, a height above the head is answered when it commits (a `ClientError`
+        404 `not_found` if it has not after `wait_ms`): how a follower learns of each commit."""
+        options = {"transactions": "hashes"} if hashes_only else {}
+        if wait_ms:
+            options["wait_ms"] = str(int(wait_ms))
+        query = f"?{urllib.parse.urlencode(options)}" if options else ""
         return self._get_object(f"/v1/blocks/{urllib.parse.quote(str(height), safe='')}{query}")
 
     def get_proof(self, tx_hash_hex: str) -> dict[str, Any]:

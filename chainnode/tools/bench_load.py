@@ -36,10 +36,12 @@ the `Retry-After` the node advertised.  It records, per transaction, when the
 request that admitted it was sent (`time.monotonic()`, one clock for all
 processes on Linux).
 
-`CommitWatcher` polls one node's `/v1/status` every ~20 ms and fetches each new
-block (`/v1/blocks/{h}?transactions=hashes`, the cheap form), through the SDK's
-client too; each transaction in it is stamped with the time of the status answer
-that first showed its height.  Every loop here is bounded in count or time.
+`CommitWatcher` asks one node for the height above the last it saw
+(`/v1/blocks/{h}?transactions=hashes&wait_ms=250`, the cheap form, answered when
+that height commits), through the SDK's client too; each transaction in it is
+stamped with the time that answer arrived.  (It used to poll `/v1/status` every
+20 ms: commits were stamped up to 20 ms late, and the polls cost the watched
+validator ~5% more CPU than the others.)  Every loop here is bounded in count or time.
 """
 
 from __future__ import annotations
@@ -74,7 +76,9 @@ from chainnode.tools.bench_mix import (
 from chainnode.tools.devnet import LocalNetwork, load_submitters, submit_all
 
 WORKLOAD_CHUNK_TXS = 10_000
-WATCH_INTERVAL_S = 0.02
+# The watcher asks for the next height and the node answers when it commits (or 404 after this):
+# each commit is stamped within a few ms, and a status poll every 20 ms no longer loads the node.
+WATCH_WAIT_MS = 250
 VALID_UNTIL_HEIGHT = 100_000_000
 READY_TIMEOUT_S = 60.0
 HTTP_TIMEOUT_S = 120.0
@@ -364,15 +368,17 @@ class CommitWatcher:
 
     def _follow(self, client: Client, seen: int) -> None:
         while not self.stop.is_set():
-            status = client.get_status()
+            try:
+                block = client.get_block(seen + 1, hashes_only=True, wait_ms=WATCH_WAIT_MS)
+            except ClientError as error:
+                if error.status == 404 and error.code == "not_found":
+                    continue  # nothing committed within the wait: ask again (or stop)
+                raise
             stamp = time.monotonic()
-            for height in range(seen + 1, int(status["height"]) + 1):
-                block = client.get_block(height, hashes_only=True)
-                hashes = [
-                    parse_hex(item["hash"], "transaction hash", length=32) for item in block["transactions"]
-                ]
-                for tx_hash in hashes:
-                    self.committed_at.setdefault(tx_hash, stamp)
-                self.commits.append((stamp, len(hashes)))
-                seen = height
-            self.stop.wait(WATCH_INTERVAL_S)
+            hashes = [
+                parse_hex(item["hash"], "transaction hash", length=32) for item in block["transactions"]
+            ]
+            for tx_hash in hashes:
+                self.committed_at.setdefault(tx_hash, stamp)
+            self.commits.append((stamp, len(hashes)))
+            seen += 1

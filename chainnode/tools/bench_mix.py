@@ -22,7 +22,6 @@ from chainnode.core.errors import InvariantError
 from chainnode.sdk.client import Identity
 
 WORKLOAD_CHUNK_TXS = 10_000
-WATCH_INTERVAL_S = 0.02
 VALID_UNTIL_HEIGHT = 100_000_000
 READY_TIMEOUT_S = 60.0
 HTTP_TIMEOUT_S = 120.0

@@ -8,8 +8,9 @@ executed by the real executor, the API on a real socket), holding a little of ev
 records with a document anchor, a grant and a read marker, unique and editioned assets (minted,
 transferred, burned), council proposals, proofs of equivocation and a stable checkpoint, so that
 the fuzzer meets answers with content as well as 404s.  The websocket is left out (it is not
-request/response; `test_events_ws_fuzz.py` fuzzes it), and the long-poll's `wait_ms` is bounded
-to 50 ms in the copy of the document the fuzzer reads, so that the test stays short.
+request/response; `test_events_ws_fuzz.py` fuzzes it), and the long-polls' `wait_ms` (events and
+blocks) are bounded to 50 ms in the copy of the document the fuzzer reads, so that the test stays
+short.
 """
 
 from __future__ import annotations
@@ -146,9 +147,10 @@ def _load_document(url: str) -> dict[str, Any]:
         document: dict[str, Any] = json.load(answer)
     for path in SKIPPED_PATHS:
         del document["paths"][path]
-    for parameter in document["paths"]["/v1/events"]["get"]["parameters"]:
-        if parameter["name"] == "wait_ms":
-            parameter["schema"]["maximum"] = WAIT_MS_FUZZ_MAX
+    for path in ("/v1/events", "/v1/blocks/{height}"):
+        for parameter in document["paths"][path]["get"]["parameters"]:
+            if parameter["name"] == "wait_ms":
+                parameter["schema"]["maximum"] = WAIT_MS_FUZZ_MAX
     return document
 
 

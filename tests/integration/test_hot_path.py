@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -71,3 +72,54 @@ async def test_an_unknown_block_view_is_a_client_error(
     answer = await http.get("/v1/blocks/1?transactions=everything")
     assert answer.status == 400
     assert (await answer.json())["error"]["code"] == "bad_request"
+
+
+async def test_a_follower_waits_for_the_next_height_instead_of_polling(
+    http: TestClient[Any, Any], service: LocalService
+) -> None:
+    txs = _puts(service, 4)
+    asked_at = asyncio.get_running_loop().time()
+    waiting = asyncio.create_task(http.get("/v1/blocks/1?transactions=hashes&wait_ms=10000"))
+    await asyncio.sleep(0.2)
+    assert not waiting.done(), "height 1 is not committed yet: the answer waits"
+    answer = await http.post("/v1/transactions", json={"txs": [tx.encoded.hex() for tx in txs[:2]]})
+    assert (await answer.json())["accepted"] == 2
+    service.commit_pending()
+    block_answer = await asyncio.wait_for(waiting, 5)
+    assert block_answer.status == 200
+    block = await block_answer.json()
+    assert block["height"] == 1
+    assert sorted(item["hash"] for item in block["transactions"]) == sorted(tx.hash.hex() for tx in txs[:2])
+    assert asyncio.get_running_loop().time() - asked_at < 5, "answered at the commit, not at wait_ms"
+    # A commit below the height asked for does not answer it: it waits on until its own.
+    waiting = asyncio.create_task(http.get("/v1/blocks/3?wait_ms=10000"))
+    await asyncio.sleep(0.1)
+    await http.post("/v1/transactions", json={"tx": txs[2].encoded.hex()})
+    service.commit_pending()  # height 2
+    await asyncio.sleep(0.2)
+    assert not waiting.done()
+    await http.post("/v1/transactions", json={"tx": txs[3].encoded.hex()})
+    service.commit_pending()  # height 3
+    assert (await (await asyncio.wait_for(waiting, 5)).json())["height"] == 3
+
+
+async def test_a_wait_that_runs_out_answers_not_found(
+    http: TestClient[Any, Any], service: LocalService
+) -> None:
+    started = asyncio.get_running_loop().time()
+    answer = await http.get("/v1/blocks/1?wait_ms=300")
+    assert answer.status == 404 and (await answer.json())["error"]["code"] == "not_found"
+    assert asyncio.get_running_loop().time() - started >= 0.29
+    assert (await http.get("/v1/blocks/5")).status == 404  # no wait_ms: at once, as before
+
+
+@pytest.mark.parametrize(
+    "query", ["wait_ms=30001", "wait_ms=-1", "wait_ms=soon", "transactions=all&wait_ms=500"]
+)
+async def test_bad_wait_parameters_are_refused_before_any_wait(
+    http: TestClient[Any, Any], service: LocalService, query: str
+) -> None:
+    started = asyncio.get_running_loop().time()
+    answer = await http.get(f"/v1/blocks/1?{query}")
+    assert answer.status == 400 and (await answer.json())["error"]["code"] == "bad_request"
+    assert asyncio.get_running_loop().time() - started < 0.4
