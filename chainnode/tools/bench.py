@@ -92,6 +92,7 @@ from chainnode.tools.bench_report import (
     SLICES,
     BenchReport,
     ValidatorUsage,
+    add_verify_after,
     compute_busy_fraction,
     compute_latencies_ms,
     compute_percentile,
@@ -99,7 +100,6 @@ from chainnode.tools.bench_report import (
     compute_rate,
     compute_steady_window,
     compute_sustained_rate,
-    compute_verify_figures,
     format_report,
     write_report,
 )
@@ -112,11 +112,11 @@ __all__ = [
     "BenchConfig",
     "BenchReport",
     "ValidatorUsage",
+    "add_verify_after",
     "compute_percentile",
     "compute_rank_time",
     "compute_rate",
     "compute_sustained_rate",
-    "compute_verify_figures",
     "count_receipts",
     "format_report",
     "get_directory_bytes",
@@ -238,18 +238,10 @@ def run_bench(config: BenchConfig) -> BenchReport:
         raise BenchError(f"{error.message} (network kept in {directory})") from error
     finally:
         network.stop_all()
-    verify_rate_after = measure_verify_rate()  # the validators are gone: the machine is quiet again
-    drift, cpu_in_verifications = compute_verify_figures(report.usage, verify_rate, verify_rate_after)
+    report = add_verify_after(report, verify_rate, measure_verify_rate())  # the validators are gone
     watched = load_node_config(network.nodes[-1].config_path).data_dir
     ok, failed = count_receipts(watched, height_after=report.setup_height)
-    report = replace(
-        report,
-        receipts_ok=ok,
-        receipts_failed=failed,
-        verify_per_s_single_core_after=round(verify_rate_after, 0),
-        verify_drift=drift,
-        cpu_per_tx_in_verifications=cpu_in_verifications,
-    )
+    report = replace(report, receipts_ok=ok, receipts_failed=failed)
     if temporary:
         shutil.rmtree(directory, ignore_errors=True)
     return report

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +119,17 @@ def compute_verify_figures(
         return round(drift, 3), 0.0
     verify_mean = (verify_before + verify_after) / 2
     return round(drift, 3), round(sum(cpu_us) / len(cpu_us) * verify_mean / 1e6, 3)
+
+
+def add_verify_after(report: BenchReport, verify_before: float, verify_after: float) -> BenchReport:
+    """`report` with V measured again after the run, its drift and the CPU in verifications."""
+    drift, cpu_in_verifications = compute_verify_figures(report.usage, verify_before, verify_after)
+    return replace(
+        report,
+        verify_per_s_single_core_after=round(verify_after, 0),
+        verify_drift=drift,
+        cpu_per_tx_in_verifications=cpu_in_verifications,
+    )
 
 
 def compute_busy_fraction(before: tuple[int, int], after: tuple[int, int]) -> float:

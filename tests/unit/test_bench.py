@@ -22,7 +22,7 @@ from chainnode.cli.main import build_parser
 from chainnode.core import crypto, identity, types
 from chainnode.core.errors import ConfigError
 from chainnode.core.statuses import ProposalStatus
-from chainnode.tools import bench, bench_load, bench_mix, network, verify_rate
+from chainnode.tools import bench, bench_load, bench_mix, bench_report, network, verify_rate
 from chainnode.tools.devnet import LocalNetwork, load_submitters
 from tests.governance_harness import Chain, Network
 
@@ -272,9 +272,9 @@ def test_verify_figures_give_the_drift_and_the_cpu_in_verifications() -> None:
         bench.ValidatorUsage("validator-02", 1.0, 1, 1, 1.0, 140.0),
     )
     # Mean CPU 120 us a transaction, mean V 20,000/s: 2.4 verifications' worth.
-    assert bench.compute_verify_figures(usage, 16_000.0, 24_000.0) == (0.5, 2.4)
-    assert bench.compute_verify_figures(usage, 20_000.0, 0.0) == (0.0, 0.0)  # not measured after
-    assert bench.compute_verify_figures((), 20_000.0, 19_000.0) == (-0.05, 0.0)
+    assert bench_report.compute_verify_figures(usage, 16_000.0, 24_000.0) == (0.5, 2.4)
+    assert bench_report.compute_verify_figures(usage, 20_000.0, 0.0) == (0.0, 0.0)  # not measured after
+    assert bench_report.compute_verify_figures((), 20_000.0, 19_000.0) == (-0.05, 0.0)
 
 
 def test_report_names_a_machine_whose_speed_moved() -> None:
