@@ -9,7 +9,7 @@ import pytest
 from chainnode.core import crypto, types
 from consensus.events import MessageReceived
 from consensus.messages import Vote, sign_vote
-from tests.sim.harness import CHAIN_ID, SimNetwork
+from tests.sim.harness import CHAIN_ID, Replica, SimNetwork
 
 CLIENT = crypto.SigningKey(b"\x07" * 32)
 
@@ -101,6 +101,46 @@ def test_a_restarted_validator_never_signs_a_different_block() -> None:
     log_before = len(restarted.log)
     network.step(1, MessageReceived("v0", forged_proposal))
     assert len(restarted.log) == log_before, "signed a second block for the same (view, height)"
+
+
+def test_a_primary_never_signs_two_blocks_for_one_view_and_height_also_after_a_restart() -> None:
+    """The guard in `Engine._sign_proposal`: once a PRE-PREPARE for (height, view) is signed
+    and persisted, a request to sign another block there gets nothing, before a crash and after
+    it (the guard reads the restored vote log).  The proposing paths check the slot before they
+    get there, so this asks the guard directly: it is what stands between a head rewound by a
+    rebuild or a restore and a second proposal for a slot already signed."""
+    network = SimNetwork(4, 8)
+    for index in (1, 2, 3):
+        network.crash(index)  # nobody votes: the primary's proposal for height 1 stays open
+    network.submit(5, CLIENT)
+    network.tick(rounds=3)
+    primary = network.replicas[0]
+    signed = [
+        record
+        for record in primary.log
+        if isinstance(record, Vote) and record.kind == types.VoteKind.PRE_PREPARE and record.height == 1
+    ]
+    assert len(signed) == 1 and signed[0].view == 0, signed
+    block_hash = signed[0].block_hash
+    proposal = primary.engine._round(0).proposal
+    assert proposal is not None and proposal.block.hash == block_hash
+    block = proposal.block
+    other = types.Block.create(
+        dataclasses.replace(block.header, timestamp_ms=block.header.timestamp_ms + 1), block.transactions
+    )
+    assert other.hash != block_hash
+    for engine in (primary.engine, _restarted(network, 0).engine):
+        assert engine._sign_proposal(0, other, []) is None, "signed a second block for (height 1, view 0)"
+        again = engine._sign_proposal(0, block, [])
+        assert again is not None and again.block.hash == block_hash  # the same block: the same signature
+        assert again.signature == signed[0].signature
+    log = network.replicas[0].log
+    assert sum(isinstance(r, Vote) and r.kind == types.VoteKind.PRE_PREPARE for r in log) == 1
+
+
+def _restarted(network: SimNetwork, index: int) -> Replica:
+    network.crash_and_restart(index)
+    return network.replicas[index]
 
 
 def test_a_lagging_replica_catches_up_with_certified_blocks() -> None:
