@@ -237,6 +237,7 @@ async def test_websocket_replays_then_streams_live(http: TestClient[Any, Any], s
         assert resumed[:2] == expected[4:] and [_position(event).height for event in resumed[2:]] == [3, 3]
 
 
+@pytest.mark.timeout(60)  # a subscriber never dropped would wait here until the suite's 300 s
 async def test_slow_subscriber_is_dropped_with_its_resume_cursor(
     http: TestClient[Any, Any], service: LocalService
 ) -> None:

@@ -398,6 +398,40 @@ async def test_dialer_refuses_server_from_another_root(pki: dict[str, NodeFiles]
     assert server.t.inbound_peers() == []
 
 
+async def test_dialer_refuses_an_impostor_that_asks_for_no_client_certificate(
+    pki: dict[str, NodeFiles], nodes: list[Node]
+) -> None:
+    """The dialer checks the server's chain itself.  In the test above the foreign server
+    refuses the dialer's certificate too, so the dial fails on that side whatever the dialer
+    checks; this impostor asks for no client certificate and presents a chain of another root
+    that names the expected peer: only the dialer's own verification stops it."""
+    foreign = pki["foreign-a"]
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(foreign.chain_path, foreign.key_path)
+    context.verify_mode = ssl.CERT_NONE  # any client, or none
+    completed: list[bytes] = []
+
+    async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # Called only once the TLS handshake completed: the dialer accepted our chain.
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            completed.append(await asyncio.wait_for(reader.read(256), 2.0))
+        writer.close()
+
+    impostor = await asyncio.start_server(on_connection, "127.0.0.1", 0, ssl=context)
+    try:
+        port = impostor.sockets[0].getsockname()[1]
+        files = pki["node-b"]
+        dialer = Node(files, make_config(files, "node-b", 0, {"node-a": port}))
+        nodes.append(dialer)
+        await dialer.start()
+        await wait_until(lambda: dialer.t.metrics["dials_failed"] >= 2, "two refused dials")
+        assert completed == [], "the dialer finished a TLS handshake with a server of another root"
+        assert dialer.t.connected_peers() == []
+    finally:
+        impostor.close()
+        await impostor.wait_closed()
+
+
 # ---------------------------------------------------------------- handshake refusals
 
 
