@@ -20,7 +20,9 @@ the status it is sent on connecting), so it delivers at most once.
 Messages queued while disconnected stay queued and go out after the next handshake; a
 frame whose write failed is kept and sent first on the next connection, so delivery is at
 least once per frame that `offer` took, except for frames lost inside the kernel buffers
-of a dying connection.  Reconnects back off exponentially with jitter from an injected
+of a dying connection.  `offer_first` puts one frame ahead of all that (the node's status
+on connecting: it must reach the peer before statuses queued or kept from earlier, which the
+peer then recognises as older and ignores).  Reconnects back off exponentially with jitter from an injected
 `random.Random` (start `backoff_ms_min`, cap `backoff_ms_max`, reset after a successful
 handshake).  Tasks: the one `run` task, and two per live connection; none per message.
 """
@@ -87,6 +89,8 @@ class OutboundPeer:
         self._rng = rng
         # A frame whose write failed; sent first on the next connection.
         self._carry: bytes | None = None
+        # A frame that goes out before the carried one and the queue (`offer_first`).
+        self._first: bytes | None = None
 
     def offer(self, data: bytes) -> bool:
         """Queue `data` without blocking; False when the queue is full."""
@@ -95,6 +99,12 @@ class OutboundPeer:
         except asyncio.QueueFull:
             return False
         return True
+
+    def offer_first(self, data: bytes) -> None:
+        """Send `data` before anything queued, on this connection or the next (the latest such
+        frame wins): for what must not arrive behind older frames, as the status a node sends a
+        peer on connecting does (messages queued while the peer was away are older)."""
+        self._first = data
 
     async def run(self, session: aiohttp.ClientSession) -> None:
         """Keep one handshaken connection to the peer until cancelled."""
@@ -197,15 +207,22 @@ class OutboundPeer:
 
     async def _write_frames(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         while True:
-            data = self._carry
-            self._carry = None
-            if data is None:
+            first = False
+            if self._first is not None:
+                data, first, self._first = self._first, True, None
+            elif self._carry is not None:
+                data, self._carry = self._carry, None
+            else:
                 data = await self.queue.get()
             try:
                 await ws.send_bytes(data)
             except BaseException:
-                # Keep the frame for the next connection, whatever ended this one.
-                self._carry = data
+                # Keep the frame for the next connection, whatever ended this one (a first
+                # frame stays first, unless a newer one took its place meanwhile).
+                if not first:
+                    self._carry = data
+                elif self._first is None:
+                    self._first = data
                 raise
             self._metrics["frames_sent"] += 1
 

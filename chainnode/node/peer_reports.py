@@ -26,11 +26,27 @@ class PeerReports:
     def __init__(self, drift_ms_max: int) -> None:
         self.clocks = PeerClocks(drift_ms_max)
         self._heights: dict[str, tuple[int, int]] = {}  # peer -> (reported height, monotonic ms)
+        self._newest_wall_ms: dict[str, int] = {}  # peer -> its clock in the newest status taken
         self._clock_warned_ms: int | None = None  # monotonic ms of the last clock warning
 
-    def note(self, peer: str, *, height: int, peer_wall_ms: int, own_wall_ms: int, now_ms: int) -> None:
+    def note(self, peer: str, *, height: int, peer_wall_ms: int, own_wall_ms: int, now_ms: int) -> bool:
+        """Take a peer's status; False (ignored) when it is older than one already taken.
+
+        A status can arrive late: one whose write failed when the connection to us dropped is
+        sent again on the next connection, after the fresh one the peer sends first on
+        connecting (`Traffic.on_peer_connected`).  Dated by the peer's own clock, it is older
+        than that one, and taken it would tell a node just restarted behind its peers that they
+        are where it is (ready while blocks behind) and skew its clock reading by the time it
+        was away.  A peer whose clock steps back is not heard until it passes its last status
+        again (its height report expires meanwhile: the node is then not ready, never wrongly
+        ready)."""
+        newest = self._newest_wall_ms.get(peer)
+        if newest is not None and peer_wall_ms < newest:
+            return False
+        self._newest_wall_ms[peer] = peer_wall_ms
         self._heights[peer] = (height, now_ms)
         self.clocks.note(peer, peer_wall_ms=peer_wall_ms, own_wall_ms=own_wall_ms, now_ms=now_ms)
+        return True
 
     def find_catch_up_problem(self, own_height: int, now_ms: int) -> str | None:
         heights = [

@@ -294,7 +294,9 @@ class Node:
             self.traffic.send_gossip()
             if now_ms - status_sent_ms >= STATUS_INTERVAL_MS:
                 status_sent_ms = now_ms
-                self.transport.broadcast(wire.encode_status(self.engine.head.height, get_time_ms()))
+                # Only to the peers connected now: queued for one that is away, each second's
+                # status would reach it late and stale (see `PeerReports.note`).
+                self.transport.send_to_connected(wire.encode_status(self.engine.head.height, get_time_ms()))
                 self.peer_reports.warn_about_clock(now_ms)
             if now_ms - regossip_ms >= REGOSSIP_INTERVAL_MS:
                 regossip_ms = now_ms

@@ -141,7 +141,9 @@ class PeerTraffic:
     # ------------------------------------------------------------ inbound
 
     def on_peer_connected(self, peer_id: str) -> None:
-        self.transport.send(peer_id, wire.encode_status(self._engine.head.height, get_time_ms()))
+        # Ahead of what waited for the peer: a status kept from before it went away is older,
+        # and the peer ignores it once it has this one (`PeerReports.note`).
+        self.transport.send_first(peer_id, wire.encode_status(self._engine.head.height, get_time_ms()))
 
     def on_peer_frame(self, peer_id: str, data: bytes) -> None:
         """The transport's receiver; where a storage failure on a frame's path is caught."""
@@ -168,13 +170,15 @@ class PeerTraffic:
         elif isinstance(frame, wire.TxAck):
             self._replication.note_ack(peer_id, frame.tx_hashes)
         elif isinstance(frame, wire.Status):
-            self._peer_reports.note(
+            taken = self._peer_reports.note(
                 peer_id,
                 height=frame.height,
                 peer_wall_ms=frame.wall_ms,
                 own_wall_ms=get_time_ms(),
                 now_ms=get_monotonic_ms(),
             )
+            if not taken:
+                return  # older than a status already taken from this peer: stale
             self._note_peer_height(frame.height)
             self._step(PeerStatus(peer_id, frame.height))
         elif isinstance(frame, wire.BlockRequest):

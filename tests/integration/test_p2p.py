@@ -303,6 +303,36 @@ async def test_restarted_peer_reconnects_and_gets_queued_messages(
     assert a.t.metrics["connections_opened"] >= 2
 
 
+async def test_a_first_frame_goes_ahead_of_what_waited_and_reports_of_the_present_do_not_wait(
+    pki: dict[str, NodeFiles], nodes: list[Node]
+) -> None:
+    """`send_first` (the status a node sends on connecting) reaches a returning peer before the
+    frames queued while it was away, the latest such frame replacing an earlier one; and
+    `send_to_connected` (each second's status) queues nothing for a peer that is away: queued,
+    those reports would arrive late, stale, and ahead of the fresh one."""
+    mesh = await start_mesh(pki, nodes, ["node-a", "node-b"])
+    await wait_connected(mesh)
+    a, b = mesh["node-a"], mesh["node-b"]
+    await b.t.stop()
+    b.transport = None
+    await wait_until(lambda: a.t.connected_peers() == [], "node-a saw node-b go")
+    for index in range(3):
+        assert a.t.send("node-b", f"queued#{index}".encode())
+        a.t.send_to_connected(f"status#{index}".encode())
+    assert a.t.get_queue_length("node-b") == 3
+    assert a.t.send_first("node-b", b"first, replaced")
+    assert a.t.send_first("node-b", b"first")
+    restarted = Node(b.files, b.config)
+    nodes.append(restarted)
+    await restarted.start()
+    received = await restarted.receive(4)
+    assert received == [("node-a", b"first")] + [("node-a", f"queued#{index}".encode()) for index in range(3)]
+    await wait_until(lambda: a.t.connected_peers() == ["node-b"], "node-a redialed node-b")
+    a.t.send_to_connected(b"status now")
+    assert await restarted.receive(1) == [("node-a", b"status now")]
+    assert restarted.received.empty()
+
+
 async def test_send_drops_for_unknown_peer_full_queue_and_oversize(
     pki: dict[str, NodeFiles], nodes: list[Node]
 ) -> None:
