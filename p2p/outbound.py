@@ -20,7 +20,7 @@ the status it is sent on connecting), so it delivers at most once.
 Messages queued while disconnected stay queued and go out after the next handshake; a
 frame whose write failed is kept and sent first on the next connection, so delivery is at
 least once per frame that `offer` took, except for frames lost inside the kernel buffers
-of a dying connection.  `offer_first` puts one frame ahead of all that (the node's status
+of a dying connection.  `offer(..., first=True)` puts one frame ahead of all that (the node's status
 on connecting: it must reach the peer before statuses queued or kept from earlier, which the
 peer then recognises as older and ignores).  Reconnects back off exponentially with jitter from an injected
 `random.Random` (start `backoff_ms_min`, cap `backoff_ms_max`, reset after a successful
@@ -89,22 +89,22 @@ class OutboundPeer:
         self._rng = rng
         # A frame whose write failed; sent first on the next connection.
         self._carry: bytes | None = None
-        # A frame that goes out before the carried one and the queue (`offer_first`).
+        # A frame that goes out before the carried one and the queue (`offer(first=True)`).
         self._first: bytes | None = None
 
-    def offer(self, data: bytes) -> bool:
-        """Queue `data` without blocking; False when the queue is full."""
+    def offer(self, data: bytes, *, first: bool = False) -> bool:
+        """Queue `data` without blocking; False when the queue is full.  `first`: send it before
+        anything queued, on this connection or the next (the latest such frame wins), for what
+        must not arrive behind older frames, as the status a node sends a peer on connecting
+        (frames queued while the peer was away are older)."""
+        if first:
+            self._first = data
+            return True
         try:
             self.queue.put_nowait(data)
         except asyncio.QueueFull:
             return False
         return True
-
-    def offer_first(self, data: bytes) -> None:
-        """Send `data` before anything queued, on this connection or the next (the latest such
-        frame wins): for what must not arrive behind older frames, as the status a node sends a
-        peer on connecting does (messages queued while the peer was away are older)."""
-        self._first = data
 
     async def run(self, session: aiohttp.ClientSession) -> None:
         """Keep one handshaken connection to the peer until cancelled."""
@@ -238,8 +238,9 @@ class ReturnPath:
         self.queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=config.queue_messages_max)
         self._metrics = metrics
 
-    def offer(self, data: bytes) -> bool:
-        """Queue `data` without blocking; False when the queue is full."""
+    def offer(self, data: bytes, *, first: bool = False) -> bool:
+        """Queue `data` without blocking; False when the queue is full (`first` changes nothing:
+        no frame outlives this connection, so none is older than the next)."""
         try:
             self.queue.put_nowait(data)
         except asyncio.QueueFull:

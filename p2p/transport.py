@@ -281,31 +281,16 @@ class Transport:
 
     # ------------------------------------------------------------ public API
 
-    def send(self, peer_id: str, data: bytes) -> bool:
-        """Queue `data` for `peer_id` without blocking; False (and counted) if dropped."""
+    def send(self, peer_id: str, data: bytes, *, first: bool = False) -> bool:
+        """Queue `data` for `peer_id` without blocking; False (and counted) if dropped.  `first`:
+        ahead of all that waits for a peer we dial (see `p2p.outbound.OutboundPeer.offer`)."""
         path: OutboundPeer | ReturnPath | None = self._outbound.get(peer_id) or self._return_paths.get(
             peer_id
         )
-        if path is None or len(data) > self._config.frame_bytes_max or not path.offer(data):
+        if path is None or len(data) > self._config.frame_bytes_max or not path.offer(data, first=first):
             self.metrics["frames_dropped"] += 1
             return False
         return True
-
-    def send_first(self, peer_id: str, data: bytes) -> bool:
-        """Send `data` to `peer_id` ahead of everything queued for it (see
-        `p2p.outbound.OutboundPeer.offer_first`); on a return path, where nothing outlives the
-        connection, it is queued as usual.  False (and counted) if dropped."""
-        outbound = self._outbound.get(peer_id)
-        if outbound is None or len(data) > self._config.frame_bytes_max:
-            return self.send(peer_id, data)
-        outbound.offer_first(data)
-        return True
-
-    def send_to_connected(self, data: bytes) -> None:
-        """Queue `data` for the peers connected now (`connected_peers`) only: for a report of
-        the present, which a peer that is away would get late and stale."""
-        for peer_id in self.connected_peers():
-            self.send(peer_id, data)
 
     def broadcast(self, data: bytes) -> None:
         """Queue `data` for every peer in the static list and every peer we send back to."""

@@ -61,7 +61,7 @@ from chainnode.app.state import compute_genesis_state_root
 from chainnode.core import metrics, quorum
 from chainnode.core.crypto import SigningKey
 from chainnode.core.errors import ConfigError, StorageError
-from chainnode.node import effects, health, logs, status, wire
+from chainnode.node import effects, health, logs, status
 from chainnode.node.admission import Admission
 from chainnode.node.application import ChainApplication
 from chainnode.node.catch_up_verify import CatchUpVerifier, get_workers_setting
@@ -294,9 +294,7 @@ class Node:
             self.traffic.send_gossip()
             if now_ms - status_sent_ms >= STATUS_INTERVAL_MS:
                 status_sent_ms = now_ms
-                # Only to the peers connected now: queued for one that is away, each second's
-                # status would reach it late and stale (see `PeerReports.note`).
-                self.transport.send_to_connected(wire.encode_status(self.engine.head.height, get_time_ms()))
+                self.traffic.send_status()
                 self.peer_reports.warn_about_clock(now_ms)
             if now_ms - regossip_ms >= REGOSSIP_INTERVAL_MS:
                 regossip_ms = now_ms

@@ -140,10 +140,17 @@ class PeerTraffic:
 
     # ------------------------------------------------------------ inbound
 
+    def send_status(self) -> None:
+        """Our height and clock to the peers connected now only: queued for a peer that is away,
+        each second's status would reach it late and stale (see `PeerReports.note`)."""
+        status = wire.encode_status(self._engine.head.height, get_time_ms())
+        for peer_id in self.transport.connected_peers():
+            self.transport.send(peer_id, status)
+
     def on_peer_connected(self, peer_id: str) -> None:
         # Ahead of what waited for the peer: a status kept from before it went away is older,
         # and the peer ignores it once it has this one (`PeerReports.note`).
-        self.transport.send_first(peer_id, wire.encode_status(self._engine.head.height, get_time_ms()))
+        self.transport.send(peer_id, wire.encode_status(self._engine.head.height, get_time_ms()), first=True)
 
     def on_peer_frame(self, peer_id: str, data: bytes) -> None:
         """The transport's receiver; where a storage failure on a frame's path is caught."""
