@@ -20,11 +20,12 @@ the status it is sent on connecting), so it delivers at most once.
 Messages queued while disconnected stay queued and go out after the next handshake; a
 frame whose write failed is kept and sent first on the next connection, so delivery is at
 least once per frame that `offer` took, except for frames lost inside the kernel buffers
-of a dying connection.  `offer(..., first=True)` puts one frame ahead of all that (the node's status
-on connecting: it must reach the peer before statuses queued or kept from earlier, which the
-peer then recognises as older and ignores).  Reconnects back off exponentially with jitter from an injected
-`random.Random` (start `backoff_ms_min`, cap `backoff_ms_max`, reset after a successful
-handshake).  Tasks: the one `run` task, and two per live connection; none per message.
+of a dying connection.  `offer(..., first=True)` puts one frame ahead of all that (the
+node's status on connecting: it must reach the peer before statuses queued or kept from
+earlier, which the peer then recognises as older and ignores).  Reconnects back off
+exponentially with jitter from an injected `random.Random` (start `backoff_ms_min`, cap
+`backoff_ms_max`, reset after a successful handshake).  Tasks: the one `run` task, and two per
+live connection; none per message.
 """
 
 from __future__ import annotations

@@ -138,19 +138,22 @@ class PeerTraffic:
         if oldest:
             self.transport.broadcast(wire.encode_tx_batch([tx.encoded for tx in oldest]))
 
-    # ------------------------------------------------------------ inbound
-
     def send_status(self) -> None:
         """Our height and clock to the peers connected now only: queued for a peer that is away,
         each second's status would reach it late and stale (see `PeerReports.note`)."""
-        status = wire.encode_status(self._engine.head.height, get_time_ms())
+        status = self._encode_status()
         for peer_id in self.transport.connected_peers():
             self.transport.send(peer_id, status)
+
+    def _encode_status(self) -> bytes:
+        return wire.encode_status(self._engine.head.height, get_time_ms())
+
+    # ------------------------------------------------------------ inbound
 
     def on_peer_connected(self, peer_id: str) -> None:
         # Ahead of what waited for the peer: a status kept from before it went away is older,
         # and the peer ignores it once it has this one (`PeerReports.note`).
-        self.transport.send(peer_id, wire.encode_status(self._engine.head.height, get_time_ms()), first=True)
+        self.transport.send(peer_id, self._encode_status(), first=True)
 
     def on_peer_frame(self, peer_id: str, data: bytes) -> None:
         """The transport's receiver; where a storage failure on a frame's path is caught."""

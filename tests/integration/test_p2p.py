@@ -280,21 +280,32 @@ async def test_stop_leaves_no_pending_tasks(pki: dict[str, NodeFiles], nodes: li
     assert pending == []
 
 
-async def test_restarted_peer_reconnects_and_gets_queued_messages(
-    pki: dict[str, NodeFiles], nodes: list[Node]
-) -> None:
+async def stop_node_b_of_two(pki: dict[str, NodeFiles], nodes: list[Node]) -> tuple[Node, Node]:
+    """node-a and node-b meshed, then node-b stopped and seen gone by node-a."""
     mesh = await start_mesh(pki, nodes, ["node-a", "node-b"])
     await wait_connected(mesh)
     a, b = mesh["node-a"], mesh["node-b"]
     await b.t.stop()
     b.transport = None
     await wait_until(lambda: a.t.connected_peers() == [], "node-a saw node-b go")
+    return a, b
+
+
+async def restart(stopped: Node, nodes: list[Node]) -> Node:
+    restarted = Node(stopped.files, stopped.config)
+    nodes.append(restarted)
+    await restarted.start()
+    return restarted
+
+
+async def test_restarted_peer_reconnects_and_gets_queued_messages(
+    pki: dict[str, NodeFiles], nodes: list[Node]
+) -> None:
+    a, b = await stop_node_b_of_two(pki, nodes)
     for index in range(20):
         assert a.t.send("node-b", f"queued#{index}".encode())
     assert a.t.get_queue_length("node-b") == 20
-    restarted = Node(b.files, b.config)
-    nodes.append(restarted)
-    await restarted.start()
+    restarted = await restart(b, nodes)
     received = await restarted.receive(20)
     assert received == [("node-a", f"queued#{index}".encode()) for index in range(20)]
     await wait_until(lambda: restarted.t.connected_peers() == ["node-a"], "node-b redialed")
@@ -306,22 +317,15 @@ async def test_restarted_peer_reconnects_and_gets_queued_messages(
 async def test_a_first_frame_goes_ahead_of_what_waited_for_a_returning_peer(
     pki: dict[str, NodeFiles], nodes: list[Node]
 ) -> None:
-    """`send(..., first=True)` (the status a node sends on connecting) reaches a returning peer before the
-    frames queued while it was away, the latest such frame replacing an earlier one."""
-    mesh = await start_mesh(pki, nodes, ["node-a", "node-b"])
-    await wait_connected(mesh)
-    a, b = mesh["node-a"], mesh["node-b"]
-    await b.t.stop()
-    b.transport = None
-    await wait_until(lambda: a.t.connected_peers() == [], "node-a saw node-b go")
+    """`send(..., first=True)` (the status a node sends on connecting) reaches a returning peer
+    before the frames queued while it was away, the latest such frame replacing an earlier one."""
+    a, b = await stop_node_b_of_two(pki, nodes)
     for index in range(3):
         assert a.t.send("node-b", f"queued#{index}".encode())
     assert a.t.get_queue_length("node-b") == 3
     assert a.t.send("node-b", b"first, replaced", first=True)
     assert a.t.send("node-b", b"first", first=True)
-    restarted = Node(b.files, b.config)
-    nodes.append(restarted)
-    await restarted.start()
+    restarted = await restart(b, nodes)
     received = await restarted.receive(4)
     assert received == [("node-a", b"first")] + [("node-a", f"queued#{index}".encode()) for index in range(3)]
     assert restarted.received.empty()
